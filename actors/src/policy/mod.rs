@@ -1,0 +1,26 @@
+//! Pure decision policy: plain data in, plain data out, no clocks and no IO.
+//!
+//! - [`thresholds`]: the four saturation thresholds, their validation and partial overrides.
+//! - [`saturation`]: per-replica saturation and the model-level capacity analysis.
+//! - [`targets`]: replica targets across the variants of one model.
+//! - [`mode`]: which analyzers decide.
+//! - [`safety_net`]: what to emit when the analysis cannot run.
+
+pub mod mode;
+pub mod safety_net;
+pub mod saturation;
+pub mod targets;
+pub mod thresholds;
+
+pub use mode::OperatingMode;
+pub use safety_net::{Fallback, FallbackSource, fallback_desired};
+pub use saturation::{
+    CapacityAnalysis, ReplicaAssessment, ReplicaSignals, analyze_capacity, assess_replica,
+};
+pub use targets::{Action, ModelDecision, VariantInput, VariantTarget, decide_capacity};
+pub use thresholds::{ThresholdError, ThresholdOverrides, Thresholds};
+
+/// Tolerance for comparing spare capacity with a trigger. Spare values are differences of
+/// decimal fractions (0.8 - 0.7), so an exact comparison would flip on the last bit; a
+/// billionth is far below anything a metric can resolve.
+pub(crate) const EPSILON: f64 = 1e-9;

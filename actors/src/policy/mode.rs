@@ -1,0 +1,83 @@
+//! Which analyzers decide a model's targets.
+
+use serde::{Deserialize, Serialize};
+
+/// The operating mode of the controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OperatingMode {
+    /// The saturation (capacity) analyzer alone.
+    #[default]
+    CapacityOnly,
+    /// Capacity analyzer and model-based optimizer, arbitrated.
+    Hybrid,
+    /// The model-based optimizer alone.
+    ModelOnly,
+}
+
+impl OperatingMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CapacityOnly => "capacity-only",
+            Self::Hybrid => "hybrid",
+            Self::ModelOnly => "model-only",
+        }
+    }
+
+    /// Reads the mode from the two environment settings users have: the hybrid switch
+    /// (`on`, `off`, `model-only`) wins when set; otherwise the older proactive-model flag.
+    pub fn from_switches(
+        hybrid: Option<&str>,
+        proactive_model: Option<bool>,
+    ) -> Result<Self, String> {
+        match hybrid.map(|s| s.trim().to_ascii_lowercase()) {
+            Some(s) if s == "on" || s == "true" || s == "hybrid" => Ok(Self::Hybrid),
+            Some(s) if s == "off" || s == "false" || s.is_empty() || s == "capacity-only" => {
+                Ok(if proactive_model == Some(true) {
+                    Self::Hybrid
+                } else {
+                    Self::CapacityOnly
+                })
+            }
+            Some(s) if s == "model-only" => Ok(Self::ModelOnly),
+            Some(s) => Err(format!("expected on, off or model-only, got {s:?}")),
+            None => Ok(if proactive_model == Some(true) {
+                Self::Hybrid
+            } else {
+                Self::CapacityOnly
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for OperatingMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn switches() {
+        use OperatingMode::*;
+        assert_eq!(OperatingMode::from_switches(None, None), Ok(CapacityOnly));
+        assert_eq!(OperatingMode::from_switches(None, Some(true)), Ok(Hybrid));
+        assert_eq!(OperatingMode::from_switches(Some("on"), None), Ok(Hybrid));
+        assert_eq!(
+            OperatingMode::from_switches(Some("OFF"), Some(true)),
+            Ok(Hybrid)
+        );
+        assert_eq!(
+            OperatingMode::from_switches(Some("off"), Some(false)),
+            Ok(CapacityOnly)
+        );
+        assert_eq!(
+            OperatingMode::from_switches(Some("model-only"), None),
+            Ok(ModelOnly)
+        );
+        assert!(OperatingMode::from_switches(Some("maybe"), None).is_err());
+    }
+}

@@ -1,0 +1,513 @@
+//! Process settings: flag, then environment variable, then the main ConfigMap, then the built-in
+//! default. Clap handles the first two; [`SettingsArgs::resolve`] adds the other two and checks
+//! the result.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::builder::BoolishValueParser;
+use serde::Serialize;
+use wva_actors::policy::OperatingMode;
+
+use super::{format_duration, parse_duration};
+
+/// Default name of the main ConfigMap.
+pub const DEFAULT_CONFIG_MAP_NAME: &str = "workload-variant-autoscaler-variantautoscaling-config";
+/// Default namespace of the controller (and so of its ConfigMaps).
+pub const DEFAULT_POD_NAMESPACE: &str = "workload-variant-autoscaler-system";
+/// Default decision cycle.
+pub const DEFAULT_RECONCILIATION_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Prefix of the emitted metric names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricsPrefix {
+    /// `inferno_desired_replicas`, ...: what existing HPAs and adapters select.
+    #[default]
+    Inferno,
+    /// `wva_desired_replicas`, ...: for newer dashboards.
+    Wva,
+}
+
+impl MetricsPrefix {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Inferno => "inferno",
+            Self::Wva => "wva",
+        }
+    }
+}
+
+/// The controller's settings as given on the command line or in the environment.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SettingsArgs {
+    /// Prometheus base URL; https:// unless --prometheus-allow-http.
+    #[arg(long, env = "PROMETHEUS_BASE_URL")]
+    pub prometheus_base_url: Option<String>,
+    /// Allow a plain http:// Prometheus URL.
+    #[arg(long, env = "PROMETHEUS_ALLOW_HTTP", value_parser = BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true")]
+    pub prometheus_allow_http: Option<bool>,
+    /// Skip verification of Prometheus' TLS certificate (development only).
+    #[arg(long, env = "PROMETHEUS_TLS_INSECURE_SKIP_VERIFY", value_parser = BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true")]
+    pub prometheus_tls_insecure_skip_verify: Option<bool>,
+    /// CA certificate (PEM) that signs Prometheus' certificate.
+    #[arg(long, env = "PROMETHEUS_CA_CERT_PATH")]
+    pub prometheus_ca_cert_path: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS.
+    #[arg(long, env = "PROMETHEUS_CLIENT_CERT_PATH")]
+    pub prometheus_client_cert_path: Option<PathBuf>,
+    /// Client key (PEM) for mutual TLS.
+    #[arg(long, env = "PROMETHEUS_CLIENT_KEY_PATH")]
+    pub prometheus_client_key_path: Option<PathBuf>,
+    /// Server name expected in Prometheus' certificate.
+    #[arg(long, env = "PROMETHEUS_SERVER_NAME")]
+    pub prometheus_server_name: Option<String>,
+    /// Bearer token sent to Prometheus.
+    #[arg(long, env = "PROMETHEUS_BEARER_TOKEN", hide_env_values = true)]
+    pub prometheus_bearer_token: Option<String>,
+    /// File holding the bearer token; re-read when it changes.
+    #[arg(long, env = "PROMETHEUS_TOKEN_PATH")]
+    pub prometheus_token_path: Option<PathBuf>,
+    /// Name of the main ConfigMap in the controller's namespace.
+    #[arg(long, env = "CONFIG_MAP_NAME")]
+    pub config_map_name: Option<String>,
+    /// The controller's namespace, where its ConfigMaps live.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub pod_namespace: Option<String>,
+    /// Decision cycle, e.g. 15s or 1m [default: 15s].
+    #[arg(long, env = "RECONCILIATION_INTERVAL")]
+    pub reconciliation_interval: Option<String>,
+    /// Older name of --reconciliation-interval.
+    #[arg(long, env = "GLOBAL_OPT_INTERVAL", hide = true)]
+    pub global_opt_interval: Option<String>,
+    /// Isolation id: manage only VAs labelled wva.llmd.ai/controller-instance with this value.
+    #[arg(long, env = "CONTROLLER_INSTANCE")]
+    pub controller_instance: Option<String>,
+    /// Watch only this namespace; empty watches the whole cluster.
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
+    /// Scale idle models to zero unless a model's configuration says otherwise.
+    #[arg(long, env = "WVA_SCALE_TO_ZERO", value_parser = BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true")]
+    pub scale_to_zero: Option<bool>,
+    /// Hybrid optimization: on, off or model-only.
+    #[arg(long, env = "EXPERIMENTAL_HYBRID_OPTIMIZATION")]
+    pub experimental_hybrid_optimization: Option<String>,
+    /// Older switch for hybrid mode; true is the same as --experimental-hybrid-optimization=on.
+    #[arg(long, env = "EXPERIMENTAL_PROACTIVE_MODEL", value_parser = BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true")]
+    pub experimental_proactive_model: Option<bool>,
+    /// Prefix of the emitted metric names.
+    #[arg(long, env = "WVA_METRICS_PREFIX", value_enum)]
+    pub metrics_prefix: Option<MetricsPrefix>,
+}
+
+/// How to reach Prometheus.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusSettings {
+    pub base_url: Option<String>,
+    pub allow_http: bool,
+    pub insecure_skip_verify: bool,
+    pub ca_cert_path: Option<PathBuf>,
+    pub client_cert_path: Option<PathBuf>,
+    pub client_key_path: Option<PathBuf>,
+    pub server_name: Option<String>,
+    /// Never printed: see [`Settings::redacted`].
+    pub bearer_token: Option<String>,
+    pub token_path: Option<PathBuf>,
+}
+
+/// The resolved, checked settings of the controller.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Settings {
+    pub prometheus: PrometheusSettings,
+    pub config_map_name: String,
+    pub pod_namespace: String,
+    #[serde(serialize_with = "serialize_duration")]
+    pub reconciliation_interval: Duration,
+    pub controller_instance: Option<String>,
+    pub watch_namespace: Option<String>,
+    pub scale_to_zero: bool,
+    pub mode: OperatingMode,
+    pub metrics_prefix: MetricsPrefix,
+}
+
+fn serialize_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_duration(*d))
+}
+
+/// A setting that cannot be used: which one (as flag and variable), and what was expected.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{env} (--{flag}): {message}")]
+pub struct SettingsError {
+    pub env: &'static str,
+    pub flag: &'static str,
+    pub message: String,
+}
+
+fn err(env: &'static str, message: impl Into<String>) -> SettingsError {
+    let flag = match env {
+        "GLOBAL_OPT_INTERVAL" | "RECONCILIATION_INTERVAL" => "reconciliation-interval",
+        "PROMETHEUS_BASE_URL" => "prometheus-base-url",
+        "PROMETHEUS_CLIENT_CERT_PATH" => "prometheus-client-cert-path",
+        "PROMETHEUS_CLIENT_KEY_PATH" => "prometheus-client-key-path",
+        "EXPERIMENTAL_HYBRID_OPTIMIZATION" => "experimental-hybrid-optimization",
+        "CONTROLLER_INSTANCE" => "controller-instance",
+        _ => "",
+    };
+    SettingsError {
+        env,
+        flag,
+        message: message.into(),
+    }
+}
+
+fn parse_bool(env: &'static str, text: &str) -> Result<bool, SettingsError> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" | "y" => Ok(true),
+        "false" | "0" | "no" | "off" | "n" | "" => Ok(false),
+        _ => Err(err(env, format!("expected true or false, got {text:?}"))),
+    }
+}
+
+impl SettingsArgs {
+    /// Resolves the settings. `config_map` is the `data` of the main ConfigMap, when read.
+    pub fn resolve(
+        &self,
+        config_map: Option<&BTreeMap<String, String>>,
+    ) -> Result<Settings, SettingsError> {
+        let cm = |key: &str| {
+            config_map
+                .and_then(|d| d.get(key))
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let text = |arg: &Option<String>, key: &str| {
+            arg.clone().filter(|v| !v.is_empty()).or_else(|| cm(key))
+        };
+        let path =
+            |arg: &Option<PathBuf>, key: &str| arg.clone().or_else(|| cm(key).map(PathBuf::from));
+        let flag = |arg: Option<bool>, key: &'static str| -> Result<bool, SettingsError> {
+            match arg {
+                Some(v) => Ok(v),
+                None => cm(key).map_or(Ok(false), |v| parse_bool(key, &v)),
+            }
+        };
+
+        let prometheus = PrometheusSettings {
+            base_url: text(&self.prometheus_base_url, "PROMETHEUS_BASE_URL"),
+            allow_http: flag(self.prometheus_allow_http, "PROMETHEUS_ALLOW_HTTP")?,
+            insecure_skip_verify: flag(
+                self.prometheus_tls_insecure_skip_verify,
+                "PROMETHEUS_TLS_INSECURE_SKIP_VERIFY",
+            )?,
+            ca_cert_path: path(&self.prometheus_ca_cert_path, "PROMETHEUS_CA_CERT_PATH"),
+            client_cert_path: path(
+                &self.prometheus_client_cert_path,
+                "PROMETHEUS_CLIENT_CERT_PATH",
+            ),
+            client_key_path: path(
+                &self.prometheus_client_key_path,
+                "PROMETHEUS_CLIENT_KEY_PATH",
+            ),
+            server_name: text(&self.prometheus_server_name, "PROMETHEUS_SERVER_NAME"),
+            bearer_token: text(&self.prometheus_bearer_token, "PROMETHEUS_BEARER_TOKEN"),
+            token_path: path(&self.prometheus_token_path, "PROMETHEUS_TOKEN_PATH"),
+        };
+        if let Some(url) = &prometheus.base_url {
+            let lower = url.to_ascii_lowercase();
+            if lower.starts_with("http://") {
+                if !prometheus.allow_http {
+                    return Err(err(
+                        "PROMETHEUS_BASE_URL",
+                        format!(
+                            "expected an https:// URL (set PROMETHEUS_ALLOW_HTTP=true to allow http://), got {url:?}"
+                        ),
+                    ));
+                }
+            } else if !lower.starts_with("https://") {
+                return Err(err(
+                    "PROMETHEUS_BASE_URL",
+                    format!("expected an https:// URL, got {url:?}"),
+                ));
+            }
+        }
+        match (&prometheus.client_cert_path, &prometheus.client_key_path) {
+            (Some(_), None) => {
+                return Err(err(
+                    "PROMETHEUS_CLIENT_KEY_PATH",
+                    "expected a client key to go with the client certificate",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(err(
+                    "PROMETHEUS_CLIENT_CERT_PATH",
+                    "expected a client certificate to go with the client key",
+                ));
+            }
+            _ => {}
+        }
+
+        let (interval_text, interval_source) = match (
+            text(&self.reconciliation_interval, "RECONCILIATION_INTERVAL"),
+            text(&self.global_opt_interval, "GLOBAL_OPT_INTERVAL"),
+        ) {
+            (Some(t), _) => (Some(t), "RECONCILIATION_INTERVAL"),
+            (None, Some(t)) => (Some(t), "GLOBAL_OPT_INTERVAL"),
+            (None, None) => (None, "RECONCILIATION_INTERVAL"),
+        };
+        let reconciliation_interval = match interval_text {
+            None => DEFAULT_RECONCILIATION_INTERVAL,
+            Some(t) => {
+                let d = parse_duration(&t).map_err(|e| err(interval_source, e))?;
+                if d < Duration::from_secs(1) {
+                    return Err(err(
+                        interval_source,
+                        format!("expected at least 1s, got {t:?}"),
+                    ));
+                }
+                d
+            }
+        };
+        let hybrid = text(
+            &self.experimental_hybrid_optimization,
+            "EXPERIMENTAL_HYBRID_OPTIMIZATION",
+        );
+        let proactive = match self.experimental_proactive_model {
+            Some(v) => Some(v),
+            None => cm("EXPERIMENTAL_PROACTIVE_MODEL")
+                .map(|v| parse_bool("EXPERIMENTAL_PROACTIVE_MODEL", &v))
+                .transpose()?,
+        };
+        let mode = OperatingMode::from_switches(hybrid.as_deref(), proactive)
+            .map_err(|e| err("EXPERIMENTAL_HYBRID_OPTIMIZATION", e))?;
+        let controller_instance = text(&self.controller_instance, "CONTROLLER_INSTANCE");
+        if let Some(id) = &controller_instance
+            && !is_label_value(id)
+        {
+            return Err(err(
+                "CONTROLLER_INSTANCE",
+                format!(
+                    "expected a Kubernetes label value (63 characters at most: letters, digits, '-', '_', '.'; alphanumeric at both ends), got {id:?}"
+                ),
+            ));
+        }
+
+        Ok(Settings {
+            prometheus,
+            config_map_name: text(&self.config_map_name, "CONFIG_MAP_NAME")
+                .unwrap_or_else(|| DEFAULT_CONFIG_MAP_NAME.into()),
+            pod_namespace: text(&self.pod_namespace, "POD_NAMESPACE")
+                .unwrap_or_else(|| DEFAULT_POD_NAMESPACE.into()),
+            reconciliation_interval,
+            controller_instance,
+            watch_namespace: text(&self.watch_namespace, "WATCH_NAMESPACE"),
+            scale_to_zero: flag(self.scale_to_zero, "WVA_SCALE_TO_ZERO")?,
+            mode,
+            metrics_prefix: match self.metrics_prefix {
+                Some(p) => p,
+                None => match cm("WVA_METRICS_PREFIX").as_deref() {
+                    None | Some("inferno") => MetricsPrefix::Inferno,
+                    Some("wva") => MetricsPrefix::Wva,
+                    Some(other) => {
+                        return Err(err(
+                            "WVA_METRICS_PREFIX",
+                            format!("expected inferno or wva, got {other:?}"),
+                        ));
+                    }
+                },
+            },
+        })
+    }
+}
+
+impl Settings {
+    /// A copy safe to print or log: the bearer token is replaced.
+    pub fn redacted(&self) -> Self {
+        let mut s = self.clone();
+        if s.prometheus.bearer_token.is_some() {
+            s.prometheus.bearer_token = Some("<redacted>".into());
+        }
+        s
+    }
+}
+
+/// Whether `s` is a valid Kubernetes label value (non-empty here: an empty id means "none").
+pub fn is_label_value(s: &str) -> bool {
+    let ok_inner = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars().all(ok_inner)
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cm(entries: &[(&str, &str)]) -> BTreeMap<String, String> {
+        entries
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults() {
+        let s = SettingsArgs::default()
+            .resolve(None)
+            .expect("defaults resolve");
+        assert_eq!(s.reconciliation_interval, Duration::from_secs(15));
+        assert_eq!(s.config_map_name, DEFAULT_CONFIG_MAP_NAME);
+        assert_eq!(s.pod_namespace, DEFAULT_POD_NAMESPACE);
+        assert_eq!(s.mode, OperatingMode::CapacityOnly);
+        assert_eq!(s.metrics_prefix, MetricsPrefix::Inferno);
+        assert!(!s.scale_to_zero);
+        assert_eq!(s.prometheus.base_url, None);
+    }
+
+    #[test]
+    fn flag_or_env_wins_over_config_map_which_wins_over_default() {
+        let data = cm(&[
+            ("PROMETHEUS_BASE_URL", "https://from-configmap:9091"),
+            ("GLOBAL_OPT_INTERVAL", "60s"),
+            ("PROMETHEUS_TLS_INSECURE_SKIP_VERIFY", "true"),
+        ]);
+        let s = SettingsArgs::default()
+            .resolve(Some(&data))
+            .expect("resolves");
+        assert_eq!(
+            s.prometheus.base_url.as_deref(),
+            Some("https://from-configmap:9091")
+        );
+        assert_eq!(s.reconciliation_interval, Duration::from_secs(60));
+        assert!(s.prometheus.insecure_skip_verify);
+
+        let args = SettingsArgs {
+            prometheus_base_url: Some("https://from-flag:9091".into()),
+            reconciliation_interval: Some("30s".into()),
+            prometheus_tls_insecure_skip_verify: Some(false),
+            ..Default::default()
+        };
+        let s = args.resolve(Some(&data)).expect("resolves");
+        assert_eq!(
+            s.prometheus.base_url.as_deref(),
+            Some("https://from-flag:9091")
+        );
+        assert_eq!(s.reconciliation_interval, Duration::from_secs(30));
+        assert!(!s.prometheus.insecure_skip_verify);
+    }
+
+    #[test]
+    fn http_needs_permission() {
+        let args = SettingsArgs {
+            prometheus_base_url: Some("http://prometheus:9090".into()),
+            ..Default::default()
+        };
+        let e = args.resolve(None).expect_err("http refused");
+        assert_eq!(e.env, "PROMETHEUS_BASE_URL");
+        assert!(e.to_string().contains("PROMETHEUS_ALLOW_HTTP"), "{e}");
+        let args = SettingsArgs {
+            prometheus_allow_http: Some(true),
+            ..args
+        };
+        assert!(args.resolve(None).is_ok());
+        let args = SettingsArgs {
+            prometheus_base_url: Some("prometheus:9090".into()),
+            ..Default::default()
+        };
+        assert!(args.resolve(None).is_err());
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        type Case = (SettingsArgs, Option<BTreeMap<String, String>>, &'static str);
+        let cases: Vec<Case> = vec![
+            (
+                SettingsArgs {
+                    reconciliation_interval: Some("soon".into()),
+                    ..Default::default()
+                },
+                None,
+                "RECONCILIATION_INTERVAL",
+            ),
+            (
+                SettingsArgs::default(),
+                Some(cm(&[("GLOBAL_OPT_INTERVAL", "0s")])),
+                "GLOBAL_OPT_INTERVAL",
+            ),
+            (
+                SettingsArgs {
+                    experimental_hybrid_optimization: Some("maybe".into()),
+                    ..Default::default()
+                },
+                None,
+                "EXPERIMENTAL_HYBRID_OPTIMIZATION",
+            ),
+            (
+                SettingsArgs {
+                    prometheus_client_cert_path: Some("c.pem".into()),
+                    ..Default::default()
+                },
+                None,
+                "PROMETHEUS_CLIENT_KEY_PATH",
+            ),
+            (
+                SettingsArgs {
+                    controller_instance: Some("Not Valid!".into()),
+                    ..Default::default()
+                },
+                None,
+                "CONTROLLER_INSTANCE",
+            ),
+            (
+                SettingsArgs::default(),
+                Some(cm(&[("WVA_SCALE_TO_ZERO", "perhaps")])),
+                "WVA_SCALE_TO_ZERO",
+            ),
+        ];
+        for (args, data, env) in cases {
+            let e = args.resolve(data.as_ref()).expect_err(env);
+            assert_eq!(e.env, env);
+            assert!(e.to_string().starts_with(env), "{e}");
+        }
+    }
+
+    #[test]
+    fn hybrid_switches() {
+        let args = SettingsArgs {
+            experimental_proactive_model: Some(true),
+            ..Default::default()
+        };
+        assert_eq!(
+            args.resolve(None).map(|s| s.mode),
+            Ok(OperatingMode::Hybrid)
+        );
+        let data = cm(&[("EXPERIMENTAL_HYBRID_OPTIMIZATION", "model-only")]);
+        assert_eq!(
+            SettingsArgs::default().resolve(Some(&data)).map(|s| s.mode),
+            Ok(OperatingMode::ModelOnly)
+        );
+    }
+
+    #[test]
+    fn redaction_hides_the_token() {
+        let args = SettingsArgs {
+            prometheus_bearer_token: Some("secret".into()),
+            ..Default::default()
+        };
+        let s = args.resolve(None).expect("resolves").redacted();
+        assert_eq!(s.prometheus.bearer_token.as_deref(), Some("<redacted>"));
+    }
+
+    #[test]
+    fn label_values() {
+        assert!(is_label_value("instance-a"));
+        assert!(is_label_value("a.b_c"));
+        assert!(!is_label_value("-a"));
+        assert!(!is_label_value("a b"));
+        assert!(!is_label_value(&"a".repeat(64)));
+    }
+}

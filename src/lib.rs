@@ -1,0 +1,8 @@
+//! The `wva` controller: Kubernetes and Prometheus adapters, the CLI commands, and the
+//! configuration they share. The decision policy lives in the `wva-actors` crate.
+
+pub mod analyze;
+pub mod config;
+pub mod crd;
+pub mod crdgen;
+pub mod telemetry;

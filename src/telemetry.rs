@@ -1,0 +1,30 @@
+//! Logging: level from `--log-level`, `LOG_LEVEL` or `RUST_LOG` (info by default), format plain
+//! or JSON, always on stderr so that commands' stdout stays machine-readable.
+
+use tracing_subscriber::EnvFilter;
+
+/// Output format of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Plain,
+    Json,
+}
+
+/// Installs the global subscriber. `level` is a level (`debug`) or a full filter
+/// (`wva=debug,kube=info`); when absent, `RUST_LOG` applies, else `info`.
+pub fn init(level: Option<&str>, format: LogFormat) {
+    let filter = level
+        .filter(|l| !l.trim().is_empty())
+        .and_then(|l| EnvFilter::try_new(l.trim()).ok())
+        .or_else(|| EnvFilter::try_from_default_env().ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second init (tests) is harmless: keep the first subscriber.
+    let _ = match format {
+        LogFormat::Plain => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}

@@ -1,0 +1,105 @@
+//! `wva settings`: flag > environment variable > main ConfigMap > built-in default.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+/// `wva settings` with a clean environment plus `env`.
+fn settings(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, Value, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wva"));
+    cmd.env_clear().arg("settings").args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run wva");
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (
+        out.status.code(),
+        json,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn config_map(dir: &tempfile::TempDir) -> String {
+    let path = dir.path().join("cm.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: wva-config\ndata:\n  PROMETHEUS_BASE_URL: https://from-configmap:9091\n  GLOBAL_OPT_INTERVAL: 60s\n",
+    )
+    .expect("write");
+    path.display().to_string()
+}
+
+#[test]
+fn built_in_defaults() {
+    let (code, s, err) = settings(&[], &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(s["reconciliationInterval"], "15s");
+    assert_eq!(s["mode"], "capacity-only");
+    assert_eq!(s["podNamespace"], "workload-variant-autoscaler-system");
+}
+
+#[test]
+fn precedence_flag_env_configmap_default() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cm = config_map(&dir);
+    let (_, s, _) = settings(&["--config-map", &cm], &[]);
+    assert_eq!(s["prometheus"]["baseUrl"], "https://from-configmap:9091");
+    assert_eq!(s["reconciliationInterval"], "1m");
+
+    let env = [
+        ("PROMETHEUS_BASE_URL", "https://from-env:9091"),
+        ("RECONCILIATION_INTERVAL", "30s"),
+    ];
+    let (_, s, _) = settings(&["--config-map", &cm], &env);
+    assert_eq!(s["prometheus"]["baseUrl"], "https://from-env:9091");
+    assert_eq!(s["reconciliationInterval"], "30s");
+
+    let (_, s, _) = settings(
+        &[
+            "--config-map",
+            &cm,
+            "--prometheus-base-url",
+            "https://from-flag:9091",
+        ],
+        &env,
+    );
+    assert_eq!(s["prometheus"]["baseUrl"], "https://from-flag:9091");
+}
+
+#[test]
+fn known_environment_names_are_read() {
+    let env = [
+        ("CONTROLLER_INSTANCE", "canary"),
+        ("WATCH_NAMESPACE", "llm-d"),
+        ("WVA_SCALE_TO_ZERO", "true"),
+        ("EXPERIMENTAL_PROACTIVE_MODEL", "true"),
+        ("PROMETHEUS_BASE_URL", "http://prometheus:9090"),
+        ("PROMETHEUS_ALLOW_HTTP", "true"),
+        ("PROMETHEUS_BEARER_TOKEN", "s3cret"),
+        ("GLOBAL_OPT_INTERVAL", "2m"),
+    ];
+    let (code, s, err) = settings(&[], &env);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(s["controllerInstance"], "canary");
+    assert_eq!(s["watchNamespace"], "llm-d");
+    assert_eq!(s["scaleToZero"], true);
+    assert_eq!(s["mode"], "hybrid");
+    assert_eq!(s["reconciliationInterval"], "2m");
+    assert_eq!(s["prometheus"]["bearerToken"], "<redacted>");
+    assert!(!s.to_string().contains("s3cret"));
+}
+
+#[test]
+fn a_bad_setting_exits_2_naming_it() {
+    let (code, s, err) = settings(&[], &[("PROMETHEUS_BASE_URL", "http://prometheus:9090")]);
+    assert_eq!(code, Some(2));
+    assert_eq!(s, Value::Null);
+    assert!(
+        err.contains("PROMETHEUS_BASE_URL") && err.contains("PROMETHEUS_ALLOW_HTTP"),
+        "{err}"
+    );
+    let (code, _, err) = settings(&[], &[("RECONCILIATION_INTERVAL", "often")]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("RECONCILIATION_INTERVAL"), "{err}");
+}
