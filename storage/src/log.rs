@@ -1,0 +1,268 @@
+//! The log's semantics over any [`Backend`]: append with indexes, last-good recovery, history,
+//! bounded retention, and size accounting that survives restarts.
+
+use std::collections::BTreeMap;
+
+use crate::backend::{Backend, Tree};
+use crate::codec::{FORMAT_VERSION, decode, encode};
+use crate::keys::{
+    decode_last_good, decode_seq_entry, encode_last_good, encode_seq_entry, model_prefix,
+    namespace_prefix, parse_variant_key, record_key, variant_key,
+};
+use crate::record::{LastGood, Record, Timestamp, VariantKey};
+use crate::{
+    DecisionLog, History, HistoryFilter, LogError, LogStats, Retention, RetentionReport,
+    last_good_updates,
+};
+
+const META_FORMAT: &[u8] = b"format";
+const META_ACCOUNTING: &[u8] = b"accounting";
+/// Retention removes at most this many records per pass, so a long-stopped controller that
+/// comes back to a week of expired records does not stall its first cycle; the rest go in the
+/// following cycles.
+const MAX_REMOVALS_PER_PASS: u64 = 20_000;
+
+fn format_marker() -> Vec<u8> {
+    format!("wva-decision-log/{FORMAT_VERSION}").into_bytes()
+}
+
+/// Why stored data cannot be used as a decision log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unusable(pub String);
+
+/// A decision log on some backend. See [`crate::SledLog`] and [`crate::MemoryLog`].
+#[derive(Debug)]
+pub struct Log<B> {
+    pub(crate) backend: B,
+    retention: Retention,
+    next_seq: u64,
+    bytes: u64,
+    count: u64,
+}
+
+/// Bytes a record is accounted for: the encoded record, its key twice (records and by_seq), and
+/// the fixed part of the by_seq entry.
+fn accounted(record_len: u64, key_len: u64) -> u64 {
+    record_len + 2 * key_len + 20
+}
+
+impl<B: Backend> Log<B> {
+    /// Loads a log from a backend, checking that it holds a decision log of a format this build
+    /// reads. An empty backend becomes a new log.
+    pub(crate) fn load(
+        mut backend: B,
+        retention: Retention,
+    ) -> Result<Result<Self, Unusable>, LogError> {
+        match backend.get(Tree::Meta, META_FORMAT)? {
+            Some(marker) if marker == format_marker() => {}
+            Some(other) => {
+                return Ok(Err(Unusable(format!(
+                    "format marker {:?} is not {:?}",
+                    String::from_utf8_lossy(&other),
+                    String::from_utf8_lossy(&format_marker())
+                ))));
+            }
+            None => {
+                let has_data = backend.first(Tree::Records)?.is_some()
+                    || backend.first(Tree::BySeq)?.is_some();
+                if has_data {
+                    return Ok(Err(Unusable("records without a format marker".into())));
+                }
+                backend.insert(Tree::Meta, META_FORMAT, &format_marker())?;
+            }
+        }
+        let mut log = Self {
+            backend,
+            retention,
+            next_seq: 0,
+            bytes: 0,
+            count: 0,
+        };
+        // Accounting is written on flush; records appended after the last flush are counted
+        // again from the by_seq tree.
+        let stored = log.backend.get(Tree::Meta, META_ACCOUNTING)?;
+        let (start, mut bytes, mut count) = match stored.as_deref().map(decode_accounting) {
+            Some(Some(acc)) => acc,
+            Some(None) => return Ok(Err(Unusable("accounting entry cannot be decoded".into()))),
+            None => (0, 0, 0),
+        };
+        let mut next_seq = start;
+        for entry in log.backend.scan_from(Tree::BySeq, &start.to_be_bytes()) {
+            let (k, v) = entry?;
+            let (Some((_, len, rkey)), Ok(seq)) =
+                (decode_seq_entry(&v), <[u8; 8]>::try_from(k.as_slice()))
+            else {
+                return Ok(Err(Unusable(
+                    "sequence index entry cannot be decoded".into(),
+                )));
+            };
+            bytes += accounted(u64::from(len), rkey.len() as u64);
+            count += 1;
+            next_seq = u64::from_be_bytes(seq) + 1;
+        }
+        log.next_seq = next_seq;
+        log.bytes = bytes;
+        log.count = count;
+        Ok(Ok(log))
+    }
+
+    pub fn retention(&self) -> Retention {
+        self.retention
+    }
+
+    fn remove_oldest(&mut self) -> Result<Option<Timestamp>, LogError> {
+        let Some((k, v)) = self.backend.first(Tree::BySeq)? else {
+            return Ok(None);
+        };
+        let (at, len, rkey) = match decode_seq_entry(&v) {
+            Some((at, len, rkey)) => (at, len, rkey.to_vec()),
+            // An entry that cannot be read is dropped so that retention keeps moving.
+            None => (Timestamp(i64::MIN), 0, Vec::new()),
+        };
+        if !rkey.is_empty() {
+            self.backend.remove(Tree::Records, &rkey)?;
+        }
+        self.backend.remove(Tree::BySeq, &k)?;
+        self.bytes = self
+            .bytes
+            .saturating_sub(accounted(u64::from(len), rkey.len() as u64));
+        self.count = self.count.saturating_sub(1);
+        Ok(Some(at))
+    }
+}
+
+fn encode_accounting(next_seq: u64, bytes: u64, count: u64) -> [u8; 24] {
+    let mut out = [0u8; 24];
+    out[..8].copy_from_slice(&next_seq.to_be_bytes());
+    out[8..16].copy_from_slice(&bytes.to_be_bytes());
+    out[16..].copy_from_slice(&count.to_be_bytes());
+    out
+}
+
+fn decode_accounting(b: &[u8]) -> Option<(u64, u64, u64)> {
+    let word = |i: usize| Some(u64::from_be_bytes(b.get(i..i + 8)?.try_into().ok()?));
+    Some((word(0)?, word(8)?, word(16)?))
+}
+
+impl<B: Backend> DecisionLog for Log<B> {
+    fn append(&mut self, record: &Record) -> Result<u64, LogError> {
+        let seq = self.next_seq;
+        let bytes = encode(record)?;
+        let rkey = record_key(record.model(), seq);
+        // The age index first: if a crash cuts the append short, retention still finds the
+        // record (or harmlessly misses a record that was never written).
+        self.backend.insert(
+            Tree::BySeq,
+            &seq.to_be_bytes(),
+            &encode_seq_entry(record.at(), bytes.len() as u32, &rkey),
+        )?;
+        self.backend.insert(Tree::Records, &rkey, &bytes)?;
+        for (variant, last_good) in last_good_updates(record) {
+            self.backend.insert(
+                Tree::LastGood,
+                &variant_key(&variant),
+                &encode_last_good(last_good),
+            )?;
+        }
+        self.next_seq += 1;
+        self.bytes += accounted(bytes.len() as u64, rkey.len() as u64);
+        self.count += 1;
+        Ok(seq)
+    }
+
+    fn last_good(&self) -> Result<BTreeMap<VariantKey, LastGood>, LogError> {
+        let mut out = BTreeMap::new();
+        let mut bad = 0u64;
+        for entry in self.backend.scan_prefix(Tree::LastGood, &[]) {
+            let (k, v) = entry?;
+            match (parse_variant_key(&k), decode_last_good(&v)) {
+                (Some(key), Some(value)) => {
+                    out.insert(key, value);
+                }
+                _ => bad += 1,
+            }
+        }
+        if bad > 0 {
+            tracing::warn!(
+                entries = bad,
+                "decision log: skipped last-good entries that cannot be decoded"
+            );
+        }
+        Ok(out)
+    }
+
+    fn forget_variant(&mut self, variant: &VariantKey) -> Result<(), LogError> {
+        self.backend.remove(Tree::LastGood, &variant_key(variant))
+    }
+
+    fn history(&self, filter: &HistoryFilter) -> Result<History, LogError> {
+        let prefix = match (&filter.namespace, &filter.model_id) {
+            (Some(ns), Some(model)) => {
+                model_prefix(&crate::ModelKey::new(ns.clone(), model.clone()))
+            }
+            (Some(ns), None) => namespace_prefix(ns),
+            _ => Vec::new(),
+        };
+        let mut history = History::default();
+        for entry in self.backend.scan_prefix(Tree::Records, &prefix) {
+            let (k, v) = entry?;
+            let seq = k
+                .len()
+                .checked_sub(8)
+                .and_then(|i| k[i..].try_into().ok())
+                .map(u64::from_be_bytes);
+            match (seq, decode(&v)) {
+                (Some(seq), Ok(record)) => {
+                    if filter.matches(&record) {
+                        history.records.push((seq, record));
+                    }
+                }
+                _ => history.undecodable += 1,
+            }
+        }
+        history.records.sort_by_key(|(seq, _)| *seq);
+        Ok(history)
+    }
+
+    fn enforce_retention(&mut self, now: Timestamp) -> Result<RetentionReport, LogError> {
+        let max_age_ms = i64::try_from(self.retention.max_age.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = now.millis().saturating_sub(max_age_ms);
+        let mut report = RetentionReport::default();
+        while report.removed_by_age + report.removed_by_size < MAX_REMOVALS_PER_PASS {
+            let Some((_, v)) = self.backend.first(Tree::BySeq)? else {
+                break;
+            };
+            let too_old = decode_seq_entry(&v).is_none_or(|(at, _, _)| at.millis() < cutoff);
+            let too_big = self.bytes > self.retention.max_bytes;
+            if !too_old && !too_big {
+                break;
+            }
+            if self.remove_oldest()?.is_none() {
+                break;
+            }
+            if too_old {
+                report.removed_by_age += 1;
+            } else {
+                report.removed_by_size += 1;
+            }
+        }
+        Ok(report)
+    }
+
+    fn flush(&mut self) -> Result<(), LogError> {
+        self.backend.insert(
+            Tree::Meta,
+            META_ACCOUNTING,
+            &encode_accounting(self.next_seq, self.bytes, self.count),
+        )?;
+        self.backend.flush()
+    }
+
+    fn stats(&self) -> LogStats {
+        LogStats {
+            records: self.count,
+            bytes: self.bytes,
+            next_sequence: self.next_seq,
+        }
+    }
+}

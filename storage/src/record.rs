@@ -1,0 +1,176 @@
+//! The persistent record schema. Changing a type here changes what is on disk: bump
+//! [`crate::codec::FORMAT_VERSION`] and keep reading the old version, or add new enum variants at
+//! the end (bincode tags variants by index).
+
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch. Virtual in simulations, real in `wva run`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub fn millis(self) -> i64 {
+        self.0
+    }
+
+    pub fn plus_millis(self, ms: i64) -> Self {
+        Self(self.0.saturating_add(ms))
+    }
+}
+
+/// A model: all VAs with this `modelID` in this namespace.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+pub struct ModelKey {
+    pub namespace: String,
+    pub model_id: String,
+}
+
+impl ModelKey {
+    pub fn new(namespace: impl Into<String>, model_id: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            model_id: model_id.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ModelKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.model_id)
+    }
+}
+
+/// A variant: one VA (or one discovered Deployment) in a namespace.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+pub struct VariantKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl VariantKey {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for VariantKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// The last desired count a successful analysis produced for a variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastGood {
+    pub desired: u32,
+    pub at: Timestamp,
+}
+
+/// The saturation thresholds in force.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RecordedThresholds {
+    pub kv_cache_threshold: f64,
+    pub queue_length_threshold: f64,
+    pub kv_spare_trigger: f64,
+    pub queue_spare_trigger: f64,
+}
+
+/// One pod's signals as the policy saw them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedPod {
+    pub pod: String,
+    pub kv_cache_usage: Option<f64>,
+    pub queue_length: Option<f64>,
+}
+
+/// One variant's inputs as the policy saw them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedVariant {
+    pub name: String,
+    pub cost: f64,
+    pub accelerator: String,
+    pub current_replicas: u32,
+    pub ready_replicas: u32,
+    pub previous_desired: Option<u32>,
+    pub pods: Vec<RecordedPod>,
+}
+
+/// The pooled capacity analysis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedAnalysis {
+    pub total_replicas: u32,
+    pub non_saturated_replicas: u32,
+    pub avg_spare_kv: f64,
+    pub avg_spare_queue: f64,
+    pub should_scale_up: bool,
+    pub scale_down_safe: bool,
+    pub reason: String,
+}
+
+/// One variant's decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedTarget {
+    pub name: String,
+    pub target: u32,
+    /// `scale-up`, `scale-down` or `no-change`.
+    pub action: String,
+    pub reason: String,
+    /// `previous-desired` or `current-replicas` when the safety net chose the target.
+    pub fallback_source: Option<String>,
+}
+
+/// One model in one cycle: everything the decision depended on, and the decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CycleRecord {
+    pub model: ModelKey,
+    pub at: Timestamp,
+    /// `capacity-only`, `hybrid` or `model-only`.
+    pub mode: String,
+    /// Identifies the configuration in force (a digest of the ConfigMap data).
+    pub config_version: String,
+    pub thresholds: RecordedThresholds,
+    /// Why metrics could not be used this cycle (Prometheus unreachable, query error).
+    pub metrics_error: Option<String>,
+    pub variants: Vec<RecordedVariant>,
+    pub analysis: RecordedAnalysis,
+    pub in_transition: bool,
+    pub safety_net: bool,
+    pub targets: Vec<RecordedTarget>,
+    /// What started the cycle: `tick`, `deployment-created`, ...
+    pub trigger: String,
+}
+
+/// Everything the log holds. New kinds go at the end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Record {
+    Cycle(CycleRecord),
+}
+
+impl Record {
+    pub fn model(&self) -> &ModelKey {
+        match self {
+            Self::Cycle(c) => &c.model,
+        }
+    }
+
+    pub fn at(&self) -> Timestamp {
+        match self {
+            Self::Cycle(c) => c.at,
+        }
+    }
+
+    /// Whether the record concerns the named variant.
+    pub fn mentions_variant(&self, name: &str) -> bool {
+        match self {
+            Self::Cycle(c) => {
+                c.targets.iter().any(|t| t.name == name)
+                    || c.variants.iter().any(|v| v.name == name)
+            }
+        }
+    }
+}

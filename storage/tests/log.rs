@@ -1,0 +1,383 @@
+//! The decision log's contract, run against both implementations where it applies.
+
+use std::time::Duration;
+
+use wva_storage::codec::FORMAT_VERSION;
+use wva_storage::*;
+
+fn cycle(ns: &str, model: &str, at: i64, targets: &[(&str, u32)], safety_net: bool) -> Record {
+    Record::Cycle(CycleRecord {
+        model: ModelKey::new(ns, model),
+        at: Timestamp(at),
+        mode: "capacity-only".into(),
+        config_version: "v1".into(),
+        thresholds: RecordedThresholds {
+            kv_cache_threshold: 0.8,
+            queue_length_threshold: 5.0,
+            kv_spare_trigger: 0.1,
+            queue_spare_trigger: 3.0,
+        },
+        metrics_error: safety_net.then(|| "Prometheus unreachable".to_string()),
+        variants: targets
+            .iter()
+            .map(|(name, _)| RecordedVariant {
+                name: name.to_string(),
+                cost: 10.0,
+                accelerator: "A100".into(),
+                current_replicas: 2,
+                ready_replicas: 2,
+                previous_desired: None,
+                pods: vec![RecordedPod {
+                    pod: format!("{name}-0"),
+                    kv_cache_usage: Some(0.5),
+                    queue_length: None,
+                }],
+            })
+            .collect(),
+        analysis: RecordedAnalysis {
+            total_replicas: 2,
+            non_saturated_replicas: 2,
+            avg_spare_kv: 0.3,
+            avg_spare_queue: 4.0,
+            should_scale_up: false,
+            scale_down_safe: false,
+            reason: "steady".into(),
+        },
+        in_transition: false,
+        safety_net,
+        targets: targets
+            .iter()
+            .map(|(name, target)| RecordedTarget {
+                name: name.to_string(),
+                target: *target,
+                action: "no-change".into(),
+                reason: "steady".into(),
+                fallback_source: safety_net.then(|| "previous-desired".to_string()),
+            })
+            .collect(),
+        trigger: "tick".into(),
+    })
+}
+
+type Case = (
+    &'static str,
+    Box<dyn DecisionLog>,
+    Option<tempfile::TempDir>,
+);
+
+fn logs() -> Vec<Case> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (sled, report) =
+        SledLog::open(&dir.path().join("log"), Retention::default(), 0).expect("open");
+    assert_eq!(report, OpenReport::default());
+    vec![
+        (
+            "memory",
+            Box::new(MemoryLog::in_memory(Retention::default())),
+            None,
+        ),
+        ("sled", Box::new(sled), Some(dir)),
+    ]
+}
+
+#[test]
+fn codec_round_trips_and_rejects_damage() {
+    let r = cycle("ns", "m", 5, &[("a", 3)], false);
+    let bytes = encode(&r).expect("encode");
+    assert_eq!(bytes[0], FORMAT_VERSION);
+    assert_eq!(decode(&bytes), Ok(r));
+
+    let mut flipped = bytes.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0x40;
+    assert!(matches!(decode(&flipped), Err(CodecError::Checksum { .. })));
+
+    let mut version = bytes.clone();
+    version[0] = FORMAT_VERSION + 1;
+    assert_eq!(
+        decode(&version),
+        Err(CodecError::UnknownVersion(FORMAT_VERSION + 1))
+    );
+
+    assert_eq!(decode(&bytes[..3]), Err(CodecError::Truncated(3)));
+
+    // A payload with a valid checksum that is not a record.
+    let garbage = vec![0xffu8; 4];
+    let mut forged = vec![FORMAT_VERSION];
+    forged.extend_from_slice(&crc32_ieee(&garbage).to_le_bytes());
+    forged.extend_from_slice(&garbage);
+    assert!(matches!(decode(&forged), Err(CodecError::Payload(_))));
+}
+
+/// crc32 (IEEE) written out here, so the test does not share the codec's code.
+fn crc32_ieee(data: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+#[test]
+fn history_is_per_model_in_append_order_with_filters() {
+    for (name, mut log, _dir) in logs() {
+        log.append(&cycle("ns1", "llama", 1_000, &[("a", 1)], false))
+            .expect("append");
+        log.append(&cycle("ns1", "granite", 2_000, &[("g", 1)], false))
+            .expect("append");
+        log.append(&cycle("ns2", "llama", 3_000, &[("b", 2)], false))
+            .expect("append");
+        log.append(&cycle("ns1", "llama", 4_000, &[("a", 2)], false))
+            .expect("append");
+
+        let all = log.history(&HistoryFilter::default()).expect("history");
+        let times: Vec<i64> = all.records.iter().map(|(_, r)| r.at().millis()).collect();
+        assert_eq!(times, [1_000, 2_000, 3_000, 4_000], "{name}: newest last");
+        let seqs: Vec<u64> = all.records.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, [0, 1, 2, 3], "{name}");
+
+        let llama = log
+            .history(&HistoryFilter {
+                namespace: Some("ns1".into()),
+                model_id: Some("llama".into()),
+                ..Default::default()
+            })
+            .expect("history");
+        assert_eq!(llama.records.len(), 2, "{name}");
+
+        let ns1 = log
+            .history(&HistoryFilter {
+                namespace: Some("ns1".into()),
+                ..Default::default()
+            })
+            .expect("history");
+        assert_eq!(ns1.records.len(), 3, "{name}");
+
+        let by_variant = log
+            .history(&HistoryFilter {
+                variant: Some("b".into()),
+                ..Default::default()
+            })
+            .expect("history");
+        assert_eq!(by_variant.records.len(), 1, "{name}");
+
+        let window = log
+            .history(&HistoryFilter {
+                since: Some(Timestamp(2_000)),
+                until: Some(Timestamp(3_000)),
+                ..Default::default()
+            })
+            .expect("history");
+        assert_eq!(window.records.len(), 2, "{name}");
+        assert_eq!(log.stats().records, 4, "{name}");
+    }
+}
+
+#[test]
+fn last_good_ignores_safety_net_decisions_and_forgets_removed_variants() {
+    for (name, mut log, _dir) in logs() {
+        log.append(&cycle("ns", "m", 1, &[("a", 3), ("b", 1)], false))
+            .expect("append");
+        log.append(&cycle("ns", "m", 2, &[("a", 5), ("b", 1)], true))
+            .expect("append");
+        let lg = log.last_good().expect("last good");
+        assert_eq!(lg[&VariantKey::new("ns", "a")].desired, 3, "{name}");
+        assert_eq!(lg[&VariantKey::new("ns", "a")].at, Timestamp(1), "{name}");
+        log.append(&cycle("ns", "m", 3, &[("a", 4), ("b", 1)], false))
+            .expect("append");
+        assert_eq!(
+            log.last_good().expect("lg")[&VariantKey::new("ns", "a")].desired,
+            4,
+            "{name}"
+        );
+        log.forget_variant(&VariantKey::new("ns", "b"))
+            .expect("forget");
+        assert_eq!(log.last_good().expect("lg").len(), 1, "{name}");
+    }
+}
+
+#[test]
+fn retention_by_age_then_by_size() {
+    for (name, mut log, _dir) in logs() {
+        let day = 24 * 3600 * 1000;
+        for i in 0..10 {
+            log.append(&cycle("ns", "m", i * day, &[("a", 1)], false))
+                .expect("append");
+        }
+        // Default retention keeps 7 days: at day 10, the records of days 0..=2 are older.
+        let report = log
+            .enforce_retention(Timestamp(10 * day))
+            .expect("retention");
+        assert_eq!(report.removed_by_age, 3, "{name}");
+        assert_eq!(report.removed_by_size, 0, "{name}");
+        let left = log.history(&HistoryFilter::default()).expect("history");
+        assert_eq!(
+            left.records.first().map(|(_, r)| r.at().millis()),
+            Some(3 * day),
+            "{name}"
+        );
+        assert_eq!(log.stats().records, 7, "{name}");
+    }
+
+    let mut log = MemoryLog::in_memory(Retention {
+        max_age: Duration::from_secs(3600),
+        max_bytes: 4_000,
+    });
+    for i in 0..40 {
+        log.append(&cycle("ns", "m", i, &[("a", 1)], false))
+            .expect("append");
+    }
+    let before = log.stats();
+    assert!(before.bytes > 4_000, "{before:?}");
+    let report = log.enforce_retention(Timestamp(40)).expect("retention");
+    assert!(report.removed_by_size > 0);
+    let after = log.stats();
+    assert!(after.bytes <= 4_000, "{after:?}");
+    assert_eq!(after.records, 40 - report.removed_by_size);
+    // The newest record is kept.
+    let h = log.history(&HistoryFilter::default()).expect("history");
+    assert_eq!(h.records.last().map(|(_, r)| r.at().millis()), Some(39));
+}
+
+#[test]
+fn sled_log_survives_reopen_with_and_without_flush() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("log");
+    let stats = {
+        let (mut log, _) = SledLog::open(&path, Retention::default(), 0).expect("open");
+        log.append(&cycle("ns", "m", 1, &[("a", 2)], false))
+            .expect("append");
+        log.append(&cycle("ns", "m", 2, &[("a", 3)], false))
+            .expect("append");
+        log.flush().expect("flush");
+        // Appended after the accounting was last flushed; sled still persists it on drop.
+        log.append(&cycle("ns", "m", 3, &[("a", 4)], false))
+            .expect("append");
+        log.stats()
+    };
+    let (mut log, report) = SledLog::open(&path, Retention::default(), 0).expect("reopen");
+    assert_eq!(report, OpenReport::default());
+    assert_eq!(log.stats(), stats);
+    assert_eq!(
+        log.last_good().expect("lg")[&VariantKey::new("ns", "a")].desired,
+        4
+    );
+    let seq = log
+        .append(&cycle("ns", "m", 4, &[("a", 5)], false))
+        .expect("append");
+    assert_eq!(seq, 3, "sequence numbers continue after a restart");
+}
+
+#[test]
+fn undecodable_records_are_skipped_and_counted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("log");
+    {
+        let (mut log, _) = SledLog::open(&path, Retention::default(), 0).expect("open");
+        log.append(&cycle("ns", "m", 1, &[("a", 2)], false))
+            .expect("append");
+        log.append(&cycle("ns", "m", 2, &[("a", 3)], false))
+            .expect("append");
+        log.flush().expect("flush");
+    }
+    {
+        // Damage the first record behind the log's back.
+        let db = sled::open(&path).expect("raw open");
+        let records = db.open_tree("records").expect("tree");
+        let (key, mut value) = records
+            .first()
+            .expect("first")
+            .map(|(k, v)| (k, v.to_vec()))
+            .expect("a record");
+        let last = value.len() - 1;
+        value[last] ^= 0xff;
+        records.insert(key, value).expect("insert");
+        db.flush().expect("flush");
+    }
+    let (log, report) = SledLog::open(&path, Retention::default(), 0).expect("reopen");
+    assert_eq!(
+        report.moved_aside, None,
+        "one bad record does not make the log unusable"
+    );
+    let h = log.history(&HistoryFilter::default()).expect("history");
+    assert_eq!(h.undecodable, 1);
+    assert_eq!(h.records.len(), 1);
+    assert_eq!(h.records[0].1.at(), Timestamp(2));
+}
+
+#[test]
+fn a_corrupt_database_is_moved_aside_and_a_new_log_starts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("log");
+    {
+        let (mut log, _) = SledLog::open(&path, Retention::default(), 0).expect("open");
+        log.append(&cycle("ns", "m", 1, &[("a", 2)], false))
+            .expect("append");
+        log.flush().expect("flush");
+    }
+    // Overwrite every file sled wrote with garbage.
+    for entry in walk(&path) {
+        std::fs::write(&entry, vec![0x5au8; 4096]).expect("overwrite");
+    }
+    let (log, report) =
+        SledLog::open(&path, Retention::default(), 1_700_000_000).expect("opens anyway");
+    let aside = report.moved_aside.expect("moved aside");
+    assert_eq!(aside, dir.path().join("log.corrupt-1700000000"));
+    assert!(aside.exists());
+    assert!(report.reason.is_some());
+    assert_eq!(log.stats().records, 0);
+    assert!(log.last_good().expect("lg").is_empty());
+}
+
+#[test]
+fn a_database_of_another_format_is_moved_aside() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("log");
+    {
+        let db = sled::open(&path).expect("raw open");
+        db.open_tree("meta")
+            .expect("tree")
+            .insert("format", "something-else/9")
+            .expect("insert");
+        db.flush().expect("flush");
+    }
+    let (_, report) = SledLog::open(&path, Retention::default(), 7).expect("opens anyway");
+    assert_eq!(report.moved_aside, Some(dir.path().join("log.corrupt-7")));
+    assert!(
+        report
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("format")),
+        "{report:?}"
+    );
+}
+
+#[test]
+fn a_database_in_use_is_left_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("log");
+    let (_held, _) = SledLog::open(&path, Retention::default(), 0).expect("open");
+    let err = SledLog::open(&path, Retention::default(), 0).expect_err("second open fails");
+    assert!(err.to_string().contains("in use"), "{err}");
+    assert!(!dir.path().join("log.corrupt-0").exists());
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("read dir").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
