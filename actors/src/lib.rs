@@ -1,4 +1,18 @@
-//! The decision side of the autoscaler: pure policy functions, and (from the actor-runtime work on)
-//! the actors that drive them. Nothing in this crate talks to Kubernetes or Prometheus.
+//! The decision side of the autoscaler: the pure policy, and the actors that run it.
+//! Nothing in this crate talks to Kubernetes or Prometheus: adapters turn the outside world into
+//! [`messages`] and the actors' outputs into effects.
+//!
+//! - [`registry::Registry`]: routes by model; one [`supervisor::ModelSupervisor`] per model.
+//! - [`supervisor::ModelSupervisor`]: owns the [`variant::VariantActor`]s of a model and runs the
+//!   policy over all of them on each tick.
+//! - [`log_actor::LogActor`]: the decision log on its own thread.
+//! - [`publisher::Publisher`]: the metrics HPA and KEDA read.
 
+pub mod log_actor;
+pub mod messages;
 pub mod policy;
+pub mod publisher;
+pub mod record;
+pub mod registry;
+pub mod supervisor;
+pub mod variant;

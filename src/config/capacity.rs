@@ -5,38 +5,16 @@
 //! override for one model (`modelID` or `model_id`, and usually `namespace`) and inherits every
 //! field it does not set from `default`.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
-
 use serde::Deserialize;
-use wva_actors::policy::{ThresholdOverrides, Thresholds};
+use std::collections::BTreeMap;
+use wva_actors::policy::{
+    InvalidOverride, ModelOverride, ModelScalingConfig, ScalingConfig, ThresholdOverrides,
+};
 
 use super::{CAPACITY_CONFIG_MAP, ConfigIssue, from_yaml, parse_duration};
 
 /// Data key of the default entry.
 pub const DEFAULT_KEY: &str = "default";
-/// How long a model must serve nothing before scale-to-zero may apply, unless configured.
-pub const DEFAULT_SCALE_TO_ZERO_RETENTION: Duration = Duration::from_secs(600);
-
-/// The configuration that applies to one model.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ModelScalingConfig {
-    pub thresholds: Thresholds,
-    /// `None` leaves the decision to the global `WVA_SCALE_TO_ZERO` setting.
-    pub enable_scale_to_zero: Option<bool>,
-    pub scale_to_zero_retention: Duration,
-}
-
-impl Default for ModelScalingConfig {
-    fn default() -> Self {
-        Self {
-            thresholds: Thresholds::default(),
-            enable_scale_to_zero: None,
-            scale_to_zero_retention: DEFAULT_SCALE_TO_ZERO_RETENTION,
-        }
-    }
-}
-
 /// One entry as written. Unknown fields are rejected so that a misspelt threshold is reported
 /// instead of silently leaving the default in force.
 #[derive(Debug, Default, Deserialize)]
@@ -76,26 +54,12 @@ impl EntryDoc {
     }
 }
 
-/// A per-model override after inheritance.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ModelOverride {
-    /// The data key it came from.
-    pub entry: String,
-    pub model_id: String,
-    /// `None` applies the override to the model in every namespace.
-    pub namespace: Option<String>,
-    pub config: ModelScalingConfig,
-}
-
-/// The parsed ConfigMap: what applies, and what was skipped and why.
+/// The parsed ConfigMap: the configuration that applies, and what was skipped and why.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct CapacityScalingConfig {
-    pub default: ModelScalingConfig,
-    pub overrides: Vec<ModelOverride>,
+    pub scaling: ScalingConfig,
     /// Entries that were skipped. Each names the entry and the field.
     pub issues: Vec<ConfigIssue>,
-    /// Skipped overrides whose target model could still be read, so the affected VAs can say so.
-    pub invalid_targets: Vec<(String, Option<String>, ConfigIssue)>,
     /// Things worth a log line that are not errors (missing ConfigMap or `default` key).
     pub warnings: Vec<String>,
 }
@@ -104,6 +68,7 @@ impl CapacityScalingConfig {
     /// Parses the ConfigMap's `data`; `None` when the ConfigMap does not exist.
     pub fn from_data(data: Option<&BTreeMap<String, String>>) -> Self {
         let mut config = Self::default();
+        config.scaling.version = data.map_or_else(|| "builtin".to_string(), data_version);
         let Some(data) = data else {
             config.warnings.push(format!(
                 "ConfigMap {CAPACITY_CONFIG_MAP} not found: using the built-in thresholds"
@@ -128,7 +93,7 @@ impl CapacityScalingConfig {
                 }
                 doc.apply_to(&ModelScalingConfig::default())
             }) {
-                Ok(default) => config.default = default,
+                Ok(default) => config.scaling.default = default,
                 Err(message) => config.issues.push(issue(DEFAULT_KEY, message)),
             },
         }
@@ -151,6 +116,7 @@ impl CapacityScalingConfig {
             };
             let namespace = doc.namespace.clone().filter(|n| !n.trim().is_empty());
             if let Some(first) = config
+                .scaling
                 .overrides
                 .iter()
                 .find(|o| o.model_id == model_id && o.namespace == namespace)
@@ -165,8 +131,8 @@ impl CapacityScalingConfig {
                 ));
                 continue;
             }
-            match doc.apply_to(&config.default) {
-                Ok(resolved) => config.overrides.push(ModelOverride {
+            match doc.apply_to(&config.scaling.default) {
+                Ok(resolved) => config.scaling.overrides.push(ModelOverride {
                     entry: key.clone(),
                     model_id,
                     namespace,
@@ -174,44 +140,31 @@ impl CapacityScalingConfig {
                 }),
                 Err(message) => {
                     let problem = issue(key, message);
-                    config.issues.push(problem.clone());
-                    config.invalid_targets.push((model_id, namespace, problem));
+                    config.scaling.invalid.push(InvalidOverride {
+                        entry: key.clone(),
+                        model_id,
+                        namespace,
+                        message: problem.to_string(),
+                    });
+                    config.issues.push(problem);
                 }
             }
         }
         config
     }
+}
 
-    /// The configuration of one model: an override for its namespace, else one for every
-    /// namespace, else the default. Returns the entry that applied, if any.
-    pub fn for_model(
-        &self,
-        namespace: &str,
-        model_id: &str,
-    ) -> (&ModelScalingConfig, Option<&str>) {
-        let exact = self
-            .overrides
-            .iter()
-            .find(|o| o.model_id == model_id && o.namespace.as_deref() == Some(namespace));
-        let any_namespace = || {
-            self.overrides
-                .iter()
-                .find(|o| o.model_id == model_id && o.namespace.is_none())
-        };
-        match exact.or_else(any_namespace) {
-            Some(o) => (&o.config, Some(o.entry.as_str())),
-            None => (&self.default, None),
+/// A short digest of ConfigMap data that identifies a configuration in the decision log.
+pub fn data_version(data: &BTreeMap<String, String>) -> String {
+    // FNV-1a over the sorted entries: stable across processes and builds, unlike std's hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (k, v) in data {
+        for b in k.bytes().chain([0]).chain(v.bytes()).chain([0]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
         }
     }
-
-    /// Problems with entries meant for this model (skipped, so the model runs on the default).
-    pub fn issues_for_model(&self, namespace: &str, model_id: &str) -> Vec<&ConfigIssue> {
-        self.invalid_targets
-            .iter()
-            .filter(|(m, ns, _)| m == model_id && ns.as_deref().is_none_or(|ns| ns == namespace))
-            .map(|(_, _, issue)| issue)
-            .collect()
-    }
+    format!("{h:016x}")
 }
 
 fn parse_entry(text: &str) -> Result<EntryDoc, String> {
@@ -224,6 +177,8 @@ fn parse_entry(text: &str) -> Result<EntryDoc, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+    use wva_actors::policy::Thresholds;
 
     fn data(entries: &[(&str, &str)]) -> BTreeMap<String, String> {
         entries
@@ -235,11 +190,11 @@ mod tests {
     #[test]
     fn missing_config_map_or_default_key_means_builtins_with_a_warning() {
         let c = CapacityScalingConfig::from_data(None);
-        assert_eq!(c.default, ModelScalingConfig::default());
+        assert_eq!(c.scaling.default, ModelScalingConfig::default());
         assert!(c.issues.is_empty());
         assert_eq!(c.warnings.len(), 1);
         let c = CapacityScalingConfig::from_data(Some(&data(&[])));
-        assert_eq!(c.default.thresholds, Thresholds::default());
+        assert_eq!(c.scaling.default.thresholds, Thresholds::default());
         assert!(
             c.warnings[0].contains("no \"default\" key"),
             "{:?}",
@@ -254,7 +209,7 @@ mod tests {
             "kvCacheThreshold: 0.9\nqueueSpareTrigger: 2\n",
         )])));
         assert!(c.issues.is_empty(), "{:?}", c.issues);
-        let t = c.default.thresholds;
+        let t = c.scaling.default.thresholds;
         assert_eq!(t.kv_cache_threshold, 0.9);
         assert_eq!(t.queue_spare_trigger, 2.0);
         assert_eq!(t.queue_length_threshold, 5.0);
@@ -274,7 +229,7 @@ mod tests {
             ),
         ])));
         assert!(c.issues.is_empty(), "{:?}", c.issues);
-        let (m, entry) = c.for_model("llm-d-autoscaler", "Qwen/Qwen3-0.6B");
+        let (m, entry) = c.scaling.for_model("llm-d-autoscaler", "Qwen/Qwen3-0.6B");
         assert_eq!(entry, Some("llm-d"));
         assert_eq!(m.thresholds.kv_cache_threshold, 0.70);
         assert_eq!(m.thresholds.kv_spare_trigger, 0.35);
@@ -282,7 +237,7 @@ mod tests {
         assert_eq!(m.thresholds.queue_spare_trigger, 4.0);
         assert_eq!(m.scale_to_zero_retention, Duration::from_secs(1200));
         // Another namespace or model gets the default.
-        let (other, entry) = c.for_model("elsewhere", "Qwen/Qwen3-0.6B");
+        let (other, entry) = c.scaling.for_model("elsewhere", "Qwen/Qwen3-0.6B");
         assert_eq!(entry, None);
         assert_eq!(other.thresholds.kv_cache_threshold, 0.85);
     }
@@ -295,7 +250,14 @@ mod tests {
         ] {
             let c = CapacityScalingConfig::from_data(Some(&data(&[("o", doc)])));
             assert!(c.issues.is_empty(), "{:?}", c.issues);
-            assert_eq!(c.for_model("ns", "m").0.thresholds.kv_cache_threshold, 0.5);
+            assert_eq!(
+                c.scaling
+                    .for_model("ns", "m")
+                    .0
+                    .thresholds
+                    .kv_cache_threshold,
+                0.5
+            );
         }
     }
 
@@ -308,8 +270,8 @@ mod tests {
                 "modelID: m\nnamespace: prod\nqueueLengthThreshold: 7\n",
             ),
         ])));
-        assert_eq!(c.for_model("dev", "m").1, Some("a-everywhere"));
-        assert_eq!(c.for_model("prod", "m").1, Some("b-exact"));
+        assert_eq!(c.scaling.for_model("dev", "m").1, Some("a-everywhere"));
+        assert_eq!(c.scaling.for_model("prod", "m").1, Some("b-exact"));
     }
 
     #[test]
@@ -360,18 +322,18 @@ mod tests {
         );
         assert_eq!(c.issues.len(), 7);
         // The default and the good override still apply.
-        assert_eq!(c.default.thresholds.kv_cache_threshold, 0.75);
-        let (good, entry) = c.for_model("ns", "m5");
+        assert_eq!(c.scaling.default.thresholds.kv_cache_threshold, 0.75);
+        let (good, entry) = c.scaling.for_model("ns", "m5");
         assert_eq!(entry, Some("good"));
         assert_eq!(good.thresholds.queue_spare_trigger, 1.0);
         assert_eq!(good.thresholds.kv_cache_threshold, 0.75);
         // The model of a skipped override runs on the default, and its issue is findable.
-        assert_eq!(c.for_model("ns", "m1").1, None);
-        let issues = c.issues_for_model("ns", "m1");
+        assert_eq!(c.scaling.for_model("ns", "m1").1, None);
+        let issues = c.scaling.problems_for_model("ns", "m1");
         assert_eq!(issues.len(), 1);
         assert!(
             issues[0]
-                .to_string()
+                .message
                 .starts_with("capacity-scaling-config entry \"bad-range\": kvCacheThreshold")
         );
     }
@@ -385,7 +347,7 @@ mod tests {
         assert_eq!(c.issues.len(), 1);
         assert_eq!(c.issues[0].entry, "default");
         assert!(c.issues[0].message.starts_with("kvSpareTrigger:"));
-        let (m, _) = c.for_model("any", "m");
+        let (m, _) = c.scaling.for_model("any", "m");
         assert_eq!(m.thresholds.queue_length_threshold, 9.0);
         assert_eq!(m.thresholds.kv_spare_trigger, 0.1);
     }
@@ -396,7 +358,7 @@ mod tests {
             ("a", "modelID: m\nnamespace: ns\nqueueLengthThreshold: 6\n"),
             ("b", "modelID: m\nnamespace: ns\nqueueLengthThreshold: 7\n"),
         ])));
-        assert_eq!(c.for_model("ns", "m").1, Some("a"));
+        assert_eq!(c.scaling.for_model("ns", "m").1, Some("a"));
         assert_eq!(c.issues.len(), 1);
         assert!(
             c.issues[0]
@@ -415,8 +377,8 @@ mod tests {
             ("o", "modelID: m\nenableScaleToZero: false\n"),
         ])));
         assert!(c.issues.is_empty(), "{:?}", c.issues);
-        assert_eq!(c.default.enable_scale_to_zero, Some(true));
-        let (m, _) = c.for_model("ns", "m");
+        assert_eq!(c.scaling.default.enable_scale_to_zero, Some(true));
+        let (m, _) = c.scaling.for_model("ns", "m");
         assert_eq!(m.enable_scale_to_zero, Some(false));
         assert_eq!(m.scale_to_zero_retention, Duration::from_secs(300));
     }

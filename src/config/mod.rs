@@ -14,7 +14,7 @@ pub mod settings;
 use std::fmt;
 
 pub use accelerators::{AcceleratorCost, AcceleratorCosts};
-pub use capacity::{CapacityScalingConfig, ModelScalingConfig};
+pub use capacity::{CapacityScalingConfig, data_version};
 pub use duration::{format_duration, parse_duration};
 pub use service_class::{ServiceClasses, Slo};
 

@@ -114,6 +114,8 @@ pub trait DecisionLog: Send {
     fn append(&mut self, record: &Record) -> Result<u64, LogError>;
     /// The last good desired count of every variant, for recovery after a restart.
     fn last_good(&self) -> Result<BTreeMap<VariantKey, LastGood>, LogError>;
+    /// The last good desired count of one variant.
+    fn last_good_of(&self, variant: &VariantKey) -> Result<Option<LastGood>, LogError>;
     /// Drops a variant from the last-good index (its VA is gone).
     fn forget_variant(&mut self, variant: &VariantKey) -> Result<(), LogError>;
     /// Records matching the filter, oldest first.

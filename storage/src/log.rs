@@ -191,6 +191,14 @@ impl<B: Backend> DecisionLog for Log<B> {
         Ok(out)
     }
 
+    fn last_good_of(&self, variant: &VariantKey) -> Result<Option<LastGood>, LogError> {
+        Ok(self
+            .backend
+            .get(Tree::LastGood, &variant_key(variant))?
+            .as_deref()
+            .and_then(decode_last_good))
+    }
+
     fn forget_variant(&mut self, variant: &VariantKey) -> Result<(), LogError> {
         self.backend.remove(Tree::LastGood, &variant_key(variant))
     }

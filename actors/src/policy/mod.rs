@@ -2,6 +2,7 @@
 //!
 //! - [`thresholds`]: the four saturation thresholds, their validation and partial overrides.
 //! - [`saturation`]: per-replica saturation and the model-level capacity analysis.
+//! - [`scaling_config`]: the resolved per-model configuration and its lookup.
 //! - [`targets`]: replica targets across the variants of one model.
 //! - [`mode`]: which analyzers decide.
 //! - [`safety_net`]: what to emit when the analysis cannot run.
@@ -9,14 +10,16 @@
 pub mod mode;
 pub mod safety_net;
 pub mod saturation;
+pub mod scaling_config;
 pub mod targets;
 pub mod thresholds;
 
 pub use mode::OperatingMode;
-pub use safety_net::{Fallback, FallbackSource, fallback_desired};
+pub use safety_net::{Fallback, FallbackSource, fallback_desired, safety_net_decision};
 pub use saturation::{
     CapacityAnalysis, ReplicaAssessment, ReplicaSignals, analyze_capacity, assess_replica,
 };
+pub use scaling_config::{InvalidOverride, ModelOverride, ModelScalingConfig, ScalingConfig};
 pub use targets::{Action, ModelDecision, VariantInput, VariantTarget, decide_capacity};
 pub use thresholds::{ThresholdError, ThresholdOverrides, Thresholds};
 

@@ -73,7 +73,7 @@ pub enum Action {
 }
 
 impl Action {
-    fn between(current: u32, target: u32) -> Self {
+    pub(crate) fn between(current: u32, target: u32) -> Self {
         match target.cmp(&current) {
             Ordering::Greater => Self::ScaleUp,
             Ordering::Less => Self::ScaleDown,
@@ -120,6 +120,25 @@ pub struct ModelDecision {
 
 /// A rule that gives one variant its target, the reason, and the fallback source if any.
 type ChooseTarget<'a> = &'a dyn Fn(&VariantInput) -> (u32, String, Option<FallbackSource>);
+
+impl ModelDecision {
+    /// A short, fixed code for why desired counts changed: a metric label, never free text.
+    pub fn cause(&self) -> &'static str {
+        if self.safety_net {
+            "safety-net"
+        } else if self.in_transition {
+            "transition"
+        } else if self.analysis.has_no_signals() {
+            "minimum-replicas"
+        } else if self.analysis.should_scale_up {
+            "saturation"
+        } else if self.analysis.scale_down_safe {
+            "spare-capacity"
+        } else {
+            "steady"
+        }
+    }
+}
 
 /// Runs the capacity policy over all variants of one model.
 pub fn decide_capacity(t: &Thresholds, variants: &[VariantInput]) -> ModelDecision {

@@ -1,0 +1,283 @@
+//! The publisher: the metrics HPA and KEDA act on, in an owned Prometheus registry.
+//!
+//! One series per variant: desired, current and their ratio as gauges, and a counter of desired
+//! changes by direction and reason. With a controller instance id every series carries
+//! `controller_instance`. A variant that goes away takes its series with it, so an HPA never
+//! acts on a stale value. When not active (not the leader), nothing is published.
+
+use std::collections::{BTreeSet, HashMap};
+
+use actix::prelude::*;
+use prometheus::{CounterVec, Encoder, GaugeVec, Opts, Registry, TextEncoder};
+use wva_storage::VariantKey;
+
+/// Names and constant labels of the published series.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublisherConfig {
+    /// `inferno` (what existing HPAs select) or `wva`.
+    pub prefix: String,
+    pub controller_instance: Option<String>,
+}
+
+impl Default for PublisherConfig {
+    fn default() -> Self {
+        Self {
+            prefix: "inferno".into(),
+            controller_instance: None,
+        }
+    }
+}
+
+/// A change of desired count, for the scaling counter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScalingChange {
+    /// `up` or `down`.
+    pub direction: &'static str,
+    /// A short, fixed reason code (never free text: it is a label).
+    pub reason: &'static str,
+}
+
+/// One variant's published values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Published {
+    pub variant: VariantKey,
+    pub accelerator: String,
+    pub desired: u32,
+    pub current: u32,
+    pub change: Option<ScalingChange>,
+}
+
+/// A variant's accelerator label, and the (direction, reason) pairs its counter has used.
+type SeriesLabels = (String, BTreeSet<(&'static str, &'static str)>);
+
+/// The publisher actor.
+#[derive(Debug)]
+pub struct Publisher {
+    registry: Registry,
+    desired: GaugeVec,
+    current: GaugeVec,
+    ratio: GaugeVec,
+    scaling: CounterVec,
+    /// Label values in use per variant, so that all of its series can be removed.
+    series: HashMap<VariantKey, SeriesLabels>,
+    active: bool,
+}
+
+const LABELS: [&str; 3] = ["variant_name", "namespace", "accelerator_type"];
+const SCALING_LABELS: [&str; 5] = [
+    "variant_name",
+    "namespace",
+    "accelerator_type",
+    "direction",
+    "reason",
+];
+
+impl Publisher {
+    pub fn new(config: &PublisherConfig) -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let opts = |name: &str, help: &str| {
+            let mut o = Opts::new(format!("{}_{name}", config.prefix), help);
+            if let Some(id) = &config.controller_instance {
+                o = o.const_label("controller_instance", id.clone());
+            }
+            o
+        };
+        let desired = GaugeVec::new(
+            opts(
+                "desired_replicas",
+                "Replicas the autoscaler wants for the variant.",
+            ),
+            &LABELS,
+        )?;
+        let current = GaugeVec::new(
+            opts("current_replicas", "Replicas the variant's Deployment has."),
+            &LABELS,
+        )?;
+        let ratio = GaugeVec::new(
+            opts(
+                "desired_ratio",
+                "Desired over current replicas (the desired count when current is 0).",
+            ),
+            &LABELS,
+        )?;
+        let scaling = CounterVec::new(
+            opts(
+                "replica_scaling_total",
+                "Changes of the desired replica count.",
+            ),
+            &SCALING_LABELS,
+        )?;
+        registry.register(Box::new(desired.clone()))?;
+        registry.register(Box::new(current.clone()))?;
+        registry.register(Box::new(ratio.clone()))?;
+        registry.register(Box::new(scaling.clone()))?;
+        Ok(Self {
+            registry,
+            desired,
+            current,
+            ratio,
+            scaling,
+            series: HashMap::new(),
+            active: true,
+        })
+    }
+
+    fn publish(&mut self, p: &Published) {
+        if let Some((accelerator, _)) = self.series.get(&p.variant)
+            && *accelerator != p.accelerator
+        {
+            self.remove(&p.variant);
+        }
+        let labels = [
+            p.variant.name.as_str(),
+            p.variant.namespace.as_str(),
+            p.accelerator.as_str(),
+        ];
+        self.desired
+            .with_label_values(&labels)
+            .set(f64::from(p.desired));
+        self.current
+            .with_label_values(&labels)
+            .set(f64::from(p.current));
+        let ratio = if p.current == 0 {
+            f64::from(p.desired)
+        } else {
+            f64::from(p.desired) / f64::from(p.current)
+        };
+        self.ratio.with_label_values(&labels).set(ratio);
+        let entry = self
+            .series
+            .entry(p.variant.clone())
+            .or_insert_with(|| (p.accelerator.clone(), BTreeSet::new()));
+        if let Some(change) = &p.change {
+            self.scaling
+                .with_label_values(&[
+                    labels[0],
+                    labels[1],
+                    labels[2],
+                    change.direction,
+                    change.reason,
+                ])
+                .inc();
+            entry.1.insert((change.direction, change.reason));
+        }
+    }
+
+    fn remove(&mut self, variant: &VariantKey) {
+        let Some((accelerator, changes)) = self.series.remove(variant) else {
+            return;
+        };
+        let labels = [
+            variant.name.as_str(),
+            variant.namespace.as_str(),
+            accelerator.as_str(),
+        ];
+        // A series that is already gone is not an error here.
+        let _ = self.desired.remove_label_values(&labels);
+        let _ = self.current.remove_label_values(&labels);
+        let _ = self.ratio.remove_label_values(&labels);
+        for (direction, reason) in changes {
+            let _ = self
+                .scaling
+                .remove_label_values(&[labels[0], labels[1], labels[2], direction, reason]);
+        }
+    }
+
+    fn text(&self) -> String {
+        let mut buf = Vec::new();
+        match TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            Ok(()) => String::from_utf8(buf).unwrap_or_default(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode the published metrics");
+                String::new()
+            }
+        }
+    }
+}
+
+impl Actor for Publisher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(1024);
+    }
+}
+
+/// Publish the values of some variants.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Publish(pub Vec<Published>);
+
+impl Handler<Publish> for Publisher {
+    type Result = ();
+    fn handle(&mut self, msg: Publish, _: &mut Context<Self>) {
+        if self.active {
+            for p in &msg.0 {
+                self.publish(p);
+            }
+        }
+    }
+}
+
+/// Remove every series of a variant.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Unpublish(pub VariantKey);
+
+impl Handler<Unpublish> for Publisher {
+    type Result = ();
+    fn handle(&mut self, msg: Unpublish, _: &mut Context<Self>) {
+        self.remove(&msg.0);
+    }
+}
+
+/// Start or stop publishing (leader election). Stopping removes every series at once.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SetActive(pub bool);
+
+impl Handler<SetActive> for Publisher {
+    type Result = ();
+    fn handle(&mut self, msg: SetActive, _: &mut Context<Self>) {
+        self.active = msg.0;
+        if !self.active {
+            let all: Vec<VariantKey> = self.series.keys().cloned().collect();
+            for v in all {
+                self.remove(&v);
+            }
+        }
+    }
+}
+
+/// The metrics in the Prometheus text format.
+#[derive(Debug, Message)]
+#[rtype(result = "String")]
+pub struct Gather;
+
+impl Handler<Gather> for Publisher {
+    type Result = String;
+    fn handle(&mut self, _: Gather, _: &mut Context<Self>) -> String {
+        self.text()
+    }
+}
+
+/// The published desired count of one variant, if any.
+#[derive(Debug, Message)]
+#[rtype(result = "Option<u32>")]
+pub struct ReadDesired(pub VariantKey);
+
+impl Handler<ReadDesired> for Publisher {
+    type Result = Option<u32>;
+    fn handle(&mut self, msg: ReadDesired, _: &mut Context<Self>) -> Option<u32> {
+        let (accelerator, _) = self.series.get(&msg.0)?;
+        let labels = [
+            msg.0.name.as_str(),
+            msg.0.namespace.as_str(),
+            accelerator.as_str(),
+        ];
+        self.desired
+            .get_metric_with_label_values(&labels)
+            .ok()
+            .map(|g| g.get() as u32)
+    }
+}

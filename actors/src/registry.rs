@@ -1,0 +1,303 @@
+//! The registry: routes events by model to one supervisor per model, starting and stopping
+//! supervisors as variants come and go, and drives the cycle.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use actix::prelude::*;
+use futures_util::future::join_all;
+use wva_storage::LastGood;
+
+use crate::log_actor::{EnforceRetention, Flush};
+use crate::messages::{
+    DeploymentState, Metrics, ModelKey, PolicySettings, Timestamp, VariantKey, VariantSpec,
+};
+use crate::supervisor::{
+    AddVariant, DeploymentUpdate, DropVariant, ModelOutcome, ModelSupervisor, Ports, Restarts,
+    RunCycle, SetSettings, UpdateVariant,
+};
+
+/// The root actor.
+#[derive(Debug)]
+pub struct Registry {
+    supervisors: HashMap<ModelKey, Addr<ModelSupervisor>>,
+    /// Each variant's model and Deployment, to route events and notice moves.
+    variants: HashMap<VariantKey, (ModelKey, String)>,
+    /// Latest known state of every Deployment seen, so a VA created after its Deployment starts
+    /// with the replicas at once.
+    deployments: HashMap<(String, String), DeploymentState>,
+    /// Last good desired counts recovered from the log at start, handed out as variants appear.
+    recovered: HashMap<VariantKey, u32>,
+    settings: Arc<PolicySettings>,
+    ports: Ports,
+}
+
+impl Registry {
+    pub fn new(
+        ports: Ports,
+        settings: PolicySettings,
+        recovered: BTreeMap<VariantKey, LastGood>,
+    ) -> Self {
+        Self {
+            supervisors: HashMap::new(),
+            variants: HashMap::new(),
+            deployments: HashMap::new(),
+            recovered: recovered.into_iter().map(|(k, v)| (k, v.desired)).collect(),
+            settings: Arc::new(settings),
+            ports,
+        }
+    }
+
+    fn supervisor(&mut self, model: &ModelKey) -> Addr<ModelSupervisor> {
+        self.supervisors
+            .entry(model.clone())
+            .or_insert_with(|| {
+                ModelSupervisor::new(
+                    model.clone(),
+                    Arc::clone(&self.settings),
+                    self.ports.clone(),
+                )
+                .start()
+            })
+            .clone()
+    }
+
+    /// Removes a variant from its supervisor; stops the supervisor when it was the last.
+    fn detach(&mut self, key: &VariantKey) -> Option<Request<ModelSupervisor, DropVariant>> {
+        let (model, _) = self.variants.remove(key)?;
+        let sup = self.supervisors.get(&model)?.clone();
+        let request = sup.send(DropVariant(key.clone()));
+        let still_used = self.variants.values().any(|(m, _)| *m == model);
+        if !still_used {
+            // The supervisor stops once its last address is gone and its mailbox drained.
+            self.supervisors.remove(&model);
+        }
+        Some(request)
+    }
+}
+
+impl Actor for Registry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(1024);
+    }
+}
+
+/// A VA (or discovered Deployment) appeared or changed.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct UpsertVariant {
+    pub spec: VariantSpec,
+    pub at: Timestamp,
+}
+
+impl Handler<UpsertVariant> for Registry {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, msg: UpsertVariant, _: &mut Context<Self>) -> Self::Result {
+        let spec = msg.spec;
+        let key = spec.key.clone();
+        let same_place = self
+            .variants
+            .get(&key)
+            .is_some_and(|(m, d)| *m == spec.model && *d == spec.deployment);
+        if same_place {
+            let sup = self.supervisor(&spec.model);
+            return Box::pin(async move {
+                let _ = sup.send(UpdateVariant(spec)).await;
+            });
+        }
+        // New, or moved to another model or Deployment: (re)attach.
+        let detached = self.detach(&key);
+        let deployment = self
+            .deployments
+            .get(&(key.namespace.clone(), spec.deployment.clone()))
+            .copied();
+        let last_good = self.recovered.remove(&key);
+        self.variants
+            .insert(key, (spec.model.clone(), spec.deployment.clone()));
+        let sup = self.supervisor(&spec.model);
+        let at = msg.at;
+        Box::pin(async move {
+            if let Some(d) = detached {
+                let _ = d.await;
+            }
+            let _ = sup
+                .send(AddVariant {
+                    spec,
+                    deployment,
+                    last_good,
+                    at,
+                })
+                .await;
+        })
+    }
+}
+
+/// A VA was deleted.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct RemoveVariant(pub VariantKey);
+
+impl Handler<RemoveVariant> for Registry {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, msg: RemoveVariant, _: &mut Context<Self>) -> Self::Result {
+        let detached = self.detach(&msg.0);
+        Box::pin(async move {
+            if let Some(d) = detached {
+                let _ = d.await;
+            }
+        })
+    }
+}
+
+/// A Deployment was created, changed or deleted (`state: None`).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct DeploymentEvent {
+    pub namespace: String,
+    pub name: String,
+    pub state: Option<DeploymentState>,
+    pub at: Timestamp,
+}
+
+impl Handler<DeploymentEvent> for Registry {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, msg: DeploymentEvent, _: &mut Context<Self>) -> Self::Result {
+        let id = (msg.namespace.clone(), msg.name.clone());
+        match msg.state {
+            Some(state) => self.deployments.insert(id, state),
+            None => self.deployments.remove(&id),
+        };
+        let mut models: Vec<ModelKey> = self
+            .variants
+            .iter()
+            .filter(|(k, (_, d))| k.namespace == msg.namespace && *d == msg.name)
+            .map(|(_, (m, _))| m.clone())
+            .collect();
+        models.sort();
+        models.dedup();
+        let sups: Vec<_> = models
+            .iter()
+            .filter_map(|m| self.supervisors.get(m).cloned())
+            .collect();
+        Box::pin(async move {
+            for sup in sups {
+                let _ = sup
+                    .send(DeploymentUpdate {
+                        deployment: msg.name.clone(),
+                        state: msg.state,
+                        at: msg.at,
+                    })
+                    .await;
+            }
+        })
+    }
+}
+
+/// The configuration changed; applies from the next cycle.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct UpdateSettings(pub PolicySettings);
+
+impl Handler<UpdateSettings> for Registry {
+    type Result = ();
+    fn handle(&mut self, msg: UpdateSettings, _: &mut Context<Self>) {
+        self.settings = Arc::new(msg.0);
+        for sup in self.supervisors.values() {
+            sup.do_send(SetSettings(Arc::clone(&self.settings)));
+        }
+    }
+}
+
+/// One decision cycle at `now`, on one batched metrics read.
+#[derive(Debug, Message)]
+#[rtype(result = "CycleSummary")]
+pub struct Tick {
+    pub now: Timestamp,
+    pub metrics: Metrics,
+}
+
+/// What a cycle did, over all models.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CycleSummary {
+    pub models: usize,
+    pub variants: usize,
+    pub safety_net_models: usize,
+    pub changed: usize,
+    pub restarted: usize,
+}
+
+impl Handler<Tick> for Registry {
+    type Result = ResponseFuture<CycleSummary>;
+
+    fn handle(&mut self, msg: Tick, _: &mut Context<Self>) -> Self::Result {
+        let runs: Vec<_> = self
+            .supervisors
+            .values()
+            .map(|s| {
+                s.send(RunCycle {
+                    at: msg.now,
+                    metrics: msg.metrics.clone(),
+                    trigger: "tick",
+                })
+            })
+            .collect();
+        let log = self.ports.log.clone();
+        Box::pin(async move {
+            let outcomes: Vec<ModelOutcome> = join_all(runs).await.into_iter().flatten().collect();
+            // One flush per cycle: every model's record is durable before the next cycle.
+            match log.send(Flush).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "decision log: flush failed"),
+                Err(e) => tracing::warn!(error = %e, "decision log: unavailable"),
+            }
+            if let Ok(Err(e)) = log.send(EnforceRetention(msg.now)).await {
+                tracing::warn!(error = %e, "decision log: retention failed");
+            }
+            CycleSummary {
+                models: outcomes.len(),
+                variants: outcomes.iter().map(|o| o.decided).sum(),
+                safety_net_models: outcomes.iter().filter(|o| o.safety_net).count(),
+                changed: outcomes.iter().map(|o| o.changed).sum(),
+                restarted: outcomes.iter().map(|o| o.restarted).sum(),
+            }
+        })
+    }
+}
+
+/// Counts, for health reporting and tests.
+#[derive(Debug, Message)]
+#[rtype(result = "RegistryCounts")]
+pub struct Counts;
+
+/// How many models and variants are managed, and how many variant restarts happened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryCounts {
+    pub models: usize,
+    pub variants: usize,
+    pub restarts: u64,
+}
+
+impl Handler<Counts> for Registry {
+    type Result = ResponseFuture<RegistryCounts>;
+    fn handle(&mut self, _: Counts, _: &mut Context<Self>) -> Self::Result {
+        let sups: Vec<_> = self.supervisors.values().cloned().collect();
+        let (models, variants) = (self.supervisors.len(), self.variants.len());
+        Box::pin(async move {
+            let restarts = join_all(sups.iter().map(|s| s.send(Restarts)))
+                .await
+                .into_iter()
+                .flatten()
+                .sum();
+            RegistryCounts {
+                models,
+                variants,
+                restarts,
+            }
+        })
+    }
+}

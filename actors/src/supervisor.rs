@@ -1,0 +1,511 @@
+//! The model supervisor: owns the variant actors of one model, runs the policy over all of them
+//! each cycle, records inputs and decision in the log, then tells the publisher and the status
+//! port. A variant actor that stops on an error is restarted here from the decision log.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use actix::prelude::*;
+use wva_storage::Record;
+
+use crate::log_actor::{Append, Forget, LastGoodOf, LogActor};
+use crate::messages::{
+    DeploymentState, Metrics, MetricsState, ModelKey, OptimizationState, PodSample, PolicySettings,
+    StatusUpdate, Timestamp, VariantKey, VariantSpec,
+};
+use crate::policy::{FallbackSource, ModelDecision, decide_capacity, safety_net_decision};
+use crate::publisher::{Publish, Published, Publisher, ScalingChange, Unpublish};
+use crate::record::{CycleFacts, cycle_record};
+use crate::variant::{Decided, DeploymentChanged, Observe, UpdateSpec, VariantActor, VariantView};
+
+/// Where decisions go.
+#[derive(Debug, Clone)]
+pub struct Ports {
+    pub log: Addr<LogActor>,
+    pub publisher: Addr<Publisher>,
+    /// The VA status writer (or the simulator's recorder); none in tests that do not need it.
+    pub status: Option<Recipient<StatusUpdate>>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    addr: Addr<VariantActor>,
+    spec: VariantSpec,
+    deployment: Option<DeploymentState>,
+}
+
+/// Supervisor of one model's variants.
+#[derive(Debug)]
+pub struct ModelSupervisor {
+    model: ModelKey,
+    slots: BTreeMap<String, Slot>,
+    settings: Arc<PolicySettings>,
+    ports: Ports,
+    /// The latest metrics read, for cycles triggered by a Deployment event between ticks.
+    last_metrics: Option<Metrics>,
+    restarts: u64,
+}
+
+impl ModelSupervisor {
+    pub fn new(model: ModelKey, settings: Arc<PolicySettings>, ports: Ports) -> Self {
+        Self {
+            model,
+            slots: BTreeMap::new(),
+            settings,
+            ports,
+            last_metrics: None,
+            restarts: 0,
+        }
+    }
+}
+
+impl Actor for ModelSupervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(256);
+    }
+}
+
+/// What one model's cycle did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModelOutcome {
+    /// Variants that got a decision (those whose Deployment exists).
+    pub decided: usize,
+    pub safety_net: bool,
+    /// Variants whose desired count changed.
+    pub changed: usize,
+    /// Variant actors restarted from the log during the cycle.
+    pub restarted: usize,
+}
+
+/// Start managing a variant.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct AddVariant {
+    pub spec: VariantSpec,
+    pub deployment: Option<DeploymentState>,
+    /// Last good desired count recovered from the decision log.
+    pub last_good: Option<u32>,
+    pub at: Timestamp,
+}
+
+impl Handler<AddVariant> for ModelSupervisor {
+    type Result = ();
+    fn handle(&mut self, msg: AddVariant, _: &mut Context<Self>) {
+        let name = msg.spec.key.name.clone();
+        if let Some(old) = self.slots.remove(&name) {
+            old.addr.do_send(StopVariant);
+        }
+        let addr = VariantActor::new(msg.spec.clone(), msg.deployment, msg.last_good).start();
+        if msg.deployment.is_none()
+            && let Some(status) = &self.ports.status
+        {
+            status.do_send(StatusUpdate::TargetMissing {
+                variant: msg.spec.key.clone(),
+                at: msg.at,
+                deployment: msg.spec.deployment.clone(),
+                deleted: false,
+            });
+        }
+        self.slots.insert(
+            name,
+            Slot {
+                addr,
+                spec: msg.spec,
+                deployment: msg.deployment,
+            },
+        );
+    }
+}
+
+/// The VA of a variant changed, but not its model or Deployment.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct UpdateVariant(pub VariantSpec);
+
+impl Handler<UpdateVariant> for ModelSupervisor {
+    type Result = ();
+    fn handle(&mut self, msg: UpdateVariant, _: &mut Context<Self>) {
+        if let Some(slot) = self.slots.get_mut(&msg.0.key.name) {
+            slot.spec = msg.0.clone();
+            slot.addr.do_send(UpdateSpec(msg.0));
+        }
+    }
+}
+
+/// Stop managing a variant: its series go, and its last-good entry is forgotten.
+#[derive(Debug, Message)]
+#[rtype(result = "usize")]
+pub struct DropVariant(pub VariantKey);
+
+impl Handler<DropVariant> for ModelSupervisor {
+    type Result = ResponseFuture<usize>;
+    fn handle(&mut self, msg: DropVariant, _: &mut Context<Self>) -> Self::Result {
+        if let Some(slot) = self.slots.remove(&msg.0.name) {
+            slot.addr.do_send(StopVariant);
+        }
+        let remaining = self.slots.len();
+        let (publisher, log) = (self.ports.publisher.clone(), self.ports.log.clone());
+        Box::pin(async move {
+            let _ = publisher.send(Unpublish(msg.0.clone())).await;
+            if let Ok(Err(e)) = log.send(Forget(msg.0.clone())).await {
+                tracing::warn!(variant = %msg.0, error = %e, "decision log: cannot forget a removed variant");
+            }
+            remaining
+        })
+    }
+}
+
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct StopVariant;
+
+impl Handler<StopVariant> for VariantActor {
+    type Result = ();
+    fn handle(&mut self, _: StopVariant, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+/// A Deployment this model's variants may target changed (`None`: deleted).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct DeploymentUpdate {
+    pub deployment: String,
+    pub state: Option<DeploymentState>,
+    pub at: Timestamp,
+}
+
+impl Handler<DeploymentUpdate> for ModelSupervisor {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, msg: DeploymentUpdate, _: &mut Context<Self>) -> Self::Result {
+        let mut created = false;
+        let mut work = Vec::new();
+        for slot in self
+            .slots
+            .values_mut()
+            .filter(|s| s.spec.deployment == msg.deployment)
+        {
+            let before = slot.deployment;
+            slot.deployment = msg.state;
+            let addr = slot.addr.clone();
+            let key = slot.spec.key.clone();
+            match (before, msg.state) {
+                (None, Some(_)) => created = true,
+                (Some(_), None) => {
+                    // Gone: clear what was decided for it, at once.
+                    slot.spec.status_desired = None;
+                    let (publisher, log, status) = (
+                        self.ports.publisher.clone(),
+                        self.ports.log.clone(),
+                        self.ports.status.clone(),
+                    );
+                    let (deployment, at) = (msg.deployment.clone(), msg.at);
+                    work.push(Box::pin(async move {
+                        let _ = addr.send(DeploymentChanged(None)).await;
+                        let _ = publisher.send(Unpublish(key.clone())).await;
+                        let _ = log.send(Forget(key.clone())).await;
+                        if let Some(status) = status {
+                            let _ = status
+                                .send(StatusUpdate::TargetMissing {
+                                    variant: key,
+                                    at,
+                                    deployment,
+                                    deleted: true,
+                                })
+                                .await;
+                        }
+                    })
+                        as std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>);
+                    continue;
+                }
+                _ => {}
+            }
+            let state = msg.state;
+            work.push(Box::pin(async move {
+                let _ = addr.send(DeploymentChanged(state)).await;
+            }));
+        }
+        let at = msg.at;
+        Box::pin(
+            async move {
+                for w in work {
+                    w.await;
+                }
+            }
+            .into_actor(self)
+            .map(move |(), act, ctx| {
+                // A new Deployment is decided for at once, not at the next tick.
+                if created && let Some(metrics) = act.last_metrics.clone() {
+                    ctx.notify(RunCycle {
+                        at,
+                        metrics,
+                        trigger: "deployment-created",
+                    });
+                }
+            }),
+        )
+    }
+}
+
+/// Replace the policy settings (a ConfigMap changed).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SetSettings(pub Arc<PolicySettings>);
+
+impl Handler<SetSettings> for ModelSupervisor {
+    type Result = ();
+    fn handle(&mut self, msg: SetSettings, _: &mut Context<Self>) {
+        self.settings = msg.0;
+    }
+}
+
+/// How many variant actors this supervisor has restarted.
+#[derive(Debug, Message)]
+#[rtype(result = "u64")]
+pub struct Restarts;
+
+impl Handler<Restarts> for ModelSupervisor {
+    type Result = u64;
+    fn handle(&mut self, _: Restarts, _: &mut Context<Self>) -> u64 {
+        self.restarts
+    }
+}
+
+/// Run the policy for this model.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "ModelOutcome")]
+pub struct RunCycle {
+    pub at: Timestamp,
+    pub metrics: Metrics,
+    /// What started the cycle, recorded in the log: `tick`, `deployment-created`.
+    pub trigger: &'static str,
+}
+
+impl Handler<RunCycle> for ModelSupervisor {
+    type Result = ResponseActFuture<Self, ModelOutcome>;
+
+    fn handle(&mut self, msg: RunCycle, _: &mut Context<Self>) -> Self::Result {
+        self.last_metrics = Some(msg.metrics.clone());
+        let plan = CyclePlan {
+            model: self.model.clone(),
+            slots: self
+                .slots
+                .iter()
+                .filter(|(_, s)| s.deployment.is_some())
+                .map(|(name, s)| (name.clone(), s.addr.clone(), s.spec.clone(), s.deployment))
+                .collect(),
+            settings: Arc::clone(&self.settings),
+            ports: self.ports.clone(),
+            cycle: msg,
+        };
+        Box::pin(
+            run_cycle(plan)
+                .into_actor(self)
+                .map(|(outcome, replaced), act, _| {
+                    for (name, addr) in replaced {
+                        if let Some(slot) = act.slots.get_mut(&name) {
+                            slot.addr = addr;
+                            act.restarts += 1;
+                        }
+                    }
+                    outcome
+                }),
+        )
+    }
+}
+
+struct CyclePlan {
+    model: ModelKey,
+    slots: Vec<(
+        String,
+        Addr<VariantActor>,
+        VariantSpec,
+        Option<DeploymentState>,
+    )>,
+    settings: Arc<PolicySettings>,
+    ports: Ports,
+    cycle: RunCycle,
+}
+
+type Replaced = Vec<(String, Addr<VariantActor>)>;
+
+async fn run_cycle(plan: CyclePlan) -> (ModelOutcome, Replaced) {
+    let CyclePlan {
+        model,
+        slots,
+        settings,
+        ports,
+        cycle,
+    } = plan;
+    let mut outcome = ModelOutcome::default();
+    if slots.is_empty() {
+        return (outcome, Vec::new());
+    }
+    let mut by_deployment: HashMap<&str, Vec<PodSample>> = HashMap::new();
+    if let Metrics::Read(snapshot) = &cycle.metrics
+        && let Some(samples) = snapshot.by_model.get(&model)
+    {
+        for s in samples {
+            by_deployment
+                .entry(s.deployment.as_str())
+                .or_default()
+                .push(s.clone());
+        }
+    }
+
+    // 1. Fan the snapshot out to the variants and collect their views.
+    let mut views: Vec<(Addr<VariantActor>, VariantView)> = Vec::with_capacity(slots.len());
+    let mut replaced = Vec::new();
+    let mut fault = None;
+    for (name, addr, spec, deployment) in slots {
+        let samples = by_deployment
+            .remove(spec.deployment.as_str())
+            .unwrap_or_default();
+        let observed = addr
+            .send(Observe {
+                variant: spec.key.clone(),
+                samples,
+            })
+            .await;
+        let problem = match observed {
+            Ok(Ok(view)) => {
+                views.push((addr, view));
+                continue;
+            }
+            Ok(Err(f)) => f.to_string(),
+            Err(e) => format!("variant {}: actor unavailable ({e})", spec.key),
+        };
+        // The actor stopped: restart it from the decision log and decide this model on the
+        // safety net this cycle, since its signals cannot be trusted.
+        let last_good = match ports.log.send(LastGoodOf(spec.key.clone())).await {
+            Ok(Ok(v)) => v.map(|lg| lg.desired),
+            _ => None,
+        };
+        tracing::warn!(model = %model, %problem, last_good = ?last_good, "variant actor stopped; restarted from the decision log");
+        let fresh = VariantActor::new(spec.clone(), deployment, last_good).start();
+        if let Ok(Ok(view)) = fresh
+            .send(Observe {
+                variant: spec.key.clone(),
+                samples: Vec::new(),
+            })
+            .await
+        {
+            views.push((fresh.clone(), view));
+        }
+        replaced.push((name, fresh));
+        outcome.restarted += 1;
+        fault = Some(problem);
+    }
+
+    // 2. Decide.
+    let (config, _) = settings
+        .scaling
+        .for_model(&model.namespace, &model.model_id);
+    let thresholds = config.thresholds;
+    let inputs: Vec<_> = views.iter().map(|(_, v)| v.input()).collect();
+    let metrics_error = match &cycle.metrics {
+        Metrics::Failed(e) => Some(e.clone()),
+        Metrics::Read(_) => fault,
+    };
+    let decision = match &metrics_error {
+        Some(why) => safety_net_decision(&inputs, why),
+        None => decide_capacity(&thresholds, &inputs),
+    };
+
+    // 3. Record inputs and decision before anyone acts on it.
+    let record = cycle_record(CycleFacts {
+        model: &model,
+        at: cycle.at,
+        mode: settings.mode,
+        config_version: &settings.scaling.version,
+        thresholds,
+        metrics_error: metrics_error.clone(),
+        inputs: &inputs,
+        decision: &decision,
+        trigger: cycle.trigger,
+    });
+    match ports.log.send(Append(Record::Cycle(record))).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(model = %model, error = %e, "decision log: append failed"),
+        Err(e) => tracing::warn!(model = %model, error = %e, "decision log: unavailable"),
+    }
+
+    // 4. Tell the variants, the publisher and the status port.
+    let problems = settings
+        .scaling
+        .problems_for_model(&model.namespace, &model.model_id);
+    let mut published = Vec::with_capacity(views.len());
+    for ((addr, view), target) in views.iter().zip(&decision.variants) {
+        let _ = addr.send(Decided(target.target)).await;
+        let previous = view.previous_desired();
+        let baseline = previous.unwrap_or(target.current_replicas);
+        let change = (target.target != baseline).then(|| ScalingChange {
+            direction: if target.target > baseline {
+                "up"
+            } else {
+                "down"
+            },
+            reason: decision.cause(),
+        });
+        outcome.changed += usize::from(change.is_some());
+        if let Some(source) = target.fallback_source {
+            tracing::warn!(
+                variant = %view.spec.key,
+                currentReplicas = target.current_replicas,
+                desiredReplicas = target.target,
+                accelerator = %target.accelerator,
+                fallbackSource = source.as_str(),
+                "Safety net activated: emitted fallback metrics"
+            );
+        }
+        if let Some(status) = &ports.status {
+            let _ = status
+                .send(StatusUpdate::Decided {
+                    variant: view.spec.key.clone(),
+                    at: cycle.at,
+                    desired: target.target,
+                    previous_desired: previous,
+                    current: target.current_replicas,
+                    accelerator: target.accelerator.clone(),
+                    metrics: metrics_state(&cycle.metrics, view),
+                    optimization: optimization_state(&decision, target.fallback_source, &problems),
+                    reason: target.reason.clone(),
+                })
+                .await;
+        }
+        published.push(Published {
+            variant: view.spec.key.clone(),
+            accelerator: target.accelerator.clone(),
+            desired: target.target,
+            current: target.current_replicas,
+            change,
+        });
+    }
+    let _ = ports.publisher.send(Publish(published)).await;
+    outcome.decided = decision.variants.len();
+    outcome.safety_net = decision.safety_net;
+    (outcome, replaced)
+}
+
+fn metrics_state(metrics: &Metrics, view: &VariantView) -> MetricsState {
+    match metrics {
+        Metrics::Failed(e) => MetricsState::PrometheusError(e.clone()),
+        Metrics::Read(_) if view.pods.is_empty() => MetricsState::Missing,
+        Metrics::Read(_) => MetricsState::Found,
+    }
+}
+
+fn optimization_state(
+    decision: &ModelDecision,
+    fallback: Option<FallbackSource>,
+    problems: &[&crate::policy::InvalidOverride],
+) -> OptimizationState {
+    match (fallback, problems.first()) {
+        (Some(source), _) if decision.safety_net => OptimizationState::SafetyNet(source),
+        (_, Some(problem)) => OptimizationState::InvalidConfiguration(problem.message.clone()),
+        _ => OptimizationState::Succeeded,
+    }
+}

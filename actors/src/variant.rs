@@ -1,0 +1,206 @@
+//! The variant actor: the live state of one variant (its spec, its Deployment's replicas, the
+//! signals of its pods, its last desired count).
+
+use actix::prelude::*;
+
+use crate::messages::{DeploymentState, PodSample, VariantKey, VariantSpec};
+use crate::policy::{ReplicaSignals, VariantInput};
+
+/// State of one variant.
+#[derive(Debug)]
+pub struct VariantActor {
+    spec: VariantSpec,
+    deployment: Option<DeploymentState>,
+    last_desired: Option<u32>,
+    pods: Vec<PodSample>,
+}
+
+impl VariantActor {
+    pub fn new(
+        spec: VariantSpec,
+        deployment: Option<DeploymentState>,
+        last_desired: Option<u32>,
+    ) -> Self {
+        Self {
+            spec,
+            deployment,
+            last_desired,
+            pods: Vec::new(),
+        }
+    }
+
+    fn view(&self) -> VariantView {
+        VariantView {
+            spec: self.spec.clone(),
+            deployment: self.deployment,
+            last_desired: self.last_desired,
+            pods: self.pods.clone(),
+        }
+    }
+}
+
+impl Actor for VariantActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(64);
+    }
+}
+
+/// What a variant looks like at the start of a cycle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VariantView {
+    pub spec: VariantSpec,
+    pub deployment: Option<DeploymentState>,
+    /// The last desired count decided for it (from this process, or the decision log).
+    pub last_desired: Option<u32>,
+    pub pods: Vec<PodSample>,
+}
+
+impl VariantView {
+    /// The previous desired count the policy sees: the decision log's (or this process's),
+    /// else the VA status.
+    pub fn previous_desired(&self) -> Option<u32> {
+        self.last_desired.or(self.spec.status_desired)
+    }
+
+    /// The policy's input for this variant.
+    pub fn input(&self) -> VariantInput {
+        let d = self.deployment.unwrap_or(DeploymentState {
+            replicas: 0,
+            ready: 0,
+        });
+        VariantInput {
+            name: self.spec.key.name.clone(),
+            cost: self.spec.cost,
+            accelerator: self.spec.accelerator.clone(),
+            current_replicas: d.replicas,
+            ready_replicas: d.ready.min(d.replicas),
+            previous_desired: self.previous_desired(),
+            replicas: self
+                .pods
+                .iter()
+                .map(|p| ReplicaSignals {
+                    pod: p.pod.clone(),
+                    kv_cache_usage: p.kv_cache_usage,
+                    queue_length: p.queue_length,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Why a variant actor refused a message and stopped.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("variant {variant}: {problem}")]
+pub struct VariantFault {
+    pub variant: VariantKey,
+    pub problem: String,
+}
+
+/// New signals for the cycle; answers with the variant's view.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<VariantView, VariantFault>")]
+pub struct Observe {
+    pub variant: VariantKey,
+    pub samples: Vec<PodSample>,
+}
+
+impl Handler<Observe> for VariantActor {
+    type Result = Result<VariantView, VariantFault>;
+
+    fn handle(&mut self, msg: Observe, ctx: &mut Context<Self>) -> Self::Result {
+        // The adapters guarantee these; a breach means a bug upstream. Stop rather than decide
+        // on bad data: the supervisor restarts the actor from the decision log.
+        let problem = if msg.variant != self.spec.key {
+            Some(format!("received signals routed for {}", msg.variant))
+        } else {
+            msg.samples.iter().find_map(|s| {
+                let bad_kv = s
+                    .kv_cache_usage
+                    .is_some_and(|kv| !(kv.is_finite() && (0.0..=1.0).contains(&kv)));
+                let bad_queue = s.queue_length.is_some_and(|q| !(q.is_finite() && q >= 0.0));
+                if s.deployment != self.spec.deployment {
+                    Some(format!(
+                        "pod {} belongs to {}, not {}",
+                        s.pod, s.deployment, self.spec.deployment
+                    ))
+                } else if bad_kv || bad_queue {
+                    Some(format!(
+                        "pod {} has invalid signals (kv {:?}, queue {:?})",
+                        s.pod, s.kv_cache_usage, s.queue_length
+                    ))
+                } else {
+                    None
+                }
+            })
+        };
+        if let Some(problem) = problem {
+            ctx.stop();
+            return Err(VariantFault {
+                variant: self.spec.key.clone(),
+                problem,
+            });
+        }
+        self.pods = msg.samples;
+        Ok(self.view())
+    }
+}
+
+/// The desired count decided this cycle.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Decided(pub u32);
+
+impl Handler<Decided> for VariantActor {
+    type Result = ();
+    fn handle(&mut self, msg: Decided, _: &mut Context<Self>) {
+        self.last_desired = Some(msg.0);
+    }
+}
+
+/// How a Deployment change affects the variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, MessageResponse)]
+pub enum DeploymentTransition {
+    Created,
+    Deleted,
+    Updated,
+    Unchanged,
+}
+
+/// The variant's Deployment changed (`None`: deleted).
+#[derive(Debug, Message)]
+#[rtype(result = "DeploymentTransition")]
+pub struct DeploymentChanged(pub Option<DeploymentState>);
+
+impl Handler<DeploymentChanged> for VariantActor {
+    type Result = DeploymentTransition;
+    fn handle(&mut self, msg: DeploymentChanged, _: &mut Context<Self>) -> DeploymentTransition {
+        let transition = match (self.deployment, msg.0) {
+            (None, Some(_)) => DeploymentTransition::Created,
+            (Some(_), None) => DeploymentTransition::Deleted,
+            (Some(a), Some(b)) if a != b => DeploymentTransition::Updated,
+            _ => DeploymentTransition::Unchanged,
+        };
+        if transition == DeploymentTransition::Deleted {
+            // A recreated Deployment starts fresh: nothing decided for the old one carries over.
+            self.last_desired = None;
+            self.spec.status_desired = None;
+            self.pods.clear();
+        }
+        self.deployment = msg.0;
+        transition
+    }
+}
+
+/// The VA changed (cost, accelerator, status).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct UpdateSpec(pub VariantSpec);
+
+impl Handler<UpdateSpec> for VariantActor {
+    type Result = ();
+    fn handle(&mut self, msg: UpdateSpec, _: &mut Context<Self>) {
+        self.spec = msg.0;
+    }
+}

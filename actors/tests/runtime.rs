@@ -1,0 +1,483 @@
+//! The actor runtime end to end, on the in-memory log: routing, start/stop, the cycle, the safety
+//! net, immediate Deployment reactions, restarts from the log, series removal, instance labels.
+
+use std::sync::{Arc, Mutex};
+
+use actix::prelude::*;
+use wva_actors::log_actor::{LogActor, ReadHistory};
+use wva_actors::messages::*;
+use wva_actors::publisher::{Gather, Publisher, PublisherConfig, ReadDesired};
+use wva_actors::registry::*;
+use wva_actors::supervisor::Ports;
+use wva_storage::{DecisionLog, HistoryFilter, LastGood, MemoryLog, Record, Retention};
+
+/// Collects status updates, as the VA status writer would receive them.
+#[derive(Debug, Default)]
+struct StatusRecorder(Arc<Mutex<Vec<StatusUpdate>>>);
+
+impl Actor for StatusRecorder {
+    type Context = Context<Self>;
+}
+
+impl Handler<StatusUpdate> for StatusRecorder {
+    type Result = ();
+    fn handle(&mut self, msg: StatusUpdate, _: &mut Context<Self>) {
+        self.0.lock().expect("lock").push(msg);
+    }
+}
+
+struct Harness {
+    registry: Addr<Registry>,
+    publisher: Addr<Publisher>,
+    log: Addr<LogActor>,
+    statuses: Arc<Mutex<Vec<StatusUpdate>>>,
+}
+
+fn start(log: MemoryLog, instance: Option<&str>) -> Harness {
+    let recovered = log.last_good().expect("last good");
+    let log = LogActor::start(Box::new(log));
+    let publisher = Publisher::new(&PublisherConfig {
+        prefix: "inferno".into(),
+        controller_instance: instance.map(str::to_string),
+    })
+    .expect("publisher")
+    .start();
+    let statuses = Arc::new(Mutex::new(Vec::new()));
+    let recorder = StatusRecorder(Arc::clone(&statuses)).start();
+    let ports = Ports {
+        log: log.clone(),
+        publisher: publisher.clone(),
+        status: Some(recorder.recipient()),
+    };
+    let registry = Registry::new(ports, PolicySettings::default(), recovered).start();
+    Harness {
+        registry,
+        publisher,
+        log,
+        statuses,
+    }
+}
+
+fn spec(ns: &str, name: &str, model: &str, cost: f64) -> VariantSpec {
+    VariantSpec {
+        key: VariantKey::new(ns, name),
+        model: ModelKey::new(ns, model),
+        deployment: format!("{name}-deploy"),
+        cost,
+        accelerator: "A100".into(),
+        status_desired: None,
+    }
+}
+
+fn samples(name: &str, signals: &[(f64, f64)]) -> Vec<PodSample> {
+    signals
+        .iter()
+        .enumerate()
+        .map(|(i, &(kv, q))| PodSample {
+            pod: format!("{name}-{i}"),
+            deployment: format!("{name}-deploy"),
+            kv_cache_usage: Some(kv),
+            queue_length: Some(q),
+        })
+        .collect()
+}
+
+fn snapshot(entries: Vec<(ModelKey, Vec<PodSample>)>) -> Metrics {
+    let mut by_model = std::collections::HashMap::new();
+    for (model, mut s) in entries {
+        by_model
+            .entry(model)
+            .or_insert_with(Vec::new)
+            .append(&mut s);
+    }
+    Metrics::Read(Arc::new(MetricsSnapshot { by_model }))
+}
+
+async fn add(h: &Harness, spec: VariantSpec, replicas: u32) {
+    let (ns, deployment) = (spec.key.namespace.clone(), spec.deployment.clone());
+    h.registry
+        .send(DeploymentEvent {
+            namespace: ns,
+            name: deployment,
+            state: Some(DeploymentState {
+                replicas,
+                ready: replicas,
+            }),
+            at: Timestamp(0),
+        })
+        .await
+        .expect("deployment");
+    h.registry
+        .send(UpsertVariant {
+            spec,
+            at: Timestamp(0),
+        })
+        .await
+        .expect("upsert");
+}
+
+async fn desired(h: &Harness, ns: &str, name: &str) -> Option<u32> {
+    h.publisher
+        .send(ReadDesired(VariantKey::new(ns, name)))
+        .await
+        .expect("publisher")
+}
+
+#[actix::test]
+async fn variants_are_routed_to_one_supervisor_per_model_and_stopped_with_it() {
+    let h = start(MemoryLog::in_memory(Retention::default()), None);
+    add(&h, spec("ns", "a100", "llama", 40.0), 2).await;
+    add(&h, spec("ns", "h100", "llama", 80.0), 1).await;
+    add(&h, spec("ns", "granite", "granite", 10.0), 1).await;
+    add(&h, spec("other", "a100", "llama", 40.0), 1).await;
+    let c = h.registry.send(Counts).await.expect("counts");
+    assert_eq!((c.models, c.variants), (3, 4));
+
+    h.registry
+        .send(RemoveVariant(VariantKey::new("ns", "h100")))
+        .await
+        .expect("remove");
+    let c = h.registry.send(Counts).await.expect("counts");
+    assert_eq!((c.models, c.variants), (3, 3));
+    h.registry
+        .send(RemoveVariant(VariantKey::new("ns", "granite")))
+        .await
+        .expect("remove");
+    let c = h.registry.send(Counts).await.expect("counts");
+    assert_eq!(
+        (c.models, c.variants),
+        (2, 2),
+        "the last variant takes its supervisor"
+    );
+
+    // Moving a VA to another model re-routes it.
+    add(&h, spec("ns", "a100", "granite", 40.0), 2).await;
+    let c = h.registry.send(Counts).await.expect("counts");
+    assert_eq!((c.models, c.variants), (2, 2));
+}
+
+#[actix::test]
+async fn a_tick_decides_records_and_publishes_the_cheapest_scale_up() {
+    let h = start(MemoryLog::in_memory(Retention::default()), None);
+    add(&h, spec("ns", "cheap", "llama", 10.0), 2).await;
+    add(&h, spec("ns", "pricey", "llama", 50.0), 2).await;
+    let model = ModelKey::new("ns", "llama");
+    let hot = [(0.76, 2.0), (0.75, 2.0)];
+    let summary = h
+        .registry
+        .send(Tick {
+            now: Timestamp(15_000),
+            metrics: snapshot(vec![
+                (model.clone(), samples("cheap", &hot)),
+                (model.clone(), samples("pricey", &hot)),
+            ]),
+        })
+        .await
+        .expect("tick");
+    assert_eq!(summary.models, 1);
+    assert_eq!(summary.variants, 2);
+    assert_eq!(summary.changed, 1);
+    assert_eq!(desired(&h, "ns", "cheap").await, Some(3));
+    assert_eq!(desired(&h, "ns", "pricey").await, Some(2));
+
+    let text = h.publisher.send(Gather).await.expect("gather");
+    assert!(text.contains(r#"inferno_desired_replicas{accelerator_type="A100",namespace="ns",variant_name="cheap"} 3"#), "{text}");
+    assert!(text.contains(r#"inferno_current_replicas{accelerator_type="A100",namespace="ns",variant_name="cheap"} 2"#), "{text}");
+    assert!(text.contains(r#"inferno_desired_ratio{accelerator_type="A100",namespace="ns",variant_name="cheap"} 1.5"#), "{text}");
+    assert!(text.contains(r#"inferno_replica_scaling_total{accelerator_type="A100",direction="up",namespace="ns",reason="saturation",variant_name="cheap"} 1"#), "{text}");
+    assert!(!text.contains("controller_instance"));
+
+    let history = h
+        .log
+        .send(ReadHistory(HistoryFilter::default()))
+        .await
+        .expect("log")
+        .expect("history");
+    assert_eq!(history.records.len(), 1);
+    let Record::Cycle(c) = &history.records[0].1;
+    assert_eq!(c.at, Timestamp(15_000));
+    assert_eq!(c.variants.len(), 2);
+    assert_eq!(
+        c.variants[0].pods.len(),
+        2,
+        "inputs are recorded with the decision"
+    );
+    assert_eq!(c.trigger, "tick");
+    assert!(c.analysis.should_scale_up);
+
+    let statuses = h.statuses.lock().expect("lock").clone();
+    assert!(statuses.iter().any(|s| matches!(s, StatusUpdate::Decided { variant, desired: 3, optimization: OptimizationState::Succeeded, metrics: MetricsState::Found, .. } if variant.name == "cheap")), "{statuses:?}");
+}
+
+#[actix::test]
+async fn the_safety_net_falls_back_to_the_last_good_desired_from_the_log() {
+    // A previous process decided 4 for "a"; nothing is known for "b".
+    let mut log = MemoryLog::in_memory(Retention::default());
+    log.append(&Record::Cycle(wva_actors::record::cycle_record(
+        wva_actors::record::CycleFacts {
+            model: &ModelKey::new("ns", "llama"),
+            at: Timestamp(1),
+            mode: wva_actors::policy::OperatingMode::CapacityOnly,
+            config_version: "v",
+            thresholds: Default::default(),
+            metrics_error: None,
+            inputs: &[],
+            decision: &wva_actors::policy::ModelDecision {
+                analysis: wva_actors::policy::analyze_capacity(&Default::default(), &[]),
+                in_transition: false,
+                safety_net: false,
+                variants: vec![wva_actors::policy::VariantTarget {
+                    name: "a".into(),
+                    accelerator: "A100".into(),
+                    current_replicas: 2,
+                    saturated_replicas: vec![],
+                    target: 4,
+                    action: wva_actors::policy::Action::ScaleUp,
+                    reason: "test".into(),
+                    fallback_source: None,
+                }],
+            },
+            trigger: "tick",
+        },
+    )))
+    .expect("append");
+    assert_eq!(
+        log.last_good()
+            .expect("lg")
+            .get(&VariantKey::new("ns", "a")),
+        Some(&LastGood {
+            desired: 4,
+            at: Timestamp(1)
+        })
+    );
+    let h = start(log, None);
+    add(&h, spec("ns", "a", "llama", 10.0), 2).await;
+    add(&h, spec("ns", "b", "llama", 20.0), 3).await;
+    let summary = h
+        .registry
+        .send(Tick {
+            now: Timestamp(30_000),
+            metrics: Metrics::Failed("Prometheus unreachable: connection refused".into()),
+        })
+        .await
+        .expect("tick");
+    assert_eq!(summary.safety_net_models, 1);
+    assert_eq!(desired(&h, "ns", "a").await, Some(4));
+    assert_eq!(desired(&h, "ns", "b").await, Some(3));
+    let statuses = h.statuses.lock().expect("lock").clone();
+    let safety: Vec<_> = statuses
+        .iter()
+        .filter_map(|s| match s {
+            StatusUpdate::Decided {
+                variant,
+                optimization: OptimizationState::SafetyNet(source),
+                metrics: MetricsState::PrometheusError(_),
+                ..
+            } => Some((variant.name.clone(), source.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        safety,
+        [
+            ("a".to_string(), "previous-desired"),
+            ("b".to_string(), "current-replicas")
+        ]
+    );
+}
+
+#[actix::test]
+async fn deployment_create_and_delete_are_handled_at_once() {
+    let h = start(MemoryLog::in_memory(Retention::default()), None);
+    let model = ModelKey::new("ns", "llama");
+    // The VA comes before its Deployment.
+    h.registry
+        .send(UpsertVariant {
+            spec: spec("ns", "late", "llama", 10.0),
+            at: Timestamp(0),
+        })
+        .await
+        .expect("upsert");
+    let first = h.statuses.lock().expect("lock").clone();
+    assert!(
+        matches!(&first[..], [StatusUpdate::TargetMissing { deleted: false, deployment, .. }] if deployment == "late-deploy"),
+        "{first:?}"
+    );
+
+    // A tick happens (nothing to decide yet), then the Deployment appears: decided at once.
+    let metrics = snapshot(vec![(model.clone(), samples("late", &[(0.3, 0.0)]))]);
+    h.registry
+        .send(Tick {
+            now: Timestamp(15_000),
+            metrics,
+        })
+        .await
+        .expect("tick");
+    assert_eq!(desired(&h, "ns", "late").await, None);
+    h.registry
+        .send(DeploymentEvent {
+            namespace: "ns".into(),
+            name: "late-deploy".into(),
+            state: Some(DeploymentState {
+                replicas: 1,
+                ready: 1,
+            }),
+            at: Timestamp(16_000),
+        })
+        .await
+        .expect("event");
+    let mut published = None;
+    for _ in 0..50 {
+        published = desired(&h, "ns", "late").await;
+        if published.is_some() {
+            break;
+        }
+        actix_rt::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        published,
+        Some(1),
+        "decided on the event, without another tick"
+    );
+    let history = h
+        .log
+        .send(ReadHistory(HistoryFilter::default()))
+        .await
+        .expect("log")
+        .expect("history");
+    let Record::Cycle(c) = &history.records.last().expect("a record").1;
+    assert_eq!(c.trigger, "deployment-created");
+    assert_eq!(c.at, Timestamp(16_000));
+
+    // Deleted: series removed and status cleared at once.
+    h.registry
+        .send(DeploymentEvent {
+            namespace: "ns".into(),
+            name: "late-deploy".into(),
+            state: None,
+            at: Timestamp(17_000),
+        })
+        .await
+        .expect("event");
+    assert_eq!(desired(&h, "ns", "late").await, None);
+    let text = h.publisher.send(Gather).await.expect("gather");
+    assert!(!text.contains("variant_name=\"late\""), "{text}");
+    let last = h.statuses.lock().expect("lock").last().cloned();
+    assert!(
+        matches!(
+            last,
+            Some(StatusUpdate::TargetMissing { deleted: true, .. })
+        ),
+        "{last:?}"
+    );
+
+    // Recreated: resumes.
+    h.registry
+        .send(DeploymentEvent {
+            namespace: "ns".into(),
+            name: "late-deploy".into(),
+            state: Some(DeploymentState {
+                replicas: 1,
+                ready: 1,
+            }),
+            at: Timestamp(18_000),
+        })
+        .await
+        .expect("event");
+    for _ in 0..50 {
+        if desired(&h, "ns", "late").await.is_some() {
+            break;
+        }
+        actix_rt::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(desired(&h, "ns", "late").await, Some(1));
+}
+
+#[actix::test]
+async fn a_failing_variant_actor_is_restarted_from_the_log() {
+    let h = start(MemoryLog::in_memory(Retention::default()), None);
+    add(&h, spec("ns", "v", "llama", 10.0), 2).await;
+    let model = ModelKey::new("ns", "llama");
+    // First cycle: hot, so the desired count becomes 3 and is recorded as last good.
+    h.registry
+        .send(Tick {
+            now: Timestamp(15_000),
+            metrics: snapshot(vec![(
+                model.clone(),
+                samples("v", &[(0.76, 2.0), (0.75, 2.0)]),
+            )]),
+        })
+        .await
+        .expect("tick");
+    assert_eq!(desired(&h, "ns", "v").await, Some(3));
+
+    // A sample the adapters should never let through: the variant actor stops on it.
+    let mut bad = samples("v", &[(0.5, 1.0), (0.5, 1.0)]);
+    bad[1].kv_cache_usage = Some(f64::NAN);
+    let summary = h
+        .registry
+        .send(Tick {
+            now: Timestamp(30_000),
+            metrics: snapshot(vec![(model.clone(), bad)]),
+        })
+        .await
+        .expect("tick");
+    assert_eq!(summary.restarted, 1);
+    assert_eq!(
+        summary.safety_net_models, 1,
+        "no decision on untrusted signals"
+    );
+    assert_eq!(
+        desired(&h, "ns", "v").await,
+        Some(3),
+        "the restarted actor holds the logged desired"
+    );
+    let c = h.registry.send(Counts).await.expect("counts");
+    assert_eq!(c.restarts, 1);
+
+    // The restarted actor works: the next cycle decides normally.
+    let summary = h
+        .registry
+        .send(Tick {
+            now: Timestamp(45_000),
+            metrics: snapshot(vec![(
+                model.clone(),
+                samples("v", &[(0.5, 1.0), (0.5, 1.0)]),
+            )]),
+        })
+        .await
+        .expect("tick");
+    assert_eq!(summary.restarted, 0);
+    assert_eq!(summary.safety_net_models, 0);
+}
+
+#[actix::test]
+async fn removed_variants_lose_their_series_and_instances_label_everything() {
+    let h = start(MemoryLog::in_memory(Retention::default()), Some("canary"));
+    add(&h, spec("ns", "a", "llama", 10.0), 1).await;
+    add(&h, spec("ns", "b", "llama", 20.0), 1).await;
+    let model = ModelKey::new("ns", "llama");
+    h.registry
+        .send(Tick {
+            now: Timestamp(15_000),
+            metrics: snapshot(vec![
+                (model.clone(), samples("a", &[(0.3, 0.0)])),
+                (model.clone(), samples("b", &[(0.3, 0.0)])),
+            ]),
+        })
+        .await
+        .expect("tick");
+    let text = h.publisher.send(Gather).await.expect("gather");
+    let series: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    assert!(!series.is_empty());
+    for line in &series {
+        assert!(line.contains(r#"controller_instance="canary""#), "{line}");
+    }
+    h.registry
+        .send(RemoveVariant(VariantKey::new("ns", "b")))
+        .await
+        .expect("remove");
+    let text = h.publisher.send(Gather).await.expect("gather");
+    assert!(!text.contains(r#"variant_name="b""#), "{text}");
+    assert!(text.contains(r#"variant_name="a""#), "{text}");
+}
