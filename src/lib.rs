@@ -5,4 +5,8 @@ pub mod analyze;
 pub mod config;
 pub mod crd;
 pub mod crdgen;
+pub mod datadir;
+pub mod history;
+pub mod replay;
 pub mod telemetry;
+pub mod timefmt;

@@ -3,10 +3,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use wva::config::CAPACITY_CONFIG_MAP;
+use wva::config::CapacityScalingConfig;
 use wva::config::manifest::parse_config_maps;
 use wva::config::settings::SettingsArgs;
+use wva::history::OutputFormat;
+use wva::replay::ReplayOptions;
 use wva::telemetry::{self, LogFormat};
-use wva::{analyze, crdgen};
+use wva::timefmt::{parse_time, wall_clock};
+use wva::{analyze, crdgen, datadir, history, replay};
+use wva_actors::policy::OperatingMode;
+use wva_storage::HistoryFilter;
 
 /// Autoscaler for LLM inference servers: decides how many replicas each model variant needs from
 /// vLLM's KV-cache and queue saturation, and publishes the answer for HPA or KEDA.
@@ -45,6 +52,44 @@ enum Command {
         #[arg(long, default_value = ".")]
         root: PathBuf,
     },
+    /// What was decided, when, from which inputs and why, newest last.
+    History {
+        /// Data directory of the decision log.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Only this namespace.
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Only this model (modelID).
+        #[arg(long)]
+        model: Option<String>,
+        /// Only this variant (VA name).
+        #[arg(long)]
+        va: Option<String>,
+        /// From this time: RFC 3339, or a duration ago such as 2h.
+        #[arg(long)]
+        since: Option<String>,
+        /// Until this time: RFC 3339, or a duration ago.
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+    },
+    /// Feed the recorded inputs through today's policy (or another configuration or mode) and
+    /// show every decision that would differ.
+    Replay {
+        /// Data directory of the decision log.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// A capacity-scaling-config ConfigMap manifest whose thresholds replace the recorded ones.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Decide in this mode instead of the recorded one.
+        #[arg(long, value_parser = ["capacity-only", "hybrid"])]
+        mode: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+    },
     /// Print the process settings the controller would run with, resolved from flags,
     /// environment and (optionally) the main ConfigMap; the bearer token is redacted.
     Settings {
@@ -66,7 +111,108 @@ fn main() -> ExitCode {
             config_map,
             settings,
         } => run_settings(config_map.as_deref(), &settings),
+        Command::History {
+            data_dir,
+            namespace,
+            model,
+            va,
+            since,
+            until,
+            format,
+        } => {
+            let now = wall_clock();
+            let time = |t: Option<String>| t.map(|t| parse_time(&t, now)).transpose();
+            let filter = match (time(since), time(until)) {
+                (Ok(since), Ok(until)) => HistoryFilter {
+                    namespace,
+                    model_id: model,
+                    variant: va,
+                    since,
+                    until,
+                },
+                (Err(e), _) => return fail("history", &format!("--since: {e}"), INVALID_INPUT),
+                (_, Err(e)) => return fail("history", &format!("--until: {e}"), INVALID_INPUT),
+            };
+            match datadir::open_for_reading(&data_dir)
+                .and_then(|r| history::render(&r.log, &filter, format))
+            {
+                Ok(text) => print_out(&text),
+                Err(e) => fail("history", &e, 1),
+            }
+        }
+        Command::Replay {
+            data_dir,
+            config,
+            mode,
+            format,
+        } => {
+            let options = match replay_options(config.as_deref(), mode.as_deref()) {
+                Ok(o) => o,
+                Err(e) => return fail("replay", &e, INVALID_INPUT),
+            };
+            match datadir::open_for_reading(&data_dir)
+                .and_then(|r| replay::replay(&r.log, &options))
+                .and_then(|report| replay::render(&report, format))
+            {
+                Ok(text) => print_out(&text),
+                Err(e) => fail("replay", &e, 1),
+            }
+        }
     }
+}
+
+fn replay_options(
+    config: Option<&std::path::Path>,
+    mode: Option<&str>,
+) -> Result<ReplayOptions, String> {
+    let config = match config {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("--config {}: {e}", path.display()))?;
+            let maps = parse_config_maps(&text)
+                .map_err(|e| format!("--config {}: {e}", path.display()))?;
+            let map = match maps.iter().find(|m| m.name == CAPACITY_CONFIG_MAP) {
+                Some(m) => m,
+                None if maps.len() == 1 => &maps[0],
+                None => {
+                    return Err(format!(
+                        "--config {}: expected a ConfigMap named {CAPACITY_CONFIG_MAP}",
+                        path.display()
+                    ));
+                }
+            };
+            let parsed = CapacityScalingConfig::from_data(Some(&map.data));
+            for issue in &parsed.issues {
+                eprintln!("wva replay: warning: {issue} (entry skipped)");
+            }
+            Some(parsed.scaling)
+        }
+    };
+    let mode = match mode {
+        None => None,
+        Some("capacity-only") => Some(OperatingMode::CapacityOnly),
+        Some("hybrid") => Some(OperatingMode::Hybrid),
+        Some(other) => {
+            return Err(format!(
+                "--mode: expected capacity-only or hybrid, got {other:?}"
+            ));
+        }
+    };
+    Ok(ReplayOptions { config, mode })
+}
+
+fn print_out(text: &str) -> ExitCode {
+    print!("{text}");
+    if !text.ends_with('\n') {
+        println!();
+    }
+    ExitCode::SUCCESS
+}
+
+fn fail(command: &str, message: &str, code: u8) -> ExitCode {
+    eprintln!("wva {command}: {}", one_line(message));
+    ExitCode::from(code)
 }
 
 /// Exit status for input that cannot be used.

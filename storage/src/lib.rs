@@ -37,6 +37,10 @@ pub enum LogError {
     Codec(#[from] CodecError),
     #[error("decision log at {path}: {message}")]
     Open { path: String, message: String },
+    #[error(
+        "decision log at {path} is in use by another process (only one process may open a data directory at a time): {detail}"
+    )]
+    InUse { path: String, detail: String },
 }
 
 /// How long and how much the log keeps.

@@ -78,9 +78,10 @@ impl Log<SledBackend> {
         };
         match try_open(dir, retention) {
             Ok(log) => Ok((log, OpenReport::default())),
-            Err(Failure::InUse(detail)) => Err(err(format!(
-                "in use by another process (only one controller may use a data directory at a time): {detail}"
-            ))),
+            Err(Failure::InUse(detail)) => Err(LogError::InUse {
+                path: dir.display().to_string(),
+                detail,
+            }),
             Err(Failure::Other(e)) => Err(e),
             Err(Failure::Unusable(reason)) => {
                 let aside = aside_path(dir, now_unix_secs);
@@ -108,6 +109,29 @@ impl Log<SledBackend> {
                     Err(Failure::Other(e)) => Err(e),
                 }
             }
+        }
+    }
+
+    /// Opens an existing log to read it (`wva history`, `wva replay`): never creates one, never
+    /// moves anything aside.
+    pub fn open_for_inspection(dir: &Path) -> Result<Self, LogError> {
+        let err = |message: String| LogError::Open {
+            path: dir.display().to_string(),
+            message,
+        };
+        if !dir.join("conf").exists() && !dir.join("db").exists() {
+            return Err(err(
+                "no decision log here (expected a data directory written by wva)".into(),
+            ));
+        }
+        match try_open(dir, Retention::default()) {
+            Ok(log) => Ok(log),
+            Err(Failure::InUse(detail)) => Err(LogError::InUse {
+                path: dir.display().to_string(),
+                detail,
+            }),
+            Err(Failure::Unusable(reason)) => Err(err(format!("unusable: {reason}"))),
+            Err(Failure::Other(e)) => Err(e),
         }
     }
 

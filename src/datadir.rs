@@ -1,0 +1,54 @@
+//! Opening a data directory's decision log for reading, also while a controller holds it.
+
+use std::path::{Path, PathBuf};
+
+use wva_storage::{LogError, SledLog};
+
+/// A decision log opened for reading. When the directory was in use, this reads a copy, which
+/// lives as long as this value.
+#[derive(Debug)]
+pub struct ReadableLog {
+    pub log: SledLog,
+    /// Set when the log is a snapshot copy of a directory in use.
+    pub snapshot: Option<tempfile::TempDir>,
+}
+
+/// Opens `dir` for reading; never creates a log and never moves one aside.
+pub fn open_for_reading(dir: &Path) -> Result<ReadableLog, String> {
+    match SledLog::open_for_inspection(dir) {
+        Ok(log) => Ok(ReadableLog {
+            log,
+            snapshot: None,
+        }),
+        Err(LogError::InUse { .. }) => {
+            // A running controller holds the lock: read a copy of its files. sled recovers a
+            // copy taken mid-write the same way it recovers from a crash.
+            let tmp = tempfile::tempdir()
+                .map_err(|e| format!("cannot make a temporary directory: {e}"))?;
+            let copy = tmp.path().join("log");
+            copy_dir(dir, &copy)
+                .map_err(|e| format!("{} is in use and cannot be copied: {e}", dir.display()))?;
+            let log = SledLog::open_for_inspection(&copy).map_err(|e| e.to_string())?;
+            tracing::info!(data_dir = %dir.display(), "data directory in use by a running controller; reading a snapshot copy");
+            Ok(ReadableLog {
+                log,
+                snapshot: Some(tmp),
+            })
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target: PathBuf = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}

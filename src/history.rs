@@ -1,0 +1,147 @@
+//! `wva history`: what was decided, when, from which inputs, and why; newest last.
+
+use serde::Serialize;
+use wva_storage::{CycleRecord, DecisionLog, HistoryFilter, Record};
+
+use crate::timefmt::format_time;
+
+/// Output format of `history` and `replay`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OutputFormat {
+    #[default]
+    Table,
+    Json,
+}
+
+#[derive(Serialize)]
+struct JsonEntry<'a> {
+    seq: u64,
+    time: String,
+    #[serde(flatten)]
+    record: &'a CycleRecord,
+}
+
+/// Renders the records of `log` that match `filter`.
+pub fn render(
+    log: &dyn DecisionLog,
+    filter: &HistoryFilter,
+    format: OutputFormat,
+) -> Result<String, String> {
+    let history = log.history(filter).map_err(|e| e.to_string())?;
+    if history.undecodable > 0 {
+        tracing::warn!(
+            records = history.undecodable,
+            "skipped decision log records that cannot be decoded"
+        );
+    }
+    let cycles: Vec<(u64, &CycleRecord)> = history
+        .records
+        .iter()
+        .map(|(seq, r)| match r {
+            Record::Cycle(c) => (*seq, c),
+        })
+        .collect();
+    match format {
+        OutputFormat::Json => {
+            let entries: Vec<JsonEntry<'_>> = cycles
+                .iter()
+                .map(|(seq, c)| JsonEntry {
+                    seq: *seq,
+                    time: format_time(c.at),
+                    record: c,
+                })
+                .collect();
+            serde_json::to_string_pretty(&entries).map_err(|e| e.to_string())
+        }
+        OutputFormat::Table => {
+            let mut rows = vec![
+                [
+                    "TIME",
+                    "NAMESPACE",
+                    "MODEL",
+                    "VARIANT",
+                    "CURRENT",
+                    "DESIRED",
+                    "ACTION",
+                    "TRIGGER",
+                    "INPUTS",
+                    "REASON",
+                ]
+                .map(String::from),
+            ];
+            for (_, c) in &cycles {
+                for t in &c.targets {
+                    if filter.variant.as_ref().is_some_and(|v| *v != t.name) {
+                        continue;
+                    }
+                    let input = c.variants.iter().find(|v| v.name == t.name);
+                    rows.push([
+                        format_time(c.at),
+                        c.model.namespace.clone(),
+                        c.model.model_id.clone(),
+                        t.name.clone(),
+                        input.map_or_else(
+                            || "-".into(),
+                            |v| format!("{}/{}", v.ready_replicas, v.current_replicas),
+                        ),
+                        t.target.to_string(),
+                        t.action.clone(),
+                        c.trigger.clone(),
+                        input.map_or_else(String::new, describe_pods),
+                        t.reason.clone(),
+                    ]);
+                }
+            }
+            let mut out = table(&rows);
+            out.push_str(&format!("{} cycles\n", cycles.len()));
+            Ok(out)
+        }
+    }
+}
+
+fn describe_pods(v: &wva_storage::RecordedVariant) -> String {
+    if v.pods.is_empty() {
+        return "no signals".into();
+    }
+    let kv: Vec<String> = v
+        .pods
+        .iter()
+        .map(|p| {
+            p.kv_cache_usage
+                .map_or_else(|| "-".into(), |x| format!("{x:.2}"))
+        })
+        .collect();
+    let q: Vec<String> = v
+        .pods
+        .iter()
+        .map(|p| {
+            p.queue_length
+                .map_or_else(|| "-".into(), |x| format!("{x}"))
+        })
+        .collect();
+    format!("kv {} q {}", kv.join(","), q.join(","))
+}
+
+/// Left-aligned columns separated by two spaces; the last column is not padded.
+pub fn table<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == N {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}

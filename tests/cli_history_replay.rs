@@ -1,0 +1,244 @@
+//! `wva history` and `wva replay` as black boxes over a real sled decision log.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+use wva_actors::policy::{
+    OperatingMode, ReplicaSignals, Thresholds, VariantInput, decide_capacity, safety_net_decision,
+};
+use wva_actors::record::{CycleFacts, cycle_record};
+use wva_storage::{DecisionLog, ModelKey, Record, Retention, SledLog, Timestamp};
+
+/// 2026-11-22T10:00:00Z
+const T0: i64 = 1_795_341_600_000;
+
+fn variant(name: &str, cost: f64, kv: &[f64], previous: Option<u32>) -> VariantInput {
+    VariantInput {
+        name: name.into(),
+        cost,
+        accelerator: "A100".into(),
+        current_replicas: kv.len() as u32,
+        ready_replicas: kv.len() as u32,
+        previous_desired: previous,
+        replicas: kv
+            .iter()
+            .enumerate()
+            .map(|(i, &kv)| ReplicaSignals {
+                pod: format!("{name}-{i}"),
+                kv_cache_usage: Some(kv),
+                queue_length: Some(1.0),
+            })
+            .collect(),
+    }
+}
+
+fn append(log: &mut SledLog, at: i64, inputs: &[VariantInput], metrics_error: Option<&str>) {
+    let thresholds = Thresholds::default();
+    let decision = match metrics_error {
+        Some(why) => safety_net_decision(inputs, why),
+        None => decide_capacity(&thresholds, inputs),
+    };
+    let record = cycle_record(CycleFacts {
+        model: &ModelKey::new("llm-d", "llama"),
+        at: Timestamp(at),
+        mode: OperatingMode::CapacityOnly,
+        config_version: "test",
+        thresholds,
+        metrics_error: metrics_error.map(str::to_string),
+        inputs,
+        decision: &decision,
+        trigger: "tick",
+    });
+    log.append(&Record::Cycle(record)).expect("append");
+}
+
+/// Three cycles: hot (scale up the cheap variant), comfortable (hold), Prometheus down.
+fn write_log(dir: &Path) {
+    let (mut log, _) = SledLog::open(dir, Retention::default(), 0).expect("open");
+    append(
+        &mut log,
+        T0,
+        &[
+            variant("cheap", 10.0, &[0.76, 0.75], None),
+            variant("pricey", 50.0, &[0.76], None),
+        ],
+        None,
+    );
+    append(
+        &mut log,
+        T0 + 15_000,
+        &[
+            variant("cheap", 10.0, &[0.5, 0.5, 0.5], Some(3)),
+            variant("pricey", 50.0, &[0.5], Some(1)),
+        ],
+        None,
+    );
+    append(
+        &mut log,
+        T0 + 30_000,
+        &[
+            variant("cheap", 10.0, &[], Some(3)),
+            variant("pricey", 50.0, &[], Some(1)),
+        ],
+        Some("Prometheus unreachable"),
+    );
+    log.flush().expect("flush");
+}
+
+fn wva(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wva"))
+        .args(args)
+        .output()
+        .expect("run wva");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn history_shows_every_decision_newest_last() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    write_log(&dir);
+    let d = dir.to_str().expect("utf8");
+
+    let (code, out, err) = wva(&["history", "--data-dir", d]);
+    assert_eq!(code, Some(0), "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("TIME"), "{out}");
+    assert_eq!(lines.len(), 1 + 6 + 1, "{out}");
+    assert!(lines[1].starts_with("2026-11-22T10:00:00.000Z"), "{out}");
+    assert!(lines[6].starts_with("2026-11-22T10:00:30.000Z"), "{out}");
+    assert!(
+        lines[1].contains("cheap") && lines[1].contains("scale-up"),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[5].contains("safety net"), "{}", lines[5]);
+    assert_eq!(*lines.last().expect("summary"), "3 cycles");
+
+    let (_, out, _) = wva(&["history", "--data-dir", d, "--va", "pricey"]);
+    let variants: Vec<&str> = out
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(3))
+        .collect();
+    assert_eq!(variants, ["pricey", "pricey", "pricey"], "{out}");
+
+    let (_, out, _) = wva(&[
+        "history",
+        "--data-dir",
+        d,
+        "--since",
+        "2026-11-22T10:00:10Z",
+        "--until",
+        "2026-11-22T10:00:20Z",
+    ]);
+    assert!(out.ends_with("1 cycles\n"), "{out}");
+
+    let (_, out, _) = wva(&["history", "--data-dir", d, "--namespace", "elsewhere"]);
+    assert!(out.ends_with("0 cycles\n"), "{out}");
+
+    let (code, out, err) = wva(&["history", "--data-dir", d, "--format", "json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let entries: Value = serde_json::from_str(&out).expect("json");
+    let entries = entries.as_array().expect("array");
+    assert_eq!(entries.len(), 3);
+    assert_eq!(entries[0]["time"], "2026-11-22T10:00:00.000Z");
+    assert_eq!(entries[0]["targets"][0]["target"], 3);
+    assert_eq!(entries[0]["variants"][0]["pods"][0]["kv_cache_usage"], 0.76);
+    assert_eq!(entries[2]["metrics_error"], "Prometheus unreachable");
+}
+
+#[test]
+fn replay_on_an_unchanged_binary_differs_nowhere() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    write_log(&dir);
+    let (code, out, err) = wva(&["replay", "--data-dir", dir.to_str().expect("utf8")]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "replayed 3 cycles, 0 decisions differ\n");
+}
+
+#[test]
+fn replay_with_other_thresholds_shows_what_would_differ() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    write_log(&dir);
+    let cm = tmp.path().join("capacity.yaml");
+    std::fs::write(
+        &cm,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: capacity-scaling-config\n  namespace: workload-variant-autoscaler-system\ndata:\n  default: |\n    kvCacheThreshold: 0.95\n    kvSpareTrigger: 0.1\n",
+    )
+    .expect("write");
+    let d = dir.to_str().expect("utf8");
+    let c = cm.to_str().expect("utf8");
+    let (code, out, err) = wva(&["replay", "--data-dir", d, "--config", c]);
+    assert_eq!(code, Some(0), "{err}");
+    // With more headroom the hot cycle needs no new replica; the outage cycle is unaffected.
+    assert!(
+        out.ends_with("replayed 3 cycles, 1 decisions differ\n"),
+        "{out}"
+    );
+    let row = out
+        .lines()
+        .find(|l| l.contains("cheap"))
+        .expect("a differing row");
+    assert!(row.contains("2026-11-22T10:00:00.000Z"), "{row}");
+
+    let (code, out, _) = wva(&["replay", "--data-dir", d, "--config", c, "--format", "json"]);
+    assert_eq!(code, Some(0));
+    let report: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(report["cycles"], 3);
+    assert_eq!(report["differingCycles"], 1);
+    assert_eq!(report["differences"][0]["variant"], "cheap");
+    assert_eq!(report["differences"][0]["recorded"], 3);
+    assert_eq!(report["differences"][0]["replayed"], 2);
+}
+
+#[test]
+fn history_reads_a_data_dir_that_a_controller_holds() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    write_log(&dir);
+    let (_held, _) = SledLog::open(&dir, Retention::default(), 0).expect("hold the lock");
+    let (code, out, err) = wva(&["history", "--data-dir", dir.to_str().expect("utf8")]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.ends_with("3 cycles\n"), "{out}");
+}
+
+#[test]
+fn bad_arguments_and_missing_logs_fail_clearly() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let missing = tmp.path().join("nothing-here");
+    let (code, out, err) = wva(&["history", "--data-dir", missing.to_str().expect("utf8")]);
+    assert_eq!(code, Some(1));
+    assert!(out.is_empty());
+    assert!(err.contains("no decision log"), "{err}");
+    assert!(
+        !missing.exists(),
+        "a read-only command must not create a data directory"
+    );
+
+    let dir = tmp.path().join("data");
+    write_log(&dir);
+    let d = dir.to_str().expect("utf8");
+    let (code, _, err) = wva(&["history", "--data-dir", d, "--since", "last tuesday"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--since"), "{err}");
+
+    let bad = tmp.path().join("bad.yaml");
+    std::fs::write(&bad, "apiVersion: v1\nkind: Secret\nmetadata:\n  name: x\n").expect("write");
+    let (code, _, err) = wva(&[
+        "replay",
+        "--data-dir",
+        d,
+        "--config",
+        bad.to_str().expect("utf8"),
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("kind"), "{err}");
+}
