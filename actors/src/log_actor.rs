@@ -59,6 +59,10 @@ macro_rules! log_message {
 }
 
 log_message!(Append(Record), Result<u64, String>, |a, m| a.log().append(&m.0).map_err(|e| e.to_string()));
+log_message!(AppendBatch(Vec<Record>), Result<u64, String>, |a, m| a
+    .log()
+    .append_batch(&m.0)
+    .map_err(|e| e.to_string()));
 log_message!(Flush, Result<(), String>, |a, _m| a.log().flush().map_err(|e| e.to_string()));
 log_message!(EnforceRetention(Timestamp), Result<RetentionReport, String>, |a, m| a
     .log()

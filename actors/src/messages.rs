@@ -103,6 +103,10 @@ pub enum StatusUpdate {
     },
 }
 
-impl actix::Message for StatusUpdate {
+/// Status updates of one cycle (or one event), delivered together.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusBatch(pub Vec<StatusUpdate>);
+
+impl actix::Message for StatusBatch {
     type Result = ();
 }

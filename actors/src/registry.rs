@@ -8,13 +8,13 @@ use actix::prelude::*;
 use futures_util::future::join_all;
 use wva_storage::LastGood;
 
-use crate::log_actor::{EnforceRetention, Flush};
+use crate::log_actor::EnforceRetention;
 use crate::messages::{
     DeploymentState, Metrics, ModelKey, PolicySettings, Timestamp, VariantKey, VariantSpec,
 };
 use crate::supervisor::{
-    AddVariant, DeploymentUpdate, DropVariant, ModelOutcome, ModelSupervisor, Ports, Restarts,
-    RunCycle, SetSettings, UpdateVariant,
+    AddVariant, DeploymentUpdate, DropVariant, Effects, ModelSupervisor, Ports, Restarts, RunCycle,
+    SetSettings, UpdateVariant,
 };
 
 /// The root actor.
@@ -243,19 +243,22 @@ impl Handler<Tick> for Registry {
                     at: msg.now,
                     metrics: msg.metrics.clone(),
                     trigger: "tick",
+                    defer_effects: true,
                 })
             })
             .collect();
-        let log = self.ports.log.clone();
+        let ports = self.ports.clone();
         Box::pin(async move {
-            let outcomes: Vec<ModelOutcome> = join_all(runs).await.into_iter().flatten().collect();
-            // One flush per cycle: every model's record is durable before the next cycle.
-            match log.send(Flush).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "decision log: flush failed"),
-                Err(e) => tracing::warn!(error = %e, "decision log: unavailable"),
+            let mut outcomes = Vec::with_capacity(runs.len());
+            let mut effects = Effects::default();
+            for cycle in join_all(runs).await.into_iter().flatten() {
+                outcomes.push(cycle.outcome);
+                effects.merge(cycle.effects);
             }
-            if let Ok(Err(e)) = log.send(EnforceRetention(msg.now)).await {
+            // Every model's record is appended and flushed in one batch before anything is
+            // published: a decision that acted is always in the log.
+            effects.apply(&ports).await;
+            if let Ok(Err(e)) = ports.log.send(EnforceRetention(msg.now)).await {
                 tracing::warn!(error = %e, "decision log: retention failed");
             }
             CycleSummary {

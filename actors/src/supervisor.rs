@@ -8,10 +8,10 @@ use std::sync::Arc;
 use actix::prelude::*;
 use wva_storage::Record;
 
-use crate::log_actor::{Append, Forget, LastGoodOf, LogActor};
+use crate::log_actor::{AppendBatch, Flush, Forget, LastGoodOf, LogActor};
 use crate::messages::{
     DeploymentState, Metrics, MetricsState, ModelKey, OptimizationState, PodSample, PolicySettings,
-    StatusUpdate, Timestamp, VariantKey, VariantSpec,
+    StatusBatch, StatusUpdate, Timestamp, VariantKey, VariantSpec,
 };
 use crate::policy::{FallbackSource, ModelDecision, decide_capacity, safety_net_decision};
 use crate::publisher::{Publish, Published, Publisher, ScalingChange, Unpublish};
@@ -24,7 +24,49 @@ pub struct Ports {
     pub log: Addr<LogActor>,
     pub publisher: Addr<Publisher>,
     /// The VA status writer (or the simulator's recorder); none in tests that do not need it.
-    pub status: Option<Recipient<StatusUpdate>>,
+    pub status: Option<Recipient<StatusBatch>>,
+}
+
+/// What a cycle wants done, in the order it must happen: records made durable, then metrics
+/// published, then statuses written. Cycles of many models are merged and applied at once.
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub records: Vec<Record>,
+    pub published: Vec<Published>,
+    pub statuses: Vec<StatusUpdate>,
+}
+
+impl Effects {
+    pub fn merge(&mut self, other: Effects) {
+        self.records.extend(other.records);
+        self.published.extend(other.published);
+        self.statuses.extend(other.statuses);
+    }
+
+    /// Appends and flushes the records, then publishes, then sends the statuses. A log failure
+    /// is reported but does not hold back the decision: the safety net prefers a published
+    /// decision to none.
+    pub async fn apply(self, ports: &Ports) {
+        if !self.records.is_empty() {
+            let appended = ports.log.send(AppendBatch(self.records)).await;
+            let flushed = ports.log.send(Flush).await;
+            for result in [appended.map(|r| r.map(|_| ())), flushed] {
+                match result {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "decision log: write failed"),
+                    Err(e) => tracing::warn!(error = %e, "decision log: unavailable"),
+                }
+            }
+        }
+        if !self.published.is_empty() {
+            let _ = ports.publisher.send(Publish(self.published)).await;
+        }
+        if let Some(status) = &ports.status
+            && !self.statuses.is_empty()
+        {
+            let _ = status.send(StatusBatch(self.statuses)).await;
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -101,12 +143,12 @@ impl Handler<AddVariant> for ModelSupervisor {
         if msg.deployment.is_none()
             && let Some(status) = &self.ports.status
         {
-            status.do_send(StatusUpdate::TargetMissing {
+            status.do_send(StatusBatch(vec![StatusUpdate::TargetMissing {
                 variant: msg.spec.key.clone(),
                 at: msg.at,
                 deployment: msg.spec.deployment.clone(),
                 deleted: false,
-            });
+            }]));
         }
         self.slots.insert(
             name,
@@ -209,12 +251,12 @@ impl Handler<DeploymentUpdate> for ModelSupervisor {
                         let _ = log.send(Forget(key.clone())).await;
                         if let Some(status) = status {
                             let _ = status
-                                .send(StatusUpdate::TargetMissing {
+                                .send(StatusBatch(vec![StatusUpdate::TargetMissing {
                                     variant: key,
                                     at,
                                     deployment,
                                     deleted: true,
-                                })
+                                }]))
                                 .await;
                         }
                     })
@@ -243,6 +285,7 @@ impl Handler<DeploymentUpdate> for ModelSupervisor {
                         at,
                         metrics,
                         trigger: "deployment-created",
+                        defer_effects: false,
                     });
                 }
             }),
@@ -276,16 +319,35 @@ impl Handler<Restarts> for ModelSupervisor {
 
 /// Run the policy for this model.
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "ModelOutcome")]
+#[rtype(result = "ModelCycle")]
 pub struct RunCycle {
     pub at: Timestamp,
     pub metrics: Metrics,
     /// What started the cycle, recorded in the log: `tick`, `deployment-created`.
     pub trigger: &'static str,
+    /// Return the effects for the caller to apply with other models' (a tick); otherwise the
+    /// supervisor applies them itself (a cycle triggered by an event).
+    pub defer_effects: bool,
+}
+
+/// The result of one model's cycle.
+#[derive(Debug, Default)]
+pub struct ModelCycle {
+    pub outcome: ModelOutcome,
+    /// Empty unless the cycle was asked to defer its effects.
+    pub effects: Effects,
+}
+
+impl<A: Actor, M: Message<Result = ModelCycle>> actix::dev::MessageResponse<A, M> for ModelCycle {
+    fn handle(self, _: &mut A::Context, tx: Option<actix::dev::OneshotSender<ModelCycle>>) {
+        if let Some(tx) = tx {
+            let _ = tx.send(self);
+        }
+    }
 }
 
 impl Handler<RunCycle> for ModelSupervisor {
-    type Result = ResponseActFuture<Self, ModelOutcome>;
+    type Result = ResponseActFuture<Self, ModelCycle>;
 
     fn handle(&mut self, msg: RunCycle, _: &mut Context<Self>) -> Self::Result {
         self.last_metrics = Some(msg.metrics.clone());
@@ -301,18 +363,29 @@ impl Handler<RunCycle> for ModelSupervisor {
             ports: self.ports.clone(),
             cycle: msg,
         };
+        let defer = plan.cycle.defer_effects;
+        let ports = self.ports.clone();
         Box::pin(
-            run_cycle(plan)
-                .into_actor(self)
-                .map(|(outcome, replaced), act, _| {
-                    for (name, addr) in replaced {
-                        if let Some(slot) = act.slots.get_mut(&name) {
-                            slot.addr = addr;
-                            act.restarts += 1;
-                        }
+            async move {
+                let (outcome, effects, replaced) = run_cycle(plan).await;
+                if defer {
+                    (ModelCycle { outcome, effects }, replaced)
+                } else {
+                    effects.apply(&ports).await;
+                    let effects = Effects::default();
+                    (ModelCycle { outcome, effects }, replaced)
+                }
+            }
+            .into_actor(self)
+            .map(|(cycle, replaced), act, _| {
+                for (name, addr) in replaced {
+                    if let Some(slot) = act.slots.get_mut(&name) {
+                        slot.addr = addr;
+                        act.restarts += 1;
                     }
-                    outcome
-                }),
+                }
+                cycle
+            }),
         )
     }
 }
@@ -332,7 +405,7 @@ struct CyclePlan {
 
 type Replaced = Vec<(String, Addr<VariantActor>)>;
 
-async fn run_cycle(plan: CyclePlan) -> (ModelOutcome, Replaced) {
+async fn run_cycle(plan: CyclePlan) -> (ModelOutcome, Effects, Replaced) {
     let CyclePlan {
         model,
         slots,
@@ -341,8 +414,9 @@ async fn run_cycle(plan: CyclePlan) -> (ModelOutcome, Replaced) {
         cycle,
     } = plan;
     let mut outcome = ModelOutcome::default();
+    let mut effects = Effects::default();
     if slots.is_empty() {
-        return (outcome, Vec::new());
+        return (outcome, effects, Vec::new());
     }
     let mut by_deployment: HashMap<&str, Vec<PodSample>> = HashMap::new();
     if let Metrics::Read(snapshot) = &cycle.metrics
@@ -427,19 +501,14 @@ async fn run_cycle(plan: CyclePlan) -> (ModelOutcome, Replaced) {
         decision: &decision,
         trigger: cycle.trigger,
     });
-    match ports.log.send(Append(Record::Cycle(record))).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => tracing::warn!(model = %model, error = %e, "decision log: append failed"),
-        Err(e) => tracing::warn!(model = %model, error = %e, "decision log: unavailable"),
-    }
+    effects.records.push(Record::Cycle(record));
 
-    // 4. Tell the variants, the publisher and the status port.
+    // 4. Tell the variants; collect what to publish and which statuses to write.
     let problems = settings
         .scaling
         .problems_for_model(&model.namespace, &model.model_id);
-    let mut published = Vec::with_capacity(views.len());
     for ((addr, view), target) in views.iter().zip(&decision.variants) {
-        let _ = addr.send(Decided(target.target)).await;
+        addr.do_send(Decided(target.target));
         let previous = view.previous_desired();
         let baseline = previous.unwrap_or(target.current_replicas);
         let change = (target.target != baseline).then(|| ScalingChange {
@@ -461,22 +530,20 @@ async fn run_cycle(plan: CyclePlan) -> (ModelOutcome, Replaced) {
                 "Safety net activated: emitted fallback metrics"
             );
         }
-        if let Some(status) = &ports.status {
-            let _ = status
-                .send(StatusUpdate::Decided {
-                    variant: view.spec.key.clone(),
-                    at: cycle.at,
-                    desired: target.target,
-                    previous_desired: previous,
-                    current: target.current_replicas,
-                    accelerator: target.accelerator.clone(),
-                    metrics: metrics_state(&cycle.metrics, view),
-                    optimization: optimization_state(&decision, target.fallback_source, &problems),
-                    reason: target.reason.clone(),
-                })
-                .await;
+        if ports.status.is_some() {
+            effects.statuses.push(StatusUpdate::Decided {
+                variant: view.spec.key.clone(),
+                at: cycle.at,
+                desired: target.target,
+                previous_desired: previous,
+                current: target.current_replicas,
+                accelerator: target.accelerator.clone(),
+                metrics: metrics_state(&cycle.metrics, view),
+                optimization: optimization_state(&decision, target.fallback_source, &problems),
+                reason: target.reason.clone(),
+            });
         }
-        published.push(Published {
+        effects.published.push(Published {
             variant: view.spec.key.clone(),
             accelerator: target.accelerator.clone(),
             desired: target.target,
@@ -484,10 +551,9 @@ async fn run_cycle(plan: CyclePlan) -> (ModelOutcome, Replaced) {
             change,
         });
     }
-    let _ = ports.publisher.send(Publish(published)).await;
     outcome.decided = decision.variants.len();
     outcome.safety_net = decision.safety_net;
-    (outcome, replaced)
+    (outcome, effects, replaced)
 }
 
 fn metrics_state(metrics: &Metrics, view: &VariantView) -> MetricsState {

@@ -19,10 +19,10 @@ impl Actor for StatusRecorder {
     type Context = Context<Self>;
 }
 
-impl Handler<StatusUpdate> for StatusRecorder {
+impl Handler<StatusBatch> for StatusRecorder {
     type Result = ();
-    fn handle(&mut self, msg: StatusUpdate, _: &mut Context<Self>) {
-        self.0.lock().expect("lock").push(msg);
+    fn handle(&mut self, msg: StatusBatch, _: &mut Context<Self>) {
+        self.0.lock().expect("lock").extend(msg.0);
     }
 }
 

@@ -35,6 +35,13 @@ pub trait Backend: Send {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, LogError>;
     fn insert(&mut self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), LogError>;
     fn remove(&mut self, tree: Tree, key: &[u8]) -> Result<(), LogError>;
+    /// Inserts many entries at once (one sled batch per tree).
+    fn insert_many(&mut self, tree: Tree, entries: &[Entry]) -> Result<(), LogError> {
+        for (k, v) in entries {
+            self.insert(tree, k, v)?;
+        }
+        Ok(())
+    }
     fn first(&self, tree: Tree) -> Result<Option<Entry>, LogError>;
     fn last(&self, tree: Tree) -> Result<Option<Entry>, LogError>;
     /// Entries whose key starts with `prefix`, in key order.
@@ -162,6 +169,15 @@ impl Backend for SledBackend {
 
     fn remove(&mut self, tree: Tree, key: &[u8]) -> Result<(), LogError> {
         self.tree(tree).remove(key)?;
+        Ok(())
+    }
+
+    fn insert_many(&mut self, tree: Tree, entries: &[Entry]) -> Result<(), LogError> {
+        let mut batch = sled::Batch::default();
+        for (k, v) in entries {
+            batch.insert(k.as_slice(), v.as_slice());
+        }
+        self.tree(tree).apply_batch(batch)?;
         Ok(())
     }
 

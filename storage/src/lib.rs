@@ -116,6 +116,9 @@ pub trait DecisionLog: Send {
     /// Appends one record; returns its sequence number. Cycle records that are not safety-net
     /// decisions also update the last-good index of their variants.
     fn append(&mut self, record: &Record) -> Result<u64, LogError>;
+    /// Appends records in order; returns the sequence number of the first. One write per tree,
+    /// which is what makes a whole cycle's records cheap.
+    fn append_batch(&mut self, records: &[Record]) -> Result<u64, LogError>;
     /// The last good desired count of every variant, for recovery after a restart.
     fn last_good(&self) -> Result<BTreeMap<VariantKey, LastGood>, LogError>;
     /// The last good desired count of one variant.

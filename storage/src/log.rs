@@ -146,28 +146,36 @@ fn decode_accounting(b: &[u8]) -> Option<(u64, u64, u64)> {
 
 impl<B: Backend> DecisionLog for Log<B> {
     fn append(&mut self, record: &Record) -> Result<u64, LogError> {
-        let seq = self.next_seq;
-        let bytes = encode(record)?;
-        let rkey = record_key(record.model(), seq);
-        // The age index first: if a crash cuts the append short, retention still finds the
-        // record (or harmlessly misses a record that was never written).
-        self.backend.insert(
-            Tree::BySeq,
-            &seq.to_be_bytes(),
-            &encode_seq_entry(record.at(), bytes.len() as u32, &rkey),
-        )?;
-        self.backend.insert(Tree::Records, &rkey, &bytes)?;
-        for (variant, last_good) in last_good_updates(record) {
-            self.backend.insert(
-                Tree::LastGood,
-                &variant_key(&variant),
-                &encode_last_good(last_good),
-            )?;
+        self.append_batch(std::slice::from_ref(record))
+    }
+
+    fn append_batch(&mut self, records: &[Record]) -> Result<u64, LogError> {
+        let first = self.next_seq;
+        let (mut by_seq, mut stored, mut last_good) = (Vec::new(), Vec::new(), Vec::new());
+        let mut added = 0u64;
+        for (i, record) in records.iter().enumerate() {
+            let seq = first + i as u64;
+            let bytes = encode(record)?;
+            let rkey = record_key(record.model(), seq);
+            added += accounted(bytes.len() as u64, rkey.len() as u64);
+            by_seq.push((
+                seq.to_be_bytes().to_vec(),
+                encode_seq_entry(record.at(), bytes.len() as u32, &rkey),
+            ));
+            stored.push((rkey, bytes));
+            for (variant, lg) in last_good_updates(record) {
+                last_good.push((variant_key(&variant), encode_last_good(lg).to_vec()));
+            }
         }
-        self.next_seq += 1;
-        self.bytes += accounted(bytes.len() as u64, rkey.len() as u64);
-        self.count += 1;
-        Ok(seq)
+        // The age index first: if a crash cuts the append short, retention still finds the
+        // records (or harmlessly misses records that were never written).
+        self.backend.insert_many(Tree::BySeq, &by_seq)?;
+        self.backend.insert_many(Tree::Records, &stored)?;
+        self.backend.insert_many(Tree::LastGood, &last_good)?;
+        self.next_seq += records.len() as u64;
+        self.bytes += added;
+        self.count += records.len() as u64;
+        Ok(first)
     }
 
     fn last_good(&self) -> Result<BTreeMap<VariantKey, LastGood>, LogError> {

@@ -1,0 +1,292 @@
+//! Cost of the decision cycle and of the decision log at scale.
+//!
+//! `cargo bench -p wva-actors --bench cycle` reports:
+//! - `cycle/N`: one full cycle (fan-out of one snapshot, policy, log append on sled, flush,
+//!   publish) for N variants, half the models having two variants;
+//! - `log/append`: appends of a typical two-variant record to sled;
+//! - `log/recover_last_good/10000`: opening the log and loading the last-good index of 10,000
+//!   variants, as a restarting controller does;
+//! - resident memory with 10,000 variants managed (printed before the timings).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
+use wva_actors::log_actor::LogActor;
+use wva_actors::messages::*;
+use wva_actors::policy::{OperatingMode, Thresholds, decide_capacity};
+use wva_actors::publisher::{Publisher, PublisherConfig};
+use wva_actors::record::{CycleFacts, cycle_record, recorded_inputs};
+use wva_actors::registry::{DeploymentEvent, Registry, Tick, UpsertVariant};
+use wva_actors::supervisor::Ports;
+use wva_storage::{DecisionLog, Record, Retention, SledLog};
+
+/// Variants per model: the first `n - models` models get two, the rest one.
+fn layout(n: usize) -> Vec<(ModelKey, Vec<VariantSpec>)> {
+    let models = (2 * n).div_ceil(3);
+    let pairs = n - models;
+    (0..models)
+        .map(|m| {
+            let model = ModelKey::new(format!("ns-{}", m % 50), format!("model-{m}"));
+            let count = if m < pairs { 2 } else { 1 };
+            let specs = (0..count)
+                .map(|v| VariantSpec {
+                    key: VariantKey::new(model.namespace.clone(), format!("m{m}-v{v}")),
+                    model: model.clone(),
+                    deployment: format!("m{m}-v{v}"),
+                    cost: 10.0 + 30.0 * v as f64,
+                    accelerator: if v == 0 { "A100" } else { "H100" }.into(),
+                    status_desired: None,
+                })
+                .collect();
+            (model, specs)
+        })
+        .collect()
+}
+
+fn snapshot(layout: &[(ModelKey, Vec<VariantSpec>)], phase: usize) -> Metrics {
+    let mut by_model = HashMap::new();
+    for (i, (model, specs)) in layout.iter().enumerate() {
+        let kv = 0.3 + 0.1 * ((i + phase) % 5) as f64;
+        let samples = specs
+            .iter()
+            .flat_map(|s| {
+                (0..2).map(move |p| PodSample {
+                    pod: format!("{}-{p}", s.deployment),
+                    deployment: s.deployment.clone(),
+                    kv_cache_usage: Some(kv),
+                    queue_length: Some(1.0),
+                })
+            })
+            .collect();
+        by_model.insert(model.clone(), samples);
+    }
+    Metrics::Read(Arc::new(MetricsSnapshot { by_model }))
+}
+
+/// A registry with `n` variants on a sled log in `dir`.
+async fn populated(
+    n: usize,
+    dir: &std::path::Path,
+) -> (Addr<Registry>, Vec<(ModelKey, Vec<VariantSpec>)>) {
+    let log: Box<dyn DecisionLog> = if std::env::var_os("WVA_BENCH_MEMORY_LOG").is_some() {
+        Box::new(wva_storage::MemoryLog::in_memory(Retention::default()))
+    } else {
+        Box::new(
+            SledLog::open(dir, Retention::default(), 0)
+                .expect("open log")
+                .0,
+        )
+    };
+    let recovered = log.last_good().expect("last good");
+    let ports = Ports {
+        log: LogActor::start(log),
+        publisher: Publisher::new(&PublisherConfig::default())
+            .expect("publisher")
+            .start(),
+        status: None,
+    };
+    let registry = Registry::new(ports, PolicySettings::default(), recovered).start();
+    let layout = layout(n);
+    for (_, specs) in &layout {
+        for s in specs {
+            registry
+                .send(DeploymentEvent {
+                    namespace: s.key.namespace.clone(),
+                    name: s.deployment.clone(),
+                    state: Some(DeploymentState {
+                        replicas: 2,
+                        ready: 2,
+                    }),
+                    at: Timestamp(0),
+                })
+                .await
+                .expect("deployment");
+            registry
+                .send(UpsertVariant {
+                    spec: s.clone(),
+                    at: Timestamp(0),
+                })
+                .await
+                .expect("upsert");
+        }
+    }
+    (registry, layout)
+}
+
+fn resident_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn report_memory() {
+    let before = resident_kib().unwrap_or(0);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sys = System::new();
+    let after = sys.block_on(async {
+        let (registry, layout) = populated(10_000, dir.path()).await;
+        for phase in 0..5 {
+            registry
+                .send(Tick {
+                    now: Timestamp(15_000 * (phase as i64 + 1)),
+                    metrics: snapshot(&layout, phase),
+                })
+                .await
+                .expect("tick");
+        }
+        resident_kib().unwrap_or(0)
+    });
+    println!(
+        "memory: resident {:.1} MiB with 10000 variants after 5 cycles (process before setup: {:.1} MiB)",
+        after as f64 / 1024.0,
+        before as f64 / 1024.0
+    );
+}
+
+fn bench_cycle(c: &mut Criterion) {
+    let mut group = c.benchmark_group("cycle");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(10));
+    for n in [1_000usize, 10_000] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sys = System::new();
+        let (registry, layout) = sys.block_on(populated(n, dir.path()));
+        let snapshots: Vec<Metrics> = (0..5).map(|p| snapshot(&layout, p)).collect();
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            let mut tick = 0i64;
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    tick += 1;
+                    let metrics = snapshots[tick as usize % snapshots.len()].clone();
+                    sys.block_on(registry.send(Tick {
+                        now: Timestamp(tick * 15_000),
+                        metrics,
+                    }))
+                    .expect("tick");
+                }
+                start.elapsed()
+            });
+        });
+    }
+    group.finish();
+}
+
+fn typical_record(i: u64) -> Record {
+    // The first model of a three-variant layout has two variants.
+    let layout = layout(3);
+    let (model, specs) = &layout[0];
+    let inputs: Vec<_> = specs
+        .iter()
+        .map(|s| wva_storage::RecordedVariant {
+            name: s.key.name.clone(),
+            cost: s.cost,
+            accelerator: s.accelerator.clone(),
+            current_replicas: 2,
+            ready_replicas: 2,
+            previous_desired: Some(2),
+            pods: (0..2)
+                .map(|p| wva_storage::RecordedPod {
+                    pod: format!("{}-{p}", s.deployment),
+                    kv_cache_usage: Some(0.5),
+                    queue_length: Some(1.0),
+                })
+                .collect(),
+        })
+        .collect();
+    let mut shell = wva_storage::CycleRecord {
+        model: model.clone(),
+        at: Timestamp(i as i64),
+        mode: "capacity-only".into(),
+        config_version: "bench".into(),
+        thresholds: wva_storage::RecordedThresholds {
+            kv_cache_threshold: 0.8,
+            queue_length_threshold: 5.0,
+            kv_spare_trigger: 0.1,
+            queue_spare_trigger: 3.0,
+        },
+        metrics_error: None,
+        variants: inputs,
+        analysis: wva_storage::RecordedAnalysis {
+            total_replicas: 0,
+            non_saturated_replicas: 0,
+            avg_spare_kv: 0.0,
+            avg_spare_queue: 0.0,
+            should_scale_up: false,
+            scale_down_safe: false,
+            reason: String::new(),
+        },
+        in_transition: false,
+        safety_net: false,
+        targets: Vec::new(),
+        trigger: "tick".into(),
+    };
+    let inputs = recorded_inputs(&shell);
+    let decision = decide_capacity(&Thresholds::default(), &inputs);
+    shell = cycle_record(CycleFacts {
+        model,
+        at: shell.at,
+        mode: OperatingMode::CapacityOnly,
+        config_version: "bench",
+        thresholds: Thresholds::default(),
+        metrics_error: None,
+        inputs: &inputs,
+        decision: &decision,
+        trigger: "tick",
+    });
+    Record::Cycle(shell)
+}
+
+fn bench_log(c: &mut Criterion) {
+    let mut group = c.benchmark_group("log");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut log, _) =
+        SledLog::open(&dir.path().join("append"), Retention::default(), 0).expect("open");
+    let record = typical_record(1);
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("append", |b| {
+        b.iter(|| log.append(&record).expect("append"))
+    });
+    drop(log);
+
+    // A log whose last-good index holds 10,000 variants (5,000 two-variant models).
+    let path = dir.path().join("recover");
+    {
+        let (mut log, _) = SledLog::open(&path, Retention::default(), 0).expect("open");
+        for i in 0..5_000u64 {
+            let Record::Cycle(mut c) = typical_record(i);
+            c.model = ModelKey::new("ns", format!("model-{i}"));
+            for t in &mut c.targets {
+                t.name = format!("{}-{i}", t.name);
+            }
+            log.append(&Record::Cycle(c)).expect("append");
+        }
+        log.flush().expect("flush");
+        assert_eq!(log.last_good().expect("lg").len(), 10_000);
+    }
+    group.sample_size(20);
+    group.bench_function(BenchmarkId::new("recover_last_good", 10_000), |b| {
+        b.iter(|| {
+            let (log, _) = SledLog::open(&path, Retention::default(), 0).expect("open");
+            let lg = log.last_good().expect("last good");
+            assert_eq!(lg.len(), 10_000);
+            lg
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_cycle, bench_log);
+
+fn main() {
+    report_memory();
+    benches();
+    criterion::Criterion::default()
+        .configure_from_args()
+        .final_summary();
+}
