@@ -88,7 +88,7 @@ pub fn render(
                         t.action.clone(),
                         c.trigger.clone(),
                         input.map_or_else(String::new, describe_pods),
-                        t.reason.clone(),
+                        format!("{} [{}]", t.reason, c.analysis.reason),
                     ]);
                 }
             }

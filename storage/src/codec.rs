@@ -1,7 +1,15 @@
 //! Record encoding: `[format version: u8][crc32 of the payload: u32 LE][bincode payload]`.
 //! A record that fails any check is reported, never a panic.
 
+use bincode::Options;
+
 use crate::record::Record;
+
+/// Varint integers and lengths: records are mostly small counts and short strings, and the
+/// log's write cost grows with their size.
+fn options() -> impl Options {
+    bincode::DefaultOptions::new()
+}
 
 /// Version of the record schema written by this build.
 pub const FORMAT_VERSION: u8 = 1;
@@ -23,7 +31,9 @@ pub enum CodecError {
 }
 
 pub fn encode(record: &Record) -> Result<Vec<u8>, CodecError> {
-    let payload = bincode::serialize(record).map_err(|e| CodecError::Encode(e.to_string()))?;
+    let payload = options()
+        .serialize(record)
+        .map_err(|e| CodecError::Encode(e.to_string()))?;
     let mut out = Vec::with_capacity(HEADER + payload.len());
     out.push(FORMAT_VERSION);
     out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
@@ -44,5 +54,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, CodecError> {
     if stored != computed {
         return Err(CodecError::Checksum { stored, computed });
     }
-    bincode::deserialize(payload).map_err(|e| CodecError::Payload(e.to_string()))
+    options()
+        .deserialize(payload)
+        .map_err(|e| CodecError::Payload(e.to_string()))
 }

@@ -84,7 +84,7 @@ pub fn safety_net_decision(variants: &[VariantInput], why: &str) -> ModelDecisio
                     saturated_replicas: Vec::new(),
                     target: f.desired,
                     action: Action::between(v.current_replicas, f.desired),
-                    reason: format!("{why}; safety net holds {} ({})", f.desired, f.source),
+                    reason: format!("safety net holds {} ({})", f.desired, f.source),
                     fallback_source: Some(f.source),
                 }
             })

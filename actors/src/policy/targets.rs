@@ -175,10 +175,7 @@ pub fn decide_capacity(t: &Thresholds, variants: &[VariantInput]) -> ModelDecisi
     if analysis.has_no_signals() && !all_idle {
         let vs = targets(&|v| {
             let f = fallback_desired(v.previous_desired, None, v.current_replicas);
-            let reason = format!(
-                "{}; safety net holds {} ({})",
-                analysis.reason, f.desired, f.source
-            );
+            let reason = format!("safety net holds {} ({})", f.desired, f.source);
             (f.desired, reason, Some(f.source))
         });
         return decision(!transitions.is_empty(), true, vs);
@@ -208,7 +205,9 @@ pub fn decide_capacity(t: &Thresholds, variants: &[VariantInput]) -> ModelDecisi
         return decision(false, false, vs);
     }
 
-    let mut vs = targets(&|v| (v.reporting_replicas(t), analysis.reason.clone(), None));
+    // Per-variant reasons say what happened to the variant; the model-level why is in the
+    // analysis (recorded once, not once per variant).
+    let mut vs = targets(&|v| (v.reporting_replicas(t), "no change".to_string(), None));
     let spare: Vec<f64> = variants
         .iter()
         .map(|v| SpareCapacity::of(t, &v.replicas).avg_spare_kv)
@@ -226,24 +225,20 @@ pub fn decide_capacity(t: &Thresholds, variants: &[VariantInput]) -> ModelDecisi
             Some(i) => {
                 for (j, v) in vs.iter_mut().enumerate() {
                     if j != i {
-                        v.reason = format!(
-                            "{}; the new replica goes to {}",
-                            analysis.reason, variants[i].name
-                        );
+                        v.reason = format!("scale-up goes to {}", variants[i].name);
                     }
                 }
                 vs[i].target += 1;
                 vs[i].reason = format!(
-                    "{}; cheapest variant without pending replicas (cost {})",
-                    analysis.reason, variants[i].cost
+                    "scale-up: cheapest variant without pending replicas (cost {})",
+                    variants[i].cost
                 );
             }
             None => {
                 for v in vs.iter_mut() {
-                    v.reason = format!(
-                        "{}; every active variant has pending replicas, waiting for them",
-                        analysis.reason
-                    );
+                    v.reason =
+                        "scale-up needed, but every active variant has pending replicas: waiting for them"
+                            .to_string();
                 }
             }
         }
@@ -258,16 +253,13 @@ pub fn decide_capacity(t: &Thresholds, variants: &[VariantInput]) -> ModelDecisi
         if let Some(i) = pick {
             for (j, v) in vs.iter_mut().enumerate() {
                 if j != i {
-                    v.reason = format!(
-                        "{}; the replica is removed from {}",
-                        analysis.reason, variants[i].name
-                    );
+                    v.reason = format!("scale-down comes from {}", variants[i].name);
                 }
             }
             vs[i].target -= 1;
             vs[i].reason = format!(
-                "{}; most expensive variant above one replica (cost {})",
-                analysis.reason, variants[i].cost
+                "scale-down: most expensive variant above one replica (cost {})",
+                variants[i].cost
             );
         }
     }
