@@ -8,5 +8,6 @@ pub mod crdgen;
 pub mod datadir;
 pub mod history;
 pub mod replay;
+pub mod sim;
 pub mod telemetry;
 pub mod timefmt;

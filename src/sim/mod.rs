@@ -1,0 +1,5 @@
+//! The emulated cluster behind `wva simulate` and `wva emulate`: vLLM-like servers per
+//! accelerator, and (as it grows) the HPA, the load and the virtual-time engine.
+
+pub mod profiles;
+pub mod server;
