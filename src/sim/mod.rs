@@ -1,5 +1,6 @@
 //! The emulated cluster behind `wva simulate` and `wva emulate`: vLLM-like servers per
 //! accelerator, and (as it grows) the HPA, the load and the virtual-time engine.
 
+pub mod hpa;
 pub mod profiles;
 pub mod server;
