@@ -2,5 +2,6 @@
 //! accelerator, and (as it grows) the HPA, the load and the virtual-time engine.
 
 pub mod hpa;
+pub mod load;
 pub mod profiles;
 pub mod server;

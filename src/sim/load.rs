@@ -1,0 +1,409 @@
+//! Load for the emulated cluster: a request rate that changes over time (constant, ramp,
+//! square-wave bursts, diurnal), arrivals that are Poisson or burstier (gamma inter-arrival
+//! times with a coefficient of variation above 1), token lengths from log-normal distributions,
+//! or the replay of a recorded trace (`TIMESTAMP,ContextTokens,GeneratedTokens`).
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand_distr::{Distribution, Gamma, LogNormal};
+
+use super::server::Request;
+
+/// Requests per second as a function of time.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RateShape {
+    Constant {
+        rps: f64,
+    },
+    /// Linear from `from` to `to` over the run.
+    Ramp {
+        from: f64,
+        to: f64,
+    },
+    /// `high` for the first `duty` fraction of every period, `low` for the rest.
+    SquareWave {
+        low: f64,
+        high: f64,
+        period_s: f64,
+        duty: f64,
+    },
+    /// A sinusoid around `mean` with one trough and one peak per period.
+    Diurnal {
+        mean: f64,
+        amplitude: f64,
+        period_s: f64,
+    },
+    /// A diurnal curve with square-wave bursts on top (the built-in scenario's day).
+    BurstyDay {
+        mean: f64,
+        amplitude: f64,
+        period_s: f64,
+        burst: f64,
+        burst_every_s: f64,
+        burst_len_s: f64,
+    },
+}
+
+impl RateShape {
+    pub fn rate(&self, t_s: f64, duration_s: f64) -> f64 {
+        let tau = std::f64::consts::TAU;
+        let r = match *self {
+            Self::Constant { rps } => rps,
+            Self::Ramp { from, to } => {
+                from + (to - from) * (t_s / duration_s.max(1e-9)).clamp(0.0, 1.0)
+            }
+            Self::SquareWave {
+                low,
+                high,
+                period_s,
+                duty,
+            } => {
+                if (t_s % period_s) / period_s < duty {
+                    high
+                } else {
+                    low
+                }
+            }
+            Self::Diurnal {
+                mean,
+                amplitude,
+                period_s,
+            } => mean - amplitude * (tau * t_s / period_s).cos(),
+            Self::BurstyDay {
+                mean,
+                amplitude,
+                period_s,
+                burst,
+                burst_every_s,
+                burst_len_s,
+            } => {
+                let base = mean - amplitude * (tau * t_s / period_s).cos();
+                base + if t_s % burst_every_s < burst_len_s {
+                    burst
+                } else {
+                    0.0
+                }
+            }
+        };
+        r.max(0.0)
+    }
+
+    /// An upper bound of the rate, for thinning.
+    fn max_rate(&self) -> f64 {
+        match *self {
+            Self::Constant { rps } => rps,
+            Self::Ramp { from, to } => from.max(to),
+            Self::SquareWave { low, high, .. } => low.max(high),
+            Self::Diurnal {
+                mean, amplitude, ..
+            } => mean + amplitude.abs(),
+            Self::BurstyDay {
+                mean,
+                amplitude,
+                burst,
+                ..
+            } => mean + amplitude.abs() + burst.max(0.0),
+        }
+    }
+}
+
+/// How arrivals are spread around the rate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Arrivals {
+    Poisson,
+    /// Gamma inter-arrival times with this coefficient of variation (1 is Poisson).
+    Gamma {
+        cv: f64,
+    },
+}
+
+/// A token-length distribution: log-normal with this mean and coefficient of variation, clamped.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TokenLengths {
+    pub mean: f64,
+    pub cv: f64,
+    pub min: u32,
+    pub max: u32,
+}
+
+impl TokenLengths {
+    fn distribution(&self) -> Option<LogNormal<f64>> {
+        let sigma2 = (1.0 + self.cv * self.cv).ln();
+        LogNormal::new(self.mean.max(1.0).ln() - sigma2 / 2.0, sigma2.sqrt()).ok()
+    }
+}
+
+/// A synthetic load.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyntheticLoad {
+    pub shape: RateShape,
+    pub arrivals: Arrivals,
+    pub prompt: TokenLengths,
+    pub output: TokenLengths,
+}
+
+impl SyntheticLoad {
+    /// Every request of a run of `duration_s`, in arrival order. Same seed, same requests.
+    pub fn generate(&self, duration_s: f64, seed: u64) -> Vec<Request> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let max_rate = self.shape.max_rate();
+        let mut out = Vec::new();
+        if max_rate <= 0.0 {
+            return out;
+        }
+        let (prompt, output) = (self.prompt.distribution(), self.output.distribution());
+        let draw = |d: &Option<LogNormal<f64>>, l: &TokenLengths, rng: &mut StdRng| match d {
+            Some(d) => (d.sample(rng).round() as u32).clamp(l.min, l.max),
+            None => l.mean as u32,
+        };
+        // Gamma gaps of mean 1 in "operational time", thinned against the varying rate; with
+        // cv = 1 this is the classic thinning of a Poisson process.
+        let cv = match self.arrivals {
+            Arrivals::Poisson => 1.0,
+            Arrivals::Gamma { cv } => cv.max(0.05),
+        };
+        let shape_k = 1.0 / (cv * cv);
+        let Ok(gap) = Gamma::new(shape_k, 1.0 / shape_k) else {
+            return out;
+        };
+        let mut t = 0.0f64;
+        let mut id = 0u64;
+        loop {
+            t += gap.sample(&mut rng) / max_rate;
+            if t >= duration_s {
+                break;
+            }
+            let accept: f64 = rand::Rng::random(&mut rng);
+            if accept * max_rate > self.shape.rate(t, duration_s) {
+                continue;
+            }
+            out.push(Request {
+                id,
+                arrival_ms: t * 1e3,
+                prompt_tokens: draw(&prompt, &self.prompt, &mut rng),
+                output_tokens: draw(&output, &self.output, &mut rng),
+            });
+            id += 1;
+        }
+        out
+    }
+}
+
+/// Reads a trace in the CSV form `TIMESTAMP,ContextTokens,GeneratedTokens` (timestamps
+/// `YYYY-MM-DD HH:MM:SS[.fffffff]`, sorted). Arrival times are relative to the first row and
+/// divided by `speedup`. Errors name the line and the column.
+pub fn parse_trace(text: &str, speedup: f64) -> Result<Vec<Request>, String> {
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
+    let Some((_, header)) = lines.next() else {
+        return Err("line 1: expected the header TIMESTAMP,ContextTokens,GeneratedTokens, found an empty file".into());
+    };
+    let columns: Vec<&str> = header.split(',').map(str::trim).collect();
+    if columns != ["TIMESTAMP", "ContextTokens", "GeneratedTokens"] {
+        return Err(format!(
+            "line 1: expected the header TIMESTAMP,ContextTokens,GeneratedTokens, got {header:?}"
+        ));
+    }
+    if !(speedup.is_finite() && speedup > 0.0) {
+        return Err(format!("speedup: expected a number > 0, got {speedup}"));
+    }
+    let mut out = Vec::new();
+    let mut first: Option<jiff::civil::DateTime> = None;
+    let mut previous_ms = 0.0f64;
+    for (i, line) in lines {
+        let n = i + 1;
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        if fields.len() != 3 {
+            return Err(format!(
+                "line {n}: expected 3 comma-separated fields, got {}",
+                fields.len()
+            ));
+        }
+        let at: jiff::civil::DateTime = fields[0].replace(' ', "T").parse().map_err(|_| {
+            format!(
+                "line {n}: TIMESTAMP: expected YYYY-MM-DD HH:MM:SS.fffffff, got {:?}",
+                fields[0]
+            )
+        })?;
+        let count = |column: &str, v: &str| {
+            v.parse::<u32>().map_err(|_| {
+                format!("line {n}: {column}: expected a non-negative integer, got {v:?}")
+            })
+        };
+        let prompt = count("ContextTokens", fields[1])?;
+        let output = count("GeneratedTokens", fields[2])?;
+        let start = *first.get_or_insert(at);
+        let offset_ms = (at - start)
+            .total(jiff::Unit::Millisecond)
+            .map_err(|e| format!("line {n}: TIMESTAMP: {e}"))?
+            / speedup;
+        if offset_ms + 1e-6 < previous_ms {
+            return Err(format!(
+                "line {n}: TIMESTAMP: expected rows sorted by time, {:?} is earlier than the row before",
+                fields[0]
+            ));
+        }
+        previous_ms = offset_ms;
+        out.push(Request {
+            id: out.len() as u64,
+            arrival_ms: offset_ms,
+            prompt_tokens: prompt.max(1),
+            output_tokens: output.max(1),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(shape: RateShape, arrivals: Arrivals) -> SyntheticLoad {
+        SyntheticLoad {
+            shape,
+            arrivals,
+            prompt: TokenLengths {
+                mean: 800.0,
+                cv: 1.0,
+                min: 1,
+                max: 16_000,
+            },
+            output: TokenLengths {
+                mean: 200.0,
+                cv: 1.0,
+                min: 1,
+                max: 4_000,
+            },
+        }
+    }
+
+    #[test]
+    fn rates_and_means_come_out_as_specified() {
+        let l = load(RateShape::Constant { rps: 10.0 }, Arrivals::Poisson);
+        let reqs = l.generate(3_600.0, 7);
+        let rate = reqs.len() as f64 / 3_600.0;
+        assert!((rate - 10.0).abs() < 0.3, "{rate}");
+        let mean_prompt =
+            reqs.iter().map(|r| f64::from(r.prompt_tokens)).sum::<f64>() / reqs.len() as f64;
+        assert!((mean_prompt - 800.0).abs() < 40.0, "{mean_prompt}");
+        assert!(reqs.windows(2).all(|w| w[0].arrival_ms <= w[1].arrival_ms));
+    }
+
+    #[test]
+    fn same_seed_same_requests() {
+        let l = load(
+            RateShape::Diurnal {
+                mean: 5.0,
+                amplitude: 4.0,
+                period_s: 600.0,
+            },
+            Arrivals::Gamma { cv: 2.0 },
+        );
+        assert_eq!(l.generate(600.0, 1), l.generate(600.0, 1));
+        assert_ne!(l.generate(600.0, 1), l.generate(600.0, 2));
+    }
+
+    #[test]
+    fn gamma_arrivals_are_burstier_than_poisson() {
+        let cv_of = |arrivals| {
+            let reqs = load(RateShape::Constant { rps: 20.0 }, arrivals).generate(1_800.0, 3);
+            let gaps: Vec<f64> = reqs
+                .windows(2)
+                .map(|w| w[1].arrival_ms - w[0].arrival_ms)
+                .collect();
+            let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+            let var = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64;
+            var.sqrt() / mean
+        };
+        let (poisson, bursty) = (cv_of(Arrivals::Poisson), cv_of(Arrivals::Gamma { cv: 3.0 }));
+        assert!((poisson - 1.0).abs() < 0.1, "{poisson}");
+        assert!(bursty > 2.0, "{bursty}");
+    }
+
+    #[test]
+    fn shapes() {
+        let sq = RateShape::SquareWave {
+            low: 1.0,
+            high: 9.0,
+            period_s: 100.0,
+            duty: 0.25,
+        };
+        assert_eq!(sq.rate(10.0, 1e3), 9.0);
+        assert_eq!(sq.rate(30.0, 1e3), 1.0);
+        let ramp = RateShape::Ramp {
+            from: 0.0,
+            to: 10.0,
+        };
+        assert_eq!(ramp.rate(50.0, 100.0), 5.0);
+        let day = RateShape::Diurnal {
+            mean: 5.0,
+            amplitude: 5.0,
+            period_s: 100.0,
+        };
+        assert!(day.rate(0.0, 1e3) < 1e-9 && (day.rate(50.0, 1e3) - 10.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn trace_rows_become_requests() {
+        let text = "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03.9799600,4808,10\n2023-11-16 18:17:04.0319600,3180,8\n2023-11-16 18:17:05.9799600,110,0\n";
+        let reqs = parse_trace(text, 1.0).expect("parses");
+        assert_eq!(reqs.len(), 3);
+        assert_eq!(reqs[0].arrival_ms, 0.0);
+        assert!((reqs[1].arrival_ms - 52.0).abs() < 1e-6);
+        assert_eq!(reqs[2].output_tokens, 1, "at least one output token");
+        let fast = parse_trace(text, 2.0).expect("parses");
+        assert!((fast[2].arrival_ms - 1_000.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn bad_trace_rows_name_the_line_and_column() {
+        let head = "TIMESTAMP,ContextTokens,GeneratedTokens\n";
+        let ok = "2023-11-16 18:17:03.9799600,10,10\n";
+        let cases = [
+            (
+                format!("{head}{ok}2023-11-16 18:17:04,abc,3\n"),
+                "line 3: ContextTokens",
+            ),
+            (
+                format!("{head}{ok}2023-11-16 18:17:04,3,-1\n"),
+                "line 3: GeneratedTokens",
+            ),
+            (format!("{head}{ok}yesterday,3,3\n"), "line 3: TIMESTAMP"),
+            (
+                format!("{head}{ok}2023-11-16 18:17:04,3\n"),
+                "line 3: expected 3",
+            ),
+            (
+                format!("{head}{ok}2023-11-16 18:17:01,3,3\n"),
+                "line 3: TIMESTAMP: expected rows sorted",
+            ),
+            ("time,in,out\n".to_string(), "line 1: expected the header"),
+            (String::new(), "line 1"),
+        ];
+        for (text, expected) in cases {
+            let err = parse_trace(&text, 1.0).expect_err(&text);
+            assert!(err.starts_with(expected), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_shared_traces_parse_when_present() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/traces");
+        for file in ["azure-llm-2023-code.csv", "azure-llm-2023-conv.csv"] {
+            let Ok(text) = std::fs::read_to_string(dir.join(file)) else {
+                continue;
+            };
+            // Every non-empty line but the header is a request.
+            let rows = text.split('\n').filter(|l| !l.trim().is_empty()).count() - 1;
+            let reqs = parse_trace(&text, 1.0).expect(file);
+            assert_eq!(reqs.len(), rows, "{file}");
+            let span_min = reqs.last().map_or(0.0, |r| r.arrival_ms) / 60_000.0;
+            assert!(
+                (50.0..70.0).contains(&span_min),
+                "{file}: {span_min} minutes"
+            );
+        }
+    }
+}
