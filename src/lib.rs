@@ -9,5 +9,6 @@ pub mod datadir;
 pub mod history;
 pub mod replay;
 pub mod sim;
+pub mod simulate;
 pub mod telemetry;
 pub mod timefmt;

@@ -38,6 +38,35 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the autoscaler against an emulated cluster in virtual time and report how it did.
+    /// With no arguments: two variants of one model (A100 and H100) through a bursty day
+    /// compressed into an hour.
+    Simulate {
+        /// Seed of the generated load; the same seed gives the same run.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Virtual duration, e.g. 1h or 20m [default: 1h, or the trace's span].
+        #[arg(long)]
+        duration: Option<String>,
+        /// Replay a CSV trace (TIMESTAMP,ContextTokens,GeneratedTokens) instead of the built-in load.
+        #[arg(long)]
+        trace: Option<PathBuf>,
+        /// Divide the trace's inter-arrival times by this.
+        #[arg(long, default_value_t = 1.0)]
+        trace_speedup: f64,
+        /// Where the report (summary.json, metrics.prom, plots) goes.
+        #[arg(long, default_value = "wva-simulation-report")]
+        report: PathBuf,
+        /// Keep the decision log here, for `wva history` and `wva replay`.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Emulate a Prometheus outage: every metrics read fails (the safety net decides).
+        #[arg(long)]
+        metrics_outage: bool,
+        /// Do not draw the progress bar.
+        #[arg(long)]
+        no_progress: bool,
+    },
     /// Decide one model from its numbers: JSON in (a file, or - for stdin), decision JSON out.
     Analyze {
         /// Input file, or - to read standard input.
@@ -105,6 +134,49 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_level.as_deref(), cli.log_format);
     match cli.command {
+        Command::Simulate {
+            seed,
+            duration,
+            trace,
+            trace_speedup,
+            report,
+            data_dir,
+            metrics_outage,
+            no_progress,
+        } => {
+            let duration_s = match duration
+                .as_deref()
+                .map(wva::config::parse_duration)
+                .transpose()
+            {
+                Ok(d) => d.map(|d| d.as_secs_f64()),
+                Err(e) => return fail("simulate", &format!("--duration: {e}"), INVALID_INPUT),
+            };
+            if duration_s.is_some_and(|d| d < 60.0) {
+                return fail(
+                    "simulate",
+                    "--duration: expected at least 1m",
+                    INVALID_INPUT,
+                );
+            }
+            let request = wva::simulate::SimulateRequest {
+                seed,
+                duration_s,
+                trace,
+                trace_speedup,
+                report: report.clone(),
+                options: wva::sim::engine::RunOptions {
+                    data_dir,
+                    metrics_outage,
+                    settings: Default::default(),
+                    progress: !no_progress,
+                },
+            };
+            match wva::simulate::simulate(&request) {
+                Ok((summary, _)) => print_out(&wva::simulate::render(&summary, &report)),
+                Err(e) => fail("simulate", &e, 1),
+            }
+        }
         Command::Analyze { input } => run_analyze(&input),
         Command::Crdgen { check, root } => run_crdgen(check, &root),
         Command::Settings {

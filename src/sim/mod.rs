@@ -1,7 +1,11 @@
 //! The emulated cluster behind `wva simulate` and `wva emulate`: vLLM-like servers per
 //! accelerator, and (as it grows) the HPA, the load and the virtual-time engine.
 
+pub mod cluster;
+pub mod engine;
 pub mod hpa;
 pub mod load;
 pub mod profiles;
+pub mod report;
+pub mod scenario;
 pub mod server;

@@ -1,0 +1,190 @@
+//! The emulated cluster of one model: per variant, a Deployment of emulated vLLM servers that
+//! start after a delay; a gateway that routes each request to the least-loaded ready replica of
+//! any variant (as llm-d's scheduler prefers) and holds requests while no replica is ready.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use super::profiles::AcceleratorProfile;
+use super::server::{Completed, Request, Server};
+
+/// Requests that wait longer than this at the gateway fail (client timeout).
+pub const GATEWAY_TIMEOUT_MS: f64 = 300_000.0;
+
+/// One variant's Deployment.
+#[derive(Debug, Clone)]
+pub struct Variant {
+    pub name: String,
+    pub profile: AcceleratorProfile,
+    /// Cost of one replica per hour.
+    pub cost_per_hour: f64,
+    pub startup_ms: f64,
+    pub servers: Vec<Server>,
+    /// When each server's current iteration ends (`None`: idle).
+    pub busy_until: Vec<Option<f64>>,
+    /// Replica-milliseconds accumulated (allocated GPUs, starting or ready).
+    pub replica_ms: f64,
+    pub scaling_actions: u32,
+    pub peak_replicas: u32,
+    /// Requests this variant finished, including on replicas since removed.
+    pub completed: usize,
+    next_pod: u64,
+    pub pod_names: Vec<String>,
+}
+
+impl Variant {
+    pub fn new(
+        name: &str,
+        profile: AcceleratorProfile,
+        cost_per_hour: f64,
+        startup_ms: f64,
+        replicas: u32,
+    ) -> Self {
+        let mut v = Self {
+            name: name.to_string(),
+            profile,
+            cost_per_hour,
+            startup_ms,
+            servers: Vec::new(),
+            busy_until: Vec::new(),
+            replica_ms: 0.0,
+            scaling_actions: 0,
+            peak_replicas: 0,
+            completed: 0,
+            next_pod: 0,
+            pod_names: Vec::new(),
+        };
+        for _ in 0..replicas {
+            // Initial replicas are already up when the run starts.
+            v.add_server(0.0);
+        }
+        v.peak_replicas = replicas;
+        v
+    }
+
+    fn add_server(&mut self, ready_at_ms: f64) {
+        self.servers
+            .push(Server::new(self.profile.clone(), ready_at_ms));
+        self.busy_until.push(None);
+        self.pod_names
+            .push(format!("{}-{}", self.name, self.next_pod));
+        self.next_pod += 1;
+    }
+
+    pub fn replicas(&self) -> u32 {
+        self.servers.len() as u32
+    }
+
+    pub fn ready(&self, now_ms: f64) -> u32 {
+        self.servers.iter().filter(|s| s.is_ready(now_ms)).count() as u32
+    }
+}
+
+/// The model's variants and its gateway.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub variants: Vec<Variant>,
+    pub gateway: VecDeque<Request>,
+    pub completed: Vec<Completed>,
+    pub failed: u64,
+}
+
+impl Cluster {
+    pub fn new(variants: Vec<Variant>) -> Self {
+        Self {
+            variants,
+            gateway: VecDeque::new(),
+            completed: Vec::new(),
+            failed: 0,
+        }
+    }
+
+    /// Routes a request: the ready replica with the fewest requests inside, else the gateway.
+    /// Returns the (variant, server) it went to.
+    pub fn route(&mut self, request: Request, now_ms: f64) -> Option<(usize, usize)> {
+        let best = self
+            .variants
+            .iter()
+            .enumerate()
+            .flat_map(|(vi, v)| v.servers.iter().enumerate().map(move |(si, s)| (vi, si, s)))
+            .filter(|(_, _, s)| s.is_ready(now_ms))
+            .min_by_key(|(vi, si, s)| (s.in_system(), *vi, *si))
+            .map(|(vi, si, _)| (vi, si));
+        match best {
+            Some((vi, si)) => {
+                self.variants[vi].servers[si].enqueue(request);
+                Some((vi, si))
+            }
+            None => {
+                self.gateway.push_back(request);
+                None
+            }
+        }
+    }
+
+    /// Sends held requests to replicas that became ready; fails those held too long.
+    pub fn release_gateway(&mut self, now_ms: f64, started: &mut Vec<(usize, usize)>) {
+        while self
+            .gateway
+            .front()
+            .is_some_and(|r| now_ms - r.arrival_ms > GATEWAY_TIMEOUT_MS)
+        {
+            self.gateway.pop_front();
+            self.failed += 1;
+        }
+        if !self.variants.iter().any(|v| v.ready(now_ms) > 0) {
+            return;
+        }
+        while let Some(r) = self.gateway.pop_front() {
+            if let Some(at) = self.route(r, now_ms) {
+                started.push(at);
+            }
+        }
+    }
+
+    /// Sets a variant's replica count. New replicas start after the start-up delay; removed
+    /// ones (starting first, then the least loaded) hand their requests back to the gateway.
+    pub fn scale(&mut self, vi: usize, replicas: u32, now_ms: f64) {
+        let v = &mut self.variants[vi];
+        let current = v.replicas();
+        if replicas == current {
+            return;
+        }
+        v.scaling_actions += 1;
+        if replicas > current {
+            for _ in current..replicas {
+                let ready_at = now_ms + v.startup_ms;
+                v.add_server(ready_at);
+            }
+            v.peak_replicas = v.peak_replicas.max(replicas);
+            return;
+        }
+        for _ in replicas..current {
+            let victim = (0..v.servers.len())
+                .min_by_key(|&i| {
+                    (
+                        v.servers[i].is_ready(now_ms),
+                        v.servers[i].in_system(),
+                        std::cmp::Reverse(i),
+                    )
+                })
+                .unwrap_or(0);
+            let mut server = v.servers.remove(victim);
+            v.busy_until.remove(victim);
+            v.pod_names.remove(victim);
+            let orphans = server.drain();
+            self.gateway.extend(orphans);
+        }
+        // Keep the gateway in arrival order so timeouts stay correct.
+        self.gateway
+            .make_contiguous()
+            .sort_by(|a, b| a.arrival_ms.total_cmp(&b.arrival_ms));
+    }
+
+    /// Replica counts per variant: name → (replicas, ready).
+    pub fn deployments(&self, now_ms: f64) -> BTreeMap<String, (u32, u32)> {
+        self.variants
+            .iter()
+            .map(|v| (v.name.clone(), (v.replicas(), v.ready(now_ms))))
+            .collect()
+    }
+}

@@ -1,0 +1,473 @@
+//! The simulation engine: the real Registry, supervisors, policy, decision log and publisher
+//! driven by the emulated cluster in virtual time.
+//!
+//! Events, in time order: request arrivals, server iterations ending, replicas becoming ready,
+//! the autoscaler's cycle (every `control_interval`, on a Prometheus-like scrape of the last
+//! minute), and the HPA's sync (same period, offset by half of it, since the two controllers run
+//! independently in a cluster).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use wva_actors::log_actor::LogActor;
+use wva_actors::messages::{
+    DeploymentState, Metrics, MetricsSnapshot, ModelKey, PodSample, PolicySettings, Timestamp,
+    VariantKey, VariantSpec,
+};
+use wva_actors::publisher::{Gather, Publisher, PublisherConfig, ReadDesired};
+use wva_actors::registry::{DeploymentEvent, Registry, Tick, UpsertVariant};
+use wva_actors::supervisor::Ports;
+use wva_storage::{DecisionLog, MemoryLog, Retention, SledLog};
+
+use super::cluster::{Cluster, Variant};
+use super::hpa::{Hpa, HpaSpec};
+use super::profiles;
+use super::server::{Completed, Request};
+
+/// Virtual time starts here (2026-01-01T00:00:00Z), so recorded times read as dates.
+pub const VIRTUAL_EPOCH_MS: i64 = 1_767_225_600_000;
+
+/// One variant of the simulated model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VariantScenario {
+    pub name: String,
+    pub accelerator: String,
+    /// Cost of one replica per hour; also the VA's `variantCost`.
+    pub cost_per_hour: f64,
+    pub initial_replicas: u32,
+    pub max_replicas: u32,
+}
+
+/// Everything a run needs.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub namespace: String,
+    pub model_id: String,
+    pub variants: Vec<VariantScenario>,
+    pub requests: Vec<Request>,
+    pub duration_s: f64,
+    pub startup_s: f64,
+    pub control_interval_s: f64,
+    pub hpa: HpaSpec,
+}
+
+/// How to run it.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Keep the decision log here (sled) instead of in memory.
+    pub data_dir: Option<PathBuf>,
+    /// Every metrics read fails, as if Prometheus were down.
+    pub metrics_outage: bool,
+    pub settings: PolicySettings,
+    /// Draw a progress bar on stderr when it is a terminal.
+    pub progress: bool,
+}
+
+/// One point of the time series, per autoscaler cycle.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Sample {
+    pub t_s: f64,
+    /// Per variant: (replicas, ready, published desired).
+    pub variants: BTreeMap<String, (u32, u32, Option<u32>)>,
+    /// Requests waiting in servers and at the gateway.
+    pub waiting: usize,
+    /// Mean KV-cache use over ready replicas.
+    pub kv: f64,
+    /// Median TTFT of the requests that finished since the last sample, ms.
+    pub ttft_p50_ms: Option<f64>,
+}
+
+/// Per-variant totals.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VariantResult {
+    pub name: String,
+    pub accelerator: String,
+    pub gpu_hours: f64,
+    pub cost: f64,
+    pub scaling_actions: u32,
+    pub peak_replicas: u32,
+    pub completed: usize,
+}
+
+/// What a run produced.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub completed: Vec<Completed>,
+    pub failed: u64,
+    pub unfinished: usize,
+    pub variants: Vec<VariantResult>,
+    pub samples: Vec<Sample>,
+    /// The publisher's metrics at the end of the run, in the Prometheus text format.
+    pub metrics_text: String,
+    pub cycles: usize,
+    pub safety_net_cycles: usize,
+}
+
+/// Per-pod samples of the last minute, like Prometheus' `max_over_time(...[1m])`.
+#[derive(Debug, Default)]
+struct Scrapes {
+    by_pod: HashMap<String, VecDeque<(f64, f64, f64)>>,
+}
+
+impl Scrapes {
+    fn record(&mut self, pod: &str, t: f64, kv: f64, queue: f64) {
+        let window = self.by_pod.entry(pod.to_string()).or_default();
+        window.push_back((t, kv, queue));
+        while window.front().is_some_and(|(at, _, _)| *at < t - 60_000.0) {
+            window.pop_front();
+        }
+    }
+
+    fn max(&self, pod: &str) -> Option<(f64, f64)> {
+        let w = self.by_pod.get(pod)?;
+        let kv = w.iter().map(|s| s.1).fold(f64::NAN, f64::max);
+        let q = w.iter().map(|s| s.2).fold(f64::NAN, f64::max);
+        (!kv.is_nan()).then_some((kv, q))
+    }
+}
+
+fn open_log(options: &RunOptions) -> Result<Box<dyn DecisionLog>, String> {
+    match &options.data_dir {
+        None => Ok(Box::new(MemoryLog::in_memory(Retention::default()))),
+        Some(dir) => {
+            let secs = jiff::Timestamp::now().as_second().max(0) as u64;
+            let (log, report) =
+                SledLog::open(dir, Retention::default(), secs).map_err(|e| e.to_string())?;
+            if let Some(aside) = report.moved_aside {
+                eprintln!(
+                    "warning: the decision log in {} was unusable ({}); moved to {}",
+                    dir.display(),
+                    report.reason.unwrap_or_default(),
+                    aside.display()
+                );
+            }
+            Ok(Box::new(log))
+        }
+    }
+}
+
+/// Runs a scenario to the end. Must be called inside an actix System.
+pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult, String> {
+    let log = open_log(options)?;
+    let recovered = log.last_good().map_err(|e| e.to_string())?;
+    let publisher = Publisher::new(&PublisherConfig::default())
+        .map_err(|e| e.to_string())?
+        .start();
+    let ports = Ports {
+        log: LogActor::start(log),
+        publisher: publisher.clone(),
+        status: None,
+    };
+    let registry = Registry::new(ports, options.settings.clone(), recovered).start();
+    let model = ModelKey::new(scenario.namespace.clone(), scenario.model_id.clone());
+    let key = |name: &str| VariantKey::new(scenario.namespace.clone(), name);
+
+    let mut variants = Vec::new();
+    for v in &scenario.variants {
+        let profile = profiles::by_name(&v.accelerator).ok_or_else(|| {
+            format!(
+                "variant {}: accelerator: expected H100, A100 or L40S, got {:?}",
+                v.name, v.accelerator
+            )
+        })?;
+        variants.push(Variant::new(
+            &v.name,
+            profile,
+            v.cost_per_hour,
+            scenario.startup_s * 1e3,
+            v.initial_replicas,
+        ));
+    }
+    let mut cluster = Cluster::new(variants);
+    let mut hpas: Vec<Hpa> = scenario
+        .variants
+        .iter()
+        .map(|v| {
+            Hpa::new(HpaSpec {
+                max_replicas: v.max_replicas,
+                ..scenario.hpa.clone()
+            })
+        })
+        .collect();
+    let mut reported: Vec<Option<DeploymentState>> = vec![None; scenario.variants.len()];
+    let send_deployments =
+        |cluster: &Cluster, reported: &mut Vec<Option<DeploymentState>>, now: f64| {
+            let mut events = Vec::new();
+            for (i, v) in cluster.variants.iter().enumerate() {
+                let state = DeploymentState {
+                    replicas: v.replicas(),
+                    ready: v.ready(now),
+                };
+                if reported[i] != Some(state) {
+                    reported[i] = Some(state);
+                    events.push(DeploymentEvent {
+                        namespace: scenario.namespace.clone(),
+                        name: v.name.clone(),
+                        state: Some(state),
+                        at: Timestamp(VIRTUAL_EPOCH_MS + now as i64),
+                    });
+                }
+            }
+            events
+        };
+    for e in send_deployments(&cluster, &mut reported, 0.0) {
+        registry.send(e).await.map_err(|e| e.to_string())?;
+    }
+    for v in &scenario.variants {
+        let spec = VariantSpec {
+            key: key(&v.name),
+            model: model.clone(),
+            deployment: v.name.clone(),
+            cost: v.cost_per_hour,
+            accelerator: v.accelerator.clone(),
+            status_desired: None,
+        };
+        registry
+            .send(UpsertVariant {
+                spec,
+                at: Timestamp(VIRTUAL_EPOCH_MS),
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+
+    let end = scenario.duration_s * 1e3;
+    let interval = scenario.control_interval_s * 1e3;
+    let (mut next_control, mut next_hpa) = (interval, interval / 2.0);
+    let mut arrivals = scenario
+        .requests
+        .iter()
+        .filter(|r| r.arrival_ms < end)
+        .peekable();
+    let mut scrapes = Scrapes::default();
+    let mut samples = Vec::new();
+    let (mut cycles, mut safety_net_cycles) = (0usize, 0usize);
+    let mut last_t = 0.0f64;
+    let mut done_since_sample = 0usize;
+    let progress = options.progress && std::io::stderr().is_terminal();
+    let mut last_progress = -1i64;
+    let mut started = Vec::new();
+
+    loop {
+        let next_arrival = arrivals.peek().map_or(f64::INFINITY, |r| r.arrival_ms);
+        let next_step = cluster
+            .variants
+            .iter()
+            .flat_map(|v| v.busy_until.iter().flatten())
+            .fold(f64::INFINITY, |a, &b| a.min(b));
+        let next_ready = cluster
+            .variants
+            .iter()
+            .flat_map(|v| v.servers.iter().map(|s| s.ready_at_ms))
+            .filter(|&r| r > last_t)
+            .fold(f64::INFINITY, f64::min);
+        let t = next_arrival
+            .min(next_step)
+            .min(next_ready)
+            .min(next_control)
+            .min(next_hpa);
+        if t >= end {
+            break;
+        }
+        for v in &mut cluster.variants {
+            v.replica_ms += f64::from(v.replicas()) * (t - last_t);
+        }
+        last_t = t;
+        if progress {
+            let pct = (t / end * 100.0) as i64;
+            if pct != last_progress {
+                last_progress = pct;
+                let bar = "#".repeat((pct / 4) as usize);
+                let _ = write!(
+                    std::io::stderr(),
+                    "\r[{bar:<25}] {pct:>3}%  {:>5.1} min",
+                    t / 60_000.0
+                );
+            }
+        }
+
+        started.clear();
+        if next_arrival <= t {
+            while let Some(r) = arrivals.next_if(|r| r.arrival_ms <= t) {
+                if let Some(at) = cluster.route(r.clone(), t) {
+                    started.push(at);
+                }
+            }
+        }
+        if next_ready <= t {
+            cluster.release_gateway(t, &mut started);
+            for e in send_deployments(&cluster, &mut reported, t) {
+                registry.send(e).await.map_err(|e| e.to_string())?;
+            }
+        }
+        // Servers whose iteration ended run the next one; idle servers that got work start.
+        let before = cluster.completed.len();
+        for vi in 0..cluster.variants.len() {
+            for si in 0..cluster.variants[vi].servers.len() {
+                let due = cluster.variants[vi].busy_until[si].is_some_and(|b| b <= t);
+                let kicked =
+                    cluster.variants[vi].busy_until[si].is_none() && started.contains(&(vi, si));
+                if due || kicked {
+                    let v = &mut cluster.variants[vi];
+                    let finished = cluster.completed.len();
+                    v.busy_until[si] = v.servers[si].step(t, &mut cluster.completed);
+                    v.completed += cluster.completed.len() - finished;
+                }
+            }
+        }
+        done_since_sample += cluster.completed.len() - before;
+
+        if next_control <= t {
+            next_control += interval;
+            cluster.release_gateway(t, &mut started);
+            let mut samples_for_model = Vec::new();
+            for v in &cluster.variants {
+                for (s, pod) in v.servers.iter().zip(&v.pod_names) {
+                    if s.is_ready(t) {
+                        scrapes.record(pod, t, s.kv_usage(), s.waiting() as f64);
+                        if let Some((kv, q)) = scrapes.max(pod) {
+                            samples_for_model.push(PodSample {
+                                pod: pod.clone(),
+                                deployment: v.name.clone(),
+                                kv_cache_usage: Some(kv),
+                                queue_length: Some(q),
+                            });
+                        }
+                    }
+                }
+            }
+            let metrics = if options.metrics_outage {
+                Metrics::Failed("emulated Prometheus outage: connection refused".into())
+            } else {
+                let mut by_model = HashMap::new();
+                by_model.insert(model.clone(), samples_for_model);
+                Metrics::Read(Arc::new(MetricsSnapshot { by_model }))
+            };
+            let summary = registry
+                .send(Tick {
+                    now: Timestamp(VIRTUAL_EPOCH_MS + t as i64),
+                    metrics,
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            cycles += 1;
+            safety_net_cycles += summary.safety_net_models;
+
+            let mut per_variant = BTreeMap::new();
+            for v in &cluster.variants {
+                let desired = publisher
+                    .send(ReadDesired(key(&v.name)))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                per_variant.insert(v.name.clone(), (v.replicas(), v.ready(t), desired));
+            }
+            let ready: Vec<f64> = cluster
+                .variants
+                .iter()
+                .flat_map(|v| {
+                    v.servers
+                        .iter()
+                        .filter(|s| s.is_ready(t))
+                        .map(|s| s.kv_usage())
+                })
+                .collect();
+            let recent = &cluster.completed[cluster.completed.len() - done_since_sample..];
+            samples.push(Sample {
+                t_s: t / 1e3,
+                variants: per_variant,
+                waiting: cluster.gateway.len()
+                    + cluster
+                        .variants
+                        .iter()
+                        .flat_map(|v| &v.servers)
+                        .map(|s| s.waiting())
+                        .sum::<usize>(),
+                kv: if ready.is_empty() {
+                    0.0
+                } else {
+                    ready.iter().sum::<f64>() / ready.len() as f64
+                },
+                ttft_p50_ms: percentile(recent.iter().map(|c| c.ttft_ms).collect(), 0.5),
+            });
+            done_since_sample = 0;
+        }
+
+        if next_hpa <= t {
+            next_hpa += interval;
+            for vi in 0..cluster.variants.len() {
+                let name = cluster.variants[vi].name.clone();
+                let desired = publisher
+                    .send(ReadDesired(key(&name)))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let current = cluster.variants[vi].replicas();
+                let target = hpas[vi].sync(t, current, desired.map(f64::from));
+                cluster.scale(vi, target, t);
+            }
+            cluster.release_gateway(t, &mut started);
+            for e in send_deployments(&cluster, &mut reported, t) {
+                registry.send(e).await.map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    if progress {
+        let _ = writeln!(std::io::stderr());
+    }
+
+    let metrics_text = publisher.send(Gather).await.map_err(|e| e.to_string())?;
+    let unfinished = cluster.gateway.len()
+        + cluster
+            .variants
+            .iter()
+            .flat_map(|v| &v.servers)
+            .map(|s| s.in_system())
+            .sum::<usize>();
+    let failed = cluster.failed
+        + cluster
+            .variants
+            .iter()
+            .flat_map(|v| &v.servers)
+            .map(|s| s.counters.request_failed)
+            .sum::<u64>();
+    let variants = cluster
+        .variants
+        .iter()
+        .map(|v| {
+            let gpu_hours = v.replica_ms / 3_600_000.0;
+            VariantResult {
+                name: v.name.clone(),
+                accelerator: v.profile.name.to_string(),
+                gpu_hours,
+                cost: gpu_hours * v.cost_per_hour,
+                scaling_actions: v.scaling_actions,
+                peak_replicas: v.peak_replicas,
+                completed: v.completed,
+            }
+        })
+        .collect();
+    Ok(RunResult {
+        completed: cluster.completed,
+        failed,
+        unfinished,
+        variants,
+        samples,
+        metrics_text,
+        cycles,
+        safety_net_cycles,
+    })
+}
+
+/// The `q` quantile (0..=1) by nearest rank; `None` for no values.
+pub fn percentile(mut values: Vec<f64>, q: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
+    Some(values[rank - 1])
+}

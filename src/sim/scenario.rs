@@ -1,0 +1,78 @@
+//! Scenarios: the built-in one (two variants of one model on different accelerators, a bursty
+//! day compressed into the run), and trace replays on the same cluster.
+
+use super::engine::{Scenario, VariantScenario};
+use super::hpa::HpaSpec;
+use super::load::{Arrivals, RateShape, SyntheticLoad, TokenLengths};
+use super::server::Request;
+
+fn cluster(requests: Vec<Request>, duration_s: f64) -> Scenario {
+    Scenario {
+        namespace: "llm-d-sim".into(),
+        model_id: "meta-llama/Llama-3.1-8B-Instruct".into(),
+        variants: vec![
+            VariantScenario {
+                name: "llama-8b-a100".into(),
+                accelerator: "A100".into(),
+                cost_per_hour: 3.7,
+                initial_replicas: 1,
+                max_replicas: 12,
+            },
+            VariantScenario {
+                name: "llama-8b-h100".into(),
+                accelerator: "H100".into(),
+                cost_per_hour: 6.9,
+                initial_replicas: 1,
+                max_replicas: 12,
+            },
+        ],
+        requests,
+        duration_s,
+        startup_s: 120.0,
+        control_interval_s: 15.0,
+        hpa: HpaSpec::default(),
+    }
+}
+
+/// The load of the built-in scenario: a day's trough and peak over the run, six bursts, bursty
+/// (gamma, cv 1.5) arrivals, chat-like token lengths.
+pub fn builtin_load(duration_s: f64) -> SyntheticLoad {
+    SyntheticLoad {
+        shape: RateShape::BurstyDay {
+            mean: 8.0,
+            amplitude: 6.0,
+            period_s: duration_s,
+            burst: 12.0,
+            burst_every_s: duration_s / 6.0,
+            burst_len_s: duration_s / 30.0,
+        },
+        arrivals: Arrivals::Gamma { cv: 1.5 },
+        prompt: TokenLengths {
+            mean: 800.0,
+            cv: 1.2,
+            min: 4,
+            max: 8_000,
+        },
+        output: TokenLengths {
+            mean: 220.0,
+            cv: 1.0,
+            min: 1,
+            max: 2_000,
+        },
+    }
+}
+
+/// The built-in scenario.
+pub fn builtin(duration_s: f64, seed: u64) -> Scenario {
+    cluster(
+        builtin_load(duration_s).generate(duration_s, seed),
+        duration_s,
+    )
+}
+
+/// The built-in cluster fed by a recorded trace; the run lasts as long as the trace (or
+/// `duration_s` when given).
+pub fn trace(requests: Vec<Request>, duration_s: Option<f64>) -> Scenario {
+    let span = requests.last().map_or(0.0, |r| r.arrival_ms / 1e3) + 60.0;
+    cluster(requests, duration_s.unwrap_or(span))
+}
