@@ -399,14 +399,14 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
 
         if next_hpa <= t {
             next_hpa += interval;
-            for vi in 0..cluster.variants.len() {
+            for (vi, hpa) in hpas.iter_mut().enumerate() {
                 let name = cluster.variants[vi].name.clone();
                 let desired = publisher
                     .send(ReadDesired(key(&name)))
                     .await
                     .map_err(|e| e.to_string())?;
                 let current = cluster.variants[vi].replicas();
-                let target = hpas[vi].sync(t, current, desired.map(f64::from));
+                let target = hpa.sync(t, current, desired.map(f64::from));
                 cluster.scale(vi, target, t);
             }
             cluster.release_gateway(t, &mut started);
