@@ -66,6 +66,10 @@ enum Command {
         /// Do not draw the progress bar.
         #[arg(long)]
         no_progress: bool,
+        /// Run virtual time at most this many times faster than real time (e.g. 60: an hour
+        /// in a minute) instead of as fast as possible.
+        #[arg(long)]
+        pace: Option<f64>,
     },
     /// Decide one model from its numbers: JSON in (a file, or - for stdin), decision JSON out.
     Analyze {
@@ -143,7 +147,11 @@ fn main() -> ExitCode {
             data_dir,
             metrics_outage,
             no_progress,
+            pace,
         } => {
+            if pace.is_some_and(|p| !(p.is_finite() && p > 0.0)) {
+                return fail("simulate", "--pace: expected a number > 0", INVALID_INPUT);
+            }
             let duration_s = match duration
                 .as_deref()
                 .map(wva::config::parse_duration)
@@ -170,6 +178,7 @@ fn main() -> ExitCode {
                     metrics_outage,
                     settings: Default::default(),
                     progress: !no_progress,
+                    pace,
                 },
             };
             match wva::simulate::simulate(&request) {

@@ -64,6 +64,9 @@ pub struct RunOptions {
     pub settings: PolicySettings,
     /// Draw a progress bar on stderr when it is a terminal.
     pub progress: bool,
+    /// Run virtual time at most this many times faster than real time (`None`: as fast as
+    /// possible). Lets a run be watched, scraped or interrupted while it goes.
+    pub pace: Option<f64>,
 }
 
 /// One point of the time series, per autoscaler cycle.
@@ -252,6 +255,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
     let progress = options.progress && std::io::stderr().is_terminal();
     let mut last_progress = -1i64;
     let mut started = Vec::new();
+    let wall_start = std::time::Instant::now();
 
     loop {
         let next_arrival = arrivals.peek().map_or(f64::INFINITY, |r| r.arrival_ms);
@@ -324,6 +328,12 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
 
         if next_control <= t {
             next_control += interval;
+            if let Some(pace) = options.pace.filter(|p| *p > 0.0) {
+                let due = std::time::Duration::from_secs_f64(t / 1e3 / pace);
+                if let Some(wait) = due.checked_sub(wall_start.elapsed()) {
+                    actix::clock::sleep(wait).await;
+                }
+            }
             cluster.release_gateway(t, &mut started);
             let mut samples_for_model = Vec::new();
             for v in &cluster.variants {
