@@ -1,0 +1,114 @@
+//! `wva simulate` end to end: the report it writes, determinism under a seed, and bad input.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn simulate(args: &[&str], report: &std::path::Path) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wva"))
+        .args(["simulate", "--no-progress"])
+        .args(args)
+        .arg("--report")
+        .arg(report)
+        .output()
+        .expect("run wva simulate");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_run_reports_and_is_reproducible() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (a, b, c) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("c"),
+    );
+    let (code, out, err) = simulate(&["--duration", "20m", "--seed", "7"], &a);
+    assert_eq!(code, Some(0), "{err}");
+    for line in [
+        "requests",
+        "TTFT p50 / p99",
+        "ITL p50 / p99",
+        "SLO attainment",
+        "GPU-hours / cost",
+        "scaling actions",
+        "llama-8b-a100",
+        "llama-8b-h100",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in\n{out}");
+    }
+    for file in [
+        "summary.json",
+        "metrics.prom",
+        "replicas.svg",
+        "queue.svg",
+        "kv.svg",
+        "ttft.svg",
+    ] {
+        let body = std::fs::read_to_string(a.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(!body.is_empty(), "{file} is empty");
+    }
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("summary.json")).expect("read"))
+            .expect("json");
+    let s = &summary["summary"];
+    assert!(s["requests"].as_u64().expect("requests") > 1_000, "{s}");
+    assert_eq!(s["cycles"], 79, "one cycle every 15 s, from 15 s to 19m45s");
+    let attainment = s["sloAttainment"].as_f64().expect("attainment");
+    assert!((0.0..=1.0).contains(&attainment));
+    assert!(
+        s["gpuHours"].as_f64().expect("gpu hours") >= 2.0 * 20.0 / 60.0 - 1e-9,
+        "two replicas at least"
+    );
+    assert_eq!(summary["samples"].as_array().expect("samples").len(), 79);
+    let metrics = std::fs::read_to_string(a.join("metrics.prom")).expect("metrics");
+    assert!(
+        metrics.contains("inferno_desired_replicas{accelerator_type=\"A100\""),
+        "{metrics}"
+    );
+    assert!(
+        std::fs::read_to_string(a.join("replicas.svg"))
+            .expect("svg")
+            .starts_with("<svg")
+    );
+
+    // Same seed, same numbers; another seed, another run.
+    let (code, _, err) = simulate(&["--duration", "20m", "--seed", "7"], &b);
+    assert_eq!(code, Some(0), "{err}");
+    let read = |d: &std::path::Path| std::fs::read_to_string(d.join("summary.json")).expect("read");
+    assert_eq!(read(&a), read(&b));
+    let (code, _, _) = simulate(&["--duration", "20m", "--seed", "8"], &c);
+    assert_eq!(code, Some(0));
+    assert_ne!(read(&a), read(&c));
+}
+
+#[test]
+fn a_trace_with_a_bad_row_is_refused_naming_the_line() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let trace = tmp.path().join("trace.csv");
+    std::fs::write(&trace, "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03.97,100,10\n2023-11-16 18:17:04.01,lots,10\n").expect("write");
+    let (code, out, err) = simulate(
+        &["--trace", trace.to_str().expect("utf8")],
+        &tmp.path().join("r"),
+    );
+    assert_eq!(code, Some(1));
+    assert!(out.is_empty());
+    assert!(err.contains("line 3: ContextTokens"), "{err}");
+}
+
+#[test]
+fn bad_arguments_exit_2() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for args in [
+        &["--duration", "soon"][..],
+        &["--duration", "10s"],
+        &["--pace", "0"],
+    ] {
+        let (code, _, err) = simulate(args, &tmp.path().join("r"));
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+    }
+}
