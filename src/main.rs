@@ -70,6 +70,14 @@ enum Command {
         /// in a minute) instead of as fast as possible.
         #[arg(long)]
         pace: Option<f64>,
+        /// The autoscaler to drive the replicas: wva-v1 (this controller), hpa-kv (an HPA on
+        /// KV-cache use) or kpa (Knative's concurrency autoscaler).
+        #[arg(long, default_value = "wva-v1")]
+        policy: String,
+        /// Run the same load through several policies and print them side by side
+        /// [default list: wva-v1,hpa-kv,kpa].
+        #[arg(long, num_args = 0..=1, default_missing_value = "wva-v1,hpa-kv,kpa", value_delimiter = ',')]
+        compare: Option<Vec<String>>,
     },
     /// Decide one model from its numbers: JSON in (a file, or - for stdin), decision JSON out.
     Analyze {
@@ -148,7 +156,32 @@ fn main() -> ExitCode {
             metrics_outage,
             no_progress,
             pace,
+            policy,
+            compare,
         } => {
+            let policy = match wva::sim::engine::Policy::parse(&policy) {
+                Ok(p) => p,
+                Err(e) => return fail("simulate", &format!("--policy: {e}"), INVALID_INPUT),
+            };
+            let compare = match compare
+                .map(|names| {
+                    names
+                        .iter()
+                        .map(|n| wva::sim::engine::Policy::parse(n))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .transpose()
+            {
+                Ok(c) => c,
+                Err(e) => return fail("simulate", &format!("--compare: {e}"), INVALID_INPUT),
+            };
+            if compare.is_some() && data_dir.is_some() {
+                return fail(
+                    "simulate",
+                    "--compare: cannot keep one decision log for several policies; drop --data-dir",
+                    INVALID_INPUT,
+                );
+            }
             if pace.is_some_and(|p| !(p.is_finite() && p > 0.0)) {
                 return fail("simulate", "--pace: expected a number > 0", INVALID_INPUT);
             }
@@ -174,6 +207,7 @@ fn main() -> ExitCode {
                 trace_speedup,
                 report: report.clone(),
                 options: wva::sim::engine::RunOptions {
+                    policy,
                     data_dir,
                     metrics_outage,
                     settings: Default::default(),
@@ -181,6 +215,16 @@ fn main() -> ExitCode {
                     pace,
                 },
             };
+            if let Some(policies) = compare {
+                return match wva::simulate::compare(&request, &policies) {
+                    Ok(summaries) => print_out(&format!(
+                        "{}\nreports: {}/<policy>\n",
+                        wva::simulate::compare_table(&summaries),
+                        report.display()
+                    )),
+                    Err(e) => fail("simulate", &e, 1),
+                };
+            }
             match wva::simulate::simulate(&request) {
                 Ok((summary, _)) => print_out(&wva::simulate::render(&summary, &report)),
                 Err(e) => fail("simulate", &e, 1),

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::sim::engine::{RunOptions, RunResult, Scenario, run};
+use crate::sim::engine::{Policy, RunOptions, RunResult, Scenario, run};
 use crate::sim::load::parse_trace;
 use crate::sim::report::{SloTargets, Summary, summarize, table, write};
 use crate::sim::scenario;
@@ -38,11 +38,76 @@ pub fn scenario_for(req: &SimulateRequest) -> Result<Scenario, String> {
 /// Runs the simulation, writes the report, and returns the summary and the full result.
 pub fn simulate(req: &SimulateRequest) -> Result<(Summary, RunResult), String> {
     let scenario = scenario_for(req)?;
+    run_one(&scenario, &req.options, &req.report)
+}
+
+fn run_one(
+    scenario: &Scenario,
+    options: &RunOptions,
+    report: &std::path::Path,
+) -> Result<(Summary, RunResult), String> {
     let system = actix::System::new();
-    let result = system.block_on(run(&scenario, &req.options))?;
-    let summary = summarize("wva-v1", &result, SloTargets::default());
-    write(&req.report, &summary, &result)?;
+    let result = system.block_on(run(scenario, options))?;
+    let summary = summarize(options.policy.name(), &result, SloTargets::default());
+    write(report, &summary, &result)?;
     Ok((summary, result))
+}
+
+/// The same scenario (the same requests) through each policy; reports go to
+/// `<report>/<policy>/`.
+pub fn compare(req: &SimulateRequest, policies: &[Policy]) -> Result<Vec<Summary>, String> {
+    let scenario = scenario_for(req)?;
+    policies
+        .iter()
+        .map(|policy| {
+            let options = RunOptions {
+                policy: *policy,
+                progress: false,
+                ..req.options.clone()
+            };
+            run_one(&scenario, &options, &req.report.join(policy.name())).map(|(s, _)| s)
+        })
+        .collect()
+}
+
+/// Summaries side by side, one column per policy.
+pub fn compare_table(summaries: &[Summary]) -> String {
+    let mut rows: Vec<(String, Vec<String>)> = vec![(
+        "policy".into(),
+        summaries.iter().map(|s| s.policy.clone()).collect(),
+    )];
+    let mut row = |name: &str, f: &dyn Fn(&Summary) -> String| {
+        rows.push((name.to_string(), summaries.iter().map(f).collect()))
+    };
+    row("requests", &|s| s.requests.to_string());
+    row("failed/unfinished", &|s| s.failed.to_string());
+    row("TTFT p50 (ms)", &|s| format!("{:.0}", s.ttft_p50_ms));
+    row("TTFT p99 (ms)", &|s| format!("{:.0}", s.ttft_p99_ms));
+    row("ITL p50 (ms)", &|s| format!("{:.1}", s.itl_p50_ms));
+    row("ITL p99 (ms)", &|s| format!("{:.1}", s.itl_p99_ms));
+    row("SLO attainment", &|s| {
+        format!("{:.1} %", s.slo_attainment * 100.0)
+    });
+    row("GPU-hours", &|s| format!("{:.2}", s.gpu_hours));
+    row("cost", &|s| format!("{:.2}", s.cost));
+    row("scaling actions", &|s| s.scaling_actions.to_string());
+    row("peak replicas", &|s| s.peak_replicas.to_string());
+    let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    let col = rows
+        .iter()
+        .flat_map(|(_, c)| c.iter().map(String::len))
+        .max()
+        .unwrap_or(0)
+        .max(8);
+    let mut out = String::new();
+    for (name, cells) in rows {
+        out.push_str(&format!("{name:<width$}"));
+        for c in cells {
+            out.push_str(&format!("  {c:>col$}"));
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// The text printed at the end of a run.

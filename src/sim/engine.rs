@@ -54,9 +54,99 @@ pub struct Scenario {
     pub hpa: HpaSpec,
 }
 
+/// Which autoscaler drives the replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Policy {
+    /// This controller (capacity analyzer, CONTRACT section 3) through an HPA on
+    /// `inferno_desired_replicas` with `AverageValue: 1`.
+    #[default]
+    WvaV1,
+    /// A plain HPA on the mean KV-cache use of each variant's pods.
+    HpaKv { target: f64 },
+    /// Knative's pod autoscaler: concurrency per pod averaged over a 60 s stable window and a
+    /// 6 s panic window (entered when the panic window wants twice the ready pods), sampled
+    /// every 2 s, scaling down at most by half at a time.
+    Kpa { target_concurrency: f64 },
+}
+
+impl Policy {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::WvaV1 => "wva-v1",
+            Self::HpaKv { .. } => "hpa-kv",
+            Self::Kpa { .. } => "kpa",
+        }
+    }
+
+    /// A policy by name, with the defaults used in comparisons.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name.trim() {
+            "wva-v1" => Ok(Self::WvaV1),
+            "hpa-kv" => Ok(Self::HpaKv { target: 0.6 }),
+            "kpa" => Ok(Self::Kpa {
+                target_concurrency: 48.0,
+            }),
+            other => Err(format!("expected wva-v1, hpa-kv or kpa, got {other:?}")),
+        }
+    }
+}
+
+/// Knative's windows over one variant's concurrency samples.
+#[derive(Debug, Default)]
+struct KpaState {
+    samples: VecDeque<(f64, f64)>,
+    panic_until: f64,
+}
+
+impl KpaState {
+    const STABLE_MS: f64 = 60_000.0;
+    const PANIC_MS: f64 = 6_000.0;
+
+    fn desired(
+        &mut self,
+        t: f64,
+        concurrency: f64,
+        target: f64,
+        current: u32,
+        ready: u32,
+        max: u32,
+    ) -> u32 {
+        self.samples.push_back((t, concurrency));
+        while self
+            .samples
+            .front()
+            .is_some_and(|(at, _)| *at <= t - Self::STABLE_MS)
+        {
+            self.samples.pop_front();
+        }
+        let mean = |window: f64| {
+            let w: Vec<f64> = self
+                .samples
+                .iter()
+                .filter(|(at, _)| *at > t - window)
+                .map(|s| s.1)
+                .collect();
+            w.iter().sum::<f64>() / w.len().max(1) as f64
+        };
+        let stable = (mean(Self::STABLE_MS) / target).ceil() as u32;
+        let panic = (mean(Self::PANIC_MS) / target).ceil() as u32;
+        if ready > 0 && f64::from(panic) / f64::from(ready) >= 2.0 {
+            self.panic_until = t + Self::STABLE_MS;
+        }
+        let desired = if t < self.panic_until {
+            panic.max(current)
+        } else {
+            stable
+        };
+        // At most halve the ready pods per decision (max-scale-down-rate 2).
+        desired.max(ready.div_ceil(2)).clamp(1, max)
+    }
+}
+
 /// How to run it.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
+    pub policy: Policy,
     /// Keep the decision log here (sled) instead of in memory.
     pub data_dir: Option<PathBuf>,
     /// Every metrics read fails, as if Prometheus were down.
@@ -187,16 +277,31 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
         ));
     }
     let mut cluster = Cluster::new(variants);
+    let target_average_value = match options.policy {
+        Policy::HpaKv { target } => target,
+        _ => scenario.hpa.target_average_value,
+    };
     let mut hpas: Vec<Hpa> = scenario
         .variants
         .iter()
         .map(|v| {
             Hpa::new(HpaSpec {
                 max_replicas: v.max_replicas,
+                target_average_value,
                 ..scenario.hpa.clone()
             })
         })
         .collect();
+    let mut kpas: Vec<KpaState> = scenario
+        .variants
+        .iter()
+        .map(|_| KpaState::default())
+        .collect();
+    let kpa_interval = 2_000.0;
+    let mut next_kpa = match options.policy {
+        Policy::Kpa { .. } => kpa_interval,
+        _ => f64::INFINITY,
+    };
     let mut reported: Vec<Option<DeploymentState>> = vec![None; scenario.variants.len()];
     let send_deployments =
         |cluster: &Cluster, reported: &mut Vec<Option<DeploymentState>>, now: f64| {
@@ -241,7 +346,13 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
 
     let end = scenario.duration_s * 1e3;
     let interval = scenario.control_interval_s * 1e3;
-    let (mut next_control, mut next_hpa) = (interval, interval / 2.0);
+    let mut next_control = interval;
+    // Under KPA there is no HPA: Knative scales the Deployment itself.
+    let mut next_hpa = if matches!(options.policy, Policy::Kpa { .. }) {
+        f64::INFINITY
+    } else {
+        interval / 2.0
+    };
     let mut arrivals = scenario
         .requests
         .iter()
@@ -407,16 +518,61 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
             done_since_sample = 0;
         }
 
+        if let Policy::Kpa { target_concurrency } = options.policy
+            && next_kpa <= t
+        {
+            next_kpa += kpa_interval;
+            // Requests held at the gateway (Knative's activator) count for every revision.
+            let held = cluster.gateway.len() as f64 / cluster.variants.len() as f64;
+            for (vi, kpa) in kpas.iter_mut().enumerate() {
+                let v = &cluster.variants[vi];
+                let concurrency = v
+                    .servers
+                    .iter()
+                    .filter(|s| s.is_ready(t))
+                    .map(|s| s.in_system() as f64)
+                    .sum::<f64>()
+                    + held;
+                let max = scenario.variants[vi].max_replicas;
+                let desired = kpa.desired(
+                    t,
+                    concurrency,
+                    target_concurrency,
+                    v.replicas(),
+                    v.ready(t),
+                    max,
+                );
+                cluster.scale(vi, desired, t);
+            }
+            cluster.release_gateway(t, &mut started);
+            for e in send_deployments(&cluster, &mut reported, t) {
+                registry.send(e).await.map_err(|e| e.to_string())?;
+            }
+        }
+
         if next_hpa <= t {
             next_hpa += interval;
             for (vi, hpa) in hpas.iter_mut().enumerate() {
                 let name = cluster.variants[vi].name.clone();
-                let desired = publisher
-                    .send(ReadDesired(key(&name)))
-                    .await
-                    .map_err(|e| e.to_string())?;
                 let current = cluster.variants[vi].replicas();
-                let target = hpa.sync(t, current, desired.map(f64::from));
+                let metric = match options.policy {
+                    Policy::HpaKv { .. } => {
+                        let v = &cluster.variants[vi];
+                        Some(
+                            v.servers
+                                .iter()
+                                .filter(|s| s.is_ready(t))
+                                .map(|s| s.kv_usage())
+                                .sum::<f64>(),
+                        )
+                    }
+                    _ => publisher
+                        .send(ReadDesired(key(&name)))
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map(f64::from),
+                };
+                let target = hpa.sync(t, current, metric);
                 cluster.scale(vi, target, t);
             }
             cluster.release_gateway(t, &mut started);
