@@ -3,6 +3,7 @@
 //! and a new, empty log takes its place. A database locked by another process is left alone.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::backend::SledBackend;
 use crate::log::{Log, Unusable};
@@ -28,6 +29,26 @@ enum Failure {
     InUse(String),
     Unusable(String),
     Other(LogError),
+}
+
+/// How long `open` waits for a lock held by another opener before calling the directory in use.
+/// sled releases its lock from a background thread shortly after the database is dropped, and a
+/// controller that restarts may find its predecessor still exiting.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+/// The same for read-only inspection, which reads a copy instead of waiting long.
+const INSPECTION_LOCK_WAIT: Duration = Duration::from_millis(300);
+
+/// Opens, retrying while the lock is held, for up to `wait`.
+fn open_waiting(dir: &Path, retention: Retention, wait: Duration) -> Result<SledLog, Failure> {
+    let deadline = Instant::now() + wait;
+    loop {
+        match try_open(dir, retention) {
+            Err(Failure::InUse(_)) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(25))
+            }
+            other => return other,
+        }
+    }
 }
 
 fn try_open(dir: &Path, retention: Retention) -> Result<SledLog, Failure> {
@@ -76,7 +97,7 @@ impl Log<SledBackend> {
             path: dir.display().to_string(),
             message,
         };
-        match try_open(dir, retention) {
+        match open_waiting(dir, retention, LOCK_WAIT) {
             Ok(log) => Ok((log, OpenReport::default())),
             Err(Failure::InUse(detail)) => Err(LogError::InUse {
                 path: dir.display().to_string(),
@@ -124,7 +145,7 @@ impl Log<SledBackend> {
                 "no decision log here (expected a data directory written by wva)".into(),
             ));
         }
-        match try_open(dir, Retention::default()) {
+        match open_waiting(dir, Retention::default(), INSPECTION_LOCK_WAIT) {
             Ok(log) => Ok(log),
             Err(Failure::InUse(detail)) => Err(LogError::InUse {
                 path: dir.display().to_string(),
