@@ -177,15 +177,9 @@ fn parse_entry(text: &str) -> Result<EntryDoc, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::test_data as data;
     use std::time::Duration;
     use wva_actors::policy::Thresholds;
-
-    fn data(entries: &[(&str, &str)]) -> BTreeMap<String, String> {
-        entries
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     #[test]
     fn missing_config_map_or_default_key_means_builtins_with_a_warning() {

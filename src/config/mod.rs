@@ -108,3 +108,12 @@ impl LooseNumber {
         }
     }
 }
+
+/// ConfigMap `data` from pairs, for tests.
+#[cfg(test)]
+pub(crate) fn test_data(entries: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    entries
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}

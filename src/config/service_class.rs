@@ -188,13 +188,7 @@ fn class_entries(doc: ClassDoc, at: &dyn Fn(&str) -> String) -> Result<Vec<Class
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn data(entries: &[(&str, &str)]) -> BTreeMap<String, String> {
-        entries
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::config::test_data as data;
 
     const FLAT: &str = "- name: Premium\n  model: meta/llama-3.1-8b\n  priority: 1\n  slo-itl: 24\n  slo-ttw: 500\n- name: Standard\n  model: meta/llama-3.1-8b\n  priority: 5\n  slo-itl: 50\n  slo-ttw: 1000\n- name: Standard\n  model: other/model\n  priority: 5\n  slo-itl: 60\n  slo-ttw: 1500\n";
 
