@@ -354,48 +354,35 @@ fn run_analyze(input: &str) -> ExitCode {
         std::fs::read_to_string(input).map_err(|e| format!("cannot read {input}: {e}"))
     };
     match text.and_then(|t| analyze::run(&t)) {
-        Ok(json) => {
-            println!("{json}");
-            ExitCode::SUCCESS
-        }
-        Err(message) => {
-            eprintln!("wva analyze: {}", one_line(&message));
-            ExitCode::from(INVALID_INPUT)
-        }
+        Ok(json) => print_out(&json),
+        Err(message) => fail("analyze", &message, INVALID_INPUT),
     }
 }
 
 fn run_crdgen(check: bool, root: &std::path::Path) -> ExitCode {
-    if check {
-        match crdgen::drifted(root) {
-            Ok(drift) if drift.is_empty() => ExitCode::SUCCESS,
-            Ok(drift) => {
-                for p in drift {
-                    eprintln!(
-                        "wva crdgen: {} differs from the types; run `wva crdgen`",
-                        p.display()
-                    );
-                }
-                ExitCode::FAILURE
+    if !check {
+        return match crdgen::write(root) {
+            Ok(paths) => print_out(
+                &paths
+                    .iter()
+                    .map(|p| format!("wrote {}\n", p.display()))
+                    .collect::<String>(),
+            ),
+            Err(e) => fail("crdgen", &e, 1),
+        };
+    }
+    match crdgen::drifted(root) {
+        Ok(drift) if drift.is_empty() => ExitCode::SUCCESS,
+        Ok(drift) => {
+            for p in drift {
+                eprintln!(
+                    "wva crdgen: {} differs from the types; run `wva crdgen`",
+                    p.display()
+                );
             }
-            Err(e) => {
-                eprintln!("wva crdgen: {e}");
-                ExitCode::FAILURE
-            }
+            ExitCode::FAILURE
         }
-    } else {
-        match crdgen::write(root) {
-            Ok(paths) => {
-                for p in paths {
-                    println!("wrote {}", p.display());
-                }
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("wva crdgen: {e}");
-                ExitCode::FAILURE
-            }
-        }
+        Err(e) => fail("crdgen", &e, 1),
     }
 }
 
@@ -409,27 +396,21 @@ fn run_settings(config_map: Option<&std::path::Path>, args: &SettingsArgs) -> Ex
             match parsed {
                 Ok(mut cms) => Some(cms.swap_remove(0).data),
                 Err(e) => {
-                    eprintln!("wva settings: {}: {}", path.display(), one_line(&e));
-                    return ExitCode::from(INVALID_INPUT);
+                    return fail(
+                        "settings",
+                        &format!("{}: {e}", path.display()),
+                        INVALID_INPUT,
+                    );
                 }
             }
         }
     };
     match args.resolve(data.as_ref()) {
         Ok(settings) => match serde_json::to_string_pretty(&settings.redacted()) {
-            Ok(json) => {
-                println!("{json}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("wva settings: {e}");
-                ExitCode::FAILURE
-            }
+            Ok(json) => print_out(&json),
+            Err(e) => fail("settings", &e.to_string(), 1),
         },
-        Err(e) => {
-            eprintln!("wva settings: {e}");
-            ExitCode::from(INVALID_INPUT)
-        }
+        Err(e) => fail("settings", &e.to_string(), INVALID_INPUT),
     }
 }
 

@@ -16,9 +16,11 @@ use actix::prelude::*;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use wva_actors::log_actor::LogActor;
 use wva_actors::messages::*;
-use wva_actors::policy::{OperatingMode, Thresholds, decide_capacity};
+use wva_actors::policy::{
+    OperatingMode, ReplicaSignals, Thresholds, VariantInput, decide_capacity,
+};
 use wva_actors::publisher::{Publisher, PublisherConfig};
-use wva_actors::record::{CycleFacts, cycle_record, recorded_inputs};
+use wva_actors::record::{CycleFacts, cycle_record};
 use wva_actors::registry::{DeploymentEvent, Registry, Tick, UpsertVariant};
 use wva_actors::supervisor::Ports;
 use wva_storage::{DecisionLog, Record, Retention, SledLog};
@@ -181,17 +183,17 @@ fn typical_record(i: u64) -> Record {
     // The first model of a three-variant layout has two variants.
     let layout = layout(3);
     let (model, specs) = &layout[0];
-    let inputs: Vec<_> = specs
+    let inputs: Vec<VariantInput> = specs
         .iter()
-        .map(|s| wva_storage::RecordedVariant {
+        .map(|s| VariantInput {
             name: s.key.name.clone(),
             cost: s.cost,
             accelerator: s.accelerator.clone(),
             current_replicas: 2,
             ready_replicas: 2,
             previous_desired: Some(2),
-            pods: (0..2)
-                .map(|p| wva_storage::RecordedPod {
+            replicas: (0..2)
+                .map(|p| ReplicaSignals {
                     pod: format!("{}-{p}", s.deployment),
                     kv_cache_usage: Some(0.5),
                     queue_length: Some(1.0),
@@ -199,38 +201,10 @@ fn typical_record(i: u64) -> Record {
                 .collect(),
         })
         .collect();
-    let mut shell = wva_storage::CycleRecord {
-        model: model.clone(),
-        at: Timestamp(i as i64),
-        mode: "capacity-only".into(),
-        config_version: "bench".into(),
-        thresholds: wva_storage::RecordedThresholds {
-            kv_cache_threshold: 0.8,
-            queue_length_threshold: 5.0,
-            kv_spare_trigger: 0.1,
-            queue_spare_trigger: 3.0,
-        },
-        metrics_error: None,
-        variants: inputs,
-        analysis: wva_storage::RecordedAnalysis {
-            total_replicas: 0,
-            non_saturated_replicas: 0,
-            avg_spare_kv: 0.0,
-            avg_spare_queue: 0.0,
-            should_scale_up: false,
-            scale_down_safe: false,
-            reason: String::new(),
-        },
-        in_transition: false,
-        safety_net: false,
-        targets: Vec::new(),
-        trigger: "tick".into(),
-    };
-    let inputs = recorded_inputs(&shell);
     let decision = decide_capacity(&Thresholds::default(), &inputs);
-    shell = cycle_record(CycleFacts {
+    Record::Cycle(cycle_record(CycleFacts {
         model,
-        at: shell.at,
+        at: Timestamp(i as i64),
         mode: OperatingMode::CapacityOnly,
         config_version: "bench",
         thresholds: Thresholds::default(),
@@ -238,8 +212,7 @@ fn typical_record(i: u64) -> Record {
         inputs: &inputs,
         decision: &decision,
         trigger: "tick",
-    });
-    Record::Cycle(shell)
+    }))
 }
 
 fn bench_log(c: &mut Criterion) {

@@ -188,14 +188,20 @@ impl Handler<DropVariant> for ModelSupervisor {
             slot.addr.do_send(StopVariant);
         }
         let remaining = self.slots.len();
-        let (publisher, log) = (self.ports.publisher.clone(), self.ports.log.clone());
+        let ports = self.ports.clone();
         Box::pin(async move {
-            let _ = publisher.send(Unpublish(msg.0.clone())).await;
-            if let Ok(Err(e)) = log.send(Forget(msg.0.clone())).await {
-                tracing::warn!(variant = %msg.0, error = %e, "decision log: cannot forget a removed variant");
-            }
+            retire(&ports, &msg.0).await;
             remaining
         })
+    }
+}
+
+/// A variant that stops being decided for (VA removed, or Deployment gone): its series go, and
+/// its last-good entry is forgotten so that a recreated one starts fresh.
+async fn retire(ports: &Ports, variant: &VariantKey) {
+    let _ = ports.publisher.send(Unpublish(variant.clone())).await;
+    if let Ok(Err(e)) = ports.log.send(Forget(variant.clone())).await {
+        tracing::warn!(%variant, error = %e, "decision log: cannot forget a retired variant");
     }
 }
 
@@ -224,57 +230,41 @@ impl Handler<DeploymentUpdate> for ModelSupervisor {
 
     fn handle(&mut self, msg: DeploymentUpdate, _: &mut Context<Self>) -> Self::Result {
         let mut created = false;
-        let mut work = Vec::new();
+        // (variant actor, variant, whether its Deployment is gone)
+        let mut changed = Vec::new();
         for slot in self
             .slots
             .values_mut()
             .filter(|s| s.spec.deployment == msg.deployment)
         {
-            let before = slot.deployment;
+            let deleted = slot.deployment.is_some() && msg.state.is_none();
+            created |= slot.deployment.is_none() && msg.state.is_some();
+            if deleted {
+                // Gone: nothing decided for it carries over, not even the VA status.
+                slot.spec.status_desired = None;
+            }
             slot.deployment = msg.state;
-            let addr = slot.addr.clone();
-            let key = slot.spec.key.clone();
-            match (before, msg.state) {
-                (None, Some(_)) => created = true,
-                (Some(_), None) => {
-                    // Gone: clear what was decided for it, at once.
-                    slot.spec.status_desired = None;
-                    let (publisher, log, status) = (
-                        self.ports.publisher.clone(),
-                        self.ports.log.clone(),
-                        self.ports.status.clone(),
-                    );
-                    let (deployment, at) = (msg.deployment.clone(), msg.at);
-                    work.push(Box::pin(async move {
-                        let _ = addr.send(DeploymentChanged(None)).await;
-                        let _ = publisher.send(Unpublish(key.clone())).await;
-                        let _ = log.send(Forget(key.clone())).await;
-                        if let Some(status) = status {
+            changed.push((slot.addr.clone(), slot.spec.key.clone(), deleted));
+        }
+        let (ports, state, deployment, at) =
+            (self.ports.clone(), msg.state, msg.deployment, msg.at);
+        Box::pin(
+            async move {
+                for (addr, key, deleted) in changed {
+                    let _ = addr.send(DeploymentChanged(state)).await;
+                    if deleted {
+                        retire(&ports, &key).await;
+                        if let Some(status) = &ports.status {
                             let _ = status
                                 .send(StatusBatch(vec![StatusUpdate::TargetMissing {
                                     variant: key,
                                     at,
-                                    deployment,
+                                    deployment: deployment.clone(),
                                     deleted: true,
                                 }]))
                                 .await;
                         }
-                    })
-                        as std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>);
-                    continue;
-                }
-                _ => {}
-            }
-            let state = msg.state;
-            work.push(Box::pin(async move {
-                let _ = addr.send(DeploymentChanged(state)).await;
-            }));
-        }
-        let at = msg.at;
-        Box::pin(
-            async move {
-                for w in work {
-                    w.await;
+                    }
                 }
             }
             .into_actor(self)

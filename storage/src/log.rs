@@ -106,28 +106,20 @@ impl<B: Backend> Log<B> {
         Ok(Ok(log))
     }
 
-    pub fn retention(&self) -> Retention {
-        self.retention
-    }
-
-    fn remove_oldest(&mut self) -> Result<Option<Timestamp>, LogError> {
-        let Some((k, v)) = self.backend.first(Tree::BySeq)? else {
-            return Ok(None);
-        };
-        let (at, len, rkey) = match decode_seq_entry(&v) {
-            Some((at, len, rkey)) => (at, len, rkey.to_vec()),
-            // An entry that cannot be read is dropped so that retention keeps moving.
-            None => (Timestamp(i64::MIN), 0, Vec::new()),
-        };
+    /// Removes one `by_seq` entry and the record it points to.
+    fn remove_entry(&mut self, seq_key: &[u8], entry: &[u8]) -> Result<(), LogError> {
+        // An entry that cannot be read is dropped alone so that retention keeps moving.
+        let (len, rkey) =
+            decode_seq_entry(entry).map_or((0, &[][..]), |(_, len, rkey)| (len, rkey));
         if !rkey.is_empty() {
-            self.backend.remove(Tree::Records, &rkey)?;
+            self.backend.remove(Tree::Records, rkey)?;
         }
-        self.backend.remove(Tree::BySeq, &k)?;
+        self.backend.remove(Tree::BySeq, seq_key)?;
         self.bytes = self
             .bytes
             .saturating_sub(accounted(u64::from(len), rkey.len() as u64));
         self.count = self.count.saturating_sub(1);
-        Ok(Some(at))
+        Ok(())
     }
 }
 
@@ -245,7 +237,7 @@ impl<B: Backend> DecisionLog for Log<B> {
         let cutoff = now.millis().saturating_sub(max_age_ms);
         let mut report = RetentionReport::default();
         while report.removed_by_age + report.removed_by_size < MAX_REMOVALS_PER_PASS {
-            let Some((_, v)) = self.backend.first(Tree::BySeq)? else {
+            let Some((k, v)) = self.backend.first(Tree::BySeq)? else {
                 break;
             };
             let too_old = decode_seq_entry(&v).is_none_or(|(at, _, _)| at.millis() < cutoff);
@@ -253,9 +245,7 @@ impl<B: Backend> DecisionLog for Log<B> {
             if !too_old && !too_big {
                 break;
             }
-            if self.remove_oldest()?.is_none() {
-                break;
-            }
+            self.remove_entry(&k, &v)?;
             if too_old {
                 report.removed_by_age += 1;
             } else {
