@@ -142,25 +142,31 @@ fn serialize_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok,
 #[error("{env} (--{flag}): {message}")]
 pub struct SettingsError {
     pub env: &'static str,
-    pub flag: &'static str,
+    pub flag: String,
     pub message: String,
 }
 
 fn err(env: &'static str, message: impl Into<String>) -> SettingsError {
-    let flag = match env {
-        "GLOBAL_OPT_INTERVAL" | "RECONCILIATION_INTERVAL" => "reconciliation-interval",
-        "PROMETHEUS_BASE_URL" => "prometheus-base-url",
-        "PROMETHEUS_CLIENT_CERT_PATH" => "prometheus-client-cert-path",
-        "PROMETHEUS_CLIENT_KEY_PATH" => "prometheus-client-key-path",
-        "EXPERIMENTAL_HYBRID_OPTIMIZATION" => "experimental-hybrid-optimization",
-        "CONTROLLER_INSTANCE" => "controller-instance",
-        _ => "",
-    };
     SettingsError {
         env,
-        flag,
+        flag: flag_for(env),
         message: message.into(),
     }
+}
+
+/// The long flag that reads `env`, from the argument definitions themselves, so a message can
+/// never name a flag that does not exist.
+fn flag_for(env: &str) -> String {
+    use clap::Args as _;
+    let command = SettingsArgs::augment_args(clap::Command::new("settings"));
+    command
+        .get_arguments()
+        .find(|a| a.get_env().is_some_and(|e| e == env))
+        .and_then(|a| a.get_long())
+        .map_or_else(
+            || env.to_ascii_lowercase().replace('_', "-"),
+            str::to_string,
+        )
 }
 
 fn parse_bool(env: &'static str, text: &str) -> Result<bool, SettingsError> {
@@ -472,6 +478,35 @@ mod tests {
             let e = args.resolve(data.as_ref()).expect_err(env);
             assert_eq!(e.env, env);
             assert!(e.to_string().starts_with(env), "{e}");
+        }
+    }
+
+    #[test]
+    fn every_error_names_the_flag_that_sets_it() {
+        let data = cm(&[("WVA_SCALE_TO_ZERO", "perhaps")]);
+        let e = SettingsArgs::default()
+            .resolve(Some(&data))
+            .expect_err("bad bool");
+        assert_eq!(
+            e.to_string(),
+            "WVA_SCALE_TO_ZERO (--scale-to-zero): expected true or false, got \"perhaps\""
+        );
+        for (env, flag) in [
+            ("PROMETHEUS_ALLOW_HTTP", "prometheus-allow-http"),
+            (
+                "PROMETHEUS_TLS_INSECURE_SKIP_VERIFY",
+                "prometheus-tls-insecure-skip-verify",
+            ),
+            (
+                "EXPERIMENTAL_PROACTIVE_MODEL",
+                "experimental-proactive-model",
+            ),
+            ("WVA_METRICS_PREFIX", "metrics-prefix"),
+            ("RECONCILIATION_INTERVAL", "reconciliation-interval"),
+            ("GLOBAL_OPT_INTERVAL", "global-opt-interval"),
+            ("CONTROLLER_INSTANCE", "controller-instance"),
+        ] {
+            assert_eq!(flag_for(env), flag, "{env}");
         }
     }
 
