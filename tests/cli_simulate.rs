@@ -112,3 +112,46 @@ fn bad_arguments_exit_2() {
         assert_eq!(code, Some(2), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn json_logs_carry_the_safety_net_fields() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_wva"))
+        .args([
+            "--log-format",
+            "json",
+            "simulate",
+            "--no-progress",
+            "--duration",
+            "1m",
+            "--metrics-outage",
+        ])
+        .arg("--report")
+        .arg(tmp.path().join("r"))
+        .env("LOG_LEVEL", "warn")
+        .output()
+        .expect("run wva simulate");
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let fallback = lines
+        .iter()
+        .find(|l| l["message"] == "Safety net activated: emitted fallback metrics")
+        .unwrap_or_else(|| panic!("no safety-net line in {stderr}"));
+    assert_eq!(fallback["level"], "WARN");
+    assert_eq!(
+        fallback["fallbackSource"], "current-replicas",
+        "a fresh run has no previous desired"
+    );
+    for field in [
+        "variant",
+        "currentReplicas",
+        "desiredReplicas",
+        "accelerator",
+    ] {
+        assert!(!fallback[field].is_null(), "{field} missing in {fallback}");
+    }
+}

@@ -281,3 +281,74 @@ impl Handler<ReadDesired> for Publisher {
             .map(|g| g.get() as u32)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn published(desired: u32, current: u32, change: Option<ScalingChange>) -> Published {
+        Published {
+            variant: VariantKey::new("ns", "v"),
+            accelerator: "L40S".into(),
+            desired,
+            current,
+            change,
+        }
+    }
+
+    #[test]
+    fn ratio_is_the_desired_count_when_current_is_zero() {
+        let mut p = Publisher::new(&PublisherConfig::default()).expect("publisher");
+        p.publish(&published(2, 0, None));
+        let text = p.text();
+        assert!(text.contains(r#"inferno_desired_ratio{accelerator_type="L40S",namespace="ns",variant_name="v"} 2"#), "{text}");
+        p.publish(&published(1, 4, None));
+        assert!(p.text().contains(
+            r#"inferno_desired_ratio{accelerator_type="L40S",namespace="ns",variant_name="v"} 0.25"#
+        ));
+    }
+
+    #[test]
+    fn the_prefix_switch_renames_every_series() {
+        let mut p = Publisher::new(&PublisherConfig {
+            prefix: "wva".into(),
+            controller_instance: None,
+        })
+        .expect("publisher");
+        p.publish(&published(
+            3,
+            2,
+            Some(ScalingChange {
+                direction: "down",
+                reason: "spare-capacity",
+            }),
+        ));
+        let text = p.text();
+        for name in [
+            "wva_desired_replicas",
+            "wva_current_replicas",
+            "wva_desired_ratio",
+            "wva_replica_scaling_total",
+        ] {
+            assert!(text.contains(name), "{name} missing in {text}");
+        }
+        assert!(!text.contains("inferno_"), "{text}");
+        assert!(
+            text.contains(r#"direction="down""#) && text.contains(r#"reason="spare-capacity""#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_new_accelerator_label_replaces_the_old_series() {
+        let mut p = Publisher::new(&PublisherConfig::default()).expect("publisher");
+        p.publish(&published(1, 1, None));
+        p.publish(&Published {
+            accelerator: "H100".into(),
+            ..published(1, 1, None)
+        });
+        let text = p.text();
+        assert!(!text.contains("L40S"), "{text}");
+        assert!(text.contains("H100"), "{text}");
+    }
+}

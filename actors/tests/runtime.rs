@@ -34,6 +34,10 @@ struct Harness {
 }
 
 fn start(log: MemoryLog, instance: Option<&str>) -> Harness {
+    start_with(log, instance, PolicySettings::default())
+}
+
+fn start_with(log: MemoryLog, instance: Option<&str>, settings: PolicySettings) -> Harness {
     let recovered = log.last_good().expect("last good");
     let log = LogActor::start(Box::new(log));
     let publisher = Publisher::new(&PublisherConfig {
@@ -49,7 +53,7 @@ fn start(log: MemoryLog, instance: Option<&str>) -> Harness {
         publisher: publisher.clone(),
         status: Some(recorder.recipient()),
     };
-    let registry = Registry::new(ports, PolicySettings::default(), recovered).start();
+    let registry = Registry::new(ports, settings, recovered).start();
     Harness {
         registry,
         publisher,
@@ -480,4 +484,86 @@ async fn removed_variants_lose_their_series_and_instances_label_everything() {
     let text = h.publisher.send(Gather).await.expect("gather");
     assert!(!text.contains(r#"variant_name="b""#), "{text}");
     assert!(text.contains(r#"variant_name="a""#), "{text}");
+}
+
+#[actix::test]
+async fn with_an_empty_log_the_safety_net_falls_back_to_the_va_status() {
+    let h = start(MemoryLog::in_memory(Retention::default()), None);
+    let mut with_status = spec("ns", "a", "llama", 10.0);
+    with_status.status_desired = Some(5);
+    add(&h, with_status, 2).await;
+    h.registry
+        .send(Tick {
+            now: Timestamp(15_000),
+            metrics: Metrics::Failed("Prometheus unreachable".into()),
+        })
+        .await
+        .expect("tick");
+    assert_eq!(desired(&h, "ns", "a").await, Some(5));
+    let statuses = h.statuses.lock().expect("lock").clone();
+    assert!(
+        statuses.iter().any(|s| matches!(
+            s,
+            StatusUpdate::Decided {
+                desired: 5,
+                optimization: OptimizationState::SafetyNet(
+                    wva_actors::policy::FallbackSource::PreviousDesired
+                ),
+                ..
+            }
+        )),
+        "{statuses:?}"
+    );
+}
+
+#[actix::test]
+async fn an_invalid_override_is_reported_on_the_models_variants() {
+    use wva_actors::policy::{InvalidOverride, ScalingConfig};
+    let settings = PolicySettings {
+        scaling: ScalingConfig {
+            invalid: vec![InvalidOverride {
+                entry: "llama".into(),
+                model_id: "llama".into(),
+                namespace: Some("ns".into()),
+                message: "capacity-scaling-config entry \"llama\": kvCacheThreshold: expected a number between 0 and 1, got 1.5".into(),
+            }],
+            ..ScalingConfig::default()
+        },
+        ..PolicySettings::default()
+    };
+    let h = start_with(MemoryLog::in_memory(Retention::default()), None, settings);
+    add(&h, spec("ns", "a", "llama", 10.0), 1).await;
+    add(&h, spec("ns", "g", "granite", 10.0), 1).await;
+    h.registry
+        .send(Tick {
+            now: Timestamp(15_000),
+            metrics: snapshot(vec![
+                (ModelKey::new("ns", "llama"), samples("a", &[(0.3, 0.0)])),
+                (ModelKey::new("ns", "granite"), samples("g", &[(0.3, 0.0)])),
+            ]),
+        })
+        .await
+        .expect("tick");
+    let statuses = h.statuses.lock().expect("lock").clone();
+    let optimization = |name: &str| {
+        statuses.iter().find_map(|s| match s {
+            StatusUpdate::Decided {
+                variant,
+                optimization,
+                ..
+            } if variant.name == name => Some(optimization.clone()),
+            _ => None,
+        })
+    };
+    assert!(
+        matches!(optimization("a"), Some(OptimizationState::InvalidConfiguration(m)) if m.contains("kvCacheThreshold")),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        optimization("g"),
+        Some(OptimizationState::Succeeded),
+        "other models are unaffected"
+    );
+    // The model is still decided, on the default thresholds.
+    assert_eq!(desired(&h, "ns", "a").await, Some(1));
 }
