@@ -6,6 +6,7 @@ pub mod config;
 pub mod crd;
 pub mod crdgen;
 pub mod datadir;
+pub mod emulate;
 pub mod history;
 pub mod replay;
 pub mod sim;

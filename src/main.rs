@@ -1,4 +1,4 @@
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -78,6 +78,55 @@ enum Command {
         /// [default list: wva-v1,hpa-kv,kpa].
         #[arg(long, num_args = 0..=1, default_missing_value = "wva-v1,hpa-kv,kpa", value_delimiter = ',')]
         compare: Option<Vec<String>>,
+    },
+    /// Serve emulated vLLM servers on local ports: `/metrics` for a real Prometheus to scrape and
+    /// `/v1/completions` answering after the modelled latency, kept busy by a load shape or a
+    /// trace. Prints the endpoints as one JSON line once every port is bound.
+    Emulate {
+        /// Number of servers (replicas); server i listens on --base-port + i.
+        #[arg(long, default_value_t = 1)]
+        servers: usize,
+        /// Accelerator profile: H100, A100 or L40S.
+        #[arg(long, default_value = "H100")]
+        accelerator: String,
+        /// The `model_name` label and the model the completions endpoint serves.
+        #[arg(long, default_value = "meta-llama/Llama-3.1-8B-Instruct")]
+        model: String,
+        /// vLLM metric-name generation: current (kv_cache_usage_perc, inter_token_latency) or
+        /// legacy (gpu_cache_usage_perc, time_per_output_token).
+        #[arg(long, default_value = "current")]
+        metric_names: String,
+        /// Background load: constant:RPS, ramp:FROM:TO, square:LOW:HIGH:PERIOD_S[:DUTY],
+        /// diurnal:MEAN:AMPLITUDE:PERIOD_S, or none.
+        #[arg(long, default_value = "constant:2")]
+        load: String,
+        /// Replay a CSV trace (TIMESTAMP,ContextTokens,GeneratedTokens) as the background load.
+        #[arg(long, conflicts_with = "load")]
+        trace: Option<PathBuf>,
+        /// Divide the trace's inter-arrival times by this.
+        #[arg(long, default_value_t = 1.0)]
+        trace_speedup: f64,
+        /// Mean prompt length of the generated load, in tokens.
+        #[arg(long, default_value_t = 800.0)]
+        prompt_tokens: f64,
+        /// Mean output length of the generated load, in tokens.
+        #[arg(long, default_value_t = 220.0)]
+        output_tokens: f64,
+        /// How long to serve (wall clock), e.g. 10m; the process exits at the end.
+        #[arg(long, default_value = "1h")]
+        duration: String,
+        /// Run the servers' clock this many times faster than the wall clock.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        listen: std::net::IpAddr,
+        /// First port (0: any free ports).
+        #[arg(long, default_value_t = 0)]
+        base_port: u16,
+        /// Seed of the generated load.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
     },
     /// Decide one model from its numbers: JSON in (a file, or - for stdin), decision JSON out.
     Analyze {
@@ -230,6 +279,46 @@ fn main() -> ExitCode {
                 Err(e) => fail("simulate", &e, 1),
             }
         }
+        Command::Emulate {
+            servers,
+            accelerator,
+            model,
+            metric_names,
+            load,
+            trace,
+            trace_speedup,
+            prompt_tokens,
+            output_tokens,
+            duration,
+            speed,
+            listen,
+            base_port,
+            seed,
+        } => {
+            let spec = EmulateSpec {
+                accelerator,
+                metric_names,
+                load,
+                trace,
+                trace_speedup,
+                prompt_tokens,
+                output_tokens,
+                duration,
+                seed,
+            };
+            let options = match emulate_options(&spec) {
+                Ok(o) => wva::emulate::EmulateOptions {
+                    servers,
+                    model_name: model,
+                    speed,
+                    listen,
+                    base_port,
+                    ..o
+                },
+                Err(e) => return fail("emulate", &e, INVALID_INPUT),
+            };
+            run_emulate(options)
+        }
         Command::Analyze { input } => run_analyze(&input),
         Command::Crdgen { check, root } => run_crdgen(check, &root),
         Command::Settings {
@@ -283,6 +372,107 @@ fn main() -> ExitCode {
                 Err(e) => fail("replay", &e, 1),
             }
         }
+    }
+}
+
+/// The `wva emulate` arguments that need reading before anything is served.
+struct EmulateSpec {
+    accelerator: String,
+    metric_names: String,
+    load: String,
+    trace: Option<PathBuf>,
+    trace_speedup: f64,
+    prompt_tokens: f64,
+    output_tokens: f64,
+    duration: String,
+    seed: u64,
+}
+
+fn emulate_options(spec: &EmulateSpec) -> Result<wva::emulate::EmulateOptions, String> {
+    use wva::sim::load::{Arrivals, RateShape, SyntheticLoad, TokenLengths};
+    let profile = wva::sim::profiles::by_name(&spec.accelerator).ok_or_else(|| {
+        format!(
+            "--accelerator: expected H100, A100 or L40S, got {:?}",
+            spec.accelerator
+        )
+    })?;
+    let names = wva::sim::exposition::MetricNames::parse(&spec.metric_names)
+        .map_err(|e| format!("--metric-names: {e}"))?;
+    let duration_s = wva::config::parse_duration(&spec.duration)
+        .map_err(|e| format!("--duration: {e}"))?
+        .as_secs_f64();
+    for (flag, mean) in [
+        ("--prompt-tokens", spec.prompt_tokens),
+        ("--output-tokens", spec.output_tokens),
+    ] {
+        if !(mean.is_finite() && (1.0..=100_000.0).contains(&mean)) {
+            return Err(format!(
+                "{flag}: expected a mean between 1 and 100000, got {mean}"
+            ));
+        }
+    }
+    let load = match (&spec.trace, spec.load.as_str()) {
+        (Some(path), _) => {
+            if !(spec.trace_speedup.is_finite() && spec.trace_speedup > 0.0) {
+                return Err("--trace-speedup: expected a number > 0".into());
+            }
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("--trace {}: {e}", path.display()))?;
+            wva::sim::load::parse_trace(&text, spec.trace_speedup)
+                .map_err(|e| format!("--trace {}: {e}", path.display()))?
+        }
+        (None, "none") => Vec::new(),
+        (None, shape) => SyntheticLoad {
+            shape: RateShape::parse(shape).map_err(|e| format!("--load: {e}"))?,
+            arrivals: Arrivals::Poisson,
+            prompt: TokenLengths {
+                mean: spec.prompt_tokens,
+                cv: 1.0,
+                min: 4,
+                max: 8_000,
+            },
+            output: TokenLengths {
+                mean: spec.output_tokens,
+                cv: 1.0,
+                min: 1,
+                max: 2_000,
+            },
+        }
+        .generate(duration_s, spec.seed),
+    };
+    Ok(wva::emulate::EmulateOptions {
+        servers: 1,
+        profile,
+        model_name: String::new(),
+        names,
+        load,
+        duration_s: Some(duration_s),
+        speed: 1.0,
+        listen: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        base_port: 0,
+    })
+}
+
+fn run_emulate(options: wva::emulate::EmulateOptions) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail("emulate", &format!("cannot start the runtime: {e}"), 1),
+    };
+    let model = options.model_name.clone();
+    let result = runtime.block_on(wva::emulate::serve(options, |endpoints| {
+        let line = serde_json::json!({"model": model, "servers": endpoints});
+        // One line, flushed, so a test or script can read the ports before traffic starts.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail("emulate", &e, 1),
     }
 }
 

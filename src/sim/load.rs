@@ -88,6 +88,58 @@ impl RateShape {
         r.max(0.0)
     }
 
+    /// Reads a shape from the command line: `constant:RPS`, `ramp:FROM:TO`,
+    /// `square:LOW:HIGH:PERIOD_S[:DUTY]` or `diurnal:MEAN:AMPLITUDE:PERIOD_S`. Rates are
+    /// requests per second and must be finite and not negative.
+    pub fn parse(spec: &str) -> Result<Self, String> {
+        let mut parts = spec.split(':');
+        let kind = parts.next().unwrap_or_default();
+        let numbers = parts
+            .map(|p| {
+                p.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|v| v.is_finite() && *v >= 0.0)
+                    .ok_or_else(|| format!("{spec:?}: expected a number >= 0, got {p:?}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let positive = |v: f64, what: &str| {
+            if v > 0.0 {
+                Ok(v)
+            } else {
+                Err(format!("{spec:?}: {what} must be > 0"))
+            }
+        };
+        match (kind, numbers.as_slice()) {
+            ("constant", [rps]) => Ok(Self::Constant { rps: *rps }),
+            ("ramp", [from, to]) => Ok(Self::Ramp {
+                from: *from,
+                to: *to,
+            }),
+            ("square", [low, high, period]) | ("square", [low, high, period, _]) => {
+                let duty = numbers.get(3).copied().unwrap_or(0.5);
+                if duty > 1.0 {
+                    return Err(format!("{spec:?}: duty must be between 0 and 1"));
+                }
+                Ok(Self::SquareWave {
+                    low: *low,
+                    high: *high,
+                    period_s: positive(*period, "the period")?,
+                    duty,
+                })
+            }
+            ("diurnal", [mean, amplitude, period]) => Ok(Self::Diurnal {
+                mean: *mean,
+                amplitude: *amplitude,
+                period_s: positive(*period, "the period")?,
+            }),
+            _ => Err(format!(
+                "{spec:?}: expected constant:RPS, ramp:FROM:TO, square:LOW:HIGH:PERIOD_S[:DUTY] \
+                 or diurnal:MEAN:AMPLITUDE:PERIOD_S"
+            )),
+        }
+    }
+
     /// An upper bound of the rate, for thinning.
     fn max_rate(&self) -> f64 {
         match *self {
@@ -258,6 +310,43 @@ pub fn parse_trace(text: &str, speedup: f64) -> Result<Vec<Request>, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn shapes_parse_from_the_command_line() {
+        assert_eq!(
+            RateShape::parse("constant:2.5"),
+            Ok(RateShape::Constant { rps: 2.5 })
+        );
+        assert_eq!(
+            RateShape::parse("square:1:10:60"),
+            Ok(RateShape::SquareWave {
+                low: 1.0,
+                high: 10.0,
+                period_s: 60.0,
+                duty: 0.5
+            })
+        );
+        assert!(matches!(
+            RateShape::parse("ramp:1:4"),
+            Ok(RateShape::Ramp { .. })
+        ));
+        assert!(matches!(
+            RateShape::parse("diurnal:5:3:600"),
+            Ok(RateShape::Diurnal { .. })
+        ));
+        let err = RateShape::parse("constant:-1").expect_err("negative");
+        assert!(err.contains("expected a number >= 0"), "{err}");
+        assert!(
+            RateShape::parse("square:1:2:0")
+                .expect_err("zero period")
+                .contains("period")
+        );
+        assert!(
+            RateShape::parse("sawtooth:1")
+                .expect_err("unknown shape")
+                .contains("expected constant:RPS")
+        );
+    }
+
     use super::*;
 
     fn load(shape: RateShape, arrivals: Arrivals) -> SyntheticLoad {

@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod engine;
+pub mod exposition;
 pub mod hpa;
 pub mod load;
 pub mod profiles;

@@ -1,0 +1,400 @@
+//! `wva emulate`: emulated vLLM servers in real time, each on its own 127.0.0.1 port, serving
+//! `/metrics` (vLLM's metric names, either generation) and a minimal `/v1/completions` that
+//! answers after the modelled latency. A load shape or a trace keeps them busy, so a real
+//! Prometheus scraping them sees realistic KV-cache use, queues and latencies.
+//!
+//! The servers are the same model as `wva simulate` uses; only the clock differs: virtual time
+//! here follows the wall clock (times `speed`).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+use crate::sim::exposition::{MetricNames, RequestHistograms, render};
+use crate::sim::profiles::AcceleratorProfile;
+use crate::sim::server::{Completed, Request, Server};
+
+/// What to emulate.
+#[derive(Debug, Clone)]
+pub struct EmulateOptions {
+    pub servers: usize,
+    pub profile: AcceleratorProfile,
+    pub model_name: String,
+    pub names: MetricNames,
+    /// Background load, in arrival order (arrival times relative to the start).
+    pub load: Vec<Request>,
+    /// Stop after this long (wall-clock seconds); `None` runs until interrupted.
+    pub duration_s: Option<f64>,
+    /// Virtual time runs this many times faster than the wall clock.
+    pub speed: f64,
+    pub listen: IpAddr,
+    /// First port; server i listens on `base_port + i`. 0 picks free ports.
+    pub base_port: u16,
+}
+
+/// Where one emulated server listens (printed as JSON at start-up).
+#[derive(Debug, Clone, Serialize)]
+pub struct Endpoint {
+    pub index: usize,
+    pub address: String,
+    pub metrics: String,
+    pub completions: String,
+}
+
+/// Requests from the completions endpoint get ids from here up, so they never collide with the
+/// background load's.
+const API_ID_BASE: u64 = 1 << 48;
+
+struct Slot {
+    server: Server,
+    busy_until: Option<f64>,
+    histograms: RequestHistograms,
+    prompt_of: HashMap<u64, u32>,
+}
+
+struct Fleet {
+    slots: Vec<Slot>,
+    started: Instant,
+    speed: f64,
+    next_api_id: u64,
+    waiting_callers: HashMap<u64, oneshot::Sender<Completed>>,
+    model_name: String,
+    names: MetricNames,
+}
+
+impl Fleet {
+    fn now_ms(&self) -> f64 {
+        self.started.elapsed().as_secs_f64() * 1e3 * self.speed
+    }
+
+    /// The server with the fewest requests in it (ties: the lowest index), as a load-aware
+    /// gateway would pick.
+    fn least_loaded(&self) -> usize {
+        self.slots
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, s)| (s.server.in_system(), *i))
+            .map_or(0, |(i, _)| i)
+    }
+
+    fn submit(&mut self, slot: usize, request: Request, now_ms: f64) {
+        let s = &mut self.slots[slot];
+        s.prompt_of.insert(request.id, request.prompt_tokens);
+        s.server.enqueue(request);
+        if s.busy_until.is_none() {
+            let mut done = Vec::new();
+            s.busy_until = s.server.step(now_ms, &mut done);
+            self.finish(slot, done);
+        }
+    }
+
+    /// Runs every server's iterations up to `now_ms`.
+    fn advance(&mut self, now_ms: f64) {
+        for slot in 0..self.slots.len() {
+            let mut done = Vec::new();
+            // Bounded: each iteration takes at least the profile's base time.
+            while let Some(until) = self.slots[slot].busy_until.filter(|u| *u <= now_ms) {
+                let s = &mut self.slots[slot];
+                s.busy_until = s.server.step(until, &mut done);
+            }
+            self.finish(slot, done);
+        }
+    }
+
+    fn finish(&mut self, slot: usize, done: Vec<Completed>) {
+        for c in done {
+            let s = &mut self.slots[slot];
+            let prompt = s.prompt_of.remove(&c.id).unwrap_or(0);
+            s.histograms.record(&c, prompt);
+            if let Some(caller) = self.waiting_callers.remove(&c.id) {
+                let _ = caller.send(c);
+            }
+        }
+    }
+}
+
+type Shared = Arc<Mutex<Fleet>>;
+
+fn lock(fleet: &Shared) -> MutexGuard<'_, Fleet> {
+    // A handler that panicked cannot leave the fleet half-updated in a way that matters more
+    // than stopping the emulator would; keep serving.
+    fleet
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Serves the fleet until the duration ends or the process is interrupted. `on_ready` gets the
+/// endpoints once every listener is bound.
+pub async fn serve(
+    options: EmulateOptions,
+    on_ready: impl FnOnce(&[Endpoint]),
+) -> Result<(), String> {
+    if options.servers == 0 {
+        return Err("--servers: expected at least 1".into());
+    }
+    if !(options.speed.is_finite() && options.speed > 0.0) {
+        return Err("--speed: expected a number > 0".into());
+    }
+    let fleet: Shared = Arc::new(Mutex::new(Fleet {
+        slots: (0..options.servers)
+            .map(|_| Slot {
+                server: Server::new(options.profile.clone(), 0.0),
+                busy_until: None,
+                histograms: RequestHistograms::default(),
+                prompt_of: HashMap::new(),
+            })
+            .collect(),
+        started: Instant::now(),
+        speed: options.speed,
+        next_api_id: API_ID_BASE,
+        waiting_callers: HashMap::new(),
+        model_name: options.model_name.clone(),
+        names: options.names,
+    }));
+
+    let mut endpoints = Vec::new();
+    let mut listeners = Vec::new();
+    for index in 0..options.servers {
+        let port = if options.base_port == 0 {
+            0
+        } else {
+            u16::try_from(usize::from(options.base_port) + index)
+                .map_err(|_| format!("--base-port: port of server {index} is above 65535"))?
+        };
+        let listener = tokio::net::TcpListener::bind(SocketAddr::new(options.listen, port))
+            .await
+            .map_err(|e| format!("cannot listen on {}:{port}: {e}", options.listen))?;
+        let address = listener
+            .local_addr()
+            .map_err(|e| format!("cannot read the bound address: {e}"))?;
+        endpoints.push(Endpoint {
+            index,
+            address: address.to_string(),
+            metrics: format!("http://{address}/metrics"),
+            completions: format!("http://{address}/v1/completions"),
+        });
+        listeners.push(listener);
+    }
+    on_ready(&endpoints);
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, listener) in listeners.into_iter().enumerate() {
+        let app = Router::new()
+            .route("/metrics", get(metrics))
+            .route("/health", get(|| async { StatusCode::OK }))
+            .route("/v1/completions", post(completions))
+            .route("/v1/models", get(models))
+            .with_state((fleet.clone(), index));
+        tasks.spawn(async move {
+            axum::serve(listener, app)
+                .await
+                .map_err(|e| format!("server {index}: {e}"))
+        });
+    }
+    tasks.spawn(drive(fleet.clone(), options.load));
+
+    let stop = async {
+        match options.duration_s {
+            Some(s) => tokio::time::sleep(Duration::from_secs_f64(s)).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = stop => Ok(()),
+        _ = tokio::signal::ctrl_c() => Ok(()),
+        Some(ended) = tasks.join_next() => match ended {
+            Ok(result) => result,
+            Err(e) => Err(format!("an emulator task failed: {e}")),
+        },
+    }
+}
+
+/// Feeds the background load and runs the servers' iterations on the wall clock.
+async fn drive(fleet: Shared, load: Vec<Request>) -> Result<(), String> {
+    let mut arrivals = load.into_iter().peekable();
+    let mut tick = tokio::time::interval(Duration::from_millis(5));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let mut f = lock(&fleet);
+        let now = f.now_ms();
+        f.advance(now);
+        while let Some(r) = arrivals.next_if(|r| r.arrival_ms <= now) {
+            let slot = f.least_loaded();
+            f.submit(slot, r, now);
+        }
+    }
+}
+
+async fn metrics(State((fleet, index)): State<(Shared, usize)>) -> Response {
+    let body = {
+        let mut f = lock(&fleet);
+        let now = f.now_ms();
+        f.advance(now);
+        let slot = &f.slots[index];
+        render(&slot.server, &slot.histograms, &f.model_name, f.names)
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn models(State((fleet, _)): State<(Shared, usize)>) -> Response {
+    let name = lock(&fleet).model_name.clone();
+    Json(json!({"object": "list", "data": [{"id": name, "object": "model"}]})).into_response()
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    (
+        status,
+        Json(json!({"error": {"message": message, "type": "invalid_request_error"}})),
+    )
+        .into_response()
+}
+
+/// What a completion request asks for: the prompt's length in tokens (an array of token ids, or
+/// text at about four characters a token) and `max_tokens` (default 16, as OpenAI's API).
+fn read_completion(body: &Value, model_name: &str) -> Result<(u32, u32), (StatusCode, String)> {
+    let bad = |m: String| (StatusCode::BAD_REQUEST, m);
+    let Some(obj) = body.as_object() else {
+        return Err(bad("request body: expected a JSON object".into()));
+    };
+    match obj.get("model").and_then(Value::as_str) {
+        Some(m) if m == model_name => {}
+        Some(m) => {
+            return Err((
+                StatusCode::NOT_FOUND,
+                format!("model: {m:?} is not served here (this server serves {model_name:?})"),
+            ));
+        }
+        None => return Err(bad("model: expected a string".into())),
+    }
+    let prompt_tokens = match obj.get("prompt") {
+        Some(Value::String(text)) => (text.chars().count() as u32).div_ceil(4).max(1),
+        Some(Value::Array(tokens)) if !tokens.is_empty() => tokens.len() as u32,
+        _ => {
+            return Err(bad(
+                "prompt: expected a non-empty string or array of token ids".into(),
+            ));
+        }
+    };
+    let max_tokens = match obj.get("max_tokens") {
+        None | Some(Value::Null) => 16,
+        Some(v) => v
+            .as_u64()
+            .filter(|n| (1..=32_768).contains(n))
+            .ok_or_else(|| bad(format!("max_tokens: expected an integer 1..32768, got {v}")))?
+            as u32,
+    };
+    Ok((prompt_tokens, max_tokens))
+}
+
+async fn completions(State((fleet, index)): State<(Shared, usize)>, body: String) -> Response {
+    let body: Value = match serde_json::from_str(&body) {
+        Ok(v) => v,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("request body: {e}")),
+    };
+    let (rx, id, speed, prompt_tokens) = {
+        let mut f = lock(&fleet);
+        let (prompt_tokens, output_tokens) = match read_completion(&body, &f.model_name) {
+            Ok(v) => v,
+            Err((status, message)) => return error(status, message),
+        };
+        let now = f.now_ms();
+        f.advance(now);
+        let id = f.next_api_id;
+        f.next_api_id += 1;
+        let (tx, rx) = oneshot::channel();
+        f.waiting_callers.insert(id, tx);
+        f.submit(
+            index,
+            Request {
+                id,
+                arrival_ms: now,
+                prompt_tokens,
+                output_tokens,
+            },
+            now,
+        );
+        (rx, id, f.speed, prompt_tokens)
+    };
+    let Ok(done) = rx.await else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the request was dropped (its prompt cannot fit in the KV cache)".into(),
+        );
+    };
+    // The model computes the whole iteration at once; answer when it ends on the wall clock.
+    let ahead_ms = {
+        let f = lock(&fleet);
+        done.finish_ms - f.now_ms()
+    };
+    if ahead_ms > 0.0 {
+        tokio::time::sleep(Duration::from_secs_f64(ahead_ms / 1e3 / speed)).await;
+    }
+    let model = lock(&fleet).model_name.clone();
+    Json(json!({
+        "id": format!("cmpl-{id}"),
+        "object": "text_completion",
+        "model": model,
+        "choices": [{
+            "index": 0,
+            "text": " token".repeat(done.output_tokens as usize),
+            "finish_reason": "length",
+        }],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": done.output_tokens,
+            "total_tokens": prompt_tokens + done.output_tokens,
+        },
+        "timing": {
+            "ttft_ms": done.ttft_ms,
+            "itl_ms": done.itl_ms,
+            "e2e_ms": done.finish_ms - done.arrival_ms,
+        },
+    }))
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completion_requests_are_validated_field_by_field() {
+        let ok = json!({"model": "m", "prompt": "abcdefgh", "max_tokens": 5});
+        assert_eq!(read_completion(&ok, "m"), Ok((2, 5)));
+        let tokens = json!({"model": "m", "prompt": [1, 2, 3]});
+        assert_eq!(read_completion(&tokens, "m"), Ok((3, 16)));
+        let wrong_model = read_completion(&json!({"model": "x", "prompt": "a"}), "m");
+        assert!(
+            matches!(wrong_model, Err((StatusCode::NOT_FOUND, ref m)) if m.starts_with("model:"))
+        );
+        let no_prompt = read_completion(&json!({"model": "m"}), "m");
+        assert!(
+            matches!(no_prompt, Err((StatusCode::BAD_REQUEST, ref m)) if m.starts_with("prompt:"))
+        );
+        let bad_max = read_completion(&json!({"model": "m", "prompt": "a", "max_tokens": 0}), "m");
+        assert!(
+            matches!(bad_max, Err((StatusCode::BAD_REQUEST, ref m)) if m.starts_with("max_tokens:"))
+        );
+        let not_object = read_completion(&json!([1]), "m");
+        assert!(not_object.is_err());
+    }
+}

@@ -1,0 +1,287 @@
+//! Real parts for the integration tests: `wva emulate` serving emulated vLLM servers, and a real
+//! Prometheus (the Debian package, which `.ci/run` installs) started on 127.0.0.1 with its own
+//! configuration, scraping them. Everything is killed when dropped.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A child process killed on drop.
+#[derive(Debug)]
+pub struct Guard(pub Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A running `wva emulate`.
+#[derive(Debug)]
+pub struct Emulator {
+    pub process: Guard,
+    /// `host:port` of each server.
+    pub addresses: Vec<String>,
+    pub model: String,
+}
+
+impl Emulator {
+    /// Starts `wva emulate` with these arguments (plus a bounded duration) and waits for its
+    /// endpoints line.
+    pub fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wva"))
+            .arg("emulate")
+            .args(["--duration", "10m"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start wva emulate");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the endpoints line");
+        let process = Guard(child);
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("endpoints line {line:?}: {e}"));
+        let addresses = v["servers"]
+            .as_array()
+            .expect("servers")
+            .iter()
+            .map(|s| s["address"].as_str().expect("address").to_string())
+            .collect();
+        Self {
+            process,
+            addresses,
+            model: v["model"].as_str().expect("model").to_string(),
+        }
+    }
+}
+
+/// A plain HTTP/1.1 request; returns the status and the body. Bounded by `timeout`.
+pub fn http(
+    address: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+    timeout: Duration,
+) -> (u16, String) {
+    let addr: SocketAddr = address.parse().expect("socket address");
+    let mut stream = TcpStream::connect_timeout(&addr, timeout).expect("connect");
+    stream.set_read_timeout(Some(timeout)).expect("timeout");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read");
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    (status, body)
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// A free 127.0.0.1 port (bound and released; the small race is acceptable in tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// One scrape target: address and the target labels Prometheus attaches (as the Kubernetes
+/// service discovery would attach `namespace` and `pod`).
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub address: String,
+    pub labels: Vec<(String, String)>,
+}
+
+impl Target {
+    pub fn pod(address: &str, namespace: &str, pod: &str) -> Self {
+        Self {
+            address: address.to_string(),
+            labels: vec![
+                ("namespace".into(), namespace.into()),
+                ("pod".into(), pod.into()),
+            ],
+        }
+    }
+}
+
+/// A real Prometheus on 127.0.0.1.
+#[derive(Debug)]
+pub struct Prometheus {
+    pub process: Guard,
+    pub address: String,
+    pub dir: tempfile::TempDir,
+}
+
+fn prometheus_binary() -> PathBuf {
+    for candidate in ["/usr/bin/prometheus", "/usr/local/bin/prometheus"] {
+        if Path::new(candidate).exists() {
+            return PathBuf::from(candidate);
+        }
+    }
+    panic!("prometheus is not installed: `apt-get install prometheus` (.ci/run does this)");
+}
+
+impl Prometheus {
+    /// Starts Prometheus scraping `targets` every second. `web_config` is the content of a
+    /// `--web.config.file` (TLS, client certificates), if any; `scheme` is how to reach it.
+    pub fn start(targets: &[Target], web_config: Option<&str>) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = String::from(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: vllm\n    static_configs:\n",
+        );
+        for t in targets {
+            config.push_str(&format!(
+                "      - targets: [\"{}\"]\n        labels:\n",
+                t.address
+            ));
+            for (k, v) in &t.labels {
+                config.push_str(&format!("          {k}: \"{v}\"\n"));
+            }
+        }
+        std::fs::write(dir.path().join("prometheus.yml"), config).expect("write config");
+        let port = free_port();
+        let address = format!("127.0.0.1:{port}");
+        let mut command = Command::new(prometheus_binary());
+        command
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={address}"))
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(web) = web_config {
+            std::fs::write(dir.path().join("web.yml"), web).expect("write web config");
+            command.arg(format!(
+                "--web.config.file={}",
+                dir.path().join("web.yml").display()
+            ));
+        }
+        let process = Guard(command.spawn().expect("start prometheus"));
+        let prometheus = Self {
+            process,
+            address,
+            dir,
+        };
+        if web_config.is_none() {
+            prometheus.wait_ready(Duration::from_secs(30));
+        } else {
+            wait_listening(&prometheus.address, Duration::from_secs(30));
+        }
+        prometheus
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    fn wait_ready(&self, limit: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if TcpStream::connect(&self.address).is_ok() {
+                let (status, _) =
+                    http(&self.address, "GET", "/-/ready", "", Duration::from_secs(2));
+                if status == 200 {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("prometheus on {} not ready after {limit:?}", self.address);
+    }
+
+    /// Runs an instant query over plain HTTP; returns the `data.result` array.
+    pub fn query(&self, expr: &str) -> Vec<serde_json::Value> {
+        let path = format!("/api/v1/query?query={}", url_encode(expr));
+        let (status, body) = http(&self.address, "GET", &path, "", Duration::from_secs(5));
+        assert_eq!(status, 200, "query {expr}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        v["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Polls `expr` until it returns at least `series` series, or panics after `limit`.
+    pub fn wait_for(&self, expr: &str, series: usize, limit: Duration) -> Vec<serde_json::Value> {
+        let start = Instant::now();
+        loop {
+            let result = self.query(expr);
+            if result.len() >= series {
+                return result;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "{expr}: {} series after {limit:?}, wanted {series}",
+                result.len()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+fn wait_listening(address: &str, limit: Duration) {
+    let start = Instant::now();
+    while TcpStream::connect(address).is_err() {
+        assert!(
+            start.elapsed() < limit,
+            "{address} not listening after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn url_encode(text: &str) -> String {
+    let mut out = String::new();
+    for b in text.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
