@@ -48,8 +48,12 @@ fn a_run_reports_and_is_reproducible() {
         "queue.svg",
         "kv.svg",
         "ttft.svg",
+        "replicas.png",
+        "queue.png",
+        "kv.png",
+        "ttft.png",
     ] {
-        let body = std::fs::read_to_string(a.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let body = std::fs::read(a.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
         assert!(!body.is_empty(), "{file} is empty");
     }
     let summary: Value =
@@ -75,6 +79,8 @@ fn a_run_reports_and_is_reproducible() {
             .expect("svg")
             .starts_with("<svg")
     );
+    let png = std::fs::read(a.join("replicas.png")).expect("png");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "PNG signature");
 
     // Same seed, same numbers; another seed, another run.
     let (code, _, err) = simulate(&["--duration", "20m", "--seed", "7"], &b);

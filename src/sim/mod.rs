@@ -6,6 +6,7 @@ pub mod engine;
 pub mod exposition;
 pub mod hpa;
 pub mod load;
+pub mod plot;
 pub mod profiles;
 pub mod report;
 pub mod scenario;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::engine::{RunResult, Sample, VariantResult, percentile};
+use super::plot::Plot;
 
 /// Latency objectives a request is judged against.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -170,7 +171,7 @@ struct ReportJson<'a> {
 pub fn write(dir: &Path, summary: &Summary, result: &RunResult) -> Result<Vec<PathBuf>, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut written = Vec::new();
-    let mut put = |name: &str, body: String| -> Result<(), String> {
+    let mut put = |name: &str, body: Vec<u8>| -> Result<(), String> {
         let path = dir.join(name);
         std::fs::write(&path, body).map_err(|e| format!("{}: {e}", path.display()))?;
         written.push(path);
@@ -181,8 +182,8 @@ pub fn write(dir: &Path, summary: &Summary, result: &RunResult) -> Result<Vec<Pa
         samples: &result.samples,
     })
     .map_err(|e| e.to_string())?;
-    put("summary.json", json)?;
-    put("metrics.prom", result.metrics_text.clone())?;
+    put("summary.json", json.into_bytes())?;
+    put("metrics.prom", result.metrics_text.clone().into_bytes())?;
 
     let s = &result.samples;
     let names: Vec<String> = s
@@ -204,165 +205,47 @@ pub fn write(dir: &Path, summary: &Summary, result: &RunResult) -> Result<Vec<Pa
                 .collect(),
         ));
     }
-    put(
-        "replicas.svg",
-        svg_plot("Replicas per variant", "replicas", &replicas),
-    )?;
-    put(
-        "queue.svg",
-        svg_plot(
-            "Waiting requests",
-            "requests",
-            &[(
-                "waiting".into(),
-                s.iter().map(|x| (x.t_s, x.waiting as f64)).collect(),
-            )],
+    let plots = [
+        (
+            "replicas",
+            Plot::new("Replicas per variant", "replicas", replicas),
         ),
-    )?;
-    put(
-        "kv.svg",
-        svg_plot(
-            "Mean KV-cache use (ready replicas)",
-            "fraction",
-            &[("kv".into(), s.iter().map(|x| (x.t_s, x.kv)).collect())],
+        (
+            "queue",
+            Plot::new(
+                "Waiting requests",
+                "requests",
+                vec![(
+                    "waiting".into(),
+                    s.iter().map(|x| (x.t_s, x.waiting as f64)).collect(),
+                )],
+            ),
         ),
-    )?;
-    put(
-        "ttft.svg",
-        svg_plot(
-            "TTFT p50 per cycle",
-            "ms",
-            &[(
-                "ttft p50".into(),
-                s.iter()
-                    .filter_map(|x| x.ttft_p50_ms.map(|v| (x.t_s, v)))
-                    .collect(),
-            )],
+        (
+            "kv",
+            Plot::new(
+                "Mean KV-cache use (ready replicas)",
+                "fraction",
+                vec![("kv".into(), s.iter().map(|x| (x.t_s, x.kv)).collect())],
+            ),
         ),
-    )?;
-    Ok(written)
-}
-
-type Series = (String, Vec<(f64, f64)>);
-
-/// A line plot as a standalone SVG document.
-pub fn svg_plot(title: &str, y_label: &str, series: &[Series]) -> String {
-    const W: f64 = 900.0;
-    const H: f64 = 360.0;
-    const L: f64 = 70.0;
-    const R: f64 = 20.0;
-    const T: f64 = 40.0;
-    const B: f64 = 50.0;
-    const COLORS: [&str; 6] = [
-        "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
+        (
+            "ttft",
+            Plot::new(
+                "TTFT p50 per cycle",
+                "ms",
+                vec![(
+                    "ttft p50".into(),
+                    s.iter()
+                        .filter_map(|x| x.ttft_p50_ms.map(|v| (x.t_s, v)))
+                        .collect(),
+                )],
+            ),
+        ),
     ];
-    let points = series.iter().flat_map(|(_, p)| p.iter());
-    let x_max = points.clone().map(|p| p.0).fold(1.0, f64::max);
-    let y_max = points.map(|p| p.1).fold(0.0, f64::max).max(1e-9) * 1.1;
-    let sx = |x: f64| L + x / x_max * (W - L - R);
-    let sy = |y: f64| H - B - y / y_max * (H - T - B);
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = write!(out, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
-    let _ = write!(
-        out,
-        r#"<text x="{}" y="22" font-size="15" text-anchor="middle">{}</text>"#,
-        W / 2.0,
-        escape(title)
-    );
-    let _ = write!(
-        out,
-        r#"<line x1="{L}" y1="{}" x2="{}" y2="{}" stroke="black"/>"#,
-        H - B,
-        W - R,
-        H - B
-    );
-    let _ = write!(
-        out,
-        r#"<line x1="{L}" y1="{T}" x2="{L}" y2="{}" stroke="black"/>"#,
-        H - B
-    );
-    for i in 0..=4 {
-        let y = y_max * f64::from(i) / 4.0;
-        let x = x_max * f64::from(i) / 4.0;
-        let _ = write!(
-            out,
-            r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
-            L - 6.0,
-            sy(y) + 4.0,
-            short(y)
-        );
-        let _ = write!(
-            out,
-            r##"<line x1="{L}" y1="{0}" x2="{1}" y2="{0}" stroke="#ddd"/>"##,
-            sy(y),
-            W - R
-        );
-        let _ = write!(
-            out,
-            r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
-            sx(x),
-            H - B + 16.0,
-            short(x / 60.0)
-        );
+    for (name, plot) in plots {
+        put(&format!("{name}.svg"), plot.to_svg().into_bytes())?;
+        put(&format!("{name}.png"), plot.to_png()?)?;
     }
-    let _ = write!(
-        out,
-        r#"<text x="{}" y="{}" text-anchor="middle">minutes</text>"#,
-        (L + W - R) / 2.0,
-        H - 12.0
-    );
-    let _ = write!(
-        out,
-        r#"<text x="16" y="{}" transform="rotate(-90 16 {})" text-anchor="middle">{}</text>"#,
-        H / 2.0,
-        H / 2.0,
-        escape(y_label)
-    );
-    for (i, (name, pts)) in series.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        let path: Vec<String> = pts
-            .iter()
-            .map(|(x, y)| format!("{:.1},{:.1}", sx(*x), sy(*y)))
-            .collect();
-        let _ = write!(
-            out,
-            r#"<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{}"/>"#,
-            path.join(" ")
-        );
-        let ly = T + 14.0 * i as f64;
-        let _ = write!(
-            out,
-            r#"<rect x="{}" y="{}" width="10" height="10" fill="{color}"/>"#,
-            W - R - 190.0,
-            ly - 9.0
-        );
-        let _ = write!(
-            out,
-            r#"<text x="{}" y="{ly}">{}</text>"#,
-            W - R - 175.0,
-            escape(name)
-        );
-    }
-    out.push_str("</svg>\n");
-    out
-}
-
-fn short(v: f64) -> String {
-    if v >= 100.0 {
-        format!("{v:.0}")
-    } else if v >= 1.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    }
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    Ok(written)
 }
