@@ -6,8 +6,15 @@
 //! - [`targets`]: replica targets across the variants of one model.
 //! - [`mode`]: which analyzers decide.
 //! - [`safety_net`]: what to emit when the analysis cannot run.
+//! - [`queueing`]: the queueing model of a continuous-batching server.
+//! - [`learner`]: online estimation of a variant's latency parameters.
+//! - [`model_based`]: the model-based optimizer, its arbitration with the capacity analyzer,
+//!   and scale to zero.
 
+pub mod learner;
 pub mod mode;
+pub mod model_based;
+pub mod queueing;
 pub mod safety_net;
 pub mod saturation;
 pub mod scaling_config;

@@ -1,0 +1,288 @@
+//! Online estimation of a variant's latency parameters from what its servers report: the decode
+//! step against the batch size, and the prefill time against the prompt length.
+//!
+//! Each relation is a line fitted by recursive least squares with a forgetting factor, so the
+//! estimate follows a server whose behaviour drifts (new vLLM version, other traffic mix).
+//! - **Bootstrap**: the first observation seeds the line through a prior slope (a decode step
+//!   grows about 2 % per request in the batch; prefill is mostly per token), with a wide
+//!   covariance so that later data moves it freely. Until [`MIN_SAMPLES`] observations have
+//!   been accepted for both lines the parameters are not used ([`LatencyLearner::converged`]).
+//! - **Outliers**: once warmed up, an observation whose residual exceeds four running standard
+//!   deviations (and 25 % of the prediction) is rejected and counted, not learned.
+//! - **Physical bounds**: intercepts and slopes never go negative.
+
+use serde::{Deserialize, Serialize};
+
+use super::queueing::LatencyParams;
+
+/// Accepted observations per line before the parameters are used.
+pub const MIN_SAMPLES: u32 = 5;
+/// Weight kept by the past at each new observation (an effective memory of ~30 cycles).
+const FORGETTING: f64 = 0.97;
+const PRIOR_VARIANCE: f64 = 1e4;
+
+/// One line `y = a + b·x`, fitted online.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LineFit {
+    pub intercept: f64,
+    pub slope: f64,
+    /// Covariance of (intercept, slope), row-major.
+    pub covariance: [f64; 4],
+    /// Running mean of squared residuals.
+    pub residual_variance: f64,
+    pub accepted: u32,
+    pub rejected: u32,
+}
+
+impl LineFit {
+    fn seeded(x: f64, y: f64, prior_slope_share: f64) -> Self {
+        // Split y between intercept and slope·x: the slope carries `prior_slope_share` of it.
+        let slope = if x > 0.0 {
+            y * prior_slope_share / x
+        } else {
+            0.0
+        };
+        Self {
+            intercept: (y - slope * x).max(0.0),
+            slope,
+            covariance: [PRIOR_VARIANCE, 0.0, 0.0, PRIOR_VARIANCE / x.max(1.0).powi(2)],
+            residual_variance: (0.1 * y).powi(2),
+            accepted: 1,
+            rejected: 0,
+        }
+    }
+
+    pub fn predict(&self, x: f64) -> f64 {
+        self.intercept + self.slope * x
+    }
+
+    /// Learns from (x, y) unless it is an outlier; returns whether it was accepted.
+    fn observe(&mut self, x: f64, y: f64) -> bool {
+        let predicted = self.predict(x);
+        let residual = y - predicted;
+        if self.accepted >= MIN_SAMPLES {
+            let limit = (4.0 * self.residual_variance.sqrt()).max(0.25 * predicted.abs());
+            if residual.abs() > limit {
+                self.rejected += 1;
+                return false;
+            }
+        }
+        // Recursive least squares with forgetting: gain k = P·φ / (λ + φᵀ·P·φ), φ = (1, x).
+        let [p00, p01, p10, p11] = self.covariance;
+        let pf0 = p00 + p01 * x;
+        let pf1 = p10 + p11 * x;
+        let denominator = FORGETTING + pf0 + x * pf1;
+        let (k0, k1) = (pf0 / denominator, pf1 / denominator);
+        self.intercept += k0 * residual;
+        self.slope += k1 * residual;
+        // P ← (P − k·φᵀ·P) / λ
+        let (f0, f1) = (p00 + x * p10, p01 + x * p11);
+        self.covariance = [
+            (p00 - k0 * f0) / FORGETTING,
+            (p01 - k0 * f1) / FORGETTING,
+            (p10 - k1 * f0) / FORGETTING,
+            (p11 - k1 * f1) / FORGETTING,
+        ];
+        if self.slope < 0.0 {
+            self.slope = 0.0;
+        }
+        if self.intercept < 0.0 {
+            self.intercept = 0.0;
+        }
+        self.residual_variance = 0.9 * self.residual_variance + 0.1 * residual * residual;
+        self.accepted += 1;
+        true
+    }
+}
+
+/// What one variant's servers showed over the last window.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LatencyObservation {
+    /// Mean requests in the batch per replica.
+    pub batch: f64,
+    /// Requests per second per replica.
+    pub rate_rps: f64,
+    pub mean_input_tokens: f64,
+    /// Mean inter-token latency, ms.
+    pub itl_ms: f64,
+    /// Mean time to first token, ms.
+    pub ttft_ms: f64,
+    /// Mean waiting requests per replica; TTFT is only learned from windows without queueing.
+    pub waiting: f64,
+}
+
+impl LatencyObservation {
+    fn usable(&self) -> bool {
+        [
+            self.batch,
+            self.rate_rps,
+            self.mean_input_tokens,
+            self.itl_ms,
+            self.ttft_ms,
+            self.waiting,
+        ]
+        .iter()
+        .all(|v| v.is_finite() && *v >= 0.0)
+            && self.itl_ms > 0.0
+            && self.ttft_ms > 0.0
+    }
+}
+
+/// The learner of one variant: decode step ~ batch, prefill ~ prompt tokens.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LatencyLearner {
+    pub decode: Option<LineFit>,
+    pub prefill: Option<LineFit>,
+}
+
+impl LatencyLearner {
+    /// Learns from one window; returns whether anything was learned.
+    pub fn observe(&mut self, o: &LatencyObservation) -> bool {
+        if !o.usable() {
+            return false;
+        }
+        let mut learned = false;
+        // Prefill first: its slope removes the prefill stretch from the observed ITL.
+        if o.waiting < 0.5 {
+            learned |= match &mut self.prefill {
+                Some(fit) => fit.observe(o.mean_input_tokens, o.ttft_ms),
+                None => {
+                    self.prefill = Some(LineFit::seeded(o.mean_input_tokens, o.ttft_ms, 0.9));
+                    true
+                }
+            };
+        }
+        let delta = self.prefill.map_or(0.0, |f| f.slope);
+        let prefill_share = (o.rate_rps * o.mean_input_tokens * delta / 1e3).clamp(0.0, 0.9);
+        let decode_step = o.itl_ms * (1.0 - prefill_share);
+        learned |= match &mut self.decode {
+            Some(fit) => fit.observe(o.batch, decode_step),
+            None => {
+                // About 2 % of a step per request in the batch.
+                let share = 0.02 * o.batch / (1.0 + 0.02 * o.batch);
+                self.decode = Some(LineFit::seeded(o.batch, decode_step, share));
+                true
+            }
+        };
+        learned
+    }
+
+    pub fn converged(&self) -> bool {
+        matches!((&self.decode, &self.prefill), (Some(d), Some(p)) if d.accepted >= MIN_SAMPLES && p.accepted >= MIN_SAMPLES)
+    }
+
+    /// The parameters, once converged.
+    pub fn params(&self) -> Option<LatencyParams> {
+        if !self.converged() {
+            return None;
+        }
+        let (d, p) = (self.decode?, self.prefill?);
+        Some(LatencyParams {
+            alpha_ms: d.intercept,
+            beta_ms: d.slope,
+            gamma_ms: p.intercept,
+            delta_ms: p.slope,
+        })
+    }
+
+    /// Accepted and rejected observations, for the log and the status.
+    pub fn samples(&self) -> (u32, u32) {
+        let count = |f: &Option<LineFit>| f.map_or((0, 0), |f| (f.accepted, f.rejected));
+        let (da, dr) = count(&self.decode);
+        let (pa, pr) = count(&self.prefill);
+        (da.min(pa), dr + pr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Observations from a server with known parameters, with deterministic ±3 % noise.
+    fn observations(truth: LatencyParams, count: usize) -> Vec<LatencyObservation> {
+        (0..count)
+            .map(|i| {
+                let batch = 4.0 + (i * 37 % 120) as f64;
+                let input = 300.0 + (i * 53 % 900) as f64;
+                let rate = 0.5 + (i % 7) as f64;
+                let noise = 1.0 + 0.03 * (((i * 7919) % 13) as f64 / 6.0 - 1.0);
+                let share = rate * input * truth.delta_ms / 1e3;
+                LatencyObservation {
+                    batch,
+                    rate_rps: rate,
+                    mean_input_tokens: input,
+                    itl_ms: (truth.alpha_ms + truth.beta_ms * batch) / (1.0 - share) * noise,
+                    ttft_ms: (truth.gamma_ms + truth.delta_ms * input) * noise,
+                    waiting: 0.0,
+                }
+            })
+            .collect()
+    }
+
+    const TRUTH: LatencyParams = LatencyParams {
+        alpha_ms: 12.0,
+        beta_ms: 0.3,
+        gamma_ms: 15.0,
+        delta_ms: 0.06,
+    };
+
+    #[test]
+    fn converges_on_known_parameters() {
+        let mut learner = LatencyLearner::default();
+        for (i, o) in observations(TRUTH, 60).iter().enumerate() {
+            learner.observe(o);
+            if i + 1 < MIN_SAMPLES as usize {
+                assert!(learner.params().is_none(), "not before {MIN_SAMPLES} samples");
+            }
+        }
+        let p = learner.params().expect("converged");
+        let close = |got: f64, want: f64| (got - want).abs() / want < 0.1;
+        assert!(close(p.alpha_ms, TRUTH.alpha_ms), "{p:?}");
+        assert!(close(p.beta_ms, TRUTH.beta_ms), "{p:?}");
+        assert!(close(p.gamma_ms, TRUTH.gamma_ms), "{p:?}");
+        assert!(close(p.delta_ms, TRUTH.delta_ms), "{p:?}");
+    }
+
+    #[test]
+    fn outliers_are_rejected_not_learned() {
+        let mut learner = LatencyLearner::default();
+        let obs = observations(TRUTH, 40);
+        for o in &obs {
+            learner.observe(o);
+        }
+        let before = learner.params().expect("converged");
+        // A scrape glitch: ITL and TTFT ten times too high.
+        let glitch = LatencyObservation {
+            itl_ms: obs[3].itl_ms * 10.0,
+            ttft_ms: obs[3].ttft_ms * 10.0,
+            ..obs[3]
+        };
+        assert!(!learner.observe(&glitch));
+        assert_eq!(learner.params(), Some(before));
+        assert!(learner.samples().1 >= 2);
+    }
+
+    #[test]
+    fn unusable_windows_teach_nothing() {
+        let mut learner = LatencyLearner::default();
+        let mut o = observations(TRUTH, 1)[0];
+        o.itl_ms = f64::NAN;
+        assert!(!learner.observe(&o));
+        o.itl_ms = 0.0;
+        assert!(!learner.observe(&o));
+        assert_eq!(learner, LatencyLearner::default());
+    }
+
+    #[test]
+    fn ttft_is_learned_only_without_queueing() {
+        let mut learner = LatencyLearner::default();
+        let mut o = observations(TRUTH, 1)[0];
+        o.waiting = 3.0;
+        learner.observe(&o);
+        assert!(learner.prefill.is_none());
+        assert!(learner.decode.is_some());
+    }
+}
