@@ -1,7 +1,9 @@
 //! `wva history`: what was decided, when, from which inputs, and why; newest last.
 
 use serde::Serialize;
-use wva_storage::{CycleRecord, DecisionLog, HistoryFilter, Record};
+use std::collections::HashMap;
+
+use wva_storage::{CycleRecord, DecisionLog, HistoryFilter, ModelBasedRecord, Record};
 
 use crate::timefmt::format_time;
 
@@ -19,6 +21,9 @@ struct JsonEntry<'a> {
     time: String,
     #[serde(flatten)]
     record: &'a CycleRecord,
+    /// The optimizer's side of the cycle (hybrid, model-only, scale to zero).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model_based: Option<&'a ModelBasedRecord>,
 }
 
 /// Renders the records of `log` that match `filter`.
@@ -37,10 +42,20 @@ pub fn render(
     let cycles: Vec<(u64, &CycleRecord)> = history
         .records
         .iter()
-        .map(|(seq, r)| match r {
-            Record::Cycle(c) => (*seq, c),
+        .filter_map(|(seq, r)| match r {
+            Record::Cycle(c) => Some((*seq, c)),
+            Record::ModelBased(_) => None,
         })
         .collect();
+    let extras: HashMap<(&wva_storage::ModelKey, wva_storage::Timestamp), &ModelBasedRecord> =
+        history
+            .records
+            .iter()
+            .filter_map(|(_, r)| match r {
+                Record::ModelBased(m) => Some(((&m.model, m.at), m)),
+                Record::Cycle(_) => None,
+            })
+            .collect();
     match format {
         OutputFormat::Json => {
             let entries: Vec<JsonEntry<'_>> = cycles
@@ -49,6 +64,7 @@ pub fn render(
                     seq: *seq,
                     time: format_time(c.at),
                     record: c,
+                    model_based: extras.get(&(&c.model, c.at)).copied(),
                 })
                 .collect();
             serde_json::to_string_pretty(&entries).map_err(|e| e.to_string())
@@ -75,6 +91,9 @@ pub fn render(
                         continue;
                     }
                     let input = c.variants.iter().find(|v| v.name == t.name);
+                    let side = extras
+                        .get(&(&c.model, c.at))
+                        .and_then(|m| m.variants.iter().find(|v| v.name == t.name));
                     rows.push([
                         format_time(c.at),
                         c.model.namespace.clone(),
@@ -88,7 +107,19 @@ pub fn render(
                         t.action.clone(),
                         c.trigger.clone(),
                         input.map_or_else(String::new, describe_pods),
-                        format!("{} [{}]", t.reason, c.analysis.reason),
+                        match side {
+                            // Which side won, by which rule, against what the other proposed.
+                            Some(m) => format!(
+                                "{} [{}; {} won by {}: capacity {}, model {}]",
+                                t.reason,
+                                c.analysis.reason,
+                                m.winner,
+                                m.rule,
+                                m.capacity_target,
+                                m.model_target.map_or("-".into(), |n| n.to_string())
+                            ),
+                            None => format!("{} [{}]", t.reason, c.analysis.reason),
+                        },
                     ]);
                 }
             }

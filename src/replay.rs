@@ -6,11 +6,14 @@
 //! decided at each moment", not "how would the cluster have evolved".
 
 use serde::Serialize;
-use wva_actors::policy::{
-    ModelDecision, OperatingMode, ScalingConfig, decide_capacity, safety_net_decision,
+use std::collections::HashMap;
+
+use wva_actors::policy::cycle::{CycleDecision, CycleInputs, decide_cycle};
+use wva_actors::policy::{OperatingMode, ScalingConfig};
+use wva_actors::record::{
+    recorded_inputs, recorded_model_inputs, recorded_request_count, recorded_thresholds,
 };
-use wva_actors::record::{recorded_inputs, recorded_thresholds};
-use wva_storage::{CycleRecord, DecisionLog, HistoryFilter, Record};
+use wva_storage::{CycleRecord, DecisionLog, HistoryFilter, ModelBasedRecord, Record};
 
 use crate::history::{OutputFormat, table};
 use crate::timefmt::format_time;
@@ -48,33 +51,34 @@ pub struct ReplayReport {
     pub differing_cycles: usize,
     pub differences: Vec<Difference>,
     pub undecodable: u64,
+    /// Cycles replayed in hybrid or model-only mode that carry no model-based inputs (they were
+    /// recorded in capacity-only mode): the capacity analyzer decided them.
+    pub without_model_inputs: usize,
 }
 
-/// Decides a recorded cycle again.
-pub fn redecide(record: &CycleRecord, options: &ReplayOptions) -> Result<ModelDecision, String> {
-    let mode = match &options.mode {
-        Some(m) => *m,
-        None => match record.mode.as_str() {
-            "capacity-only" => OperatingMode::CapacityOnly,
-            "hybrid" => OperatingMode::Hybrid,
-            "model-only" => OperatingMode::ModelOnly,
-            other => {
-                return Err(format!(
-                    "record {}: unknown mode {other:?}",
-                    format_time(record.at)
-                ));
-            }
-        },
+fn mode_of(record: &CycleRecord) -> Result<OperatingMode, String> {
+    match record.mode.as_str() {
+        "capacity-only" => Ok(OperatingMode::CapacityOnly),
+        "hybrid" => Ok(OperatingMode::Hybrid),
+        "model-only" => Ok(OperatingMode::ModelOnly),
+        other => Err(format!(
+            "record {}: unknown mode {other:?}",
+            format_time(record.at)
+        )),
+    }
+}
+
+/// Decides a recorded cycle again, with its model-based record when there is one.
+pub fn redecide(
+    record: &CycleRecord,
+    extras: Option<&ModelBasedRecord>,
+    options: &ReplayOptions,
+) -> Result<CycleDecision, String> {
+    let mode = match options.mode {
+        Some(m) => m,
+        None => mode_of(record)?,
     };
-    if mode != OperatingMode::CapacityOnly {
-        return Err(format!(
-            "mode {mode}: this build decides in capacity-only mode; the model-based optimizer is not part of it yet"
-        ));
-    }
     let inputs = recorded_inputs(record);
-    if let Some(why) = &record.metrics_error {
-        return Ok(safety_net_decision(&inputs, why));
-    }
     let thresholds = match &options.config {
         Some(c) => {
             c.for_model(&record.model.namespace, &record.model.model_id)
@@ -83,7 +87,17 @@ pub fn redecide(record: &CycleRecord, options: &ReplayOptions) -> Result<ModelDe
         }
         None => recorded_thresholds(record),
     };
-    Ok(decide_capacity(&thresholds, &inputs))
+    let model_inputs = extras.map(recorded_model_inputs);
+    let request_count = extras.and_then(recorded_request_count);
+    Ok(decide_cycle(CycleInputs {
+        mode,
+        thresholds: &thresholds,
+        variants: &inputs,
+        metrics_error: record.metrics_error.as_deref(),
+        model_based: model_inputs.as_ref(),
+        scale_to_zero: extras.is_some_and(|e| e.scale_to_zero),
+        request_count: request_count.as_ref(),
+    }))
 }
 
 /// Replays every recorded cycle.
@@ -95,10 +109,30 @@ pub fn replay(log: &dyn DecisionLog, options: &ReplayOptions) -> Result<ReplayRe
         undecodable: history.undecodable,
         ..Default::default()
     };
+    // The model-based record of a cycle has the cycle's model and time.
+    let extras: HashMap<(&wva_storage::ModelKey, wva_storage::Timestamp), &ModelBasedRecord> =
+        history
+            .records
+            .iter()
+            .filter_map(|(_, r)| match r {
+                Record::ModelBased(m) => Some(((&m.model, m.at), m)),
+                Record::Cycle(_) => None,
+            })
+            .collect();
     for (seq, record) in &history.records {
-        let Record::Cycle(c) = record;
+        let Record::Cycle(c) = record else {
+            continue;
+        };
         report.cycles += 1;
-        let decision = redecide(c, options)?;
+        let extra = extras.get(&(&c.model, c.at)).copied();
+        let mode = match options.mode {
+            Some(m) => m,
+            None => mode_of(c)?,
+        };
+        if mode != OperatingMode::CapacityOnly && extra.is_none() && c.metrics_error.is_none() {
+            report.without_model_inputs += 1;
+        }
+        let decision = redecide(c, extra, options)?.decision;
         let mut differs = false;
         let mut names: Vec<&str> = c.targets.iter().map(|t| t.name.as_str()).collect();
         names.extend(decision.variants.iter().map(|v| v.name.as_str()));
@@ -159,6 +193,12 @@ pub fn render(report: &ReplayReport, format: OutputFormat) -> Result<String, Str
                     ]
                 }));
                 out.push_str(&table(&rows));
+            }
+            if report.without_model_inputs > 0 {
+                out.push_str(&format!(
+                    "note: {} cycles were recorded without model-based inputs (capacity-only); the capacity analyzer decided them\n",
+                    report.without_model_inputs
+                ));
             }
             out.push_str(&format!(
                 "replayed {} cycles, {} decisions differ\n",

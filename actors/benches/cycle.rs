@@ -41,6 +41,7 @@ fn layout(n: usize) -> Vec<(ModelKey, Vec<VariantSpec>)> {
                     cost: 10.0 + 30.0 * v as f64,
                     accelerator: if v == 0 { "A100" } else { "H100" }.into(),
                     status_desired: None,
+        max_batch: wva_actors::messages::DEFAULT_MAX_BATCH,
                 })
                 .collect();
             (model, specs)
@@ -60,12 +61,16 @@ fn snapshot(layout: &[(ModelKey, Vec<VariantSpec>)], phase: usize) -> Metrics {
                     deployment: s.deployment.clone(),
                     kv_cache_usage: Some(kv),
                     queue_length: Some(1.0),
+                    ..Default::default()
                 })
             })
             .collect();
         by_model.insert(model.clone(), samples);
     }
-    Metrics::Read(Arc::new(MetricsSnapshot { by_model }))
+    Metrics::Read(Arc::new(MetricsSnapshot {
+        by_model,
+        ..Default::default()
+    }))
 }
 
 /// A registry with `n` variants on a sled log in `dir`.
@@ -232,7 +237,9 @@ fn bench_log(c: &mut Criterion) {
     {
         let (mut log, _) = SledLog::open(&path, Retention::default(), 0).expect("open");
         for i in 0..5_000u64 {
-            let Record::Cycle(mut c) = typical_record(i);
+            let Record::Cycle(mut c) = typical_record(i) else {
+                unreachable!("typical_record builds cycle records")
+            };
             c.model = ModelKey::new("ns", format!("model-{i}"));
             for t in &mut c.targets {
                 t.name = format!("{}-{i}", t.name);

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use actix::prelude::*;
 use wva_storage::{
+    RecordedLearner,
     DecisionLog, History, HistoryFilter, LastGood, LogStats, Record, RetentionReport, Timestamp,
     VariantKey,
 };
@@ -77,6 +78,11 @@ log_message!(
     LastGoodOf(VariantKey),
     Result<Option<LastGood>, String>,
     |a, m| a.log().last_good_of(&m.0).map_err(|e| e.to_string())
+);
+log_message!(
+    LearnerOf(VariantKey),
+    Result<Option<RecordedLearner>, String>,
+    |a, m| a.log().learner_of(&m.0).map_err(|e| e.to_string())
 );
 log_message!(Forget(VariantKey), Result<(), String>, |a, m| a.log().forget_variant(&m.0).map_err(|e| e.to_string()));
 log_message!(ReadHistory(HistoryFilter), Result<History, String>, |a, m| a

@@ -6,7 +6,13 @@ use std::sync::Arc;
 
 pub use wva_storage::{ModelKey, Timestamp, VariantKey};
 
+use crate::policy::model_based::RequestCount;
+use crate::policy::queueing::LatencyTargets;
 use crate::policy::{FallbackSource, OperatingMode, ScalingConfig};
+
+/// `max-num-seqs` assumed when the VA's model profile does not give `maxBatchSize` (vLLM's
+/// default).
+pub const DEFAULT_MAX_BATCH: u32 = 256;
 
 /// What the controller knows about a variant from its VA (or from discovery).
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +26,8 @@ pub struct VariantSpec {
     pub accelerator: String,
     /// Desired count stored in the VA status: the safety net's fallback when the log has none.
     pub status_desired: Option<u32>,
+    /// `max-num-seqs` of the servers, for the model-based optimizer.
+    pub max_batch: u32,
 }
 
 /// Replicas of a Deployment.
@@ -30,19 +38,51 @@ pub struct DeploymentState {
     pub ready: u32,
 }
 
-/// One pod's saturation signals, already matched to the Deployment that owns it.
-#[derive(Debug, Clone, PartialEq)]
+/// One pod's signals, already matched to the Deployment that owns it.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct PodSample {
     pub pod: String,
     pub deployment: String,
     pub kv_cache_usage: Option<f64>,
     pub queue_length: Option<f64>,
+    /// Mean requests in the running batch over the window.
+    pub running: Option<f64>,
+    /// What the pod served over the window (the model-based optimizer's inputs).
+    pub serving: Option<ServingStats>,
+}
+
+/// Rates and means of one pod over the last window (`rate(...[1m])` and sum/count ratios).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ServingStats {
+    /// Successful requests per second.
+    pub request_rate_rps: f64,
+    pub mean_input_tokens: f64,
+    pub mean_output_tokens: f64,
+    pub ttft_ms: f64,
+    pub itl_ms: f64,
+}
+
+impl ServingStats {
+    pub fn is_valid(&self) -> bool {
+        [
+            self.request_rate_rps,
+            self.mean_input_tokens,
+            self.mean_output_tokens,
+            self.ttft_ms,
+            self.itl_ms,
+        ]
+        .iter()
+        .all(|v| v.is_finite() && *v >= 0.0)
+    }
 }
 
 /// One batched read of all signals, grouped by model.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MetricsSnapshot {
     pub by_model: HashMap<ModelKey, Vec<PodSample>>,
+    /// Successful requests over each model's scale-to-zero retention window; only read for
+    /// models where scale to zero is on.
+    pub request_counts: HashMap<ModelKey, RequestCount>,
 }
 
 /// The outcome of the cycle's metrics read.
@@ -58,6 +98,28 @@ pub enum Metrics {
 pub struct PolicySettings {
     pub scaling: ScalingConfig,
     pub mode: OperatingMode,
+    /// Service-class targets by model ID; models not listed get [`LatencyTargets::default`].
+    pub latency_targets: HashMap<String, LatencyTargets>,
+    /// The global scale-to-zero switch (a model's `enableScaleToZero` overrides it).
+    pub scale_to_zero: bool,
+}
+
+impl PolicySettings {
+    pub fn targets_for(&self, model_id: &str) -> LatencyTargets {
+        self.latency_targets
+            .get(model_id)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Whether scale to zero is on for a model, and its retention window.
+    pub fn scale_to_zero_for(&self, model: &ModelKey) -> (bool, std::time::Duration) {
+        let (config, _) = self.scaling.for_model(&model.namespace, &model.model_id);
+        (
+            config.enable_scale_to_zero.unwrap_or(self.scale_to_zero),
+            config.scale_to_zero_retention,
+        )
+    }
 }
 
 /// How the metrics of a variant stood in a cycle (the `MetricsAvailable` condition).

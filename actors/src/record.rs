@@ -1,10 +1,15 @@
 //! Conversions between the policy's types and the decision log's persistent records.
 
 use wva_storage::{
-    CycleRecord, ModelKey, RecordedAnalysis, RecordedPod, RecordedTarget, RecordedThresholds,
-    RecordedVariant, Timestamp,
+    CycleRecord, ModelBasedRecord, ModelKey, RecordedAnalysis, RecordedLearner, RecordedLineFit,
+    RecordedModelVariant, RecordedPod, RecordedTarget, RecordedThresholds, RecordedVariant,
+    RecordedWorkload, Timestamp,
 };
 
+use crate::policy::cycle::{CycleDecision, ModelBasedInputs};
+use crate::policy::learner::{LatencyLearner, LineFit};
+use crate::policy::model_based::{ModelVariantInput, RequestCount};
+use crate::policy::queueing::{LatencyTargets, Workload};
 use crate::policy::{
     CapacityAnalysis, ModelDecision, OperatingMode, ReplicaSignals, Thresholds, VariantInput,
 };
@@ -121,4 +126,137 @@ pub fn recorded_inputs(r: &CycleRecord) -> Vec<VariantInput> {
                 .collect(),
         })
         .collect()
+}
+
+fn recorded_fit(f: &LineFit) -> RecordedLineFit {
+    RecordedLineFit {
+        intercept: f.intercept,
+        slope: f.slope,
+        covariance: f.covariance,
+        residual_variance: f.residual_variance,
+        accepted: f.accepted,
+        rejected: f.rejected,
+    }
+}
+
+fn fit_of(f: &RecordedLineFit) -> LineFit {
+    LineFit {
+        intercept: f.intercept,
+        slope: f.slope,
+        covariance: f.covariance,
+        residual_variance: f.residual_variance,
+        accepted: f.accepted,
+        rejected: f.rejected,
+    }
+}
+
+pub fn recorded_learner(l: &LatencyLearner) -> RecordedLearner {
+    RecordedLearner {
+        decode: l.decode.as_ref().map(recorded_fit),
+        prefill: l.prefill.as_ref().map(recorded_fit),
+    }
+}
+
+pub fn learner_of(r: &RecordedLearner) -> LatencyLearner {
+    LatencyLearner {
+        decode: r.decode.as_ref().map(fit_of),
+        prefill: r.prefill.as_ref().map(fit_of),
+    }
+}
+
+/// The model-based side of a cycle, for the log.
+pub fn model_based_record(
+    model: &ModelKey,
+    at: Timestamp,
+    mode: OperatingMode,
+    inputs: &ModelBasedInputs,
+    learners: &[LatencyLearner],
+    scale_to_zero: (bool, Option<&RequestCount>),
+    decided: &CycleDecision,
+) -> ModelBasedRecord {
+    let outcome = decided.model_based.as_ref();
+    ModelBasedRecord {
+        model: model.clone(),
+        at,
+        mode: mode.as_str().to_string(),
+        workload: inputs.workload.map(|w| RecordedWorkload {
+            arrival_rps: w.arrival_rps,
+            mean_input_tokens: w.mean_input_tokens,
+            mean_output_tokens: w.mean_output_tokens,
+        }),
+        ttft_target_ms: inputs.targets.ttft_ms,
+        itl_target_ms: inputs.targets.itl_ms,
+        proposal_reason: outcome.map_or_else(String::new, |o| o.proposal.reason.clone()),
+        variants: inputs
+            .variants
+            .iter()
+            .zip(learners)
+            .enumerate()
+            .map(|(i, (v, learner))| {
+                let arbitration = outcome.and_then(|o| o.arbitration.get(i));
+                let proposed = outcome.and_then(|o| o.proposal.variants.get(i));
+                RecordedModelVariant {
+                    name: v.name.clone(),
+                    cost: v.cost,
+                    max_batch: v.max_batch,
+                    learner: recorded_learner(learner),
+                    rate_per_replica: proposed.and_then(|p| p.per_replica).map(|op| op.rate_rps),
+                    capacity_target: arbitration.map_or(0, |a| a.capacity_target),
+                    model_target: arbitration.and_then(|a| a.model_target),
+                    target: decided.decision.variants.get(i).map_or(0, |t| t.target),
+                    winner: arbitration.map_or("capacity", |a| a.winner.as_str()).to_string(),
+                    rule: arbitration.map_or_else(|| "safety-net".to_string(), |a| a.rule.clone()),
+                }
+            })
+            .collect(),
+        scale_to_zero: scale_to_zero.0,
+        request_count: match scale_to_zero.1 {
+            Some(RequestCount::Read(n)) => Some(*n),
+            Some(RequestCount::NoSeries) => Some(0.0),
+            _ => None,
+        },
+        request_count_error: match scale_to_zero.1 {
+            Some(RequestCount::Failed(e)) => Some(e.clone()),
+            _ => None,
+        },
+        scaled_to_zero: decided.scaled_to_zero.clone(),
+    }
+}
+
+/// The scale-to-zero inputs a recorded cycle ran with (for replay).
+pub fn recorded_request_count(r: &ModelBasedRecord) -> Option<RequestCount> {
+    match (&r.request_count_error, r.request_count) {
+        (Some(e), _) => Some(RequestCount::Failed(e.clone())),
+        (None, Some(n)) => Some(RequestCount::Read(n)),
+        (None, None) => None,
+    }
+}
+
+/// The model-based inputs a recorded cycle ran with (for replay).
+pub fn recorded_model_inputs(r: &ModelBasedRecord) -> ModelBasedInputs {
+    ModelBasedInputs {
+        workload: r.workload.map(|w| Workload {
+            arrival_rps: w.arrival_rps,
+            mean_input_tokens: w.mean_input_tokens,
+            mean_output_tokens: w.mean_output_tokens,
+        }),
+        targets: LatencyTargets {
+            ttft_ms: r.ttft_target_ms,
+            itl_ms: r.itl_target_ms,
+        },
+        variants: r
+            .variants
+            .iter()
+            .map(|v| {
+                let learner = learner_of(&v.learner);
+                ModelVariantInput {
+                    name: v.name.clone(),
+                    cost: v.cost,
+                    max_batch: v.max_batch,
+                    params: learner.params(),
+                    samples: learner.samples().0,
+                }
+            })
+            .collect(),
+    }
 }

@@ -8,15 +8,21 @@ use std::sync::Arc;
 use actix::prelude::*;
 use wva_storage::Record;
 
-use crate::log_actor::{AppendBatch, Flush, Forget, LastGoodOf, LogActor};
+use crate::log_actor::{AppendBatch, Flush, Forget, LastGoodOf, LearnerOf, LogActor};
 use crate::messages::{
     DeploymentState, Metrics, MetricsState, ModelKey, OptimizationState, PodSample, PolicySettings,
     StatusBatch, StatusUpdate, Timestamp, VariantKey, VariantSpec,
 };
-use crate::policy::{FallbackSource, ModelDecision, decide_capacity, safety_net_decision};
+use crate::policy::cycle::{CycleInputs, ModelBasedInputs, decide_cycle};
+use crate::policy::model_based::ModelVariantInput;
+use crate::policy::queueing::Workload;
+use crate::policy::{FallbackSource, ModelDecision, OperatingMode};
 use crate::publisher::{Publish, Published, Publisher, ScalingChange, Unpublish};
-use crate::record::{CycleFacts, cycle_record};
-use crate::variant::{Decided, DeploymentChanged, Observe, UpdateSpec, VariantActor, VariantView};
+use crate::record::{CycleFacts, cycle_record, learner_of, model_based_record};
+use crate::variant::{
+    Decided, DeploymentChanged, Observe, RestoreLearner, UpdateSpec, VariantActor, VariantServing,
+    VariantView,
+};
 
 /// Where decisions go.
 #[derive(Debug, Clone)]
@@ -140,6 +146,15 @@ impl Handler<AddVariant> for ModelSupervisor {
             old.addr.do_send(StopVariant);
         }
         let addr = VariantActor::new(msg.spec.clone(), msg.deployment, msg.last_good).start();
+        if self.settings.mode != OperatingMode::CapacityOnly {
+            // What the variant learned before a restart; it arrives while the actor runs.
+            let (log, key, actor) = (self.ports.log.clone(), msg.spec.key.clone(), addr.clone());
+            actix::spawn(async move {
+                if let Ok(Ok(Some(learned))) = log.send(LearnerOf(key)).await {
+                    actor.do_send(RestoreLearner(learner_of(&learned)));
+                }
+            });
+        }
         if msg.deployment.is_none()
             && let Some(status) = &self.ports.status
         {
@@ -421,6 +436,7 @@ async fn run_cycle(plan: CyclePlan) -> (ModelOutcome, Effects, Replaced) {
     }
 
     // 1. Fan the snapshot out to the variants and collect their views.
+    let learn = settings.mode != OperatingMode::CapacityOnly;
     let mut views: Vec<(Addr<VariantActor>, VariantView)> = Vec::with_capacity(slots.len());
     let mut replaced = Vec::new();
     let mut fault = None;
@@ -432,6 +448,7 @@ async fn run_cycle(plan: CyclePlan) -> (ModelOutcome, Effects, Replaced) {
             .send(Observe {
                 variant: spec.key.clone(),
                 samples,
+                learn,
             })
             .await;
         let problem = match observed {
@@ -454,6 +471,7 @@ async fn run_cycle(plan: CyclePlan) -> (ModelOutcome, Effects, Replaced) {
             .send(Observe {
                 variant: spec.key.clone(),
                 samples: Vec::new(),
+                learn: false,
             })
             .await
         {
@@ -474,10 +492,23 @@ async fn run_cycle(plan: CyclePlan) -> (ModelOutcome, Effects, Replaced) {
         Metrics::Failed(e) => Some(e.clone()),
         Metrics::Read(_) => fault,
     };
-    let decision = match &metrics_error {
-        Some(why) => safety_net_decision(&inputs, why),
-        None => decide_capacity(&thresholds, &inputs),
+    let (scale_to_zero, _) = settings.scale_to_zero_for(&model);
+    let model_inputs =
+        (learn || scale_to_zero).then(|| model_based_inputs(&settings, &model, &views));
+    let request_count = match &cycle.metrics {
+        Metrics::Read(snapshot) => snapshot.request_counts.get(&model).cloned(),
+        Metrics::Failed(_) => None,
     };
+    let decided = decide_cycle(CycleInputs {
+        mode: settings.mode,
+        thresholds: &thresholds,
+        variants: &inputs,
+        metrics_error: metrics_error.as_deref(),
+        model_based: model_inputs.as_ref().filter(|_| learn),
+        scale_to_zero,
+        request_count: request_count.as_ref(),
+    });
+    let decision = &decided.decision;
 
     // 3. Record inputs and decision before anyone acts on it.
     let record = cycle_record(CycleFacts {
@@ -488,10 +519,23 @@ async fn run_cycle(plan: CyclePlan) -> (ModelOutcome, Effects, Replaced) {
         thresholds,
         metrics_error: metrics_error.clone(),
         inputs: &inputs,
-        decision: &decision,
+        decision,
         trigger: cycle.trigger,
     });
     effects.records.push(Record::Cycle(record));
+    if let Some(m) = &model_inputs {
+        let learners: Vec<_> = views.iter().map(|(_, v)| v.learner.clone()).collect();
+        effects.records.push(Record::ModelBased(model_based_record(
+            &model,
+            cycle.at,
+            settings.mode,
+            m,
+            &learners,
+            (scale_to_zero, request_count.as_ref()),
+            &decided,
+        )));
+    }
+    let cause = decided.cause();
 
     // 4. Tell the variants; collect what to publish and which statuses to write.
     let problems = settings
@@ -507,7 +551,7 @@ async fn run_cycle(plan: CyclePlan) -> (ModelOutcome, Effects, Replaced) {
             } else {
                 "down"
             },
-            reason: decision.cause(),
+            reason: cause,
         });
         outcome.changed += usize::from(change.is_some());
         if let Some(source) = target.fallback_source {
@@ -529,7 +573,7 @@ async fn run_cycle(plan: CyclePlan) -> (ModelOutcome, Effects, Replaced) {
                 current: target.current_replicas,
                 accelerator: target.accelerator.clone(),
                 metrics: metrics_state(&cycle.metrics, view),
-                optimization: optimization_state(&decision, target.fallback_source, &problems),
+                optimization: optimization_state(decision, target.fallback_source, &problems),
                 reason: target.reason.clone(),
             });
         }
@@ -563,5 +607,51 @@ fn optimization_state(
         (Some(source), _) if decision.safety_net => OptimizationState::SafetyNet(source),
         (_, Some(problem)) => OptimizationState::InvalidConfiguration(problem.message.clone()),
         _ => OptimizationState::Succeeded,
+    }
+}
+
+/// The model-based optimizer's inputs from the variants' views: the model's demand and request
+/// shape pooled over every variant, and each variant's learned parameters.
+fn model_based_inputs(
+    settings: &PolicySettings,
+    model: &ModelKey,
+    views: &[(Addr<VariantActor>, VariantView)],
+) -> ModelBasedInputs {
+    let serving: Vec<_> = views
+        .iter()
+        .filter_map(|(_, v)| VariantServing::of(&v.pods))
+        .collect();
+    let rate: f64 = serving.iter().map(|s| s.request_rate_rps).sum();
+    let pods: usize = serving.iter().map(|s| s.pods).sum();
+    let workload = (pods > 0).then(|| {
+        let mean = |f: &dyn Fn(&VariantServing) -> f64| {
+            if rate > 0.0 {
+                serving.iter().map(|s| f(s) * s.request_rate_rps).sum::<f64>() / rate
+            } else {
+                serving.iter().map(f).sum::<f64>() / serving.len() as f64
+            }
+        };
+        // Requests still queued are demand the completion rate does not show yet: count the
+        // queue as arriving within the next minute.
+        let queued: f64 = serving.iter().map(|s| s.waiting * s.pods as f64).sum();
+        Workload {
+            arrival_rps: rate + queued / 60.0,
+            mean_input_tokens: mean(&|s| s.mean_input_tokens),
+            mean_output_tokens: mean(&|s| s.mean_output_tokens),
+        }
+    });
+    ModelBasedInputs {
+        workload,
+        targets: settings.targets_for(&model.model_id),
+        variants: views
+            .iter()
+            .map(|(_, v)| ModelVariantInput {
+                name: v.spec.key.name.clone(),
+                cost: v.spec.cost,
+                max_batch: v.spec.max_batch,
+                params: v.learner.params(),
+                samples: v.learner.samples().0,
+            })
+            .collect(),
     }
 }

@@ -4,6 +4,7 @@
 use actix::prelude::*;
 
 use crate::messages::{DeploymentState, PodSample, VariantKey, VariantSpec};
+use crate::policy::learner::{LatencyLearner, LatencyObservation};
 use crate::policy::{ReplicaSignals, VariantInput};
 
 /// State of one variant.
@@ -13,6 +14,7 @@ pub struct VariantActor {
     deployment: Option<DeploymentState>,
     last_desired: Option<u32>,
     pods: Vec<PodSample>,
+    learner: LatencyLearner,
 }
 
 impl VariantActor {
@@ -26,6 +28,7 @@ impl VariantActor {
             deployment,
             last_desired,
             pods: Vec::new(),
+            learner: LatencyLearner::default(),
         }
     }
 
@@ -35,6 +38,7 @@ impl VariantActor {
             deployment: self.deployment,
             last_desired: self.last_desired,
             pods: self.pods.clone(),
+            learner: self.learner.clone(),
         }
     }
 }
@@ -55,6 +59,83 @@ pub struct VariantView {
     /// The last desired count decided for it (from this process, or the decision log).
     pub last_desired: Option<u32>,
     pub pods: Vec<PodSample>,
+    /// The latency learner after this cycle's observation.
+    pub learner: LatencyLearner,
+}
+
+/// What a variant's pods served over the window, pooled.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VariantServing {
+    pub pods: usize,
+    /// Requests per second, all pods together.
+    pub request_rate_rps: f64,
+    /// Means weighted by each pod's request rate.
+    pub mean_input_tokens: f64,
+    pub mean_output_tokens: f64,
+    pub ttft_ms: f64,
+    pub itl_ms: f64,
+    /// Means per pod.
+    pub batch: f64,
+    pub waiting: f64,
+}
+
+impl VariantServing {
+    /// Pools the pods that report serving statistics; `None` when none does.
+    pub fn of(pods: &[PodSample]) -> Option<Self> {
+        let reporting: Vec<_> = pods
+            .iter()
+            .filter_map(|p| p.serving.filter(|s| s.is_valid()).map(|s| (p, s)))
+            .collect();
+        if reporting.is_empty() {
+            return None;
+        }
+        let n = reporting.len() as f64;
+        let rate: f64 = reporting.iter().map(|(_, s)| s.request_rate_rps).sum();
+        // Weighted by rate when anything was served, else a plain mean.
+        let mean = |f: &dyn Fn(&crate::messages::ServingStats) -> f64| {
+            if rate > 0.0 {
+                reporting
+                    .iter()
+                    .map(|(_, s)| f(s) * s.request_rate_rps)
+                    .sum::<f64>()
+                    / rate
+            } else {
+                reporting.iter().map(|(_, s)| f(s)).sum::<f64>() / n
+            }
+        };
+        Some(Self {
+            pods: reporting.len(),
+            request_rate_rps: rate,
+            mean_input_tokens: mean(&|s| s.mean_input_tokens),
+            mean_output_tokens: mean(&|s| s.mean_output_tokens),
+            ttft_ms: mean(&|s| s.ttft_ms),
+            itl_ms: mean(&|s| s.itl_ms),
+            batch: reporting
+                .iter()
+                .map(|(p, _)| p.running.unwrap_or(0.0))
+                .sum::<f64>()
+                / n,
+            waiting: reporting
+                .iter()
+                .map(|(p, _)| p.queue_length.unwrap_or(0.0))
+                .sum::<f64>()
+                / n,
+        })
+    }
+
+    /// The learner's observation: only windows that served something teach latencies.
+    pub fn observation(&self) -> Option<LatencyObservation> {
+        (self.request_rate_rps > 0.0 && self.itl_ms > 0.0 && self.ttft_ms > 0.0).then(|| {
+            LatencyObservation {
+                batch: self.batch,
+                rate_rps: self.request_rate_rps / self.pods as f64,
+                mean_input_tokens: self.mean_input_tokens,
+                itl_ms: self.itl_ms,
+                ttft_ms: self.ttft_ms,
+                waiting: self.waiting,
+            }
+        })
+    }
 }
 
 impl VariantView {
@@ -104,6 +185,8 @@ pub struct VariantFault {
 pub struct Observe {
     pub variant: VariantKey,
     pub samples: Vec<PodSample>,
+    /// Feed the latency learner (hybrid and model-only modes).
+    pub learn: bool,
 }
 
 impl Handler<Observe> for VariantActor {
@@ -143,6 +226,11 @@ impl Handler<Observe> for VariantActor {
             });
         }
         self.pods = msg.samples;
+        if msg.learn
+            && let Some(o) = VariantServing::of(&self.pods).and_then(|s| s.observation())
+        {
+            self.learner.observe(&o);
+        }
         Ok(self.view())
     }
 }
@@ -202,5 +290,20 @@ impl Handler<UpdateSpec> for VariantActor {
     type Result = ();
     fn handle(&mut self, msg: UpdateSpec, _: &mut Context<Self>) {
         self.spec = msg.0;
+    }
+}
+
+/// A learner state recovered from the decision log. Kept only if it knows more than what the
+/// actor learned since it started.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct RestoreLearner(pub LatencyLearner);
+
+impl Handler<RestoreLearner> for VariantActor {
+    type Result = ();
+    fn handle(&mut self, msg: RestoreLearner, _: &mut Context<Self>) {
+        if msg.0.samples().0 > self.learner.samples().0 {
+            self.learner = msg.0;
+        }
     }
 }

@@ -70,6 +70,7 @@ fn spec(ns: &str, name: &str, model: &str, cost: f64) -> VariantSpec {
         cost,
         accelerator: "A100".into(),
         status_desired: None,
+        max_batch: wva_actors::messages::DEFAULT_MAX_BATCH,
     }
 }
 
@@ -82,6 +83,7 @@ fn samples(name: &str, signals: &[(f64, f64)]) -> Vec<PodSample> {
             deployment: format!("{name}-deploy"),
             kv_cache_usage: Some(kv),
             queue_length: Some(q),
+            ..Default::default()
         })
         .collect()
 }
@@ -94,7 +96,10 @@ fn snapshot(entries: Vec<(ModelKey, Vec<PodSample>)>) -> Metrics {
             .or_insert_with(Vec::new)
             .append(&mut s);
     }
-    Metrics::Read(Arc::new(MetricsSnapshot { by_model }))
+    Metrics::Read(Arc::new(MetricsSnapshot {
+        by_model,
+        ..Default::default()
+    }))
 }
 
 async fn add(h: &Harness, spec: VariantSpec, replicas: u32) {
@@ -198,7 +203,9 @@ async fn a_tick_decides_records_and_publishes_the_cheapest_scale_up() {
         .expect("log")
         .expect("history");
     assert_eq!(history.records.len(), 1);
-    let Record::Cycle(c) = &history.records[0].1;
+    let Record::Cycle(c) = &history.records[0].1 else {
+        panic!("expected a cycle record");
+    };
     assert_eq!(c.at, Timestamp(15_000));
     assert_eq!(c.variants.len(), 2);
     assert_eq!(
@@ -349,7 +356,9 @@ async fn deployment_create_and_delete_are_handled_at_once() {
         .await
         .expect("log")
         .expect("history");
-    let Record::Cycle(c) = &history.records.last().expect("a record").1;
+    let Record::Cycle(c) = &history.records.last().expect("a record").1 else {
+        panic!("expected a cycle record");
+    };
     assert_eq!(c.trigger, "deployment-created");
     assert_eq!(c.at, Timestamp(16_000));
 

@@ -14,9 +14,11 @@ use std::sync::Arc;
 use actix::prelude::*;
 use wva_actors::log_actor::LogActor;
 use wva_actors::messages::{
-    DeploymentState, Metrics, MetricsSnapshot, ModelKey, PodSample, PolicySettings, Timestamp,
-    VariantKey, VariantSpec,
+    DEFAULT_MAX_BATCH, DeploymentState, Metrics, MetricsSnapshot, ModelKey, PodSample,
+    PolicySettings, ServingStats, Timestamp, VariantKey, VariantSpec,
 };
+use wva_actors::policy::OperatingMode;
+use wva_actors::policy::model_based::RequestCount;
 use wva_actors::publisher::{Gather, Publisher, PublisherConfig, ReadDesired};
 use wva_actors::registry::{DeploymentEvent, Registry, Tick, UpsertVariant};
 use wva_actors::supervisor::Ports;
@@ -25,7 +27,7 @@ use wva_storage::{DecisionLog, MemoryLog, Retention, SledLog};
 use super::cluster::{Cluster, Variant};
 use super::hpa::{Hpa, HpaSpec};
 use super::profiles;
-use super::server::{Completed, Request};
+use super::server::{Completed, Counters, Request, Server};
 
 /// Virtual time starts here (2026-01-01T00:00:00Z), so recorded times read as dates.
 pub const VIRTUAL_EPOCH_MS: i64 = 1_767_225_600_000;
@@ -61,6 +63,9 @@ pub enum Policy {
     /// `inferno_desired_replicas` with `AverageValue: 1`.
     #[default]
     WvaV1,
+    /// This controller in hybrid mode: the capacity analyzer arbitrated with the model-based
+    /// optimizer (queueing model, learned latency parameters, service-class targets).
+    WvaHybrid,
     /// A plain HPA on the mean KV-cache use of each variant's pods.
     HpaKv { target: f64 },
     /// Knative's pod autoscaler: concurrency per pod averaged over a 60 s stable window and a
@@ -73,6 +78,7 @@ impl Policy {
     pub fn name(&self) -> &'static str {
         match self {
             Self::WvaV1 => "wva-v1",
+            Self::WvaHybrid => "wva-hybrid",
             Self::HpaKv { .. } => "hpa-kv",
             Self::Kpa { .. } => "kpa",
         }
@@ -82,11 +88,14 @@ impl Policy {
     pub fn parse(name: &str) -> Result<Self, String> {
         match name.trim() {
             "wva-v1" => Ok(Self::WvaV1),
+            "wva-hybrid" => Ok(Self::WvaHybrid),
             "hpa-kv" => Ok(Self::HpaKv { target: 0.6 }),
             "kpa" => Ok(Self::Kpa {
                 target_concurrency: 48.0,
             }),
-            other => Err(format!("expected wva-v1, hpa-kv or kpa, got {other:?}")),
+            other => Err(format!(
+                "expected wva-v1, wva-hybrid, hpa-kv or kpa, got {other:?}"
+            )),
         }
     }
 }
@@ -201,26 +210,70 @@ pub struct RunResult {
     pub safety_net_cycles: usize,
 }
 
-/// Per-pod samples of the last minute, like Prometheus' `max_over_time(...[1m])`.
+/// One scrape of one pod.
+#[derive(Debug, Clone)]
+struct ScrapePoint {
+    t: f64,
+    kv: f64,
+    queue: f64,
+    running: f64,
+    counters: Counters,
+}
+
+/// Per-pod scrapes of the last minute: `max_over_time(...[1m])` for the saturation signals,
+/// `rate(...[1m])` and sum/count ratios for what the pod served.
 #[derive(Debug, Default)]
 struct Scrapes {
-    by_pod: HashMap<String, VecDeque<(f64, f64, f64)>>,
+    by_pod: HashMap<String, VecDeque<ScrapePoint>>,
 }
 
 impl Scrapes {
-    fn record(&mut self, pod: &str, t: f64, kv: f64, queue: f64) {
+    fn record(&mut self, pod: &str, t: f64, server: &Server) {
         let window = self.by_pod.entry(pod.to_string()).or_default();
-        window.push_back((t, kv, queue));
-        while window.front().is_some_and(|(at, _, _)| *at < t - 60_000.0) {
+        window.push_back(ScrapePoint {
+            t,
+            kv: server.kv_usage(),
+            queue: server.waiting() as f64,
+            running: server.running() as f64,
+            counters: server.counters.clone(),
+        });
+        while window.front().is_some_and(|p| p.t < t - 60_000.0) {
             window.pop_front();
         }
     }
 
-    fn max(&self, pod: &str) -> Option<(f64, f64)> {
+    fn sample(&self, pod: &str, deployment: &str) -> Option<PodSample> {
         let w = self.by_pod.get(pod)?;
-        let kv = w.iter().map(|s| s.1).fold(f64::NAN, f64::max);
-        let q = w.iter().map(|s| s.2).fold(f64::NAN, f64::max);
-        (!kv.is_nan()).then_some((kv, q))
+        let (first, last) = (w.front()?, w.back()?);
+        let kv = w.iter().map(|p| p.kv).fold(f64::NAN, f64::max);
+        let queue = w.iter().map(|p| p.queue).fold(f64::NAN, f64::max);
+        let running = w.iter().map(|p| p.running).sum::<f64>() / w.len() as f64;
+        let span_s = (last.t - first.t) / 1e3;
+        let (a, b) = (&first.counters, &last.counters);
+        let ratio = |num: f64, den: f64| if den > 0.0 { num / den } else { 0.0 };
+        let done = (b.request_success - a.request_success) as f64;
+        // Like Prometheus' rate(): needs two scrapes in the window.
+        let serving = (span_s > 0.0).then(|| ServingStats {
+            request_rate_rps: done / span_s,
+            mean_input_tokens: ratio(
+                (b.request_prompt_tokens_sum - a.request_prompt_tokens_sum) as f64,
+                done,
+            ),
+            mean_output_tokens: ratio(
+                (b.request_generation_tokens_sum - a.request_generation_tokens_sum) as f64,
+                done,
+            ),
+            ttft_ms: 1e3 * ratio(b.ttft_sum_s - a.ttft_sum_s, (b.ttft_count - a.ttft_count) as f64),
+            itl_ms: 1e3 * ratio(b.itl_sum_s - a.itl_sum_s, (b.itl_count - a.itl_count) as f64),
+        });
+        (!kv.is_nan()).then(|| PodSample {
+            pod: pod.to_string(),
+            deployment: deployment.to_string(),
+            kv_cache_usage: Some(kv),
+            queue_length: Some(queue),
+            running: Some(running),
+            serving,
+        })
     }
 }
 
@@ -256,8 +309,15 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
         publisher: publisher.clone(),
         status: None,
     };
-    let registry = Registry::new(ports, options.settings.clone(), recovered).start();
+    let mut settings = options.settings.clone();
+    if options.policy == Policy::WvaHybrid {
+        settings.mode = OperatingMode::Hybrid;
+    }
+    let registry = Registry::new(ports, settings, recovered).start();
     let model = ModelKey::new(scenario.namespace.clone(), scenario.model_id.clone());
+    let (scale_to_zero, retention) = options.settings.scale_to_zero_for(&model);
+    let retention_ms = retention.as_secs_f64() * 1e3;
+    let mut successes: VecDeque<(f64, usize)> = VecDeque::new();
     let key = |name: &str| VariantKey::new(scenario.namespace.clone(), name);
 
     let mut variants = Vec::new();
@@ -334,6 +394,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
             cost: v.cost_per_hour,
             accelerator: v.accelerator.clone(),
             status_desired: None,
+            max_batch: DEFAULT_MAX_BATCH,
         };
         registry
             .send(UpsertVariant {
@@ -450,15 +511,8 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
             for v in &cluster.variants {
                 for (s, pod) in v.servers.iter().zip(&v.pod_names) {
                     if s.is_ready(t) {
-                        scrapes.record(pod, t, s.kv_usage(), s.waiting() as f64);
-                        if let Some((kv, q)) = scrapes.max(pod) {
-                            samples_for_model.push(PodSample {
-                                pod: pod.clone(),
-                                deployment: v.name.clone(),
-                                kv_cache_usage: Some(kv),
-                                queue_length: Some(q),
-                            });
-                        }
+                        scrapes.record(pod, t, s);
+                        samples_for_model.extend(scrapes.sample(pod, &v.name));
                     }
                 }
             }
@@ -467,7 +521,24 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
             } else {
                 let mut by_model = HashMap::new();
                 by_model.insert(model.clone(), samples_for_model);
-                Metrics::Read(Arc::new(MetricsSnapshot { by_model }))
+                let mut request_counts = HashMap::new();
+                if scale_to_zero {
+                    // sum(increase(vllm:request_success_total[retention])) over the model.
+                    let total = cluster.completed.len();
+                    successes.push_back((t, total));
+                    while successes.front().is_some_and(|(at, _)| *at < t - retention_ms) {
+                        successes.pop_front();
+                    }
+                    let before = successes.front().map_or(0, |(_, n)| *n);
+                    request_counts.insert(
+                        model.clone(),
+                        RequestCount::Read((total - before) as f64),
+                    );
+                }
+                Metrics::Read(Arc::new(MetricsSnapshot {
+                    by_model,
+                    request_counts,
+                }))
             };
             let summary = registry
                 .send(Tick {

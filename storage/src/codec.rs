@@ -31,8 +31,17 @@ pub enum CodecError {
 }
 
 pub fn encode(record: &Record) -> Result<Vec<u8>, CodecError> {
+    encode_value(record)
+}
+
+pub fn decode(bytes: &[u8]) -> Result<Record, CodecError> {
+    decode_value(bytes)
+}
+
+/// Any stored value (records, learner states) behind the same version byte and checksum.
+pub fn encode_value<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
     let payload = options()
-        .serialize(record)
+        .serialize(value)
         .map_err(|e| CodecError::Encode(e.to_string()))?;
     let mut out = Vec::with_capacity(HEADER + payload.len());
     out.push(FORMAT_VERSION);
@@ -41,7 +50,7 @@ pub fn encode(record: &Record) -> Result<Vec<u8>, CodecError> {
     Ok(out)
 }
 
-pub fn decode(bytes: &[u8]) -> Result<Record, CodecError> {
+pub fn decode_value<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     if bytes.len() < HEADER {
         return Err(CodecError::Truncated(bytes.len()));
     }

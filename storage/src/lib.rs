@@ -23,8 +23,9 @@ pub use codec::{CodecError, decode, encode};
 pub use log::Log;
 pub use memory::MemoryLog;
 pub use record::{
-    CycleRecord, LastGood, ModelKey, Record, RecordedAnalysis, RecordedPod, RecordedTarget,
-    RecordedThresholds, RecordedVariant, Timestamp, VariantKey,
+    CycleRecord, LastGood, ModelBasedRecord, ModelKey, Record, RecordedAnalysis, RecordedLearner,
+    RecordedLineFit, RecordedModelVariant, RecordedPod, RecordedTarget, RecordedThresholds,
+    RecordedVariant, RecordedWorkload, Timestamp, VariantKey,
 };
 pub use sled_log::{OpenReport, SledLog};
 
@@ -123,8 +124,10 @@ pub trait DecisionLog: Send {
     fn last_good(&self) -> Result<BTreeMap<VariantKey, LastGood>, LogError>;
     /// The last good desired count of one variant.
     fn last_good_of(&self, variant: &VariantKey) -> Result<Option<LastGood>, LogError>;
-    /// Drops a variant from the last-good index (its VA is gone).
+    /// Drops a variant from the last-good index and its learner state (its VA is gone).
     fn forget_variant(&mut self, variant: &VariantKey) -> Result<(), LogError>;
+    /// The latest latency-learner state of a variant (from its last model-based record).
+    fn learner_of(&self, variant: &VariantKey) -> Result<Option<RecordedLearner>, LogError>;
     /// Records matching the filter, oldest first.
     fn history(&self, filter: &HistoryFilter) -> Result<History, LogError>;
     /// Removes records older than the retention age, then the oldest until under the size bound.

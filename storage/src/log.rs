@@ -4,12 +4,12 @@
 use std::collections::BTreeMap;
 
 use crate::backend::{Backend, Tree};
-use crate::codec::{FORMAT_VERSION, decode, encode};
+use crate::codec::{FORMAT_VERSION, decode, decode_value, encode, encode_value};
 use crate::keys::{
     decode_last_good, decode_seq_entry, encode_last_good, encode_seq_entry, model_prefix,
     namespace_prefix, parse_variant_key, record_key, variant_key,
 };
-use crate::record::{LastGood, Record, Timestamp, VariantKey};
+use crate::record::{LastGood, Record, RecordedLearner, Timestamp, VariantKey};
 use crate::{
     DecisionLog, History, HistoryFilter, LogError, LogStats, Retention, RetentionReport,
     last_good_updates,
@@ -17,6 +17,15 @@ use crate::{
 
 const META_FORMAT: &[u8] = b"format";
 const META_ACCOUNTING: &[u8] = b"accounting";
+/// Learner states live in the meta tree under this prefix and the variant key: the latest one
+/// per variant, restored after a restart.
+const META_LEARNER: &[u8] = b"learner\0";
+
+fn learner_key(variant: &VariantKey) -> Vec<u8> {
+    let mut k = META_LEARNER.to_vec();
+    k.extend_from_slice(&variant_key(variant));
+    k
+}
 /// Retention removes at most this many records per pass, so a long-stopped controller that
 /// comes back to a week of expired records does not stall its first cycle; the rest go in the
 /// following cycles.
@@ -144,6 +153,7 @@ impl<B: Backend> DecisionLog for Log<B> {
     fn append_batch(&mut self, records: &[Record]) -> Result<u64, LogError> {
         let first = self.next_seq;
         let (mut by_seq, mut stored, mut last_good) = (Vec::new(), Vec::new(), Vec::new());
+        let mut learners = Vec::new();
         let mut added = 0u64;
         for (i, record) in records.iter().enumerate() {
             let seq = first + i as u64;
@@ -158,12 +168,22 @@ impl<B: Backend> DecisionLog for Log<B> {
             for (variant, lg) in last_good_updates(record) {
                 last_good.push((variant_key(&variant), encode_last_good(lg).to_vec()));
             }
+            if let Record::ModelBased(m) = record {
+                for v in &m.variants {
+                    let key = VariantKey {
+                        namespace: m.model.namespace.clone(),
+                        name: v.name.clone(),
+                    };
+                    learners.push((learner_key(&key), encode_value(&v.learner)?));
+                }
+            }
         }
         // The age index first: if a crash cuts the append short, retention still finds the
         // records (or harmlessly misses records that were never written).
         self.backend.insert_many(Tree::BySeq, &by_seq)?;
         self.backend.insert_many(Tree::Records, &stored)?;
         self.backend.insert_many(Tree::LastGood, &last_good)?;
+        self.backend.insert_many(Tree::Meta, &learners)?;
         self.next_seq += records.len() as u64;
         self.bytes += added;
         self.count += records.len() as u64;
@@ -200,7 +220,22 @@ impl<B: Backend> DecisionLog for Log<B> {
     }
 
     fn forget_variant(&mut self, variant: &VariantKey) -> Result<(), LogError> {
+        self.backend.remove(Tree::Meta, &learner_key(variant))?;
         self.backend.remove(Tree::LastGood, &variant_key(variant))
+    }
+
+    fn learner_of(&self, variant: &VariantKey) -> Result<Option<RecordedLearner>, LogError> {
+        let Some(bytes) = self.backend.get(Tree::Meta, &learner_key(variant))? else {
+            return Ok(None);
+        };
+        match decode_value(&bytes) {
+            Ok(learner) => Ok(Some(learner)),
+            Err(e) => {
+                // A damaged entry costs only the learning so far: start afresh.
+                tracing::warn!(%variant, error = %e, "decision log: learner state cannot be decoded; learning again");
+                Ok(None)
+            }
+        }
     }
 
     fn history(&self, filter: &HistoryFilter) -> Result<History, LogError> {

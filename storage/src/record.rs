@@ -145,22 +145,93 @@ pub struct CycleRecord {
     pub trigger: String,
 }
 
-/// Everything the log holds. New kinds go at the end.
+/// One fitted line of a latency learner (`y = intercept + slope·x`, recursive least squares).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RecordedLineFit {
+    pub intercept: f64,
+    pub slope: f64,
+    pub covariance: [f64; 4],
+    pub residual_variance: f64,
+    pub accepted: u32,
+    pub rejected: u32,
+}
+
+/// A variant's latency learner: decode step against batch size, prefill against prompt tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct RecordedLearner {
+    pub decode: Option<RecordedLineFit>,
+    pub prefill: Option<RecordedLineFit>,
+}
+
+/// What the model served in the window a hybrid decision used.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RecordedWorkload {
+    pub arrival_rps: f64,
+    pub mean_input_tokens: f64,
+    pub mean_output_tokens: f64,
+}
+
+/// One variant of a model-based (hybrid or model-only) decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedModelVariant {
+    pub name: String,
+    pub cost: f64,
+    pub max_batch: u32,
+    /// The learner after this cycle's observation.
+    pub learner: RecordedLearner,
+    /// SLO-bound requests per second of one replica, when the parameters are known.
+    pub rate_per_replica: Option<f64>,
+    pub capacity_target: u32,
+    pub model_target: Option<u32>,
+    pub target: u32,
+    /// `capacity`, `model` or `hold`.
+    pub winner: String,
+    /// The arbitration rule that decided (`capacity-veto`, `model-up`, ...).
+    pub rule: String,
+}
+
+/// The model-based side of a cycle (optimizer inputs, learner states, arbitration) and its
+/// scale-to-zero inputs, recorded next to its [`CycleRecord`] (same model and time) in hybrid
+/// and model-only modes, and wherever scale to zero is on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelBasedRecord {
+    pub model: ModelKey,
+    pub at: Timestamp,
+    pub mode: String,
+    pub workload: Option<RecordedWorkload>,
+    pub ttft_target_ms: f64,
+    pub itl_target_ms: f64,
+    pub proposal_reason: String,
+    pub variants: Vec<RecordedModelVariant>,
+    /// Whether scale to zero was on for the model.
+    pub scale_to_zero: bool,
+    /// Successful requests over the retention window (when read); 0 also stands for "no series".
+    pub request_count: Option<f64>,
+    /// Why the request count could not be read.
+    pub request_count_error: Option<String>,
+    /// Set when scale to zero took every variant to 0, with why.
+    pub scaled_to_zero: Option<String>,
+}
+
+/// Everything the log holds. New kinds go at the end, so older records still decode.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Record {
     Cycle(CycleRecord),
+    ModelBased(ModelBasedRecord),
 }
 
 impl Record {
     pub fn model(&self) -> &ModelKey {
         match self {
             Self::Cycle(c) => &c.model,
+            Self::ModelBased(m) => &m.model,
         }
     }
 
     pub fn at(&self) -> Timestamp {
         match self {
             Self::Cycle(c) => c.at,
+            Self::ModelBased(m) => m.at,
         }
     }
 
@@ -171,6 +242,7 @@ impl Record {
                 c.targets.iter().any(|t| t.name == name)
                     || c.variants.iter().any(|v| v.name == name)
             }
+            Self::ModelBased(m) => m.variants.iter().any(|v| v.name == name),
         }
     }
 }

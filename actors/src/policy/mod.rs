@@ -6,11 +6,13 @@
 //! - [`targets`]: replica targets across the variants of one model.
 //! - [`mode`]: which analyzers decide.
 //! - [`safety_net`]: what to emit when the analysis cannot run.
+//! - [`cycle`]: one model's whole decision in a cycle, in every mode.
 //! - [`queueing`]: the queueing model of a continuous-batching server.
 //! - [`learner`]: online estimation of a variant's latency parameters.
 //! - [`model_based`]: the model-based optimizer, its arbitration with the capacity analyzer,
 //!   and scale to zero.
 
+pub mod cycle;
 pub mod learner;
 pub mod mode;
 pub mod model_based;
