@@ -41,7 +41,7 @@ fn layout(n: usize) -> Vec<(ModelKey, Vec<VariantSpec>)> {
                     cost: 10.0 + 30.0 * v as f64,
                     accelerator: if v == 0 { "A100" } else { "H100" }.into(),
                     status_desired: None,
-        max_batch: wva_actors::messages::DEFAULT_MAX_BATCH,
+                    max_batch: wva_actors::messages::DEFAULT_MAX_BATCH,
                 })
                 .collect();
             (model, specs)

@@ -6,9 +6,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use actix::prelude::*;
 use wva_storage::{
-    RecordedLearner,
-    DecisionLog, History, HistoryFilter, LastGood, LogStats, Record, RetentionReport, Timestamp,
-    VariantKey,
+    DecisionLog, History, HistoryFilter, LastGood, LogStats, Record, RecordedLearner,
+    RetentionReport, Timestamp, VariantKey,
 };
 
 /// Owns the log. One thread: sled allows one opener, and appends stay in order.

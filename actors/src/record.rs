@@ -136,6 +136,7 @@ fn recorded_fit(f: &LineFit) -> RecordedLineFit {
         residual_variance: f.residual_variance,
         accepted: f.accepted,
         rejected: f.rejected,
+        rejected_in_a_row: f.rejected_in_a_row,
     }
 }
 
@@ -147,6 +148,7 @@ fn fit_of(f: &RecordedLineFit) -> LineFit {
         residual_variance: f.residual_variance,
         accepted: f.accepted,
         rejected: f.rejected,
+        rejected_in_a_row: f.rejected_in_a_row,
     }
 }
 
@@ -204,7 +206,9 @@ pub fn model_based_record(
                     capacity_target: arbitration.map_or(0, |a| a.capacity_target),
                     model_target: arbitration.and_then(|a| a.model_target),
                     target: decided.decision.variants.get(i).map_or(0, |t| t.target),
-                    winner: arbitration.map_or("capacity", |a| a.winner.as_str()).to_string(),
+                    winner: arbitration
+                        .map_or("capacity", |a| a.winner.as_str())
+                        .to_string(),
                     rule: arbitration.map_or_else(|| "safety-net".to_string(), |a| a.rule.clone()),
                 }
             })

@@ -545,7 +545,7 @@ async fn run_cycle(plan: CyclePlan) -> (ModelOutcome, Effects, Replaced) {
         addr.do_send(Decided(target.target));
         let previous = view.previous_desired();
         let baseline = previous.unwrap_or(target.current_replicas);
-        let change = (target.target != baseline).then(|| ScalingChange {
+        let change = (target.target != baseline).then_some(ScalingChange {
             direction: if target.target > baseline {
                 "up"
             } else {
@@ -626,7 +626,11 @@ fn model_based_inputs(
     let workload = (pods > 0).then(|| {
         let mean = |f: &dyn Fn(&VariantServing) -> f64| {
             if rate > 0.0 {
-                serving.iter().map(|s| f(s) * s.request_rate_rps).sum::<f64>() / rate
+                serving
+                    .iter()
+                    .map(|s| f(s) * s.request_rate_rps)
+                    .sum::<f64>()
+                    / rate
             } else {
                 serving.iter().map(f).sum::<f64>() / serving.len() as f64
             }

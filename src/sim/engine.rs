@@ -263,8 +263,16 @@ impl Scrapes {
                 (b.request_generation_tokens_sum - a.request_generation_tokens_sum) as f64,
                 done,
             ),
-            ttft_ms: 1e3 * ratio(b.ttft_sum_s - a.ttft_sum_s, (b.ttft_count - a.ttft_count) as f64),
-            itl_ms: 1e3 * ratio(b.itl_sum_s - a.itl_sum_s, (b.itl_count - a.itl_count) as f64),
+            ttft_ms: 1e3
+                * ratio(
+                    b.ttft_sum_s - a.ttft_sum_s,
+                    (b.ttft_count - a.ttft_count) as f64,
+                ),
+            itl_ms: 1e3
+                * ratio(
+                    b.itl_sum_s - a.itl_sum_s,
+                    (b.itl_count - a.itl_count) as f64,
+                ),
         });
         (!kv.is_nan()).then(|| PodSample {
             pod: pod.to_string(),
@@ -526,14 +534,15 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
                     // sum(increase(vllm:request_success_total[retention])) over the model.
                     let total = cluster.completed.len();
                     successes.push_back((t, total));
-                    while successes.front().is_some_and(|(at, _)| *at < t - retention_ms) {
+                    while successes
+                        .front()
+                        .is_some_and(|(at, _)| *at < t - retention_ms)
+                    {
                         successes.pop_front();
                     }
                     let before = successes.front().map_or(0, |(_, n)| *n);
-                    request_counts.insert(
-                        model.clone(),
-                        RequestCount::Read((total - before) as f64),
-                    );
+                    request_counts
+                        .insert(model.clone(), RequestCount::Read((total - before) as f64));
                 }
                 Metrics::Read(Arc::new(MetricsSnapshot {
                     by_model,

@@ -154,6 +154,7 @@ pub struct RecordedLineFit {
     pub residual_variance: f64,
     pub accepted: u32,
     pub rejected: u32,
+    pub rejected_in_a_row: u32,
 }
 
 /// A variant's latency learner: decode step against batch size, prefill against prompt tokens.

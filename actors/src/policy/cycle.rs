@@ -210,7 +210,14 @@ mod tests {
     fn capacity_only_ignores_the_model_and_hybrid_follows_it_up() {
         let vs = [variant("a", 5.0, &[(0.6, 0.0), (0.6, 0.0)])];
         let m = model_inputs(40.0);
-        let capacity = run(OperatingMode::CapacityOnly, &vs, Some(&m), false, None, None);
+        let capacity = run(
+            OperatingMode::CapacityOnly,
+            &vs,
+            Some(&m),
+            false,
+            None,
+            None,
+        );
         assert_eq!(capacity.decision.variants[0].target, 2);
         assert!(capacity.model_based.is_none());
         let hybrid = run(OperatingMode::Hybrid, &vs, Some(&m), false, None, None);
@@ -225,19 +232,47 @@ mod tests {
     fn scale_to_zero_overrides_targets_but_not_the_safety_net() {
         let vs = [variant("a", 5.0, &[(0.1, 0.0)])];
         let zero = RequestCount::Read(0.0);
-        let d = run(OperatingMode::CapacityOnly, &vs, None, true, Some(&zero), None);
+        let d = run(
+            OperatingMode::CapacityOnly,
+            &vs,
+            None,
+            true,
+            Some(&zero),
+            None,
+        );
         assert_eq!(d.decision.variants[0].target, 0);
         assert_eq!(d.decision.variants[0].action, Action::ScaleDown);
         assert_eq!(d.cause(), "scale-to-zero");
         // Off: the minimum of one holds.
-        let d = run(OperatingMode::CapacityOnly, &vs, None, false, Some(&zero), None);
+        let d = run(
+            OperatingMode::CapacityOnly,
+            &vs,
+            None,
+            false,
+            Some(&zero),
+            None,
+        );
         assert_eq!(d.decision.variants[0].target, 1);
         // Query error: targets kept.
         let failed = RequestCount::Failed("timeout".into());
-        let d = run(OperatingMode::CapacityOnly, &vs, None, true, Some(&failed), None);
+        let d = run(
+            OperatingMode::CapacityOnly,
+            &vs,
+            None,
+            true,
+            Some(&failed),
+            None,
+        );
         assert_eq!(d.decision.variants[0].target, 1);
         // Metrics down: the safety net holds, even with a zero count.
-        let d = run(OperatingMode::Hybrid, &vs, None, true, Some(&zero), Some("down"));
+        let d = run(
+            OperatingMode::Hybrid,
+            &vs,
+            None,
+            true,
+            Some(&zero),
+            Some("down"),
+        );
         assert!(d.decision.safety_net && d.scaled_to_zero.is_none());
         assert_eq!(d.decision.variants[0].target, 1);
     }

@@ -8,7 +8,9 @@
 //!   covariance so that later data moves it freely. Until [`MIN_SAMPLES`] observations have
 //!   been accepted for both lines the parameters are not used ([`LatencyLearner::converged`]).
 //! - **Outliers**: once warmed up, an observation whose residual exceeds four running standard
-//!   deviations (and 25 % of the prediction) is rejected and counted, not learned.
+//!   deviations (and 25 % of the prediction) is rejected and counted, not learned. A run of
+//!   [`RESEED_AFTER`] rejections in a row means the line is wrong, not the data (a bad first
+//!   window, a server that changed): the line is seeded again from the latest observation.
 //! - **Physical bounds**: intercepts and slopes never go negative.
 
 use serde::{Deserialize, Serialize};
@@ -17,9 +19,13 @@ use super::queueing::LatencyParams;
 
 /// Accepted observations per line before the parameters are used.
 pub const MIN_SAMPLES: u32 = 5;
+/// Share of the first TTFT attributed to per-token prefill work.
+const PREFILL_SLOPE_SHARE: f64 = 0.9;
 /// Weight kept by the past at each new observation (an effective memory of ~30 cycles).
 const FORGETTING: f64 = 0.97;
 const PRIOR_VARIANCE: f64 = 1e4;
+/// Consecutive rejections after which a line starts over.
+pub const RESEED_AFTER: u32 = 3;
 
 /// One line `y = a + b·x`, fitted online.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -33,6 +39,8 @@ pub struct LineFit {
     pub residual_variance: f64,
     pub accepted: u32,
     pub rejected: u32,
+    /// Rejections since the last accepted observation.
+    pub rejected_in_a_row: u32,
 }
 
 impl LineFit {
@@ -46,10 +54,16 @@ impl LineFit {
         Self {
             intercept: (y - slope * x).max(0.0),
             slope,
-            covariance: [PRIOR_VARIANCE, 0.0, 0.0, PRIOR_VARIANCE / x.max(1.0).powi(2)],
+            covariance: [
+                PRIOR_VARIANCE,
+                0.0,
+                0.0,
+                PRIOR_VARIANCE / x.max(1.0).powi(2),
+            ],
             residual_variance: (0.1 * y).powi(2),
             accepted: 1,
             rejected: 0,
+            rejected_in_a_row: 0,
         }
     }
 
@@ -58,16 +72,24 @@ impl LineFit {
     }
 
     /// Learns from (x, y) unless it is an outlier; returns whether it was accepted.
-    fn observe(&mut self, x: f64, y: f64) -> bool {
+    fn observe(&mut self, x: f64, y: f64, prior_slope_share: f64) -> bool {
         let predicted = self.predict(x);
         let residual = y - predicted;
         if self.accepted >= MIN_SAMPLES {
             let limit = (4.0 * self.residual_variance.sqrt()).max(0.25 * predicted.abs());
             if residual.abs() > limit {
                 self.rejected += 1;
+                self.rejected_in_a_row += 1;
+                if self.rejected_in_a_row >= RESEED_AFTER {
+                    let rejected = self.rejected;
+                    *self = Self::seeded(x, y, prior_slope_share);
+                    self.rejected = rejected;
+                    return true;
+                }
                 return false;
             }
         }
+        self.rejected_in_a_row = 0;
         // Recursive least squares with forgetting: gain k = P·φ / (λ + φᵀ·P·φ), φ = (1, x).
         let [p00, p01, p10, p11] = self.covariance;
         let pf0 = p00 + p01 * x;
@@ -148,9 +170,13 @@ impl LatencyLearner {
         // Prefill first: its slope removes the prefill stretch from the observed ITL.
         if o.waiting < 0.5 {
             learned |= match &mut self.prefill {
-                Some(fit) => fit.observe(o.mean_input_tokens, o.ttft_ms),
+                Some(fit) => fit.observe(o.mean_input_tokens, o.ttft_ms, PREFILL_SLOPE_SHARE),
                 None => {
-                    self.prefill = Some(LineFit::seeded(o.mean_input_tokens, o.ttft_ms, 0.9));
+                    self.prefill = Some(LineFit::seeded(
+                        o.mean_input_tokens,
+                        o.ttft_ms,
+                        PREFILL_SLOPE_SHARE,
+                    ));
                     true
                 }
             };
@@ -158,11 +184,11 @@ impl LatencyLearner {
         let delta = self.prefill.map_or(0.0, |f| f.slope);
         let prefill_share = (o.rate_rps * o.mean_input_tokens * delta / 1e3).clamp(0.0, 0.9);
         let decode_step = o.itl_ms * (1.0 - prefill_share);
+        // About 2 % of a step per request in the batch.
+        let share = 0.02 * o.batch / (1.0 + 0.02 * o.batch);
         learned |= match &mut self.decode {
-            Some(fit) => fit.observe(o.batch, decode_step),
+            Some(fit) => fit.observe(o.batch, decode_step, share),
             None => {
-                // About 2 % of a step per request in the batch.
-                let share = 0.02 * o.batch / (1.0 + 0.02 * o.batch);
                 self.decode = Some(LineFit::seeded(o.batch, decode_step, share));
                 true
             }
@@ -235,7 +261,10 @@ mod tests {
         for (i, o) in observations(TRUTH, 60).iter().enumerate() {
             learner.observe(o);
             if i + 1 < MIN_SAMPLES as usize {
-                assert!(learner.params().is_none(), "not before {MIN_SAMPLES} samples");
+                assert!(
+                    learner.params().is_none(),
+                    "not before {MIN_SAMPLES} samples"
+                );
             }
         }
         let p = learner.params().expect("converged");
@@ -263,6 +292,32 @@ mod tests {
         assert!(!learner.observe(&glitch));
         assert_eq!(learner.params(), Some(before));
         assert!(learner.samples().1 >= 2);
+    }
+
+    #[test]
+    fn a_wrong_start_is_unlearned() {
+        // The first window came from a server still warming up: TTFT and ITL 50 times too high.
+        let obs = observations(TRUTH, 80);
+        let mut learner = LatencyLearner::default();
+        for o in obs.iter().take(MIN_SAMPLES as usize) {
+            learner.observe(&LatencyObservation {
+                itl_ms: o.itl_ms * 50.0,
+                ttft_ms: o.ttft_ms * 50.0,
+                ..*o
+            });
+        }
+        for o in &obs {
+            learner.observe(o);
+        }
+        let p = learner.params().expect("converged");
+        assert!(
+            (p.alpha_ms - TRUTH.alpha_ms).abs() / TRUTH.alpha_ms < 0.15,
+            "{p:?}"
+        );
+        assert!(
+            (p.delta_ms - TRUTH.delta_ms).abs() / TRUTH.delta_ms < 0.15,
+            "{p:?}"
+        );
     }
 
     #[test]

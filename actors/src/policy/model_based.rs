@@ -4,9 +4,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::queueing::{LatencyParams, LatencyTargets, OperatingPoint, Workload, max_rate_per_replica};
-use super::targets::{Action, ModelDecision};
 use super::OperatingMode;
+use super::queueing::{
+    LatencyParams, LatencyTargets, OperatingPoint, Workload, max_rate_per_replica,
+};
+use super::targets::{Action, ModelDecision};
 
 /// Share of a replica's SLO-bound rate that is planned for, leaving room for bursts within a
 /// cycle and for the estimate's error.
@@ -81,7 +83,10 @@ pub fn optimize(
             .iter()
             .all(|v| v.is_finite() && *v >= 0.0)
     }) else {
-        return ModelProposal::abstain(variants, "no workload signals (request rate and token counts)".into());
+        return ModelProposal::abstain(
+            variants,
+            "no workload signals (request rate and token counts)".into(),
+        );
     };
     if let Some(v) = variants.iter().find(|v| v.params.is_none()) {
         return ModelProposal::abstain(
@@ -279,7 +284,10 @@ pub fn scale_to_zero(enabled: bool, count: Option<&RequestCount>) -> (bool, Stri
             "no request series for the model in the retention window".into(),
         ),
         Some(RequestCount::Read(n)) => (false, format!("{n:.0} requests in the retention window")),
-        Some(RequestCount::Failed(e)) => (false, format!("request count unavailable ({e}); targets kept")),
+        Some(RequestCount::Failed(e)) => (
+            false,
+            format!("request count unavailable ({e}); targets kept"),
+        ),
         None => (false, "request count not read; targets kept".into()),
     }
 }
@@ -334,18 +342,30 @@ mod tests {
         for demand in [0.0, rate * 0.5, rate * 2.5, rate * 7.0] {
             let p = optimize(Some(&workload(demand)), &t, &vs);
             let want = ((demand / rate).ceil() as u32).max(1);
-            assert_eq!(targets(&p), vec![Some(want)], "demand {demand}: {}", p.reason);
+            assert_eq!(
+                targets(&p),
+                vec![Some(want)],
+                "demand {demand}: {}",
+                p.reason
+            );
         }
     }
 
     #[test]
     fn the_cheapest_throughput_wins_and_a_cheap_replica_takes_the_remainder() {
         let t = LatencyTargets::default();
-        let fast = max_rate_per_replica(&FAST, 256, 800.0, 200.0, &t).expect("fast").rate_rps;
-        let slow = max_rate_per_replica(&SLOW, 256, 800.0, 200.0, &t).expect("slow").rate_rps;
+        let fast = max_rate_per_replica(&FAST, 256, 800.0, 200.0, &t)
+            .expect("fast")
+            .rate_rps;
+        let slow = max_rate_per_replica(&SLOW, 256, 800.0, 200.0, &t)
+            .expect("slow")
+            .rate_rps;
         // Price the slow card so it is worse per request but cheaper per replica.
         let slow_cost = 6.9 * slow / fast * 1.2;
-        let vs = [input("fast", 6.9, Some(FAST)), input("slow", slow_cost, Some(SLOW))];
+        let vs = [
+            input("fast", 6.9, Some(FAST)),
+            input("slow", slow_cost, Some(SLOW)),
+        ];
         // 2.1 fast replicas of demand: 2 fast + the remainder (0.1 of a fast replica) on one slow.
         let p = optimize(Some(&workload(2.1 * fast * HEADROOM)), &t, &vs);
         assert_eq!(targets(&p), vec![Some(2), Some(1)], "{}", p.reason);
@@ -360,7 +380,11 @@ mod tests {
         let vs = [input("a", 1.0, Some(FAST)), input("b", 2.0, None)];
         let p = optimize(Some(&workload(3.0)), &t, &vs);
         assert!(!p.has_targets());
-        assert!(p.reason.contains("learning latency parameters of b (2/5"), "{}", p.reason);
+        assert!(
+            p.reason.contains("learning latency parameters of b (2/5"),
+            "{}",
+            p.reason
+        );
         let p = optimize(None, &t, &vs[..1]);
         assert!(!p.has_targets() && p.reason.contains("no workload"));
         let bad = Workload {
@@ -376,7 +400,11 @@ mod tests {
             ttft_ms: 5.0,
             itl_ms: 5.0,
         };
-        let p = optimize(Some(&workload(1.0)), &strict, &[input("a", 1.0, Some(FAST))]);
+        let p = optimize(
+            Some(&workload(1.0)),
+            &strict,
+            &[input("a", 1.0, Some(FAST))],
+        );
         assert!(!p.has_targets());
         assert!(p.reason.contains("out of reach"), "{}", p.reason);
     }
@@ -426,13 +454,13 @@ mod tests {
         }
     }
 
-    fn one(
-        mode: OperatingMode,
-        cap: u32,
-        model: Option<u32>,
-        safe: bool,
-    ) -> (u32, Winner, String) {
-        let a = arbitrate(mode, &capacity(&[cap], safe, cap > 2), &proposal(&[model]), &[2]);
+    fn one(mode: OperatingMode, cap: u32, model: Option<u32>, safe: bool) -> (u32, Winner, String) {
+        let a = arbitrate(
+            mode,
+            &capacity(&[cap], safe, cap > 2),
+            &proposal(&[model]),
+            &[2],
+        );
         (a[0].target, a[0].winner, a[0].rule.clone())
     }
 
@@ -441,24 +469,57 @@ mod tests {
         use OperatingMode::*;
         let row = |t: u32, w: Winner, r: &str| (t, w, r.to_string());
         // Capacity says up, model says down: capacity veto, no change.
-        assert_eq!(one(Hybrid, 3, Some(1), true), row(2, Winner::Hold, "capacity-veto"));
+        assert_eq!(
+            one(Hybrid, 3, Some(1), true),
+            row(2, Winner::Hold, "capacity-veto")
+        );
         // Model says down, scale-down not safe: safety block, no change.
-        assert_eq!(one(Hybrid, 2, Some(1), false), row(2, Winner::Hold, "safety-block"));
+        assert_eq!(
+            one(Hybrid, 2, Some(1), false),
+            row(2, Winner::Hold, "safety-block")
+        );
         // Capacity up, model unchanged: the capacity target.
-        assert_eq!(one(Hybrid, 3, Some(2), true), row(3, Winner::Capacity, "capacity-up"));
+        assert_eq!(
+            one(Hybrid, 3, Some(2), true),
+            row(3, Winner::Capacity, "capacity-up")
+        );
         // Model up (capacity unchanged or up): the model target.
-        assert_eq!(one(Hybrid, 2, Some(5), false), row(5, Winner::Model, "model-up"));
-        assert_eq!(one(Hybrid, 3, Some(5), true), row(5, Winner::Model, "model-up"));
+        assert_eq!(
+            one(Hybrid, 2, Some(5), false),
+            row(5, Winner::Model, "model-up")
+        );
+        assert_eq!(
+            one(Hybrid, 3, Some(5), true),
+            row(5, Winner::Model, "model-up")
+        );
         // Model down and safe: the model target.
-        assert_eq!(one(Hybrid, 2, Some(1), true), row(1, Winner::Model, "model-down"));
+        assert_eq!(
+            one(Hybrid, 2, Some(1), true),
+            row(1, Winner::Model, "model-down")
+        );
         // Model unchanged, capacity down or unchanged: no change.
-        assert_eq!(one(Hybrid, 1, Some(2), true), row(2, Winner::Hold, "no-change"));
-        assert_eq!(one(Hybrid, 2, Some(2), true), row(2, Winner::Hold, "no-change"));
+        assert_eq!(
+            one(Hybrid, 1, Some(2), true),
+            row(2, Winner::Hold, "no-change")
+        );
+        assert_eq!(
+            one(Hybrid, 2, Some(2), true),
+            row(2, Winner::Hold, "no-change")
+        );
         // Model-only: the model target alone, even against capacity.
-        assert_eq!(one(ModelOnly, 3, Some(1), false), row(1, Winner::Model, "model-only"));
+        assert_eq!(
+            one(ModelOnly, 3, Some(1), false),
+            row(1, Winner::Model, "model-only")
+        );
         // No proposal (learning): capacity decides, in either mode.
-        assert_eq!(one(Hybrid, 3, None, true), row(3, Winner::Capacity, "no-model-proposal"));
-        assert_eq!(one(ModelOnly, 1, None, true), row(1, Winner::Capacity, "no-model-proposal"));
+        assert_eq!(
+            one(Hybrid, 3, None, true),
+            row(3, Winner::Capacity, "no-model-proposal")
+        );
+        assert_eq!(
+            one(ModelOnly, 1, None, true),
+            row(1, Winner::Capacity, "no-model-proposal")
+        );
     }
 
     #[test]

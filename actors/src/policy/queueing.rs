@@ -229,10 +229,7 @@ mod tests {
     fn the_itl_target_binds_where_the_formula_says() {
         // ITL target 20 ms, no prefill stretch to speak of (I = 1): the batch may reach
         // n = (20·(1 − ρp) − 10)/0.1 ≈ 100; the rate that gives it follows from Little's law.
-        let p = LatencyParams {
-            delta_ms: 0.0,
-            ..P
-        };
+        let p = LatencyParams { delta_ms: 0.0, ..P };
         let targets = LatencyTargets {
             ttft_ms: 10_000.0,
             itl_ms: 20.0,
