@@ -8,6 +8,7 @@ pub mod crdgen;
 pub mod datadir;
 pub mod emulate;
 pub mod history;
+pub mod queries;
 pub mod replay;
 pub mod sim;
 pub mod simulate;

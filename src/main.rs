@@ -70,13 +70,14 @@ enum Command {
         /// in a minute) instead of as fast as possible.
         #[arg(long)]
         pace: Option<f64>,
-        /// The autoscaler to drive the replicas: wva-v1 (this controller), hpa-kv (an HPA on
+        /// The autoscaler to drive the replicas: wva-v1 (this controller, capacity analyzer),
+        /// wva-hybrid (this controller in hybrid mode), hpa-kv (an HPA on
         /// KV-cache use) or kpa (Knative's concurrency autoscaler).
         #[arg(long, default_value = "wva-v1")]
         policy: String,
         /// Run the same load through several policies and print them side by side
-        /// [default list: wva-v1,hpa-kv,kpa].
-        #[arg(long, num_args = 0..=1, default_missing_value = "wva-v1,hpa-kv,kpa", value_delimiter = ',')]
+        /// [default list: wva-v1,wva-hybrid,hpa-kv,kpa].
+        #[arg(long, num_args = 0..=1, default_missing_value = "wva-v1,wva-hybrid,hpa-kv,kpa", value_delimiter = ',')]
         compare: Option<Vec<String>>,
     },
     /// Serve emulated vLLM servers on local ports: `/metrics` for a real Prometheus to scrape and

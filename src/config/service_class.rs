@@ -295,3 +295,45 @@ mod tests {
         );
     }
 }
+
+impl ServiceClasses {
+    /// The latency targets the model-based optimizer works to, by model ID (the first class by
+    /// priority wins, as in [`ServiceClasses::slo_for`]).
+    pub fn latency_targets(
+        &self,
+    ) -> std::collections::HashMap<String, wva_actors::policy::queueing::LatencyTargets> {
+        let mut out = std::collections::HashMap::new();
+        for e in &self.entries {
+            out.entry(e.model.clone())
+                .or_insert(wva_actors::policy::queueing::LatencyTargets {
+                    ttft_ms: e.slo.ttft_ms,
+                    itl_ms: e.slo.itl_ms,
+                });
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod latency_target_tests {
+    use super::*;
+
+    #[test]
+    fn the_highest_priority_class_sets_a_models_targets() {
+        let mut data = BTreeMap::new();
+        data.insert(
+            "premium.yaml".to_string(),
+            "name: Premium\npriority: 1\ndata:\n  - model: m\n    slo-tpot: 24\n    slo-ttft: 500\n"
+                .to_string(),
+        );
+        data.insert(
+            "freemium.yaml".to_string(),
+            "name: Freemium\npriority: 10\ndata:\n  - model: m\n    slo-tpot: 200\n    slo-ttft: 2000\n  - model: other\n    slo-tpot: 80\n    slo-ttft: 3000\n"
+                .to_string(),
+        );
+        let targets = ServiceClasses::from_data(Some(&data)).latency_targets();
+        assert_eq!(targets["m"].itl_ms, 24.0);
+        assert_eq!(targets["m"].ttft_ms, 500.0);
+        assert_eq!(targets["other"].ttft_ms, 3000.0);
+    }
+}

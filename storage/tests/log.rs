@@ -381,3 +381,79 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+fn model_based(at: i64, variant: &str, accepted: u32) -> Record {
+    let fit = RecordedLineFit {
+        intercept: 12.0,
+        slope: 0.3,
+        covariance: [1.0, 0.0, 0.0, 1.0],
+        residual_variance: 0.5,
+        accepted,
+        rejected: 1,
+        rejected_in_a_row: 0,
+    };
+    Record::ModelBased(ModelBasedRecord {
+        model: ModelKey::new("ns", "m"),
+        at: Timestamp(at),
+        mode: "hybrid".into(),
+        workload: Some(RecordedWorkload {
+            arrival_rps: 3.0,
+            mean_input_tokens: 800.0,
+            mean_output_tokens: 200.0,
+        }),
+        ttft_target_ms: 1000.0,
+        itl_target_ms: 50.0,
+        proposal_reason: "test".into(),
+        variants: vec![RecordedModelVariant {
+            name: variant.into(),
+            cost: 5.0,
+            max_batch: 256,
+            learner: RecordedLearner {
+                decode: Some(fit),
+                prefill: Some(fit),
+            },
+            rate_per_replica: Some(2.5),
+            capacity_target: 2,
+            model_target: Some(3),
+            target: 3,
+            winner: "model".into(),
+            rule: "model-up".into(),
+        }],
+        scale_to_zero: false,
+        request_count: None,
+        request_count_error: None,
+        scaled_to_zero: None,
+    })
+}
+
+#[test]
+fn learner_states_survive_a_restart_and_go_with_their_variant() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("log");
+    let a = VariantKey::new("ns", "a");
+    {
+        let (mut log, _) = SledLog::open(&path, Retention::default(), 0).expect("open");
+        assert_eq!(log.learner_of(&a).expect("read"), None);
+        log.append_batch(&[
+            cycle("ns", "m", 1, &[("a", 3)], false),
+            model_based(1, "a", 7),
+        ])
+        .expect("append");
+        log.append(&model_based(2, "a", 8)).expect("append");
+        log.flush().expect("flush");
+    }
+    let (mut log, _) = SledLog::open(&path, Retention::default(), 0).expect("reopen");
+    let learned = log.learner_of(&a).expect("read").expect("restored");
+    assert_eq!(
+        learned.decode.expect("decode").accepted,
+        8,
+        "the latest state wins"
+    );
+    // History shows both kinds, in order; the model-based record names its variant.
+    let h = log.history(&HistoryFilter::default()).expect("history");
+    assert_eq!(h.records.len(), 3);
+    assert!(matches!(h.records[1].1, Record::ModelBased(_)));
+    assert!(h.records[1].1.mentions_variant("a"));
+    log.forget_variant(&a).expect("forget");
+    assert_eq!(log.learner_of(&a).expect("read"), None);
+}
