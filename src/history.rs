@@ -26,6 +26,20 @@ struct JsonEntry<'a> {
     model_based: Option<&'a ModelBasedRecord>,
 }
 
+/// The model-based record of each cycle, keyed like the cycle record it goes with (same model,
+/// same time).
+pub fn model_based_by_cycle(
+    records: &[(u64, Record)],
+) -> HashMap<(&wva_storage::ModelKey, wva_storage::Timestamp), &ModelBasedRecord> {
+    records
+        .iter()
+        .filter_map(|(_, r)| match r {
+            Record::ModelBased(m) => Some(((&m.model, m.at), m)),
+            Record::Cycle(_) => None,
+        })
+        .collect()
+}
+
 /// Renders the records of `log` that match `filter`.
 pub fn render(
     log: &dyn DecisionLog,
@@ -47,15 +61,7 @@ pub fn render(
             Record::ModelBased(_) => None,
         })
         .collect();
-    let extras: HashMap<(&wva_storage::ModelKey, wva_storage::Timestamp), &ModelBasedRecord> =
-        history
-            .records
-            .iter()
-            .filter_map(|(_, r)| match r {
-                Record::ModelBased(m) => Some(((&m.model, m.at), m)),
-                Record::Cycle(_) => None,
-            })
-            .collect();
+    let extras = model_based_by_cycle(&history.records);
     match format {
         OutputFormat::Json => {
             let entries: Vec<JsonEntry<'_>> = cycles

@@ -6,8 +6,6 @@
 //! decided at each moment", not "how would the cluster have evolved".
 
 use serde::Serialize;
-use std::collections::HashMap;
-
 use wva_actors::policy::cycle::{CycleDecision, CycleInputs, decide_cycle};
 use wva_actors::policy::{OperatingMode, ScalingConfig};
 use wva_actors::record::{
@@ -15,7 +13,7 @@ use wva_actors::record::{
 };
 use wva_storage::{CycleRecord, DecisionLog, HistoryFilter, ModelBasedRecord, Record};
 
-use crate::history::{OutputFormat, table};
+use crate::history::{OutputFormat, model_based_by_cycle, table};
 use crate::timefmt::format_time;
 
 /// What to replay with.
@@ -110,15 +108,7 @@ pub fn replay(log: &dyn DecisionLog, options: &ReplayOptions) -> Result<ReplayRe
         ..Default::default()
     };
     // The model-based record of a cycle has the cycle's model and time.
-    let extras: HashMap<(&wva_storage::ModelKey, wva_storage::Timestamp), &ModelBasedRecord> =
-        history
-            .records
-            .iter()
-            .filter_map(|(_, r)| match r {
-                Record::ModelBased(m) => Some(((&m.model, m.at), m)),
-                Record::Cycle(_) => None,
-            })
-            .collect();
+    let extras = model_based_by_cycle(&history.records);
     for (seq, record) in &history.records {
         let Record::Cycle(c) = record else {
             continue;
