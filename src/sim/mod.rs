@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod engine;
 pub mod exposition;
 pub mod hpa;
+pub mod learning;
 pub mod load;
 pub mod plot;
 pub mod profiles;
