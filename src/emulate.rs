@@ -21,9 +21,10 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
+use crate::sim::cluster::{Cluster, Variant};
 use crate::sim::exposition::{MetricNames, RequestHistograms, render};
 use crate::sim::profiles::AcceleratorProfile;
-use crate::sim::server::{Completed, Request, Server};
+use crate::sim::server::{Completed, Request};
 
 /// What to emulate.
 #[derive(Debug, Clone)]
@@ -56,15 +57,11 @@ pub struct Endpoint {
 /// background load's.
 const API_ID_BASE: u64 = 1 << 48;
 
-struct Slot {
-    server: Server,
-    busy_until: Option<f64>,
-    histograms: RequestHistograms,
-    prompt_of: HashMap<u64, u32>,
-}
-
+/// The emulated servers: one Deployment of the simulator's cluster, all replicas ready from
+/// the start, with the histograms their `/metrics` pages show.
 struct Fleet {
-    slots: Vec<Slot>,
+    cluster: Cluster,
+    histograms: Vec<RequestHistograms>,
     started: Instant,
     speed: f64,
     next_api_id: u64,
@@ -78,49 +75,22 @@ impl Fleet {
         self.started.elapsed().as_secs_f64() * 1e3 * self.speed
     }
 
-    /// The server with the fewest requests in it (ties: the lowest index), as a load-aware
-    /// gateway would pick.
-    fn least_loaded(&self) -> usize {
-        self.slots
-            .iter()
-            .enumerate()
-            .min_by_key(|(i, s)| (s.server.in_system(), *i))
-            .map_or(0, |(i, _)| i)
-    }
-
-    fn submit(&mut self, slot: usize, request: Request, now_ms: f64) {
-        let s = &mut self.slots[slot];
-        s.prompt_of.insert(request.id, request.prompt_tokens);
-        s.server.enqueue(request);
-        if s.busy_until.is_none() {
-            let mut done = Vec::new();
-            s.busy_until = s.server.step(now_ms, &mut done);
-            self.finish(slot, done);
-        }
-    }
-
-    /// Runs every server's iterations up to `now_ms`.
+    /// Runs the servers up to `now_ms`; finished requests feed the histograms and answer their
+    /// callers. The per-request list is not kept: the histograms are what the emulator shows.
     fn advance(&mut self, now_ms: f64) {
-        for slot in 0..self.slots.len() {
-            let mut done = Vec::new();
-            // Bounded: each iteration takes at least the profile's base time.
-            while let Some(until) = self.slots[slot].busy_until.filter(|u| *u <= now_ms) {
-                let s = &mut self.slots[slot];
-                s.busy_until = s.server.step(until, &mut done);
+        let Self {
+            cluster,
+            histograms,
+            waiting_callers,
+            ..
+        } = self;
+        cluster.advance(now_ms, |_, server, done| {
+            histograms[server].record(done);
+            if let Some(caller) = waiting_callers.remove(&done.id) {
+                let _ = caller.send(done.clone());
             }
-            self.finish(slot, done);
-        }
-    }
-
-    fn finish(&mut self, slot: usize, done: Vec<Completed>) {
-        for c in done {
-            let s = &mut self.slots[slot];
-            let prompt = s.prompt_of.remove(&c.id).unwrap_or(0);
-            s.histograms.record(&c, prompt);
-            if let Some(caller) = self.waiting_callers.remove(&c.id) {
-                let _ = caller.send(c);
-            }
-        }
+        });
+        cluster.completed.clear();
     }
 }
 
@@ -146,15 +116,17 @@ pub async fn serve(
     if !(options.speed.is_finite() && options.speed > 0.0) {
         return Err("--speed: expected a number > 0".into());
     }
+    let replicas = u32::try_from(options.servers)
+        .map_err(|_| format!("--servers: expected at most {}", u32::MAX))?;
     let fleet: Shared = Arc::new(Mutex::new(Fleet {
-        slots: (0..options.servers)
-            .map(|_| Slot {
-                server: Server::new(options.profile.clone(), 0.0),
-                busy_until: None,
-                histograms: RequestHistograms::default(),
-                prompt_of: HashMap::new(),
-            })
-            .collect(),
+        cluster: Cluster::new(vec![Variant::new(
+            "emulated",
+            options.profile.clone(),
+            options.profile.cost_per_hour,
+            0.0,
+            replicas,
+        )]),
+        histograms: vec![RequestHistograms::default(); options.servers],
         started: Instant::now(),
         speed: options.speed,
         next_api_id: API_ID_BASE,
@@ -231,9 +203,9 @@ async fn drive(fleet: Shared, load: Vec<Request>) -> Result<(), String> {
         let now = f.now_ms();
         f.advance(now);
         while let Some(r) = arrivals.next_if(|r| r.arrival_ms <= now) {
-            let slot = f.least_loaded();
-            f.submit(slot, r, now);
+            f.cluster.route(r, now);
         }
+        f.advance(now);
     }
 }
 
@@ -242,8 +214,12 @@ async fn metrics(State((fleet, index)): State<(Shared, usize)>) -> Response {
         let mut f = lock(&fleet);
         let now = f.now_ms();
         f.advance(now);
-        let slot = &f.slots[index];
-        render(&slot.server, &slot.histograms, &f.model_name, f.names)
+        render(
+            &f.cluster.variants[0].servers[index],
+            &f.histograms[index],
+            &f.model_name,
+            f.names,
+        )
     };
     (
         [(
@@ -322,16 +298,14 @@ async fn completions(State((fleet, index)): State<(Shared, usize)>, body: String
         f.next_api_id += 1;
         let (tx, rx) = oneshot::channel();
         f.waiting_callers.insert(id, tx);
-        f.submit(
-            index,
-            Request {
-                id,
-                arrival_ms: now,
-                prompt_tokens,
-                output_tokens,
-            },
-            now,
-        );
+        // Sent to this server (this pod's port), not through the gateway.
+        f.cluster.variants[0].servers[index].enqueue(Request {
+            id,
+            arrival_ms: now,
+            prompt_tokens,
+            output_tokens,
+        });
+        f.advance(now);
         (rx, id, f.speed, prompt_tokens)
     };
     let Ok(done) = rx.await else {

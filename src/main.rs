@@ -83,52 +83,7 @@ enum Command {
     /// Serve emulated vLLM servers on local ports: `/metrics` for a real Prometheus to scrape and
     /// `/v1/completions` answering after the modelled latency, kept busy by a load shape or a
     /// trace. Prints the endpoints as one JSON line once every port is bound.
-    Emulate {
-        /// Number of servers (replicas); server i listens on --base-port + i.
-        #[arg(long, default_value_t = 1)]
-        servers: usize,
-        /// Accelerator profile: H100, A100 or L40S.
-        #[arg(long, default_value = "H100")]
-        accelerator: String,
-        /// The `model_name` label and the model the completions endpoint serves.
-        #[arg(long, default_value = "meta-llama/Llama-3.1-8B-Instruct")]
-        model: String,
-        /// vLLM metric-name generation: current (kv_cache_usage_perc, inter_token_latency) or
-        /// legacy (gpu_cache_usage_perc, time_per_output_token).
-        #[arg(long, default_value = "current")]
-        metric_names: String,
-        /// Background load: constant:RPS, ramp:FROM:TO, square:LOW:HIGH:PERIOD_S[:DUTY],
-        /// diurnal:MEAN:AMPLITUDE:PERIOD_S, or none.
-        #[arg(long, default_value = "constant:2")]
-        load: String,
-        /// Replay a CSV trace (TIMESTAMP,ContextTokens,GeneratedTokens) as the background load.
-        #[arg(long, conflicts_with = "load")]
-        trace: Option<PathBuf>,
-        /// Divide the trace's inter-arrival times by this.
-        #[arg(long, default_value_t = 1.0)]
-        trace_speedup: f64,
-        /// Mean prompt length of the generated load, in tokens.
-        #[arg(long, default_value_t = 800.0)]
-        prompt_tokens: f64,
-        /// Mean output length of the generated load, in tokens.
-        #[arg(long, default_value_t = 220.0)]
-        output_tokens: f64,
-        /// How long to serve (wall clock), e.g. 10m; the process exits at the end.
-        #[arg(long, default_value = "1h")]
-        duration: String,
-        /// Run the servers' clock this many times faster than the wall clock.
-        #[arg(long, default_value_t = 1.0)]
-        speed: f64,
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1")]
-        listen: std::net::IpAddr,
-        /// First port (0: any free ports).
-        #[arg(long, default_value_t = 0)]
-        base_port: u16,
-        /// Seed of the generated load.
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-    },
+    Emulate(EmulateArgs),
     /// Decide one model from its numbers: JSON in (a file, or - for stdin), decision JSON out.
     Analyze {
         /// Input file, or - to read standard input.
@@ -280,46 +235,10 @@ fn main() -> ExitCode {
                 Err(e) => fail("simulate", &e, 1),
             }
         }
-        Command::Emulate {
-            servers,
-            accelerator,
-            model,
-            metric_names,
-            load,
-            trace,
-            trace_speedup,
-            prompt_tokens,
-            output_tokens,
-            duration,
-            speed,
-            listen,
-            base_port,
-            seed,
-        } => {
-            let spec = EmulateSpec {
-                accelerator,
-                metric_names,
-                load,
-                trace,
-                trace_speedup,
-                prompt_tokens,
-                output_tokens,
-                duration,
-                seed,
-            };
-            let options = match emulate_options(&spec) {
-                Ok(o) => wva::emulate::EmulateOptions {
-                    servers,
-                    model_name: model,
-                    speed,
-                    listen,
-                    base_port,
-                    ..o
-                },
-                Err(e) => return fail("emulate", &e, INVALID_INPUT),
-            };
-            run_emulate(options)
-        }
+        Command::Emulate(args) => match emulate_options(&args) {
+            Ok(options) => run_emulate(options),
+            Err(e) => fail("emulate", &e, INVALID_INPUT),
+        },
         Command::Analyze { input } => run_analyze(&input),
         Command::Crdgen { check, root } => run_crdgen(check, &root),
         Command::Settings {
@@ -376,20 +295,56 @@ fn main() -> ExitCode {
     }
 }
 
-/// The `wva emulate` arguments that need reading before anything is served.
-struct EmulateSpec {
+/// The arguments of `wva emulate`.
+#[derive(Debug, clap::Args)]
+struct EmulateArgs {
+    /// Number of servers (replicas); server i listens on --base-port + i.
+    #[arg(long, default_value_t = 1)]
+    servers: usize,
+    /// Accelerator profile: H100, A100 or L40S.
+    #[arg(long, default_value = "H100")]
     accelerator: String,
+    /// The `model_name` label and the model the completions endpoint serves.
+    #[arg(long, default_value = "meta-llama/Llama-3.1-8B-Instruct")]
+    model: String,
+    /// vLLM metric-name generation: current (kv_cache_usage_perc, inter_token_latency) or
+    /// legacy (gpu_cache_usage_perc, time_per_output_token).
+    #[arg(long, default_value = "current")]
     metric_names: String,
+    /// Background load: constant:RPS, ramp:FROM:TO, square:LOW:HIGH:PERIOD_S[:DUTY],
+    /// diurnal:MEAN:AMPLITUDE:PERIOD_S, or none.
+    #[arg(long, default_value = "constant:2")]
     load: String,
+    /// Replay a CSV trace (TIMESTAMP,ContextTokens,GeneratedTokens) as the background load.
+    #[arg(long, conflicts_with = "load")]
     trace: Option<PathBuf>,
+    /// Divide the trace's inter-arrival times by this.
+    #[arg(long, default_value_t = 1.0)]
     trace_speedup: f64,
+    /// Mean prompt length of the generated load, in tokens.
+    #[arg(long, default_value_t = 800.0)]
     prompt_tokens: f64,
+    /// Mean output length of the generated load, in tokens.
+    #[arg(long, default_value_t = 220.0)]
     output_tokens: f64,
+    /// How long to serve (wall clock), e.g. 10m; the process exits at the end.
+    #[arg(long, default_value = "1h")]
     duration: String,
+    /// Run the servers' clock this many times faster than the wall clock.
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    listen: std::net::IpAddr,
+    /// First port (0: any free ports).
+    #[arg(long, default_value_t = 0)]
+    base_port: u16,
+    /// Seed of the generated load.
+    #[arg(long, default_value_t = 42)]
     seed: u64,
 }
 
-fn emulate_options(spec: &EmulateSpec) -> Result<wva::emulate::EmulateOptions, String> {
+fn emulate_options(spec: &EmulateArgs) -> Result<wva::emulate::EmulateOptions, String> {
     use wva::sim::load::{Arrivals, RateShape, SyntheticLoad, TokenLengths};
     let profile = wva::sim::profiles::by_name(&spec.accelerator).ok_or_else(|| {
         format!(
@@ -442,15 +397,15 @@ fn emulate_options(spec: &EmulateSpec) -> Result<wva::emulate::EmulateOptions, S
         .generate(duration_s, spec.seed),
     };
     Ok(wva::emulate::EmulateOptions {
-        servers: 1,
+        servers: spec.servers,
         profile,
-        model_name: String::new(),
+        model_name: spec.model.clone(),
         names,
         load,
         duration_s: Some(duration_s),
-        speed: 1.0,
-        listen: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-        base_port: 0,
+        speed: spec.speed,
+        listen: spec.listen,
+        base_port: spec.base_port,
     })
 }
 

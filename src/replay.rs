@@ -66,16 +66,13 @@ fn mode_of(record: &CycleRecord) -> Result<OperatingMode, String> {
     }
 }
 
-/// Decides a recorded cycle again, with its model-based record when there is one.
-pub fn redecide(
+/// Decides a recorded cycle again in `mode`, with its model-based record when there is one.
+fn redecide(
     record: &CycleRecord,
     extras: Option<&ModelBasedRecord>,
+    mode: OperatingMode,
     options: &ReplayOptions,
-) -> Result<CycleDecision, String> {
-    let mode = match options.mode {
-        Some(m) => m,
-        None => mode_of(record)?,
-    };
+) -> CycleDecision {
     let inputs = recorded_inputs(record);
     let thresholds = match &options.config {
         Some(c) => {
@@ -87,7 +84,7 @@ pub fn redecide(
     };
     let model_inputs = extras.map(recorded_model_inputs);
     let request_count = extras.and_then(recorded_request_count);
-    Ok(decide_cycle(CycleInputs {
+    decide_cycle(CycleInputs {
         mode,
         thresholds: &thresholds,
         variants: &inputs,
@@ -95,7 +92,7 @@ pub fn redecide(
         model_based: model_inputs.as_ref(),
         scale_to_zero: extras.is_some_and(|e| e.scale_to_zero),
         request_count: request_count.as_ref(),
-    }))
+    })
 }
 
 /// Replays every recorded cycle.
@@ -122,7 +119,7 @@ pub fn replay(log: &dyn DecisionLog, options: &ReplayOptions) -> Result<ReplayRe
         if mode != OperatingMode::CapacityOnly && extra.is_none() && c.metrics_error.is_none() {
             report.without_model_inputs += 1;
         }
-        let decision = redecide(c, extra, options)?.decision;
+        let decision = redecide(c, extra, mode, options).decision;
         let mut differs = false;
         let mut names: Vec<&str> = c.targets.iter().map(|t| t.name.as_str()).collect();
         names.extend(decision.variants.iter().map(|v| v.name.as_str()));

@@ -20,7 +20,7 @@ use crate::policy::{FallbackSource, ModelDecision, OperatingMode};
 use crate::publisher::{Publish, Published, Publisher, ScalingChange, Unpublish};
 use crate::record::{CycleFacts, cycle_record, learner_of, model_based_record};
 use crate::variant::{
-    Decided, DeploymentChanged, Observe, RestoreLearner, UpdateSpec, VariantActor, VariantServing,
+    Decided, DeploymentChanged, Observe, RestoreLearner, ServingPool, UpdateSpec, VariantActor,
     VariantView,
 };
 
@@ -617,31 +617,15 @@ fn model_based_inputs(
     model: &ModelKey,
     views: &[(Addr<VariantActor>, VariantView)],
 ) -> ModelBasedInputs {
-    let serving: Vec<_> = views
-        .iter()
-        .filter_map(|(_, v)| VariantServing::of(&v.pods))
-        .collect();
-    let rate: f64 = serving.iter().map(|s| s.request_rate_rps).sum();
-    let pods: usize = serving.iter().map(|s| s.pods).sum();
-    let workload = (pods > 0).then(|| {
-        let mean = |f: &dyn Fn(&VariantServing) -> f64| {
-            if rate > 0.0 {
-                serving
-                    .iter()
-                    .map(|s| f(s) * s.request_rate_rps)
-                    .sum::<f64>()
-                    / rate
-            } else {
-                serving.iter().map(f).sum::<f64>() / serving.len() as f64
-            }
-        };
+    // Every pod of the model pooled: rates add up, means are weighted by each pod's rate.
+    let workload = ServingPool::of(views.iter().flat_map(|(_, v)| &v.pods)).map(|pool| {
         // Requests still queued are demand the completion rate does not show yet: count the
         // queue as arriving within the next minute.
-        let queued: f64 = serving.iter().map(|s| s.waiting * s.pods as f64).sum();
+        let queued = pool.waiting * pool.pods as f64;
         Workload {
-            arrival_rps: rate + queued / 60.0,
-            mean_input_tokens: mean(&|s| s.mean_input_tokens),
-            mean_output_tokens: mean(&|s| s.mean_output_tokens),
+            arrival_rps: pool.request_rate_rps + queued / 60.0,
+            mean_input_tokens: pool.mean_input_tokens,
+            mean_output_tokens: pool.mean_output_tokens,
         }
     });
     ModelBasedInputs {

@@ -63,9 +63,9 @@ pub struct VariantView {
     pub learner: LatencyLearner,
 }
 
-/// What a variant's pods served over the window, pooled.
+/// What a set of pods (a variant's, or a whole model's) served over the window, pooled.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct VariantServing {
+pub struct ServingPool {
     pub pods: usize,
     /// Requests per second, all pods together.
     pub request_rate_rps: f64,
@@ -79,11 +79,11 @@ pub struct VariantServing {
     pub waiting: f64,
 }
 
-impl VariantServing {
+impl ServingPool {
     /// Pools the pods that report serving statistics; `None` when none does.
-    pub fn of(pods: &[PodSample]) -> Option<Self> {
+    pub fn of<'a>(pods: impl IntoIterator<Item = &'a PodSample>) -> Option<Self> {
         let reporting: Vec<_> = pods
-            .iter()
+            .into_iter()
             .filter_map(|p| p.serving.filter(|s| s.is_valid()).map(|s| (p, s)))
             .collect();
         if reporting.is_empty() {
@@ -227,7 +227,7 @@ impl Handler<Observe> for VariantActor {
         }
         self.pods = msg.samples;
         if msg.learn
-            && let Some(o) = VariantServing::of(&self.pods).and_then(|s| s.observation())
+            && let Some(o) = ServingPool::of(&self.pods).and_then(|s| s.observation())
         {
             self.learner.observe(&o);
         }

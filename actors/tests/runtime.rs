@@ -125,6 +125,17 @@ async fn add(h: &Harness, spec: VariantSpec, replicas: u32) {
         .expect("upsert");
 }
 
+/// One registry tick at `at_ms`.
+async fn tick(h: &Harness, at_ms: i64, metrics: Metrics) -> CycleSummary {
+    h.registry
+        .send(Tick {
+            now: Timestamp(at_ms),
+            metrics,
+        })
+        .await
+        .expect("tick")
+}
+
 async fn desired(h: &Harness, ns: &str, name: &str) -> Option<u32> {
     h.publisher
         .send(ReadDesired(VariantKey::new(ns, name)))
@@ -172,17 +183,15 @@ async fn a_tick_decides_records_and_publishes_the_cheapest_scale_up() {
     add(&h, spec("ns", "pricey", "llama", 50.0), 2).await;
     let model = ModelKey::new("ns", "llama");
     let hot = [(0.76, 2.0), (0.75, 2.0)];
-    let summary = h
-        .registry
-        .send(Tick {
-            now: Timestamp(15_000),
-            metrics: snapshot(vec![
-                (model.clone(), samples("cheap", &hot)),
-                (model.clone(), samples("pricey", &hot)),
-            ]),
-        })
-        .await
-        .expect("tick");
+    let summary = tick(
+        &h,
+        15_000,
+        snapshot(vec![
+            (model.clone(), samples("cheap", &hot)),
+            (model.clone(), samples("pricey", &hot)),
+        ]),
+    )
+    .await;
     assert_eq!(summary.models, 1);
     assert_eq!(summary.variants, 2);
     assert_eq!(summary.changed, 1);
@@ -264,14 +273,12 @@ async fn the_safety_net_falls_back_to_the_last_good_desired_from_the_log() {
     let h = start(log, None);
     add(&h, spec("ns", "a", "llama", 10.0), 2).await;
     add(&h, spec("ns", "b", "llama", 20.0), 3).await;
-    let summary = h
-        .registry
-        .send(Tick {
-            now: Timestamp(30_000),
-            metrics: Metrics::Failed("Prometheus unreachable: connection refused".into()),
-        })
-        .await
-        .expect("tick");
+    let summary = tick(
+        &h,
+        30_000,
+        Metrics::Failed("Prometheus unreachable: connection refused".into()),
+    )
+    .await;
     assert_eq!(summary.safety_net_models, 1);
     assert_eq!(desired(&h, "ns", "a").await, Some(4));
     assert_eq!(desired(&h, "ns", "b").await, Some(3));
@@ -317,13 +324,7 @@ async fn deployment_create_and_delete_are_handled_at_once() {
 
     // A tick happens (nothing to decide yet), then the Deployment appears: decided at once.
     let metrics = snapshot(vec![(model.clone(), samples("late", &[(0.3, 0.0)]))]);
-    h.registry
-        .send(Tick {
-            now: Timestamp(15_000),
-            metrics,
-        })
-        .await
-        .expect("tick");
+    tick(&h, 15_000, metrics).await;
     assert_eq!(desired(&h, "ns", "late").await, None);
     h.registry
         .send(DeploymentEvent {
@@ -412,29 +413,21 @@ async fn a_failing_variant_actor_is_restarted_from_the_log() {
     add(&h, spec("ns", "v", "llama", 10.0), 2).await;
     let model = ModelKey::new("ns", "llama");
     // First cycle: hot, so the desired count becomes 3 and is recorded as last good.
-    h.registry
-        .send(Tick {
-            now: Timestamp(15_000),
-            metrics: snapshot(vec![(
-                model.clone(),
-                samples("v", &[(0.76, 2.0), (0.75, 2.0)]),
-            )]),
-        })
-        .await
-        .expect("tick");
+    tick(
+        &h,
+        15_000,
+        snapshot(vec![(
+            model.clone(),
+            samples("v", &[(0.76, 2.0), (0.75, 2.0)]),
+        )]),
+    )
+    .await;
     assert_eq!(desired(&h, "ns", "v").await, Some(3));
 
     // A sample the adapters should never let through: the variant actor stops on it.
     let mut bad = samples("v", &[(0.5, 1.0), (0.5, 1.0)]);
     bad[1].kv_cache_usage = Some(f64::NAN);
-    let summary = h
-        .registry
-        .send(Tick {
-            now: Timestamp(30_000),
-            metrics: snapshot(vec![(model.clone(), bad)]),
-        })
-        .await
-        .expect("tick");
+    let summary = tick(&h, 30_000, snapshot(vec![(model.clone(), bad)])).await;
     assert_eq!(summary.restarted, 1);
     assert_eq!(
         summary.safety_net_models, 1,
@@ -449,17 +442,15 @@ async fn a_failing_variant_actor_is_restarted_from_the_log() {
     assert_eq!(c.restarts, 1);
 
     // The restarted actor works: the next cycle decides normally.
-    let summary = h
-        .registry
-        .send(Tick {
-            now: Timestamp(45_000),
-            metrics: snapshot(vec![(
-                model.clone(),
-                samples("v", &[(0.5, 1.0), (0.5, 1.0)]),
-            )]),
-        })
-        .await
-        .expect("tick");
+    let summary = tick(
+        &h,
+        45_000,
+        snapshot(vec![(
+            model.clone(),
+            samples("v", &[(0.5, 1.0), (0.5, 1.0)]),
+        )]),
+    )
+    .await;
     assert_eq!(summary.restarted, 0);
     assert_eq!(summary.safety_net_models, 0);
 }
@@ -470,16 +461,15 @@ async fn removed_variants_lose_their_series_and_instances_label_everything() {
     add(&h, spec("ns", "a", "llama", 10.0), 1).await;
     add(&h, spec("ns", "b", "llama", 20.0), 1).await;
     let model = ModelKey::new("ns", "llama");
-    h.registry
-        .send(Tick {
-            now: Timestamp(15_000),
-            metrics: snapshot(vec![
-                (model.clone(), samples("a", &[(0.3, 0.0)])),
-                (model.clone(), samples("b", &[(0.3, 0.0)])),
-            ]),
-        })
-        .await
-        .expect("tick");
+    tick(
+        &h,
+        15_000,
+        snapshot(vec![
+            (model.clone(), samples("a", &[(0.3, 0.0)])),
+            (model.clone(), samples("b", &[(0.3, 0.0)])),
+        ]),
+    )
+    .await;
     let text = h.publisher.send(Gather).await.expect("gather");
     let series: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
     assert!(!series.is_empty());
@@ -501,13 +491,7 @@ async fn with_an_empty_log_the_safety_net_falls_back_to_the_va_status() {
     let mut with_status = spec("ns", "a", "llama", 10.0);
     with_status.status_desired = Some(5);
     add(&h, with_status, 2).await;
-    h.registry
-        .send(Tick {
-            now: Timestamp(15_000),
-            metrics: Metrics::Failed("Prometheus unreachable".into()),
-        })
-        .await
-        .expect("tick");
+    tick(&h, 15_000, Metrics::Failed("Prometheus unreachable".into())).await;
     assert_eq!(desired(&h, "ns", "a").await, Some(5));
     let statuses = h.statuses.lock().expect("lock").clone();
     assert!(
@@ -543,16 +527,15 @@ async fn an_invalid_override_is_reported_on_the_models_variants() {
     let h = start_with(MemoryLog::in_memory(Retention::default()), None, settings);
     add(&h, spec("ns", "a", "llama", 10.0), 1).await;
     add(&h, spec("ns", "g", "granite", 10.0), 1).await;
-    h.registry
-        .send(Tick {
-            now: Timestamp(15_000),
-            metrics: snapshot(vec![
-                (ModelKey::new("ns", "llama"), samples("a", &[(0.3, 0.0)])),
-                (ModelKey::new("ns", "granite"), samples("g", &[(0.3, 0.0)])),
-            ]),
-        })
-        .await
-        .expect("tick");
+    tick(
+        &h,
+        15_000,
+        snapshot(vec![
+            (ModelKey::new("ns", "llama"), samples("a", &[(0.3, 0.0)])),
+            (ModelKey::new("ns", "granite"), samples("g", &[(0.3, 0.0)])),
+        ]),
+    )
+    .await;
     let statuses = h.statuses.lock().expect("lock").clone();
     let optimization = |name: &str| {
         statuses.iter().find_map(|s| match s {

@@ -99,8 +99,8 @@ impl Cluster {
     }
 
     /// Routes a request: the ready replica with the fewest requests inside, else the gateway.
-    /// Returns the (variant, server) it went to.
-    pub fn route(&mut self, request: Request, now_ms: f64) -> Option<(usize, usize)> {
+    /// The replica starts on it at the next [`Cluster::advance`].
+    pub fn route(&mut self, request: Request, now_ms: f64) {
         let best = self
             .variants
             .iter()
@@ -110,19 +110,40 @@ impl Cluster {
             .min_by_key(|(vi, si, s)| (s.in_system(), *vi, *si))
             .map(|(vi, si, _)| (vi, si));
         match best {
-            Some((vi, si)) => {
-                self.variants[vi].servers[si].enqueue(request);
-                Some((vi, si))
-            }
-            None => {
-                self.gateway.push_back(request);
-                None
+            Some((vi, si)) => self.variants[vi].servers[si].enqueue(request),
+            None => self.gateway.push_back(request),
+        }
+    }
+
+    /// Runs, at `now_ms`, every iteration that ends by then, and starts the ready replicas that
+    /// are idle but were given work. Finished requests are added to `completed` (and counted
+    /// per variant); `on_done` sees each with its (variant, server).
+    pub fn advance(&mut self, now_ms: f64, mut on_done: impl FnMut(usize, usize, &Completed)) {
+        for (vi, v) in self.variants.iter_mut().enumerate() {
+            for (si, (server, busy_until)) in v
+                .servers
+                .iter_mut()
+                .zip(v.busy_until.iter_mut())
+                .enumerate()
+            {
+                let finished = self.completed.len();
+                // Bounded: every iteration takes at least the profile's base time.
+                while let Some(until) = busy_until.filter(|u| *u <= now_ms) {
+                    *busy_until = server.step(until, &mut self.completed);
+                }
+                if busy_until.is_none() && server.is_ready(now_ms) && !server.is_idle() {
+                    *busy_until = server.step(now_ms, &mut self.completed);
+                }
+                v.completed += self.completed.len() - finished;
+                for c in &self.completed[finished..] {
+                    on_done(vi, si, c);
+                }
             }
         }
     }
 
     /// Sends held requests to replicas that became ready; fails those held too long.
-    pub fn release_gateway(&mut self, now_ms: f64, started: &mut Vec<(usize, usize)>) {
+    pub fn release_gateway(&mut self, now_ms: f64) {
         while self
             .gateway
             .front()
@@ -135,9 +156,7 @@ impl Cluster {
             return;
         }
         while let Some(r) = self.gateway.pop_front() {
-            if let Some(at) = self.route(r, now_ms) {
-                started.push(at);
-            }
+            self.route(r, now_ms);
         }
     }
 

@@ -434,7 +434,6 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
     let mut done_since_sample = 0usize;
     let progress = options.progress && std::io::stderr().is_terminal();
     let mut last_progress = -1i64;
-    let mut started = Vec::new();
     let wall_start = std::time::Instant::now();
 
     loop {
@@ -475,36 +474,19 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
             }
         }
 
-        started.clear();
         if next_arrival <= t {
             while let Some(r) = arrivals.next_if(|r| r.arrival_ms <= t) {
-                if let Some(at) = cluster.route(r.clone(), t) {
-                    started.push(at);
-                }
+                cluster.route(r.clone(), t);
             }
         }
         if next_ready <= t {
-            cluster.release_gateway(t, &mut started);
+            cluster.release_gateway(t);
             for e in send_deployments(&cluster, &mut reported, t) {
                 registry.send(e).await.map_err(|e| e.to_string())?;
             }
         }
         // Servers whose iteration ended run the next one; idle servers that got work start.
-        let before = cluster.completed.len();
-        for vi in 0..cluster.variants.len() {
-            for si in 0..cluster.variants[vi].servers.len() {
-                let due = cluster.variants[vi].busy_until[si].is_some_and(|b| b <= t);
-                let kicked =
-                    cluster.variants[vi].busy_until[si].is_none() && started.contains(&(vi, si));
-                if due || kicked {
-                    let v = &mut cluster.variants[vi];
-                    let finished = cluster.completed.len();
-                    v.busy_until[si] = v.servers[si].step(t, &mut cluster.completed);
-                    v.completed += cluster.completed.len() - finished;
-                }
-            }
-        }
-        done_since_sample += cluster.completed.len() - before;
+        cluster.advance(t, |_, _, _| done_since_sample += 1);
 
         if next_control <= t {
             next_control += interval;
@@ -514,7 +496,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
                     actix::clock::sleep(wait).await;
                 }
             }
-            cluster.release_gateway(t, &mut started);
+            cluster.release_gateway(t);
             let mut samples_for_model = Vec::new();
             for v in &cluster.variants {
                 for (s, pod) in v.servers.iter().zip(&v.pod_names) {
@@ -624,7 +606,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
                 );
                 cluster.scale(vi, desired, t);
             }
-            cluster.release_gateway(t, &mut started);
+            cluster.release_gateway(t);
             for e in send_deployments(&cluster, &mut reported, t) {
                 registry.send(e).await.map_err(|e| e.to_string())?;
             }
@@ -655,11 +637,13 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
                 let target = hpa.sync(t, current, metric);
                 cluster.scale(vi, target, t);
             }
-            cluster.release_gateway(t, &mut started);
+            cluster.release_gateway(t);
             for e in send_deployments(&cluster, &mut reported, t) {
                 registry.send(e).await.map_err(|e| e.to_string())?;
             }
         }
+        // Requests handed back or released by the steps above start now, not at the next event.
+        cluster.advance(t, |_, _, _| done_since_sample += 1);
     }
     if progress {
         let _ = writeln!(std::io::stderr());

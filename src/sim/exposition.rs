@@ -125,14 +125,14 @@ impl Default for RequestHistograms {
 impl RequestHistograms {
     /// Records one finished request. ITL is observed once per output token after the first,
     /// as vLLM does.
-    pub fn record(&mut self, done: &Completed, prompt_tokens: u32) {
+    pub fn record(&mut self, done: &Completed) {
         self.ttft_s.observe(done.ttft_ms / 1e3);
         for _ in 1..done.output_tokens {
             self.itl_s.observe(done.itl_ms / 1e3);
         }
         self.e2e_s
             .observe((done.finish_ms - done.arrival_ms).max(0.0) / 1e3);
-        self.prompt_tokens.observe(f64::from(prompt_tokens));
+        self.prompt_tokens.observe(f64::from(done.prompt_tokens));
         self.generation_tokens
             .observe(f64::from(done.output_tokens));
     }
@@ -269,17 +269,15 @@ mod tests {
     fn both_name_generations_render() {
         let server = Server::new(h100(), 0.0);
         let mut histograms = RequestHistograms::default();
-        histograms.record(
-            &Completed {
-                id: 1,
-                arrival_ms: 0.0,
-                finish_ms: 500.0,
-                ttft_ms: 100.0,
-                itl_ms: 10.0,
-                output_tokens: 41,
-            },
-            300,
-        );
+        histograms.record(&Completed {
+            id: 1,
+            arrival_ms: 0.0,
+            finish_ms: 500.0,
+            ttft_ms: 100.0,
+            itl_ms: 10.0,
+            prompt_tokens: 300,
+            output_tokens: 41,
+        });
         let current = render(&server, &histograms, "m\"x", MetricNames::Current);
         assert!(current.contains("vllm:kv_cache_usage_perc{model_name=\"m\\\"x\"} 0"));
         assert!(

@@ -28,6 +28,7 @@ pub struct Completed {
     pub ttft_ms: f64,
     /// Mean time between output tokens after the first (0 for one-token outputs).
     pub itl_ms: f64,
+    pub prompt_tokens: u32,
     pub output_tokens: u32,
 }
 
@@ -299,6 +300,7 @@ impl Server {
                 } else {
                     0.0
                 },
+                prompt_tokens: s.request.prompt_tokens,
                 output_tokens: s.generated,
             });
         }

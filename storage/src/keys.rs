@@ -5,6 +5,7 @@
 //! `records`: `namespace \0 model_id \0 seq(u64 BE)` → encoded record
 //! `by_seq`:  `seq(u64 BE)` → `at(i64 BE) len(u32 BE) records-key`
 //! `last_good`: `namespace \0 variant` → `desired(u32 BE) at(i64 BE)`
+//! `meta`: `learner \0 namespace \0 variant` → the variant's latest learner state (encoded)
 //!
 //! `\0` cannot occur in Kubernetes names or in model names served over HTTP, so the separator
 //! keeps prefixes unambiguous.
@@ -35,6 +36,13 @@ pub fn record_key(model: &ModelKey, seq: u64) -> Vec<u8> {
 pub fn variant_key(v: &VariantKey) -> Vec<u8> {
     let mut k = namespace_prefix(&v.namespace);
     k.extend_from_slice(v.name.as_bytes());
+    k
+}
+
+/// Where a variant's latest learner state lives in the meta tree.
+pub fn learner_key(v: &VariantKey) -> Vec<u8> {
+    let mut k = b"learner\0".to_vec();
+    k.extend_from_slice(&variant_key(v));
     k
 }
 

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use crate::backend::{Backend, Tree};
 use crate::codec::{FORMAT_VERSION, decode, decode_value, encode, encode_value};
 use crate::keys::{
-    decode_last_good, decode_seq_entry, encode_last_good, encode_seq_entry, model_prefix,
-    namespace_prefix, parse_variant_key, record_key, variant_key,
+    decode_last_good, decode_seq_entry, encode_last_good, encode_seq_entry, learner_key,
+    model_prefix, namespace_prefix, parse_variant_key, record_key, variant_key,
 };
 use crate::record::{LastGood, Record, RecordedLearner, Timestamp, VariantKey};
 use crate::{
@@ -17,15 +17,7 @@ use crate::{
 
 const META_FORMAT: &[u8] = b"format";
 const META_ACCOUNTING: &[u8] = b"accounting";
-/// Learner states live in the meta tree under this prefix and the variant key: the latest one
-/// per variant, restored after a restart.
-const META_LEARNER: &[u8] = b"learner\0";
 
-fn learner_key(variant: &VariantKey) -> Vec<u8> {
-    let mut k = META_LEARNER.to_vec();
-    k.extend_from_slice(&variant_key(variant));
-    k
-}
 /// Retention removes at most this many records per pass, so a long-stopped controller that
 /// comes back to a week of expired records does not stall its first cycle; the rest go in the
 /// following cycles.

@@ -140,29 +140,9 @@ pub fn decide_cycle(i: CycleInputs<'_>) -> CycleDecision {
 
 #[cfg(test)]
 mod tests {
-    use super::super::ReplicaSignals;
     use super::super::queueing::LatencyParams;
+    use super::super::test_variant as variant;
     use super::*;
-
-    fn variant(name: &str, cost: f64, pods: &[(f64, f64)]) -> VariantInput {
-        VariantInput {
-            name: name.into(),
-            cost,
-            accelerator: "H100".into(),
-            current_replicas: pods.len() as u32,
-            ready_replicas: pods.len() as u32,
-            previous_desired: None,
-            replicas: pods
-                .iter()
-                .enumerate()
-                .map(|(i, &(kv, q))| ReplicaSignals {
-                    pod: format!("{name}-{i}"),
-                    kv_cache_usage: Some(kv),
-                    queue_length: Some(q),
-                })
-                .collect(),
-        }
-    }
 
     fn model_inputs(rps: f64) -> ModelBasedInputs {
         ModelBasedInputs {

@@ -29,6 +29,8 @@ pub use saturation::{
     CapacityAnalysis, ReplicaAssessment, ReplicaSignals, analyze_capacity, assess_replica,
 };
 pub use scaling_config::{InvalidOverride, ModelOverride, ModelScalingConfig, ScalingConfig};
+#[cfg(test)]
+pub(crate) use targets::test_variant;
 pub use targets::{Action, ModelDecision, VariantInput, VariantTarget, decide_capacity};
 pub use thresholds::{ThresholdError, ThresholdOverrides, Thresholds};
 

@@ -288,29 +288,32 @@ fn cheapest(variants: &[VariantInput]) -> Option<usize> {
     })
 }
 
+/// A variant whose current replicas all report (kv, queue), for the policy's tests.
+#[cfg(test)]
+pub(crate) fn test_variant(name: &str, cost: f64, signals: &[(f64, f64)]) -> VariantInput {
+    VariantInput {
+        name: name.into(),
+        cost,
+        accelerator: "A100".into(),
+        current_replicas: signals.len() as u32,
+        ready_replicas: signals.len() as u32,
+        previous_desired: None,
+        replicas: signals
+            .iter()
+            .enumerate()
+            .map(|(i, &(kv, q))| ReplicaSignals {
+                pod: format!("{name}-{i}"),
+                kv_cache_usage: Some(kv),
+                queue_length: Some(q),
+            })
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::super::test_variant as variant;
     use super::*;
-
-    fn variant(name: &str, cost: f64, signals: &[(f64, f64)]) -> VariantInput {
-        VariantInput {
-            name: name.into(),
-            cost,
-            accelerator: "A100".into(),
-            current_replicas: signals.len() as u32,
-            ready_replicas: signals.len() as u32,
-            previous_desired: None,
-            replicas: signals
-                .iter()
-                .enumerate()
-                .map(|(i, &(kv, q))| ReplicaSignals {
-                    pod: format!("{name}-{i}"),
-                    kv_cache_usage: Some(kv),
-                    queue_length: Some(q),
-                })
-                .collect(),
-        }
-    }
 
     fn targets(d: &ModelDecision) -> Vec<(&str, u32)> {
         d.variants
