@@ -145,16 +145,13 @@ impl Handler<AddVariant> for ModelSupervisor {
         if let Some(old) = self.slots.remove(&name) {
             old.addr.do_send(StopVariant);
         }
-        let addr = VariantActor::new(msg.spec.clone(), msg.deployment, msg.last_good).start();
-        if self.settings.mode != OperatingMode::CapacityOnly {
-            // What the variant learned before a restart; it arrives while the actor runs.
-            let (log, key, actor) = (self.ports.log.clone(), msg.spec.key.clone(), addr.clone());
-            actix::spawn(async move {
-                if let Ok(Ok(Some(learned))) = log.send(LearnerOf(key)).await {
-                    actor.do_send(RestoreLearner(learner_of(&learned)));
-                }
-            });
-        }
+        let addr = start_variant(
+            &self.ports,
+            self.settings.mode,
+            msg.spec.clone(),
+            msg.deployment,
+            msg.last_good,
+        );
         if msg.deployment.is_none()
             && let Some(status) = &self.ports.status
         {
@@ -209,6 +206,29 @@ impl Handler<DropVariant> for ModelSupervisor {
             remaining
         })
     }
+}
+
+/// Starts a variant's actor: on a new VA, and again after the actor stopped on bad input. In
+/// the model-based modes, what the variant learned before comes back from the decision log; it
+/// arrives while the actor already runs, and is kept only if it knows more.
+fn start_variant(
+    ports: &Ports,
+    mode: OperatingMode,
+    spec: VariantSpec,
+    deployment: Option<DeploymentState>,
+    last_good: Option<u32>,
+) -> Addr<VariantActor> {
+    let key = spec.key.clone();
+    let actor = VariantActor::new(spec, deployment, last_good).start();
+    if mode != OperatingMode::CapacityOnly {
+        let (log, restored) = (ports.log.clone(), actor.clone());
+        actix::spawn(async move {
+            if let Ok(Ok(Some(learned))) = log.send(LearnerOf(key)).await {
+                restored.do_send(RestoreLearner(learner_of(&learned)));
+            }
+        });
+    }
+    actor
 }
 
 /// A variant that stops being decided for (VA removed, or Deployment gone): its series go, and
@@ -466,7 +486,7 @@ async fn run_cycle(plan: CyclePlan) -> (ModelOutcome, Effects, Replaced) {
             _ => None,
         };
         tracing::warn!(model = %model, %problem, last_good = ?last_good, "variant actor stopped; restarted from the decision log");
-        let fresh = VariantActor::new(spec.clone(), deployment, last_good).start();
+        let fresh = start_variant(&ports, settings.mode, spec.clone(), deployment, last_good);
         if let Ok(Ok(view)) = fresh
             .send(Observe {
                 variant: spec.key.clone(),

@@ -559,3 +559,122 @@ async fn an_invalid_override_is_reported_on_the_models_variants() {
     // The model is still decided, on the default thresholds.
     assert_eq!(desired(&h, "ns", "a").await, Some(1));
 }
+
+/// A learner state as the log keeps it, with `accepted` windows on both lines.
+fn stored_learner(accepted: u32) -> wva_storage::RecordedLearner {
+    let fit = wva_storage::RecordedLineFit {
+        intercept: 12.0,
+        slope: 0.3,
+        covariance: [1.0, 0.0, 0.0, 1.0],
+        residual_variance: 0.5,
+        accepted,
+        rejected: 0,
+        rejected_in_a_row: 0,
+    };
+    wva_storage::RecordedLearner {
+        decode: Some(fit),
+        prefill: Some(fit),
+    }
+}
+
+/// The learner states in the model-based records of the log, oldest first.
+async fn logged_learners(h: &Harness, variant: &str) -> Vec<wva_storage::RecordedLearner> {
+    let history = h
+        .log
+        .send(ReadHistory(HistoryFilter::default()))
+        .await
+        .expect("log")
+        .expect("history");
+    history
+        .records
+        .iter()
+        .filter_map(|(_, r)| match r {
+            Record::ModelBased(m) => m.variants.iter().find(|v| v.name == variant),
+            Record::Cycle(_) => None,
+        })
+        .map(|v| v.learner)
+        .collect()
+}
+
+#[actix::test]
+async fn learned_parameters_come_back_after_a_restart_and_after_a_fault() {
+    // A previous controller learned 9 windows for variant v.
+    let mut log = MemoryLog::in_memory(Retention::default());
+    let model = ModelKey::new("ns", "llama");
+    log.append(&Record::ModelBased(wva_storage::ModelBasedRecord {
+        model: model.clone(),
+        at: Timestamp(1),
+        mode: "hybrid".into(),
+        workload: None,
+        ttft_target_ms: 1000.0,
+        itl_target_ms: 50.0,
+        proposal_reason: String::new(),
+        variants: vec![wva_storage::RecordedModelVariant {
+            name: "v".into(),
+            cost: 10.0,
+            max_batch: 256,
+            learner: stored_learner(9),
+            rate_per_replica: None,
+            capacity_target: 2,
+            model_target: None,
+            target: 2,
+            winner: "capacity".into(),
+            rule: "no-model-proposal".into(),
+        }],
+        scale_to_zero: false,
+        request_count: None,
+        request_count_error: None,
+        scaled_to_zero: None,
+    }))
+    .expect("append");
+    let settings = PolicySettings {
+        mode: wva_actors::policy::OperatingMode::Hybrid,
+        ..Default::default()
+    };
+    let h = start_with(log, None, settings);
+    add(&h, spec("ns", "v", "llama", 10.0), 2).await;
+
+    // Samples without serving statistics teach nothing, so the logged learner is exactly what
+    // the actor holds. The restore arrives while the actor runs: tick until it shows (bounded).
+    let quiet = || {
+        snapshot(vec![(
+            model.clone(),
+            samples("v", &[(0.5, 1.0), (0.5, 1.0)]),
+        )])
+    };
+    let mut at = 15_000;
+    let restored = loop {
+        tick(&h, at, quiet()).await;
+        let last = *logged_learners(&h, "v")
+            .await
+            .last()
+            .expect("a model-based record");
+        if last == stored_learner(9) || at >= 15_000 * 40 {
+            break last;
+        }
+        at += 15_000;
+        actix::clock::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(restored, stored_learner(9), "restored on start");
+
+    // The actor stops on a bad sample and is restarted: it gets the learner back too.
+    let mut bad = samples("v", &[(0.5, 1.0), (0.5, 1.0)]);
+    bad[0].queue_length = Some(-1.0);
+    at += 15_000;
+    assert_eq!(
+        tick(&h, at, snapshot(vec![(model.clone(), bad)]))
+            .await
+            .restarted,
+        1
+    );
+    let restarted = loop {
+        at += 15_000;
+        tick(&h, at, quiet()).await;
+        let last = *logged_learners(&h, "v").await.last().expect("record");
+        if last == stored_learner(9) || at >= 15_000 * 80 {
+            break last;
+        }
+        actix::clock::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(restarted, stored_learner(9), "restored after the fault");
+}
