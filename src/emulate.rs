@@ -292,6 +292,17 @@ async fn completions(State((fleet, index)): State<(Shared, usize)>, body: String
             Ok(v) => v,
             Err((status, message)) => return error(status, message),
         };
+        // A prompt the KV cache can never hold would wait forever; vLLM refuses it up front.
+        let profile = &f.cluster.variants[0].profile;
+        if !profile.holds_prompt(prompt_tokens) {
+            let capacity = profile.kv_tokens();
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "prompt: {prompt_tokens} tokens do not fit this server's KV cache of {capacity} tokens"
+                ),
+            );
+        }
         let now = f.now_ms();
         f.advance(now);
         let id = f.next_api_id;
@@ -311,7 +322,7 @@ async fn completions(State((fleet, index)): State<(Shared, usize)>, body: String
     let Ok(done) = rx.await else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
-            "the request was dropped (its prompt cannot fit in the KV cache)".into(),
+            "the emulator stopped before the request finished".into(),
         );
     };
     // The model computes the whole iteration at once; answer when it ends on the wall clock.

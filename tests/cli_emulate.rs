@@ -72,6 +72,16 @@ fn completions_answer_after_the_modelled_latency_and_show_in_metrics() {
     let (status, answer) = http(addr, "POST", "/v1/completions", "{not json", T);
     assert_eq!(status, 400);
     assert!(answer.contains("request body"), "{answer}");
+    // A prompt no KV cache of this server can hold is refused at once, not left waiting.
+    // About 250k tokens of text; the L40S holds about 180k.
+    let huge = "x".repeat(1_000_000);
+    let body = serde_json::json!({"model": em.model, "prompt": huge, "max_tokens": 4}).to_string();
+    let (status, answer) = http(addr, "POST", "/v1/completions", &body, T);
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer.contains("do not fit this server's KV cache"),
+        "{answer}"
+    );
 }
 
 #[test]

@@ -43,6 +43,18 @@ const WEIGHTS_GB: f64 = 16.1;
 const ACTIVATIONS_GB: f64 = 3.0;
 const FLOP_PER_TOKEN: f64 = 2.0 * 8.0e9;
 
+impl AcceleratorProfile {
+    /// Tokens the KV cache holds.
+    pub fn kv_tokens(&self) -> u32 {
+        self.kv_blocks.saturating_mul(BLOCK_TOKENS)
+    }
+
+    /// Whether the KV cache can ever hold this prompt and its first generated token.
+    pub fn holds_prompt(&self, prompt_tokens: u32) -> bool {
+        prompt_tokens.saturating_add(1).div_ceil(BLOCK_TOKENS) <= self.kv_blocks
+    }
+}
+
 fn kv_blocks(memory_gb: f64) -> u32 {
     let kv_bytes = (memory_gb * 0.9 - WEIGHTS_GB - ACTIVATIONS_GB) * 1e9;
     (kv_bytes / KV_BYTES_PER_TOKEN / f64::from(BLOCK_TOKENS)) as u32

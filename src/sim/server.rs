@@ -148,7 +148,7 @@ impl Server {
                 break;
             };
             let need = blocks_for(head.prompt_tokens + 1);
-            if need > self.profile.kv_blocks {
+            if !self.profile.holds_prompt(head.prompt_tokens) {
                 // Can never fit: vLLM rejects it (prompt longer than the cache).
                 self.waiting.pop_front();
                 self.counters.request_failed += 1;
