@@ -172,3 +172,73 @@ pub struct StatusBatch(pub Vec<StatusUpdate>);
 impl actix::Message for StatusBatch {
     type Result = ();
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::policy::{ModelOverride, ModelScalingConfig};
+
+    #[test]
+    fn a_models_switch_overrides_the_global_scale_to_zero_and_retention_defaults_to_10m() {
+        let model_override = |model: &str, enable: Option<bool>| ModelOverride {
+            entry: model.into(),
+            model_id: model.into(),
+            namespace: None,
+            config: ModelScalingConfig {
+                enable_scale_to_zero: enable,
+                scale_to_zero_retention: Duration::from_secs(300),
+                ..Default::default()
+            },
+        };
+        let settings = |global: bool| PolicySettings {
+            scale_to_zero: global,
+            scaling: ScalingConfig {
+                overrides: vec![
+                    model_override("on", Some(true)),
+                    model_override("off", Some(false)),
+                    model_override("unset", None),
+                ],
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let key = |m: &str| ModelKey::new("ns", m);
+        for global in [false, true] {
+            let s = settings(global);
+            assert_eq!(
+                s.scale_to_zero_for(&key("on")),
+                (true, Duration::from_secs(300))
+            );
+            assert_eq!(s.scale_to_zero_for(&key("off")).0, false);
+            assert_eq!(
+                s.scale_to_zero_for(&key("unset")).0,
+                global,
+                "inherits the global switch"
+            );
+            assert_eq!(
+                s.scale_to_zero_for(&key("other")),
+                (global, Duration::from_secs(600)),
+                "no override: the global switch and the 10m default"
+            );
+        }
+        assert!(!PolicySettings::default().scale_to_zero, "off by default");
+    }
+
+    #[test]
+    fn models_without_a_service_class_get_the_default_targets() {
+        let mut s = PolicySettings::default();
+        s.latency_targets.insert(
+            "m".into(),
+            LatencyTargets {
+                ttft_ms: 500.0,
+                itl_ms: 24.0,
+            },
+        );
+        assert_eq!(s.targets_for("m").itl_ms, 24.0);
+        assert_eq!(s.targets_for("other"), LatencyTargets::default());
+        assert_eq!(LatencyTargets::default().ttft_ms, 1000.0);
+        assert_eq!(LatencyTargets::default().itl_ms, 50.0);
+    }
+}

@@ -307,3 +307,56 @@ impl Handler<RestoreLearner> for VariantActor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::messages::ServingStats;
+
+    fn pod(name: &str, rate: f64, input: f64, itl: f64, running: f64) -> PodSample {
+        PodSample {
+            pod: name.into(),
+            deployment: "d".into(),
+            kv_cache_usage: Some(0.3),
+            queue_length: Some(2.0),
+            running: Some(running),
+            serving: Some(ServingStats {
+                request_rate_rps: rate,
+                mean_input_tokens: input,
+                mean_output_tokens: 100.0,
+                ttft_ms: 80.0,
+                itl_ms: itl,
+            }),
+        }
+    }
+
+    #[test]
+    fn pods_pool_by_rate_and_bad_statistics_are_no_sample() {
+        let mut broken = pod("c", 5.0, 900.0, 30.0, 10.0);
+        broken.serving = broken.serving.map(|s| ServingStats {
+            itl_ms: f64::NAN,
+            ..s
+        });
+        let mut infinite = pod("d", 1.0, 100.0, 10.0, 1.0);
+        infinite.serving = infinite.serving.map(|s| ServingStats {
+            request_rate_rps: f64::INFINITY,
+            ..s
+        });
+        let pods = [
+            pod("a", 3.0, 1000.0, 20.0, 8.0),
+            pod("b", 1.0, 200.0, 40.0, 4.0),
+            broken,
+            infinite,
+        ];
+        let pool = ServingPool::of(&pods).expect("two pods report");
+        assert_eq!(pool.pods, 2, "NaN and infinite statistics are not samples");
+        assert_eq!(pool.request_rate_rps, 4.0);
+        assert_eq!(pool.mean_input_tokens, (3.0 * 1000.0 + 200.0) / 4.0);
+        assert_eq!(pool.itl_ms, (3.0 * 20.0 + 40.0) / 4.0);
+        assert_eq!(pool.batch, 6.0, "batch and queue are per-pod means");
+        assert_eq!(pool.waiting, 2.0);
+        let o = pool.observation().expect("served something");
+        assert_eq!(o.rate_rps, 2.0, "the learner sees the rate per replica");
+        assert!(ServingPool::of(&pods[2..]).is_none());
+    }
+}

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use actix::prelude::*;
 use wva_actors::log_actor::{LogActor, ReadHistory};
 use wva_actors::messages::*;
+use wva_actors::policy::model_based::RequestCount;
 use wva_actors::publisher::{Gather, Publisher, PublisherConfig, ReadDesired};
 use wva_actors::registry::*;
 use wva_actors::supervisor::Ports;
@@ -677,4 +678,75 @@ async fn learned_parameters_come_back_after_a_restart_and_after_a_fault() {
         actix::clock::sleep(std::time::Duration::from_millis(50)).await;
     };
     assert_eq!(restarted, stored_learner(9), "restored after the fault");
+}
+
+fn with_count(metrics: Metrics, model: &ModelKey, count: RequestCount) -> Metrics {
+    let Metrics::Read(snapshot) = metrics else {
+        return metrics;
+    };
+    let mut snapshot = (*snapshot).clone();
+    snapshot.request_counts.insert(model.clone(), count);
+    Metrics::Read(Arc::new(snapshot))
+}
+
+#[actix::test]
+async fn scale_to_zero_publishes_zero_only_when_on_and_the_count_is_zero() {
+    let model = ModelKey::new("ns", "llama");
+    let idle = || {
+        snapshot(vec![(
+            model.clone(),
+            samples("v", &[(0.1, 0.0), (0.1, 0.0)]),
+        )])
+    };
+    let on = PolicySettings {
+        scale_to_zero: true,
+        ..Default::default()
+    };
+
+    // On, and the model served nothing in its window: every variant goes to 0.
+    let h = start_with(MemoryLog::in_memory(Retention::default()), None, on.clone());
+    add(&h, spec("ns", "v", "llama", 10.0), 2).await;
+    tick(
+        &h,
+        15_000,
+        with_count(idle(), &model, RequestCount::Read(0.0)),
+    )
+    .await;
+    assert_eq!(desired(&h, "ns", "v").await, Some(0));
+    let text = h.publisher.send(Gather).await.expect("gather");
+    assert!(
+        text.contains(r#"direction="down",namespace="ns",reason="scale-to-zero""#),
+        "{text}"
+    );
+    let history = h
+        .log
+        .send(ReadHistory(HistoryFilter::default()))
+        .await
+        .expect("log")
+        .expect("history");
+    let side = history.records.iter().find_map(|(_, r)| match r {
+        Record::ModelBased(m) => Some(m),
+        Record::Cycle(_) => None,
+    });
+    let side = side.expect("scale to zero records its inputs");
+    assert_eq!(side.request_count, Some(0.0));
+    assert!(side.scaled_to_zero.is_some());
+
+    // On, but the count could not be read: the capacity decision stands (here: one fewer).
+    let h = start_with(MemoryLog::in_memory(Retention::default()), None, on);
+    add(&h, spec("ns", "v", "llama", 10.0), 2).await;
+    let failed = RequestCount::Failed("query timed out".into());
+    tick(&h, 15_000, with_count(idle(), &model, failed)).await;
+    assert_eq!(desired(&h, "ns", "v").await, Some(1));
+
+    // Off: a zero count changes nothing, and the model keeps at least one replica.
+    let h = start(MemoryLog::in_memory(Retention::default()), None);
+    add(&h, spec("ns", "v", "llama", 10.0), 2).await;
+    tick(
+        &h,
+        15_000,
+        with_count(idle(), &model, RequestCount::Read(0.0)),
+    )
+    .await;
+    assert_eq!(desired(&h, "ns", "v").await, Some(1));
 }
