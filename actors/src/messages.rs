@@ -211,7 +211,7 @@ mod tests {
                 s.scale_to_zero_for(&key("on")),
                 (true, Duration::from_secs(300))
             );
-            assert_eq!(s.scale_to_zero_for(&key("off")).0, false);
+            assert!(!s.scale_to_zero_for(&key("off")).0);
             assert_eq!(
                 s.scale_to_zero_for(&key("unset")).0,
                 global,
