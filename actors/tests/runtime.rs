@@ -126,6 +126,15 @@ async fn add(h: &Harness, spec: VariantSpec, replicas: u32) {
         .expect("upsert");
 }
 
+/// Everything in the decision log, oldest first.
+async fn history(h: &Harness) -> wva_storage::History {
+    h.log
+        .send(ReadHistory(HistoryFilter::default()))
+        .await
+        .expect("log")
+        .expect("history")
+}
+
 /// One registry tick at `at_ms`.
 async fn tick(h: &Harness, at_ms: i64, metrics: Metrics) -> CycleSummary {
     h.registry
@@ -206,12 +215,7 @@ async fn a_tick_decides_records_and_publishes_the_cheapest_scale_up() {
     assert!(text.contains(r#"inferno_replica_scaling_total{accelerator_type="A100",direction="up",namespace="ns",reason="saturation",variant_name="cheap"} 1"#), "{text}");
     assert!(!text.contains("controller_instance"));
 
-    let history = h
-        .log
-        .send(ReadHistory(HistoryFilter::default()))
-        .await
-        .expect("log")
-        .expect("history");
+    let history = history(&h).await;
     assert_eq!(history.records.len(), 1);
     let Record::Cycle(c) = &history.records[0].1 else {
         panic!("expected a cycle record");
@@ -352,12 +356,7 @@ async fn deployment_create_and_delete_are_handled_at_once() {
         Some(1),
         "decided on the event, without another tick"
     );
-    let history = h
-        .log
-        .send(ReadHistory(HistoryFilter::default()))
-        .await
-        .expect("log")
-        .expect("history");
+    let history = history(&h).await;
     let Record::Cycle(c) = &history.records.last().expect("a record").1 else {
         panic!("expected a cycle record");
     };
@@ -580,12 +579,7 @@ fn stored_learner(accepted: u32) -> wva_storage::RecordedLearner {
 
 /// The learner states in the model-based records of the log, oldest first.
 async fn logged_learners(h: &Harness, variant: &str) -> Vec<wva_storage::RecordedLearner> {
-    let history = h
-        .log
-        .send(ReadHistory(HistoryFilter::default()))
-        .await
-        .expect("log")
-        .expect("history");
+    let history = history(&h).await;
     history
         .records
         .iter()
@@ -718,12 +712,7 @@ async fn scale_to_zero_publishes_zero_only_when_on_and_the_count_is_zero() {
         text.contains(r#"direction="down",namespace="ns",reason="scale-to-zero""#),
         "{text}"
     );
-    let history = h
-        .log
-        .send(ReadHistory(HistoryFilter::default()))
-        .await
-        .expect("log")
-        .expect("history");
+    let history = history(&h).await;
     let side = history.records.iter().find_map(|(_, r)| match r {
         Record::ModelBased(m) => Some(m),
         Record::Cycle(_) => None,
