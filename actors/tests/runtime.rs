@@ -579,7 +579,7 @@ fn stored_learner(accepted: u32) -> wva_storage::RecordedLearner {
 
 /// The learner states in the model-based records of the log, oldest first.
 async fn logged_learners(h: &Harness, variant: &str) -> Vec<wva_storage::RecordedLearner> {
-    let history = history(&h).await;
+    let history = history(h).await;
     history
         .records
         .iter()
