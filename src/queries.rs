@@ -37,6 +37,137 @@ fn range(d: Duration) -> String {
     format!("{}s", d.as_secs().max(1))
 }
 
+/// The labels every per-pod query keeps. Prometheus' Kubernetes discovery names the pod label
+/// `pod`; some relabelling configurations call it `pod_name`.
+const POD_LABELS: &str = "namespace, model_name, pod, pod_name";
+
+/// Label on a per-pod answer that says which metric name (current or older vLLM) it came from.
+pub const SOURCE_LABEL: &str = "wva_metric";
+
+/// A signal read per pod, under each name vLLM has given it (newest first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PodSignal {
+    pub names: &'static [&'static str],
+    /// The range function over the last minute: `max_over_time` for saturation signals.
+    pub over_time: &'static str,
+}
+
+pub const KV_CACHE: PodSignal = PodSignal {
+    names: &["vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"],
+    over_time: "max_over_time",
+};
+pub const WAITING: PodSignal = PodSignal {
+    names: &["vllm:num_requests_waiting"],
+    over_time: "max_over_time",
+};
+pub const RUNNING: PodSignal = PodSignal {
+    names: &["vllm:num_requests_running"],
+    over_time: "avg_over_time",
+};
+
+/// `max by (namespace, model_name, pod) (<fn>(<metric>{ns}[1m]))` for one signal and every watched
+/// model at once. With several names, each answer is tagged with the name it came from and the
+/// newer name wins for a pod that exposes both.
+pub fn per_pod(signal: PodSignal, namespaces: &[String]) -> String {
+    let selector = namespace_selector(namespaces);
+    let one = |name: &str| {
+        format!(
+            "max by ({POD_LABELS}) ({}({name}{selector}[1m]))",
+            signal.over_time
+        )
+    };
+    match signal.names {
+        [only] => one(only),
+        names => names
+            .iter()
+            .map(|name| {
+                format!(
+                    "label_replace({}, \"{SOURCE_LABEL}\", \"{name}\", \"\", \"\")",
+                    one(name)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(&format!(" or on ({POD_LABELS}) ")),
+    }
+}
+
+/// Successful requests per second per pod over the last minute.
+pub fn request_rate(namespaces: &[String]) -> String {
+    format!(
+        "sum by ({POD_LABELS}) (rate(vllm:request_success_total{}[1m]))",
+        namespace_selector(namespaces)
+    )
+}
+
+/// Mean of a `_sum`/`_count` pair per pod over the last minute; with several names, the newer
+/// name wins for a pod that exposes both.
+pub fn per_pod_mean(names: &[&str], namespaces: &[String]) -> String {
+    let selector = namespace_selector(namespaces);
+    names
+        .iter()
+        .map(|name| {
+            format!(
+                "(sum by ({POD_LABELS}) (rate({name}_sum{selector}[1m])) / sum by ({POD_LABELS}) (rate({name}_count{selector}[1m])))"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(&format!(" or on ({POD_LABELS}) "))
+}
+
+pub const PROMPT_TOKENS: &[&str] = &["vllm:request_prompt_tokens"];
+pub const GENERATION_TOKENS: &[&str] = &["vllm:request_generation_tokens"];
+pub const TTFT: &[&str] = &["vllm:time_to_first_token_seconds"];
+pub const ITL: &[&str] = &[
+    "vllm:inter_token_latency_seconds",
+    "vllm:time_per_output_token_seconds",
+];
+
+/// Timestamp of each pod's newest sample over the last 15 minutes (one point a minute), to tell
+/// stale series (`MetricsStale`) from none at all (`MetricsMissing`).
+pub fn newest_sample(namespaces: &[String]) -> String {
+    format!(
+        "max by ({POD_LABELS}) (max_over_time(timestamp(vllm:num_requests_waiting{})[15m:1m]))",
+        namespace_selector(namespaces)
+    )
+}
+
+/// One pod's value in a per-pod answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodValue {
+    pub namespace: String,
+    pub model_name: String,
+    pub pod: String,
+    /// `None` for NaN and ±Inf: "no sample", never 0.
+    pub value: Option<f64>,
+    /// The metric name the value came from, when the query reads several.
+    pub source: Option<String>,
+}
+
+/// Reads a per-pod answer. Series without a namespace, a model or a pod are skipped.
+pub fn read_per_pod(result: &[Value]) -> Vec<PodValue> {
+    result
+        .iter()
+        .filter_map(|series| {
+            let label = |name: &str| series["metric"][name].as_str().filter(|v| !v.is_empty());
+            Some(PodValue {
+                namespace: label("namespace")?.to_string(),
+                model_name: label("model_name")?.to_string(),
+                pod: label("pod").or_else(|| label("pod_name"))?.to_string(),
+                value: sample_value(&series["value"]),
+                source: label(SOURCE_LABEL).map(str::to_string),
+            })
+        })
+        .collect()
+}
+
+/// The number of an instant sample `[time, "value"]`; NaN and ±Inf are no sample.
+fn sample_value(sample: &Value) -> Option<f64> {
+    sample[1]
+        .as_str()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|v| v.is_finite())
+}
+
 /// Successful requests per model over the scale-to-zero retention window.
 pub fn request_count(retention: Duration, namespaces: &[String]) -> String {
     format!(
@@ -62,10 +193,7 @@ pub fn read_request_counts(
             continue;
         };
         let key = ModelKey::new(ns, model);
-        let value = series["value"][1]
-            .as_str()
-            .and_then(|v| v.parse::<f64>().ok())
-            .filter(|v| v.is_finite());
+        let value = sample_value(&series["value"]);
         found.insert(
             key,
             match value {
@@ -99,6 +227,40 @@ mod tests {
             request_count(Duration::from_secs(300), &["a".into(), "b.c".into()]),
             "sum by (namespace, model_name) (increase(vllm:request_success_total{namespace=~\"a|b\\\\.c\"}[300s]))"
         );
+    }
+
+    #[test]
+    fn per_pod_queries_are_batched_and_prefer_the_newer_name() {
+        assert_eq!(
+            per_pod(WAITING, &["llm".into()]),
+            "max by (namespace, model_name, pod, pod_name) (max_over_time(vllm:num_requests_waiting{namespace=~\"llm\"}[1m]))"
+        );
+        let kv = per_pod(KV_CACHE, &[]);
+        assert_eq!(
+            kv,
+            "label_replace(max by (namespace, model_name, pod, pod_name) (max_over_time(vllm:kv_cache_usage_perc[1m])), \"wva_metric\", \"vllm:kv_cache_usage_perc\", \"\", \"\") or on (namespace, model_name, pod, pod_name) label_replace(max by (namespace, model_name, pod, pod_name) (max_over_time(vllm:gpu_cache_usage_perc[1m])), \"wva_metric\", \"vllm:gpu_cache_usage_perc\", \"\", \"\")"
+        );
+        assert!(per_pod_mean(ITL, &[]).contains(" or on (namespace, model_name, pod, pod_name) "));
+    }
+
+    #[test]
+    fn per_pod_answers_fall_back_to_pod_name_and_drop_non_finite_values() {
+        let result = vec![
+            json!({"metric": {"namespace": "ns", "model_name": "m", "pod": "a", "wva_metric": "vllm:gpu_cache_usage_perc"}, "value": [1.0, "0.5"]}),
+            json!({"metric": {"namespace": "ns", "model_name": "m", "pod_name": "b"}, "value": [1.0, "NaN"]}),
+            json!({"metric": {"namespace": "ns", "model_name": "m", "pod": "c"}, "value": [1.0, "+Inf"]}),
+            json!({"metric": {"namespace": "ns", "pod": "no-model"}, "value": [1.0, "1"]}),
+        ];
+        let values = read_per_pod(&result);
+        assert_eq!(values.len(), 3);
+        assert_eq!(values[0].value, Some(0.5));
+        assert_eq!(
+            values[0].source.as_deref(),
+            Some("vllm:gpu_cache_usage_perc")
+        );
+        assert_eq!(values[1].pod, "b");
+        assert_eq!(values[1].value, None, "NaN is no sample, not 0");
+        assert_eq!(values[2].value, None, "Inf is no sample");
     }
 
     #[test]

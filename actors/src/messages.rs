@@ -83,6 +83,9 @@ pub struct MetricsSnapshot {
     /// Successful requests over each model's scale-to-zero retention window; only read for
     /// models where scale to zero is on.
     pub request_counts: HashMap<ModelKey, RequestCount>,
+    /// Age in seconds of the newest sample of Deployments (by namespace and name) whose live
+    /// pods have series, but none inside the read window: the `MetricsStale` condition.
+    pub stale: HashMap<(String, String), u64>,
 }
 
 /// The outcome of the cycle's metrics read.
@@ -128,6 +131,10 @@ pub enum MetricsState {
     Found,
     /// No series for the variant's pods.
     Missing,
+    /// The variant's pods have series, but the newest sample is this many seconds old.
+    Stale {
+        newest_age_s: u64,
+    },
     /// The query failed.
     PrometheusError(String),
 }

@@ -613,7 +613,15 @@ async fn run_cycle(plan: CyclePlan) -> (ModelOutcome, Effects, Replaced) {
 fn metrics_state(metrics: &Metrics, view: &VariantView) -> MetricsState {
     match metrics {
         Metrics::Failed(e) => MetricsState::PrometheusError(e.clone()),
-        Metrics::Read(_) if view.pods.is_empty() => MetricsState::Missing,
+        Metrics::Read(snapshot) if view.pods.is_empty() => snapshot
+            .stale
+            .get(&(
+                view.spec.key.namespace.clone(),
+                view.spec.deployment.clone(),
+            ))
+            .map_or(MetricsState::Missing, |&newest_age_s| MetricsState::Stale {
+                newest_age_s,
+            }),
         Metrics::Read(_) => MetricsState::Found,
     }
 }

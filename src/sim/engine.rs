@@ -529,6 +529,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
                 Metrics::Read(Arc::new(MetricsSnapshot {
                     by_model,
                     request_counts,
+                    ..Default::default()
                 }))
             };
             let summary = registry

@@ -285,3 +285,72 @@ pub fn url_encode(text: &str) -> String {
     }
     out
 }
+
+/// A test certificate authority with a server and a client certificate, as PEM files in `dir`:
+/// `ca.pem`, `server.pem`/`server-key.pem` (for `localhost`, `127.0.0.1` and
+/// `prometheus.monitoring.svc`), `client.pem`/`client-key.pem`, and an unrelated `other-ca.pem`.
+#[derive(Debug)]
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+}
+
+impl Pki {
+    pub fn new() -> Self {
+        use rcgen::{
+            BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+            IsCa, KeyPair,
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let write = |name: &str, text: String| std::fs::write(dir.path().join(name), text).unwrap();
+        let ca = |cn: &str| {
+            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.distinguished_name.push(DnType::CommonName, cn);
+            CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+        };
+        let issuer = ca("wva test CA");
+        write("ca.pem", issuer.pem());
+        write("other-ca.pem", ca("unrelated CA").pem());
+        let leaf = |names: Vec<String>, usage: ExtendedKeyUsagePurpose, stem: &str| {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(names).unwrap();
+            params.extended_key_usages = vec![usage];
+            params.distinguished_name.push(DnType::CommonName, stem);
+            let cert = params.signed_by(&key, &issuer).unwrap();
+            write(&format!("{stem}.pem"), cert.pem());
+            write(&format!("{stem}-key.pem"), key.serialize_pem());
+        };
+        leaf(
+            vec![
+                "localhost".into(),
+                "127.0.0.1".into(),
+                "prometheus.monitoring.svc".into(),
+            ],
+            ExtendedKeyUsagePurpose::ServerAuth,
+            "server",
+        );
+        leaf(vec![], ExtendedKeyUsagePurpose::ClientAuth, "client");
+        Self { dir }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A Prometheus `--web.config.file` serving TLS, asking for a client certificate when
+    /// `mutual` is set.
+    pub fn web_config(&self, mutual: bool) -> String {
+        let mut text = format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
+            self.path("server.pem").display(),
+            self.path("server-key.pem").display()
+        );
+        if mutual {
+            text.push_str(&format!(
+                "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {}\n",
+                self.path("ca.pem").display()
+            ));
+        }
+        text
+    }
+}

@@ -1,0 +1,249 @@
+//! The Prometheus HTTP API client: instant queries over reqwest and rustls, with a bearer token
+//! (fixed, or from a file re-read when it changes), a per-query timeout, and retries with
+//! backoff for failures that may pass (unreachable, 5xx, 429), never for a bad query.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+
+use crate::config::settings::PrometheusSettings;
+use crate::tls::{ClientTls, client_config};
+
+/// How queries are sent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QueryPolicy {
+    /// Per attempt, connection included.
+    pub timeout: Duration,
+    /// Further attempts after the first, for failures that may pass.
+    pub retries: u32,
+    /// Wait before the first retry; doubled for each further one.
+    pub backoff: Duration,
+}
+
+impl Default for QueryPolicy {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(10),
+            retries: 2,
+            backoff: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Why a query gave no answer.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum QueryError {
+    /// No HTTP answer: connection refused, TLS failure, timeout.
+    #[error("Prometheus unreachable: {0}")]
+    Unreachable(String),
+    /// An HTTP error status.
+    #[error("Prometheus answered HTTP {status}: {body}")]
+    Http { status: u16, body: String },
+    /// Prometheus answered, with `status: error` (a bad query, a timeout on its side).
+    #[error("query failed ({error_type}): {error}")]
+    Query { error_type: String, error: String },
+    /// The answer was not what the API documents.
+    #[error("unexpected answer from Prometheus: {0}")]
+    Decode(String),
+    /// The bearer token file could not be read.
+    #[error("PROMETHEUS_TOKEN_PATH: {0}")]
+    Token(String),
+}
+
+impl QueryError {
+    /// Whether trying again may help.
+    fn transient(&self) -> bool {
+        match self {
+            Self::Unreachable(_) => true,
+            Self::Http { status, .. } => *status >= 500 || *status == 429,
+            Self::Query { error_type, .. } => {
+                error_type == "timeout" || error_type == "unavailable"
+            }
+            Self::Decode(_) | Self::Token(_) => false,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Token {
+    None,
+    Fixed(String),
+    /// Re-read when its modification time or size changes (projected service-account tokens
+    /// are rotated in place).
+    File {
+        path: PathBuf,
+        cached: Mutex<Option<(SystemTime, u64, String)>>,
+    },
+}
+
+impl Token {
+    fn current(&self) -> Result<Option<String>, QueryError> {
+        match self {
+            Self::None => Ok(None),
+            Self::Fixed(t) => Ok(Some(t.clone())),
+            Self::File { path, cached } => {
+                let meta = std::fs::metadata(path).map_err(|e| {
+                    QueryError::Token(format!("cannot read {}: {e}", path.display()))
+                })?;
+                let stamp = (
+                    meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    meta.len(),
+                );
+                let mut cache = cached.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some((modified, len, token)) = cache.as_ref()
+                    && (*modified, *len) == stamp
+                {
+                    return Ok(Some(token.clone()));
+                }
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    QueryError::Token(format!("cannot read {}: {e}", path.display()))
+                })?;
+                let token = text.trim().to_string();
+                if token.is_empty() {
+                    return Err(QueryError::Token(format!(
+                        "expected a token in {}, found an empty file",
+                        path.display()
+                    )));
+                }
+                *cache = Some((stamp.0, stamp.1, token.clone()));
+                Ok(Some(token))
+            }
+        }
+    }
+}
+
+/// A client of one Prometheus. Cheap to share behind an `Arc`; the HTTP client is made once.
+#[derive(Debug)]
+pub struct PrometheusClient {
+    http: reqwest::Client,
+    query_url: String,
+    token: Token,
+    policy: QueryPolicy,
+}
+
+impl PrometheusClient {
+    /// Builds the client from the resolved settings. Errors name the setting that is wrong.
+    pub fn new(settings: &PrometheusSettings, policy: QueryPolicy) -> Result<Self, String> {
+        let base = settings
+            .base_url
+            .as_deref()
+            .ok_or("PROMETHEUS_BASE_URL (--prometheus-base-url): expected a URL, got nothing")?;
+        let base = base.trim_end_matches('/');
+        let mut builder = reqwest::Client::builder()
+            .timeout(policy.timeout)
+            .connect_timeout(policy.timeout)
+            .user_agent(concat!("wva/", env!("CARGO_PKG_VERSION")));
+        if base.to_ascii_lowercase().starts_with("https://") {
+            let tls = ClientTls {
+                ca_cert_path: settings.ca_cert_path.as_deref(),
+                client_cert: settings
+                    .client_cert_path
+                    .as_deref()
+                    .zip(settings.client_key_path.as_deref()),
+                server_name: settings.server_name.as_deref(),
+                insecure_skip_verify: settings.insecure_skip_verify,
+            };
+            builder = builder.tls_backend_preconfigured(client_config(&tls)?);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| format!("cannot build the Prometheus client: {e}"))?;
+        let token = match (&settings.token_path, &settings.bearer_token) {
+            (Some(path), _) => Token::File {
+                path: path.clone(),
+                cached: Mutex::new(None),
+            },
+            (None, Some(t)) => Token::Fixed(t.clone()),
+            (None, None) => Token::None,
+        };
+        Ok(Self {
+            http,
+            query_url: format!("{base}/api/v1/query"),
+            token,
+            policy,
+        })
+    }
+
+    /// Runs an instant query and returns `data.result` (a vector's samples). Retries failures
+    /// that may pass, with doubling backoff.
+    pub async fn query(&self, promql: &str) -> Result<Vec<Value>, QueryError> {
+        let mut wait = self.policy.backoff;
+        let mut attempt = 0;
+        loop {
+            match self.query_once(promql).await {
+                Err(e) if e.transient() && attempt < self.policy.retries => {
+                    tracing::debug!(error = %e, attempt, "Prometheus query failed; retrying");
+                    attempt += 1;
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn query_once(&self, promql: &str) -> Result<Vec<Value>, QueryError> {
+        let mut request = self.http.post(&self.query_url).form(&[("query", promql)]);
+        if let Some(token) = self.token.current()? {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| QueryError::Unreachable(error_chain(&e)))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| QueryError::Unreachable(error_chain(&e)))?;
+        let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+        // Prometheus answers 400/422/503 with a JSON error body: prefer its words.
+        if let Some(v) = &parsed
+            && v["status"] == "error"
+        {
+            return Err(QueryError::Query {
+                error_type: v["errorType"].as_str().unwrap_or("unknown").to_string(),
+                error: v["error"].as_str().unwrap_or("").to_string(),
+            });
+        }
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&body);
+            return Err(QueryError::Http {
+                status: status.as_u16(),
+                body: text
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
+                    .trim()
+                    .to_string(),
+            });
+        }
+        let v = parsed.ok_or_else(|| QueryError::Decode("the body is not JSON".into()))?;
+        if v["data"]["resultType"] != "vector" {
+            return Err(QueryError::Decode(format!(
+                "data.resultType: expected \"vector\", got {}",
+                v["data"]["resultType"]
+            )));
+        }
+        match v["data"]["result"].as_array() {
+            Some(result) => Ok(result.clone()),
+            None => Err(QueryError::Decode(
+                "data.result: expected a list of samples".into(),
+            )),
+        }
+    }
+}
+
+/// An error with its sources, so that "error sending request" says why (refused, TLS, ...).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
