@@ -3,6 +3,7 @@
 
 pub mod analyze;
 pub mod config;
+pub mod controller;
 pub mod crd;
 pub mod crdgen;
 pub mod datadir;
@@ -12,6 +13,7 @@ pub mod poller;
 pub mod prometheus_api;
 pub mod queries;
 pub mod replay;
+pub mod run;
 pub mod sim;
 pub mod simulate;
 pub mod telemetry;

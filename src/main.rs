@@ -38,6 +38,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the controller against the cluster of KUBECONFIG (or the in-cluster service
+    /// account): watch VariantAutoscalings, read Prometheus every cycle, publish the desired
+    /// replicas on the metrics endpoint, and write each VA's status. Every flag can also be set by
+    /// the environment variable shown with it.
+    Run(Box<wva::run::RunArgs>),
     /// Run the autoscaler against an emulated cluster in virtual time and report how it did.
     /// With no arguments: two variants of one model (A100 and H100) through a bursty day
     /// compressed into an hour.
@@ -235,6 +240,7 @@ fn main() -> ExitCode {
                 Err(e) => fail("simulate", &e, 1),
             }
         }
+        Command::Run(args) => wva::run::main(*args),
         Command::Emulate(args) => match emulate_options(&args) {
             Ok(options) => run_emulate(options),
             Err(e) => fail("emulate", &e, INVALID_INPUT),

@@ -1,0 +1,260 @@
+//! The controller's HTTP surface: the metrics endpoint (HTTPS, admitting only callers whose
+//! bearer token passes a TokenReview and a SubjectAccessReview for `GET /metrics`, as
+//! controller-runtime's secure metrics do; plain HTTP only when asked) and the probes
+//! (`/healthz`, `/readyz`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::Addr;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+use k8s_openapi::api::authorization::v1::{
+    NonResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
+use kube::api::{Api, PostParams};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use wva_actors::publisher::{Gather, Publisher};
+
+/// What `/readyz` reports.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Health {
+    /// The initial lists of VAs, Deployments and Pods are in.
+    pub watches_synced: bool,
+    pub leader: bool,
+    /// The last metrics read worked.
+    pub prometheus_ok: bool,
+    /// Why the last read failed, when it did (the safety net decides meanwhile).
+    pub prometheus_error: Option<String>,
+    pub cycles: u64,
+}
+
+/// Shared between the cycle loop and the probes.
+pub type SharedHealth = Arc<Mutex<Health>>;
+
+/// `/healthz` and `/readyz`. Ready once the watches are synced: a Prometheus outage keeps the
+/// controller ready (it runs on the safety net) and the body says so.
+pub fn probes(health: SharedHealth) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(|State(h): State<SharedHealth>| async move {
+                let h = h.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let status = if h.watches_synced {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
+                let summary = if !h.watches_synced {
+                    "not ready: waiting for the initial lists of VariantAutoscalings, Deployments and Pods".to_string()
+                } else if !h.prometheus_ok && h.cycles > 0 {
+                    format!(
+                        "ready, degraded: Prometheus read failed ({}); the safety net decides until it recovers",
+                        h.prometheus_error.as_deref().unwrap_or("unknown")
+                    )
+                } else if !h.leader {
+                    "ready: standing by (another instance holds the leader Lease)".to_string()
+                } else {
+                    "ready".to_string()
+                };
+                let body = serde_json::json!({"status": summary, "detail": h});
+                (status, axum::Json(body))
+            }),
+        )
+        .with_state(health)
+}
+
+/// Checks bearer tokens against the API server, caching answers for a minute so that a
+/// scrape every few seconds costs no API calls.
+#[derive(Clone)]
+pub struct Authorizer {
+    client: kube::Client,
+    cache: Arc<Mutex<HashMap<String, (bool, Instant)>>>,
+}
+
+impl std::fmt::Debug for Authorizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authorizer").finish_non_exhaustive()
+    }
+}
+
+const AUTH_CACHE_TTL: Duration = Duration::from_secs(60);
+
+impl Authorizer {
+    pub fn new(client: kube::Client) -> Self {
+        Self {
+            client,
+            cache: Arc::default(),
+        }
+    }
+
+    /// Whether the token's user may `GET /metrics`. Errors (API unreachable) deny.
+    pub async fn allows(&self, token: &str) -> Result<bool, String> {
+        if let Some((allowed, at)) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(token)
+            && at.elapsed() < AUTH_CACHE_TTL
+        {
+            return Ok(*allowed);
+        }
+        let review = TokenReview {
+            spec: TokenReviewSpec {
+                token: Some(token.to_string()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let reviewed = Api::<TokenReview>::all(self.client.clone())
+            .create(&PostParams::default(), &review)
+            .await
+            .map_err(|e| format!("TokenReview failed: {e}"))?;
+        let status = reviewed.status.unwrap_or_default();
+        let allowed = if status.authenticated == Some(true) {
+            let user = status.user.unwrap_or_default();
+            let access = SubjectAccessReview {
+                spec: SubjectAccessReviewSpec {
+                    user: user.username.clone(),
+                    groups: user.groups.clone(),
+                    uid: user.uid.clone(),
+                    extra: user.extra.clone(),
+                    non_resource_attributes: Some(NonResourceAttributes {
+                        path: Some("/metrics".into()),
+                        verb: Some("get".into()),
+                    }),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let answer = Api::<SubjectAccessReview>::all(self.client.clone())
+                .create(&PostParams::default(), &access)
+                .await
+                .map_err(|e| format!("SubjectAccessReview failed: {e}"))?;
+            answer.status.is_some_and(|s| s.allowed)
+        } else {
+            false
+        };
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.retain(|_, (_, at)| at.elapsed() < AUTH_CACHE_TTL);
+        cache.insert(token.to_string(), (allowed, Instant::now()));
+        Ok(allowed)
+    }
+}
+
+#[derive(Clone)]
+struct MetricsState {
+    publisher: Addr<Publisher>,
+    authorizer: Option<Authorizer>,
+}
+
+/// The metrics endpoint; with an authorizer, only admitted callers get the page.
+pub fn metrics(publisher: Addr<Publisher>, authorizer: Option<Authorizer>) -> Router {
+    Router::new()
+        .route("/metrics", get(serve_metrics))
+        .with_state(MetricsState {
+            publisher,
+            authorizer,
+        })
+}
+
+async fn serve_metrics(State(s): State<MetricsState>, headers: HeaderMap) -> Response {
+    if let Some(auth) = &s.authorizer {
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        let Some(token) = token else {
+            return (StatusCode::UNAUTHORIZED, "a bearer token is required\n").into_response();
+        };
+        match auth.allows(token).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return (StatusCode::FORBIDDEN, "not allowed to get /metrics\n").into_response();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics: cannot check a caller");
+                return (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "cannot check the caller\n",
+                )
+                    .into_response();
+            }
+        }
+    }
+    match s.publisher.send(Gather).await {
+        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "publisher stopped\n").into_response(),
+    }
+}
+
+/// Binds `address` (before anything else starts, so that a taken port fails start-up).
+pub async fn bind(address: &str, what: &str) -> Result<TcpListener, String> {
+    let addr: SocketAddr = address
+        .parse()
+        .map_err(|_| format!("{what}: expected host:port, got {address:?}"))?;
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("{what}: cannot listen on {address}: {e}"))
+}
+
+/// Serves `router` on `listener`, over TLS when a configuration is given, until `stop`.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Some(tls) = tls else {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = crate::controller::stopped(&mut stop).await;
+            })
+            .await;
+        return;
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = crate::controller::stopped(&mut stop) => return,
+        };
+        let (acceptor, router) = (acceptor.clone(), router.clone());
+        tokio::spawn(async move {
+            // A client that never finishes its handshake must not hold a task forever.
+            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                .await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "metrics: TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let service = hyper_util::service::TowerToHyperService::new(router);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await;
+        });
+    }
+}

@@ -1,0 +1,674 @@
+//! What the controller knows of the cluster, and what follows from it: which variants exist
+//! (explicit VAs and discovered Deployments), which Deployment each scales, which pods are live
+//! pods of those Deployments, and which VAs are invalid. Pure: the watchers feed it objects
+//! and it answers with the [`Change`]s to hand to the actors and the status writer.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::core::DeserializeGuard;
+use wva_actors::messages::{DEFAULT_MAX_BATCH, DeploymentState, ModelKey, VariantKey, VariantSpec};
+
+use crate::config::AcceleratorCosts;
+use crate::crd::{ACCELERATOR_NAME_LABEL, CONTROLLER_INSTANCE_LABEL, VariantAutoscaling};
+use crate::poller::PodIndex;
+
+/// Label or annotation that ties a Deployment to a model in discovery mode.
+pub const MODEL_ID_KEY: &str = "model_id";
+/// Node-selector keys that name the accelerator of a pod template, by vendor.
+pub const ACCELERATOR_NODE_LABELS: [&str; 3] = [
+    "nvidia.com/gpu.product",
+    "amd.com/gpu.product",
+    "intel.com/gpu.product",
+];
+/// Cost of a discovered variant whose accelerator has no price.
+const DEFAULT_DISCOVERED_COST: f64 = 10.0;
+
+/// Which VAs this controller manages.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// `CONTROLLER_INSTANCE`: only VAs labelled with it; without it, only unlabelled VAs.
+    pub instance: Option<String>,
+    /// `WATCH_NAMESPACE`: only this namespace.
+    pub namespace: Option<String>,
+}
+
+impl Scope {
+    pub fn manages(&self, meta: &ObjectMeta) -> bool {
+        let label = meta
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(CONTROLLER_INSTANCE_LABEL))
+            .filter(|v| !v.is_empty());
+        let in_namespace = match (&self.namespace, &meta.namespace) {
+            (Some(watched), Some(ns)) => watched == ns,
+            (Some(_), None) => false,
+            (None, _) => true,
+        };
+        in_namespace && label == self.instance.as_ref()
+    }
+}
+
+/// The VA a status belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct VaRef {
+    pub namespace: String,
+    pub name: String,
+    pub uid: Option<String>,
+    pub generation: Option<i64>,
+}
+
+impl VaRef {
+    fn of(meta: &ObjectMeta) -> Self {
+        Self {
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+            uid: meta.uid.clone(),
+            generation: meta.generation,
+        }
+    }
+}
+
+/// What changed, in the order it must be applied.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// A Deployment appeared, changed or went away (`None`).
+    Deployment {
+        namespace: String,
+        name: String,
+        state: Option<DeploymentState>,
+    },
+    /// A variant is managed (new or changed), on behalf of this VA.
+    Upsert(VariantSpec, VaRef),
+    /// A variant is no longer managed.
+    Remove(VariantKey),
+    /// A VA's configuration problem (`None`: it has none now).
+    Problem(VaRef, Option<String>),
+    /// A VA still carries the deprecated `perfParms` (reported once per generation).
+    Deprecated(VaRef),
+    /// A discovery-mode VA matches no Deployment.
+    NoTargets(VaRef, String),
+}
+
+/// The parts of a Deployment the controller uses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeploymentInfo {
+    pub state: DeploymentState,
+    /// Label, else annotation, `model_id` (discovery mode).
+    pub model_id: Option<String>,
+    /// The accelerator node selector of the pod template.
+    pub accelerator_device: Option<String>,
+    /// `spec.selector.matchLabels`, to own pods whose owner chain is not visible.
+    pub selector: BTreeMap<String, String>,
+}
+
+impl DeploymentInfo {
+    pub fn from_deployment(d: &Deployment) -> Self {
+        let spec = d.spec.as_ref();
+        let status = d.status.as_ref();
+        let spec_replicas = spec.and_then(|s| s.replicas).unwrap_or(1);
+        // status.replicas, else spec.replicas (a Deployment the controller has not seen yet).
+        let replicas = status.and_then(|s| s.replicas).unwrap_or(spec_replicas);
+        let ready = status.and_then(|s| s.ready_replicas).unwrap_or(0);
+        let model_id = d
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(MODEL_ID_KEY))
+            .or_else(|| {
+                d.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(MODEL_ID_KEY))
+            })
+            .cloned();
+        let node_selector = spec
+            .and_then(|s| s.template.spec.as_ref())
+            .and_then(|p| p.node_selector.as_ref());
+        let accelerator_device = node_selector.and_then(|sel| {
+            ACCELERATOR_NODE_LABELS
+                .iter()
+                .find_map(|k| sel.get(*k).cloned())
+        });
+        Self {
+            state: DeploymentState {
+                replicas: replicas.max(0) as u32,
+                ready: ready.max(0) as u32,
+            },
+            model_id,
+            accelerator_device,
+            selector: spec
+                .and_then(|s| s.selector.match_labels.clone())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// The parts of a pod the controller uses (from its metadata only).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PodInfo {
+    /// The Deployment named by the owner chain Pod → ReplicaSet (`<deployment>-<hash>`).
+    pub owner_deployment: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    /// Not terminating.
+    pub live: bool,
+}
+
+impl PodInfo {
+    pub fn from_meta(meta: &ObjectMeta) -> Self {
+        let labels = meta.labels.clone().unwrap_or_default();
+        // A ReplicaSet made by a Deployment is named `<deployment>-<pod-template-hash>`.
+        let owner_deployment = labels.get("pod-template-hash").and_then(|hash| {
+            meta.owner_references.iter().flatten().find_map(|o| {
+                (o.kind == "ReplicaSet")
+                    .then(|| o.name.strip_suffix(&format!("-{hash}")))
+                    .flatten()
+                    .map(str::to_string)
+            })
+        });
+        Self {
+            owner_deployment,
+            labels,
+            live: meta.deletion_timestamp.is_none(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum VaEntry {
+    Valid(Box<VariantAutoscaling>),
+    /// Could not be read; the last valid version (if any) stays in effect.
+    Invalid {
+        last_valid: Option<Box<VariantAutoscaling>>,
+        meta: Box<ObjectMeta>,
+        error: String,
+    },
+}
+
+impl VaEntry {
+    fn effective(&self) -> Option<&VariantAutoscaling> {
+        match self {
+            Self::Valid(va) => Some(va),
+            Self::Invalid { last_valid, .. } => last_valid.as_deref(),
+        }
+    }
+}
+
+/// The kinds whose initial list must be complete before anything is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    VariantAutoscaling,
+    Deployment,
+    Pod,
+}
+
+type Id = (String, String);
+
+fn id(meta: &ObjectMeta) -> Id {
+    (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+/// The controller's view of the cluster.
+#[derive(Debug, Default)]
+pub struct Inventory {
+    scope: Scope,
+    vas: BTreeMap<Id, VaEntry>,
+    deployments: BTreeMap<Id, DeploymentInfo>,
+    pods: BTreeMap<Id, PodInfo>,
+    costs: AcceleratorCosts,
+    synced: BTreeSet<Kind>,
+    /// Objects seen since a relist started, per kind.
+    relisting: BTreeMap<Kind, BTreeSet<Id>>,
+    /// What the actors were last told.
+    emitted: BTreeMap<VariantKey, (VariantSpec, VaRef)>,
+    problems: BTreeMap<Id, String>,
+    deprecated_reported: BTreeMap<Id, Option<i64>>,
+    no_targets: BTreeSet<Id>,
+}
+
+impl Inventory {
+    pub fn new(scope: Scope) -> Self {
+        Self {
+            scope,
+            ..Default::default()
+        }
+    }
+
+    /// True once every kind's initial list is in: before that nothing is emitted, so that a VA
+    /// is never reported "target not found" only because its Deployment was not listed yet.
+    pub fn ready(&self) -> bool {
+        self.synced.len() == 3
+    }
+
+    /// A VA was listed or changed (possibly malformed).
+    pub fn va_applied(&mut self, obj: DeserializeGuard<VariantAutoscaling>) -> Vec<Change> {
+        let mut changes = Vec::new();
+        let meta = match &obj.0 {
+            Ok(va) => va.metadata.clone(),
+            Err(invalid) => invalid.metadata.clone(),
+        };
+        let key = id(&meta);
+        self.seen(Kind::VariantAutoscaling, &key);
+        if !self.scope.manages(&meta) {
+            // Relabelled away to another instance: it is no longer ours.
+            return self.va_deleted(&key.0, &key.1);
+        }
+        let va_ref = VaRef::of(&meta);
+        match obj.0 {
+            Ok(va) => {
+                if va.spec.has_perf_parms()
+                    && self.deprecated_reported.get(&key) != Some(&meta.generation)
+                {
+                    self.deprecated_reported
+                        .insert(key.clone(), meta.generation);
+                    changes.push(Change::Deprecated(va_ref.clone()));
+                }
+                self.vas.insert(key, VaEntry::Valid(Box::new(va)));
+            }
+            Err(invalid) => {
+                let last_valid = match self.vas.remove(&key) {
+                    Some(VaEntry::Valid(va)) => Some(va),
+                    Some(VaEntry::Invalid { last_valid, .. }) => last_valid,
+                    None => None,
+                };
+                self.vas.insert(
+                    key,
+                    VaEntry::Invalid {
+                        last_valid,
+                        meta: Box::new(invalid.metadata),
+                        error: invalid.error,
+                    },
+                );
+            }
+        }
+        changes.extend(self.reconcile());
+        changes
+    }
+
+    pub fn va_deleted(&mut self, namespace: &str, name: &str) -> Vec<Change> {
+        let key = (namespace.to_string(), name.to_string());
+        self.vas.remove(&key);
+        self.problems.remove(&key);
+        self.deprecated_reported.remove(&key);
+        self.no_targets.remove(&key);
+        self.reconcile()
+    }
+
+    pub fn deployment_applied(&mut self, d: &Deployment) -> Vec<Change> {
+        let key = id(&d.metadata);
+        self.seen(Kind::Deployment, &key);
+        if !self.in_scope(&key.0) {
+            return Vec::new();
+        }
+        let info = DeploymentInfo::from_deployment(d);
+        let mut changes = Vec::new();
+        let old = self.deployments.insert(key.clone(), info.clone());
+        if self.ready() && old.as_ref().map(|o| o.state) != Some(info.state) {
+            changes.push(Change::Deployment {
+                namespace: key.0.clone(),
+                name: key.1.clone(),
+                state: Some(info.state),
+            });
+        }
+        changes.extend(self.reconcile());
+        changes
+    }
+
+    pub fn deployment_deleted(&mut self, namespace: &str, name: &str) -> Vec<Change> {
+        let key = (namespace.to_string(), name.to_string());
+        let mut changes = Vec::new();
+        if self.deployments.remove(&key).is_some() && self.ready() {
+            changes.push(Change::Deployment {
+                namespace: key.0,
+                name: key.1,
+                state: None,
+            });
+        }
+        changes.extend(self.reconcile());
+        changes
+    }
+
+    pub fn pod_applied(&mut self, meta: &ObjectMeta) {
+        let key = id(meta);
+        self.seen(Kind::Pod, &key);
+        if self.in_scope(&key.0) {
+            self.pods.insert(key, PodInfo::from_meta(meta));
+        }
+    }
+
+    pub fn pod_deleted(&mut self, namespace: &str, name: &str) {
+        self.pods.remove(&(namespace.to_string(), name.to_string()));
+    }
+
+    /// The accelerator prices changed (discovered variants' costs and accelerators).
+    pub fn set_costs(&mut self, costs: AcceleratorCosts) -> Vec<Change> {
+        self.costs = costs;
+        self.reconcile()
+    }
+
+    /// A watcher (re)starts its list: objects not listed again by [`Self::relist_done`] are gone.
+    pub fn relist_started(&mut self, kind: Kind) {
+        self.relisting.insert(kind, BTreeSet::new());
+    }
+
+    /// A watcher's list is complete. The first time for every kind, everything known so far is
+    /// emitted: Deployments first, then variants.
+    pub fn relist_done(&mut self, kind: Kind) -> Vec<Change> {
+        let was_ready = self.ready();
+        let mut changes = Vec::new();
+        if let Some(seen) = self.relisting.remove(&kind) {
+            let gone: Vec<Id> = match kind {
+                Kind::VariantAutoscaling => self
+                    .vas
+                    .keys()
+                    .filter(|k| !seen.contains(*k))
+                    .cloned()
+                    .collect(),
+                Kind::Deployment => self
+                    .deployments
+                    .keys()
+                    .filter(|k| !seen.contains(*k))
+                    .cloned()
+                    .collect(),
+                Kind::Pod => self
+                    .pods
+                    .keys()
+                    .filter(|k| !seen.contains(*k))
+                    .cloned()
+                    .collect(),
+            };
+            for (ns, name) in gone {
+                match kind {
+                    Kind::VariantAutoscaling => changes.extend(self.va_deleted(&ns, &name)),
+                    Kind::Deployment => changes.extend(self.deployment_deleted(&ns, &name)),
+                    Kind::Pod => self.pod_deleted(&ns, &name),
+                }
+            }
+        }
+        self.synced.insert(kind);
+        if !was_ready && self.ready() {
+            for ((namespace, name), info) in &self.deployments {
+                changes.push(Change::Deployment {
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    state: Some(info.state),
+                });
+            }
+            changes.extend(self.reconcile());
+        }
+        changes
+    }
+
+    fn seen(&mut self, kind: Kind, key: &Id) {
+        if let Some(seen) = self.relisting.get_mut(&kind) {
+            seen.insert(key.clone());
+        }
+    }
+
+    fn in_scope(&self, namespace: &str) -> bool {
+        self.scope
+            .namespace
+            .as_deref()
+            .is_none_or(|w| w == namespace)
+    }
+
+    /// Recomputes the variants and configuration problems, and returns what differs from what
+    /// was last emitted.
+    fn reconcile(&mut self) -> Vec<Change> {
+        if !self.ready() {
+            return Vec::new();
+        }
+        let mut variants: BTreeMap<VariantKey, (VariantSpec, VaRef)> = BTreeMap::new();
+        let mut problems: BTreeMap<Id, (VaRef, String)> = BTreeMap::new();
+        let mut no_targets: BTreeMap<Id, (VaRef, String)> = BTreeMap::new();
+        for (key, entry) in &self.vas {
+            let meta = match entry {
+                VaEntry::Valid(va) => &va.metadata,
+                VaEntry::Invalid { meta, .. } => meta.as_ref(),
+            };
+            let va_ref = VaRef::of(meta);
+            if let VaEntry::Invalid { error, .. } = entry {
+                problems.insert(
+                    key.clone(),
+                    (
+                        va_ref.clone(),
+                        format!("the object cannot be read: {error}"),
+                    ),
+                );
+            }
+            let Some(va) = entry.effective() else {
+                continue;
+            };
+            match self.variants_of(va) {
+                Ok(found) if found.is_empty() => {
+                    no_targets.insert(
+                        key.clone(),
+                        (
+                            va_ref.clone(),
+                            format!(
+                                "no Deployment in namespace {} has the label or annotation {MODEL_ID_KEY}={}",
+                                key.0, va.spec.model_id
+                            ),
+                        ),
+                    );
+                }
+                Ok(found) => {
+                    for (spec, problem) in found {
+                        if let Some(p) = problem {
+                            problems.entry(key.clone()).or_insert((va_ref.clone(), p));
+                        }
+                        // An explicit VA wins over a discovered variant of the same name.
+                        let explicit = va.spec.scale_target_ref.is_some();
+                        if explicit || !variants.contains_key(&spec.key) {
+                            variants.insert(spec.key.clone(), (spec, va_ref.clone()));
+                        }
+                    }
+                }
+                Err(problem) => {
+                    problems.insert(key.clone(), (va_ref.clone(), problem));
+                }
+            }
+        }
+
+        let mut changes = Vec::new();
+        for (key, (spec, va_ref)) in &variants {
+            if self.emitted.get(key) != Some(&(spec.clone(), va_ref.clone())) {
+                changes.push(Change::Upsert(spec.clone(), va_ref.clone()));
+            }
+        }
+        for key in self.emitted.keys() {
+            if !variants.contains_key(key) {
+                changes.push(Change::Remove(key.clone()));
+            }
+        }
+        self.emitted = variants;
+
+        // Problems: report new and changed ones, clear the fixed ones.
+        let old_problems = std::mem::take(&mut self.problems);
+        for (key, (va_ref, problem)) in &problems {
+            if old_problems.get(key) != Some(problem) {
+                changes.push(Change::Problem(va_ref.clone(), Some(problem.clone())));
+            }
+        }
+        for key in old_problems.keys() {
+            if !problems.contains_key(key)
+                && let Some(entry) = self.vas.get(key)
+            {
+                let meta = match entry {
+                    VaEntry::Valid(va) => &va.metadata,
+                    VaEntry::Invalid { meta, .. } => meta.as_ref(),
+                };
+                changes.push(Change::Problem(VaRef::of(meta), None));
+            }
+        }
+        self.problems = problems.into_iter().map(|(k, (_, p))| (k, p)).collect();
+        for (key, (va_ref, why)) in &no_targets {
+            if !self.no_targets.contains(key) {
+                changes.push(Change::NoTargets(va_ref.clone(), why.clone()));
+            }
+        }
+        self.no_targets = no_targets.into_keys().collect();
+        changes
+    }
+
+    /// The variants one VA stands for, each with a problem that did not stop it (if any); an
+    /// error when the VA cannot be acted on at all.
+    fn variants_of(
+        &self,
+        va: &VariantAutoscaling,
+    ) -> Result<Vec<(VariantSpec, Option<String>)>, String> {
+        let (namespace, name) = id(&va.metadata);
+        let model = ModelKey::new(namespace.clone(), va.spec.model_id.clone());
+        let first_acc = va
+            .spec
+            .model_profile
+            .as_ref()
+            .and_then(|p| p.accelerators.first());
+        let max_batch = first_acc
+            .map(|a| a.max_batch_size)
+            .filter(|b| *b >= 1)
+            .map_or(DEFAULT_MAX_BATCH, |b| b as u32);
+        let label_acc = va
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(ACCELERATOR_NAME_LABEL))
+            .filter(|v| !v.is_empty())
+            .cloned();
+        let status_desired = va
+            .status
+            .as_ref()
+            .and_then(|s| s.desired_optimized_alloc.num_replicas)
+            .map(|n| n.max(0) as u32);
+        let accelerator_from = |deployment: Option<&DeploymentInfo>| -> Option<String> {
+            let device = deployment?.accelerator_device.as_deref()?;
+            Some(
+                self.costs
+                    .by_device(device)
+                    .map_or_else(|| device.to_string(), |a| a.name.clone()),
+            )
+        };
+        match &va.spec.scale_target_ref {
+            Some(target) => {
+                if target.kind != "Deployment" {
+                    return Err(format!(
+                        "spec.scaleTargetRef.kind: expected Deployment, got {:?}",
+                        target.kind
+                    ));
+                }
+                let (cost, problem) = match va.spec.cost() {
+                    Ok(c) => (c, None),
+                    Err(e) => (
+                        crate::crd::DEFAULT_VARIANT_COST.parse().unwrap_or(10.0),
+                        Some(e),
+                    ),
+                };
+                let deployment = self
+                    .deployments
+                    .get(&(namespace.clone(), target.name.clone()));
+                let accelerator = label_acc
+                    .or_else(|| first_acc.map(|a| a.acc.clone()).filter(|a| !a.is_empty()))
+                    .or_else(|| accelerator_from(deployment))
+                    .unwrap_or_else(|| "unknown".into());
+                Ok(vec![(
+                    VariantSpec {
+                        key: VariantKey::new(namespace, name),
+                        model,
+                        deployment: target.name.clone(),
+                        cost,
+                        accelerator,
+                        status_desired,
+                        max_batch,
+                    },
+                    problem,
+                )])
+            }
+            None => Ok(self
+                .deployments
+                .iter()
+                .filter(|((ns, _), d)| {
+                    *ns == namespace && d.model_id.as_deref() == Some(&va.spec.model_id)
+                })
+                .map(|((ns, dname), d)| {
+                    let accelerator = accelerator_from(Some(d)).unwrap_or_else(|| "unknown".into());
+                    let cost = self
+                        .costs
+                        .by_name(&accelerator)
+                        .map_or(DEFAULT_DISCOVERED_COST, |a| a.cost);
+                    (
+                        VariantSpec {
+                            key: VariantKey::new(ns.clone(), dname.clone()),
+                            model: model.clone(),
+                            deployment: dname.clone(),
+                            cost,
+                            accelerator,
+                            status_desired: None,
+                            max_batch,
+                        },
+                        None,
+                    )
+                })
+                .collect()),
+        }
+    }
+
+    /// Live pods of the Deployments that managed variants scale, for the metrics read: by the
+    /// owner chain, else by the Deployment's label selector.
+    pub fn pod_index(&self) -> PodIndex {
+        let targets: BTreeSet<(&str, &str)> = self
+            .emitted
+            .values()
+            .map(|(s, _)| (s.key.namespace.as_str(), s.deployment.as_str()))
+            .collect();
+        let mut index = PodIndex::new();
+        for ((ns, pod), info) in &self.pods {
+            if !info.live {
+                continue;
+            }
+            let owner = info.owner_deployment.clone().or_else(|| {
+                self.deployments
+                    .iter()
+                    .find(|((dns, _), d)| {
+                        dns == ns
+                            && !d.selector.is_empty()
+                            && d.selector
+                                .iter()
+                                .all(|(k, v)| info.labels.get(k) == Some(v))
+                    })
+                    .map(|((_, name), _)| name.clone())
+            });
+            if let Some(deployment) = owner
+                && targets.contains(&(ns.as_str(), deployment.as_str()))
+            {
+                index.insert((ns.clone(), pod.clone()), deployment);
+            }
+        }
+        index
+    }
+
+    /// Every managed model.
+    pub fn models(&self) -> Vec<ModelKey> {
+        let set: BTreeSet<ModelKey> = self
+            .emitted
+            .values()
+            .map(|(s, _)| s.model.clone())
+            .collect();
+        set.into_iter().collect()
+    }
+
+    /// The VA that a variant's status goes to.
+    pub fn va_of(&self, variant: &VariantKey) -> Option<&VaRef> {
+        self.emitted.get(variant).map(|(_, r)| r)
+    }
+
+    /// The problem currently reported for a VA, if any.
+    pub fn problem_of(&self, va: &VaRef) -> Option<&str> {
+        self.problems
+            .get(&(va.namespace.clone(), va.name.clone()))
+            .map(String::as_str)
+    }
+}

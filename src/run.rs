@@ -1,0 +1,297 @@
+//! The `wva run` process: flags, start-up checks (API server reachable, CRD installed, settings
+//! valid), the HTTP servers, the controller, and a graceful stop on SIGTERM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::builder::BoolishValueParser;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::Api;
+
+use crate::config::parse_duration;
+use crate::config::settings::SettingsArgs;
+use crate::controller::http::{self, Authorizer};
+use crate::controller::leader::LeaseTiming;
+use crate::controller::{ControllerOptions, prometheus_source};
+use crate::prometheus_api::{PrometheusClient, QueryPolicy};
+
+/// Flags of `wva run`; every one can also be set by its environment variable.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+    /// Directory of the decision log (a persistent volume in a cluster).
+    #[arg(long, env = "WVA_DATA_DIR", default_value = "/var/lib/wva")]
+    pub data_dir: PathBuf,
+    /// Address of the metrics endpoint that HPA's adapter or KEDA's Prometheus read through.
+    #[arg(long, env = "METRICS_BIND_ADDRESS", default_value = "0.0.0.0:8443")]
+    pub metrics_bind_address: String,
+    /// Serve metrics over HTTPS to callers allowed to GET /metrics (TokenReview and
+    /// SubjectAccessReview); false serves plain HTTP to anyone.
+    #[arg(long, env = "METRICS_SECURE", value_parser = BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true", default_value = "true")]
+    pub metrics_secure: bool,
+    /// Certificate (PEM) of the metrics endpoint; self-signed when absent.
+    #[arg(long, env = "METRICS_CERT_PATH")]
+    pub metrics_cert_path: Option<PathBuf>,
+    /// Private key (PEM) of the metrics endpoint's certificate.
+    #[arg(long, env = "METRICS_KEY_PATH")]
+    pub metrics_key_path: Option<PathBuf>,
+    /// Address of /healthz and /readyz.
+    #[arg(
+        long,
+        env = "HEALTH_PROBE_BIND_ADDRESS",
+        default_value = "0.0.0.0:8081"
+    )]
+    pub health_probe_bind_address: String,
+    /// Elect a leader through a Lease, for more than one replica; only the leader writes status
+    /// and publishes.
+    #[arg(long, env = "LEADER_ELECT", value_parser = BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub leader_elect: bool,
+    /// Name of the Lease, in the controller's namespace.
+    #[arg(
+        long,
+        env = "LEADER_ELECTION_ID",
+        default_value = "wva-controller-leader"
+    )]
+    pub leader_election_id: String,
+    /// This replica's name in the Lease and in Events [default: the host name].
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
+    /// Timeout of one Prometheus query attempt.
+    #[arg(long, env = "PROMETHEUS_QUERY_TIMEOUT", default_value = "10s")]
+    pub prometheus_query_timeout: String,
+    /// Further attempts of a Prometheus query that failed in a way that may pass.
+    #[arg(long, env = "PROMETHEUS_QUERY_RETRIES", default_value_t = 2)]
+    pub prometheus_query_retries: u32,
+}
+
+/// Exit status for settings that cannot be used.
+const INVALID_INPUT: u8 = 2;
+
+fn fail(message: &str, code: u8) -> ExitCode {
+    eprintln!("error: run: {message}");
+    ExitCode::from(code)
+}
+
+/// Runs the controller until SIGTERM or SIGINT.
+pub fn main(args: RunArgs) -> ExitCode {
+    crate::tls::install_default_provider();
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("cannot start the tokio runtime: {e}"))
+    };
+    let system = actix::System::with_tokio_rt(runtime);
+    system.block_on(controller_main(args))
+}
+
+async fn controller_main(args: RunArgs) -> ExitCode {
+    let query_timeout = match parse_duration(&args.prometheus_query_timeout) {
+        Ok(d) if d >= Duration::from_millis(100) => d,
+        Ok(_) => {
+            return fail(
+                "PROMETHEUS_QUERY_TIMEOUT (--prometheus-query-timeout): expected at least 100ms",
+                INVALID_INPUT,
+            );
+        }
+        Err(e) => {
+            return fail(
+                &format!("PROMETHEUS_QUERY_TIMEOUT (--prometheus-query-timeout): {e}"),
+                INVALID_INPUT,
+            );
+        }
+    };
+    if args.metrics_cert_path.is_some() != args.metrics_key_path.is_some() {
+        return fail(
+            "METRICS_CERT_PATH and METRICS_KEY_PATH: expected both or neither",
+            INVALID_INPUT,
+        );
+    }
+    // Settings without the ConfigMap first: they say where the ConfigMap is.
+    let early = match args.settings.resolve(None) {
+        Ok(s) => s,
+        Err(e) => return fail(&e.to_string(), INVALID_INPUT),
+    };
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => {
+            return fail(
+                &format!(
+                    "cannot configure the Kubernetes client (KUBECONFIG or the in-cluster service account): {e}"
+                ),
+                1,
+            );
+        }
+    };
+    if let Err(e) = check_crd(&client).await {
+        eprintln!("error: run: {e}");
+        return ExitCode::from(1);
+    }
+    let cm_api: Api<ConfigMap> = Api::namespaced(client.clone(), &early.pod_namespace);
+    let main_cm = match cm_api.get_opt(&early.config_map_name).await {
+        Ok(Some(cm)) => Some(cm.data.unwrap_or_default()),
+        Ok(None) => {
+            tracing::warn!(config_map = %early.config_map_name, namespace = %early.pod_namespace, "main ConfigMap not found; using flags, environment and defaults");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(config_map = %early.config_map_name, error = %e, "cannot read the main ConfigMap; using flags, environment and defaults");
+            None
+        }
+    };
+    let settings = match args.settings.resolve(main_cm.as_ref()) {
+        Ok(s) => s,
+        Err(e) => return fail(&e.to_string(), INVALID_INPUT),
+    };
+    if settings.prometheus.base_url.is_none() {
+        return fail(
+            "PROMETHEUS_BASE_URL (--prometheus-base-url): expected the Prometheus URL, got nothing",
+            INVALID_INPUT,
+        );
+    }
+    let prometheus = match PrometheusClient::new(
+        &settings.prometheus,
+        QueryPolicy {
+            timeout: query_timeout,
+            retries: args.prometheus_query_retries,
+            ..Default::default()
+        },
+    ) {
+        Ok(c) => Arc::new(c),
+        Err(e) => return fail(&e, INVALID_INPUT),
+    };
+    tracing::info!(settings = ?settings.redacted(), "starting");
+
+    let health_listener =
+        match http::bind(&args.health_probe_bind_address, "HEALTH_PROBE_BIND_ADDRESS").await {
+            Ok(l) => l,
+            Err(e) => return fail(&e, 1),
+        };
+    let metrics_listener =
+        match http::bind(&args.metrics_bind_address, "METRICS_BIND_ADDRESS").await {
+            Ok(l) => l,
+            Err(e) => return fail(&e, 1),
+        };
+    let tls = if args.metrics_secure {
+        let names = vec!["localhost".to_string(), hostname()];
+        let pair = args
+            .metrics_cert_path
+            .as_deref()
+            .zip(args.metrics_key_path.as_deref());
+        match crate::tls::server_config(pair, &names) {
+            Ok(c) => Some(Arc::new(c)),
+            Err(e) => return fail(&e, INVALID_INPUT),
+        }
+    } else {
+        tracing::warn!("metrics are served over plain HTTP to any caller (--metrics-secure=false)");
+        None
+    };
+
+    let identity = args.pod_name.clone().unwrap_or_else(hostname);
+    let options = ControllerOptions {
+        settings: settings.clone(),
+        data_dir: Some(args.data_dir.clone()),
+        metrics: prometheus_source(prometheus),
+        leader_election: args.leader_elect.then(|| {
+            (
+                args.leader_election_id.clone(),
+                format!(
+                    "{identity}_{}_{:x}",
+                    std::process::id(),
+                    crate::timefmt::wall_clock().millis()
+                ),
+                LeaseTiming::default(),
+            )
+        }),
+        instance: identity,
+    };
+    let running = match crate::controller::start(client.clone(), options).await {
+        Ok(r) => r,
+        Err(e) => return fail(&e, 1),
+    };
+    let authorizer = args.metrics_secure.then(|| Authorizer::new(client.clone()));
+    let servers = [
+        tokio::spawn(http::serve(
+            health_listener,
+            http::probes(Arc::clone(&running.health)),
+            None,
+            running.stop_signal(),
+        )),
+        tokio::spawn(http::serve(
+            metrics_listener,
+            http::metrics(running.publisher.clone(), authorizer),
+            tls,
+            running.stop_signal(),
+        )),
+    ];
+
+    wait_for_signal().await;
+    tracing::info!(
+        "stopping: finishing the cycle in flight, flushing the decision log, releasing the Lease"
+    );
+    running.shutdown().await;
+    for s in servers {
+        let _ = tokio::time::timeout(Duration::from_secs(5), s).await;
+    }
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "wva-controller".into())
+}
+
+/// Checks that the API server serves the VariantAutoscaling resource, with one line on what
+/// to do when it does not.
+pub async fn check_crd(client: &kube::Client) -> Result<(), String> {
+    const HOW: &str = "install it with `kubectl apply -f crds/llmd.ai_variantautoscalings.yaml` (or the Helm chart's crds/) and start again";
+    match client.list_api_group_resources("llmd.ai/v1alpha1").await {
+        Ok(list)
+            if list
+                .resources
+                .iter()
+                .any(|r| r.name == "variantautoscalings") =>
+        {
+            Ok(())
+        }
+        Ok(_) => Err(format!(
+            "the VariantAutoscaling CRD (variantautoscalings.llmd.ai) is not installed: {HOW}"
+        )),
+        Err(kube::Error::Api(e)) if e.code == 404 => Err(format!(
+            "the VariantAutoscaling CRD (variantautoscalings.llmd.ai) is not installed: {HOW}"
+        )),
+        Err(e) => Err(format!(
+            "cannot reach the Kubernetes API server to check for the VariantAutoscaling CRD: {e}"
+        )),
+    }
+}
