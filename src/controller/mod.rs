@@ -461,7 +461,7 @@ struct Watches {
 
 enum Watched {
     Va(watcher::Event<DeserializeGuard<VariantAutoscaling>>),
-    Deployment(watcher::Event<Deployment>),
+    Deployment(Box<watcher::Event<Deployment>>),
     Pod(watcher::Event<kube::core::PartialObjectMeta<Pod>>),
     ConfigMap(watcher::Event<ConfigMap>),
 }
@@ -494,7 +494,7 @@ impl Watches {
         .boxed();
         let deployments = watcher(scoped::<Deployment>(&self.client, ns), config.clone())
             .default_backoff()
-            .map(|e| e.map(Watched::Deployment))
+            .map(|e| e.map(|d| Watched::Deployment(Box::new(d))))
             .boxed();
         let pods = watcher(
             scoped::<kube::core::PartialObjectMeta<Pod>>(&self.client, ns),
@@ -550,7 +550,7 @@ impl Watches {
                         )
                     }
                 },
-                Watched::Deployment(e) => match e {
+                Watched::Deployment(e) => match *e {
                     E::Init => {
                         inv.relist_started(Kind::Deployment);
                         Vec::new()

@@ -3,6 +3,8 @@
 //! configuration, scraping them. Everything is killed when dropped.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod apiserver;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,635 @@
+//! `wva run`'s reconcile, status and Event logic against a scripted API server (tower-test):
+//! the VA-before-Deployment race, deletion and recovery, instance isolation, namespace
+//! scoping, discovery mode, invalid VAs, leader gating, the CRD check and the metrics
+//! endpoint's TokenReview/SubjectAccessReview gate. Metrics come from a scripted source, so
+//! these tests need no Prometheus (the Prometheus side has its own tests).
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::apiserver::{
+    CONFIG_MAP, DEPLOYMENT, FakeApi, POD, VA, config_map, deployment, eventually, pod, va,
+};
+use wva::config::settings::{Settings, SettingsArgs};
+use wva::controller::leader::LeaseTiming;
+use wva::controller::{ControllerOptions, MetricsSource, Running, start};
+use wva::poller::PollReport;
+use wva_actors::messages::{Metrics, MetricsSnapshot, ModelKey, PodSample};
+use wva_actors::publisher::Gather;
+use wva_actors::registry::Counts;
+
+const T: Duration = Duration::from_secs(10);
+const NS: &str = "llm";
+const CONTROLLER_NS: &str = "wva-system";
+
+fn settings(instance: Option<&str>, watch_namespace: Option<&str>) -> Settings {
+    SettingsArgs {
+        prometheus_base_url: Some("http://127.0.0.1:1".into()),
+        prometheus_allow_http: Some(true),
+        pod_namespace: Some(CONTROLLER_NS.into()),
+        controller_instance: instance.map(str::to_string),
+        watch_namespace: watch_namespace.map(str::to_string),
+        reconciliation_interval: Some("1h".into()),
+        ..Default::default()
+    }
+    .resolve(None)
+    .unwrap()
+}
+
+/// Every live pod of a managed Deployment reports KV-cache use 0.3 and an empty queue, for
+/// the model `model_of(deployment)`.
+fn scripted(model_of: fn(&str) -> &'static str) -> MetricsSource {
+    Arc::new(move |_plan, pods| {
+        let mut snapshot = MetricsSnapshot::default();
+        for ((ns, pod), deployment) in pods {
+            snapshot
+                .by_model
+                .entry(ModelKey::new(ns, model_of(&deployment)))
+                .or_default()
+                .push(PodSample {
+                    pod,
+                    deployment,
+                    kv_cache_usage: Some(0.3),
+                    queue_length: Some(0.0),
+                    running: Some(8.0),
+                    serving: None,
+                });
+        }
+        Box::pin(async move {
+            PollReport {
+                metrics: Metrics::Read(Arc::new(snapshot)),
+                kv_sources: Vec::new(),
+                warnings: Vec::new(),
+            }
+        })
+    })
+}
+
+fn options(settings: Settings, leader: Option<&str>) -> ControllerOptions {
+    ControllerOptions {
+        settings,
+        data_dir: None,
+        metrics: scripted(|_| "m"),
+        leader_election: leader.map(|id| {
+            (
+                "wva-leader".to_string(),
+                id.to_string(),
+                LeaseTiming {
+                    lease_duration: Duration::from_secs(2),
+                    renew_deadline: Duration::from_millis(1500),
+                    retry_period: Duration::from_millis(200),
+                },
+            )
+        }),
+        instance: "test".into(),
+    }
+}
+
+async fn started(api: &FakeApi, options: ControllerOptions) -> Running {
+    let running = start(api.client(), options).await.unwrap();
+    assert!(running.synced(T).await, "watches did not sync");
+    running
+}
+
+/// Waits until the controller manages `n` variants.
+async fn variants_become(running: &Running, n: usize) {
+    let start = std::time::Instant::now();
+    loop {
+        let counts = running.registry.send(Counts).await.unwrap();
+        if counts.variants == n {
+            return;
+        }
+        assert!(
+            start.elapsed() < T,
+            "{} variants, wanted {n}",
+            counts.variants
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    status["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == type_))
+        .unwrap_or(&Value::Null)
+}
+
+async fn page(running: &Running) -> String {
+    running.publisher.send(Gather).await.unwrap()
+}
+
+fn series_of(page: &str, variant: &str) -> Vec<String> {
+    page.lines()
+        .filter(|l| !l.starts_with('#') && l.contains(&format!("variant_name=\"{variant}\"")))
+        .map(str::to_string)
+        .collect()
+}
+
+#[actix_rt::test]
+async fn the_race_deletion_and_recovery_are_handled_on_the_watch_event() {
+    let api = FakeApi::new();
+    api.apply(VA, va(NS, "va-a", "m", Some("dep-a"), json!({})));
+    let running = started(&api, options(settings(None, None), None)).await;
+
+    // VA before its Deployment.
+    let first = eventually("a not-found status", T, || {
+        api.statuses(NS, "va-a").last().cloned()
+    })
+    .await;
+    assert_eq!(
+        condition(&first, "TargetResolved")["reason"],
+        "TargetNotFound"
+    );
+    let ready = condition(&first, "Ready");
+    assert_eq!(
+        (ready["status"].as_str(), ready["reason"].as_str()),
+        (Some("False"), Some("DeploymentNotFound"))
+    );
+    assert_eq!(ready["message"], "Target deployment 'dep-a' not found");
+    running.cycle_now().await;
+
+    // The Deployment appears: decided at once, no cycle needed.
+    api.wait_watches(4).await;
+    for i in 0..2 {
+        api.apply(POD, pod(NS, "dep-a", i));
+    }
+    api.apply(DEPLOYMENT, deployment(NS, "dep-a", 2, json!({}), json!({})));
+    let resolved = eventually("a resolved status", T, || {
+        api.statuses(NS, "va-a")
+            .into_iter()
+            .rev()
+            .find(|s| condition(s, "TargetResolved")["status"] == "True")
+    })
+    .await;
+    assert_eq!(
+        resolved["status"]["desiredOptimizedAlloc"]["numReplicas"],
+        2
+    );
+    assert!(
+        condition(&resolved, "TargetResolved")["observedGeneration"] == 1,
+        "{resolved}"
+    );
+    running.cycle_now().await;
+    let after_cycle = api.statuses(NS, "va-a").last().cloned().unwrap();
+    assert_eq!(
+        condition(&after_cycle, "Ready")["status"],
+        "True",
+        "{after_cycle}"
+    );
+    assert_eq!(
+        condition(&after_cycle, "MetricsAvailable")["reason"],
+        "MetricsFound"
+    );
+    let text = page(&running).await;
+    // Two replicas at 30 % KV-cache use have spare capacity: one is enough.
+    assert!(
+        series_of(&text, "va-a")
+            .iter()
+            .any(|l| l.starts_with("inferno_desired_replicas{") && l.ends_with(" 1")),
+        "{text}"
+    );
+    assert!(
+        api.events_about("va-a")
+            .iter()
+            .any(|(t, r, n)| t == "Normal" && r == "ScaledDown" && n.contains("2 -> 1")),
+        "{:?}",
+        api.events_about("va-a")
+    );
+
+    // Deleted: at once, DeploymentNotFound, an empty allocation, and the series gone.
+    api.delete(DEPLOYMENT, NS, "dep-a");
+    let gone = eventually("a deleted status", T, || {
+        api.statuses(NS, "va-a").into_iter().last().filter(|s| {
+            condition(s, "Ready")["message"] == "Target deployment 'dep-a' no longer exists"
+        })
+    })
+    .await;
+    assert_eq!(gone["status"]["desiredOptimizedAlloc"], json!({}));
+    let text = page(&running).await;
+    assert!(series_of(&text, "va-a").is_empty(), "{text}");
+    assert!(
+        api.events_about("va-a")
+            .iter()
+            .any(|(t, r, _)| t == "Warning" && r == "DeploymentNotFound"),
+        "{:?}",
+        api.events_about("va-a")
+    );
+
+    // Recreated: it resumes.
+    api.apply(DEPLOYMENT, deployment(NS, "dep-a", 1, json!({}), json!({})));
+    eventually("resumed", T, || {
+        api.statuses(NS, "va-a")
+            .last()
+            .filter(|s| condition(s, "TargetResolved")["status"] == "True")
+            .cloned()
+    })
+    .await;
+    running.cycle_now().await;
+    let text = page(&running).await;
+    assert!(!series_of(&text, "va-a").is_empty(), "{text}");
+    running.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn two_instances_never_touch_each_others_vas() {
+    let api = FakeApi::new();
+    for (name, labels) in [
+        ("va-a", json!({"wva.llmd.ai/controller-instance": "a"})),
+        ("va-b", json!({"wva.llmd.ai/controller-instance": "b"})),
+        ("va-none", json!({})),
+    ] {
+        let dep = format!("dep-{name}");
+        api.apply(VA, va(NS, name, "m", Some(&dep), labels));
+        api.apply(DEPLOYMENT, deployment(NS, &dep, 1, json!({}), json!({})));
+        api.apply(POD, pod(NS, &dep, 0));
+    }
+    let a = started(&api, options(settings(Some("a"), None), None)).await;
+    let b = started(&api, options(settings(Some("b"), None), None)).await;
+    let none = started(&api, options(settings(None, None), None)).await;
+    for (running, mine) in [(&a, "va-a"), (&b, "va-b"), (&none, "va-none")] {
+        running.cycle_now().await;
+        let counts = running.registry.send(Counts).await.unwrap();
+        assert_eq!(counts.variants, 1, "{mine}");
+        let text = page(running).await;
+        for other in ["va-a", "va-b", "va-none"] {
+            assert_eq!(
+                series_of(&text, other).is_empty(),
+                other != mine,
+                "{mine} publishes {other}?\n{text}"
+            );
+        }
+    }
+    let text = page(&a).await;
+    assert!(
+        series_of(&text, "va-a")
+            .iter()
+            .all(|l| l.contains("controller_instance=\"a\"")),
+        "{text}"
+    );
+
+    // Relabelled to b: a lets go at once and b takes it.
+    api.apply(
+        VA,
+        va(
+            NS,
+            "va-a",
+            "m",
+            Some("dep-va-a"),
+            json!({"wva.llmd.ai/controller-instance": "b"}),
+        ),
+    );
+    variants_become(&a, 0).await;
+    a.cycle_now().await;
+    assert!(series_of(&page(&a).await, "va-a").is_empty());
+    for r in [a, b, none] {
+        r.shutdown().await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_namespaced_controller_watches_and_reads_only_its_namespace() {
+    let api = FakeApi::new();
+    api.apply(VA, va(NS, "mine", "m", Some("dep"), json!({})));
+    api.apply(VA, va("other", "theirs", "m", Some("dep"), json!({})));
+    for ns in [NS, "other"] {
+        api.apply(DEPLOYMENT, deployment(ns, "dep", 1, json!({}), json!({})));
+        api.apply(POD, pod(ns, "dep", 0));
+    }
+    let running = started(&api, options(settings(None, Some(NS)), None)).await;
+    running.cycle_now().await;
+    let text = page(&running).await;
+    assert!(!series_of(&text, "mine").is_empty(), "{text}");
+    assert!(series_of(&text, "theirs").is_empty(), "{text}");
+    let cluster_wide: Vec<String> = api
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.starts_with("GET ")
+                && (r.contains("/variantautoscalings?")
+                    || r.contains("/deployments?")
+                    || r.contains("/pods?"))
+        })
+        .filter(|r| !r.contains(&format!("/namespaces/{NS}/")))
+        .collect();
+    assert!(
+        cluster_wide.is_empty(),
+        "cluster-wide requests: {cluster_wide:?}"
+    );
+    assert!(api.statuses("other", "theirs").is_empty());
+    running.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn discovery_mode_manages_every_labelled_deployment_with_its_accelerator_and_cost() {
+    let api = FakeApi::new();
+    api.apply(
+        CONFIG_MAP,
+        config_map(
+            CONTROLLER_NS,
+            "accelerator-unitcost",
+            json!({"accelerators": "- name: H100\n  type: NVIDIA-H100-80GB-HBM3\n  cost: 50\n- name: A100\n  type: NVIDIA-A100-SXM4-80GB\n  cost: \"40.0\"\n"}),
+        ),
+    );
+    api.apply(VA, va(NS, "llama", "m", None, json!({})));
+    api.apply(
+        DEPLOYMENT,
+        deployment(
+            NS,
+            "llama-h100",
+            1,
+            json!({"model_id": "m"}),
+            json!({"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}),
+        ),
+    );
+    let mut annotated = deployment(
+        NS,
+        "llama-a100",
+        2,
+        json!({}),
+        json!({"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}),
+    );
+    annotated["metadata"]["annotations"] = json!({"model_id": "m"});
+    api.apply(DEPLOYMENT, annotated);
+    api.apply(
+        DEPLOYMENT,
+        deployment(NS, "unrelated", 1, json!({"model_id": "other"}), json!({})),
+    );
+    for (d, n) in [("llama-h100", 1), ("llama-a100", 2), ("unrelated", 1)] {
+        for i in 0..n {
+            api.apply(POD, pod(NS, d, i));
+        }
+    }
+    let running = started(&api, options(settings(None, None), None)).await;
+    running.cycle_now().await;
+    let text = page(&running).await;
+    assert!(
+        series_of(&text, "llama-h100")
+            .iter()
+            .any(|l| l.contains("accelerator_type=\"H100\"")),
+        "{text}"
+    );
+    assert!(
+        series_of(&text, "llama-a100")
+            .iter()
+            .any(|l| l.contains("accelerator_type=\"A100\"")),
+        "{text}"
+    );
+    assert!(series_of(&text, "unrelated").is_empty(), "{text}");
+    assert!(
+        series_of(&text, "llama").is_empty(),
+        "discovered variants are named after Deployments"
+    );
+    let desired = |variant: &str| -> u64 {
+        series_of(&text, variant)
+            .iter()
+            .find(|l| l.starts_with("inferno_desired_replicas{"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    let sum = desired("llama-h100") + desired("llama-a100");
+    let status = eventually("the VA's summed status", T, || {
+        api.statuses(NS, "llama")
+            .last()
+            .filter(|s| s["status"]["desiredOptimizedAlloc"]["numReplicas"] == sum)
+            .cloned()
+    })
+    .await;
+    let acc = status["status"]["desiredOptimizedAlloc"]["accelerator"]
+        .as_str()
+        .unwrap();
+    assert!(acc.contains("H100") && acc.contains("A100"), "{status}");
+
+    // The last labelled Deployment goes: the VA says no target matches, the series go.
+    api.delete(DEPLOYMENT, NS, "llama-h100");
+    api.delete(DEPLOYMENT, NS, "llama-a100");
+    eventually("no targets", T, || {
+        api.statuses(NS, "llama")
+            .last()
+            .filter(|s| condition(s, "TargetResolved")["status"] == "False")
+            .cloned()
+    })
+    .await;
+    let text = page(&running).await;
+    assert!(
+        series_of(&text, "llama-h100").is_empty() && series_of(&text, "llama-a100").is_empty(),
+        "{text}"
+    );
+    running.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn invalid_vas_get_a_condition_and_an_event_and_never_wedge_the_watch() {
+    let api = FakeApi::new();
+    let mut bad_cost = va(NS, "bad-cost", "m", Some("dep-1"), json!({}));
+    bad_cost["spec"]["variantCost"] = json!("ten");
+    api.apply(VA, bad_cost);
+    let mut malformed = va(NS, "malformed", "m", Some("dep-2"), json!({}));
+    malformed["spec"]["scaleTargetRef"] = json!("dep-2");
+    api.apply(VA, malformed);
+    let mut old = va(NS, "old-profile", "m", Some("dep-3"), json!({}));
+    old["spec"]["modelProfile"] = json!({"accelerators": [{"acc": "A100", "accCount": 1, "maxBatchSize": 64, "perfParms": {"decodeParms": {"alpha": "20.5", "beta": "0.4"}}}]});
+    api.apply(VA, old);
+    api.apply(VA, va(NS, "good", "m", Some("dep-4"), json!({})));
+    for i in 1..=4 {
+        let d = format!("dep-{i}");
+        api.apply(DEPLOYMENT, deployment(NS, &d, 1, json!({}), json!({})));
+        api.apply(POD, pod(NS, &d, 0));
+    }
+    let running = started(&api, options(settings(None, None), None)).await;
+    running.cycle_now().await;
+
+    let status = api.statuses(NS, "bad-cost").last().cloned().unwrap();
+    let opt = condition(&status, "OptimizationReady");
+    assert_eq!(opt["reason"], "InvalidConfiguration");
+    assert!(
+        opt["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.variantCost"),
+        "{opt}"
+    );
+    assert!(
+        api.events_about("bad-cost")
+            .iter()
+            .any(|(t, r, n)| t == "Warning"
+                && r == "InvalidConfiguration"
+                && n.contains("spec.variantCost"))
+    );
+
+    let status = eventually("malformed status", T, || {
+        api.statuses(NS, "malformed").last().cloned()
+    })
+    .await;
+    let opt = condition(&status, "OptimizationReady");
+    assert_eq!(opt["reason"], "InvalidConfiguration", "{status}");
+    assert!(
+        opt["message"].as_str().unwrap().contains("cannot be read"),
+        "{opt}"
+    );
+
+    let deprecated: Vec<_> = api
+        .events_about("old-profile")
+        .into_iter()
+        .filter(|(_, r, _)| r == "Deprecated")
+        .collect();
+    assert_eq!(deprecated.len(), 1, "once per generation");
+    assert_eq!(
+        condition(api.statuses(NS, "old-profile").last().unwrap(), "Ready")["status"],
+        "True",
+        "perfParms is ignored, not an error"
+    );
+
+    // The watch still works after the malformed object: a fix is picked up.
+    api.wait_watches(4).await;
+    api.apply(VA, va(NS, "malformed", "m", Some("dep-2"), json!({})));
+    variants_become(&running, 4).await;
+    assert_eq!(
+        condition(api.statuses(NS, "good").last().unwrap(), "Ready")["status"],
+        "True"
+    );
+    running.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn only_the_leader_publishes_and_writes_and_a_follower_takes_over() {
+    let api = FakeApi::new();
+    api.apply(VA, va(NS, "va", "m", Some("dep"), json!({})));
+    api.apply(DEPLOYMENT, deployment(NS, "dep", 1, json!({}), json!({})));
+    api.apply(POD, pod(NS, "dep", 0));
+    let one = started(&api, options(settings(None, None), Some("one"))).await;
+    let mut leader_rx = one.leader.clone();
+    tokio::time::timeout(T, leader_rx.wait_for(|l| *l))
+        .await
+        .unwrap()
+        .unwrap();
+    let two = started(&api, options(settings(None, None), Some("two"))).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(!*two.leader.borrow(), "two must wait while one renews");
+
+    one.cycle_now().await;
+    two.cycle_now().await;
+    assert!(!series_of(&page(&one).await, "va").is_empty());
+    assert!(
+        series_of(&page(&two).await, "va").is_empty(),
+        "a follower publishes nothing"
+    );
+    let lease = api
+        .get(support::apiserver::LEASE, CONTROLLER_NS, "wva-leader")
+        .unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "one");
+
+    // The leader stops: it releases the Lease and the follower takes over within a few retries.
+    let patches_before = api.statuses(NS, "va").len();
+    one.shutdown().await;
+    let mut rx = two.leader.clone();
+    tokio::time::timeout(T, rx.wait_for(|l| *l))
+        .await
+        .unwrap()
+        .unwrap();
+    two.cycle_now().await;
+    assert!(!series_of(&page(&two).await, "va").is_empty());
+    assert!(
+        api.statuses(NS, "va").len() > patches_before,
+        "the new leader writes status"
+    );
+    let lease = api
+        .get(support::apiserver::LEASE, CONTROLLER_NS, "wva-leader")
+        .unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "two");
+    assert_eq!(lease["spec"]["leaseTransitions"], 1);
+    two.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_missing_crd_says_how_to_install_it() {
+    let api = FakeApi::new();
+    let client = api.client();
+    assert!(wva::run::check_crd(&client).await.is_ok());
+    api.set_crd_installed(false);
+    let e = wva::run::check_crd(&client).await.unwrap_err();
+    assert!(
+        e.contains("is not installed")
+            && e.contains("kubectl apply -f crds/llmd.ai_variantautoscalings.yaml"),
+        "{e}"
+    );
+}
+
+#[actix_rt::test]
+async fn the_metrics_endpoint_admits_only_callers_allowed_to_get_metrics() {
+    use wva::controller::http::{Authorizer, metrics, serve};
+    wva::tls::install_default_provider();
+    let api = FakeApi::new();
+    api.add_token(
+        "scraper-token",
+        "system:serviceaccount:monitoring:prometheus",
+        true,
+    );
+    api.add_token("other-token", "system:serviceaccount:default:nosy", false);
+    api.apply(VA, va(NS, "va", "m", Some("dep"), json!({})));
+    api.apply(DEPLOYMENT, deployment(NS, "dep", 1, json!({}), json!({})));
+    api.apply(POD, pod(NS, "dep", 0));
+    let running = started(&api, options(settings(None, None), None)).await;
+    running.cycle_now().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let tls = wva::tls::server_config(None, &["localhost".into()]).unwrap();
+    tokio::spawn(serve(
+        listener,
+        metrics(
+            running.publisher.clone(),
+            Some(Authorizer::new(api.client())),
+        ),
+        Some(Arc::new(tls)),
+        running.stop_signal(),
+    ));
+    let client = reqwest::Client::builder()
+        .tls_backend_preconfigured(
+            wva::tls::client_config(&wva::tls::ClientTls {
+                insecure_skip_verify: true,
+                ..Default::default()
+            })
+            .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let url = format!("https://{address}/metrics");
+    let get = |token: Option<&'static str>| {
+        let mut r = client.get(&url);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    assert_eq!(get(None).await.unwrap().status(), 401);
+    assert_eq!(get(Some("unknown-token")).await.unwrap().status(), 403);
+    assert_eq!(get(Some("other-token")).await.unwrap().status(), 403);
+    let ok = get(Some("scraper-token")).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert!(
+        ok.text()
+            .await
+            .unwrap()
+            .contains("inferno_desired_replicas")
+    );
+    let reviews = api
+        .writes()
+        .iter()
+        .filter(|w| w.path.ends_with("/tokenreviews"))
+        .count();
+    let _ = get(Some("scraper-token")).await.unwrap();
+    assert_eq!(
+        api.writes()
+            .iter()
+            .filter(|w| w.path.ends_with("/tokenreviews"))
+            .count(),
+        reviews,
+        "answers are cached"
+    );
+    running.shutdown().await;
+}

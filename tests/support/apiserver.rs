@@ -1,0 +1,502 @@
+//! A scripted Kubernetes API server for reconcile tests: a `kube::Client` over a tower-test mock
+//! service, answered from an in-memory object store. Lists and watches (streamed, line by
+//! line, as the real server does), gets, creates, replaces with resourceVersion checks,
+//! server-side-apply patches of status, Events, Leases, TokenReviews and SubjectAccessReviews.
+//! Every write is recorded for the test to assert on.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// A resource the fake serves: its URL group prefix and plural.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Res {
+    pub prefix: &'static str,
+    pub plural: &'static str,
+    pub list_kind: &'static str,
+}
+
+pub const VA: Res = Res {
+    prefix: "/apis/llmd.ai/v1alpha1",
+    plural: "variantautoscalings",
+    list_kind: "VariantAutoscalingList",
+};
+pub const DEPLOYMENT: Res = Res {
+    prefix: "/apis/apps/v1",
+    plural: "deployments",
+    list_kind: "DeploymentList",
+};
+pub const POD: Res = Res {
+    prefix: "/api/v1",
+    plural: "pods",
+    list_kind: "PodList",
+};
+pub const CONFIG_MAP: Res = Res {
+    prefix: "/api/v1",
+    plural: "configmaps",
+    list_kind: "ConfigMapList",
+};
+pub const LEASE: Res = Res {
+    prefix: "/apis/coordination.k8s.io/v1",
+    plural: "leases",
+    list_kind: "LeaseList",
+};
+const ALL: [Res; 5] = [VA, DEPLOYMENT, POD, CONFIG_MAP, LEASE];
+
+/// A write the controller made.
+#[derive(Debug, Clone)]
+pub struct Write {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub body: Value,
+}
+
+struct Watcher {
+    res: Res,
+    namespace: Option<String>,
+    tx: mpsc::UnboundedSender<Bytes>,
+}
+
+#[derive(Default)]
+struct Store {
+    objects: BTreeMap<(Res, String, String), Value>,
+    version: u64,
+    watchers: Vec<Watcher>,
+    writes: Vec<Write>,
+    /// Paths of every request, for scoping checks.
+    requests: Vec<String>,
+    crd_installed: bool,
+    /// token -> username; allowed users for GET /metrics.
+    tokens: BTreeMap<String, String>,
+    allowed: Vec<String>,
+}
+
+/// The fake API server.
+#[derive(Clone)]
+pub struct FakeApi {
+    store: Arc<Mutex<Store>>,
+}
+
+fn res_of(path: &str) -> Option<(Res, Option<String>, Option<String>, bool)> {
+    // -> (resource, namespace, name, status subresource)
+    for res in ALL {
+        let Some(rest) = path.strip_prefix(res.prefix) else {
+            continue;
+        };
+        let parts: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
+        match parts.as_slice() {
+            [p] if *p == res.plural => return Some((res, None, None, false)),
+            ["namespaces", ns, p] if *p == res.plural => {
+                return Some((res, Some(ns.to_string()), None, false));
+            }
+            ["namespaces", ns, p, name] if *p == res.plural => {
+                return Some((res, Some(ns.to_string()), Some(name.to_string()), false));
+            }
+            ["namespaces", ns, p, name, "status"] if *p == res.plural => {
+                return Some((res, Some(ns.to_string()), Some(name.to_string()), true));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+fn respond(status: StatusCode, body: &Value) -> Response<Body> {
+    let bytes = Bytes::from(serde_json::to_vec(body).unwrap());
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes).boxed_unsync())
+        .unwrap()
+}
+
+fn status_error(code: u16, reason: &str, message: &str) -> Response<Body> {
+    respond(
+        StatusCode::from_u16(code).unwrap(),
+        &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message, "reason": reason, "code": code}),
+    )
+}
+
+fn meta_key(obj: &Value) -> (String, String) {
+    (
+        obj["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
+        obj["metadata"]["name"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+impl FakeApi {
+    pub fn new() -> Self {
+        let store = Store {
+            crd_installed: true,
+            ..Default::default()
+        };
+        Self {
+            store: Arc::new(Mutex::new(store)),
+        }
+    }
+
+    /// A client whose every request this fake answers.
+    pub fn client(&self) -> kube::Client {
+        let (service, mut handle) =
+            tower_test::mock::pair::<Request<kube::client::Body>, Response<Body>>();
+        let me = self.clone();
+        tokio::spawn(async move {
+            while let Some((request, send)) = handle.next_request().await {
+                let me = me.clone();
+                tokio::spawn(async move {
+                    let response = me.serve(request).await;
+                    send.send_response(response);
+                });
+            }
+        });
+        kube::Client::new(service, "default")
+    }
+
+    pub fn set_crd_installed(&self, installed: bool) {
+        self.store.lock().unwrap().crd_installed = installed;
+    }
+
+    /// A bearer token that authenticates as `user`; `allowed` users may GET /metrics.
+    pub fn add_token(&self, token: &str, user: &str, allowed: bool) {
+        let mut s = self.store.lock().unwrap();
+        s.tokens.insert(token.into(), user.into());
+        if allowed {
+            s.allowed.push(user.into());
+        }
+    }
+
+    /// Creates or replaces an object, notifying watchers.
+    pub fn apply(&self, res: Res, mut obj: Value) {
+        let mut s = self.store.lock().unwrap();
+        s.version += 1;
+        let rv = s.version.to_string();
+        obj["metadata"]["resourceVersion"] = json!(rv);
+        if obj["metadata"]["uid"].is_null() {
+            obj["metadata"]["uid"] = json!(format!("uid-{rv}"));
+        }
+        if obj["metadata"]["generation"].is_null() {
+            obj["metadata"]["generation"] = json!(1);
+        }
+        let (ns, name) = meta_key(&obj);
+        let existed = s
+            .objects
+            .insert((res, ns.clone(), name), obj.clone())
+            .is_some();
+        notify(
+            &mut s,
+            res,
+            &ns,
+            if existed { "MODIFIED" } else { "ADDED" },
+            &obj,
+        );
+    }
+
+    pub fn delete(&self, res: Res, namespace: &str, name: &str) {
+        let mut s = self.store.lock().unwrap();
+        if let Some(mut obj) = s
+            .objects
+            .remove(&(res, namespace.to_string(), name.to_string()))
+        {
+            s.version += 1;
+            obj["metadata"]["resourceVersion"] = json!(s.version.to_string());
+            notify(&mut s, res, namespace, "DELETED", &obj);
+        }
+    }
+
+    pub fn get(&self, res: Res, namespace: &str, name: &str) -> Option<Value> {
+        self.store
+            .lock()
+            .unwrap()
+            .objects
+            .get(&(res, namespace.to_string(), name.to_string()))
+            .cloned()
+    }
+
+    pub fn writes(&self) -> Vec<Write> {
+        self.store.lock().unwrap().writes.clone()
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.store.lock().unwrap().requests.clone()
+    }
+
+    /// Status patches of one VA, oldest first.
+    pub fn statuses(&self, namespace: &str, name: &str) -> Vec<Value> {
+        let path = format!(
+            "{}/namespaces/{namespace}/{}/{name}/status",
+            VA.prefix, VA.plural
+        );
+        self.writes()
+            .into_iter()
+            .filter(|w| w.method == "PATCH" && w.path == path)
+            .map(|w| w.body)
+            .collect()
+    }
+
+    /// Events (events.k8s.io) created about an object, as (type, reason, note).
+    pub fn events_about(&self, name: &str) -> Vec<(String, String, String)> {
+        self.writes()
+            .into_iter()
+            .filter(|w| w.method == "POST" && w.path.contains("/events"))
+            .filter(|w| w.body["regarding"]["name"] == name)
+            .map(|w| {
+                (
+                    w.body["type"].as_str().unwrap_or("").to_string(),
+                    w.body["reason"].as_str().unwrap_or("").to_string(),
+                    w.body["note"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// Open watches.
+    pub fn watch_count(&self) -> usize {
+        let mut s = self.store.lock().unwrap();
+        s.watchers.retain(|w| !w.tx.is_closed());
+        s.watchers.len()
+    }
+
+    /// Waits until `n` watches are open.
+    pub async fn wait_watches(&self, n: usize) {
+        let start = Instant::now();
+        while self.watch_count() < n {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "{} watches open, wanted {n}",
+                self.watch_count()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn serve(&self, request: Request<kube::client::Body>) -> Response<Body> {
+        let (parts, body) = request.into_parts();
+        let body = body.collect_bytes().await.unwrap_or_default();
+        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let path = parts.uri.path().to_string();
+        let query = parts.uri.query().unwrap_or("").to_string();
+        let method = parts.method.as_str().to_string();
+        let mut s = self.store.lock().unwrap();
+        s.requests.push(format!("{method} {path}?{query}"));
+        if method != "GET" {
+            s.writes.push(Write {
+                method: method.clone(),
+                path: path.clone(),
+                query: query.clone(),
+                body: body.clone(),
+            });
+        }
+        if path == "/apis/llmd.ai/v1alpha1" {
+            return if s.crd_installed {
+                respond(
+                    StatusCode::OK,
+                    &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "llmd.ai/v1alpha1",
+                        "resources": [{"name": "variantautoscalings", "singularName": "variantautoscaling", "namespaced": true, "kind": "VariantAutoscaling", "verbs": ["get", "list", "watch"]}]}),
+                )
+            } else {
+                status_error(
+                    404,
+                    "NotFound",
+                    "the server could not find the requested resource",
+                )
+            };
+        }
+        if path.ends_with("/tokenreviews") {
+            let token = body["spec"]["token"].as_str().unwrap_or("");
+            let status = match s.tokens.get(token) {
+                Some(user) => {
+                    json!({"authenticated": true, "user": {"username": user, "groups": ["system:authenticated"]}})
+                }
+                None => json!({"authenticated": false}),
+            };
+            let mut answer = body.clone();
+            answer["status"] = status;
+            return respond(StatusCode::CREATED, &answer);
+        }
+        if path.ends_with("/subjectaccessreviews") {
+            let user = body["spec"]["user"].as_str().unwrap_or("");
+            let allowed = s.allowed.iter().any(|u| u == user)
+                && body["spec"]["nonResourceAttributes"]
+                    == json!({"path": "/metrics", "verb": "get"});
+            let mut answer = body.clone();
+            answer["status"] = json!({"allowed": allowed});
+            return respond(StatusCode::CREATED, &answer);
+        }
+        if path.contains("/events") {
+            let mut answer = body.clone();
+            answer["metadata"]["resourceVersion"] = json!("1");
+            return respond(StatusCode::CREATED, &answer);
+        }
+        let Some((res, ns, name, status_sub)) = res_of(&path) else {
+            return status_error(404, "NotFound", &format!("no route for {method} {path}"));
+        };
+        match (method.as_str(), name) {
+            ("GET", None) if query.contains("watch=true") => {
+                let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
+                s.watchers.push(Watcher {
+                    res,
+                    namespace: ns,
+                    tx,
+                });
+                let stream = futures_util::stream::poll_fn(move |cx| {
+                    rx.poll_recv(cx)
+                        .map(|b| b.map(|b| Ok::<_, Infallible>(http_body::Frame::data(b))))
+                });
+                Response::builder()
+                    .status(StatusCode::OK)
+                    .header("content-type", "application/json")
+                    .body(http_body_util::StreamBody::new(stream).boxed_unsync())
+                    .unwrap()
+            }
+            ("GET", None) => {
+                let items: Vec<Value> = s
+                    .objects
+                    .iter()
+                    .filter(|((r, n, _), _)| *r == res && ns.as_ref().is_none_or(|ns| ns == n))
+                    .map(|(_, v)| v.clone())
+                    .collect();
+                respond(
+                    StatusCode::OK,
+                    &json!({"kind": res.list_kind, "apiVersion": "v1", "metadata": {"resourceVersion": s.version.to_string()}, "items": items}),
+                )
+            }
+            ("GET", Some(name)) => {
+                match s.objects.get(&(res, ns.unwrap_or_default(), name.clone())) {
+                    Some(obj) => respond(StatusCode::OK, obj),
+                    None => status_error(
+                        404,
+                        "NotFound",
+                        &format!("{} \"{name}\" not found", res.plural),
+                    ),
+                }
+            }
+            ("POST", None) => {
+                let key = (
+                    res,
+                    ns.clone().unwrap_or_default(),
+                    body["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                );
+                if s.objects.contains_key(&key) {
+                    return status_error(409, "AlreadyExists", "already exists");
+                }
+                drop(s);
+                let mut obj = body.clone();
+                obj["metadata"]["namespace"] = json!(key.1);
+                self.apply(res, obj);
+                respond(StatusCode::CREATED, &self.get(res, &key.1, &key.2).unwrap())
+            }
+            ("PUT", Some(name)) => {
+                let key = (res, ns.clone().unwrap_or_default(), name.clone());
+                let Some(current) = s.objects.get(&key) else {
+                    return status_error(404, "NotFound", "not found");
+                };
+                if current["metadata"]["resourceVersion"] != body["metadata"]["resourceVersion"] {
+                    return status_error(409, "Conflict", "the object has been modified");
+                }
+                drop(s);
+                self.apply(res, body.clone());
+                respond(StatusCode::OK, &self.get(res, &key.1, &key.2).unwrap())
+            }
+            ("PATCH", Some(name)) if status_sub => {
+                let key = (res, ns.clone().unwrap_or_default(), name.clone());
+                let Some(current) = s.objects.get(&key).cloned() else {
+                    return status_error(404, "NotFound", "not found");
+                };
+                drop(s);
+                let mut obj = current;
+                obj["status"] = body["status"].clone();
+                self.apply(res, obj);
+                respond(StatusCode::OK, &self.get(res, &key.1, &key.2).unwrap())
+            }
+            _ => status_error(405, "MethodNotAllowed", &format!("{method} {path}")),
+        }
+    }
+}
+
+fn notify(s: &mut Store, res: Res, namespace: &str, kind: &str, obj: &Value) {
+    let mut line = serde_json::to_vec(&json!({"type": kind, "object": obj})).unwrap();
+    line.push(b'\n');
+    let line = Bytes::from(line);
+    s.watchers.retain(|w| {
+        if w.res != res || w.namespace.as_deref().is_some_and(|n| n != namespace) {
+            return !w.tx.is_closed();
+        }
+        w.tx.send(line.clone()).is_ok()
+    });
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `limit`.
+pub async fn eventually<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// Object builders.
+
+pub fn va(namespace: &str, name: &str, model: &str, target: Option<&str>, labels: Value) -> Value {
+    let mut spec = json!({"modelID": model, "variantCost": "10.0"});
+    if let Some(t) = target {
+        spec["scaleTargetRef"] = json!({"kind": "Deployment", "name": t});
+    }
+    json!({
+        "apiVersion": "llmd.ai/v1alpha1", "kind": "VariantAutoscaling",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": spec,
+    })
+}
+
+pub fn deployment(
+    namespace: &str,
+    name: &str,
+    replicas: i32,
+    labels: Value,
+    node_selector: Value,
+) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "vllm", "image": "vllm"}], "nodeSelector": node_selector}},
+        },
+        "status": {"replicas": replicas, "readyReplicas": replicas},
+    })
+}
+
+/// A pod owned by the Deployment through its ReplicaSet `<deployment>-abc12`.
+pub fn pod(namespace: &str, deployment: &str, index: usize) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {
+            "name": format!("{deployment}-abc12-{index}"), "namespace": namespace,
+            "labels": {"app": deployment, "pod-template-hash": "abc12"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": format!("{deployment}-abc12"), "uid": "rs", "controller": true}],
+        },
+    })
+}
+
+pub fn config_map(namespace: &str, name: &str, data: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": namespace}, "data": data})
+}
