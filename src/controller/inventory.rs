@@ -672,3 +672,147 @@ impl Inventory {
             .map(String::as_str)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+    use serde_json::json;
+
+    use super::*;
+
+    fn meta(ns: &str, name: &str, labels: &[(&str, &str)]) -> ObjectMeta {
+        ObjectMeta {
+            namespace: Some(ns.into()),
+            name: Some(name.into()),
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    fn va(
+        ns: &str,
+        name: &str,
+        target: &str,
+        labels: &[(&str, &str)],
+    ) -> DeserializeGuard<VariantAutoscaling> {
+        let mut value = json!({
+            "apiVersion": "llmd.ai/v1alpha1", "kind": "VariantAutoscaling",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"modelID": "m", "scaleTargetRef": {"kind": "Deployment", "name": target}},
+        });
+        value["metadata"]["labels"] = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        DeserializeGuard(Ok(serde_json::from_value(value).expect("VA")))
+    }
+
+    fn deployment(ns: &str, name: &str) -> Deployment {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}}, "template": {"metadata": {}}},
+            "status": {"replicas": 3, "readyReplicas": 1},
+        }))
+        .expect("deployment")
+    }
+
+    fn synced(scope: Scope) -> Inventory {
+        let mut inv = Inventory::new(scope);
+        for k in [Kind::VariantAutoscaling, Kind::Deployment, Kind::Pod] {
+            inv.relist_started(k);
+            inv.relist_done(k);
+        }
+        inv
+    }
+
+    #[test]
+    fn scope_is_the_instance_label_and_the_namespace() {
+        let scope = Scope {
+            instance: Some("a".into()),
+            namespace: Some("llm".into()),
+        };
+        let label = [(CONTROLLER_INSTANCE_LABEL, "a")];
+        assert!(scope.manages(&meta("llm", "x", &label)));
+        assert!(!scope.manages(&meta("other", "x", &label)));
+        assert!(!scope.manages(&meta("llm", "x", &[])));
+        assert!(!scope.manages(&meta("llm", "x", &[(CONTROLLER_INSTANCE_LABEL, "b")])));
+        let none = Scope::default();
+        assert!(none.manages(&meta("any", "x", &[])));
+        assert!(!none.manages(&meta("any", "x", &label)));
+    }
+
+    #[test]
+    fn nothing_is_emitted_before_every_initial_list_is_in_then_deployments_come_first() {
+        let mut inv = Inventory::new(Scope::default());
+        inv.relist_started(Kind::VariantAutoscaling);
+        assert!(inv.va_applied(va("llm", "v", "d", &[])).is_empty());
+        assert!(inv.relist_done(Kind::VariantAutoscaling).is_empty());
+        inv.relist_started(Kind::Deployment);
+        assert!(inv.deployment_applied(&deployment("llm", "d")).is_empty());
+        assert!(inv.relist_done(Kind::Deployment).is_empty());
+        inv.relist_started(Kind::Pod);
+        let changes = inv.relist_done(Kind::Pod);
+        assert!(
+            matches!(&changes[0], Change::Deployment { name, state: Some(s), .. } if name == "d" && s.replicas == 3 && s.ready == 1)
+        );
+        assert!(matches!(&changes[1], Change::Upsert(spec, _) if spec.deployment == "d"));
+        // A relist that no longer holds the VA removes it.
+        inv.relist_started(Kind::VariantAutoscaling);
+        let changes = inv.relist_done(Kind::VariantAutoscaling);
+        assert!(matches!(&changes[..], [Change::Remove(k)] if k.name == "v"));
+    }
+
+    #[test]
+    fn pods_belong_through_the_owner_chain_or_the_selector_and_only_live_ones_count() {
+        let mut inv = synced(Scope::default());
+        inv.deployment_applied(&deployment("llm", "d"));
+        inv.va_applied(va("llm", "v", "d", &[]));
+        let mut owned = meta("llm", "d-7f9c-1", &[("pod-template-hash", "7f9c")]);
+        owned.owner_references = Some(vec![OwnerReference {
+            kind: "ReplicaSet".into(),
+            name: "d-7f9c".into(),
+            ..Default::default()
+        }]);
+        inv.pod_applied(&owned);
+        inv.pod_applied(&meta("llm", "bare", &[("app", "d")]));
+        let mut terminating = meta("llm", "d-7f9c-2", &[("app", "d")]);
+        terminating.deletion_timestamp = Some(Time(jiff::Timestamp::UNIX_EPOCH));
+        inv.pod_applied(&terminating);
+        inv.pod_applied(&meta("llm", "stranger", &[("app", "x")]));
+        let index = inv.pod_index();
+        assert_eq!(index.len(), 2, "{index:?}");
+        assert_eq!(index[&("llm".to_string(), "d-7f9c-1".to_string())], "d");
+        assert_eq!(index[&("llm".to_string(), "bare".to_string())], "d");
+    }
+
+    #[test]
+    fn a_malformed_update_keeps_the_last_valid_version_in_effect() {
+        let mut inv = synced(Scope::default());
+        inv.deployment_applied(&deployment("llm", "d"));
+        inv.va_applied(va("llm", "v", "d", &[]));
+        let broken = DeserializeGuard(Err(kube::core::error_boundary::InvalidObject {
+            error: "spec.modelID: invalid type: integer `3`, expected a string".into(),
+            metadata: meta("llm", "v", &[]),
+        }));
+        let changes = inv.va_applied(broken);
+        assert!(
+            matches!(&changes[..], [Change::Problem(r, Some(p))] if r.name == "v" && p.contains("spec.modelID")),
+            "{changes:?}"
+        );
+        assert_eq!(
+            inv.models().len(),
+            1,
+            "still managed on its last valid spec"
+        );
+        let fixed = inv.va_applied(va("llm", "v", "d", &[]));
+        assert!(
+            matches!(&fixed[..], [Change::Problem(_, None)]),
+            "{fixed:?}"
+        );
+    }
+}

@@ -107,3 +107,40 @@ pub fn rules_yaml(rules: &[Rule]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/running.md carries these rules verbatim; regenerate with
+    /// `WVA_BLESS=1 cargo test -p wva rbac`.
+    #[test]
+    fn the_docs_list_exactly_these_rules() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/running.md");
+        let text = std::fs::read_to_string(path).expect("docs/running.md");
+        let mut expected = text.clone();
+        for (marker, rules) in [
+            ("WATCHED_RULES", WATCHED),
+            ("OWN_NAMESPACE_RULES", OWN_NAMESPACE),
+            ("CLUSTER_RULES", CLUSTER),
+        ] {
+            let yaml = rules_yaml(rules);
+            let yaml = yaml.trim_end();
+            if let Some(at) = expected.find(&format!("```yaml\n{marker}\n```")) {
+                expected
+                    .replace_range(at..at + marker.len() + 12, &format!("```yaml\n{yaml}\n```"));
+            }
+            assert!(
+                expected.contains(yaml),
+                "docs/running.md does not list the {marker}; run with WVA_BLESS=1"
+            );
+        }
+        if expected != text {
+            assert!(
+                std::env::var_os("WVA_BLESS").is_some(),
+                "docs/running.md has placeholders; run with WVA_BLESS=1"
+            );
+            std::fs::write(path, expected).expect("write docs/running.md");
+        }
+    }
+}
