@@ -633,3 +633,66 @@ async fn the_metrics_endpoint_admits_only_callers_allowed_to_get_metrics() {
     );
     running.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn a_configmap_change_applies_live_and_an_invalid_entry_is_reported() {
+    let api = FakeApi::new();
+    api.apply(VA, va(NS, "va", "m", Some("dep"), json!({})));
+    api.apply(DEPLOYMENT, deployment(NS, "dep", 2, json!({}), json!({})));
+    for i in 0..2 {
+        api.apply(POD, pod(NS, "dep", i));
+    }
+    let running = started(&api, options(settings(None, None), None)).await;
+    running.cycle_now().await;
+    assert_eq!(
+        condition(api.statuses(NS, "va").last().unwrap(), "OptimizationReady")["reason"],
+        "OptimizationSucceeded"
+    );
+
+    // An override for this model with a threshold out of range: skipped, reported on the
+    // ConfigMap and in the VA's condition; the model runs on the default meanwhile.
+    api.wait_watches(4).await;
+    api.apply(
+        CONFIG_MAP,
+        config_map(
+            CONTROLLER_NS,
+            "capacity-scaling-config",
+            json!({"default": "kvCacheThreshold: 0.8\n", "llama": "model_id: m\nkvCacheThreshold: 7\n"}),
+        ),
+    );
+    let events = eventually("a ConfigMap event", T, || {
+        let e = api.events_about("capacity-scaling-config");
+        (!e.is_empty()).then_some(e)
+    })
+    .await;
+    assert!(
+        events.iter().any(|(t, r, n)| t == "Warning"
+            && r == "InvalidConfiguration"
+            && n.contains("llama")
+            && n.contains("kvCacheThreshold")),
+        "{events:?}"
+    );
+    running.cycle_now().await;
+    let opt = condition(api.statuses(NS, "va").last().unwrap(), "OptimizationReady").clone();
+    assert_eq!(opt["reason"], "InvalidConfiguration", "{opt}");
+    assert!(
+        opt["message"]
+            .as_str()
+            .unwrap()
+            .contains("kvCacheThreshold"),
+        "{opt}"
+    );
+
+    // Fixed: the next cycle succeeds again.
+    api.apply(
+        CONFIG_MAP,
+        config_map(CONTROLLER_NS, "capacity-scaling-config", json!({"default": "kvCacheThreshold: 0.8\n", "llama": "model_id: m\nkvCacheThreshold: 0.7\n"})),
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    running.cycle_now().await;
+    assert_eq!(
+        condition(api.statuses(NS, "va").last().unwrap(), "OptimizationReady")["reason"],
+        "OptimizationSucceeded"
+    );
+    running.shutdown().await;
+}
