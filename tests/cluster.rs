@@ -6,7 +6,8 @@
 //! The namespace is deleted at the end.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
+mod support;
+
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -16,40 +17,11 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
 use serde_json::{Value, json};
 use wva::config::settings::SettingsArgs;
-use wva::controller::{ControllerOptions, MetricsSource, Running, start};
+use wva::controller::{ControllerOptions, Running, start};
 use wva::crd::VariantAutoscaling;
-use wva::poller::PollReport;
-use wva_actors::messages::{Metrics, MetricsSnapshot, ModelKey, PodSample};
 use wva_actors::publisher::Gather;
 
 const T: Duration = Duration::from_secs(120);
-
-fn scripted() -> MetricsSource {
-    Arc::new(|_plan, pods| {
-        let mut snapshot = MetricsSnapshot::default();
-        for ((ns, pod), deployment) in pods {
-            snapshot
-                .by_model
-                .entry(ModelKey::new(ns, "m"))
-                .or_default()
-                .push(PodSample {
-                    pod,
-                    deployment,
-                    kv_cache_usage: Some(0.3),
-                    queue_length: Some(0.0),
-                    running: Some(4.0),
-                    serving: None,
-                });
-        }
-        Box::pin(async move {
-            PollReport {
-                metrics: Metrics::Read(Arc::new(snapshot)),
-                kv_sources: Vec::new(),
-                warnings: Vec::new(),
-            }
-        })
-    })
-}
 
 async fn controller(client: &kube::Client, ns: &str, instance: Option<&str>) -> Running {
     let settings = SettingsArgs {
@@ -68,7 +40,7 @@ async fn controller(client: &kube::Client, ns: &str, instance: Option<&str>) -> 
         ControllerOptions {
             settings,
             data_dir: None,
-            metrics: scripted(),
+            metrics: support::apiserver::scripted_metrics(|_| "m"),
             leader_election: None,
             instance: "cluster-test".into(),
         },

@@ -16,9 +16,7 @@ use support::apiserver::{
 };
 use wva::config::settings::{Settings, SettingsArgs};
 use wva::controller::leader::LeaseTiming;
-use wva::controller::{ControllerOptions, MetricsSource, Running, start};
-use wva::poller::PollReport;
-use wva_actors::messages::{Metrics, MetricsSnapshot, ModelKey, PodSample};
+use wva::controller::{ControllerOptions, Running, start};
 use wva_actors::publisher::Gather;
 use wva_actors::registry::Counts;
 
@@ -40,40 +38,11 @@ fn settings(instance: Option<&str>, watch_namespace: Option<&str>) -> Settings {
     .unwrap()
 }
 
-/// Every live pod of a managed Deployment reports KV-cache use 0.3 and an empty queue, for
-/// the model `model_of(deployment)`.
-fn scripted(model_of: fn(&str) -> &'static str) -> MetricsSource {
-    Arc::new(move |_plan, pods| {
-        let mut snapshot = MetricsSnapshot::default();
-        for ((ns, pod), deployment) in pods {
-            snapshot
-                .by_model
-                .entry(ModelKey::new(ns, model_of(&deployment)))
-                .or_default()
-                .push(PodSample {
-                    pod,
-                    deployment,
-                    kv_cache_usage: Some(0.3),
-                    queue_length: Some(0.0),
-                    running: Some(8.0),
-                    serving: None,
-                });
-        }
-        Box::pin(async move {
-            PollReport {
-                metrics: Metrics::Read(Arc::new(snapshot)),
-                kv_sources: Vec::new(),
-                warnings: Vec::new(),
-            }
-        })
-    })
-}
-
 fn options(settings: Settings, leader: Option<&str>) -> ControllerOptions {
     ControllerOptions {
         settings,
         data_dir: None,
-        metrics: scripted(|_| "m"),
+        metrics: support::apiserver::scripted_metrics(|_| "m"),
         leader_election: leader.map(|id| {
             (
                 "wva-leader".to_string(),

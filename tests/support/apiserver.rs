@@ -500,3 +500,33 @@ pub fn pod(namespace: &str, deployment: &str, index: usize) -> Value {
 pub fn config_map(namespace: &str, name: &str, data: Value) -> Value {
     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": namespace}, "data": data})
 }
+
+/// A metrics source for controller tests: every live pod of a managed Deployment reports
+/// KV-cache use 0.3, an empty queue and 8 running requests, for the model `model_of(deployment)`.
+pub fn scripted_metrics(model_of: fn(&str) -> &'static str) -> wva::controller::MetricsSource {
+    use wva_actors::messages::{Metrics, MetricsSnapshot, ModelKey, PodSample};
+    Arc::new(move |_plan, pods| {
+        let mut snapshot = MetricsSnapshot::default();
+        for ((ns, pod), deployment) in pods {
+            snapshot
+                .by_model
+                .entry(ModelKey::new(ns, model_of(&deployment)))
+                .or_default()
+                .push(PodSample {
+                    pod,
+                    deployment,
+                    kv_cache_usage: Some(0.3),
+                    queue_length: Some(0.0),
+                    running: Some(8.0),
+                    serving: None,
+                });
+        }
+        Box::pin(async move {
+            wva::poller::PollReport {
+                metrics: Metrics::Read(Arc::new(snapshot)),
+                kv_sources: Vec::new(),
+                warnings: Vec::new(),
+            }
+        })
+    })
+}
