@@ -52,3 +52,21 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Opens (or creates) the decision log in `dir` for a process that writes to it. An unusable
+/// log is moved aside by the storage layer; the second value then says where and why, for the
+/// caller to report in its own way.
+pub fn open_for_writing(dir: &Path) -> Result<(SledLog, Option<String>), String> {
+    let now_s = jiff::Timestamp::now().as_second().max(0) as u64;
+    let (log, report) =
+        SledLog::open(dir, wva_storage::Retention::default(), now_s).map_err(|e| e.to_string())?;
+    let moved = report.moved_aside.map(|aside| {
+        format!(
+            "the decision log in {} was unusable ({}); moved to {}",
+            dir.display(),
+            report.reason.unwrap_or_default(),
+            aside.display()
+        )
+    });
+    Ok((log, moved))
+}

@@ -8,6 +8,7 @@ pub mod crd;
 pub mod crdgen;
 pub mod datadir;
 pub mod emulate;
+pub mod exit;
 pub mod history;
 pub mod poller;
 pub mod prometheus_api;

@@ -7,6 +7,7 @@ use wva::config::CAPACITY_CONFIG_MAP;
 use wva::config::CapacityScalingConfig;
 use wva::config::manifest::parse_config_maps;
 use wva::config::settings::SettingsArgs;
+use wva::exit::{INVALID_INPUT, fail};
 use wva::history::OutputFormat;
 use wva::replay::ReplayOptions;
 use wva::telemetry::{self, LogFormat};
@@ -487,14 +488,6 @@ fn print_out(text: &str) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn fail(command: &str, message: &str, code: u8) -> ExitCode {
-    eprintln!("wva {command}: {}", one_line(message));
-    ExitCode::from(code)
-}
-
-/// Exit status for input that cannot be used.
-const INVALID_INPUT: u8 = 2;
-
 fn run_analyze(input: &str) -> ExitCode {
     let text = if input == "-" {
         let mut buf = String::new();
@@ -564,9 +557,4 @@ fn run_settings(config_map: Option<&std::path::Path>, args: &SettingsArgs) -> Ex
         },
         Err(e) => fail("settings", &e.to_string(), INVALID_INPUT),
     }
-}
-
-/// Error messages go out on one line, so log collectors keep them whole.
-fn one_line(message: &str) -> String {
-    message.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -68,35 +68,34 @@ pub async fn poll(
     }
     let answers: Vec<Result<Vec<serde_json::Value>, QueryError>> =
         join_all(texts.iter().map(|q| client.query(q))).await;
-    let mut warnings = Vec::new();
-    let mut per_pod = |i: usize, what: &str, required: bool| -> Result<Vec<PodValue>, String> {
-        match &answers[i] {
-            Ok(result) => Ok(queries::read_per_pod(result)),
-            Err(e) if required => Err(format!("{what}: {e}")),
-            Err(e) => {
-                warnings.push(format!("{what}: {e}"));
-                Ok(Vec::new())
-            }
-        }
+    let required = |i: usize, what: &str| match &answers[i] {
+        Ok(result) => Ok(queries::read_per_pod(result)),
+        Err(e) => Err(format!("{what}: {e}")),
     };
-    let core = (|| -> Result<_, String> {
-        Ok((
-            per_pod(0, "KV-cache utilisation", true)?,
-            per_pod(1, "waiting queue", true)?,
-            per_pod(2, "running batch", true)?,
-        ))
-    })();
-    let (kv, waiting, running) = match core {
-        Ok(v) => v,
-        Err(e) => {
+    let (kv, waiting, running) = match (
+        required(0, "KV-cache utilisation"),
+        required(1, "waiting queue"),
+        required(2, "running batch"),
+    ) {
+        (Ok(kv), Ok(waiting), Ok(running)) => (kv, waiting, running),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             return PollReport {
                 metrics: Metrics::Failed(e),
                 kv_sources: Vec::new(),
-                warnings,
+                warnings: Vec::new(),
             };
         }
     };
-    let newest = per_pod(3, "sample ages", false).unwrap_or_default();
+    // The others only refine the read: a failure is a warning.
+    let mut warnings = Vec::new();
+    let mut optional = |i: usize, what: &str| match &answers[i] {
+        Ok(result) => queries::read_per_pod(result),
+        Err(e) => {
+            warnings.push(format!("{what}: {e}"));
+            Vec::new()
+        }
+    };
+    let newest = optional(3, "sample ages");
     let serving: Vec<Vec<PodValue>> = if plan.serving {
         [
             "request rate",
@@ -107,7 +106,7 @@ pub async fn poll(
         ]
         .iter()
         .enumerate()
-        .map(|(i, what)| per_pod(4 + i, what, false).unwrap_or_default())
+        .map(|(i, what)| optional(4 + i, what))
         .collect()
     } else {
         Vec::new()

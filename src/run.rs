@@ -15,6 +15,7 @@ use crate::config::settings::SettingsArgs;
 use crate::controller::http::{self, Authorizer};
 use crate::controller::leader::LeaseTiming;
 use crate::controller::{ControllerOptions, prometheus_source};
+use crate::exit::INVALID_INPUT;
 use crate::prometheus_api::{PrometheusClient, QueryPolicy};
 
 /// Flags of `wva run`; every one can also be set by its environment variable.
@@ -67,12 +68,8 @@ pub struct RunArgs {
     pub prometheus_query_retries: u32,
 }
 
-/// Exit status for settings that cannot be used.
-const INVALID_INPUT: u8 = 2;
-
 fn fail(message: &str, code: u8) -> ExitCode {
-    eprintln!("error: run: {message}");
-    ExitCode::from(code)
+    crate::exit::fail("run", message, code)
 }
 
 /// Runs the controller until SIGTERM or SIGINT.
@@ -127,8 +124,7 @@ async fn controller_main(args: RunArgs) -> ExitCode {
         }
     };
     if let Err(e) = check_crd(&client).await {
-        eprintln!("error: run: {e}");
-        return ExitCode::from(1);
+        return fail(&e, 1);
     }
     let cm_api: Api<ConfigMap> = Api::namespaced(client.clone(), &early.pod_namespace);
     let main_cm = match cm_api.get_opt(&early.config_map_name).await {

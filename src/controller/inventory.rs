@@ -187,6 +187,13 @@ enum VaEntry {
 }
 
 impl VaEntry {
+    fn meta(&self) -> &ObjectMeta {
+        match self {
+            Self::Valid(va) => &va.metadata,
+            Self::Invalid { meta, .. } => meta,
+        }
+    }
+
     fn effective(&self) -> Option<&VariantAutoscaling> {
         match self {
             Self::Valid(va) => Some(va),
@@ -201,11 +208,15 @@ pub enum Kind {
     VariantAutoscaling,
     Deployment,
     Pod,
+    /// The configuration ConfigMaps (kept by the watcher, not here): only their list counts.
+    ConfigMap,
 }
+
+const KINDS: usize = 4;
 
 type Id = (String, String);
 
-fn id(meta: &ObjectMeta) -> Id {
+pub(crate) fn id(meta: &ObjectMeta) -> Id {
     (
         meta.namespace.clone().unwrap_or_default(),
         meta.name.clone().unwrap_or_default(),
@@ -241,7 +252,7 @@ impl Inventory {
     /// True once every kind's initial list is in: before that nothing is emitted, so that a VA
     /// is never reported "target not found" only because its Deployment was not listed yet.
     pub fn ready(&self) -> bool {
-        self.synced.len() == 3
+        self.synced.len() == KINDS
     }
 
     /// A VA was listed or changed (possibly malformed).
@@ -267,7 +278,16 @@ impl Inventory {
                         .insert(key.clone(), meta.generation);
                     changes.push(Change::Deprecated(va_ref.clone()));
                 }
-                self.vas.insert(key, VaEntry::Valid(Box::new(va)));
+                // Our own status writes come back as updates; most change nothing a variant
+                // is made of, and need no recomputation.
+                let unchanged = matches!(
+                    self.vas.get(&key),
+                    Some(VaEntry::Valid(old)) if same_variant_inputs(old, &va)
+                );
+                self.vas.insert(key.clone(), VaEntry::Valid(Box::new(va)));
+                if unchanged {
+                    return changes;
+                }
             }
             Err(invalid) => {
                 let last_valid = match self.vas.remove(&key) {
@@ -276,7 +296,7 @@ impl Inventory {
                     None => None,
                 };
                 self.vas.insert(
-                    key,
+                    key.clone(),
                     VaEntry::Invalid {
                         last_valid,
                         meta: Box::new(invalid.metadata),
@@ -285,7 +305,7 @@ impl Inventory {
                 );
             }
         }
-        changes.extend(self.reconcile());
+        changes.extend(self.reconcile(Some(&key.0)));
         changes
     }
 
@@ -295,7 +315,7 @@ impl Inventory {
         self.problems.remove(&key);
         self.deprecated_reported.remove(&key);
         self.no_targets.remove(&key);
-        self.reconcile()
+        self.reconcile(Some(namespace))
     }
 
     pub fn deployment_applied(&mut self, d: &Deployment) -> Vec<Change> {
@@ -314,7 +334,7 @@ impl Inventory {
                 state: Some(info.state),
             });
         }
-        changes.extend(self.reconcile());
+        changes.extend(self.reconcile(Some(&key.0)));
         changes
     }
 
@@ -328,7 +348,7 @@ impl Inventory {
                 state: None,
             });
         }
-        changes.extend(self.reconcile());
+        changes.extend(self.reconcile(Some(namespace)));
         changes
     }
 
@@ -347,7 +367,7 @@ impl Inventory {
     /// The accelerator prices changed (discovered variants' costs and accelerators).
     pub fn set_costs(&mut self, costs: AcceleratorCosts) -> Vec<Change> {
         self.costs = costs;
-        self.reconcile()
+        self.reconcile(None)
     }
 
     /// A watcher (re)starts its list: objects not listed again by [`Self::relist_done`] are gone.
@@ -380,12 +400,14 @@ impl Inventory {
                     .filter(|k| !seen.contains(*k))
                     .cloned()
                     .collect(),
+                Kind::ConfigMap => Vec::new(),
             };
             for (ns, name) in gone {
                 match kind {
                     Kind::VariantAutoscaling => changes.extend(self.va_deleted(&ns, &name)),
                     Kind::Deployment => changes.extend(self.deployment_deleted(&ns, &name)),
                     Kind::Pod => self.pod_deleted(&ns, &name),
+                    Kind::ConfigMap => {}
                 }
             }
         }
@@ -398,7 +420,7 @@ impl Inventory {
                     state: Some(info.state),
                 });
             }
-            changes.extend(self.reconcile());
+            changes.extend(self.reconcile(None));
         }
         changes
     }
@@ -416,21 +438,19 @@ impl Inventory {
             .is_none_or(|w| w == namespace)
     }
 
-    /// Recomputes the variants and configuration problems, and returns what differs from what
-    /// was last emitted.
-    fn reconcile(&mut self) -> Vec<Change> {
+    /// Recomputes the variants and configuration problems of one namespace (all when `None`:
+    /// a variant depends only on objects of its own namespace and on the prices), and returns
+    /// what differs from what was last emitted.
+    fn reconcile(&mut self, namespace: Option<&str>) -> Vec<Change> {
         if !self.ready() {
             return Vec::new();
         }
+        let here = |ns: &str| namespace.is_none_or(|n| n == ns);
         let mut variants: BTreeMap<VariantKey, (VariantSpec, VaRef)> = BTreeMap::new();
         let mut problems: BTreeMap<Id, (VaRef, String)> = BTreeMap::new();
         let mut no_targets: BTreeMap<Id, (VaRef, String)> = BTreeMap::new();
-        for (key, entry) in &self.vas {
-            let meta = match entry {
-                VaEntry::Valid(va) => &va.metadata,
-                VaEntry::Invalid { meta, .. } => meta.as_ref(),
-            };
-            let va_ref = VaRef::of(meta);
+        for (key, entry) in self.vas.iter().filter(|((ns, _), _)| here(ns)) {
+            let va_ref = VaRef::of(entry.meta());
             if let VaEntry::Invalid { error, .. } = entry {
                 problems.insert(
                     key.clone(),
@@ -480,38 +500,39 @@ impl Inventory {
                 changes.push(Change::Upsert(spec.clone(), va_ref.clone()));
             }
         }
-        for key in self.emitted.keys() {
-            if !variants.contains_key(key) {
+        self.emitted.retain(|key, _| {
+            let keep = !here(&key.namespace) || variants.contains_key(key);
+            if !keep {
                 changes.push(Change::Remove(key.clone()));
             }
-        }
-        self.emitted = variants;
+            keep
+        });
+        self.emitted.extend(variants);
 
         // Problems: report new and changed ones, clear the fixed ones.
-        let old_problems = std::mem::take(&mut self.problems);
         for (key, (va_ref, problem)) in &problems {
-            if old_problems.get(key) != Some(problem) {
+            if self.problems.get(key) != Some(problem) {
                 changes.push(Change::Problem(va_ref.clone(), Some(problem.clone())));
             }
         }
-        for key in old_problems.keys() {
-            if !problems.contains_key(key)
-                && let Some(entry) = self.vas.get(key)
-            {
-                let meta = match entry {
-                    VaEntry::Valid(va) => &va.metadata,
-                    VaEntry::Invalid { meta, .. } => meta.as_ref(),
-                };
-                changes.push(Change::Problem(VaRef::of(meta), None));
+        let vas = &self.vas;
+        self.problems.retain(|key, _| {
+            let keep = !here(&key.0) || problems.contains_key(key);
+            if !keep && let Some(entry) = vas.get(key) {
+                changes.push(Change::Problem(VaRef::of(entry.meta()), None));
             }
-        }
-        self.problems = problems.into_iter().map(|(k, (_, p))| (k, p)).collect();
+            keep
+        });
+        self.problems
+            .extend(problems.into_iter().map(|(k, (_, p))| (k, p)));
         for (key, (va_ref, why)) in &no_targets {
             if !self.no_targets.contains(key) {
                 changes.push(Change::NoTargets(va_ref.clone(), why.clone()));
             }
         }
-        self.no_targets = no_targets.into_keys().collect();
+        self.no_targets
+            .retain(|key| !here(&key.0) || no_targets.contains_key(key));
+        self.no_targets.extend(no_targets.into_keys());
         changes
     }
 
@@ -673,6 +694,22 @@ impl Inventory {
     }
 }
 
+/// Whether two versions of a VA make the same variants: same spec and labels, and the same
+/// desired count in the status (the safety net's fallback). Conditions and run times, which
+/// every status write changes, do not matter.
+fn same_variant_inputs(old: &VariantAutoscaling, new: &VariantAutoscaling) -> bool {
+    let desired = |va: &VariantAutoscaling| {
+        va.status
+            .as_ref()
+            .and_then(|s| s.desired_optimized_alloc.num_replicas)
+    };
+    old.spec == new.spec
+        && old.metadata.labels == new.metadata.labels
+        && old.metadata.generation == new.metadata.generation
+        && old.metadata.uid == new.metadata.uid
+        && desired(old) == desired(new)
+}
+
 #[cfg(test)]
 mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
@@ -723,7 +760,12 @@ mod tests {
 
     fn synced(scope: Scope) -> Inventory {
         let mut inv = Inventory::new(scope);
-        for k in [Kind::VariantAutoscaling, Kind::Deployment, Kind::Pod] {
+        for k in [
+            Kind::VariantAutoscaling,
+            Kind::Deployment,
+            Kind::Pod,
+            Kind::ConfigMap,
+        ] {
             inv.relist_started(k);
             inv.relist_done(k);
         }
@@ -756,7 +798,9 @@ mod tests {
         assert!(inv.deployment_applied(&deployment("llm", "d")).is_empty());
         assert!(inv.relist_done(Kind::Deployment).is_empty());
         inv.relist_started(Kind::Pod);
-        let changes = inv.relist_done(Kind::Pod);
+        assert!(inv.relist_done(Kind::Pod).is_empty());
+        inv.relist_started(Kind::ConfigMap);
+        let changes = inv.relist_done(Kind::ConfigMap);
         assert!(
             matches!(&changes[0], Change::Deployment { name, state: Some(s), .. } if name == "d" && s.replicas == 3 && s.ready == 1)
         );

@@ -195,15 +195,11 @@ impl Elector {
             if held {
                 last_renewed = Some(now);
             }
-            let leading = match last_renewed {
-                Some(t) if held => {
-                    let _ = t;
-                    true
-                }
-                // Keep leading through brief failures, up to the renew deadline.
-                Some(t) if *leader.borrow() => now.duration_since(t) < self.timing.renew_deadline,
-                _ => false,
-            };
+            // Keep leading through brief failures, up to the renew deadline.
+            let leading = held
+                || (*leader.borrow()
+                    && last_renewed
+                        .is_some_and(|t| now.duration_since(t) < self.timing.renew_deadline));
             if leading != *leader.borrow() {
                 if leading {
                     tracing::info!(lease = %self.name, identity = %self.identity, "became the leader");

@@ -10,7 +10,7 @@ pub mod leader;
 pub mod rbac;
 pub mod status;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,7 +33,7 @@ use wva_actors::registry::{
     DeploymentEvent, Registry, RemoveVariant, Tick, UpdateSettings, UpsertVariant,
 };
 use wva_actors::supervisor::Ports;
-use wva_storage::{DecisionLog, MemoryLog, Retention, SledLog};
+use wva_storage::{DecisionLog, MemoryLog, Retention};
 
 use crate::config::settings::Settings;
 use crate::config::{
@@ -150,16 +150,10 @@ fn open_log(dir: Option<&PathBuf>) -> Box<dyn DecisionLog> {
     let Some(dir) = dir else {
         return Box::new(MemoryLog::in_memory(Retention::default()));
     };
-    let now = wall_clock().millis().max(0) as u64 / 1000;
-    match SledLog::open(dir, Retention::default(), now) {
-        Ok((log, report)) => {
-            if let Some(aside) = report.moved_aside {
-                tracing::error!(
-                    data_dir = %dir.display(),
-                    moved_to = %aside.display(),
-                    reason = report.reason.unwrap_or_default(),
-                    "the decision log was unusable and was moved aside; the safety net falls back to the VA statuses"
-                );
+    match crate::datadir::open_for_writing(dir) {
+        Ok((log, moved)) => {
+            if let Some(moved) = moved {
+                tracing::error!("{moved}; the safety net falls back to the VA statuses");
             }
             Box::new(log)
         }
@@ -212,24 +206,10 @@ pub async fn start(client: kube::Client, options: ControllerOptions) -> Result<R
     };
     let (stop, _) = watch::channel(false);
 
-    // Configuration first, so the first cycle already uses it.
-    let cm_api: Api<ConfigMap> = Api::namespaced(client.clone(), &settings.pod_namespace);
-    let mut config = ConfigData::new();
-    for name in WATCHED_CONFIG_MAPS {
-        match cm_api.get_opt(name).await {
-            Ok(Some(cm)) => {
-                config.insert(name, cm.data.unwrap_or_default());
-            }
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(config_map = name, error = %e, "cannot read a ConfigMap; using built-in values until the watch delivers it")
-            }
-        }
-    }
-    let (policy, costs, problems) = policy_settings(&settings, &config);
-    for p in &problems {
-        tracing::warn!(problem = %p, "configuration");
-    }
+    // The ConfigMaps arrive with their watch's initial list, before the first cycle can run
+    // (the inventory is not ready until every initial list is in).
+    let config = ConfigData::new();
+    let (policy, costs, _) = policy_settings(&settings, &config);
     let policy_shared = Arc::new(Mutex::new(policy.clone()));
 
     let log = open_log(options.data_dir.as_ref());
@@ -250,7 +230,7 @@ pub async fn start(client: kube::Client, options: ControllerOptions) -> Result<R
         controller: "wva-controller".into(),
         instance: Some(options.instance.clone()),
     };
-    let writer = StatusWriter::start(client.clone(), reporter.clone(), *leader_rx.borrow());
+    let writer = StatusWriter::start(client.clone(), reporter, *leader_rx.borrow());
     publisher.do_send(SetActive(*leader_rx.borrow()));
     let registry = Registry::new(
         Ports {
@@ -314,7 +294,7 @@ pub async fn start(client: kube::Client, options: ControllerOptions) -> Result<R
         health: Arc::clone(&health),
         policy: Arc::clone(&policy_shared),
         config,
-        reporter,
+        config_relist: None,
     };
     tasks.push(tokio::spawn(watch.run(stop.subscribe())));
 
@@ -456,7 +436,8 @@ struct Watches {
     health: SharedHealth,
     policy: Arc<Mutex<PolicySettings>>,
     config: ConfigData,
-    reporter: Reporter,
+    /// ConfigMaps seen since their watch's list started.
+    config_relist: Option<BTreeSet<&'static str>>,
 }
 
 enum Watched {
@@ -528,58 +509,43 @@ impl Watches {
     }
 
     async fn handle(&mut self, event: Watched) {
-        use watcher::Event as E;
         let changes = {
             let mut inv = self.inventory.lock().unwrap_or_else(|p| p.into_inner());
             let changes = match event {
-                Watched::Va(e) => match e {
-                    E::Init => {
-                        inv.relist_started(Kind::VariantAutoscaling);
-                        Vec::new()
-                    }
-                    E::InitApply(va) | E::Apply(va) => inv.va_applied(va),
-                    E::InitDone => inv.relist_done(Kind::VariantAutoscaling),
-                    E::Delete(va) => {
-                        let meta = match &va.0 {
-                            Ok(v) => &v.metadata,
-                            Err(i) => &i.metadata,
-                        };
-                        inv.va_deleted(
-                            meta.namespace.as_deref().unwrap_or_default(),
-                            meta.name.as_deref().unwrap_or_default(),
-                        )
-                    }
-                },
-                Watched::Deployment(e) => match *e {
-                    E::Init => {
-                        inv.relist_started(Kind::Deployment);
-                        Vec::new()
-                    }
-                    E::InitApply(d) | E::Apply(d) => inv.deployment_applied(&d),
-                    E::InitDone => inv.relist_done(Kind::Deployment),
-                    E::Delete(d) => inv.deployment_deleted(
-                        d.metadata.namespace.as_deref().unwrap_or_default(),
-                        d.metadata.name.as_deref().unwrap_or_default(),
-                    ),
-                },
-                Watched::Pod(e) => match e {
-                    E::Init => {
-                        inv.relist_started(Kind::Pod);
-                        Vec::new()
-                    }
-                    E::InitApply(p) | E::Apply(p) => {
+                Watched::Va(e) => lifecycle(
+                    &mut inv,
+                    Kind::VariantAutoscaling,
+                    e,
+                    Inventory::va_applied,
+                    |inv, va| {
+                        let (ns, name) = guarded_id(&va);
+                        inv.va_deleted(&ns, &name)
+                    },
+                ),
+                Watched::Deployment(e) => lifecycle(
+                    &mut inv,
+                    Kind::Deployment,
+                    *e,
+                    |inv, d| inv.deployment_applied(&d),
+                    |inv, d| {
+                        let (ns, name) = inventory::id(&d.metadata);
+                        inv.deployment_deleted(&ns, &name)
+                    },
+                ),
+                Watched::Pod(e) => lifecycle(
+                    &mut inv,
+                    Kind::Pod,
+                    e,
+                    |inv, p| {
                         inv.pod_applied(&p.metadata);
                         Vec::new()
-                    }
-                    E::InitDone => inv.relist_done(Kind::Pod),
-                    E::Delete(p) => {
-                        inv.pod_deleted(
-                            p.metadata.namespace.as_deref().unwrap_or_default(),
-                            p.metadata.name.as_deref().unwrap_or_default(),
-                        );
+                    },
+                    |inv, p| {
+                        let (ns, name) = inventory::id(&p.metadata);
+                        inv.pod_deleted(&ns, &name);
                         Vec::new()
-                    }
-                },
+                    },
+                ),
                 Watched::ConfigMap(e) => {
                     drop(inv);
                     return self.config_map_event(e).await;
@@ -639,30 +605,88 @@ impl Watches {
 
     async fn config_map_event(&mut self, event: watcher::Event<ConfigMap>) {
         use watcher::Event as E;
-        let (name, data) = match event {
-            E::Init | E::InitDone => return,
-            E::InitApply(cm) | E::Apply(cm) => (
-                cm.metadata.name.clone().unwrap_or_default(),
-                Some(cm.data.unwrap_or_default()),
-            ),
-            E::Delete(cm) => (cm.metadata.name.clone().unwrap_or_default(), None),
+        let mut updates: Vec<(&'static str, Option<BTreeMap<String, String>>)> = Vec::new();
+        let known = |cm: &ConfigMap| {
+            WATCHED_CONFIG_MAPS
+                .into_iter()
+                .find(|n| cm.metadata.name.as_deref() == Some(*n))
         };
-        let Some(known) = WATCHED_CONFIG_MAPS.iter().find(|n| **n == name) else {
-            return;
-        };
-        if self.config.get(known) == data.as_ref() {
+        match event {
+            E::Init => self.config_relist = Some(BTreeSet::new()),
+            E::InitApply(cm) | E::Apply(cm) => {
+                if let Some(name) = known(&cm) {
+                    if let Some(seen) = &mut self.config_relist {
+                        seen.insert(name);
+                    }
+                    updates.push((name, Some(cm.data.unwrap_or_default())));
+                }
+            }
+            E::Delete(cm) => updates.extend(known(&cm).map(|name| (name, None))),
+            E::InitDone => {
+                let seen = self.config_relist.take().unwrap_or_default();
+                updates.extend(
+                    WATCHED_CONFIG_MAPS
+                        .into_iter()
+                        .filter(|n| !seen.contains(n) && self.config.contains_key(n))
+                        .map(|n| (n, None)),
+                );
+                for missing in WATCHED_CONFIG_MAPS
+                    .into_iter()
+                    .filter(|n| !seen.contains(n))
+                {
+                    tracing::warn!(config_map = missing, namespace = %self.settings.pod_namespace, "ConfigMap not found: using the built-in values");
+                }
+                let changes = self
+                    .inventory
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .relist_done(Kind::ConfigMap);
+                self.apply(changes).await;
+            }
+        }
+        for (name, data) in updates {
+            self.config_changed(name, data).await;
+        }
+        let ready = self
+            .inventory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .ready();
+        self.health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .watches_synced = ready;
+    }
+
+    /// One configuration ConfigMap changed (`None`: deleted): the policy settings and the
+    /// accelerator prices are rebuilt, and skipped entries reported.
+    async fn config_changed(&mut self, name: &'static str, data: Option<BTreeMap<String, String>>) {
+        if self.config.get(name) == data.as_ref() {
             return;
         }
         match data {
-            Some(d) => self.config.insert(known, d),
-            None => self.config.remove(known),
+            Some(d) => self.config.insert(name, d),
+            None => self.config.remove(name),
         };
         let (policy, costs, problems) = policy_settings(&self.settings, &self.config);
         tracing::info!(config_map = name, version = %policy.scaling.version, "configuration changed; applies from the next cycle");
         for p in &problems {
             tracing::warn!(problem = %p, "configuration");
         }
-        self.config_events(&name, &problems).await;
+        let mine: Vec<String> = problems
+            .into_iter()
+            .filter(|p| p.starts_with(name))
+            .collect();
+        if !mine.is_empty() {
+            let _ = self
+                .writer
+                .send(WriterNote::ConfigProblems {
+                    namespace: self.settings.pod_namespace.clone(),
+                    config_map: name.to_string(),
+                    problems: mine,
+                })
+                .await;
+        }
         *self.policy.lock().unwrap_or_else(|p| p.into_inner()) = policy.clone();
         let _ = self.registry.send(UpdateSettings(policy)).await;
         let changes = self
@@ -672,34 +696,32 @@ impl Watches {
             .set_costs(costs);
         self.apply(changes).await;
     }
+}
 
-    /// Warning Events on a ConfigMap for its invalid entries.
-    async fn config_events(&self, name: &str, problems: &[String]) {
-        let mine: Vec<&String> = problems.iter().filter(|p| p.starts_with(name)).collect();
-        let leading = self.health.lock().unwrap_or_else(|p| p.into_inner()).leader;
-        if mine.is_empty() || !leading {
-            return;
+/// Feeds one watch event of a kind to the inventory: list start and end mark the relist, and
+/// `applied`/`deleted` handle the object.
+fn lifecycle<K>(
+    inv: &mut Inventory,
+    kind: Kind,
+    event: watcher::Event<K>,
+    applied: impl FnOnce(&mut Inventory, K) -> Vec<Change>,
+    deleted: impl FnOnce(&mut Inventory, K) -> Vec<Change>,
+) -> Vec<Change> {
+    use watcher::Event as E;
+    match event {
+        E::Init => {
+            inv.relist_started(kind);
+            Vec::new()
         }
-        let recorder =
-            kube::runtime::events::Recorder::new(self.client.clone(), self.reporter.clone());
-        let reference = k8s_openapi::api::core::v1::ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("ConfigMap".into()),
-            name: Some(name.to_string()),
-            namespace: Some(self.settings.pod_namespace.clone()),
-            ..Default::default()
-        };
-        for p in mine {
-            let event = kube::runtime::events::Event {
-                type_: kube::runtime::events::EventType::Warning,
-                reason: "InvalidConfiguration".into(),
-                note: Some(p.chars().take(1000).collect()),
-                action: "LoadConfiguration".into(),
-                secondary: None,
-            };
-            if let Err(e) = recorder.publish(&event, &reference).await {
-                tracing::warn!(error = %e, "cannot publish a ConfigMap Event");
-            }
-        }
+        E::InitApply(obj) | E::Apply(obj) => applied(inv, obj),
+        E::InitDone => inv.relist_done(kind),
+        E::Delete(obj) => deleted(inv, obj),
+    }
+}
+
+fn guarded_id(va: &DeserializeGuard<VariantAutoscaling>) -> (String, String) {
+    match &va.0 {
+        Ok(v) => inventory::id(&v.metadata),
+        Err(i) => inventory::id(&i.metadata),
     }
 }

@@ -279,12 +279,22 @@ fn truncate(s: &str, max: usize) -> String {
     s[..end].to_string()
 }
 
-/// An Event to publish about a VA.
+/// An Event to publish about a VA (or a ConfigMap).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventSpec {
     pub warning: bool,
     pub reason: &'static str,
     pub note: String,
+}
+
+impl EventSpec {
+    fn warning(reason: &'static str, note: impl Into<String>) -> Self {
+        Self {
+            warning: true,
+            reason,
+            note: note.into(),
+        }
+    }
 }
 
 /// Events for a decided update: a change of desired count, and entering the safety net.
@@ -320,14 +330,13 @@ pub fn decision_events(update: &StatusUpdate, was_safety_net: bool) -> Vec<Event
     if let OptimizationState::SafetyNet(source) = optimization
         && !was_safety_net
     {
-        out.push(EventSpec {
-            warning: true,
-            reason: "SafetyNetActive",
-            note: format!(
+        out.push(EventSpec::warning(
+            "SafetyNetActive",
+            format!(
                 "{}: analysis could not run ({reason}); emitting {desired} replicas from {source}",
                 variant.name
             ),
-        });
+        ));
     }
     out
 }
@@ -339,7 +348,18 @@ pub fn decision_events(update: &StatusUpdate, was_safety_net: bool) -> Vec<Event
 #[derive(Debug)]
 enum Write {
     Status(VaRef, Value),
-    Event(VaRef, EventSpec),
+    Event(ObjectReference, EventSpec),
+}
+
+fn va_reference(va: &VaRef) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("llmd.ai/v1alpha1".into()),
+        kind: Some("VariantAutoscaling".into()),
+        name: Some(va.name.clone()),
+        namespace: Some(va.namespace.clone()),
+        uid: va.uid.clone(),
+        ..Default::default()
+    }
 }
 
 /// Writes VA statuses and Events. Only the leader writes; a follower keeps its bookkeeping
@@ -385,9 +405,20 @@ impl StatusWriter {
     }
 
     fn event(&self, va: &VaRef, event: EventSpec) {
+        self.event_on(va_reference(va), event);
+    }
+
+    fn event_on(&self, regarding: ObjectReference, event: EventSpec) {
         if self.leader {
-            let _ = self.writes.send(Write::Event(va.clone(), event));
+            let _ = self.writes.send(Write::Event(regarding, event));
         }
+    }
+
+    /// The target is missing: the status says so and a Warning Event is raised.
+    fn report_missing_target(&mut self, va: &VaRef, message: String) {
+        let status = missing_target_status(&message, self.problem(va));
+        self.write_status(va, &status);
+        self.event(va, EventSpec::warning("DeploymentNotFound", message));
     }
 
     fn problem(&self, va: &VaRef) -> Option<&str> {
@@ -439,16 +470,7 @@ impl Handler<StatusBatch> for StatusWriter {
                         format!("Target deployment '{deployment}' not found")
                     };
                     self.safety_net.remove(variant);
-                    let status = missing_target_status(&message, self.problem(&va));
-                    self.write_status(&va, &status);
-                    self.event(
-                        &va,
-                        EventSpec {
-                            warning: true,
-                            reason: "DeploymentNotFound",
-                            note: message,
-                        },
-                    );
+                    self.report_missing_target(&va, message);
                 }
             }
         }
@@ -472,6 +494,12 @@ pub enum WriterNote {
     Deprecated(VaRef),
     /// A discovery-mode VA matches no Deployment.
     NoTargets(VaRef, String),
+    /// Entries of a configuration ConfigMap that were skipped (Warning Events on it).
+    ConfigProblems {
+        namespace: String,
+        config_map: String,
+        problems: Vec<String>,
+    },
     /// Leadership gained or lost.
     Leader(bool),
 }
@@ -499,14 +527,7 @@ impl Handler<WriterNote> for StatusWriter {
                     // Nothing will be decided for it: say so in its status now.
                     self.write_status(&va, &invalid_status(&problem));
                 }
-                self.event(
-                    &va,
-                    EventSpec {
-                        warning: true,
-                        reason: "InvalidConfiguration",
-                        note: problem,
-                    },
-                );
+                self.event(&va, EventSpec::warning("InvalidConfiguration", problem));
             }
             WriterNote::Problem(va, None) => {
                 self.problems
@@ -516,24 +537,31 @@ impl Handler<WriterNote> for StatusWriter {
                 tracing::warn!(va = %format!("{}/{}", va.namespace, va.name), "Deprecated: spec.modelProfile.accelerators[].perfParms is ignored; the controller learns these parameters");
                 self.event(
                     &va,
-                    EventSpec {
-                        warning: true,
-                        reason: "Deprecated",
-                        note: "spec.modelProfile.accelerators[].perfParms is ignored: the controller learns the latency parameters itself; remove the field".into(),
-                    },
+                    EventSpec::warning(
+                        "Deprecated",
+                        "spec.modelProfile.accelerators[].perfParms is ignored: the controller learns the latency parameters itself; remove the field",
+                    ),
                 );
             }
-            WriterNote::NoTargets(va, why) => {
-                let status = missing_target_status(&why, self.problem(&va));
-                self.write_status(&va, &status);
-                self.event(
-                    &va,
-                    EventSpec {
-                        warning: true,
-                        reason: "DeploymentNotFound",
-                        note: why,
-                    },
-                );
+            WriterNote::NoTargets(va, why) => self.report_missing_target(&va, why),
+            WriterNote::ConfigProblems {
+                namespace,
+                config_map,
+                problems,
+            } => {
+                let regarding = ObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("ConfigMap".into()),
+                    name: Some(config_map),
+                    namespace: Some(namespace),
+                    ..Default::default()
+                };
+                for p in problems {
+                    self.event_on(
+                        regarding.clone(),
+                        EventSpec::warning("InvalidConfiguration", p),
+                    );
+                }
             }
             WriterNote::Leader(leader) => {
                 self.leader = leader;
@@ -570,15 +598,7 @@ async fn write_loop(
                     }
                 }
             }
-            Write::Event(va, event) => {
-                let reference = ObjectReference {
-                    api_version: Some("llmd.ai/v1alpha1".into()),
-                    kind: Some("VariantAutoscaling".into()),
-                    name: Some(va.name.clone()),
-                    namespace: Some(va.namespace.clone()),
-                    uid: va.uid.clone(),
-                    ..Default::default()
-                };
+            Write::Event(regarding, event) => {
                 let e = Event {
                     type_: if event.warning {
                         EventType::Warning
@@ -587,11 +607,15 @@ async fn write_loop(
                     },
                     reason: event.reason.to_string(),
                     note: Some(truncate(&event.note, 1000)),
-                    action: "Autoscale".into(),
+                    action: if regarding.kind.as_deref() == Some("ConfigMap") {
+                        "LoadConfiguration".into()
+                    } else {
+                        "Autoscale".into()
+                    },
                     secondary: None,
                 };
-                if let Err(err) = recorder.publish(&e, &reference).await {
-                    tracing::warn!(va = %va.name, error = %err, "cannot publish an Event");
+                if let Err(err) = recorder.publish(&e, &regarding).await {
+                    tracing::warn!(regarding = ?regarding.name, error = %err, "cannot publish an Event");
                 }
             }
         }

@@ -22,7 +22,7 @@ use wva_actors::policy::model_based::RequestCount;
 use wva_actors::publisher::{Gather, Publisher, PublisherConfig, ReadDesired};
 use wva_actors::registry::{DeploymentEvent, Registry, Tick, UpsertVariant};
 use wva_actors::supervisor::Ports;
-use wva_storage::{DecisionLog, MemoryLog, Retention, SledLog};
+use wva_storage::{DecisionLog, MemoryLog, Retention};
 
 use super::cluster::{Cluster, Variant};
 use super::hpa::{Hpa, HpaSpec};
@@ -289,16 +289,9 @@ fn open_log(options: &RunOptions) -> Result<Box<dyn DecisionLog>, String> {
     match &options.data_dir {
         None => Ok(Box::new(MemoryLog::in_memory(Retention::default()))),
         Some(dir) => {
-            let secs = jiff::Timestamp::now().as_second().max(0) as u64;
-            let (log, report) =
-                SledLog::open(dir, Retention::default(), secs).map_err(|e| e.to_string())?;
-            if let Some(aside) = report.moved_aside {
-                eprintln!(
-                    "warning: the decision log in {} was unusable ({}); moved to {}",
-                    dir.display(),
-                    report.reason.unwrap_or_default(),
-                    aside.display()
-                );
+            let (log, moved) = crate::datadir::open_for_writing(dir)?;
+            if let Some(moved) = moved {
+                eprintln!("warning: {moved}");
             }
             Ok(Box::new(log))
         }
