@@ -665,3 +665,192 @@ async fn a_configmap_change_applies_live_and_an_invalid_entry_is_reported() {
     );
     running.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn prometheus_down_at_start_runs_the_safety_net_from_the_va_status_and_readyz_says_so() {
+    let api = FakeApi::new();
+    let mut with_status = va(NS, "va", "m", Some("dep"), json!({}));
+    with_status["status"] = json!({"desiredOptimizedAlloc": {"numReplicas": 5, "accelerator": "H100", "lastRunTime": "2026-01-01T00:00:00Z"}});
+    api.apply(VA, with_status);
+    api.apply(DEPLOYMENT, deployment(NS, "dep", 2, json!({}), json!({})));
+    api.apply(POD, pod(NS, "dep", 0));
+    let mut opts = options(settings(None, None), None);
+    opts.metrics = support::apiserver::failing_metrics();
+    let running = started(&api, opts).await;
+    running.cycle_now().await;
+
+    // No log yet: the last desired count stored on the VA is what is emitted.
+    let text = page(&running).await;
+    assert!(
+        series_of(&text, "va")
+            .iter()
+            .any(|l| l.starts_with("inferno_desired_replicas{") && l.ends_with(" 5")),
+        "{text}"
+    );
+    let status = api.statuses(NS, "va").last().cloned().unwrap();
+    let opt = condition(&status, "OptimizationReady");
+    assert_eq!(opt["reason"], "SafetyNetActive", "{status}");
+    assert!(
+        opt["message"]
+            .as_str()
+            .unwrap()
+            .contains("previous-desired"),
+        "{opt}"
+    );
+    assert_eq!(
+        condition(&status, "MetricsAvailable")["reason"],
+        "PrometheusError"
+    );
+    assert!(
+        api.events_about("va")
+            .iter()
+            .any(|(t, r, _)| t == "Warning" && r == "SafetyNetActive")
+    );
+
+    // The probes: alive, and ready but degraded, saying why.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(wva::controller::http::serve(
+        listener,
+        wva::controller::http::probes(Arc::clone(&running.health)),
+        None,
+        running.stop_signal(),
+    ));
+    wva::tls::install_default_provider();
+    let http = reqwest::Client::new();
+    let healthz = http
+        .get(format!("http://{address}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(healthz.status(), 200);
+    let readyz = http
+        .get(format!("http://{address}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(readyz.status(), 200);
+    let body = readyz.text().await.unwrap();
+    assert!(
+        body.contains("degraded") && body.contains("Prometheus unreachable"),
+        "{body}"
+    );
+    running.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn readyz_is_503_until_the_watches_are_synced() {
+    use wva::controller::http::{Health, probes, serve};
+    wva::tls::install_default_provider();
+    let health = Arc::new(std::sync::Mutex::new(Health::default()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(serve(listener, probes(Arc::clone(&health)), None, stop_rx));
+    let readyz = || reqwest::get(format!("http://{address}/readyz"));
+    let r = readyz().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("waiting for the initial lists")
+    );
+    health.lock().unwrap().watches_synced = true;
+    health.lock().unwrap().leader = true;
+    assert_eq!(readyz().await.unwrap().status(), 200);
+}
+
+#[actix_rt::test]
+async fn a_restart_recovers_the_last_good_desired_count_from_the_flushed_log() {
+    let api = FakeApi::new();
+    api.apply(VA, va(NS, "va", "m", Some("dep"), json!({})));
+    api.apply(DEPLOYMENT, deployment(NS, "dep", 3, json!({}), json!({})));
+    for i in 0..3 {
+        api.apply(POD, pod(NS, "dep", i));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(settings(None, None), None);
+    opts.data_dir = Some(dir.path().join("log"));
+    let first = started(&api, opts.clone()).await;
+    first.cycle_now().await;
+    let decided = page(&first).await;
+    let desired = series_of(&decided, "va")
+        .into_iter()
+        .find(|l| l.starts_with("inferno_desired_replicas{"))
+        .unwrap();
+    // Graceful stop: the log is flushed before the process would exit.
+    first.shutdown().await;
+
+    // The next start has no Prometheus: the log's last good count, not the current replicas.
+    opts.metrics = support::apiserver::failing_metrics();
+    let second = started(&api, opts).await;
+    second.cycle_now().await;
+    let text = page(&second).await;
+    let again = series_of(&text, "va")
+        .into_iter()
+        .find(|l| l.starts_with("inferno_desired_replicas{"))
+        .unwrap();
+    assert_eq!(again, desired);
+    assert!(
+        !desired.ends_with(" 3"),
+        "the decision differs from the current count: {desired}"
+    );
+    second.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_deleted_va_takes_its_series_with_it() {
+    let api = FakeApi::new();
+    api.apply(VA, va(NS, "va", "m", Some("dep"), json!({})));
+    api.apply(DEPLOYMENT, deployment(NS, "dep", 1, json!({}), json!({})));
+    api.apply(POD, pod(NS, "dep", 0));
+    let running = started(&api, options(settings(None, None), None)).await;
+    running.cycle_now().await;
+    assert!(!series_of(&page(&running).await, "va").is_empty());
+    api.wait_watches(4).await;
+    api.delete(VA, NS, "va");
+    variants_become(&running, 0).await;
+    assert!(series_of(&page(&running).await, "va").is_empty());
+    running.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn losing_the_lease_stops_publishing_at_once() {
+    let api = FakeApi::new();
+    api.apply(VA, va(NS, "va", "m", Some("dep"), json!({})));
+    api.apply(DEPLOYMENT, deployment(NS, "dep", 1, json!({}), json!({})));
+    api.apply(POD, pod(NS, "dep", 0));
+    let one = started(&api, options(settings(None, None), Some("one"))).await;
+    let mut rx = one.leader.clone();
+    tokio::time::timeout(T, rx.wait_for(|l| *l))
+        .await
+        .unwrap()
+        .unwrap();
+    one.cycle_now().await;
+    assert!(!series_of(&page(&one).await, "va").is_empty());
+
+    // Another holder takes the Lease (as after a partition): renewals fail, and past the
+    // renew deadline the series go and cycles stop writing.
+    let mut lease = api
+        .get(support::apiserver::LEASE, CONTROLLER_NS, "wva-leader")
+        .unwrap();
+    lease["spec"]["holderIdentity"] = json!("intruder");
+    lease["spec"]["renewTime"] = json!(jiff::Timestamp::now().to_string());
+    lease["spec"]["leaseDurationSeconds"] = json!(3600);
+    api.apply(support::apiserver::LEASE, lease);
+    tokio::time::timeout(T, rx.wait_for(|l| !*l))
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(series_of(&page(&one).await, "va").is_empty());
+    let writes = api.statuses(NS, "va").len();
+    one.cycle_now().await;
+    assert_eq!(
+        api.statuses(NS, "va").len(),
+        writes,
+        "a follower writes no status"
+    );
+    one.shutdown().await;
+}

@@ -859,4 +859,131 @@ mod tests {
             "{fixed:?}"
         );
     }
+
+    fn upserted(changes: &[Change]) -> Vec<&VariantSpec> {
+        changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Upsert(spec, _) => Some(spec),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn with(
+        mut va: DeserializeGuard<VariantAutoscaling>,
+        f: impl FnOnce(&mut VariantAutoscaling),
+    ) -> DeserializeGuard<VariantAutoscaling> {
+        if let Ok(v) = &mut va.0 {
+            f(v);
+        }
+        va
+    }
+
+    #[test]
+    fn the_accelerator_comes_from_the_label_then_the_profile_then_the_node_selector() {
+        let mut inv = synced(Scope::default());
+        let d: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": "d", "namespace": "llm"},
+            "spec": {"selector": {}, "template": {"spec": {"containers": [], "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-L40S"}}}},
+        }))
+        .expect("deployment");
+        inv.deployment_applied(&d);
+        let accelerator = |inv: &mut Inventory, va| {
+            upserted(&inv.va_applied(va))
+                .first()
+                .map(|s| s.accelerator.clone())
+        };
+        let profile = |v: &mut VariantAutoscaling| {
+            v.spec.model_profile = serde_json::from_value(
+                json!({"accelerators": [{"acc": "A100", "accCount": 1, "maxBatchSize": 64}]}),
+            )
+            .expect("profile");
+        };
+        assert_eq!(
+            accelerator(&mut inv, va("llm", "v", "d", &[])).as_deref(),
+            Some("NVIDIA-L40S"),
+            "node selector, unpriced"
+        );
+        assert_eq!(
+            accelerator(&mut inv, with(va("llm", "v", "d", &[]), profile)).as_deref(),
+            Some("A100")
+        );
+        let labelled = with(
+            va("llm", "v", "d", &[(ACCELERATOR_NAME_LABEL, "H100")]),
+            profile,
+        );
+        assert_eq!(accelerator(&mut inv, labelled).as_deref(), Some("H100"));
+        assert_eq!(
+            accelerator(&mut inv, va("llm", "w", "absent", &[])).as_deref(),
+            Some("unknown")
+        );
+        // max-num-seqs from the profile, else vLLM's default.
+        let spec = &inv.emitted[&VariantKey::new("llm", "w")].0;
+        assert_eq!(spec.max_batch, DEFAULT_MAX_BATCH);
+    }
+
+    #[test]
+    fn current_replicas_are_status_replicas_else_spec_replicas() {
+        let mut d = deployment("llm", "d");
+        assert_eq!(
+            DeploymentInfo::from_deployment(&d).state,
+            DeploymentState {
+                replicas: 3,
+                ready: 1
+            }
+        );
+        d.status = None;
+        assert_eq!(
+            DeploymentInfo::from_deployment(&d).state,
+            DeploymentState {
+                replicas: 2,
+                ready: 0
+            }
+        );
+    }
+
+    #[test]
+    fn the_desired_count_in_the_va_status_is_the_safety_nets_fallback_and_status_churn_is_free() {
+        let mut inv = synced(Scope::default());
+        inv.deployment_applied(&deployment("llm", "d"));
+        let stored = |n: i32| {
+            with(va("llm", "v", "d", &[]), move |v| {
+                v.status = serde_json::from_value(json!({"desiredOptimizedAlloc": {"numReplicas": n}, "conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "x"}]})).expect("status");
+            })
+        };
+        let changes = inv.va_applied(stored(4));
+        assert_eq!(upserted(&changes)[0].status_desired, Some(4));
+        // A status write that only changes conditions changes no variant.
+        let churn = with(stored(4), |v| {
+            if let Some(s) = v.status.as_mut() {
+                s.conditions[0].message = "y".into();
+            }
+        });
+        assert!(inv.va_applied(churn).is_empty());
+        assert_eq!(
+            upserted(&inv.va_applied(stored(6)))[0].status_desired,
+            Some(6)
+        );
+    }
+
+    #[test]
+    fn perf_parms_are_reported_once_per_generation() {
+        let mut inv = synced(Scope::default());
+        let old = |generation: i64| {
+            with(va("llm", "v", "d", &[]), move |v| {
+                v.metadata.generation = Some(generation);
+                v.spec.model_profile = serde_json::from_value(json!({"accelerators": [{"acc": "A100", "accCount": 1, "maxBatchSize": 64, "perfParms": {"decodeParms": {"alpha": "1"}}}]})).expect("profile");
+            })
+        };
+        let deprecated = |changes: Vec<Change>| {
+            changes
+                .iter()
+                .filter(|c| matches!(c, Change::Deprecated(_)))
+                .count()
+        };
+        assert_eq!(deprecated(inv.va_applied(old(1))), 1);
+        assert_eq!(deprecated(inv.va_applied(old(1))), 0);
+        assert_eq!(deprecated(inv.va_applied(old(2))), 1);
+    }
 }

@@ -530,3 +530,18 @@ pub fn scripted_metrics(model_of: fn(&str) -> &'static str) -> wva::controller::
         })
     })
 }
+
+/// A metrics source whose every read fails, as when Prometheus is down.
+pub fn failing_metrics() -> wva::controller::MetricsSource {
+    Arc::new(|_plan, _pods| {
+        Box::pin(async {
+            wva::poller::PollReport {
+                metrics: wva_actors::messages::Metrics::Failed(
+                    "Prometheus unreachable: connection refused".into(),
+                ),
+                kv_sources: Vec::new(),
+                warnings: Vec::new(),
+            }
+        })
+    })
+}
