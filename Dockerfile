@@ -1,0 +1,44 @@
+# syntax=docker/dockerfile:1
+#
+# The controller image: `docker build -t workload-variant-autoscaler:0.1.0 .`
+# Stage 1 builds the dependencies alone (a layer that changes only with Cargo.lock), stage 2
+# the project, and the runtime is distroless, running as the non-root user 65532.
+
+ARG RUST_VERSION=1.95
+
+FROM rust:${RUST_VERSION}-bookworm AS build
+WORKDIR /build
+
+# Dependencies: the manifests and the lock file with stub sources, so this layer is reused
+# until a dependency changes.
+COPY Cargo.toml Cargo.lock ./
+COPY actors/Cargo.toml actors/Cargo.toml
+COPY storage/Cargo.toml storage/Cargo.toml
+RUN mkdir -p src benches actors/src actors/benches storage/src \
+ && echo 'fn main() {}' > src/main.rs \
+ && touch src/lib.rs actors/src/lib.rs storage/src/lib.rs \
+ && echo 'fn main() {}' > benches/inventory.rs \
+ && echo 'fn main() {}' > actors/benches/cycle.rs \
+ && cargo build --release --locked --bin wva \
+ && rm -rf src benches actors/src actors/benches storage/src
+
+# The project itself.
+COPY src src
+COPY actors/src actors/src
+COPY storage/src storage/src
+COPY benches benches
+COPY actors/benches actors/benches
+# Stubs built above are older than the sources; touching makes cargo rebuild the three crates.
+RUN touch src/main.rs src/lib.rs actors/src/lib.rs storage/src/lib.rs \
+ && cargo build --release --locked --bin wva \
+ && install -D -m 0755 target/release/wva /out/wva \
+ && mkdir -p /out/var/lib/wva
+
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /out/wva /usr/local/bin/wva
+# The decision log's directory; the chart mounts a volume here.
+COPY --from=build --chown=65532:65532 /out/var/lib/wva /var/lib/wva
+USER 65532:65532
+EXPOSE 8081 8443
+ENTRYPOINT ["/usr/local/bin/wva"]
+CMD ["run"]

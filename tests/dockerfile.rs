@@ -1,0 +1,102 @@
+//! No image can be built on this machine, so the Dockerfile is checked against the workspace it
+//! builds: a new member crate or bench that the dependency stage does not stub would break the
+//! image build long after the change that added it.
+
+use std::path::Path;
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// `[[bench]]` names declared in a manifest.
+fn benches(manifest: &str) -> Vec<String> {
+    toml_like::parse(manifest).benches
+}
+
+/// Just enough of TOML for the two facts needed here (the workspace members and the bench
+/// names), without a TOML dependency.
+mod toml_like {
+    pub struct Doc {
+        pub members: Vec<String>,
+        pub benches: Vec<String>,
+    }
+
+    pub fn parse(text: &str) -> Doc {
+        let mut doc = Doc {
+            members: Vec::new(),
+            benches: Vec::new(),
+        };
+        let mut section = String::new();
+        for line in text.lines().map(str::trim) {
+            if line.starts_with('[') {
+                section = line.to_string();
+                continue;
+            }
+            if section == "[workspace]" && line.starts_with("members") {
+                doc.members = line
+                    .split('"')
+                    .skip(1)
+                    .step_by(2)
+                    .map(str::to_string)
+                    .collect();
+            }
+            if section == "[[bench]]" && line.starts_with("name") {
+                doc.benches
+                    .push(line.split('"').nth(1).unwrap_or_default().to_string());
+            }
+        }
+        doc
+    }
+}
+
+#[test]
+fn the_dependency_stage_stubs_every_crate_and_bench() {
+    let dockerfile = read("Dockerfile");
+    let root = read("Cargo.toml");
+    let members = toml_like::parse(&root).members;
+    assert!(members.len() >= 3, "{members:?}");
+    for member in members.iter().filter(|m| m.as_str() != ".") {
+        assert!(
+            dockerfile.contains(&format!("COPY {member}/Cargo.toml {member}/Cargo.toml")),
+            "the Dockerfile does not copy {member}/Cargo.toml"
+        );
+        assert!(
+            dockerfile.contains(&format!("COPY {member}/src {member}/src")),
+            "the Dockerfile does not copy {member}/src"
+        );
+        for bench in benches(&read(&format!("{member}/Cargo.toml"))) {
+            assert!(
+                dockerfile.contains(&format!("> {member}/benches/{bench}.rs")),
+                "the dependency stage does not stub {member}/benches/{bench}.rs"
+            );
+        }
+    }
+    for bench in benches(&root) {
+        assert!(
+            dockerfile.contains(&format!("> benches/{bench}.rs")),
+            "the dependency stage does not stub benches/{bench}.rs"
+        );
+    }
+}
+
+#[test]
+fn the_runtime_is_distroless_non_root_and_runs_wva() {
+    let dockerfile = read("Dockerfile");
+    let runtime = dockerfile
+        .rsplit_once("\nFROM ")
+        .map(|(_, last)| last)
+        .expect("a final stage");
+    assert!(runtime.starts_with("gcr.io/distroless/"), "{runtime}");
+    assert!(runtime.contains(":nonroot"), "{runtime}");
+    assert!(runtime.contains("USER 65532:65532"));
+    assert!(runtime.contains("ENTRYPOINT [\"/usr/local/bin/wva\"]"));
+    assert!(runtime.contains("CMD [\"run\"]"));
+    // The chart runs the same user, and mounts the decision log where the image has it.
+    let sts = read("charts/workload-variant-autoscaler/templates/controller/statefulset.yaml");
+    assert!(sts.contains("runAsUser: 65532") && sts.contains("mountPath: /var/lib/wva"));
+    assert!(runtime.contains("/var/lib/wva"));
+    // The binary built is the one the image runs.
+    assert!(read("Cargo.toml").contains("[[bin]]\nname = \"wva\""));
+    assert!(dockerfile.contains("cargo build --release --locked --bin wva"));
+}
