@@ -496,6 +496,71 @@ fn the_single_model_openshift_install_of_the_guide() {
     assert_eq!((slo.itl_ms, slo.ttft_ms), (10.0, 1000.0));
 }
 
+/// A token from a Secret, a client certificate for mutual TLS and an expected server name reach
+/// the controller as the settings it reads, with the files mounted where those settings point.
+#[test]
+fn prometheus_mutual_tls_and_a_token_from_a_secret() {
+    let r = helm(&format!(
+        "helm install wva ./workload-variant-autoscaler -n {CONTROLLER_NS} \
+           --set wva.prometheus.bearerTokenSecret.name=prom-token \
+           --set wva.prometheus.tls.clientCertSecretName=prom-client \
+           --set wva.prometheus.tls.serverName=prometheus.internal"
+    ));
+    let s = resolved_settings(&r);
+    assert_eq!(
+        s["prometheus"]["clientCertPath"],
+        "/etc/wva/prometheus-client/tls.crt"
+    );
+    assert_eq!(
+        s["prometheus"]["clientKeyPath"],
+        "/etc/wva/prometheus-client/tls.key"
+    );
+    assert_eq!(s["prometheus"]["serverName"], "prometheus.internal");
+    assert_eq!(
+        s["prometheus"]["tokenPath"],
+        Value::Null,
+        "the Secret's token instead"
+    );
+    let pod = r
+        .statefulset()
+        .spec
+        .and_then(|s| s.template.spec)
+        .expect("pod");
+    let c = &pod.containers[0];
+    let token = c
+        .env
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .find(|e| e.name == "PROMETHEUS_BEARER_TOKEN")
+        .and_then(|e| e.value_from)
+        .and_then(|f| f.secret_key_ref)
+        .expect("token from a Secret");
+    assert_eq!(
+        (token.name.as_str(), token.key.as_str()),
+        ("prom-token", "token")
+    );
+    let mount = c
+        .volume_mounts
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .find(|m| m.name == "prometheus-client")
+        .expect("client certificate mounted");
+    assert_eq!(mount.mount_path, "/etc/wva/prometheus-client");
+    let volume = pod
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .find(|v| v.name == "prometheus-client")
+        .and_then(|v| v.secret)
+        .expect("from the Secret");
+    assert_eq!(volume.secret_name.as_deref(), Some("prom-client"));
+    // The token is never written into the ConfigMap.
+    let cm = r.config_map_data("workload-variant-autoscaler-variantautoscaling-config");
+    assert!(!cm.contains_key("PROMETHEUS_BEARER_TOKEN"));
+}
+
 /// The settings the controller resolves from the rendered main ConfigMap.
 fn resolved_settings(r: &Release) -> Value {
     let data = r.config_map_data("workload-variant-autoscaler-variantautoscaling-config");
@@ -1320,4 +1385,124 @@ fn the_chart_readme_lists_every_value() {
         updated.replace_range(a..b, &table);
         std::fs::write(&path, updated).expect("README written");
     }
+}
+
+/// Against a real API server (`cargo test --test chart -- --ignored`, KUBECONFIG set, rights to
+/// create namespaces and CRDs): the CRD is applied, then every object of an `all` release is
+/// applied with server-side dry run, so the API server's own schema validation (and the CRD's)
+/// judges it. Kinds whose API the cluster lacks (ServiceMonitor without the Prometheus
+/// Operator, ScaledObject without KEDA) are reported and skipped. The two namespaces are
+/// created and deleted.
+#[tokio::test]
+#[ignore = "needs a real cluster: KUBECONFIG"]
+async fn a_real_api_server_accepts_every_rendered_object() {
+    use k8s_openapi::api::core::v1::Namespace;
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{Api, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams};
+    use kube::discovery::{Discovery, Scope};
+    use kube::runtime::wait::{await_condition, conditions};
+
+    wva::tls::install_default_provider();
+    let client = kube::Client::try_default().await.expect("KUBECONFIG");
+    let suffix = std::process::id();
+    let (controller_ns, model_ns) = (format!("wva-chart-{suffix}"), format!("wva-model-{suffix}"));
+
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd: CustomResourceDefinition = serde_yaml::from_str(
+        &std::fs::read_to_string(chart_dir().join("crds/llmd.ai_variantautoscalings.yaml"))
+            .expect("crd"),
+    )
+    .expect("crd parses");
+    crds.patch(
+        "variantautoscalings.llmd.ai",
+        &PatchParams::apply("wva-chart-test").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("CRD applied");
+    tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        await_condition(
+            crds,
+            "variantautoscalings.llmd.ai",
+            conditions::is_crd_established(),
+        ),
+    )
+    .await
+    .expect("CRD established in time")
+    .expect("CRD watch");
+
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for ns in [&controller_ns, &model_ns] {
+        let object: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": ns}})).expect("namespace");
+        namespaces
+            .patch(
+                ns,
+                &PatchParams::apply("wva-chart-test"),
+                &Patch::Apply(&object),
+            )
+            .await
+            .expect("namespace created");
+    }
+
+    let release = helm(&format!(
+        "helm install wva ./workload-variant-autoscaler -n {controller_ns} --set llmd.namespace={model_ns}"
+    ));
+    let discovery = Discovery::new(client.clone())
+        .run()
+        .await
+        .expect("discovery");
+    let mut refused = Vec::new();
+    let mut skipped = Vec::new();
+    for object in &release.objects {
+        let (group, version) = match object["apiVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .split_once('/')
+        {
+            Some((g, v)) => (g.to_string(), v.to_string()),
+            None => (
+                String::new(),
+                object["apiVersion"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            ),
+        };
+        let kind = object["kind"].as_str().unwrap_or_default().to_string();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let Some((resource, caps)) =
+            discovery.resolve_gvk(&GroupVersionKind::gvk(&group, &version, &kind))
+        else {
+            skipped.push(format!("{kind} {name}"));
+            continue;
+        };
+        let api: Api<DynamicObject> = match caps.scope {
+            Scope::Namespaced => Api::namespaced_with(
+                client.clone(),
+                object["metadata"]["namespace"].as_str().unwrap_or_default(),
+                &resource,
+            ),
+            Scope::Cluster => Api::all_with(client.clone(), &resource),
+        };
+        if let Err(e) = api
+            .patch(
+                &name,
+                &PatchParams::apply("wva-chart-test").dry_run(),
+                &Patch::Apply(object),
+            )
+            .await
+        {
+            refused.push(format!("{kind} {name}: {e}"));
+        }
+    }
+    for ns in [&controller_ns, &model_ns] {
+        let _ = namespaces.delete(ns, &DeleteParams::default()).await;
+    }
+    eprintln!("not served by this cluster, skipped: {skipped:?}");
+    assert!(refused.is_empty(), "the API server refused: {refused:#?}");
 }
