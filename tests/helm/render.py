@@ -18,6 +18,7 @@ Answer: {"release", "namespace", "values", "manifests": {template: text}, "lint"
 import json
 import os
 import shlex
+import string
 import sys
 
 try:
@@ -107,13 +108,8 @@ def parse(command, env, chart_dir):
 
 
 def expand(command, env):
-    saved = dict(os.environ)
-    try:
-        os.environ.update(env)
-        return os.path.expandvars(command)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    """$VAR and ${VAR} as the shell would: `env` first, then the process environment."""
+    return string.Template(command).safe_substitute({**os.environ, **env})
 
 
 def main():

@@ -28,6 +28,14 @@ Names, labels and the install-mode switches shared by every template.
 
 {{- define "wva.controllerName" -}}{{ include "wva.name" . }}-controller-manager{{- end -}}
 
+{{/* The main ConfigMap, read by the controller at start-up (CONFIG_MAP_NAME). */}}
+{{- define "wva.mainConfigMap" -}}{{ include "wva.name" . }}-variantautoscaling-config{{- end -}}
+
+{{- define "wva.metricsService" -}}{{ include "wva.controllerName" . }}-metrics-service{{- end -}}
+
+{{/* Name of the metrics port, on the container, the Service and the ServiceMonitor alike. */}}
+{{- define "wva.metricsPortName" -}}{{ ternary "https" "http-metrics" .Values.wva.metrics.secure }}{{- end -}}
+
 {{/* Cluster-scoped objects carry the release namespace, so two controllers never share one. */}}
 {{- define "wva.clusterName" -}}{{ include "wva.name" . }}-{{ .Release.Namespace }}{{- end -}}
 
@@ -81,6 +89,18 @@ llm-d.ai/model: {{ .Values.llmd.modelName | quote }}
 {{/* The image reference of the controller. */}}
 {{- define "wva.image" -}}
 {{- printf "%s:%s" .Values.wva.image.repository (default .Chart.AppVersion .Values.wva.image.tag) -}}
+{{- end -}}
+
+{{/*
+The labels that pick this variant's series, in a fixed order, as a JSON list of [name, value]:
+the HPA selects on them and the KEDA query filters on them.
+*/}}
+{{- define "wva.seriesLabels" -}}
+{{- $labels := list (list "variant_name" (include "wva.scaleTarget" .)) (list "exported_namespace" .Values.llmd.namespace) -}}
+{{- with .Values.wva.controllerInstance -}}
+{{- $labels = append $labels (list "controller_instance" .) -}}
+{{- end -}}
+{{- toJson $labels -}}
 {{- end -}}
 
 {{/* The published desired-replicas series name. */}}

@@ -1,0 +1,50 @@
+{{/* Generated from src/controller/rbac.rs (WVA_BLESS=1 cargo test -p wva rbac). Do not edit. */}}
+
+{{- define "wva.rules.watched" -}}
+# the VAs to manage
+- apiGroups: ["llmd.ai"]
+  resources: ["variantautoscalings"]
+  verbs: ["get", "list", "watch"]
+# server-side apply of the VA status
+- apiGroups: ["llmd.ai"]
+  resources: ["variantautoscalings/status"]
+  verbs: ["get", "patch", "update"]
+# replicas of each variant, discovery mode
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch"]
+# live pods of each Deployment, to drop series of pods that are gone
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
+# Events on VAs and ConfigMaps
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end -}}
+
+{{- define "wva.rules.own" -}}
+# the configuration ConfigMaps, reloaded live
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "list", "watch"]
+# leader election
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["get", "create", "update"]
+# Events on invalid ConfigMaps
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end -}}
+
+{{- define "wva.rules.cluster" -}}
+# authenticate scrapers of the metrics endpoint
+- apiGroups: ["authentication.k8s.io"]
+  resources: ["tokenreviews"]
+  verbs: ["create"]
+# authorize scrapers of the metrics endpoint (GET /metrics)
+- apiGroups: ["authorization.k8s.io"]
+  resources: ["subjectaccessreviews"]
+  verbs: ["create"]
+{{- end -}}
