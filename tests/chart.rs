@@ -1186,6 +1186,86 @@ wva:
     );
 }
 
+/// Contract rules the chart carries that the tests above do not reach: the `wva_` prefix in the
+/// HPA (section 8), the three operating modes (section 4), per-model scale to zero (section 7),
+/// and standby replicas behind the Lease, each with its own decision log and time to shut down
+/// gracefully (sections 9 and 10).
+#[test]
+fn contract_rules_the_chart_carries() {
+    let r = helm(&format!(
+        "helm install wva ./workload-variant-autoscaler -n {CONTROLLER_NS} --set wva.metricsPrefix=wva"
+    ));
+    let hpa: HorizontalPodAutoscaler = r.typed(
+        "HorizontalPodAutoscaler",
+        &format!("{DEFAULT_MODEL}-decode-hpa"),
+    );
+    let external = hpa.spec.expect("spec").metrics.expect("metrics")[0]
+        .external
+        .clone()
+        .expect("external");
+    assert_eq!(external.metric.name, "wva_desired_replicas");
+    assert_eq!(resolved_settings(&r)["metricsPrefix"], "wva");
+    assert_eq!(
+        resolved_settings(&r)["mode"],
+        "capacity-only",
+        "off by default"
+    );
+
+    for (value, mode) in [
+        ("on", "hybrid"),
+        ("model-only", "model-only"),
+        ("off", "capacity-only"),
+    ] {
+        let r = helm(&format!(
+            "helm install wva ./workload-variant-autoscaler -n {CONTROLLER_NS} --set wva.experimentalHybridOptimization={value}"
+        ));
+        assert_eq!(resolved_settings(&r)["mode"], mode, "{value}");
+    }
+
+    let r = helm(&format!(
+        "helm install wva ./workload-variant-autoscaler -n {CONTROLLER_NS} \
+           --set wva.capacityScaling.overrides.idle.modelID=unsloth/Meta-Llama-3.1-8B \
+           --set wva.capacityScaling.overrides.idle.enableScaleToZero=true \
+           --set wva.capacityScaling.overrides.idle.scaleToZeroRetention=30m"
+    ));
+    let capacity =
+        CapacityScalingConfig::from_data(Some(&r.config_map_data("capacity-scaling-config")));
+    assert!(capacity.issues.is_empty(), "{:?}", capacity.issues);
+    let (model, _) = capacity
+        .scaling
+        .for_model("llm-d-autoscaler", "unsloth/Meta-Llama-3.1-8B");
+    assert_eq!(model.enable_scale_to_zero, Some(true));
+    assert_eq!(
+        model.scale_to_zero_retention,
+        std::time::Duration::from_secs(1800)
+    );
+    assert_eq!(
+        resolved_settings(&r)["scaleToZero"],
+        false,
+        "global default off"
+    );
+
+    let r = helm(&format!(
+        "helm install wva ./workload-variant-autoscaler -n {CONTROLLER_NS} --set wva.replicaCount=2"
+    ));
+    let spec = r.statefulset().spec.expect("spec");
+    assert_eq!(spec.replicas, Some(2));
+    assert_eq!(
+        spec.volume_claim_templates.map(|c| c.len()),
+        Some(1),
+        "one claim per replica"
+    );
+    let pod = spec.template.spec.expect("pod");
+    assert_eq!(pod.termination_grace_period_seconds, Some(30));
+    let env = r.env();
+    assert_eq!(env["LEADER_ELECT"], "true");
+    assert_eq!(
+        env["LEADER_ELECTION_ID"],
+        "workload-variant-autoscaler-leader"
+    );
+    assert_eq!(env["POD_NAME"], "<from>");
+}
+
 /// The keys of the values table of the chart users know, with their type: each still exists
 /// with the same meaning (the tests above check the meaning of the ones that render).
 #[test]
