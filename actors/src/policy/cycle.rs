@@ -4,12 +4,13 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::decision::{Action, ModelDecision, VariantInput};
 use super::model_based::{
     Arbitration, ModelProposal, ModelVariantInput, RequestCount, Winner, arbitrate, optimize,
     scale_to_zero,
 };
 use super::queueing::{LatencyTargets, Workload};
-use super::targets::{Action, ModelDecision, VariantInput, decide_capacity};
+use super::targets::decide_capacity;
 use super::{OperatingMode, Thresholds, safety_net_decision};
 
 /// The model-based optimizer's inputs for one model.

@@ -3,7 +3,8 @@
 //! - [`thresholds`]: the four saturation thresholds, their validation and partial overrides.
 //! - [`saturation`]: per-replica saturation and the model-level capacity analysis.
 //! - [`scaling_config`]: the resolved per-model configuration and its lookup.
-//! - [`targets`]: replica targets across the variants of one model.
+//! - [`decision`]: what the policy knows of a variant and what it decides (shared vocabulary).
+//! - [`targets`]: replica targets across the variants of one model (the capacity analyzer).
 //! - [`mode`]: which analyzers decide.
 //! - [`safety_net`]: what to emit when the analysis cannot run.
 //! - [`cycle`]: one model's whole decision in a cycle, in every mode.
@@ -13,6 +14,7 @@
 //!   and scale to zero.
 
 pub mod cycle;
+pub mod decision;
 pub mod learner;
 pub mod mode;
 pub mod model_based;
@@ -23,15 +25,16 @@ pub mod scaling_config;
 pub mod targets;
 pub mod thresholds;
 
+pub use decision::{Action, FallbackSource, ModelDecision, VariantInput, VariantTarget};
 pub use mode::OperatingMode;
-pub use safety_net::{Fallback, FallbackSource, fallback_desired, safety_net_decision};
+pub use safety_net::{Fallback, fallback_desired, safety_net_decision};
 pub use saturation::{
     CapacityAnalysis, ReplicaAssessment, ReplicaSignals, analyze_capacity, assess_replica,
 };
 pub use scaling_config::{InvalidOverride, ModelOverride, ModelScalingConfig, ScalingConfig};
+pub use targets::decide_capacity;
 #[cfg(test)]
 pub(crate) use targets::test_variant;
-pub use targets::{Action, ModelDecision, VariantInput, VariantTarget, decide_capacity};
 pub use thresholds::{ThresholdError, ThresholdOverrides, Thresholds};
 
 /// Tolerance for comparing spare capacity with a trigger. Spare values are differences of

@@ -5,10 +5,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::OperatingMode;
+use super::decision::{Action, ModelDecision};
 use super::queueing::{
     LatencyParams, LatencyTargets, OperatingPoint, Workload, max_rate_per_replica,
 };
-use super::targets::{Action, ModelDecision};
 
 /// Share of a replica's SLO-bound rate that is planned for, leaving room for bursts within a
 /// cycle and for the estimate's error.
@@ -294,8 +294,8 @@ pub fn scale_to_zero(enabled: bool, count: Option<&RequestCount>) -> (bool, Stri
 
 #[cfg(test)]
 mod tests {
+    use super::super::decision::VariantTarget;
     use super::super::saturation::CapacityAnalysis;
-    use super::super::targets::VariantTarget;
     use super::*;
 
     const FAST: LatencyParams = LatencyParams {

@@ -2,33 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::decision::{Action, FallbackSource, ModelDecision, VariantInput, VariantTarget};
 use super::saturation::CapacityAnalysis;
-use super::targets::{Action, ModelDecision, VariantInput, VariantTarget};
-
-/// Where a fallback desired count came from; logged and recorded as `fallbackSource`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FallbackSource {
-    /// The last desired count the controller emitted from a successful analysis.
-    PreviousDesired,
-    /// No previous desired count is known: the current replica count, so the output is a no-op.
-    CurrentReplicas,
-}
-
-impl FallbackSource {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::PreviousDesired => "previous-desired",
-            Self::CurrentReplicas => "current-replicas",
-        }
-    }
-}
-
-impl std::fmt::Display for FallbackSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A desired count chosen by the safety net.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,23 +48,28 @@ pub fn safety_net_decision(variants: &[VariantInput], why: &str) -> ModelDecisio
         },
         in_transition: false,
         safety_net: true,
-        variants: variants
-            .iter()
-            .map(|v| {
-                let f = fallback_desired(v.previous_desired, None, v.current_replicas);
-                VariantTarget {
-                    name: v.name.clone(),
-                    accelerator: v.accelerator.clone(),
-                    current_replicas: v.current_replicas,
-                    saturated_replicas: Vec::new(),
-                    target: f.desired,
-                    action: Action::between(v.current_replicas, f.desired),
-                    reason: format!("safety net holds {} ({})", f.desired, f.source),
-                    fallback_source: Some(f.source),
-                }
-            })
-            .collect(),
+        variants: hold_targets(variants),
     }
+}
+
+/// Every variant holds its previous desired count, else its current count.
+pub(crate) fn hold_targets(variants: &[VariantInput]) -> Vec<VariantTarget> {
+    variants
+        .iter()
+        .map(|v| {
+            let f = fallback_desired(v.previous_desired, None, v.current_replicas);
+            VariantTarget {
+                name: v.name.clone(),
+                accelerator: v.accelerator.clone(),
+                current_replicas: v.current_replicas,
+                saturated_replicas: Vec::new(),
+                target: f.desired,
+                action: Action::between(v.current_replicas, f.desired),
+                reason: format!("safety net holds {} ({})", f.desired, f.source),
+                fallback_source: Some(f.source),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

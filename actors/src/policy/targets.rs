@@ -2,142 +2,40 @@
 
 use std::cmp::Ordering;
 
-use serde::{Deserialize, Serialize};
-
-use super::safety_net::{FallbackSource, fallback_desired};
-use super::saturation::{
-    CapacityAnalysis, ReplicaAssessment, ReplicaSignals, SpareCapacity, analyze_capacity,
-    assess_replica,
-};
+use super::decision::{Action, FallbackSource, ModelDecision, VariantInput, VariantTarget};
+use super::safety_net::hold_targets;
+#[cfg(test)]
+use super::saturation::ReplicaSignals;
+use super::saturation::{ReplicaAssessment, SpareCapacity, analyze_capacity, assess_replica};
 use super::thresholds::Thresholds;
-
-/// Everything the policy needs to know about one variant for one cycle.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct VariantInput {
-    pub name: String,
-    /// Cost of one replica.
-    pub cost: f64,
-    pub accelerator: String,
-    /// Replicas of the Deployment (status, else spec).
-    pub current_replicas: u32,
-    /// Replicas that are ready; the rest are pending.
-    pub ready_replicas: u32,
-    /// The last desired count emitted for this variant, if any.
-    pub previous_desired: Option<u32>,
-    /// Signals of the live pods of the variant.
-    pub replicas: Vec<ReplicaSignals>,
-}
-
-impl VariantInput {
-    pub fn pending_replicas(&self) -> u32 {
-        self.current_replicas.saturating_sub(self.ready_replicas)
-    }
-
-    fn reporting_replicas(&self, t: &Thresholds) -> u32 {
-        self.replicas
-            .iter()
-            .filter(|r| assess_replica(t, r) != ReplicaAssessment::NoSignals)
-            .count() as u32
-    }
-
-    /// Why the variant is in transition, if it is: the controller asked for a count the
-    /// Deployment has not reached yet, or not every replica reports metrics yet.
-    fn transition(&self, t: &Thresholds) -> Option<String> {
-        if let Some(desired) = self
-            .previous_desired
-            .filter(|&d| d != self.current_replicas)
-        {
-            return Some(format!(
-                "{} has {} replicas, previous desired is {}",
-                self.name, self.current_replicas, desired
-            ));
-        }
-        let reporting = self.reporting_replicas(t);
-        (reporting != self.current_replicas).then(|| {
-            format!(
-                "{} has {} replicas, {} report metrics",
-                self.name, self.current_replicas, reporting
-            )
-        })
-    }
-}
-
-/// What a target means for the Deployment, compared with its current replicas.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Action {
-    ScaleUp,
-    ScaleDown,
-    NoChange,
-}
-
-impl Action {
-    pub(crate) fn between(current: u32, target: u32) -> Self {
-        match target.cmp(&current) {
-            Ordering::Greater => Self::ScaleUp,
-            Ordering::Less => Self::ScaleDown,
-            Ordering::Equal => Self::NoChange,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ScaleUp => "scale-up",
-            Self::ScaleDown => "scale-down",
-            Self::NoChange => "no-change",
-        }
-    }
-}
-
-/// The decision for one variant.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct VariantTarget {
-    pub name: String,
-    pub accelerator: String,
-    pub current_replicas: u32,
-    /// Pods of this variant at or above a saturation threshold.
-    pub saturated_replicas: Vec<String>,
-    pub target: u32,
-    pub action: Action,
-    pub reason: String,
-    /// Set when the safety net chose the target.
-    pub fallback_source: Option<FallbackSource>,
-}
-
-/// The decision for one model in one cycle.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ModelDecision {
-    pub analysis: CapacityAnalysis,
-    /// Some variant is still moving towards an earlier decision; every variant holds.
-    pub in_transition: bool,
-    /// No replica reported usable signals; targets are the safety-net fallbacks.
-    pub safety_net: bool,
-    pub variants: Vec<VariantTarget>,
-}
 
 /// A rule that gives one variant its target, the reason, and the fallback source if any.
 type ChooseTarget<'a> = &'a dyn Fn(&VariantInput) -> (u32, String, Option<FallbackSource>);
 
-impl ModelDecision {
-    /// A short, fixed code for why desired counts changed: a metric label, never free text.
-    pub fn cause(&self) -> &'static str {
-        if self.safety_net {
-            "safety-net"
-        } else if self.in_transition {
-            "transition"
-        } else if self.analysis.has_no_signals() {
-            "minimum-replicas"
-        } else if self.analysis.should_scale_up {
-            "saturation"
-        } else if self.analysis.scale_down_safe {
-            "spare-capacity"
-        } else {
-            "steady"
-        }
+/// Replicas of a variant that report at least one saturation signal.
+fn reporting_replicas(v: &VariantInput, t: &Thresholds) -> u32 {
+    v.replicas
+        .iter()
+        .filter(|r| assess_replica(t, r) != ReplicaAssessment::NoSignals)
+        .count() as u32
+}
+
+/// Why the variant is in transition, if it is: the controller asked for a count the
+/// Deployment has not reached yet, or not every replica reports metrics yet.
+fn transition(v: &VariantInput, t: &Thresholds) -> Option<String> {
+    if let Some(desired) = v.previous_desired.filter(|&d| d != v.current_replicas) {
+        return Some(format!(
+            "{} has {} replicas, previous desired is {}",
+            v.name, v.current_replicas, desired
+        ));
     }
+    let reporting = reporting_replicas(v, t);
+    (reporting != v.current_replicas).then(|| {
+        format!(
+            "{} has {} replicas, {} report metrics",
+            v.name, v.current_replicas, reporting
+        )
+    })
 }
 
 /// Runs the capacity policy over all variants of one model.
@@ -169,16 +67,11 @@ pub fn decide_capacity(t: &Thresholds, variants: &[VariantInput]) -> ModelDecisi
     };
 
     let all_idle = variants.iter().all(|v| v.current_replicas == 0);
-    let transitions: Vec<String> = variants.iter().filter_map(|v| v.transition(t)).collect();
+    let transitions: Vec<String> = variants.iter().filter_map(|v| transition(v, t)).collect();
 
     // Replicas exist but none can be measured: nothing to decide from, hold the last decision.
     if analysis.has_no_signals() && !all_idle {
-        let vs = targets(&|v| {
-            let f = fallback_desired(v.previous_desired, None, v.current_replicas);
-            let reason = format!("safety net holds {} ({})", f.desired, f.source);
-            (f.desired, reason, Some(f.source))
-        });
-        return decision(!transitions.is_empty(), true, vs);
+        return decision(!transitions.is_empty(), true, hold_targets(variants));
     }
 
     if !transitions.is_empty() {
@@ -207,7 +100,7 @@ pub fn decide_capacity(t: &Thresholds, variants: &[VariantInput]) -> ModelDecisi
 
     // Per-variant reasons say what happened to the variant; the model-level why is in the
     // analysis (recorded once, not once per variant).
-    let mut vs = targets(&|v| (v.reporting_replicas(t), "no change".to_string(), None));
+    let mut vs = targets(&|v| (reporting_replicas(v, t), "no change".to_string(), None));
     let spare: Vec<f64> = variants
         .iter()
         .map(|v| SpareCapacity::of(t, &v.replicas).avg_spare_kv)
