@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
+use wva_actors::effects::Ports;
 use wva_actors::log_actor::LogActor;
 use wva_actors::messages::*;
 use wva_actors::policy::{
@@ -22,7 +23,6 @@ use wva_actors::policy::{
 use wva_actors::publisher::{Publisher, PublisherConfig};
 use wva_actors::record::{CycleFacts, cycle_record};
 use wva_actors::registry::{DeploymentEvent, Registry, Tick, UpsertVariant};
-use wva_actors::supervisor::Ports;
 use wva_storage::{DecisionLog, Record, Retention, SledLog};
 
 /// Variants per model: the first `n - models` models get two, the rest one.

@@ -7,7 +7,10 @@
 //!   policy over all of them on each tick.
 //! - [`log_actor::LogActor`]: the decision log on its own thread.
 //! - [`publisher::Publisher`]: the metrics HPA and KEDA read.
+//! - [`effects::Effects`]: the one way out of a decision (log, then publish, then status).
+//! - [`system::start`]: the one place where these actors are wired together.
 
+pub mod effects;
 pub mod log_actor;
 pub mod messages;
 pub mod policy;
@@ -15,4 +18,5 @@ pub mod publisher;
 pub mod record;
 pub mod registry;
 pub mod supervisor;
+pub mod system;
 pub mod variant;

@@ -7,8 +7,9 @@ use std::sync::Arc;
 pub use wva_storage::{ModelKey, Timestamp, VariantKey};
 
 use crate::policy::model_based::RequestCount;
+pub use crate::policy::outputs::{MetricsState, OptimizationState, StatusUpdate};
 use crate::policy::queueing::LatencyTargets;
-use crate::policy::{FallbackSource, OperatingMode, ScalingConfig};
+use crate::policy::{OperatingMode, ScalingConfig};
 
 /// `max-num-seqs` assumed when the VA's model profile does not give `maxBatchSize` (vLLM's
 /// default).
@@ -123,53 +124,6 @@ impl PolicySettings {
             config.scale_to_zero_retention,
         )
     }
-}
-
-/// How the metrics of a variant stood in a cycle (the `MetricsAvailable` condition).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MetricsState {
-    Found,
-    /// No series for the variant's pods.
-    Missing,
-    /// The variant's pods have series, but the newest sample is this many seconds old.
-    Stale {
-        newest_age_s: u64,
-    },
-    /// The query failed.
-    PrometheusError(String),
-}
-
-/// How the decision of a variant was made (the `OptimizationReady` condition).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OptimizationState {
-    Succeeded,
-    SafetyNet(FallbackSource),
-    /// Decided on the default thresholds because the model's override is invalid.
-    InvalidConfiguration(String),
-}
-
-/// What the status port (VA status writer, or the simulator) is told.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StatusUpdate {
-    Decided {
-        variant: VariantKey,
-        at: Timestamp,
-        desired: u32,
-        previous_desired: Option<u32>,
-        current: u32,
-        accelerator: String,
-        metrics: MetricsState,
-        optimization: OptimizationState,
-        reason: String,
-    },
-    /// The target Deployment does not exist (never did, or was deleted).
-    TargetMissing {
-        variant: VariantKey,
-        at: Timestamp,
-        deployment: String,
-        /// True when it existed before: "no longer exists" rather than "not found".
-        deleted: bool,
-    },
 }
 
 /// Status updates of one cycle (or one event), delivered together.

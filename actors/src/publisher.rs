@@ -11,6 +11,8 @@ use actix::prelude::*;
 use prometheus::{CounterVec, Encoder, GaugeVec, Opts, Registry, TextEncoder};
 use wva_storage::VariantKey;
 
+pub use crate::policy::outputs::{Published, ScalingChange};
+
 /// Names and constant labels of the published series.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublisherConfig {
@@ -26,25 +28,6 @@ impl Default for PublisherConfig {
             controller_instance: None,
         }
     }
-}
-
-/// A change of desired count, for the scaling counter.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScalingChange {
-    /// `up` or `down`.
-    pub direction: &'static str,
-    /// A short, fixed reason code (never free text: it is a label).
-    pub reason: &'static str,
-}
-
-/// One variant's published values.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Published {
-    pub variant: VariantKey,
-    pub accelerator: String,
-    pub desired: u32,
-    pub current: u32,
-    pub change: Option<ScalingChange>,
 }
 
 /// A variant's accelerator label, and the (direction, reason) pairs its counter has used.

@@ -1,5 +1,6 @@
 //! The registry: routes events by model to one supervisor per model, starting and stopping
-//! supervisors as variants come and go, and drives the cycle.
+//! supervisors as variants come and go, and drives the cycle. Every effect the supervisors
+//! return is applied here, through [`Effects::apply`]: the one way out of a decision.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -8,13 +9,14 @@ use actix::prelude::*;
 use futures_util::future::join_all;
 use wva_storage::LastGood;
 
+use crate::effects::{Effects, Ports};
 use crate::log_actor::EnforceRetention;
 use crate::messages::{
     DeploymentState, Metrics, ModelKey, PolicySettings, Timestamp, VariantKey, VariantSpec,
 };
 use crate::supervisor::{
-    AddVariant, DeploymentUpdate, DropVariant, Effects, ModelSupervisor, Ports, Restarts, RunCycle,
-    SetSettings, UpdateVariant,
+    AddVariant, DeploymentUpdate, DropVariant, ModelSupervisor, Restarts, RunCycle, SetSettings,
+    UpdateVariant,
 };
 
 /// The root actor.
@@ -118,12 +120,13 @@ impl Handler<UpsertVariant> for Registry {
         self.variants
             .insert(key, (spec.model.clone(), spec.deployment.clone()));
         let sup = self.supervisor(&spec.model);
-        let at = msg.at;
+        let (at, ports) = (msg.at, self.ports.clone());
         Box::pin(async move {
+            let mut effects = Effects::default();
             if let Some(d) = detached {
-                let _ = d.await;
+                effects.merge(d.await.unwrap_or_default());
             }
-            let _ = sup
+            let added = sup
                 .send(AddVariant {
                     spec,
                     deployment,
@@ -131,6 +134,8 @@ impl Handler<UpsertVariant> for Registry {
                     at,
                 })
                 .await;
+            effects.merge(added.unwrap_or_default());
+            effects.apply(&ports).await;
         })
     }
 }
@@ -145,9 +150,10 @@ impl Handler<RemoveVariant> for Registry {
 
     fn handle(&mut self, msg: RemoveVariant, _: &mut Context<Self>) -> Self::Result {
         let detached = self.detach(&msg.0);
+        let ports = self.ports.clone();
         Box::pin(async move {
             if let Some(d) = detached {
-                let _ = d.await;
+                d.await.unwrap_or_default().apply(&ports).await;
             }
         })
     }
@@ -184,16 +190,22 @@ impl Handler<DeploymentEvent> for Registry {
             .iter()
             .filter_map(|m| self.supervisors.get(m).cloned())
             .collect();
+        let ports = self.ports.clone();
         Box::pin(async move {
+            let mut effects = Effects::default();
             for sup in sups {
-                let _ = sup
+                if let Ok(cycle) = sup
                     .send(DeploymentUpdate {
                         deployment: msg.name.clone(),
                         state: msg.state,
                         at: msg.at,
                     })
-                    .await;
+                    .await
+                {
+                    effects.merge(cycle.effects);
+                }
             }
+            effects.apply(&ports).await;
         })
     }
 }
@@ -242,8 +254,6 @@ impl Handler<Tick> for Registry {
                 s.send(RunCycle {
                     at: msg.now,
                     metrics: msg.metrics.clone(),
-                    trigger: "tick",
-                    defer_effects: true,
                 })
             })
             .collect();

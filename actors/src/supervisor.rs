@@ -1,6 +1,11 @@
 //! The model supervisor: owns the variant actors of one model, runs the policy over all of them
-//! each cycle, records inputs and decision in the log, then tells the publisher and the status
-//! port. A variant actor that stops on an error is restarted here from the decision log.
+//! each cycle, and returns what is to be done as [`Effects`] (the registry applies them). A
+//! variant actor that stops on an error is restarted here; what it learned comes back from the
+//! decision log.
+//!
+//! A cycle is atomic: while it runs (its variant actors are asked for their signals), no other
+//! message of this supervisor is handled, so a variant added or dropped meanwhile waits for the
+//! cycle to end and is never overwritten by it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -8,78 +13,56 @@ use std::sync::Arc;
 use actix::prelude::*;
 use wva_storage::Record;
 
-use crate::log_actor::{AppendBatch, Flush, Forget, LastGoodOf, LearnerOf, LogActor};
+use crate::effects::{Effects, Ports};
+use crate::log_actor::LearnerOf;
 use crate::messages::{
-    DeploymentState, Metrics, MetricsState, ModelKey, OptimizationState, PodSample, PolicySettings,
-    StatusBatch, StatusUpdate, Timestamp, VariantKey, VariantSpec,
+    DeploymentState, Metrics, ModelKey, PodSample, PolicySettings, StatusUpdate, Timestamp,
+    VariantKey, VariantSpec,
 };
 use crate::policy::cycle::{CycleInputs, ModelBasedInputs, decide_cycle};
+use crate::policy::learner::LatencyLearner;
 use crate::policy::model_based::ModelVariantInput;
+use crate::policy::outputs::{MetricsState, VariantFacts, cycle_outputs};
 use crate::policy::queueing::Workload;
-use crate::policy::{FallbackSource, ModelDecision, OperatingMode};
-use crate::publisher::{Publish, Published, Publisher, ScalingChange, Unpublish};
+use crate::policy::{OperatingMode, VariantInput};
 use crate::record::{CycleFacts, cycle_record, learner_of, model_based_record};
 use crate::variant::{
-    Decided, DeploymentChanged, Observe, RestoreLearner, ServingPool, UpdateSpec, VariantActor,
-    VariantView,
+    Observation, Observe, RestoreLearner, ServingPool, StopVariant, UpdateSpec, VariantActor,
 };
 
-/// Where decisions go.
-#[derive(Debug, Clone)]
-pub struct Ports {
-    pub log: Addr<LogActor>,
-    pub publisher: Addr<Publisher>,
-    /// The VA status writer (or the simulator's recorder); none in tests that do not need it.
-    pub status: Option<Recipient<StatusBatch>>,
-}
-
-/// What a cycle wants done, in the order it must happen: records made durable, then metrics
-/// published, then statuses written. Cycles of many models are merged and applied at once.
-#[derive(Debug, Default)]
-pub struct Effects {
-    pub records: Vec<Record>,
-    pub published: Vec<Published>,
-    pub statuses: Vec<StatusUpdate>,
-}
-
-impl Effects {
-    pub fn merge(&mut self, other: Effects) {
-        self.records.extend(other.records);
-        self.published.extend(other.published);
-        self.statuses.extend(other.statuses);
-    }
-
-    /// Appends and flushes the records, then publishes, then sends the statuses. A log failure
-    /// is reported but does not hold back the decision: the safety net prefers a published
-    /// decision to none.
-    pub async fn apply(self, ports: &Ports) {
-        if !self.records.is_empty() {
-            let appended = ports.log.send(AppendBatch(self.records)).await;
-            let flushed = ports.log.send(Flush).await;
-            for result in [appended.map(|r| r.map(|_| ())), flushed] {
-                match result {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::warn!(error = %e, "decision log: write failed"),
-                    Err(e) => tracing::warn!(error = %e, "decision log: unavailable"),
-                }
-            }
-        }
-        if !self.published.is_empty() {
-            let _ = ports.publisher.send(Publish(self.published)).await;
-        }
-        if let Some(status) = &ports.status
-            && !self.statuses.is_empty()
-        {
-            let _ = status.send(StatusBatch(self.statuses)).await;
-        }
-    }
-}
-
+/// One managed variant.
 #[derive(Debug)]
 struct Slot {
     addr: Addr<VariantActor>,
     spec: VariantSpec,
     deployment: Option<DeploymentState>,
+    /// The last desired count decided for it (in this process, or recovered from the log).
+    last_desired: Option<u32>,
+}
+
+impl Slot {
+    /// The previous desired count the policy sees: the decision log's (or this process's),
+    /// else the VA status.
+    fn previous_desired(&self) -> Option<u32> {
+        self.last_desired.or(self.spec.status_desired)
+    }
+
+    /// The policy's input for this variant, before its actor adds the signals of its pods.
+    fn input(&self) -> VariantInput {
+        let d = self.deployment.unwrap_or(DeploymentState {
+            replicas: 0,
+            ready: 0,
+        });
+        VariantInput {
+            name: self.spec.key.name.clone(),
+            cost: self.spec.cost,
+            accelerator: self.spec.accelerator.clone(),
+            current_replicas: d.replicas,
+            ready_replicas: d.ready.min(d.replicas),
+            previous_desired: self.previous_desired(),
+            replicas: Vec::new(),
+        }
+    }
 }
 
 /// Supervisor of one model's variants.
@@ -105,6 +88,88 @@ impl ModelSupervisor {
             restarts: 0,
         }
     }
+
+    /// Starts a variant's actor: on a new VA, and again after the actor stopped on bad input. In
+    /// the model-based modes, what the variant learned before comes back from the decision log;
+    /// it arrives while the actor already runs, and is kept only if it knows more.
+    fn start_variant(&self, spec: VariantSpec) -> Addr<VariantActor> {
+        let key = spec.key.clone();
+        let actor = VariantActor::new(spec).start();
+        if self.settings.mode != OperatingMode::CapacityOnly {
+            let (log, restored) = (self.ports.log.clone(), actor.clone());
+            actix::spawn(async move {
+                if let Ok(Ok(Some(learned))) = log.send(LearnerOf(key)).await {
+                    restored.do_send(RestoreLearner(learner_of(&learned)));
+                }
+            });
+        }
+        actor
+    }
+
+    /// What a cycle needs, taken from the supervisor's state when it starts.
+    fn plan(&self, at: Timestamp, metrics: Metrics, trigger: &'static str) -> CyclePlan {
+        CyclePlan {
+            model: self.model.clone(),
+            variants: self
+                .slots
+                .values()
+                .filter(|s| s.deployment.is_some())
+                .map(|s| PlannedVariant {
+                    addr: s.addr.clone(),
+                    spec: s.spec.clone(),
+                    input: s.input(),
+                })
+                .collect(),
+            settings: Arc::clone(&self.settings),
+            at,
+            metrics,
+            trigger,
+            statuses: self.ports.status.is_some(),
+        }
+    }
+
+    /// Takes the cycle's result into the supervisor's state: desired counts, restarted actors.
+    fn settle(&mut self, ran: &RanCycle) {
+        for (name, desired) in &ran.desired {
+            if let Some(slot) = self.slots.get_mut(name) {
+                slot.last_desired = Some(*desired);
+            }
+        }
+        for name in &ran.faulted {
+            let Some(spec) = self.slots.get(name).map(|s| s.spec.clone()) else {
+                continue;
+            };
+            let addr = self.start_variant(spec);
+            if let Some(slot) = self.slots.get_mut(name) {
+                slot.addr.do_send(StopVariant);
+                slot.addr = addr;
+                self.restarts += 1;
+            }
+        }
+    }
+
+    /// Runs a cycle atomically; the supervisor's state is updated from it before any other
+    /// message is handled.
+    fn atomic_cycle(
+        &mut self,
+        at: Timestamp,
+        metrics: Metrics,
+        trigger: &'static str,
+        mut effects: Effects,
+    ) -> AtomicResponse<Self, ModelCycle> {
+        self.last_metrics = Some(metrics.clone());
+        let plan = self.plan(at, metrics, trigger);
+        AtomicResponse::new(Box::pin(run_cycle(plan).into_actor(self).map(
+            move |ran, act, _| {
+                act.settle(&ran);
+                effects.merge(ran.effects);
+                ModelCycle {
+                    outcome: ran.outcome,
+                    effects,
+                }
+            },
+        )))
+    }
 }
 
 impl Actor for ModelSupervisor {
@@ -123,13 +188,36 @@ pub struct ModelOutcome {
     pub safety_net: bool,
     /// Variants whose desired count changed.
     pub changed: usize,
-    /// Variant actors restarted from the log during the cycle.
+    /// Variant actors restarted during the cycle.
     pub restarted: usize,
+}
+
+/// The result of one model's cycle (or of an event that may have run one).
+#[derive(Debug, Default)]
+pub struct ModelCycle {
+    pub outcome: ModelOutcome,
+    pub effects: Effects,
+}
+
+impl<A: Actor, M: Message<Result = ModelCycle>> actix::dev::MessageResponse<A, M> for ModelCycle {
+    fn handle(self, _: &mut A::Context, tx: Option<actix::dev::OneshotSender<ModelCycle>>) {
+        if let Some(tx) = tx {
+            let _ = tx.send(self);
+        }
+    }
+}
+
+impl<A: Actor, M: Message<Result = Effects>> actix::dev::MessageResponse<A, M> for Effects {
+    fn handle(self, _: &mut A::Context, tx: Option<actix::dev::OneshotSender<Effects>>) {
+        if let Some(tx) = tx {
+            let _ = tx.send(self);
+        }
+    }
 }
 
 /// Start managing a variant.
 #[derive(Debug, Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Effects")]
 pub struct AddVariant {
     pub spec: VariantSpec,
     pub deployment: Option<DeploymentState>,
@@ -139,37 +227,32 @@ pub struct AddVariant {
 }
 
 impl Handler<AddVariant> for ModelSupervisor {
-    type Result = ();
-    fn handle(&mut self, msg: AddVariant, _: &mut Context<Self>) {
+    type Result = Effects;
+    fn handle(&mut self, msg: AddVariant, _: &mut Context<Self>) -> Effects {
         let name = msg.spec.key.name.clone();
         if let Some(old) = self.slots.remove(&name) {
             old.addr.do_send(StopVariant);
         }
-        let addr = start_variant(
-            &self.ports,
-            self.settings.mode,
-            msg.spec.clone(),
-            msg.deployment,
-            msg.last_good,
-        );
-        if msg.deployment.is_none()
-            && let Some(status) = &self.ports.status
-        {
-            status.do_send(StatusBatch(vec![StatusUpdate::TargetMissing {
+        let mut effects = Effects::default();
+        if msg.deployment.is_none() {
+            effects.statuses.push(StatusUpdate::TargetMissing {
                 variant: msg.spec.key.clone(),
                 at: msg.at,
                 deployment: msg.spec.deployment.clone(),
                 deleted: false,
-            }]));
+            });
         }
+        let addr = self.start_variant(msg.spec.clone());
         self.slots.insert(
             name,
             Slot {
                 addr,
                 spec: msg.spec,
                 deployment: msg.deployment,
+                last_desired: msg.last_good,
             },
         );
+        effects
     }
 }
 
@@ -190,70 +273,26 @@ impl Handler<UpdateVariant> for ModelSupervisor {
 
 /// Stop managing a variant: its series go, and its last-good entry is forgotten.
 #[derive(Debug, Message)]
-#[rtype(result = "usize")]
+#[rtype(result = "Effects")]
 pub struct DropVariant(pub VariantKey);
 
 impl Handler<DropVariant> for ModelSupervisor {
-    type Result = ResponseFuture<usize>;
-    fn handle(&mut self, msg: DropVariant, _: &mut Context<Self>) -> Self::Result {
+    type Result = Effects;
+    fn handle(&mut self, msg: DropVariant, _: &mut Context<Self>) -> Effects {
         if let Some(slot) = self.slots.remove(&msg.0.name) {
             slot.addr.do_send(StopVariant);
         }
-        let remaining = self.slots.len();
-        let ports = self.ports.clone();
-        Box::pin(async move {
-            retire(&ports, &msg.0).await;
-            remaining
-        })
+        Effects {
+            retired: vec![msg.0],
+            ..Default::default()
+        }
     }
 }
 
-/// Starts a variant's actor: on a new VA, and again after the actor stopped on bad input. In
-/// the model-based modes, what the variant learned before comes back from the decision log; it
-/// arrives while the actor already runs, and is kept only if it knows more.
-fn start_variant(
-    ports: &Ports,
-    mode: OperatingMode,
-    spec: VariantSpec,
-    deployment: Option<DeploymentState>,
-    last_good: Option<u32>,
-) -> Addr<VariantActor> {
-    let key = spec.key.clone();
-    let actor = VariantActor::new(spec, deployment, last_good).start();
-    if mode != OperatingMode::CapacityOnly {
-        let (log, restored) = (ports.log.clone(), actor.clone());
-        actix::spawn(async move {
-            if let Ok(Ok(Some(learned))) = log.send(LearnerOf(key)).await {
-                restored.do_send(RestoreLearner(learner_of(&learned)));
-            }
-        });
-    }
-    actor
-}
-
-/// A variant that stops being decided for (VA removed, or Deployment gone): its series go, and
-/// its last-good entry is forgotten so that a recreated one starts fresh.
-async fn retire(ports: &Ports, variant: &VariantKey) {
-    let _ = ports.publisher.send(Unpublish(variant.clone())).await;
-    if let Ok(Err(e)) = ports.log.send(Forget(variant.clone())).await {
-        tracing::warn!(%variant, error = %e, "decision log: cannot forget a retired variant");
-    }
-}
-
+/// A Deployment this model's variants may target changed (`None`: deleted). A deleted one
+/// retires its variants at once; a created one is decided for at once, on the last metrics.
 #[derive(Debug, Message)]
-#[rtype(result = "()")]
-struct StopVariant;
-
-impl Handler<StopVariant> for VariantActor {
-    type Result = ();
-    fn handle(&mut self, _: StopVariant, ctx: &mut Context<Self>) {
-        ctx.stop();
-    }
-}
-
-/// A Deployment this model's variants may target changed (`None`: deleted).
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
+#[rtype(result = "ModelCycle")]
 pub struct DeploymentUpdate {
     pub deployment: String,
     pub state: Option<DeploymentState>,
@@ -261,12 +300,11 @@ pub struct DeploymentUpdate {
 }
 
 impl Handler<DeploymentUpdate> for ModelSupervisor {
-    type Result = ResponseActFuture<Self, ()>;
+    type Result = AtomicResponse<Self, ModelCycle>;
 
     fn handle(&mut self, msg: DeploymentUpdate, _: &mut Context<Self>) -> Self::Result {
         let mut created = false;
-        // (variant actor, variant, whether its Deployment is gone)
-        let mut changed = Vec::new();
+        let mut effects = Effects::default();
         for slot in self
             .slots
             .values_mut()
@@ -277,44 +315,24 @@ impl Handler<DeploymentUpdate> for ModelSupervisor {
             if deleted {
                 // Gone: nothing decided for it carries over, not even the VA status.
                 slot.spec.status_desired = None;
+                slot.last_desired = None;
+                effects.retired.push(slot.spec.key.clone());
+                effects.statuses.push(StatusUpdate::TargetMissing {
+                    variant: slot.spec.key.clone(),
+                    at: msg.at,
+                    deployment: msg.deployment.clone(),
+                    deleted: true,
+                });
             }
             slot.deployment = msg.state;
-            changed.push((slot.addr.clone(), slot.spec.key.clone(), deleted));
         }
-        let (ports, state, deployment, at) =
-            (self.ports.clone(), msg.state, msg.deployment, msg.at);
-        Box::pin(
-            async move {
-                for (addr, key, deleted) in changed {
-                    let _ = addr.send(DeploymentChanged(state)).await;
-                    if deleted {
-                        retire(&ports, &key).await;
-                        if let Some(status) = &ports.status {
-                            let _ = status
-                                .send(StatusBatch(vec![StatusUpdate::TargetMissing {
-                                    variant: key,
-                                    at,
-                                    deployment: deployment.clone(),
-                                    deleted: true,
-                                }]))
-                                .await;
-                        }
-                    }
-                }
-            }
-            .into_actor(self)
-            .map(move |(), act, ctx| {
-                // A new Deployment is decided for at once, not at the next tick.
-                if created && let Some(metrics) = act.last_metrics.clone() {
-                    ctx.notify(RunCycle {
-                        at,
-                        metrics,
-                        trigger: "deployment-created",
-                        defer_effects: false,
-                    });
-                }
-            }),
-        )
+        match self.last_metrics.clone().filter(|_| created) {
+            Some(metrics) => self.atomic_cycle(msg.at, metrics, "deployment-created", effects),
+            None => AtomicResponse::new(Box::pin(actix::fut::ready(ModelCycle {
+                outcome: ModelOutcome::default(),
+                effects,
+            }))),
+        }
     }
 }
 
@@ -342,111 +360,77 @@ impl Handler<Restarts> for ModelSupervisor {
     }
 }
 
-/// Run the policy for this model.
+/// Run the policy for this model on a tick.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "ModelCycle")]
 pub struct RunCycle {
     pub at: Timestamp,
     pub metrics: Metrics,
-    /// What started the cycle, recorded in the log: `tick`, `deployment-created`.
-    pub trigger: &'static str,
-    /// Return the effects for the caller to apply with other models' (a tick); otherwise the
-    /// supervisor applies them itself (a cycle triggered by an event).
-    pub defer_effects: bool,
-}
-
-/// The result of one model's cycle.
-#[derive(Debug, Default)]
-pub struct ModelCycle {
-    pub outcome: ModelOutcome,
-    /// Empty unless the cycle was asked to defer its effects.
-    pub effects: Effects,
-}
-
-impl<A: Actor, M: Message<Result = ModelCycle>> actix::dev::MessageResponse<A, M> for ModelCycle {
-    fn handle(self, _: &mut A::Context, tx: Option<actix::dev::OneshotSender<ModelCycle>>) {
-        if let Some(tx) = tx {
-            let _ = tx.send(self);
-        }
-    }
 }
 
 impl Handler<RunCycle> for ModelSupervisor {
-    type Result = ResponseActFuture<Self, ModelCycle>;
+    type Result = AtomicResponse<Self, ModelCycle>;
 
     fn handle(&mut self, msg: RunCycle, _: &mut Context<Self>) -> Self::Result {
-        self.last_metrics = Some(msg.metrics.clone());
-        let plan = CyclePlan {
-            model: self.model.clone(),
-            slots: self
-                .slots
-                .iter()
-                .filter(|(_, s)| s.deployment.is_some())
-                .map(|(name, s)| (name.clone(), s.addr.clone(), s.spec.clone(), s.deployment))
-                .collect(),
-            settings: Arc::clone(&self.settings),
-            ports: self.ports.clone(),
-            cycle: msg,
-        };
-        let defer = plan.cycle.defer_effects;
-        let ports = self.ports.clone();
-        Box::pin(
-            async move {
-                let (outcome, effects, replaced) = run_cycle(plan).await;
-                if defer {
-                    (ModelCycle { outcome, effects }, replaced)
-                } else {
-                    effects.apply(&ports).await;
-                    let effects = Effects::default();
-                    (ModelCycle { outcome, effects }, replaced)
-                }
-            }
-            .into_actor(self)
-            .map(|(cycle, replaced), act, _| {
-                for (name, addr) in replaced {
-                    if let Some(slot) = act.slots.get_mut(&name) {
-                        slot.addr = addr;
-                        act.restarts += 1;
-                    }
-                }
-                cycle
-            }),
-        )
+        self.atomic_cycle(msg.at, msg.metrics, "tick", Effects::default())
     }
+}
+
+/// A variant as the cycle starts: its actor, its spec, and its input without pod signals.
+struct PlannedVariant {
+    addr: Addr<VariantActor>,
+    spec: VariantSpec,
+    input: VariantInput,
 }
 
 struct CyclePlan {
     model: ModelKey,
-    slots: Vec<(
-        String,
-        Addr<VariantActor>,
-        VariantSpec,
-        Option<DeploymentState>,
-    )>,
+    /// The variants whose Deployment exists, by name order.
+    variants: Vec<PlannedVariant>,
     settings: Arc<PolicySettings>,
-    ports: Ports,
-    cycle: RunCycle,
+    at: Timestamp,
+    metrics: Metrics,
+    /// What started the cycle, recorded in the log: `tick`, `deployment-created`.
+    trigger: &'static str,
+    /// Whether anyone writes statuses (the simulator does not).
+    statuses: bool,
 }
 
-type Replaced = Vec<(String, Addr<VariantActor>)>;
+/// What a cycle hands back to the supervisor's state.
+struct RanCycle {
+    outcome: ModelOutcome,
+    effects: Effects,
+    /// Desired count decided per variant name.
+    desired: Vec<(String, u32)>,
+    /// Variants whose actor stopped on bad input (restarted by `settle`).
+    faulted: Vec<String>,
+}
 
-async fn run_cycle(plan: CyclePlan) -> (ModelOutcome, Effects, Replaced) {
+async fn run_cycle(plan: CyclePlan) -> RanCycle {
     let CyclePlan {
         model,
-        slots,
+        variants,
         settings,
-        ports,
-        cycle,
+        at,
+        metrics,
+        trigger,
+        statuses,
     } = plan;
-    let mut outcome = ModelOutcome::default();
-    let mut effects = Effects::default();
-    if slots.is_empty() {
-        return (outcome, effects, Vec::new());
+    let mut ran = RanCycle {
+        outcome: ModelOutcome::default(),
+        effects: Effects::default(),
+        desired: Vec::new(),
+        faulted: Vec::new(),
+    };
+    if variants.is_empty() {
+        return ran;
     }
+    let (snapshot, prometheus_error) = match &metrics {
+        Metrics::Read(snapshot) => (Some(snapshot), None),
+        Metrics::Failed(e) => (None, Some(e.as_str())),
+    };
     let mut by_deployment: HashMap<&str, Vec<PodSample>> = HashMap::new();
-    if let Metrics::Read(snapshot) = &cycle.metrics
-        && let Some(samples) = snapshot.by_model.get(&model)
-    {
+    if let Some(samples) = snapshot.and_then(|s| s.by_model.get(&model)) {
         for s in samples {
             by_deployment
                 .entry(s.deployment.as_str())
@@ -455,15 +439,25 @@ async fn run_cycle(plan: CyclePlan) -> (ModelOutcome, Effects, Replaced) {
         }
     }
 
-    // 1. Fan the snapshot out to the variants and collect their views.
+    // 1. Fan the snapshot out to the variants; each answers with its signals, checked.
     let learn = settings.mode != OperatingMode::CapacityOnly;
-    let mut views: Vec<(Addr<VariantActor>, VariantView)> = Vec::with_capacity(slots.len());
-    let mut replaced = Vec::new();
+    let (scale_to_zero, _) = settings.scale_to_zero_for(&model);
+    let mut inputs: Vec<VariantInput> = Vec::with_capacity(variants.len());
+    let mut learners: Vec<LatencyLearner> = Vec::new();
+    let mut facts: Vec<VariantFacts> = Vec::with_capacity(variants.len());
+    // Every pod the variants accepted, pooled for the model's workload.
+    let mut served: Vec<PodSample> = Vec::new();
     let mut fault = None;
-    for (name, addr, spec, deployment) in slots {
+    for PlannedVariant { addr, spec, input } in &variants {
         let samples = by_deployment
             .remove(spec.deployment.as_str())
             .unwrap_or_default();
+        // The model's workload pools what the variants accepted (model-based inputs).
+        let accepted = if learn || scale_to_zero {
+            samples.clone()
+        } else {
+            Vec::new()
+        };
         let observed = addr
             .send(Observe {
                 variant: spec.key.clone(),
@@ -471,35 +465,31 @@ async fn run_cycle(plan: CyclePlan) -> (ModelOutcome, Effects, Replaced) {
                 learn,
             })
             .await;
-        let problem = match observed {
-            Ok(Ok(view)) => {
-                views.push((addr, view));
-                continue;
+        let observation = match observed {
+            Ok(Ok(o)) => {
+                served.extend(accepted);
+                o
             }
-            Ok(Err(f)) => f.to_string(),
-            Err(e) => format!("variant {}: actor unavailable ({e})", spec.key),
+            Ok(Err(f)) => faulted(&mut ran, &mut fault, &model, spec, f.to_string(), learn),
+            Err(e) => {
+                let problem = format!("variant {}: actor unavailable ({e})", spec.key);
+                faulted(&mut ran, &mut fault, &model, spec, problem, learn)
+            }
         };
-        // The actor stopped: restart it from the decision log and decide this model on the
-        // safety net this cycle, since its signals cannot be trusted.
-        let last_good = match ports.log.send(LastGoodOf(spec.key.clone())).await {
-            Ok(Ok(v)) => v.map(|lg| lg.desired),
-            _ => None,
-        };
-        tracing::warn!(model = %model, %problem, last_good = ?last_good, "variant actor stopped; restarted from the decision log");
-        let fresh = start_variant(&ports, settings.mode, spec.clone(), deployment, last_good);
-        if let Ok(Ok(view)) = fresh
-            .send(Observe {
-                variant: spec.key.clone(),
-                samples: Vec::new(),
-                learn: false,
-            })
-            .await
-        {
-            views.push((fresh.clone(), view));
-        }
-        replaced.push((name, fresh));
-        outcome.restarted += 1;
-        fault = Some(problem);
+        let mut input = input.clone();
+        input.replicas = observation.replicas;
+        let stale = snapshot.and_then(|s| {
+            s.stale
+                .get(&(spec.key.namespace.clone(), spec.deployment.clone()))
+                .copied()
+        });
+        facts.push(VariantFacts {
+            key: spec.key.clone(),
+            previous_desired: input.previous_desired,
+            metrics: MetricsState::of(prometheus_error, !input.replicas.is_empty(), stale),
+        });
+        inputs.push(input);
+        learners.extend(observation.learner);
     }
 
     // 2. Decide.
@@ -507,18 +497,11 @@ async fn run_cycle(plan: CyclePlan) -> (ModelOutcome, Effects, Replaced) {
         .scaling
         .for_model(&model.namespace, &model.model_id);
     let thresholds = config.thresholds;
-    let inputs: Vec<_> = views.iter().map(|(_, v)| v.input()).collect();
-    let metrics_error = match &cycle.metrics {
-        Metrics::Failed(e) => Some(e.clone()),
-        Metrics::Read(_) => fault,
-    };
-    let (scale_to_zero, _) = settings.scale_to_zero_for(&model);
-    let model_inputs =
-        (learn || scale_to_zero).then(|| model_based_inputs(&settings, &model, &views));
-    let request_count = match &cycle.metrics {
-        Metrics::Read(snapshot) => snapshot.request_counts.get(&model).cloned(),
-        Metrics::Failed(_) => None,
-    };
+    let metrics_error = prometheus_error.map(str::to_string).or(fault);
+    let specs: Vec<&VariantSpec> = variants.iter().map(|v| &v.spec).collect();
+    let model_inputs = (learn || scale_to_zero)
+        .then(|| model_based_inputs(&settings, &model, &inputs, &specs, &learners, &served));
+    let request_count = snapshot.and_then(|s| s.request_counts.get(&model).cloned());
     let decided = decide_cycle(CycleInputs {
         mode: settings.mode,
         thresholds: &thresholds,
@@ -531,122 +514,102 @@ async fn run_cycle(plan: CyclePlan) -> (ModelOutcome, Effects, Replaced) {
     let decision = &decided.decision;
 
     // 3. Record inputs and decision before anyone acts on it.
-    let record = cycle_record(CycleFacts {
-        model: &model,
-        at: cycle.at,
-        mode: settings.mode,
-        config_version: &settings.scaling.version,
-        thresholds,
-        metrics_error: metrics_error.clone(),
-        inputs: &inputs,
-        decision,
-        trigger: cycle.trigger,
-    });
-    effects.records.push(Record::Cycle(record));
+    ran.effects
+        .records
+        .push(Record::Cycle(cycle_record(CycleFacts {
+            model: &model,
+            at,
+            mode: settings.mode,
+            config_version: &settings.scaling.version,
+            thresholds,
+            metrics_error,
+            inputs: &inputs,
+            decision,
+            trigger,
+        })));
     if let Some(m) = &model_inputs {
-        let learners: Vec<_> = views.iter().map(|(_, v)| v.learner.clone()).collect();
-        effects.records.push(Record::ModelBased(model_based_record(
-            &model,
-            cycle.at,
-            settings.mode,
-            m,
-            &learners,
-            (scale_to_zero, request_count.as_ref()),
-            &decided,
-        )));
+        let learners = if learners.len() == inputs.len() {
+            learners
+        } else {
+            vec![LatencyLearner::default(); inputs.len()]
+        };
+        ran.effects
+            .records
+            .push(Record::ModelBased(model_based_record(
+                &model,
+                at,
+                settings.mode,
+                m,
+                &learners,
+                (scale_to_zero, request_count.as_ref()),
+                &decided,
+            )));
     }
-    let cause = decided.cause();
 
-    // 4. Tell the variants; collect what to publish and which statuses to write.
+    // 4. What to publish and which statuses to write.
+    for target in decision
+        .variants
+        .iter()
+        .filter(|t| t.fallback_source.is_some())
+    {
+        tracing::warn!(
+            variant = %target.name,
+            currentReplicas = target.current_replicas,
+            desiredReplicas = target.target,
+            accelerator = %target.accelerator,
+            fallbackSource = target.fallback_source.map_or("", |s| s.as_str()),
+            "Safety net activated: emitted fallback metrics"
+        );
+    }
     let problems = settings
         .scaling
         .problems_for_model(&model.namespace, &model.model_id);
-    for ((addr, view), target) in views.iter().zip(&decision.variants) {
-        addr.do_send(Decided(target.target));
-        let previous = view.previous_desired();
-        let baseline = previous.unwrap_or(target.current_replicas);
-        let change = (target.target != baseline).then_some(ScalingChange {
-            direction: if target.target > baseline {
-                "up"
-            } else {
-                "down"
-            },
-            reason: cause,
-        });
-        outcome.changed += usize::from(change.is_some());
-        if let Some(source) = target.fallback_source {
-            tracing::warn!(
-                variant = %view.spec.key,
-                currentReplicas = target.current_replicas,
-                desiredReplicas = target.target,
-                accelerator = %target.accelerator,
-                fallbackSource = source.as_str(),
-                "Safety net activated: emitted fallback metrics"
-            );
-        }
-        if ports.status.is_some() {
-            effects.statuses.push(StatusUpdate::Decided {
-                variant: view.spec.key.clone(),
-                at: cycle.at,
-                desired: target.target,
-                previous_desired: previous,
-                current: target.current_replicas,
-                accelerator: target.accelerator.clone(),
-                metrics: metrics_state(&cycle.metrics, view),
-                optimization: optimization_state(decision, target.fallback_source, &problems),
-                reason: target.reason.clone(),
-            });
-        }
-        effects.published.push(Published {
-            variant: view.spec.key.clone(),
-            accelerator: target.accelerator.clone(),
-            desired: target.target,
-            current: target.current_replicas,
-            change,
-        });
-    }
-    outcome.decided = decision.variants.len();
-    outcome.safety_net = decision.safety_net;
-    (outcome, effects, replaced)
+    let outputs = cycle_outputs(at, &decided, &facts, &problems, statuses);
+    ran.effects.published = outputs.published;
+    ran.effects.statuses = outputs.statuses;
+    ran.desired = decision
+        .variants
+        .iter()
+        .map(|t| (t.name.clone(), t.target))
+        .collect();
+    ran.outcome.changed = outputs.changed;
+    ran.outcome.decided = decision.variants.len();
+    ran.outcome.safety_net = decision.safety_net;
+    ran
 }
 
-fn metrics_state(metrics: &Metrics, view: &VariantView) -> MetricsState {
-    match metrics {
-        Metrics::Failed(e) => MetricsState::PrometheusError(e.clone()),
-        Metrics::Read(snapshot) if view.pods.is_empty() => snapshot
-            .stale
-            .get(&(
-                view.spec.key.namespace.clone(),
-                view.spec.deployment.clone(),
-            ))
-            .map_or(MetricsState::Missing, |&newest_age_s| MetricsState::Stale {
-                newest_age_s,
-            }),
-        Metrics::Read(_) => MetricsState::Found,
+/// A variant actor that refused its signals: noted for a restart, and its model goes to the
+/// safety net this cycle.
+fn faulted(
+    ran: &mut RanCycle,
+    fault: &mut Option<String>,
+    model: &ModelKey,
+    spec: &VariantSpec,
+    problem: String,
+    learn: bool,
+) -> Observation {
+    tracing::warn!(model = %model, %problem, "variant actor stopped; restarting it");
+    ran.faulted.push(spec.key.name.clone());
+    ran.outcome.restarted += 1;
+    *fault = Some(problem);
+    Observation {
+        replicas: Vec::new(),
+        learner: learn.then(LatencyLearner::default),
     }
 }
 
-fn optimization_state(
-    decision: &ModelDecision,
-    fallback: Option<FallbackSource>,
-    problems: &[&crate::policy::InvalidOverride],
-) -> OptimizationState {
-    match (fallback, problems.first()) {
-        (Some(source), _) if decision.safety_net => OptimizationState::SafetyNet(source),
-        (_, Some(problem)) => OptimizationState::InvalidConfiguration(problem.message.clone()),
-        _ => OptimizationState::Succeeded,
-    }
-}
-
-/// The model-based optimizer's inputs from the variants' views: the model's demand and request
-/// shape pooled over every variant, and each variant's learned parameters.
+/// The model-based optimizer's inputs: the model's demand and request shape pooled over every
+/// pod the variants accepted, and each variant's learned parameters.
 fn model_based_inputs(
     settings: &PolicySettings,
     model: &ModelKey,
-    views: &[(Addr<VariantActor>, VariantView)],
+    inputs: &[VariantInput],
+    specs: &[&VariantSpec],
+    learners: &[LatencyLearner],
+    served: &[PodSample],
 ) -> ModelBasedInputs {
     // Every pod of the model pooled: rates add up, means are weighted by each pod's rate.
-    let workload = ServingPool::of(views.iter().flat_map(|(_, v)| &v.pods)).map(|pool| {
+    let workload = ServingPool::of(served).map(|pool| {
         // Requests still queued are demand the completion rate does not show yet: count the
         // queue as arriving within the next minute.
         let queued = pool.waiting * pool.pods as f64;
@@ -659,14 +622,19 @@ fn model_based_inputs(
     ModelBasedInputs {
         workload,
         targets: settings.targets_for(&model.model_id),
-        variants: views
+        variants: inputs
             .iter()
-            .map(|(_, v)| ModelVariantInput {
-                name: v.spec.key.name.clone(),
-                cost: v.spec.cost,
-                max_batch: v.spec.max_batch,
-                params: v.learner.params(),
-                samples: v.learner.samples().0,
+            .zip(specs)
+            .enumerate()
+            .map(|(i, (v, spec))| {
+                let learner = learners.get(i);
+                ModelVariantInput {
+                    name: v.name.clone(),
+                    cost: v.cost,
+                    max_batch: spec.max_batch,
+                    params: learner.and_then(LatencyLearner::params),
+                    samples: learner.map_or(0, |l| l.samples().0),
+                }
             })
             .collect(),
     }

@@ -1,44 +1,27 @@
-//! The variant actor: the live state of one variant (its spec, its Deployment's replicas, the
-//! signals of its pods, its last desired count).
+//! The variant actor: the live state of one variant (the signals of its pods, checked, and its
+//! latency learner).
 
 use actix::prelude::*;
 
-use crate::messages::{DeploymentState, PodSample, VariantKey, VariantSpec};
+use crate::messages::{PodSample, VariantKey, VariantSpec};
+use crate::policy::ReplicaSignals;
 use crate::policy::learner::{LatencyLearner, LatencyObservation};
-use crate::policy::{ReplicaSignals, VariantInput};
 
-/// State of one variant.
+/// State of one variant: the signals of its pods and what it has learned of its latency.
+/// Its Deployment and its desired counts are the supervisor's: the supervisor decides.
 #[derive(Debug)]
 pub struct VariantActor {
     spec: VariantSpec,
-    deployment: Option<DeploymentState>,
-    last_desired: Option<u32>,
     pods: Vec<PodSample>,
     learner: LatencyLearner,
 }
 
 impl VariantActor {
-    pub fn new(
-        spec: VariantSpec,
-        deployment: Option<DeploymentState>,
-        last_desired: Option<u32>,
-    ) -> Self {
+    pub fn new(spec: VariantSpec) -> Self {
         Self {
             spec,
-            deployment,
-            last_desired,
             pods: Vec::new(),
             learner: LatencyLearner::default(),
-        }
-    }
-
-    fn view(&self) -> VariantView {
-        VariantView {
-            spec: self.spec.clone(),
-            deployment: self.deployment,
-            last_desired: self.last_desired,
-            pods: self.pods.clone(),
-            learner: self.learner.clone(),
         }
     }
 }
@@ -51,16 +34,13 @@ impl Actor for VariantActor {
     }
 }
 
-/// What a variant looks like at the start of a cycle.
+/// What the variant answers to a cycle's signals: the part of the policy's input only it knows.
 #[derive(Debug, Clone, PartialEq)]
-pub struct VariantView {
-    pub spec: VariantSpec,
-    pub deployment: Option<DeploymentState>,
-    /// The last desired count decided for it (from this process, or the decision log).
-    pub last_desired: Option<u32>,
-    pub pods: Vec<PodSample>,
-    /// The latency learner after this cycle's observation.
-    pub learner: LatencyLearner,
+pub struct Observation {
+    /// Signals of its live pods.
+    pub replicas: Vec<ReplicaSignals>,
+    /// The latency learner after this cycle's observation (model-based modes only).
+    pub learner: Option<LatencyLearner>,
 }
 
 /// What a set of pods (a variant's, or a whole model's) served over the window, pooled.
@@ -138,39 +118,6 @@ impl ServingPool {
     }
 }
 
-impl VariantView {
-    /// The previous desired count the policy sees: the decision log's (or this process's),
-    /// else the VA status.
-    pub fn previous_desired(&self) -> Option<u32> {
-        self.last_desired.or(self.spec.status_desired)
-    }
-
-    /// The policy's input for this variant.
-    pub fn input(&self) -> VariantInput {
-        let d = self.deployment.unwrap_or(DeploymentState {
-            replicas: 0,
-            ready: 0,
-        });
-        VariantInput {
-            name: self.spec.key.name.clone(),
-            cost: self.spec.cost,
-            accelerator: self.spec.accelerator.clone(),
-            current_replicas: d.replicas,
-            ready_replicas: d.ready.min(d.replicas),
-            previous_desired: self.previous_desired(),
-            replicas: self
-                .pods
-                .iter()
-                .map(|p| ReplicaSignals {
-                    pod: p.pod.clone(),
-                    kv_cache_usage: p.kv_cache_usage,
-                    queue_length: p.queue_length,
-                })
-                .collect(),
-        }
-    }
-}
-
 /// Why a variant actor refused a message and stopped.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("variant {variant}: {problem}")]
@@ -179,9 +126,9 @@ pub struct VariantFault {
     pub problem: String,
 }
 
-/// New signals for the cycle; answers with the variant's view.
+/// New signals for the cycle; answers with what the policy needs of the variant.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<VariantView, VariantFault>")]
+#[rtype(result = "Result<Observation, VariantFault>")]
 pub struct Observe {
     pub variant: VariantKey,
     pub samples: Vec<PodSample>,
@@ -190,7 +137,7 @@ pub struct Observe {
 }
 
 impl Handler<Observe> for VariantActor {
-    type Result = Result<VariantView, VariantFault>;
+    type Result = Result<Observation, VariantFault>;
 
     fn handle(&mut self, msg: Observe, ctx: &mut Context<Self>) -> Self::Result {
         // The adapters guarantee these; a breach means a bug upstream. Stop rather than decide
@@ -231,53 +178,18 @@ impl Handler<Observe> for VariantActor {
         {
             self.learner.observe(&o);
         }
-        Ok(self.view())
-    }
-}
-
-/// The desired count decided this cycle.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Decided(pub u32);
-
-impl Handler<Decided> for VariantActor {
-    type Result = ();
-    fn handle(&mut self, msg: Decided, _: &mut Context<Self>) {
-        self.last_desired = Some(msg.0);
-    }
-}
-
-/// How a Deployment change affects the variant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, MessageResponse)]
-pub enum DeploymentTransition {
-    Created,
-    Deleted,
-    Updated,
-    Unchanged,
-}
-
-/// The variant's Deployment changed (`None`: deleted).
-#[derive(Debug, Message)]
-#[rtype(result = "DeploymentTransition")]
-pub struct DeploymentChanged(pub Option<DeploymentState>);
-
-impl Handler<DeploymentChanged> for VariantActor {
-    type Result = DeploymentTransition;
-    fn handle(&mut self, msg: DeploymentChanged, _: &mut Context<Self>) -> DeploymentTransition {
-        let transition = match (self.deployment, msg.0) {
-            (None, Some(_)) => DeploymentTransition::Created,
-            (Some(_), None) => DeploymentTransition::Deleted,
-            (Some(a), Some(b)) if a != b => DeploymentTransition::Updated,
-            _ => DeploymentTransition::Unchanged,
-        };
-        if transition == DeploymentTransition::Deleted {
-            // A recreated Deployment starts fresh: nothing decided for the old one carries over.
-            self.last_desired = None;
-            self.spec.status_desired = None;
-            self.pods.clear();
-        }
-        self.deployment = msg.0;
-        transition
+        Ok(Observation {
+            replicas: self
+                .pods
+                .iter()
+                .map(|p| ReplicaSignals {
+                    pod: p.pod.clone(),
+                    kv_cache_usage: p.kv_cache_usage,
+                    queue_length: p.queue_length,
+                })
+                .collect(),
+            learner: msg.learn.then(|| self.learner.clone()),
+        })
     }
 }
 
@@ -290,6 +202,18 @@ impl Handler<UpdateSpec> for VariantActor {
     type Result = ();
     fn handle(&mut self, msg: UpdateSpec, _: &mut Context<Self>) {
         self.spec = msg.0;
+    }
+}
+
+/// Stop: the variant is no longer managed, or is being replaced.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StopVariant;
+
+impl Handler<StopVariant> for VariantActor {
+    type Result = ();
+    fn handle(&mut self, _: StopVariant, ctx: &mut Context<Self>) {
+        ctx.stop();
     }
 }
 

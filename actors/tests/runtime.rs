@@ -9,7 +9,7 @@ use wva_actors::messages::*;
 use wva_actors::policy::model_based::RequestCount;
 use wva_actors::publisher::{Gather, Publisher, PublisherConfig, ReadDesired};
 use wva_actors::registry::*;
-use wva_actors::supervisor::Ports;
+use wva_actors::system::SystemConfig;
 use wva_storage::{DecisionLog, HistoryFilter, LastGood, MemoryLog, Record, Retention};
 
 /// Collects status updates, as the VA status writer would receive them.
@@ -39,26 +39,23 @@ fn start(log: MemoryLog, instance: Option<&str>) -> Harness {
 }
 
 fn start_with(log: MemoryLog, instance: Option<&str>, settings: PolicySettings) -> Harness {
-    let recovered = log.last_good().expect("last good");
-    let log = LogActor::start(Box::new(log));
-    let publisher = Publisher::new(&PublisherConfig {
-        prefix: "inferno".into(),
-        controller_instance: instance.map(str::to_string),
-    })
-    .expect("publisher")
-    .start();
     let statuses = Arc::new(Mutex::new(Vec::new()));
     let recorder = StatusRecorder(Arc::clone(&statuses)).start();
-    let ports = Ports {
-        log: log.clone(),
-        publisher: publisher.clone(),
+    let system = wva_actors::system::start(SystemConfig {
+        log: Box::new(log),
+        publisher: PublisherConfig {
+            prefix: "inferno".into(),
+            controller_instance: instance.map(str::to_string),
+        },
         status: Some(recorder.recipient()),
-    };
-    let registry = Registry::new(ports, settings, recovered).start();
+        settings,
+    })
+    .expect("actor system");
+    assert_eq!(system.recovery_problem, None);
     Harness {
-        registry,
-        publisher,
-        log,
+        registry: system.registry,
+        publisher: system.publisher,
+        log: system.log,
         statuses,
     }
 }
@@ -738,4 +735,109 @@ async fn scale_to_zero_publishes_zero_only_when_on_and_the_count_is_zero() {
     )
     .await;
     assert_eq!(desired(&h, "ns", "v").await, Some(1));
+}
+
+#[actix::test]
+async fn a_variant_added_or_moved_during_a_cycle_loses_no_decision() {
+    let h = start(MemoryLog::in_memory(Retention::default()), None);
+    let model = ModelKey::new("ns", "llama");
+    add(&h, spec("ns", "a", "llama", 20.0), 2).await;
+    // "b" has its Deployment already; its VA arrives while a cycle is in flight.
+    h.registry
+        .send(DeploymentEvent {
+            namespace: "ns".into(),
+            name: "b-deploy".into(),
+            state: Some(DeploymentState {
+                replicas: 1,
+                ready: 1,
+            }),
+            at: Timestamp(0),
+        })
+        .await
+        .expect("deployment");
+    let hot = || samples("a", &[(0.76, 2.0), (0.75, 2.0)]);
+    let cycle = h.registry.send(Tick {
+        now: Timestamp(15_000),
+        metrics: snapshot(vec![(model.clone(), hot())]),
+    });
+    let added = h.registry.send(UpsertVariant {
+        spec: spec("ns", "b", "llama", 5.0),
+        at: Timestamp(15_000),
+    });
+    let (summary, added) = futures_util::future::join(cycle, added).await;
+    added.expect("upsert");
+    assert_eq!(
+        summary.expect("tick").variants,
+        1,
+        "b arrived after the cycle began"
+    );
+    assert_eq!(desired(&h, "ns", "a").await, Some(3));
+
+    // The next cycle decides both.
+    let both = |a: Vec<PodSample>| {
+        let mut all = a;
+        all.extend(samples("b", &[(0.3, 0.0)]));
+        snapshot(vec![(model.clone(), all)])
+    };
+    let summary = tick(&h, 30_000, both(hot())).await;
+    assert_eq!(summary.variants, 2);
+    assert_eq!(desired(&h, "ns", "b").await, Some(1));
+
+    // A cycle whose variant actor faults while the same variant is moved to another
+    // Deployment: the restart of the old actor does not overwrite the moved one.
+    let mut bad = hot();
+    bad[0].kv_cache_usage = Some(f64::NAN);
+    let cycle = h.registry.send(Tick {
+        now: Timestamp(45_000),
+        metrics: snapshot(vec![(model.clone(), bad)]),
+    });
+    let mut moved = spec("ns", "a", "llama", 20.0);
+    moved.deployment = "a-new".into();
+    h.registry
+        .send(DeploymentEvent {
+            namespace: "ns".into(),
+            name: "a-new".into(),
+            state: Some(DeploymentState {
+                replicas: 2,
+                ready: 2,
+            }),
+            at: Timestamp(45_000),
+        })
+        .await
+        .expect("deployment");
+    let moved_at = h.registry.send(UpsertVariant {
+        spec: moved,
+        at: Timestamp(45_000),
+    });
+    let (faulted, moved_at) = futures_util::future::join(cycle, moved_at).await;
+    moved_at.expect("upsert");
+    assert_eq!(faulted.expect("tick").restarted, 1);
+    let on_new = samples("a", &[(0.5, 1.0), (0.5, 1.0)])
+        .into_iter()
+        .map(|mut p| {
+            p.deployment = "a-new".into();
+            p
+        })
+        .collect();
+    let summary = tick(&h, 60_000, both(on_new)).await;
+    assert_eq!(
+        summary.restarted, 0,
+        "the moved variant's actor is the new one"
+    );
+    assert_eq!(summary.safety_net_models, 0);
+    assert_eq!(summary.variants, 2);
+    let cycles: Vec<_> = history(&h)
+        .await
+        .records
+        .into_iter()
+        .filter_map(|(_, r)| match r {
+            Record::Cycle(c) => Some(c.variants.len()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        cycles,
+        [1, 2, 2, 2],
+        "every cycle recorded, with every variant it decided"
+    );
 }

@@ -32,7 +32,7 @@ use wva_actors::publisher::{Publisher, PublisherConfig, SetActive};
 use wva_actors::registry::{
     DeploymentEvent, Registry, RemoveVariant, Tick, UpdateSettings, UpsertVariant,
 };
-use wva_actors::supervisor::Ports;
+use wva_actors::effects::Ports;
 use wva_storage::{DecisionLog, MemoryLog, Retention};
 
 use crate::config::settings::Settings;

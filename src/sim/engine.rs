@@ -11,17 +11,15 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use actix::prelude::*;
-use wva_actors::log_actor::LogActor;
 use wva_actors::messages::{
     DEFAULT_MAX_BATCH, DeploymentState, Metrics, MetricsSnapshot, ModelKey, PodSample,
     PolicySettings, ServingStats, Timestamp, VariantKey, VariantSpec,
 };
 use wva_actors::policy::OperatingMode;
 use wva_actors::policy::model_based::RequestCount;
-use wva_actors::publisher::{Gather, Publisher, PublisherConfig, ReadDesired};
-use wva_actors::registry::{DeploymentEvent, Registry, Tick, UpsertVariant};
-use wva_actors::supervisor::Ports;
+use wva_actors::publisher::{Gather, PublisherConfig, ReadDesired};
+use wva_actors::registry::{DeploymentEvent, Tick, UpsertVariant};
+use wva_actors::system::SystemConfig;
 use wva_storage::{DecisionLog, MemoryLog, Retention};
 
 use super::cluster::{Cluster, Variant};
@@ -300,21 +298,21 @@ fn open_log(options: &RunOptions) -> Result<Box<dyn DecisionLog>, String> {
 
 /// Runs a scenario to the end. Must be called inside an actix System.
 pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult, String> {
-    let log = open_log(options)?;
-    let recovered = log.last_good().map_err(|e| e.to_string())?;
-    let publisher = Publisher::new(&PublisherConfig::default())
-        .map_err(|e| e.to_string())?
-        .start();
-    let ports = Ports {
-        log: LogActor::start(log),
-        publisher: publisher.clone(),
-        status: None,
-    };
     let mut settings = options.settings.clone();
     if options.policy == Policy::WvaHybrid {
         settings.mode = OperatingMode::Hybrid;
     }
-    let registry = Registry::new(ports, settings, recovered).start();
+    let system = wva_actors::system::start(SystemConfig {
+        log: open_log(options)?,
+        publisher: PublisherConfig::default(),
+        status: None,
+        settings,
+    })
+    .map_err(|e| e.to_string())?;
+    if let Some(problem) = system.recovery_problem {
+        return Err(format!("decision log: {problem}"));
+    }
+    let (registry, publisher) = (system.registry, system.publisher);
     let model = ModelKey::new(scenario.namespace.clone(), scenario.model_id.clone());
     let (scale_to_zero, retention) = options.settings.scale_to_zero_for(&model);
     let retention_ms = retention.as_secs_f64() * 1e3;

@@ -6,6 +6,7 @@
 //! - [`decision`]: what the policy knows of a variant and what it decides (shared vocabulary).
 //! - [`targets`]: replica targets across the variants of one model (the capacity analyzer).
 //! - [`mode`]: which analyzers decide.
+//! - [`outputs`]: a decision mapped to the series to publish and the statuses to write.
 //! - [`safety_net`]: what to emit when the analysis cannot run.
 //! - [`cycle`]: one model's whole decision in a cycle, in every mode.
 //! - [`queueing`]: the queueing model of a continuous-batching server.
@@ -18,6 +19,7 @@ pub mod decision;
 pub mod learner;
 pub mod mode;
 pub mod model_based;
+pub mod outputs;
 pub mod queueing;
 pub mod safety_net;
 pub mod saturation;

@@ -1,0 +1,79 @@
+//! The one way out of a decision. Everything the actors want done in the world (records made
+//! durable, series published or removed, statuses written) is collected as [`Effects`] and
+//! applied by the registry in one order: log, then publish, then status. A decision that acted
+//! is therefore always in the log, and a status never runs ahead of the published count.
+
+use wva_storage::{Record, VariantKey};
+
+use crate::log_actor::{AppendBatch, Flush, Forget, LogActor};
+use crate::messages::{StatusBatch, StatusUpdate};
+use crate::publisher::{Publish, Published, Publisher, Unpublish};
+
+use actix::prelude::*;
+
+/// Where effects go.
+#[derive(Debug, Clone)]
+pub struct Ports {
+    pub log: Addr<LogActor>,
+    pub publisher: Addr<Publisher>,
+    /// The VA status writer (or the simulator's recorder); none in tests that do not need it.
+    pub status: Option<Recipient<StatusBatch>>,
+}
+
+/// What one or more models' cycles and events want done.
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub records: Vec<Record>,
+    /// Variants no longer decided for (VA removed, Deployment gone): their series are removed
+    /// and their last-good entry forgotten, so that a recreated one starts fresh.
+    pub retired: Vec<VariantKey>,
+    pub published: Vec<Published>,
+    pub statuses: Vec<StatusUpdate>,
+}
+
+impl Effects {
+    pub fn merge(&mut self, other: Effects) {
+        self.records.extend(other.records);
+        self.retired.extend(other.retired);
+        self.published.extend(other.published);
+        self.statuses.extend(other.statuses);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+            && self.retired.is_empty()
+            && self.published.is_empty()
+            && self.statuses.is_empty()
+    }
+
+    /// Appends and flushes the records, retires, publishes, then sends the statuses. A log
+    /// failure is reported but does not hold back the decision: the safety net prefers a
+    /// published decision to none.
+    pub async fn apply(self, ports: &Ports) {
+        if !self.records.is_empty() {
+            let appended = ports.log.send(AppendBatch(self.records)).await;
+            let flushed = ports.log.send(Flush).await;
+            for result in [appended.map(|r| r.map(|_| ())), flushed] {
+                match result {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "decision log: write failed"),
+                    Err(e) => tracing::warn!(error = %e, "decision log: unavailable"),
+                }
+            }
+        }
+        for variant in self.retired {
+            let _ = ports.publisher.send(Unpublish(variant.clone())).await;
+            if let Ok(Err(e)) = ports.log.send(Forget(variant.clone())).await {
+                tracing::warn!(%variant, error = %e, "decision log: cannot forget a retired variant");
+            }
+        }
+        if !self.published.is_empty() {
+            let _ = ports.publisher.send(Publish(self.published)).await;
+        }
+        if let Some(status) = &ports.status
+            && !self.statuses.is_empty()
+        {
+            let _ = status.send(StatusBatch(self.statuses)).await;
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! The actors of one autoscaler process, wired once for every caller: `wva run`, the simulator
+//! and the tests start the decision log, the publisher and the registry through [`start`], so
+//! they run the same system.
+
+use actix::prelude::*;
+use wva_storage::DecisionLog;
+
+use crate::effects::Ports;
+use crate::log_actor::LogActor;
+use crate::messages::{PolicySettings, StatusBatch};
+use crate::publisher::{Publisher, PublisherConfig};
+use crate::registry::Registry;
+
+/// What the system is started with.
+pub struct SystemConfig {
+    pub log: Box<dyn DecisionLog>,
+    pub publisher: PublisherConfig,
+    /// Where status updates go (the VA status writer); none in the simulator.
+    pub status: Option<Recipient<StatusBatch>>,
+    pub settings: PolicySettings,
+}
+
+impl std::fmt::Debug for SystemConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SystemConfig")
+            .field("publisher", &self.publisher)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The started actors.
+#[derive(Debug, Clone)]
+pub struct ActorSystem {
+    pub registry: Addr<Registry>,
+    pub publisher: Addr<Publisher>,
+    pub log: Addr<LogActor>,
+    /// Why the last good desired counts could not be read from the log, if they could not
+    /// (the safety net then falls back to the VA statuses).
+    pub recovery_problem: Option<String>,
+}
+
+/// Why the system could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot register the published metrics: {0}")]
+pub struct StartError(#[from] prometheus::Error);
+
+/// Starts the log actor, the publisher and the registry, recovering the last good desired counts
+/// from the log. Must run inside an actix System.
+pub fn start(config: SystemConfig) -> Result<ActorSystem, StartError> {
+    let publisher = Publisher::new(&config.publisher)?.start();
+    let (recovered, recovery_problem) = match config.log.last_good() {
+        Ok(r) => (r, None),
+        Err(e) => (Default::default(), Some(e.to_string())),
+    };
+    let log = LogActor::start(config.log);
+    let registry = Registry::new(
+        Ports {
+            log: log.clone(),
+            publisher: publisher.clone(),
+            status: config.status,
+        },
+        config.settings,
+        recovered,
+    )
+    .start();
+    Ok(ActorSystem {
+        registry,
+        publisher,
+        log,
+        recovery_problem,
+    })
+}
