@@ -13,23 +13,25 @@ WORKDIR /build
 # until a dependency changes.
 COPY Cargo.toml Cargo.lock ./
 COPY actors/Cargo.toml actors/Cargo.toml
+COPY sim/Cargo.toml sim/Cargo.toml
 COPY storage/Cargo.toml storage/Cargo.toml
-RUN mkdir -p src benches actors/src actors/benches storage/src \
+RUN mkdir -p src benches actors/src actors/benches sim/src storage/src \
  && echo 'fn main() {}' > src/main.rs \
- && touch src/lib.rs actors/src/lib.rs storage/src/lib.rs \
+ && touch src/lib.rs actors/src/lib.rs sim/src/lib.rs storage/src/lib.rs \
  && echo 'fn main() {}' > benches/inventory.rs \
  && echo 'fn main() {}' > actors/benches/cycle.rs \
  && cargo build --release --locked --bin wva \
- && rm -rf src benches actors/src actors/benches storage/src
+ && rm -rf src benches actors/src actors/benches sim/src storage/src
 
 # The project itself.
 COPY src src
 COPY actors/src actors/src
+COPY sim/src sim/src
 COPY storage/src storage/src
 COPY benches benches
 COPY actors/benches actors/benches
-# Stubs built above are older than the sources; touching makes cargo rebuild the three crates.
-RUN touch src/main.rs src/lib.rs actors/src/lib.rs storage/src/lib.rs \
+# Stubs built above are older than the sources; touching makes cargo rebuild the four crates.
+RUN touch src/main.rs src/lib.rs actors/src/lib.rs sim/src/lib.rs storage/src/lib.rs \
  && cargo build --release --locked --bin wva \
  && install -D -m 0755 target/release/wva /out/wva \
  && mkdir -p /out/var/lib/wva

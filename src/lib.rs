@@ -2,21 +2,17 @@
 //! configuration they share. The decision policy lives in the `wva-actors` crate.
 
 pub mod analyze;
+pub mod cli;
 pub mod config;
 pub mod controller;
 pub mod crd;
 pub mod crdgen;
-pub mod datadir;
-pub mod emulate;
 pub mod exit;
 pub mod history;
 pub mod poller;
 pub mod prometheus_api;
 pub mod queries;
 pub mod replay;
-pub mod run;
-pub mod sim;
-pub mod simulate;
 pub mod telemetry;
 pub mod timefmt;
 pub mod tls;

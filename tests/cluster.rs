@@ -146,7 +146,7 @@ async fn race_deletion_recovery_and_isolation_on_a_real_cluster() {
     .await
     .unwrap()
     .unwrap();
-    wva::run::check_crd(&client).await.unwrap();
+    wva::cli::run::check_crd(&client).await.unwrap();
 
     let ns = format!("wva-test-{}", std::process::id());
     let namespaces: Api<Namespace> = Api::all(client.clone());

@@ -519,9 +519,9 @@ async fn only_the_leader_publishes_and_writes_and_a_follower_takes_over() {
 async fn a_missing_crd_says_how_to_install_it() {
     let api = FakeApi::new();
     let client = api.client();
-    assert!(wva::run::check_crd(&client).await.is_ok());
+    assert!(wva::cli::run::check_crd(&client).await.is_ok());
     api.set_crd_installed(false);
-    let e = wva::run::check_crd(&client).await.unwrap_err();
+    let e = wva::cli::run::check_crd(&client).await.unwrap_err();
     assert!(
         e.contains("is not installed")
             && e.contains("kubectl apply -f crds/llmd.ai_variantautoscalings.yaml"),

@@ -12,7 +12,7 @@ fn root() -> &'static Path {
 #[test]
 fn the_configuration_reference_lists_every_setting_of_wva_run() {
     let reference = std::fs::read_to_string(root().join("docs/configuration.md")).expect("docs");
-    let command = wva::run::RunArgs::augment_args(clap::Command::new("run"));
+    let command = wva::cli::run::RunArgs::augment_args(clap::Command::new("run"));
     let mut missing = Vec::new();
     let mut seen = 0;
     for arg in command.get_arguments() {

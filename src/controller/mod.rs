@@ -25,6 +25,7 @@ use kube::core::DeserializeGuard;
 use kube::runtime::events::Reporter;
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::watch;
+use wva_actors::effects::Ports;
 use wva_actors::log_actor::{Flush, LogActor};
 use wva_actors::messages::{ModelKey, PolicySettings};
 use wva_actors::policy::OperatingMode;
@@ -32,7 +33,6 @@ use wva_actors::publisher::{Publisher, PublisherConfig, SetActive};
 use wva_actors::registry::{
     DeploymentEvent, Registry, RemoveVariant, Tick, UpdateSettings, UpsertVariant,
 };
-use wva_actors::effects::Ports;
 use wva_storage::{DecisionLog, MemoryLog, Retention};
 
 use crate::config::settings::Settings;
@@ -150,7 +150,7 @@ fn open_log(dir: Option<&PathBuf>) -> Box<dyn DecisionLog> {
     let Some(dir) = dir else {
         return Box::new(MemoryLog::in_memory(Retention::default()));
     };
-    match crate::datadir::open_for_writing(dir) {
+    match wva_storage::datadir::open_for_writing(dir) {
         Ok((log, moved)) => {
             if let Some(moved) = moved {
                 tracing::error!("{moved}; the safety net falls back to the VA statuses");

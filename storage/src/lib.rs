@@ -7,9 +7,11 @@
 //! - [`codec`]: version tag + checksum + bincode.
 //! - [`keys`]: the key layout that makes a model's history one range scan.
 //! - [`DecisionLog`]: the trait; [`SledLog`] on disk, [`MemoryLog`] for tests and simulations.
+//! - [`datadir`]: a data directory opened for writing, or for reading while a controller runs.
 
 pub mod backend;
 pub mod codec;
+pub mod datadir;
 pub mod keys;
 pub mod log;
 pub mod memory;

@@ -5,8 +5,8 @@
 mod tests {
     use wva_actors::policy::learner::{LatencyLearner, LatencyObservation};
 
-    use crate::sim::profiles::{AcceleratorProfile, a100, h100};
-    use crate::sim::server::{Request, Server};
+    use crate::profiles::{AcceleratorProfile, a100, h100};
+    use crate::server::{Request, Server};
 
     /// Drives one server through one-minute windows of different evenly spaced rates and
     /// feeds each window to a learner, as the controller does with Prometheus' `rate()[1m]`.

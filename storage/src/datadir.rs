@@ -1,8 +1,23 @@
-//! Opening a data directory's decision log for reading, also while a controller holds it.
+//! Opening a data directory's decision log: for writing (a controller or a simulation), and for
+//! reading, also while a controller holds it.
 
 use std::path::{Path, PathBuf};
 
-use wva_storage::{LogError, SledLog};
+use crate::{LogError, Retention, SledLog};
+
+/// Why a data directory cannot be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("cannot make a temporary directory: {0}")]
+    Temporary(std::io::Error),
+    #[error("{path} is in use and cannot be copied: {source}")]
+    Copy {
+        path: String,
+        source: std::io::Error,
+    },
+}
 
 /// A decision log opened for reading. When the directory was in use, this reads a copy, which
 /// lives as long as this value.
@@ -14,7 +29,7 @@ pub struct ReadableLog {
 }
 
 /// Opens `dir` for reading; never creates a log and never moves one aside.
-pub fn open_for_reading(dir: &Path) -> Result<ReadableLog, String> {
+pub fn open_for_reading(dir: &Path) -> Result<ReadableLog, DataDirError> {
     match SledLog::open_for_inspection(dir) {
         Ok(log) => Ok(ReadableLog {
             log,
@@ -23,19 +38,20 @@ pub fn open_for_reading(dir: &Path) -> Result<ReadableLog, String> {
         Err(LogError::InUse { .. }) => {
             // A running controller holds the lock: read a copy of its files. sled recovers a
             // copy taken mid-write the same way it recovers from a crash.
-            let tmp = tempfile::tempdir()
-                .map_err(|e| format!("cannot make a temporary directory: {e}"))?;
+            let tmp = tempfile::tempdir().map_err(DataDirError::Temporary)?;
             let copy = tmp.path().join("log");
-            copy_dir(dir, &copy)
-                .map_err(|e| format!("{} is in use and cannot be copied: {e}", dir.display()))?;
-            let log = SledLog::open_for_inspection(&copy).map_err(|e| e.to_string())?;
+            copy_dir(dir, &copy).map_err(|source| DataDirError::Copy {
+                path: dir.display().to_string(),
+                source,
+            })?;
+            let log = SledLog::open_for_inspection(&copy)?;
             tracing::info!(data_dir = %dir.display(), "data directory in use by a running controller; reading a snapshot copy");
             Ok(ReadableLog {
                 log,
                 snapshot: Some(tmp),
             })
         }
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -56,10 +72,11 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
 /// Opens (or creates) the decision log in `dir` for a process that writes to it. An unusable
 /// log is moved aside by the storage layer; the second value then says where and why, for the
 /// caller to report in its own way.
-pub fn open_for_writing(dir: &Path) -> Result<(SledLog, Option<String>), String> {
-    let now_s = jiff::Timestamp::now().as_second().max(0) as u64;
-    let (log, report) =
-        SledLog::open(dir, wva_storage::Retention::default(), now_s).map_err(|e| e.to_string())?;
+pub fn open_for_writing(dir: &Path) -> Result<(SledLog, Option<String>), LogError> {
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (log, report) = SledLog::open(dir, Retention::default(), now_s)?;
     let moved = report.moved_aside.map(|aside| {
         format!(
             "the decision log in {} was unusable ({}); moved to {}",

@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use crate::sim::engine::{Policy, RunOptions, RunResult, Scenario, run};
-use crate::sim::load::parse_trace;
-use crate::sim::report::{SloTargets, Summary, summarize, table, write};
-use crate::sim::scenario;
+use crate::engine::{Policy, RunOptions, RunResult, Scenario, run};
+use crate::load::parse_trace;
+use crate::report::{SloTargets, Summary, summarize, table, write};
+use crate::scenario;
 
 /// What `wva simulate` was asked to do.
 #[derive(Debug, Clone)]

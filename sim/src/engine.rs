@@ -287,7 +287,8 @@ fn open_log(options: &RunOptions) -> Result<Box<dyn DecisionLog>, String> {
     match &options.data_dir {
         None => Ok(Box::new(MemoryLog::in_memory(Retention::default()))),
         Some(dir) => {
-            let (log, moved) = crate::datadir::open_for_writing(dir)?;
+            let (log, moved) =
+                wva_storage::datadir::open_for_writing(dir).map_err(|e| e.to_string())?;
             if let Some(moved) = moved {
                 eprintln!("warning: {moved}");
             }

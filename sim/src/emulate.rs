@@ -21,10 +21,10 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use crate::sim::cluster::{Cluster, Variant};
-use crate::sim::exposition::{MetricNames, RequestHistograms, render};
-use crate::sim::profiles::AcceleratorProfile;
-use crate::sim::server::{Completed, Request};
+use crate::cluster::{Cluster, Variant};
+use crate::exposition::{MetricNames, RequestHistograms, render};
+use crate::profiles::AcceleratorProfile;
+use crate::server::{Completed, Request};
 
 /// What to emulate.
 #[derive(Debug, Clone)]

@@ -1,0 +1,26 @@
+//! The emulated cluster behind `wva simulate` and `wva emulate`: vLLM-like servers per
+//! accelerator, the HPA and the peers' autoscalers, the load, and the virtual-time engine that
+//! drives the real actors (`wva_actors::system`) against them.
+//!
+//! - [`server`], [`profiles`]: one emulated vLLM replica, and how each accelerator serves.
+//! - [`cluster`]: the variants' replicas and the gateway in front of them.
+//! - [`hpa`]: the HorizontalPodAutoscaler's algorithm.
+//! - [`load`], [`scenario`]: request arrivals (shapes and traces) and the built-in runs.
+//! - [`engine`]: virtual time, the scrape, the autoscaler's cycle, and the results.
+//! - [`report`], [`plot`]: the summary, `summary.json`, and the plots.
+//! - [`simulate`]: one run or several policies on the same load.
+//! - [`emulate`], [`exposition`]: emulated servers over HTTP for a real Prometheus.
+
+pub mod cluster;
+pub mod emulate;
+pub mod engine;
+pub mod exposition;
+pub mod hpa;
+pub mod learning;
+pub mod load;
+pub mod plot;
+pub mod profiles;
+pub mod report;
+pub mod scenario;
+pub mod server;
+pub mod simulate;

@@ -1,0 +1,59 @@
+//! `wva history`: what was decided, when, from which inputs and why.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use wva_storage::HistoryFilter;
+use wva_storage::datadir;
+
+use crate::exit::{INVALID_INPUT, fail};
+use crate::history::OutputFormat;
+use crate::timefmt::{parse_time, wall_clock};
+
+/// What was decided, when, from which inputs and why, newest last.
+#[derive(Debug, clap::Args)]
+pub struct HistoryArgs {
+    /// Data directory of the decision log.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Only this namespace.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Only this model (modelID).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Only this variant (VA name).
+    #[arg(long)]
+    pub va: Option<String>,
+    /// From this time: RFC 3339, or a duration ago such as 2h.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Until this time: RFC 3339, or a duration ago.
+    #[arg(long)]
+    pub until: Option<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: OutputFormat,
+}
+
+pub fn main(args: HistoryArgs) -> ExitCode {
+    let now = wall_clock();
+    let time = |t: Option<String>| t.map(|t| parse_time(&t, now)).transpose();
+    let filter = match (time(args.since), time(args.until)) {
+        (Ok(since), Ok(until)) => HistoryFilter {
+            namespace: args.namespace,
+            model_id: args.model,
+            variant: args.va,
+            since,
+            until,
+        },
+        (Err(e), _) => return fail("history", &format!("--since: {e}"), INVALID_INPUT),
+        (_, Err(e)) => return fail("history", &format!("--until: {e}"), INVALID_INPUT),
+    };
+    match datadir::open_for_reading(&args.data_dir)
+        .map_err(|e| e.to_string())
+        .and_then(|r| crate::history::render(&r.log, &filter, args.format))
+    {
+        Ok(text) => super::print_out(&text),
+        Err(e) => fail("history", &e, 1),
+    }
+}
