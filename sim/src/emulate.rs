@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use crate::cluster::{Cluster, Variant};
-use crate::exposition::{MetricNames, RequestHistograms, render};
+use crate::exposition::{MetricNames, ServerMetrics};
 use crate::profiles::AcceleratorProfile;
 use crate::server::{Completed, Request};
 
@@ -61,13 +61,12 @@ const API_ID_BASE: u64 = 1 << 48;
 /// the start, with the histograms their `/metrics` pages show.
 struct Fleet {
     cluster: Cluster,
-    histograms: Vec<RequestHistograms>,
+    metrics: Vec<ServerMetrics>,
     started: Instant,
     speed: f64,
     next_api_id: u64,
     waiting_callers: HashMap<u64, oneshot::Sender<Completed>>,
     model_name: String,
-    names: MetricNames,
 }
 
 impl Fleet {
@@ -80,12 +79,12 @@ impl Fleet {
     fn advance(&mut self, now_ms: f64) {
         let Self {
             cluster,
-            histograms,
+            metrics,
             waiting_callers,
             ..
         } = self;
         cluster.advance(now_ms, |_, server, done| {
-            histograms[server].record(done);
+            metrics[server].record(done);
             if let Some(caller) = waiting_callers.remove(&done.id) {
                 let _ = caller.send(done.clone());
             }
@@ -126,13 +125,15 @@ pub async fn serve(
             0.0,
             replicas,
         )]),
-        histograms: vec![RequestHistograms::default(); options.servers],
+        metrics: (0..options.servers)
+            .map(|_| ServerMetrics::new(&options.model_name, options.names))
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("cannot register the emulated metrics: {e}"))?,
         started: Instant::now(),
         speed: options.speed,
         next_api_id: API_ID_BASE,
         waiting_callers: HashMap::new(),
         model_name: options.model_name.clone(),
-        names: options.names,
     }));
 
     let mut endpoints = Vec::new();
@@ -214,12 +215,10 @@ async fn metrics(State((fleet, index)): State<(Shared, usize)>) -> Response {
         let mut f = lock(&fleet);
         let now = f.now_ms();
         f.advance(now);
-        render(
-            &f.cluster.variants[0].servers[index],
-            &f.histograms[index],
-            &f.model_name,
-            f.names,
-        )
+        let Fleet {
+            cluster, metrics, ..
+        } = &mut *f;
+        metrics[index].render(&cluster.variants[0].servers[index])
     };
     (
         [(

@@ -7,7 +7,9 @@
 //! independently in a cluster).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
+
+use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -424,8 +426,16 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
     let (mut cycles, mut safety_net_cycles) = (0usize, 0usize);
     let mut last_t = 0.0f64;
     let mut done_since_sample = 0usize;
-    let progress = options.progress && std::io::stderr().is_terminal();
-    let mut last_progress = -1i64;
+    // Progress in virtual minutes; drawn only on a terminal.
+    let progress = if options.progress && std::io::stderr().is_terminal() {
+        ProgressBar::new(end.max(0.0) as u64 / 1_000)
+    } else {
+        ProgressBar::hidden()
+    };
+    progress.set_style(
+        ProgressStyle::with_template("{bar:25} {percent:>3}%  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
     let wall_start = std::time::Instant::now();
 
     loop {
@@ -453,18 +463,8 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
             v.replica_ms += f64::from(v.replicas()) * (t - last_t);
         }
         last_t = t;
-        if progress {
-            let pct = (t / end * 100.0) as i64;
-            if pct != last_progress {
-                last_progress = pct;
-                let bar = "#".repeat((pct / 4) as usize);
-                let _ = write!(
-                    std::io::stderr(),
-                    "\r[{bar:<25}] {pct:>3}%  {:>5.1} min",
-                    t / 60_000.0
-                );
-            }
-        }
+        progress.set_position(t as u64 / 1_000);
+        progress.set_message(format!("{:.1} min", t / 60_000.0));
 
         if next_arrival <= t {
             while let Some(r) = arrivals.next_if(|r| r.arrival_ms <= t) {
@@ -638,9 +638,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
         // Requests handed back or released by the steps above start now, not at the next event.
         cluster.advance(t, |_, _, _| done_since_sample += 1);
     }
-    if progress {
-        let _ = writeln!(std::io::stderr());
-    }
+    progress.finish_and_clear();
 
     let metrics_text = publisher.send(Gather).await.map_err(|e| e.to_string())?;
     let unfinished = cluster.gateway.len()

@@ -208,7 +208,7 @@ pub fn write(dir: &Path, summary: &Summary, result: &RunResult) -> Result<Vec<Pa
     let plots = [
         (
             "replicas",
-            Plot::new("Replicas per variant", "replicas", replicas),
+            Plot::new("Replicas per variant", "replicas", replicas).integers(),
         ),
         (
             "queue",
@@ -243,9 +243,14 @@ pub fn write(dir: &Path, summary: &Summary, result: &RunResult) -> Result<Vec<Pa
             ),
         ),
     ];
+    let mut pngs = Vec::new();
     for (name, plot) in plots {
-        put(&format!("{name}.svg"), plot.to_svg().into_bytes())?;
-        put(&format!("{name}.png"), plot.to_png()?)?;
+        put(&format!("{name}.svg"), plot.to_svg()?.into_bytes())?;
+        pngs.push((dir.join(format!("{name}.png")), plot));
+    }
+    for (path, plot) in pngs {
+        plot.write_png(&path)?;
+        written.push(path);
     }
     Ok(written)
 }
