@@ -34,7 +34,31 @@ pub struct PollReport {
     pub kv_sources: Vec<String>,
     /// Problems that did not stop the read (an optional query failed).
     pub warnings: Vec<String>,
+    /// Every query that failed, by signal and kind (the controller counts them).
+    pub failures: Vec<ReadFailure>,
 }
+
+/// One failed query of a read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadFailure {
+    /// The signal: `kv_cache`, `queue`, `running`, `sample_age`, `request_rate`, ...
+    pub query_type: &'static str,
+    /// `unreachable`, `http`, `query`, `decode` or `token`.
+    pub reason: &'static str,
+}
+
+/// The signal each query of a read asks for, in the order they are sent.
+const QUERY_TYPES: [&str; 9] = [
+    "kv_cache",
+    "queue",
+    "running",
+    "sample_age",
+    "request_rate",
+    "prompt_tokens",
+    "generation_tokens",
+    "ttft",
+    "itl",
+];
 
 /// Reads every signal once. `now_s` is the wall clock in seconds, for sample ages.
 pub async fn poll(
@@ -68,6 +92,16 @@ pub async fn poll(
     }
     let answers: Vec<Result<Vec<serde_json::Value>, QueryError>> =
         join_all(texts.iter().map(|q| client.query(q))).await;
+    let failures: Vec<ReadFailure> = answers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| {
+            a.as_ref().err().map(|e| ReadFailure {
+                query_type: QUERY_TYPES.get(i).copied().unwrap_or("request_count"),
+                reason: e.kind(),
+            })
+        })
+        .collect();
     let required = |i: usize, what: &str| match &answers[i] {
         Ok(result) => Ok(queries::read_per_pod(result)),
         Err(e) => Err(format!("{what}: {e}")),
@@ -83,6 +117,7 @@ pub async fn poll(
                 metrics: Metrics::Failed(e),
                 kv_sources: Vec::new(),
                 warnings: Vec::new(),
+                failures,
             };
         }
     };
@@ -137,6 +172,7 @@ pub async fn poll(
         metrics: Metrics::Read(std::sync::Arc::new(snapshot)),
         kv_sources,
         warnings,
+        failures,
     }
 }
 

@@ -53,6 +53,17 @@ pub enum QueryError {
 }
 
 impl QueryError {
+    /// A short label for the kind of failure.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Unreachable(_) => "unreachable",
+            Self::Http { .. } => "http",
+            Self::Query { .. } => "query",
+            Self::Decode(_) => "decode",
+            Self::Token(_) => "token",
+        }
+    }
+
     /// Whether trying again may help.
     fn transient(&self) -> bool {
         match self {

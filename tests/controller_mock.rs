@@ -545,17 +545,18 @@ async fn the_metrics_endpoint_admits_only_callers_allowed_to_get_metrics() {
     api.apply(POD, pod(NS, "dep", 0));
     let running = started(&api, options(settings(None, None), None)).await;
     running.cycle_now().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
     let tls = wva::tls::server_config(None, &["localhost".into()]).unwrap();
     tokio::spawn(serve(
         listener,
         metrics(
             running.publisher.clone(),
+            Some(running.ops.clone()),
             Some(Authorizer::new(api.client())),
         ),
         Some(Arc::new(tls)),
-        running.stop_signal(),
+        running.stop_token(),
     ));
     let client = reqwest::Client::builder()
         .tls_backend_preconfigured(
@@ -708,13 +709,13 @@ async fn prometheus_down_at_start_runs_the_safety_net_from_the_va_status_and_rea
     );
 
     // The probes: alive, and ready but degraded, saying why.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(wva::controller::http::serve(
         listener,
-        wva::controller::http::probes(Arc::clone(&running.health)),
+        wva::controller::http::probes(running.health.clone()),
         None,
-        running.stop_signal(),
+        running.stop_token(),
     ));
     wva::tls::install_default_provider();
     let http = reqwest::Client::new();
@@ -740,13 +741,14 @@ async fn prometheus_down_at_start_runs_the_safety_net_from_the_va_status_and_rea
 
 #[actix_rt::test]
 async fn readyz_is_503_until_the_watches_are_synced() {
-    use wva::controller::http::{Health, probes, serve};
+    use wva::controller::health::Health;
+    use wva::controller::http::{probes, serve};
     wva::tls::install_default_provider();
-    let health = Arc::new(std::sync::Mutex::new(Health::default()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (health, health_rx) = tokio::sync::watch::channel(Health::default());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
-    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(serve(listener, probes(Arc::clone(&health)), None, stop_rx));
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(serve(listener, probes(health_rx), None, stop.clone()));
     let readyz = || reqwest::get(format!("http://{address}/readyz"));
     let r = readyz().await.unwrap();
     assert_eq!(r.status(), 503);
@@ -756,9 +758,12 @@ async fn readyz_is_503_until_the_watches_are_synced() {
             .unwrap()
             .contains("waiting for the initial lists")
     );
-    health.lock().unwrap().watches_synced = true;
-    health.lock().unwrap().leader = true;
+    health.send_modify(|h| {
+        h.watches_synced = true;
+        h.leader = true;
+    });
     assert_eq!(readyz().await.unwrap().status(), 200);
+    stop.cancel();
 }
 
 #[actix_rt::test]

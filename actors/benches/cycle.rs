@@ -14,15 +14,15 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
-use wva_actors::effects::Ports;
-use wva_actors::log_actor::LogActor;
 use wva_actors::messages::*;
 use wva_actors::policy::{
     OperatingMode, ReplicaSignals, Thresholds, VariantInput, decide_capacity,
 };
-use wva_actors::publisher::{Publisher, PublisherConfig};
+use wva_actors::publisher::PublisherConfig;
 use wva_actors::record::{CycleFacts, cycle_record};
 use wva_actors::registry::{DeploymentEvent, Registry, Tick, UpsertVariant};
+use wva_actors::system::SystemConfig;
+use wva_actors::telemetry::Telemetry;
 use wva_storage::{DecisionLog, Record, Retention, SledLog};
 
 /// Variants per model: the first `n - models` models get two, the rest one.
@@ -87,15 +87,15 @@ async fn populated(
                 .0,
         )
     };
-    let recovered = log.last_good().expect("last good");
-    let ports = Ports {
-        log: LogActor::start(log),
-        publisher: Publisher::new(&PublisherConfig::default())
-            .expect("publisher")
-            .start(),
+    let registry = wva_actors::system::start(SystemConfig {
+        log,
+        publisher: PublisherConfig::default(),
         status: None,
-    };
-    let registry = Registry::new(ports, PolicySettings::default(), recovered).start();
+        settings: PolicySettings::default(),
+        telemetry: Telemetry::unregistered().expect("telemetry"),
+    })
+    .expect("actor system")
+    .registry;
     let layout = layout(n);
     for (_, specs) in &layout {
         for s in specs {

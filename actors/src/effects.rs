@@ -8,6 +8,7 @@ use wva_storage::{Record, VariantKey};
 use crate::log_actor::{AppendBatch, Flush, Forget, LogActor};
 use crate::messages::{StatusBatch, StatusUpdate};
 use crate::publisher::{Publish, Published, Publisher, Unpublish};
+use crate::telemetry::Telemetry;
 
 use actix::prelude::*;
 
@@ -18,6 +19,7 @@ pub struct Ports {
     pub publisher: Addr<Publisher>,
     /// The VA status writer (or the simulator's recorder); none in tests that do not need it.
     pub status: Option<Recipient<StatusBatch>>,
+    pub telemetry: Telemetry,
 }
 
 /// What one or more models' cycles and events want done.
@@ -54,11 +56,22 @@ impl Effects {
             let appended = ports.log.send(AppendBatch(self.records)).await;
             let flushed = ports.log.send(Flush).await;
             for result in [appended.map(|r| r.map(|_| ())), flushed] {
-                match result {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::warn!(error = %e, "decision log: write failed"),
-                    Err(e) => tracing::warn!(error = %e, "decision log: unavailable"),
-                }
+                let outcome = match result {
+                    Ok(Ok(())) => "ok",
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "decision log: write failed");
+                        "error"
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "decision log: unavailable");
+                        "error"
+                    }
+                };
+                ports
+                    .telemetry
+                    .log_writes
+                    .with_label_values(&[outcome])
+                    .inc();
             }
         }
         for variant in self.retired {

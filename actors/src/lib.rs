@@ -19,4 +19,5 @@ pub mod record;
 pub mod registry;
 pub mod supervisor;
 pub mod system;
+pub mod telemetry;
 pub mod variant;

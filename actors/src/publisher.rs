@@ -41,12 +41,15 @@ pub struct Publisher {
     current: GaugeVec,
     ratio: GaugeVec,
     scaling: CounterVec,
+    safety_net: GaugeVec,
+    metrics_missing: GaugeVec,
     /// Label values in use per variant, so that all of its series can be removed.
     series: HashMap<VariantKey, SeriesLabels>,
     active: bool,
 }
 
 const LABELS: [&str; 3] = ["variant_name", "namespace", "accelerator_type"];
+const HEALTH_LABELS: [&str; 2] = ["variant_name", "namespace"];
 const SCALING_LABELS: [&str; 5] = [
     "variant_name",
     "namespace",
@@ -90,6 +93,30 @@ impl Publisher {
             ),
             &SCALING_LABELS,
         )?;
+        // Health of each variant's decision, under upstream's names whatever the prefix.
+        let wva_opts = |name: &str, help: &str| {
+            let mut o = Opts::new(name, help);
+            if let Some(id) = &config.controller_instance {
+                o = o.const_label("controller_instance", id.clone());
+            }
+            o
+        };
+        let safety_net = GaugeVec::new(
+            wva_opts(
+                "wva_safety_net_active",
+                "1 while the safety net chooses the variant's desired count.",
+            ),
+            &HEALTH_LABELS,
+        )?;
+        let metrics_missing = GaugeVec::new(
+            wva_opts(
+                "wva_metrics_missing",
+                "1 while no vLLM series matches the variant's pods.",
+            ),
+            &HEALTH_LABELS,
+        )?;
+        registry.register(Box::new(safety_net.clone()))?;
+        registry.register(Box::new(metrics_missing.clone()))?;
         registry.register(Box::new(desired.clone()))?;
         registry.register(Box::new(current.clone()))?;
         registry.register(Box::new(ratio.clone()))?;
@@ -100,6 +127,8 @@ impl Publisher {
             current,
             ratio,
             scaling,
+            safety_net,
+            metrics_missing,
             series: HashMap::new(),
             active: true,
         })
@@ -128,6 +157,13 @@ impl Publisher {
             f64::from(p.desired) / f64::from(p.current)
         };
         self.ratio.with_label_values(&labels).set(ratio);
+        let health = [labels[0], labels[1]];
+        self.safety_net
+            .with_label_values(&health)
+            .set(f64::from(u8::from(p.safety_net)));
+        self.metrics_missing
+            .with_label_values(&health)
+            .set(f64::from(u8::from(p.metrics_missing)));
         let entry = self
             .series
             .entry(p.variant.clone())
@@ -159,6 +195,8 @@ impl Publisher {
         let _ = self.desired.remove_label_values(&labels);
         let _ = self.current.remove_label_values(&labels);
         let _ = self.ratio.remove_label_values(&labels);
+        let _ = self.safety_net.remove_label_values(&labels[..2]);
+        let _ = self.metrics_missing.remove_label_values(&labels[..2]);
         for (direction, reason) in changes {
             let _ = self
                 .scaling
@@ -276,6 +314,8 @@ mod tests {
             desired,
             current,
             change,
+            safety_net: false,
+            metrics_missing: false,
         }
     }
 

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use actix::prelude::*;
+use tracing::Instrument;
 use wva_storage::Record;
 
 use crate::effects::{Effects, Ports};
@@ -26,6 +27,7 @@ use crate::policy::outputs::{MetricsState, VariantFacts, cycle_outputs};
 use crate::policy::queueing::Workload;
 use crate::policy::{OperatingMode, VariantInput};
 use crate::record::{CycleFacts, cycle_record, learner_of, model_based_record};
+use crate::telemetry::Telemetry;
 use crate::variant::{
     Observation, Observe, RestoreLearner, ServingPool, StopVariant, UpdateSpec, VariantActor,
 };
@@ -125,6 +127,7 @@ impl ModelSupervisor {
             metrics,
             trigger,
             statuses: self.ports.status.is_some(),
+            telemetry: self.ports.telemetry.clone(),
         }
     }
 
@@ -159,16 +162,25 @@ impl ModelSupervisor {
     ) -> AtomicResponse<Self, ModelCycle> {
         self.last_metrics = Some(metrics.clone());
         let plan = self.plan(at, metrics, trigger);
-        AtomicResponse::new(Box::pin(run_cycle(plan).into_actor(self).map(
-            move |ran, act, _| {
-                act.settle(&ran);
-                effects.merge(ran.effects);
-                ModelCycle {
-                    outcome: ran.outcome,
-                    effects,
-                }
-            },
-        )))
+        let span = tracing::info_span!(
+            "model",
+            namespace = %self.model.namespace,
+            model = %self.model.model_id,
+            trigger
+        );
+        AtomicResponse::new(Box::pin(
+            run_cycle(plan)
+                .instrument(span)
+                .into_actor(self)
+                .map(move |ran, act, _| {
+                    act.settle(&ran);
+                    effects.merge(ran.effects);
+                    ModelCycle {
+                        outcome: ran.outcome,
+                        effects,
+                    }
+                }),
+        ))
     }
 }
 
@@ -394,6 +406,7 @@ struct CyclePlan {
     trigger: &'static str,
     /// Whether anyone writes statuses (the simulator does not).
     statuses: bool,
+    telemetry: Telemetry,
 }
 
 /// What a cycle hands back to the supervisor's state.
@@ -415,7 +428,9 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
         metrics,
         trigger,
         statuses,
+        telemetry,
     } = plan;
+    let started = std::time::Instant::now();
     let mut ran = RanCycle {
         outcome: ModelOutcome::default(),
         effects: Effects::default(),
@@ -575,6 +590,13 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
     ran.outcome.changed = outputs.changed;
     ran.outcome.decided = decision.variants.len();
     ran.outcome.safety_net = decision.safety_net;
+    // Telemetry only: how long deciding took, never an input of a decision.
+    telemetry
+        .model_decision_seconds
+        .observe(started.elapsed().as_secs_f64());
+    telemetry
+        .variant_restarts
+        .inc_by(ran.outcome.restarted as u64);
     ran
 }
 

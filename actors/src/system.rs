@@ -10,6 +10,7 @@ use crate::log_actor::LogActor;
 use crate::messages::{PolicySettings, StatusBatch};
 use crate::publisher::{Publisher, PublisherConfig};
 use crate::registry::Registry;
+use crate::telemetry::Telemetry;
 
 /// What the system is started with.
 pub struct SystemConfig {
@@ -18,6 +19,7 @@ pub struct SystemConfig {
     /// Where status updates go (the VA status writer); none in the simulator.
     pub status: Option<Recipient<StatusBatch>>,
     pub settings: PolicySettings,
+    pub telemetry: Telemetry,
 }
 
 impl std::fmt::Debug for SystemConfig {
@@ -59,6 +61,7 @@ pub fn start(config: SystemConfig) -> Result<ActorSystem, StartError> {
             log: log.clone(),
             publisher: publisher.clone(),
             status: config.status,
+            telemetry: config.telemetry,
         },
         config.settings,
         recovered,

@@ -49,6 +49,7 @@ fn start_with(log: MemoryLog, instance: Option<&str>, settings: PolicySettings) 
         },
         status: Some(recorder.recipient()),
         settings,
+        telemetry: wva_actors::telemetry::Telemetry::unregistered().expect("telemetry"),
     })
     .expect("actor system");
     assert_eq!(system.recovery_problem, None);

@@ -22,6 +22,7 @@ use wva_actors::policy::model_based::RequestCount;
 use wva_actors::publisher::{Gather, PublisherConfig, ReadDesired};
 use wva_actors::registry::{DeploymentEvent, Tick, UpsertVariant};
 use wva_actors::system::SystemConfig;
+use wva_actors::telemetry::Telemetry;
 use wva_storage::{DecisionLog, MemoryLog, Retention};
 
 use super::cluster::{Cluster, Variant};
@@ -310,6 +311,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
         publisher: PublisherConfig::default(),
         status: None,
         settings,
+        telemetry: Telemetry::unregistered().map_err(|e| e.to_string())?,
     })
     .map_err(|e| e.to_string())?;
     if let Some(problem) = system.recovery_problem {

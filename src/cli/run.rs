@@ -162,15 +162,14 @@ async fn controller_main(args: RunArgs) -> ExitCode {
     tracing::info!(settings = ?settings.redacted(), "starting");
 
     let health_listener =
-        match http::bind(&args.health_probe_bind_address, "HEALTH_PROBE_BIND_ADDRESS").await {
+        match http::bind(&args.health_probe_bind_address, "HEALTH_PROBE_BIND_ADDRESS") {
             Ok(l) => l,
             Err(e) => return fail(&e, 1),
         };
-    let metrics_listener =
-        match http::bind(&args.metrics_bind_address, "METRICS_BIND_ADDRESS").await {
-            Ok(l) => l,
-            Err(e) => return fail(&e, 1),
-        };
+    let metrics_listener = match http::bind(&args.metrics_bind_address, "METRICS_BIND_ADDRESS") {
+        Ok(l) => l,
+        Err(e) => return fail(&e, 1),
+    };
     let tls = if args.metrics_secure {
         let names = vec!["localhost".to_string(), hostname()];
         let pair = args
@@ -204,36 +203,55 @@ async fn controller_main(args: RunArgs) -> ExitCode {
         }),
         instance: identity,
     };
-    let running = match crate::controller::start(client.clone(), options).await {
+    let mut running = match crate::controller::start(client.clone(), options).await {
         Ok(r) => r,
-        Err(e) => return fail(&e, 1),
+        Err(e) => return fail(&e.to_string(), 1),
     };
     let authorizer = args.metrics_secure.then(|| Authorizer::new(client.clone()));
-    let servers = [
-        tokio::spawn(http::serve(
-            health_listener,
-            http::probes(Arc::clone(&running.health)),
-            None,
-            running.stop_signal(),
-        )),
-        tokio::spawn(http::serve(
-            metrics_listener,
-            http::metrics(running.publisher.clone(), authorizer),
-            tls,
-            running.stop_signal(),
-        )),
-    ];
-
-    wait_for_signal().await;
-    tracing::info!(
-        "stopping: finishing the cycle in flight, flushing the decision log, releasing the Lease"
+    let probes = http::probes(running.health.clone());
+    let metrics = http::metrics(
+        running.publisher.clone(),
+        Some(running.ops.clone()),
+        authorizer,
     );
-    running.shutdown().await;
-    for s in servers {
-        let _ = tokio::time::timeout(Duration::from_secs(5), s).await;
+    let stop = running.stop_token();
+    running.spawn_critical("probe-server", {
+        let stop = stop.clone();
+        async move {
+            if let Err(e) = http::serve(health_listener, probes, None, stop).await {
+                tracing::error!(error = %e, "the probe server failed");
+            }
+        }
+    });
+    running.spawn_critical("metrics-server", async move {
+        if let Err(e) = http::serve(metrics_listener, metrics, tls, stop).await {
+            tracing::error!(error = %e, "the metrics server failed");
+        }
+    });
+    run_until_stopped(running).await
+}
+
+/// Runs until SIGTERM or SIGINT (a graceful stop, exit 0) or until a critical task dies (exit 1,
+/// so that Kubernetes restarts the pod rather than keep one that is half gone).
+pub async fn run_until_stopped(mut running: crate::controller::Running) -> ExitCode {
+    let died = tokio::select! {
+        () = wait_for_signal() => None,
+        ended = running.critical() => Some(ended),
+    };
+    match &died {
+        None => tracing::info!(
+            "stopping: finishing the cycle in flight, flushing the decision log, releasing the Lease"
+        ),
+        Some(ended) => tracing::error!(error = %ended, "stopping: a critical task died"),
     }
-    tracing::info!("stopped");
-    ExitCode::SUCCESS
+    running.shutdown().await;
+    match died {
+        None => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Some(ended) => fail(&ended.to_string(), 1),
+    }
 }
 
 async fn wait_for_signal() {

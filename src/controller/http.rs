@@ -19,53 +19,26 @@ use k8s_openapi::api::authorization::v1::{
     NonResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
 use kube::api::{Api, PostParams};
-use serde::Serialize;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use wva_actors::publisher::{Gather, Publisher};
 
-/// What `/readyz` reports.
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Health {
-    /// The initial lists of VAs, Deployments and Pods are in.
-    pub watches_synced: bool,
-    pub leader: bool,
-    /// The last metrics read worked.
-    pub prometheus_ok: bool,
-    /// Why the last read failed, when it did (the safety net decides meanwhile).
-    pub prometheus_error: Option<String>,
-    pub cycles: u64,
-}
-
-/// Shared between the cycle loop and the probes.
-pub type SharedHealth = Arc<Mutex<Health>>;
+use super::health::HealthReceiver;
+use super::ops::Ops;
 
 /// `/healthz` and `/readyz`. Ready once the watches are synced: a Prometheus outage keeps the
 /// controller ready (it runs on the safety net) and the body says so.
-pub fn probes(health: SharedHealth) -> Router {
+pub fn probes(health: HealthReceiver) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/readyz",
-            get(|State(h): State<SharedHealth>| async move {
-                let h = h.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                let status = if h.watches_synced {
+            get(|State(h): State<HealthReceiver>| async move {
+                let h = h.borrow().clone();
+                let (ready, summary) = h.summary();
+                let status = if ready {
                     StatusCode::OK
                 } else {
                     StatusCode::SERVICE_UNAVAILABLE
-                };
-                let summary = if !h.watches_synced {
-                    "not ready: waiting for the initial lists of VariantAutoscalings, Deployments and Pods".to_string()
-                } else if !h.prometheus_ok && h.cycles > 0 {
-                    format!(
-                        "ready, degraded: Prometheus read failed ({}); the safety net decides until it recovers",
-                        h.prometheus_error.as_deref().unwrap_or("unknown")
-                    )
-                } else if !h.leader {
-                    "ready: standing by (another instance holds the leader Lease)".to_string()
-                } else {
-                    "ready".to_string()
                 };
                 let body = serde_json::json!({"status": summary, "detail": h});
                 (status, axum::Json(body))
@@ -155,15 +128,22 @@ impl Authorizer {
 #[derive(Clone)]
 struct MetricsState {
     publisher: Addr<Publisher>,
+    ops: Option<Ops>,
     authorizer: Option<Authorizer>,
 }
 
-/// The metrics endpoint; with an authorizer, only admitted callers get the page.
-pub fn metrics(publisher: Addr<Publisher>, authorizer: Option<Authorizer>) -> Router {
+/// The metrics endpoint: the published series, then the controller's own health series. With
+/// an authorizer, only admitted callers get the page.
+pub fn metrics(
+    publisher: Addr<Publisher>,
+    ops: Option<Ops>,
+    authorizer: Option<Authorizer>,
+) -> Router {
     Router::new()
         .route("/metrics", get(serve_metrics))
         .with_state(MetricsState {
             publisher,
+            ops,
             authorizer,
         })
 }
@@ -195,66 +175,62 @@ async fn serve_metrics(State(s): State<MetricsState>, headers: HeaderMap) -> Res
         }
     }
     match s.publisher.send(Gather).await {
-        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
+        Ok(mut text) => {
+            if let Some(ops) = &s.ops {
+                text.push_str(&ops.text());
+            }
+            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+        }
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "publisher stopped\n").into_response(),
     }
 }
 
 /// Binds `address` (before anything else starts, so that a taken port fails start-up).
-pub async fn bind(address: &str, what: &str) -> Result<TcpListener, String> {
+pub fn bind(address: &str, what: &str) -> Result<std::net::TcpListener, String> {
     let addr: SocketAddr = address
         .parse()
         .map_err(|_| format!("{what}: expected host:port, got {address:?}"))?;
-    TcpListener::bind(addr)
-        .await
+    std::net::TcpListener::bind(addr)
         .map_err(|e| format!("{what}: cannot listen on {address}: {e}"))
 }
 
-/// Serves `router` on `listener`, over TLS when a configuration is given, until `stop`.
+/// How long a client may take to send its request headers.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long requests in flight may finish after the stop.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// Serves `router` on `listener` (over TLS when a configuration is given) until `stop`.
 pub async fn serve(
-    listener: TcpListener,
+    listener: std::net::TcpListener,
     router: Router,
     tls: Option<Arc<rustls::ServerConfig>>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let Some(tls) = tls else {
-        let _ = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = crate::controller::stopped(&mut stop).await;
-            })
-            .await;
-        return;
-    };
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "metrics: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = crate::controller::stopped(&mut stop) => return,
-        };
-        let (acceptor, router) = (acceptor.clone(), router.clone());
-        tokio::spawn(async move {
-            // A client that never finishes its handshake must not hold a task forever.
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
-                .await
-            {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "metrics: TLS handshake failed");
-                    return;
-                }
-                Err(_) => return,
-            };
-            let service = hyper_util::service::TowerToHyperService::new(router);
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                .await;
-        });
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let handle = axum_server::Handle::<SocketAddr>::new();
+    let shutdown = handle.clone();
+    tokio::spawn(async move {
+        stop.cancelled().await;
+        shutdown.graceful_shutdown(Some(DRAIN));
+    });
+    let service = router.into_make_service();
+    match tls {
+        None => {
+            let mut server = axum_server::from_tcp(listener)?.handle(handle);
+            server
+                .http_builder()
+                .http1()
+                .header_read_timeout(Some(HEADER_READ_TIMEOUT));
+            server.serve(service).await
+        }
+        Some(config) => {
+            let config = axum_server::tls_rustls::RustlsConfig::from_config(config);
+            let mut server =
+                axum_server::tls_rustls::from_tcp_rustls(listener, config)?.handle(handle);
+            server
+                .http_builder()
+                .http1()
+                .header_read_timeout(Some(HEADER_READ_TIMEOUT));
+            server.serve(service).await
+        }
     }
 }

@@ -9,6 +9,7 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, ObjectMeta, PostParams};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// Timing of the election (controller-runtime's defaults).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,10 +179,10 @@ impl Elector {
             .map(|_| ())
     }
 
-    /// Campaigns until `stop` turns true, publishing leadership on `leader`. Leadership is
+    /// Campaigns until `stop`, publishing leadership on `leader`. Leadership is
     /// dropped at once when renewal fails past the renew deadline; on stop the Lease is
     /// released if held.
-    pub async fn run(self, leader: watch::Sender<bool>, mut stop: watch::Receiver<bool>) {
+    pub async fn run(self, leader: watch::Sender<bool>, stop: CancellationToken) {
         let mut last_renewed: Option<tokio::time::Instant> = None;
         loop {
             let held = match self.try_acquire_or_renew().await {
@@ -211,7 +212,7 @@ impl Elector {
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.timing.retry_period) => {}
-                _ = crate::controller::stopped(&mut stop) => break,
+                () = stop.cancelled() => break,
             }
         }
         if *leader.borrow() {

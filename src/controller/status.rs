@@ -1,22 +1,14 @@
-//! VA status and Events. The pure half turns what the actors decided into the four conditions
-//! and the `desiredOptimizedAlloc` of a VA, and into the Events a user sees in
-//! `kubectl describe`; the actor half writes them (server-side apply of the status subresource,
-//! Events through the events API), in order, and only while this instance leads.
+//! VA status and Events, pure: what the actors decided becomes the four conditions and the
+//! `desiredOptimizedAlloc` of a VA (typed, as `crd::VariantAutoscalingStatus`), and the Events a
+//! user sees in `kubectl describe`. `status_writer` writes them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
-use actix::prelude::*;
-use k8s_openapi::api::core::v1::ObjectReference;
-use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
-use wva_actors::messages::{
-    MetricsState, OptimizationState, StatusBatch, StatusUpdate, Timestamp, VariantKey,
-};
+use wva_actors::messages::{MetricsState, OptimizationState, StatusUpdate, Timestamp};
 
 use super::inventory::VaRef;
-use crate::crd::VariantAutoscaling;
+use crate::crd::{Condition, CurrentAlloc, OptimizedAlloc, VariantAutoscalingStatus};
 
 /// Field manager of the status writes.
 pub const STATUS_FIELD_MANAGER: &str = "wva-controller-status";
@@ -219,15 +211,14 @@ pub fn invalid_status(problem: &str) -> VaStatus {
 /// keeps its time.
 pub type Transitions = HashMap<&'static str, (bool, String)>;
 
-/// The server-side-apply body of a VA's status. A condition keeps `since` unless its status
-/// changed.
-pub fn apply_body(
+/// The typed status of a VA. A condition keeps its transition time unless its status changed.
+pub fn typed_status(
     va: &VaRef,
     status: &VaStatus,
     transitions: &mut Transitions,
     now: &str,
-) -> Value {
-    let conditions: Vec<Value> = status
+) -> VariantAutoscalingStatus {
+    let conditions = status
         .conditions
         .iter()
         .map(|c| {
@@ -238,37 +229,50 @@ pub fn apply_body(
                     now.to_string()
                 }
             };
-            json!({
-                "type": c.type_,
-                "status": if c.status { "True" } else { "False" },
-                "reason": c.reason,
-                "message": truncate(&c.message, 1024),
-                "lastTransitionTime": time,
-                "observedGeneration": va.generation,
-            })
+            Condition {
+                type_: c.type_.to_string(),
+                status: if c.status { "True" } else { "False" }.to_string(),
+                reason: c.reason.clone(),
+                message: truncate(&c.message, 1024),
+                last_transition_time: Some(time),
+                observed_generation: va.generation,
+            }
         })
         .collect();
-    let desired = match &status.desired {
-        Some((n, acc, at)) => json!({
-            "numReplicas": n,
-            "accelerator": acc,
-            "lastRunTime": crate::timefmt::format_time(*at),
-        }),
-        None => json!({}),
+    let desired_optimized_alloc = match &status.desired {
+        Some((n, acc, at)) => OptimizedAlloc {
+            num_replicas: Some(count(*n)),
+            accelerator: Some(acc.clone()),
+            last_run_time: Some(crate::timefmt::format_time(*at)),
+        },
+        None => OptimizedAlloc::default(),
     };
-    let mut body = json!({
+    VariantAutoscalingStatus {
+        desired_optimized_alloc,
+        current_alloc: status.current.as_ref().map(|(n, acc)| CurrentAlloc {
+            num_replicas: count(*n),
+            accelerator: Some(acc.clone()),
+        }),
+        conditions,
+    }
+}
+
+/// A replica count as the API's int32.
+fn count(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// The server-side-apply patch of a VA's status subresource.
+pub fn apply_patch(va: &VaRef, status: &VariantAutoscalingStatus) -> Value {
+    json!({
         "apiVersion": "llmd.ai/v1alpha1",
         "kind": "VariantAutoscaling",
         "metadata": {"name": va.name, "namespace": va.namespace},
-        "status": {"desiredOptimizedAlloc": desired, "conditions": conditions},
-    });
-    if let Some((n, acc)) = &status.current {
-        body["status"]["currentAlloc"] = json!({"numReplicas": n, "accelerator": acc});
-    }
-    body
+        "status": status,
+    })
 }
 
-fn truncate(s: &str, max: usize) -> String {
+pub(crate) fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();
     }
@@ -288,7 +292,7 @@ pub struct EventSpec {
 }
 
 impl EventSpec {
-    fn warning(reason: &'static str, note: impl Into<String>) -> Self {
+    pub fn warning(reason: &'static str, note: impl Into<String>) -> Self {
         Self {
             warning: true,
             reason,
@@ -341,290 +345,10 @@ pub fn decision_events(update: &StatusUpdate, was_safety_net: bool) -> Vec<Event
     out
 }
 
-// ---------------------------------------------------------------------------------------------
-// The writer.
-
-/// A write, applied in order by one task.
-#[derive(Debug)]
-enum Write {
-    Status(VaRef, Value),
-    Event(ObjectReference, EventSpec),
-}
-
-fn va_reference(va: &VaRef) -> ObjectReference {
-    ObjectReference {
-        api_version: Some("llmd.ai/v1alpha1".into()),
-        kind: Some("VariantAutoscaling".into()),
-        name: Some(va.name.clone()),
-        namespace: Some(va.namespace.clone()),
-        uid: va.uid.clone(),
-        ..Default::default()
-    }
-}
-
-/// Writes VA statuses and Events. Only the leader writes; a follower keeps its bookkeeping
-/// so that it can take over.
-#[derive(Debug)]
-pub struct StatusWriter {
-    writes: mpsc::UnboundedSender<Write>,
-    leader: bool,
-    /// Variant → the VA its status goes to.
-    bindings: HashMap<VariantKey, VaRef>,
-    problems: HashMap<(String, String), String>,
-    transitions: HashMap<(String, String), Transitions>,
-    safety_net: HashMap<VariantKey, bool>,
-}
-
-impl StatusWriter {
-    /// Starts the writer; its write task runs on the current tokio runtime.
-    pub fn start(client: kube::Client, reporter: Reporter, leader: bool) -> Addr<Self> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(write_loop(client, reporter, rx));
-        Self {
-            writes: tx,
-            leader,
-            bindings: HashMap::new(),
-            problems: HashMap::new(),
-            transitions: HashMap::new(),
-            safety_net: HashMap::new(),
-        }
-        .start()
-    }
-
-    fn write_status(&mut self, va: &VaRef, status: &VaStatus) {
-        if !self.leader {
-            return;
-        }
-        let now = crate::timefmt::format_time(crate::timefmt::wall_clock());
-        let transitions = self
-            .transitions
-            .entry((va.namespace.clone(), va.name.clone()))
-            .or_default();
-        let body = apply_body(va, status, transitions, &now);
-        let _ = self.writes.send(Write::Status(va.clone(), body));
-    }
-
-    fn event(&self, va: &VaRef, event: EventSpec) {
-        self.event_on(va_reference(va), event);
-    }
-
-    fn event_on(&self, regarding: ObjectReference, event: EventSpec) {
-        if self.leader {
-            let _ = self.writes.send(Write::Event(regarding, event));
-        }
-    }
-
-    /// The target is missing: the status says so and a Warning Event is raised.
-    fn report_missing_target(&mut self, va: &VaRef, message: String) {
-        let status = missing_target_status(&message, self.problem(va));
-        self.write_status(va, &status);
-        self.event(va, EventSpec::warning("DeploymentNotFound", message));
-    }
-
-    fn problem(&self, va: &VaRef) -> Option<&str> {
-        self.problems
-            .get(&(va.namespace.clone(), va.name.clone()))
-            .map(String::as_str)
-    }
-}
-
-impl Actor for StatusWriter {
-    type Context = Context<Self>;
-}
-
-impl Handler<StatusBatch> for StatusWriter {
-    type Result = ();
-    fn handle(&mut self, batch: StatusBatch, _: &mut Context<Self>) {
-        let mut decided: BTreeMap<VaRef, Vec<&StatusUpdate>> = BTreeMap::new();
-        for update in &batch.0 {
-            match update {
-                StatusUpdate::Decided {
-                    variant,
-                    optimization,
-                    ..
-                } => {
-                    let Some(va) = self.bindings.get(variant).cloned() else {
-                        continue;
-                    };
-                    let was = self.safety_net.insert(
-                        variant.clone(),
-                        matches!(optimization, OptimizationState::SafetyNet(_)),
-                    );
-                    for e in decision_events(update, was.unwrap_or(false)) {
-                        self.event(&va, e);
-                    }
-                    decided.entry(va).or_default().push(update);
-                }
-                StatusUpdate::TargetMissing {
-                    variant,
-                    deployment,
-                    deleted,
-                    ..
-                } => {
-                    let Some(va) = self.bindings.get(variant).cloned() else {
-                        continue;
-                    };
-                    let message = if *deleted {
-                        format!("Target deployment '{deployment}' no longer exists")
-                    } else {
-                        format!("Target deployment '{deployment}' not found")
-                    };
-                    self.safety_net.remove(variant);
-                    self.report_missing_target(&va, message);
-                }
-            }
-        }
-        for (va, updates) in decided {
-            if let Some(status) = decided_status(&updates, self.problem(&va)) {
-                self.write_status(&va, &status);
-            }
-        }
-    }
-}
-
-/// Status bookkeeping from the inventory's changes.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub enum WriterNote {
-    /// A variant's status goes to this VA (`None`: the variant is gone).
-    Bind(VariantKey, Option<VaRef>),
-    /// A VA's configuration problem (`None`: fixed).
-    Problem(VaRef, Option<String>),
-    /// A VA uses the deprecated `perfParms`.
-    Deprecated(VaRef),
-    /// A discovery-mode VA matches no Deployment.
-    NoTargets(VaRef, String),
-    /// Entries of a configuration ConfigMap that were skipped (Warning Events on it).
-    ConfigProblems {
-        namespace: String,
-        config_map: String,
-        problems: Vec<String>,
-    },
-    /// Leadership gained or lost.
-    Leader(bool),
-}
-
-impl Handler<WriterNote> for StatusWriter {
-    type Result = ();
-    fn handle(&mut self, note: WriterNote, _: &mut Context<Self>) {
-        match note {
-            WriterNote::Bind(variant, Some(va)) => {
-                self.bindings.insert(variant, va);
-            }
-            WriterNote::Bind(variant, None) => {
-                self.bindings.remove(&variant);
-                self.safety_net.remove(&variant);
-            }
-            WriterNote::Problem(va, Some(problem)) => {
-                tracing::warn!(va = %format!("{}/{}", va.namespace, va.name), %problem, "invalid VariantAutoscaling");
-                self.problems
-                    .insert((va.namespace.clone(), va.name.clone()), problem.clone());
-                let bound = self
-                    .bindings
-                    .values()
-                    .any(|b| b.namespace == va.namespace && b.name == va.name);
-                if !bound {
-                    // Nothing will be decided for it: say so in its status now.
-                    self.write_status(&va, &invalid_status(&problem));
-                }
-                self.event(&va, EventSpec::warning("InvalidConfiguration", problem));
-            }
-            WriterNote::Problem(va, None) => {
-                self.problems
-                    .remove(&(va.namespace.clone(), va.name.clone()));
-            }
-            WriterNote::Deprecated(va) => {
-                tracing::warn!(va = %format!("{}/{}", va.namespace, va.name), "Deprecated: spec.modelProfile.accelerators[].perfParms is ignored; the controller learns these parameters");
-                self.event(
-                    &va,
-                    EventSpec::warning(
-                        "Deprecated",
-                        "spec.modelProfile.accelerators[].perfParms is ignored: the controller learns the latency parameters itself; remove the field",
-                    ),
-                );
-            }
-            WriterNote::NoTargets(va, why) => self.report_missing_target(&va, why),
-            WriterNote::ConfigProblems {
-                namespace,
-                config_map,
-                problems,
-            } => {
-                let regarding = ObjectReference {
-                    api_version: Some("v1".into()),
-                    kind: Some("ConfigMap".into()),
-                    name: Some(config_map),
-                    namespace: Some(namespace),
-                    ..Default::default()
-                };
-                for p in problems {
-                    self.event_on(
-                        regarding.clone(),
-                        EventSpec::warning("InvalidConfiguration", p),
-                    );
-                }
-            }
-            WriterNote::Leader(leader) => {
-                self.leader = leader;
-                if leader {
-                    // Statuses written by another leader carry its transition times.
-                    self.transitions.clear();
-                }
-            }
-        }
-    }
-}
-
-async fn write_loop(
-    client: kube::Client,
-    reporter: Reporter,
-    mut rx: mpsc::UnboundedReceiver<Write>,
-) {
-    let recorder = Recorder::new(client.clone(), reporter);
-    let params = PatchParams::apply(STATUS_FIELD_MANAGER).force();
-    while let Some(write) = rx.recv().await {
-        match write {
-            Write::Status(va, body) => {
-                let api: Api<VariantAutoscaling> = Api::namespaced(client.clone(), &va.namespace);
-                match api
-                    .patch_status(&va.name, &params, &Patch::Apply(&body))
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(e)) if e.code == 404 => {
-                        tracing::debug!(va = %va.name, "VA gone before its status was written");
-                    }
-                    Err(e) => {
-                        tracing::warn!(va = %format!("{}/{}", va.namespace, va.name), error = %e, "cannot write the VA status");
-                    }
-                }
-            }
-            Write::Event(regarding, event) => {
-                let e = Event {
-                    type_: if event.warning {
-                        EventType::Warning
-                    } else {
-                        EventType::Normal
-                    },
-                    reason: event.reason.to_string(),
-                    note: Some(truncate(&event.note, 1000)),
-                    action: if regarding.kind.as_deref() == Some("ConfigMap") {
-                        "LoadConfiguration".into()
-                    } else {
-                        "Autoscale".into()
-                    },
-                    secondary: None,
-                };
-                if let Err(err) = recorder.publish(&e, &regarding).await {
-                    tracing::warn!(regarding = ?regarding.name, error = %err, "cannot publish an Event");
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wva_actors::messages::VariantKey;
     use wva_actors::policy::FallbackSource;
 
     fn decided(
@@ -699,7 +423,8 @@ mod tests {
             uid: None,
             generation: Some(4),
         };
-        let body = apply_body(&va, &s, &mut Transitions::new(), "2026-01-01T00:00:00Z");
+        let typed = typed_status(&va, &s, &mut Transitions::new(), "2026-01-01T00:00:00Z");
+        let body = apply_patch(&va, &typed);
         assert_eq!(body["status"]["desiredOptimizedAlloc"], json!({}));
         assert!(
             body["status"]["conditions"]
@@ -721,8 +446,8 @@ mod tests {
         let mut t = Transitions::new();
         let ok = decided(3, None, MetricsState::Found, OptimizationState::Succeeded);
         let s = decided_status(&[&ok], None).expect("status");
-        apply_body(&va, &s, &mut t, "T1");
-        let body = apply_body(&va, &s, &mut t, "T2");
+        typed_status(&va, &s, &mut t, "T1");
+        let body = apply_patch(&va, &typed_status(&va, &s, &mut t, "T2"));
         assert_eq!(body["status"]["conditions"][0]["lastTransitionTime"], "T1");
         let err = decided(
             3,
@@ -731,7 +456,7 @@ mod tests {
             OptimizationState::SafetyNet(FallbackSource::CurrentReplicas),
         );
         let s = decided_status(&[&err], None).expect("status");
-        let body = apply_body(&va, &s, &mut t, "T3");
+        let body = apply_patch(&va, &typed_status(&va, &s, &mut t, "T3"));
         assert_eq!(
             body["status"]["conditions"][0]["lastTransitionTime"], "T1",
             "TargetResolved did not change"

@@ -78,6 +78,8 @@ struct Store {
     /// Paths of every request, for scoping checks.
     requests: Vec<String>,
     crd_installed: bool,
+    /// Status writes answer this code after this delay, while set.
+    status_fault: Option<(u16, Duration)>,
     /// token -> username; allowed users for GET /metrics.
     tokens: BTreeMap<String, String>,
     allowed: Vec<String>,
@@ -165,6 +167,15 @@ impl FakeApi {
             }
         });
         kube::Client::new(service, "default")
+    }
+
+    /// Status writes fail with `code` after `delay` until `heal_status_writes`.
+    pub fn fail_status_writes(&self, code: u16, delay: Duration) {
+        self.store.lock().unwrap().status_fault = Some((code, delay));
+    }
+
+    pub fn heal_status_writes(&self) {
+        self.store.lock().unwrap().status_fault = None;
     }
 
     pub fn set_crd_installed(&self, installed: bool) {
@@ -291,6 +302,17 @@ impl FakeApi {
         let path = parts.uri.path().to_string();
         let query = parts.uri.query().unwrap_or("").to_string();
         let method = parts.method.as_str().to_string();
+        let fault = self.store.lock().unwrap().status_fault;
+        if let Some((code, delay)) =
+            fault.filter(|_| method == "PATCH" && path.ends_with("/status"))
+        {
+            tokio::time::sleep(delay).await;
+            return status_error(code, "InternalError", "injected status-write failure");
+        }
+        self.answer(path, query, method, body)
+    }
+
+    fn answer(&self, path: String, query: String, method: String, body: Value) -> Response<Body> {
         let mut s = self.store.lock().unwrap();
         s.requests.push(format!("{method} {path}?{query}"));
         if method != "GET" {
@@ -526,6 +548,7 @@ pub fn scripted_metrics(model_of: fn(&str) -> &'static str) -> wva::controller::
                 metrics: Metrics::Read(Arc::new(snapshot)),
                 kv_sources: Vec::new(),
                 warnings: Vec::new(),
+                failures: Vec::new(),
             }
         })
     })
@@ -541,6 +564,7 @@ pub fn failing_metrics() -> wva::controller::MetricsSource {
                 ),
                 kv_sources: Vec::new(),
                 warnings: Vec::new(),
+                failures: Vec::new(),
             }
         })
     })

@@ -26,6 +26,10 @@ pub struct Published {
     pub desired: u32,
     pub current: u32,
     pub change: Option<ScalingChange>,
+    /// The safety net chose the desired count (`wva_safety_net_active`).
+    pub safety_net: bool,
+    /// No series matched the variant's pods (`wva_metrics_missing`).
+    pub metrics_missing: bool,
 }
 
 /// How the metrics of a variant stood in a cycle (the `MetricsAvailable` condition).
@@ -155,6 +159,8 @@ pub fn cycle_outputs(
             desired: target.target,
             current: target.current_replicas,
             change,
+            safety_net: decision.safety_net && target.fallback_source.is_some(),
+            metrics_missing: facts.metrics == MetricsState::Missing,
         });
     }
     out

@@ -1,0 +1,57 @@
+//! The decision side's own health series (CONTRACT section 16), with upstream v0.9's `wva_*`
+//! names where the meaning is the same. The handles are cheap to clone and safe to use from any
+//! thread; they are registered in the registry the controller's metrics endpoint serves (or in a
+//! private one nobody reads, in the simulator and the tests).
+
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+
+/// Durations of one model's decision, seconds.
+const DECISION_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+/// Health series of the actors.
+#[derive(Debug, Clone)]
+pub struct Telemetry {
+    /// `wva_model_decision_duration_seconds`: one model's cycle, from fan-out to outputs.
+    pub model_decision_seconds: Histogram,
+    /// `wva_decision_log_writes_total{result}`: appends and flushes, `ok` or `error`.
+    pub log_writes: IntCounterVec,
+    /// `wva_variant_actor_restarts_total`: variant actors restarted after refusing bad input.
+    pub variant_restarts: IntCounter,
+}
+
+impl Telemetry {
+    /// The series, registered in `registry`.
+    pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let t = Self::unregistered()?;
+        registry.register(Box::new(t.model_decision_seconds.clone()))?;
+        registry.register(Box::new(t.log_writes.clone()))?;
+        registry.register(Box::new(t.variant_restarts.clone()))?;
+        Ok(t)
+    }
+
+    /// The series, registered nowhere (simulations, tests).
+    pub fn unregistered() -> Result<Self, prometheus::Error> {
+        Ok(Self {
+            model_decision_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "wva_model_decision_duration_seconds",
+                    "Time to decide one model in a cycle: its variants' signals, the policy, the outputs.",
+                )
+                .buckets(DECISION_BUCKETS.to_vec()),
+            )?,
+            log_writes: IntCounterVec::new(
+                Opts::new(
+                    "wva_decision_log_writes_total",
+                    "Decision-log appends and flushes, by result (ok, error).",
+                ),
+                &["result"],
+            )?,
+            variant_restarts: IntCounter::new(
+                "wva_variant_actor_restarts_total",
+                "Variant actors restarted after they refused their input.",
+            )?,
+        })
+    }
+}

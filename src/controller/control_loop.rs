@@ -1,0 +1,361 @@
+//! The control loop: the one owner of the controller's view of the cluster. It holds the
+//! inventory, the ConfigMaps' data and the policy settings, and selects on the watch streams,
+//! the ticker, leadership changes, test commands and the stop token. Nothing here is shared
+//! behind a lock: the loop hands the actors messages and publishes its health on a channel.
+//!
+//! A cycle's Prometheus read runs beside the loop (the watches keep flowing meanwhile, so a
+//! deleted Deployment is still handled at once); when it completes, the loop sends the tick.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use kube::runtime::watcher;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use wva_actors::messages::{Metrics, ModelKey, PolicySettings};
+use wva_actors::policy::OperatingMode;
+use wva_actors::publisher::SetActive;
+use wva_actors::registry::{
+    CycleSummary, DeploymentEvent, RemoveVariant, Tick, UpdateSettings, UpsertVariant,
+};
+use wva_actors::system::ActorSystem;
+
+use super::config_maps::ConfigData;
+use super::health::{Health, HealthSender};
+use super::inventory::{Change, Inventory, Kind};
+use super::ops::Ops;
+use super::status_writer::{StatusWriter, WriterNote};
+use super::watches::{WatchStream, Watched, to_inventory};
+use super::{MetricsSource, tasks::TaskEnded};
+use crate::config::settings::Settings;
+use crate::poller::{PollPlan, PollReport};
+use crate::timefmt::wall_clock;
+
+/// Requests from outside the loop (tests).
+#[derive(Debug)]
+pub enum Command {
+    /// Run a cycle now; answered when it is decided and published.
+    CycleNow(oneshot::Sender<()>),
+}
+
+/// Everything the loop owns.
+pub struct ControlLoop {
+    pub settings: Settings,
+    pub inventory: Inventory,
+    pub config: ConfigData,
+    pub policy: PolicySettings,
+    pub actors: ActorSystem,
+    pub writer: actix::Addr<StatusWriter>,
+    pub metrics: MetricsSource,
+    pub health: HealthSender,
+    pub leader: watch::Receiver<bool>,
+    pub ops: Ops,
+}
+
+impl std::fmt::Debug for ControlLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlLoop").finish_non_exhaustive()
+    }
+}
+
+/// A metrics read in flight, and who waits for the cycle it starts.
+struct Read {
+    report: BoxFuture<'static, PollReport>,
+    started: Instant,
+    waiters: Vec<oneshot::Sender<()>>,
+}
+
+impl ControlLoop {
+    /// Runs until `stop`; returns an error when the watches end, which never happens while the
+    /// API server answers (they retry with backoff), so an end means the loop cannot see the
+    /// cluster any more and the process should be restarted.
+    pub async fn run(
+        mut self,
+        mut watches: WatchStream,
+        mut commands: mpsc::Receiver<Command>,
+        stop: CancellationToken,
+    ) -> Result<(), TaskEnded> {
+        let mut ticker = tokio::time::interval(self.settings.reconciliation_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut read: Option<Read> = None;
+        let mut queued: Vec<oneshot::Sender<()>> = Vec::new();
+        let mut leader = self.leader.clone();
+        let leading = *leader.borrow_and_update();
+        self.leadership(leading).await;
+        // Without leader election nobody sends on the channel: stop listening to it.
+        let mut elected = true;
+        let mut commanded = true;
+        loop {
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                changed = leader.changed(), if elected => {
+                    if changed.is_err() {
+                        // No elector (always the leader), or it is gone: then the process
+                        // ends through its critical set.
+                        elected = false;
+                        continue;
+                    }
+                    let leading = *leader.borrow_and_update();
+                    self.leadership(leading).await;
+                }
+                report = async { (&mut read.as_mut().expect("guarded").report).await }, if read.is_some() => {
+                    let Read { started, waiters, .. } = read.take().expect("guarded");
+                    self.decide(report, started).await;
+                    for w in waiters {
+                        let _ = w.send(());
+                    }
+                    if !queued.is_empty() {
+                        read = self.start_read(std::mem::take(&mut queued));
+                    }
+                }
+                command = commands.recv(), if commanded => match command {
+                    Some(Command::CycleNow(done)) => match &mut read {
+                        // One read at a time: a request during a read gets the next cycle.
+                        Some(_) => queued.push(done),
+                        None => read = self.start_read(vec![done]),
+                    },
+                    None => commanded = false,
+                },
+                _ = ticker.tick() => {
+                    if read.is_none() {
+                        read = self.start_read(Vec::new());
+                    }
+                }
+                event = watches.next() => match event {
+                    Some(Ok(event)) => self.handle(event).await,
+                    Some(Err(e)) => {
+                        self.ops.watch_errors.with_label_values(&[e.resource]).inc();
+                        tracing::warn!(resource = e.resource, error = %e.error, "watch error; retrying with backoff");
+                    }
+                    None => {
+                        return Err(TaskEnded {
+                            task: "control-loop",
+                            how: "lost its watches".into(),
+                        });
+                    }
+                },
+            }
+        }
+        // A cycle in flight is finished before stopping: its decision is logged and published.
+        if let Some(Read {
+            report,
+            started,
+            waiters,
+        }) = read
+        {
+            self.decide(report.await, started).await;
+            for w in waiters {
+                let _ = w.send(());
+            }
+        }
+        Ok(())
+    }
+
+    async fn leadership(&mut self, leading: bool) {
+        let _ = self.actors.publisher.send(SetActive(leading)).await;
+        let _ = self.writer.send(WriterNote::Leader(leading)).await;
+        self.health.send_modify(|h| h.leader = leading);
+    }
+
+    /// Starts a cycle's metrics read, unless this instance follows or the view is not synced.
+    fn start_read(&self, waiters: Vec<oneshot::Sender<()>>) -> Option<Read> {
+        // Followers neither read nor decide: the leader's log is the one that counts.
+        if !*self.leader.borrow() || !self.inventory.ready() {
+            for w in waiters {
+                let _ = w.send(());
+            }
+            return None;
+        }
+        let models = self.inventory.models();
+        let plan = PollPlan {
+            namespaces: self.settings.watch_namespace.iter().cloned().collect(),
+            serving: self.policy.mode != OperatingMode::CapacityOnly,
+            request_counts: models
+                .iter()
+                .filter_map(|m: &ModelKey| {
+                    let (on, retention) = self.policy.scale_to_zero_for(m);
+                    on.then(|| (m.clone(), retention))
+                })
+                .collect(),
+        };
+        let span = tracing::info_span!("metrics_read", models = models.len());
+        Some(Read {
+            report: Box::pin((self.metrics)(plan, self.inventory.pod_index()).instrument(span)),
+            started: Instant::now(),
+            waiters,
+        })
+    }
+
+    /// Decides every model on a finished read, and publishes the loop's health.
+    async fn decide(&mut self, report: PollReport, started: Instant) {
+        self.ops
+            .read_seconds
+            .observe(started.elapsed().as_secs_f64());
+        for w in &report.warnings {
+            tracing::warn!(warning = %w, "metrics read");
+        }
+        for failure in &report.failures {
+            self.ops
+                .read_errors
+                .with_label_values(&[failure.query_type, failure.reason])
+                .inc();
+        }
+        let status = match &report.metrics {
+            Metrics::Read(_) => "success",
+            Metrics::Failed(e) => {
+                tracing::warn!(error = %e, "metrics read failed; the safety net decides this cycle");
+                "error"
+            }
+        };
+        self.health.send_modify(|h: &mut Health| {
+            h.cycles += 1;
+            h.prometheus_ok = status == "success";
+            h.prometheus_error = match &report.metrics {
+                Metrics::Failed(e) => Some(e.clone()),
+                Metrics::Read(_) => None,
+            };
+        });
+        if !report.kv_sources.is_empty() {
+            tracing::debug!(sources = ?report.kv_sources, "KV-cache metric names found");
+        }
+        let tick = Tick {
+            now: wall_clock(),
+            metrics: report.metrics,
+        };
+        let span = tracing::info_span!("cycle", status);
+        match self.actors.registry.send(tick).instrument(span).await {
+            Ok(summary) => self.cycle_done(&summary, status, started),
+            Err(e) => tracing::error!(error = %e, "cycle: the registry is gone"),
+        }
+    }
+
+    fn cycle_done(&self, summary: &CycleSummary, status: &str, started: Instant) {
+        self.ops
+            .cycle_seconds
+            .with_label_values(&[status])
+            .observe(started.elapsed().as_secs_f64());
+        self.ops.models.set(summary.models as i64);
+        self.ops.variants.set(summary.variants as i64);
+        tracing::info!(
+            models = summary.models,
+            variants = summary.variants,
+            changed = summary.changed,
+            safety_net_models = summary.safety_net_models,
+            "cycle done"
+        );
+    }
+
+    async fn handle(&mut self, event: Watched) {
+        let changes = match event {
+            Watched::ConfigMap(e) => self.config_map_event(e).await,
+            other => to_inventory(&mut self.inventory, other),
+        };
+        self.apply(changes).await;
+        let synced = self.inventory.ready();
+        self.health.send_if_modified(|h| {
+            let changed = h.watches_synced != synced;
+            h.watches_synced = synced;
+            changed
+        });
+    }
+
+    /// Hands the inventory's changes to the actors and the status writer, in order.
+    async fn apply(&self, changes: Vec<Change>) {
+        let at = wall_clock();
+        let registry = &self.actors.registry;
+        for change in changes {
+            match change {
+                Change::Deployment {
+                    namespace,
+                    name,
+                    state,
+                } => {
+                    let _ = registry
+                        .send(DeploymentEvent {
+                            namespace,
+                            name,
+                            state,
+                            at,
+                        })
+                        .await;
+                }
+                Change::Upsert(spec, va) => {
+                    let _ = self
+                        .writer
+                        .send(WriterNote::Bind(spec.key.clone(), Some(va)))
+                        .await;
+                    let _ = registry.send(UpsertVariant { spec, at }).await;
+                }
+                Change::Remove(key) => {
+                    let _ = registry.send(RemoveVariant(key.clone())).await;
+                    let _ = self.writer.send(WriterNote::Bind(key, None)).await;
+                }
+                Change::Problem(va, problem) => {
+                    let _ = self.writer.send(WriterNote::Problem(va, problem)).await;
+                }
+                Change::Deprecated(va) => {
+                    let _ = self.writer.send(WriterNote::Deprecated(va)).await;
+                }
+                Change::NoTargets(va, why) => {
+                    let _ = self.writer.send(WriterNote::NoTargets(va, why)).await;
+                }
+            }
+        }
+    }
+
+    /// A ConfigMap watch event: the policy settings and prices are rebuilt when a watched
+    /// ConfigMap changed, and skipped entries reported on it.
+    async fn config_map_event(&mut self, event: watcher::Event<ConfigMap>) -> Vec<Change> {
+        let outcome = self.config.apply(event);
+        for missing in &outcome.missing {
+            tracing::warn!(config_map = missing, namespace = %self.settings.pod_namespace, "ConfigMap not found: using the built-in values");
+        }
+        let mut changes = if outcome.relist_done {
+            self.inventory.relist_done(Kind::ConfigMap)
+        } else {
+            Vec::new()
+        };
+        if outcome.changed.is_empty() {
+            return changes;
+        }
+        let built = self.config.policy(&self.settings);
+        for name in &outcome.changed {
+            tracing::info!(config_map = name, version = %built.policy.scaling.version, "configuration changed; applies from the next cycle");
+            let mine: Vec<String> = built
+                .problems
+                .iter()
+                .filter(|p| p.starts_with(name))
+                .cloned()
+                .collect();
+            if !mine.is_empty() {
+                let _ = self
+                    .writer
+                    .send(WriterNote::ConfigProblems {
+                        namespace: self.settings.pod_namespace.clone(),
+                        config_map: name.to_string(),
+                        problems: mine,
+                    })
+                    .await;
+            }
+        }
+        for p in &built.problems {
+            tracing::warn!(problem = %p, "configuration");
+        }
+        self.policy = built.policy.clone();
+        let _ = self
+            .actors
+            .registry
+            .send(UpdateSettings(built.policy))
+            .await;
+        changes.extend(self.inventory.set_costs(built.costs));
+        changes
+    }
+}
+
+use k8s_openapi::api::core::v1::ConfigMap;
+
+/// How long the loop waits, at most, for a cycle requested by a test.
+pub const CYCLE_NOW_LIMIT: Duration = Duration::from_secs(60);

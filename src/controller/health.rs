@@ -1,0 +1,47 @@
+//! What `/readyz` reports, published by the control loop on a watch channel: the loop writes,
+//! the probes read a snapshot, nothing is locked.
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+/// The controller's health as the probes show it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Health {
+    /// The initial lists of VAs, Deployments, Pods and ConfigMaps are in.
+    pub watches_synced: bool,
+    pub leader: bool,
+    /// The last metrics read worked.
+    pub prometheus_ok: bool,
+    /// Why the last read failed, when it did (the safety net decides meanwhile).
+    pub prometheus_error: Option<String>,
+    pub cycles: u64,
+}
+
+/// The loop's end of the channel.
+pub type HealthSender = watch::Sender<Health>;
+/// What the probes hold.
+pub type HealthReceiver = watch::Receiver<Health>;
+
+impl Health {
+    /// The one-line summary `/readyz` leads with, and whether the pod is ready.
+    pub fn summary(&self) -> (bool, String) {
+        if !self.watches_synced {
+            return (
+                false,
+                "not ready: waiting for the initial lists of VariantAutoscalings, Deployments and Pods".into(),
+            );
+        }
+        let text = if !self.prometheus_ok && self.cycles > 0 {
+            format!(
+                "ready, degraded: Prometheus read failed ({}); the safety net decides until it recovers",
+                self.prometheus_error.as_deref().unwrap_or("unknown")
+            )
+        } else if !self.leader {
+            "ready: standing by (another instance holds the leader Lease)".to_string()
+        } else {
+            "ready".to_string()
+        };
+        (true, text)
+    }
+}

@@ -1,0 +1,399 @@
+//! Writes VA statuses and Events, only while this instance leads. The actor keeps the
+//! bookkeeping (which VA a variant's status goes to, configuration problems, transition times,
+//! who is on the safety net) and queues writes; a separate task sends them to the API server.
+//!
+//! The queue is bounded: statuses are coalesced per VA (a newer status replaces one not yet
+//! written, so at most one is pending per VA), and Events wait in a FIFO of at most
+//! [`MAX_PENDING_EVENTS`], the oldest dropped and counted when it is full. Each write has a
+//! timeout. The write task is restarted (and counted) if it ever dies.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use actix::prelude::*;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use serde_json::Value;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use wva_actors::messages::{OptimizationState, StatusBatch, StatusUpdate, VariantKey};
+
+use super::inventory::VaRef;
+use super::ops::Ops;
+use super::status::{
+    EventSpec, Transitions, VaStatus, apply_patch, decided_status, decision_events, invalid_status,
+    missing_target_status, truncate, typed_status,
+};
+use super::tasks::Current;
+use crate::crd::VariantAutoscaling;
+
+/// Field manager of the status writes.
+pub const STATUS_FIELD_MANAGER: &str = "wva-controller-status";
+/// Events waiting at most; past that the oldest is dropped (and counted).
+pub const MAX_PENDING_EVENTS: usize = 1024;
+/// One write to the API server, at most.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Writes waiting for the write task.
+#[derive(Debug, Default)]
+struct Pending {
+    /// The newest status of each VA, in the order the VAs first got one.
+    statuses: BTreeMap<(String, String), (VaRef, Value)>,
+    events: VecDeque<(ObjectReference, EventSpec)>,
+}
+
+/// The queue between the actor and the write task.
+#[derive(Debug, Default)]
+struct Queue {
+    pending: Mutex<Pending>,
+    ready: Notify,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        // A panic while holding the lock leaves whole entries only; keep going.
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The writer actor.
+#[derive(Debug)]
+pub struct StatusWriter {
+    queue: Arc<Queue>,
+    ops: Ops,
+    leader: bool,
+    /// Variant → the VA its status goes to.
+    bindings: HashMap<VariantKey, VaRef>,
+    problems: HashMap<(String, String), String>,
+    transitions: HashMap<(String, String), Transitions>,
+    safety_net: HashMap<VariantKey, bool>,
+}
+
+impl StatusWriter {
+    /// Starts the writer and its write task (on the current tokio runtime, restarted if it
+    /// dies, stopped by `stop`).
+    pub fn start(
+        client: kube::Client,
+        reporter: Reporter,
+        leader: bool,
+        ops: Ops,
+        stop: CancellationToken,
+        current: Current,
+    ) -> Addr<Self> {
+        let queue = Arc::new(Queue::default());
+        let restarts = ops.task_restarts.clone();
+        let (q, o) = (Arc::clone(&queue), ops.clone());
+        tokio::spawn(super::tasks::restarting(
+            "status-writer",
+            restarts,
+            stop,
+            Duration::from_secs(1),
+            current,
+            move || write_loop(client.clone(), reporter.clone(), Arc::clone(&q), o.clone()),
+        ));
+        Self {
+            queue,
+            ops,
+            leader,
+            bindings: HashMap::new(),
+            problems: HashMap::new(),
+            transitions: HashMap::new(),
+            safety_net: HashMap::new(),
+        }
+        .start()
+    }
+
+    fn write_status(&mut self, va: &VaRef, status: &VaStatus) {
+        if !self.leader {
+            return;
+        }
+        let now = crate::timefmt::format_time(crate::timefmt::wall_clock());
+        let transitions = self
+            .transitions
+            .entry((va.namespace.clone(), va.name.clone()))
+            .or_default();
+        let body = apply_patch(va, &typed_status(va, status, transitions, &now));
+        let mut pending = self.queue.lock();
+        let replaced = pending
+            .statuses
+            .insert((va.namespace.clone(), va.name.clone()), (va.clone(), body));
+        drop(pending);
+        if replaced.is_some() {
+            // Not an error: the newer status is the one that matters.
+            self.ops
+                .status_writes
+                .with_label_values(&["superseded"])
+                .inc();
+        }
+        self.queue.ready.notify_one();
+    }
+
+    fn event(&self, va: &VaRef, event: EventSpec) {
+        self.event_on(va_reference(va), event);
+    }
+
+    fn event_on(&self, regarding: ObjectReference, event: EventSpec) {
+        if !self.leader {
+            return;
+        }
+        let mut pending = self.queue.lock();
+        if pending.events.len() >= MAX_PENDING_EVENTS {
+            pending.events.pop_front();
+            self.ops.events.with_label_values(&["dropped"]).inc();
+        }
+        pending.events.push_back((regarding, event));
+        drop(pending);
+        self.queue.ready.notify_one();
+    }
+
+    /// The target is missing: the status says so and a Warning Event is raised.
+    fn report_missing_target(&mut self, va: &VaRef, message: String) {
+        let status = missing_target_status(&message, self.problem(va));
+        self.write_status(va, &status);
+        self.event(va, EventSpec::warning("DeploymentNotFound", message));
+    }
+
+    fn problem(&self, va: &VaRef) -> Option<&str> {
+        self.problems
+            .get(&(va.namespace.clone(), va.name.clone()))
+            .map(String::as_str)
+    }
+}
+
+fn va_reference(va: &VaRef) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("llmd.ai/v1alpha1".into()),
+        kind: Some("VariantAutoscaling".into()),
+        name: Some(va.name.clone()),
+        namespace: Some(va.namespace.clone()),
+        uid: va.uid.clone(),
+        ..Default::default()
+    }
+}
+
+impl Actor for StatusWriter {
+    type Context = Context<Self>;
+}
+
+impl Handler<StatusBatch> for StatusWriter {
+    type Result = ();
+    fn handle(&mut self, batch: StatusBatch, _: &mut Context<Self>) {
+        let mut decided: BTreeMap<VaRef, Vec<&StatusUpdate>> = BTreeMap::new();
+        for update in &batch.0 {
+            match update {
+                StatusUpdate::Decided {
+                    variant,
+                    optimization,
+                    ..
+                } => {
+                    let Some(va) = self.bindings.get(variant).cloned() else {
+                        continue;
+                    };
+                    let was = self.safety_net.insert(
+                        variant.clone(),
+                        matches!(optimization, OptimizationState::SafetyNet(_)),
+                    );
+                    for e in decision_events(update, was.unwrap_or(false)) {
+                        self.event(&va, e);
+                    }
+                    decided.entry(va).or_default().push(update);
+                }
+                StatusUpdate::TargetMissing {
+                    variant,
+                    deployment,
+                    deleted,
+                    ..
+                } => {
+                    let Some(va) = self.bindings.get(variant).cloned() else {
+                        continue;
+                    };
+                    let message = if *deleted {
+                        format!("Target deployment '{deployment}' no longer exists")
+                    } else {
+                        format!("Target deployment '{deployment}' not found")
+                    };
+                    self.safety_net.remove(variant);
+                    self.report_missing_target(&va, message);
+                }
+            }
+        }
+        for (va, updates) in decided {
+            if let Some(status) = decided_status(&updates, self.problem(&va)) {
+                self.write_status(&va, &status);
+            }
+        }
+    }
+}
+
+/// Status bookkeeping from the inventory's changes.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub enum WriterNote {
+    /// A variant's status goes to this VA (`None`: the variant is gone).
+    Bind(VariantKey, Option<VaRef>),
+    /// A VA's configuration problem (`None`: fixed).
+    Problem(VaRef, Option<String>),
+    /// A VA uses the deprecated `perfParms`.
+    Deprecated(VaRef),
+    /// A discovery-mode VA matches no Deployment.
+    NoTargets(VaRef, String),
+    /// Entries of a configuration ConfigMap that were skipped (Warning Events on it).
+    ConfigProblems {
+        namespace: String,
+        config_map: String,
+        problems: Vec<String>,
+    },
+    /// Leadership gained or lost.
+    Leader(bool),
+}
+
+impl Handler<WriterNote> for StatusWriter {
+    type Result = ();
+    fn handle(&mut self, note: WriterNote, _: &mut Context<Self>) {
+        match note {
+            WriterNote::Bind(variant, Some(va)) => {
+                self.bindings.insert(variant, va);
+            }
+            WriterNote::Bind(variant, None) => {
+                self.bindings.remove(&variant);
+                self.safety_net.remove(&variant);
+            }
+            WriterNote::Problem(va, Some(problem)) => {
+                tracing::warn!(va = %format!("{}/{}", va.namespace, va.name), %problem, "invalid VariantAutoscaling");
+                self.problems
+                    .insert((va.namespace.clone(), va.name.clone()), problem.clone());
+                let bound = self
+                    .bindings
+                    .values()
+                    .any(|b| b.namespace == va.namespace && b.name == va.name);
+                if !bound {
+                    // Nothing will be decided for it: say so in its status now.
+                    self.write_status(&va, &invalid_status(&problem));
+                }
+                self.event(&va, EventSpec::warning("InvalidConfiguration", problem));
+            }
+            WriterNote::Problem(va, None) => {
+                self.problems
+                    .remove(&(va.namespace.clone(), va.name.clone()));
+            }
+            WriterNote::Deprecated(va) => {
+                tracing::warn!(va = %format!("{}/{}", va.namespace, va.name), "Deprecated: spec.modelProfile.accelerators[].perfParms is ignored; the controller learns these parameters");
+                self.event(
+                    &va,
+                    EventSpec::warning(
+                        "Deprecated",
+                        "spec.modelProfile.accelerators[].perfParms is ignored: the controller learns the latency parameters itself; remove the field",
+                    ),
+                );
+            }
+            WriterNote::NoTargets(va, why) => self.report_missing_target(&va, why),
+            WriterNote::ConfigProblems {
+                namespace,
+                config_map,
+                problems,
+            } => {
+                let regarding = ObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("ConfigMap".into()),
+                    name: Some(config_map),
+                    namespace: Some(namespace),
+                    ..Default::default()
+                };
+                for p in problems {
+                    self.event_on(
+                        regarding.clone(),
+                        EventSpec::warning("InvalidConfiguration", p),
+                    );
+                }
+            }
+            WriterNote::Leader(leader) => {
+                self.leader = leader;
+                if leader {
+                    // Statuses written by another leader carry its transition times.
+                    self.transitions.clear();
+                } else {
+                    // A follower writes nothing, not even what was queued while it led.
+                    *self.queue.lock() = Pending::default();
+                }
+            }
+        }
+    }
+}
+
+/// Sends queued writes until the process stops: statuses first (newest per VA), then Events
+/// in order. Each write runs under its own span and a timeout.
+async fn write_loop(client: kube::Client, reporter: Reporter, queue: Arc<Queue>, ops: Ops) {
+    let recorder = Recorder::new(client.clone(), reporter);
+    let params = PatchParams::apply(STATUS_FIELD_MANAGER).force();
+    loop {
+        let (statuses, events) = {
+            let mut pending = queue.lock();
+            let p = std::mem::take(&mut *pending);
+            (p.statuses, p.events)
+        };
+        if statuses.is_empty() && events.is_empty() {
+            queue.ready.notified().await;
+            continue;
+        }
+        for ((namespace, name), (_, body)) in statuses {
+            let api: Api<VariantAutoscaling> = Api::namespaced(client.clone(), &namespace);
+            let patch = Patch::Apply(&body);
+            let write = api.patch_status(&name, &params, &patch);
+            let result = tokio::time::timeout(WRITE_TIMEOUT, write)
+                .instrument(tracing::debug_span!("status", %namespace, va = %name))
+                .await;
+            let outcome = match result {
+                Ok(Ok(_)) => "ok",
+                Ok(Err(kube::Error::Api(e))) if e.code == 404 => {
+                    tracing::debug!(%namespace, va = %name, "VA gone before its status was written");
+                    "gone"
+                }
+                Ok(Err(kube::Error::Api(e))) if e.code == 409 => {
+                    tracing::warn!(%namespace, va = %name, error = %e, "VA status write conflicted");
+                    "conflict"
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(%namespace, va = %name, error = %e, "cannot write the VA status");
+                    "error"
+                }
+                Err(_) => {
+                    tracing::warn!(%namespace, va = %name, timeout_s = WRITE_TIMEOUT.as_secs(), "VA status write timed out");
+                    "timeout"
+                }
+            };
+            ops.status_writes.with_label_values(&[outcome]).inc();
+        }
+        for (regarding, event) in events {
+            let e = Event {
+                type_: if event.warning {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                },
+                reason: event.reason.to_string(),
+                note: Some(truncate(&event.note, 1000)),
+                action: if regarding.kind.as_deref() == Some("ConfigMap") {
+                    "LoadConfiguration".into()
+                } else {
+                    "Autoscale".into()
+                },
+                secondary: None,
+            };
+            let result = tokio::time::timeout(WRITE_TIMEOUT, recorder.publish(&e, &regarding))
+                .instrument(tracing::debug_span!("event", reason = event.reason))
+                .await;
+            let outcome = match result {
+                Ok(Ok(())) => "ok",
+                Ok(Err(err)) => {
+                    tracing::warn!(regarding = ?regarding.name, error = %err, "cannot publish an Event");
+                    "error"
+                }
+                Err(_) => "timeout",
+            };
+            ops.events.with_label_values(&[outcome]).inc();
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! The watch streams of the control loop, merged into one: VariantAutoscalings (guarded, so one
+//! malformed object cannot wedge the watch), Deployments, Pods (metadata only) and the policy
+//! ConfigMaps. Watches are namespaced when the controller is scoped to a namespace.
+
+use futures_util::stream::{self, BoxStream, StreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::Api;
+use kube::core::{DeserializeGuard, PartialObjectMeta};
+use kube::runtime::{WatchStreamExt, watcher};
+
+use super::inventory::{self, Change, Inventory, Kind};
+use crate::crd::VariantAutoscaling;
+
+/// One event of any watched kind.
+#[derive(Debug)]
+pub enum Watched {
+    Va(watcher::Event<DeserializeGuard<VariantAutoscaling>>),
+    Deployment(Box<watcher::Event<Deployment>>),
+    Pod(watcher::Event<PartialObjectMeta<Pod>>),
+    ConfigMap(watcher::Event<ConfigMap>),
+}
+
+impl Watched {
+    /// The watched kind, for counting watch errors by resource.
+    pub fn resource(&self) -> &'static str {
+        match self {
+            Self::Va(_) => "variantautoscalings",
+            Self::Deployment(_) => "deployments",
+            Self::Pod(_) => "pods",
+            Self::ConfigMap(_) => "configmaps",
+        }
+    }
+}
+
+/// A watch error, with the resource whose watch failed.
+#[derive(Debug)]
+pub struct WatchError {
+    pub resource: &'static str,
+    pub error: watcher::Error,
+}
+
+/// The merged stream of every watch.
+pub type WatchStream = BoxStream<'static, Result<Watched, WatchError>>;
+
+fn scoped<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Every watch of the controller, merged. `namespace` scopes the watched objects; the
+/// ConfigMaps are watched in the controller's own namespace.
+pub fn streams(client: &kube::Client, namespace: Option<&str>, pod_namespace: &str) -> WatchStream {
+    let config = watcher::Config::default();
+    let tag = |resource: &'static str| move |e| WatchError { resource, error: e };
+    let vas = watcher(
+        scoped::<DeserializeGuard<VariantAutoscaling>>(client, namespace),
+        config.clone(),
+    )
+    .default_backoff()
+    .map(move |e| e.map(Watched::Va).map_err(tag("variantautoscalings")))
+    .boxed();
+    let deployments = watcher(scoped::<Deployment>(client, namespace), config.clone())
+        .default_backoff()
+        .map(move |e| {
+            e.map(|d| Watched::Deployment(Box::new(d)))
+                .map_err(tag("deployments"))
+        })
+        .boxed();
+    let pods = watcher(
+        scoped::<PartialObjectMeta<Pod>>(client, namespace),
+        config.clone(),
+    )
+    .default_backoff()
+    .map(move |e| e.map(Watched::Pod).map_err(tag("pods")))
+    .boxed();
+    let config_maps = watcher(
+        Api::<ConfigMap>::namespaced(client.clone(), pod_namespace),
+        config,
+    )
+    .default_backoff()
+    .map(move |e| e.map(Watched::ConfigMap).map_err(tag("configmaps")))
+    .boxed();
+    stream::select_all([vas, deployments, pods, config_maps]).boxed()
+}
+
+/// Feeds one watch event of the three object kinds to the inventory (ConfigMaps are the
+/// loop's). List start and end mark the relist.
+pub fn to_inventory(inv: &mut Inventory, event: Watched) -> Vec<Change> {
+    match event {
+        Watched::Va(e) => lifecycle(
+            inv,
+            Kind::VariantAutoscaling,
+            e,
+            Inventory::va_applied,
+            |inv, va| {
+                let (ns, name) = match &va.0 {
+                    Ok(v) => inventory::id(&v.metadata),
+                    Err(i) => inventory::id(&i.metadata),
+                };
+                inv.va_deleted(&ns, &name)
+            },
+        ),
+        Watched::Deployment(e) => lifecycle(
+            inv,
+            Kind::Deployment,
+            *e,
+            |inv, d| inv.deployment_applied(&d),
+            |inv, d| {
+                let (ns, name) = inventory::id(&d.metadata);
+                inv.deployment_deleted(&ns, &name)
+            },
+        ),
+        Watched::Pod(e) => lifecycle(
+            inv,
+            Kind::Pod,
+            e,
+            |inv, p| {
+                inv.pod_applied(&p.metadata);
+                Vec::new()
+            },
+            |inv, p| {
+                let (ns, name) = inventory::id(&p.metadata);
+                inv.pod_deleted(&ns, &name);
+                Vec::new()
+            },
+        ),
+        Watched::ConfigMap(_) => Vec::new(),
+    }
+}
+
+fn lifecycle<K>(
+    inv: &mut Inventory,
+    kind: Kind,
+    event: watcher::Event<K>,
+    applied: impl FnOnce(&mut Inventory, K) -> Vec<Change>,
+    deleted: impl FnOnce(&mut Inventory, K) -> Vec<Change>,
+) -> Vec<Change> {
+    use watcher::Event as E;
+    match event {
+        E::Init => {
+            inv.relist_started(kind);
+            Vec::new()
+        }
+        E::InitApply(obj) | E::Apply(obj) => applied(inv, obj),
+        E::InitDone => inv.relist_done(kind),
+        E::Delete(obj) => deleted(inv, obj),
+    }
+}
