@@ -9,7 +9,7 @@ use futures_util::future::join_all;
 use wva_actors::messages::{Metrics, MetricsSnapshot, ModelKey, PodSample, ServingStats};
 use wva_actors::policy::model_based::RequestCount;
 
-use crate::prometheus_api::{PrometheusClient, QueryError};
+use crate::prometheus_api::{PrometheusClient, QueryError, Sample};
 use crate::queries::{self, PodValue};
 
 /// Live, non-terminating pods by (namespace, pod name), and the Deployment that owns each.
@@ -90,7 +90,7 @@ pub async fn poll(
     for retention in windows.keys() {
         texts.push(queries::request_count(*retention, ns));
     }
-    let answers: Vec<Result<Vec<serde_json::Value>, QueryError>> =
+    let answers: Vec<Result<Vec<Sample>, QueryError>> =
         join_all(texts.iter().map(|q| client.query(q))).await;
     let failures: Vec<ReadFailure> = answers
         .iter()

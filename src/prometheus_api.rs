@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use serde_json::Value;
+use std::collections::HashMap;
+
+use backon::{ExponentialBuilder, Retryable};
+use serde::Deserialize;
 
 use crate::config::settings::PrometheusSettings;
 use crate::tls::{ClientTls, client_config};
@@ -30,6 +33,17 @@ impl Default for QueryPolicy {
             backoff: Duration::from_millis(250),
         }
     }
+}
+
+/// Why the client cannot be made from the settings.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("PROMETHEUS_BASE_URL (--prometheus-base-url): expected a URL, got nothing")]
+    NoUrl,
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("cannot build the Prometheus client: {0}")]
+    Build(reqwest::Error),
 }
 
 /// Why a query gave no answer.
@@ -65,7 +79,7 @@ impl QueryError {
     }
 
     /// Whether trying again may help.
-    fn transient(&self) -> bool {
+    pub fn transient(&self) -> bool {
         match self {
             Self::Unreachable(_) => true,
             Self::Http { status, .. } => *status >= 500 || *status == 429,
@@ -136,11 +150,8 @@ pub struct PrometheusClient {
 
 impl PrometheusClient {
     /// Builds the client from the resolved settings. Errors name the setting that is wrong.
-    pub fn new(settings: &PrometheusSettings, policy: QueryPolicy) -> Result<Self, String> {
-        let base = settings
-            .base_url
-            .as_deref()
-            .ok_or("PROMETHEUS_BASE_URL (--prometheus-base-url): expected a URL, got nothing")?;
+    pub fn new(settings: &PrometheusSettings, policy: QueryPolicy) -> Result<Self, ClientError> {
+        let base = settings.base_url.as_deref().ok_or(ClientError::NoUrl)?;
         let base = base.trim_end_matches('/');
         let mut builder = reqwest::Client::builder()
             .timeout(policy.timeout)
@@ -158,9 +169,7 @@ impl PrometheusClient {
             };
             builder = builder.tls_backend_preconfigured(client_config(&tls)?);
         }
-        let http = builder
-            .build()
-            .map_err(|e| format!("cannot build the Prometheus client: {e}"))?;
+        let http = builder.build().map_err(ClientError::Build)?;
         let token = match (&settings.token_path, &settings.bearer_token) {
             (Some(path), _) => Token::File {
                 path: path.clone(),
@@ -177,25 +186,23 @@ impl PrometheusClient {
         })
     }
 
-    /// Runs an instant query and returns `data.result` (a vector's samples). Retries failures
-    /// that may pass, with doubling backoff.
-    pub async fn query(&self, promql: &str) -> Result<Vec<Value>, QueryError> {
-        let mut wait = self.policy.backoff;
-        let mut attempt = 0;
-        loop {
-            match self.query_once(promql).await {
-                Err(e) if e.transient() && attempt < self.policy.retries => {
-                    tracing::debug!(error = %e, attempt, "Prometheus query failed; retrying");
-                    attempt += 1;
-                    tokio::time::sleep(wait).await;
-                    wait *= 2;
-                }
-                other => return other,
-            }
-        }
+    /// Runs an instant query and returns its samples. Retries failures that may pass, with
+    /// doubling backoff.
+    pub async fn query(&self, promql: &str) -> Result<Vec<Sample>, QueryError> {
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(self.policy.backoff)
+            .with_factor(2.0)
+            .with_max_times(self.policy.retries as usize);
+        (|| self.query_once(promql))
+            .retry(backoff)
+            .when(QueryError::transient)
+            .notify(|e, wait| {
+                tracing::debug!(error = %e, ?wait, "Prometheus query failed; retrying");
+            })
+            .await
     }
 
-    async fn query_once(&self, promql: &str) -> Result<Vec<Value>, QueryError> {
+    async fn query_once(&self, promql: &str) -> Result<Vec<Sample>, QueryError> {
         let mut request = self.http.post(&self.query_url).form(&[("query", promql)]);
         if let Some(token) = self.token.current()? {
             request = request.bearer_auth(token);
@@ -209,42 +216,92 @@ impl PrometheusClient {
             .bytes()
             .await
             .map_err(|e| QueryError::Unreachable(error_chain(&e)))?;
-        let parsed: Option<Value> = serde_json::from_slice(&body).ok();
-        // Prometheus answers 400/422/503 with a JSON error body: prefer its words.
-        if let Some(v) = &parsed
-            && v["status"] == "error"
-        {
-            return Err(QueryError::Query {
-                error_type: v["errorType"].as_str().unwrap_or("unknown").to_string(),
-                error: v["error"].as_str().unwrap_or("").to_string(),
-            });
-        }
-        if !status.is_success() {
-            let text = String::from_utf8_lossy(&body);
-            return Err(QueryError::Http {
-                status: status.as_u16(),
-                body: text
-                    .chars()
-                    .take(200)
-                    .collect::<String>()
-                    .trim()
-                    .to_string(),
-            });
-        }
-        let v = parsed.ok_or_else(|| QueryError::Decode("the body is not JSON".into()))?;
-        if v["data"]["resultType"] != "vector" {
-            return Err(QueryError::Decode(format!(
-                "data.resultType: expected \"vector\", got {}",
-                v["data"]["resultType"]
-            )));
-        }
-        match v["data"]["result"].as_array() {
-            Some(result) => Ok(result.clone()),
-            None => Err(QueryError::Decode(
-                "data.result: expected a list of samples".into(),
-            )),
-        }
+        read_answer(status.as_u16(), &body)
     }
+}
+
+/// One series of an instant vector: its labels and its `[time, "value"]` sample.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Sample {
+    pub metric: HashMap<String, String>,
+    pub value: (f64, String),
+}
+
+impl Sample {
+    /// A label's value, when present and not empty.
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.metric
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The sample's number; NaN and ±Inf are no sample, never 0.
+    pub fn number(&self) -> Option<f64> {
+        self.value.1.parse::<f64>().ok().filter(|v| v.is_finite())
+    }
+}
+
+/// The body of an answer of `/api/v1/query`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Answer {
+    status: String,
+    #[serde(default)]
+    data: Option<AnswerData>,
+    #[serde(default)]
+    error_type: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AnswerData {
+    result_type: String,
+    result: serde_json::Value,
+}
+
+/// Reads an answer: the samples of a vector, or the error it names.
+fn read_answer(status: u16, body: &[u8]) -> Result<Vec<Sample>, QueryError> {
+    let parsed: Result<Answer, _> = serde_json::from_slice(body);
+    // Prometheus answers 400/422/503 with a JSON error body: prefer its words.
+    if let Ok(answer) = &parsed
+        && answer.status == "error"
+    {
+        return Err(QueryError::Query {
+            error_type: answer
+                .error_type
+                .clone()
+                .unwrap_or_else(|| "unknown".into()),
+            error: answer.error.clone().unwrap_or_default(),
+        });
+    }
+    if !(200..300).contains(&status) {
+        let text = String::from_utf8_lossy(body);
+        return Err(QueryError::Http {
+            status,
+            body: text
+                .chars()
+                .take(200)
+                .collect::<String>()
+                .trim()
+                .to_string(),
+        });
+    }
+    let answer =
+        parsed.map_err(|e| QueryError::Decode(format!("the body is not an answer: {e}")))?;
+    let data = answer.data.ok_or_else(|| {
+        QueryError::Decode("data: expected the query's result, got nothing".into())
+    })?;
+    if data.result_type != "vector" {
+        return Err(QueryError::Decode(format!(
+            "data.resultType: expected \"vector\", got {:?}",
+            data.result_type
+        )));
+    }
+    serde_json::from_value(data.result)
+        .map_err(|e| QueryError::Decode(format!("data.result: expected a list of samples: {e}")))
 }
 
 /// An error with its sources, so that "error sending request" says why (refused, TLS, ...).
@@ -257,4 +314,42 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_read_as_typed_samples_or_named_errors() {
+        let ok = br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"pod":"a"},"value":[1.5,"0.25"]},{"metric":{},"value":[1.5,"NaN"]}]}}"#;
+        let samples = read_answer(200, ok).expect("samples");
+        assert_eq!(samples[0].label("pod"), Some("a"));
+        assert_eq!(samples[0].number(), Some(0.25));
+        assert_eq!(samples[1].number(), None, "NaN is no sample");
+        let err = br#"{"status":"error","errorType":"bad_data","error":"parse error"}"#;
+        assert_eq!(
+            read_answer(400, err),
+            Err(QueryError::Query {
+                error_type: "bad_data".into(),
+                error: "parse error".into()
+            })
+        );
+        assert!(matches!(
+            read_answer(502, b"<html>bad gateway</html>"),
+            Err(QueryError::Http { status: 502, .. })
+        ));
+        let matrix = br#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#;
+        assert!(
+            matches!(read_answer(200, matrix), Err(QueryError::Decode(m)) if m.contains("\"vector\""))
+        );
+        let broken = br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":"x"}]}}"#;
+        assert!(
+            matches!(read_answer(200, broken), Err(QueryError::Decode(m)) if m.contains("data.result"))
+        );
+        assert!(matches!(
+            read_answer(200, b"not json"),
+            Err(QueryError::Decode(_))
+        ));
+    }
 }

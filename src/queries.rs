@@ -4,9 +4,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use serde_json::Value;
 use wva_actors::messages::ModelKey;
 use wva_actors::policy::model_based::RequestCount;
+
+use crate::prometheus_api::Sample;
 
 /// `{namespace=~"a|b"}` for the watched namespaces (empty: all), with regex metacharacters and
 /// quotes escaped.
@@ -144,28 +145,22 @@ pub struct PodValue {
 }
 
 /// Reads a per-pod answer. Series without a namespace, a model or a pod are skipped.
-pub fn read_per_pod(result: &[Value]) -> Vec<PodValue> {
+pub fn read_per_pod(result: &[Sample]) -> Vec<PodValue> {
     result
         .iter()
         .filter_map(|series| {
-            let label = |name: &str| series["metric"][name].as_str().filter(|v| !v.is_empty());
             Some(PodValue {
-                namespace: label("namespace")?.to_string(),
-                model_name: label("model_name")?.to_string(),
-                pod: label("pod").or_else(|| label("pod_name"))?.to_string(),
-                value: sample_value(&series["value"]),
-                source: label(SOURCE_LABEL).map(str::to_string),
+                namespace: series.label("namespace")?.to_string(),
+                model_name: series.label("model_name")?.to_string(),
+                pod: series
+                    .label("pod")
+                    .or_else(|| series.label("pod_name"))?
+                    .to_string(),
+                value: series.number(),
+                source: series.label(SOURCE_LABEL).map(str::to_string),
             })
         })
         .collect()
-}
-
-/// The number of an instant sample `[time, "value"]`; NaN and ±Inf are no sample.
-fn sample_value(sample: &Value) -> Option<f64> {
-    sample[1]
-        .as_str()
-        .and_then(|v| v.parse::<f64>().ok())
-        .filter(|v| v.is_finite())
 }
 
 /// Successful requests per model over the scale-to-zero retention window.
@@ -181,26 +176,23 @@ pub fn request_count(retention: Duration, namespaces: &[String]) -> String {
 /// have scale to zero on. A model without a series gets [`RequestCount::NoSeries`]; a value that
 /// is not a finite number is an error for that model, never a zero.
 pub fn read_request_counts(
-    result: &[Value],
+    result: &[Sample],
     models: &[ModelKey],
 ) -> HashMap<ModelKey, RequestCount> {
     let mut found: HashMap<ModelKey, RequestCount> = HashMap::new();
     for series in result {
-        let (Some(ns), Some(model)) = (
-            series["metric"]["namespace"].as_str(),
-            series["metric"]["model_name"].as_str(),
-        ) else {
+        let (Some(ns), Some(model)) = (series.label("namespace"), series.label("model_name"))
+        else {
             continue;
         };
         let key = ModelKey::new(ns, model);
-        let value = sample_value(&series["value"]);
         found.insert(
             key,
-            match value {
+            match series.number() {
                 Some(v) => RequestCount::Read(v.max(0.0)),
                 None => RequestCount::Failed(format!(
-                    "request count of {ns}/{model}: expected a finite number, got {}",
-                    series["value"][1]
+                    "request count of {ns}/{model}: expected a finite number, got {:?}",
+                    series.value.1
                 )),
             },
         );
@@ -216,6 +208,10 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    fn samples(v: Vec<serde_json::Value>) -> Vec<Sample> {
+        serde_json::from_value(serde_json::Value::Array(v)).unwrap_or_default()
+    }
 
     #[test]
     fn the_query_is_batched_and_scoped() {
@@ -251,7 +247,7 @@ mod tests {
             json!({"metric": {"namespace": "ns", "model_name": "m", "pod": "c"}, "value": [1.0, "+Inf"]}),
             json!({"metric": {"namespace": "ns", "pod": "no-model"}, "value": [1.0, "1"]}),
         ];
-        let values = read_per_pod(&result);
+        let values = read_per_pod(&samples(result));
         assert_eq!(values.len(), 3);
         assert_eq!(values[0].value, Some(0.5));
         assert_eq!(
@@ -271,7 +267,7 @@ mod tests {
             json!({"metric": {"namespace": "ns", "model_name": "odd"}, "value": [1.0, "NaN"]}),
         ];
         let models = ["busy", "idle", "odd", "gone"].map(|m| ModelKey::new("ns", m));
-        let counts = read_request_counts(&result, &models);
+        let counts = read_request_counts(&samples(result), &models);
         assert_eq!(counts[&models[0]], RequestCount::Read(42.0));
         assert_eq!(counts[&models[1]], RequestCount::Read(0.0));
         assert!(matches!(counts[&models[2]], RequestCount::Failed(ref e) if e.contains("finite")));

@@ -13,6 +13,23 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
+/// A TLS setting that cannot be used: the flag or variable, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{setting}: {message}")]
+pub struct TlsError {
+    pub setting: String,
+    pub message: String,
+}
+
+impl TlsError {
+    fn new(setting: &str, message: String) -> Self {
+        Self {
+            setting: setting.to_string(),
+            message,
+        }
+    }
+}
+
 /// The one crypto provider of the process (kube, reqwest and the servers all use rustls).
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -27,34 +44,37 @@ pub fn install_default_provider() {
 pub fn read_certificates(
     setting: &str,
     path: &Path,
-) -> Result<Vec<CertificateDer<'static>>, String> {
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let bytes = std::fs::read(path)
-        .map_err(|e| format!("{setting}: cannot read {}: {e}", path.display()))?;
+        .map_err(|e| TlsError::new(setting, format!("cannot read {}: {e}", path.display())))?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<_, _>>()
         .map_err(|e| {
-            format!(
-                "{setting}: expected PEM certificates in {}: {e}",
-                path.display()
+            TlsError::new(
+                setting,
+                format!("expected PEM certificates in {}: {e}", path.display()),
             )
         })?;
     if certs.is_empty() {
-        return Err(format!(
-            "{setting}: expected at least one PEM certificate in {}, found none",
-            path.display()
+        return Err(TlsError::new(
+            setting,
+            format!(
+                "expected at least one PEM certificate in {}, found none",
+                path.display()
+            ),
         ));
     }
     Ok(certs)
 }
 
 /// The private key of a PEM file (PKCS#8, PKCS#1 or SEC1).
-pub fn read_private_key(setting: &str, path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+pub fn read_private_key(setting: &str, path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     let bytes = std::fs::read(path)
-        .map_err(|e| format!("{setting}: cannot read {}: {e}", path.display()))?;
+        .map_err(|e| TlsError::new(setting, format!("cannot read {}: {e}", path.display())))?;
     PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| {
-        format!(
-            "{setting}: expected a PEM private key in {}: {e}",
-            path.display()
+        TlsError::new(
+            setting,
+            format!("expected a PEM private key in {}: {e}", path.display()),
         )
     })
 }
@@ -73,11 +93,11 @@ pub struct ClientTls<'a> {
 }
 
 /// Builds a rustls client configuration. Errors name the setting that is wrong.
-pub fn client_config(tls: &ClientTls<'_>) -> Result<rustls::ClientConfig, String> {
+pub fn client_config(tls: &ClientTls<'_>) -> Result<rustls::ClientConfig, TlsError> {
     let provider = provider();
     let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS: {e}"))?;
+        .map_err(|e| TlsError::new("TLS", format!("{e}")))?;
     let verifier: Arc<dyn ServerCertVerifier> = if tls.insecure_skip_verify {
         Arc::new(AcceptAny(provider.signature_verification_algorithms))
     } else {
@@ -86,9 +106,9 @@ pub fn client_config(tls: &ClientTls<'_>) -> Result<rustls::ClientConfig, String
             Some(path) => {
                 for cert in read_certificates("PROMETHEUS_CA_CERT_PATH", path)? {
                     roots.add(cert).map_err(|e| {
-                        format!(
-                            "PROMETHEUS_CA_CERT_PATH: not a usable CA certificate in {}: {e}",
-                            path.display()
+                        TlsError::new(
+                            "PROMETHEUS_CA_CERT_PATH",
+                            format!("not a usable CA certificate in {}: {e}", path.display()),
                         )
                     })?;
                 }
@@ -105,13 +125,14 @@ pub fn client_config(tls: &ClientTls<'_>) -> Result<rustls::ClientConfig, String
         }
         let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
             .build()
-            .map_err(|e| format!("PROMETHEUS_CA_CERT_PATH: {e}"))?;
+            .map_err(|e| TlsError::new("PROMETHEUS_CA_CERT_PATH", format!("{e}")))?;
         match tls.server_name {
             None => webpki,
             Some(name) => Arc::new(ExpectedName {
                 name: ServerName::try_from(name.to_string()).map_err(|_| {
-                    format!(
-                        "PROMETHEUS_SERVER_NAME: expected a DNS name or IP address, got {name:?}"
+                    TlsError::new(
+                        "PROMETHEUS_SERVER_NAME",
+                        format!("expected a DNS name or IP address, got {name:?}"),
                     )
                 })?,
                 inner: webpki,
@@ -127,8 +148,9 @@ pub fn client_config(tls: &ClientTls<'_>) -> Result<rustls::ClientConfig, String
             let chain = read_certificates("PROMETHEUS_CLIENT_CERT_PATH", cert)?;
             let key = read_private_key("PROMETHEUS_CLIENT_KEY_PATH", key)?;
             builder.with_client_auth_cert(chain, key).map_err(|e| {
-                format!(
-                    "PROMETHEUS_CLIENT_KEY_PATH: the key does not match the client certificate: {e}"
+                TlsError::new(
+                    "PROMETHEUS_CLIENT_KEY_PATH",
+                    format!("the key does not match the client certificate: {e}"),
                 )
             })
         }
@@ -223,26 +245,39 @@ impl ServerCertVerifier for AcceptAny {
 pub fn server_config(
     cert_and_key: Option<(&Path, &Path)>,
     names: &[String],
-) -> Result<rustls::ServerConfig, String> {
+) -> Result<rustls::ServerConfig, TlsError> {
     let (chain, key) = match cert_and_key {
         Some((cert, key)) => (
             read_certificates("METRICS_CERT_PATH", cert)?,
             read_private_key("METRICS_KEY_PATH", key)?,
         ),
         None => {
-            let made = rcgen::generate_simple_self_signed(names.to_vec())
-                .map_err(|e| format!("cannot make a self-signed certificate: {e}"))?;
-            let key = PrivateKeyDer::try_from(made.signing_key.serialize_der())
-                .map_err(|e| format!("cannot use the self-signed key: {e}"))?;
+            let made = rcgen::generate_simple_self_signed(names.to_vec()).map_err(|e| {
+                TlsError::new(
+                    "METRICS_CERT_PATH",
+                    format!("cannot make a self-signed certificate: {e}"),
+                )
+            })?;
+            let key = PrivateKeyDer::try_from(made.signing_key.serialize_der()).map_err(|e| {
+                TlsError::new(
+                    "METRICS_CERT_PATH",
+                    format!("cannot use the self-signed key: {e}"),
+                )
+            })?;
             (vec![made.cert.der().clone()], key)
         }
     };
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS: {e}"))?
+        .map_err(|e| TlsError::new("TLS", format!("{e}")))?
         .with_no_client_auth()
         .with_single_cert(chain, key)
-        .map_err(|e| format!("METRICS_KEY_PATH: the key does not match the certificate: {e}"))?;
+        .map_err(|e| {
+            TlsError::new(
+                "METRICS_KEY_PATH",
+                format!("the key does not match the certificate: {e}"),
+            )
+        })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
@@ -256,14 +291,23 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let missing = dir.path().join("nope.pem");
         let e = read_certificates("PROMETHEUS_CA_CERT_PATH", &missing).expect_err("missing");
-        assert!(e.starts_with("PROMETHEUS_CA_CERT_PATH: cannot read"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("PROMETHEUS_CA_CERT_PATH: cannot read"),
+            "{e}"
+        );
         let junk = dir.path().join("junk.pem");
         std::fs::write(&junk, "not a certificate").expect("write");
         let e = read_certificates("PROMETHEUS_CA_CERT_PATH", &junk).expect_err("junk");
-        assert!(e.contains("expected at least one PEM certificate"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("expected at least one PEM certificate"),
+            "{e}"
+        );
         let e = read_private_key("PROMETHEUS_CLIENT_KEY_PATH", &junk).expect_err("junk key");
         assert!(
-            e.starts_with("PROMETHEUS_CLIENT_KEY_PATH: expected a PEM private key"),
+            e.to_string()
+                .starts_with("PROMETHEUS_CLIENT_KEY_PATH: expected a PEM private key"),
             "{e}"
         );
         let e = client_config(&ClientTls {
@@ -271,14 +315,14 @@ mod tests {
             ..Default::default()
         })
         .expect_err("bad CA");
-        assert!(e.starts_with("PROMETHEUS_CA_CERT_PATH"), "{e}");
+        assert!(e.to_string().starts_with("PROMETHEUS_CA_CERT_PATH"), "{e}");
         let e = client_config(&ClientTls {
             server_name: Some("not a name!"),
             insecure_skip_verify: false,
             ..Default::default()
         })
         .expect_err("bad name");
-        assert!(e.starts_with("PROMETHEUS_SERVER_NAME"), "{e}");
+        assert!(e.to_string().starts_with("PROMETHEUS_SERVER_NAME"), "{e}");
     }
 
     #[test]

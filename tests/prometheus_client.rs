@@ -45,7 +45,7 @@ async fn wait_series(
     client: &PrometheusClient,
     query: &str,
     series: usize,
-) -> Vec<serde_json::Value> {
+) -> Vec<wva::prometheus_api::Sample> {
     let start = Instant::now();
     loop {
         match client.query(query).await {

@@ -31,7 +31,7 @@ fn busy_idle_and_absent_models() {
     ];
     let start = Instant::now();
     let counts = loop {
-        let counts = read_request_counts(&prometheus.query(&query), &models);
+        let counts = read_request_counts(&prometheus.samples(&query), &models);
         if matches!(counts[&models[0]], RequestCount::Read(n) if n > 0.0)
             && matches!(counts[&models[1]], RequestCount::Read(_))
         {

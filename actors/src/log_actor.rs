@@ -1,12 +1,12 @@
 //! The decision log behind an actor: a one-thread `SyncArbiter`, the only place that blocks.
-//! Errors are returned as text and logged by the caller; a failing log never stops a cycle.
+//! Errors are returned to the caller, which logs them; a failing log never stops a cycle.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use actix::prelude::*;
 use wva_storage::{
-    DecisionLog, History, HistoryFilter, LastGood, LogStats, Record, RecordedLearner,
+    DecisionLog, History, HistoryFilter, LastGood, LogError, LogStats, Record, RecordedLearner,
     RetentionReport, Timestamp, VariantKey,
 };
 
@@ -58,34 +58,34 @@ macro_rules! log_message {
     };
 }
 
-log_message!(Append(Record), Result<u64, String>, |a, m| a.log().append(&m.0).map_err(|e| e.to_string()));
-log_message!(AppendBatch(Vec<Record>), Result<u64, String>, |a, m| a
-    .log()
-    .append_batch(&m.0)
-    .map_err(|e| e.to_string()));
-log_message!(Flush, Result<(), String>, |a, _m| a.log().flush().map_err(|e| e.to_string()));
-log_message!(EnforceRetention(Timestamp), Result<RetentionReport, String>, |a, m| a
-    .log()
-    .enforce_retention(m.0)
-    .map_err(|e| e.to_string()));
+log_message!(Append(Record), Result<u64, LogError>, |a, m| a.log().append(&m.0));
+log_message!(AppendBatch(Vec<Record>), Result<u64, LogError>, |a, m| a
+.log()
+.append_batch(&m.0)
+);
+log_message!(Flush, Result<(), LogError>, |a, _m| a.log().flush());
+log_message!(EnforceRetention(Timestamp), Result<RetentionReport, LogError>, |a, m| a
+.log()
+.enforce_retention(m.0)
+);
 log_message!(
     LoadLastGood,
-    Result<BTreeMap<VariantKey, LastGood>, String>,
-    |a, _m| a.log().last_good().map_err(|e| e.to_string())
+    Result<BTreeMap<VariantKey, LastGood>, LogError>,
+    |a, _m| a.log().last_good()
 );
 log_message!(
     LastGoodOf(VariantKey),
-    Result<Option<LastGood>, String>,
-    |a, m| a.log().last_good_of(&m.0).map_err(|e| e.to_string())
+    Result<Option<LastGood>, LogError>,
+    |a, m| a.log().last_good_of(&m.0)
 );
 log_message!(
     LearnerOf(VariantKey),
-    Result<Option<RecordedLearner>, String>,
-    |a, m| a.log().learner_of(&m.0).map_err(|e| e.to_string())
+    Result<Option<RecordedLearner>, LogError>,
+    |a, m| a.log().learner_of(&m.0)
 );
-log_message!(Forget(VariantKey), Result<(), String>, |a, m| a.log().forget_variant(&m.0).map_err(|e| e.to_string()));
-log_message!(ReadHistory(HistoryFilter), Result<History, String>, |a, m| a
-    .log()
-    .history(&m.0)
-    .map_err(|e| e.to_string()));
-log_message!(Stats, Result<LogStats, String>, |a, _m| Ok(a.log().stats()));
+log_message!(Forget(VariantKey), Result<(), LogError>, |a, m| a.log().forget_variant(&m.0));
+log_message!(ReadHistory(HistoryFilter), Result<History, LogError>, |a, m| a
+.log()
+.history(&m.0)
+);
+log_message!(Stats, Result<LogStats, LogError>, |a, _m| Ok(a.log().stats()));

@@ -157,18 +157,18 @@ async fn controller_main(args: RunArgs) -> ExitCode {
         },
     ) {
         Ok(c) => Arc::new(c),
-        Err(e) => return fail(&e, INVALID_INPUT),
+        Err(e) => return fail(&e.to_string(), INVALID_INPUT),
     };
     tracing::info!(settings = ?settings.redacted(), "starting");
 
     let health_listener =
         match http::bind(&args.health_probe_bind_address, "HEALTH_PROBE_BIND_ADDRESS") {
             Ok(l) => l,
-            Err(e) => return fail(&e, 1),
+            Err(e) => return fail(&e.to_string(), 1),
         };
     let metrics_listener = match http::bind(&args.metrics_bind_address, "METRICS_BIND_ADDRESS") {
         Ok(l) => l,
-        Err(e) => return fail(&e, 1),
+        Err(e) => return fail(&e.to_string(), 1),
     };
     let tls = if args.metrics_secure {
         let names = vec!["localhost".to_string(), hostname()];
@@ -178,7 +178,7 @@ async fn controller_main(args: RunArgs) -> ExitCode {
             .zip(args.metrics_key_path.as_deref());
         match crate::tls::server_config(pair, &names) {
             Ok(c) => Some(Arc::new(c)),
-            Err(e) => return fail(&e, INVALID_INPUT),
+            Err(e) => return fail(&e.to_string(), INVALID_INPUT),
         }
     } else {
         tracing::warn!("metrics are served over plain HTTP to any caller (--metrics-secure=false)");

@@ -1,45 +1,18 @@
 //! Durations as users write them in ConfigMaps and environment variables: Go style (`15s`,
-//! `1m30s`, `500ms`, `2h`), or a bare number of seconds.
+//! `1m30s`, `500ms`, `2h`), or a bare number of seconds. The parsing is jiff's.
 
 use std::time::Duration;
 
-/// Parses a duration; the error says what was expected.
+/// Parses a duration; the error says what was expected. Go's forms are a subset of jiff's
+/// "friendly" format, which reads them (and spaced forms such as `1h 30m`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let s = text.trim();
     let bad = || format!("expected a duration such as 15s, 1m30s or 500ms, got {text:?}");
-    if s.is_empty() {
-        return Err(bad());
-    }
     if let Ok(secs) = s.parse::<f64>() {
         return Duration::try_from_secs_f64(secs).map_err(|_| bad());
     }
-    let mut total = 0.0f64;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        if digits == 0 {
-            return Err(bad());
-        }
-        let value: f64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(bad()),
-        };
-        total += value * scale;
-        rest = &rest[unit_len..];
-    }
-    Duration::try_from_secs_f64(total).map_err(|_| bad())
+    let parsed: jiff::SignedDuration = s.parse().map_err(|_| bad())?;
+    Duration::try_from(parsed).map_err(|_| bad())
 }
 
 /// Formats a duration the way it is parsed, for messages and `wva settings`.

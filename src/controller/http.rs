@@ -72,7 +72,7 @@ impl Authorizer {
     }
 
     /// Whether the token's user may `GET /metrics`. Errors (API unreachable) deny.
-    pub async fn allows(&self, token: &str) -> Result<bool, String> {
+    pub async fn allows(&self, token: &str) -> Result<bool, AuthError> {
         if let Some((allowed, at)) = self
             .cache
             .lock()
@@ -92,7 +92,7 @@ impl Authorizer {
         let reviewed = Api::<TokenReview>::all(self.client.clone())
             .create(&PostParams::default(), &review)
             .await
-            .map_err(|e| format!("TokenReview failed: {e}"))?;
+            .map_err(AuthError::TokenReview)?;
         let status = reviewed.status.unwrap_or_default();
         let allowed = if status.authenticated == Some(true) {
             let user = status.user.unwrap_or_default();
@@ -113,7 +113,7 @@ impl Authorizer {
             let answer = Api::<SubjectAccessReview>::all(self.client.clone())
                 .create(&PostParams::default(), &access)
                 .await
-                .map_err(|e| format!("SubjectAccessReview failed: {e}"))?;
+                .map_err(AuthError::SubjectAccessReview)?;
             answer.status.is_some_and(|s| s.allowed)
         } else {
             false
@@ -186,12 +186,38 @@ async fn serve_metrics(State(s): State<MetricsState>, headers: HeaderMap) -> Res
 }
 
 /// Binds `address` (before anything else starts, so that a taken port fails start-up).
-pub fn bind(address: &str, what: &str) -> Result<std::net::TcpListener, String> {
-    let addr: SocketAddr = address
-        .parse()
-        .map_err(|_| format!("{what}: expected host:port, got {address:?}"))?;
-    std::net::TcpListener::bind(addr)
-        .map_err(|e| format!("{what}: cannot listen on {address}: {e}"))
+pub fn bind(address: &str, what: &'static str) -> Result<std::net::TcpListener, BindError> {
+    let addr: SocketAddr = address.parse().map_err(|_| BindError::Address {
+        what,
+        address: address.to_string(),
+    })?;
+    std::net::TcpListener::bind(addr).map_err(|source| BindError::Listen {
+        what,
+        address: address.to_string(),
+        source,
+    })
+}
+
+/// Why a server's address cannot be listened on.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("{what}: expected host:port, got {address:?}")]
+    Address { what: &'static str, address: String },
+    #[error("{what}: cannot listen on {address}: {source}")]
+    Listen {
+        what: &'static str,
+        address: String,
+        source: std::io::Error,
+    },
+}
+
+/// Why a caller of the metrics endpoint could not be checked (the caller is denied).
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("TokenReview failed: {0}")]
+    TokenReview(kube::Error),
+    #[error("SubjectAccessReview failed: {0}")]
+    SubjectAccessReview(kube::Error),
 }
 
 /// How long a client may take to send its request headers.

@@ -5,8 +5,8 @@
 
 pub mod apiserver;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -65,7 +65,8 @@ impl Emulator {
     }
 }
 
-/// A plain HTTP/1.1 request; returns the status and the body. Bounded by `timeout`.
+/// An HTTP request to `http://{address}{path}` (a JSON body when not empty); returns the
+/// status and the body. Bounded by `timeout`.
 pub fn http(
     address: &str,
     method: &str,
@@ -73,48 +74,29 @@ pub fn http(
     body: &str,
     timeout: Duration,
 ) -> (u16, String) {
-    let addr: SocketAddr = address.parse().expect("socket address");
-    let mut stream = TcpStream::connect_timeout(&addr, timeout).expect("connect");
-    stream.set_read_timeout(Some(timeout)).expect("timeout");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("send");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read");
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    (status, body)
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = rest[n..].trim_start_matches("\r\n");
-    }
-    out
+    wva::tls::install_default_provider();
+    // The blocking client runs its own runtime: keep it off any async test's runtime.
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let client = reqwest::blocking::Client::builder()
+                    .timeout(timeout)
+                    .build()
+                    .expect("http client");
+                let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+                let mut request = client.request(method, format!("http://{address}{path}"));
+                if !body.is_empty() {
+                    request = request
+                        .header("content-type", "application/json")
+                        .body(body.to_string());
+                }
+                let response = request.send().expect("send");
+                let status = response.status().as_u16();
+                (status, response.text().expect("body"))
+            })
+            .join()
+            .expect("request thread")
+    })
 }
 
 /// A free 127.0.0.1 port (bound and released; the small race is acceptable in tests).
@@ -235,6 +217,11 @@ impl Prometheus {
             std::thread::sleep(Duration::from_millis(100));
         }
         panic!("prometheus on {} not ready after {limit:?}", self.address);
+    }
+
+    /// Runs an instant query and reads its samples as the controller does.
+    pub fn samples(&self, expr: &str) -> Vec<wva::prometheus_api::Sample> {
+        serde_json::from_value(serde_json::Value::Array(self.query(expr))).expect("samples")
     }
 
     /// Runs an instant query over plain HTTP; returns the `data.result` array.
