@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 
 use crate::config::parse_duration;
-use crate::config::settings::SettingsArgs;
+use crate::config::settings::{Settings, SettingsArgs, SettingsError};
 use crate::controller::http::{self, Authorizer};
 use crate::controller::leader::LeaseTiming;
 use crate::controller::{ControllerOptions, prometheus_source};
@@ -85,30 +85,67 @@ pub fn main(args: RunArgs) -> ExitCode {
     system.block_on(controller_main(args))
 }
 
-async fn controller_main(args: RunArgs) -> ExitCode {
-    let query_timeout = match parse_duration(&args.prometheus_query_timeout) {
-        Ok(d) if d >= Duration::from_millis(100) => d,
-        Ok(_) => {
-            return fail(
-                "PROMETHEUS_QUERY_TIMEOUT (--prometheus-query-timeout): expected at least 100ms",
-                INVALID_INPUT,
-            );
+/// What `wva run`'s own flags (beyond the shared settings) resolve to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunChecks {
+    pub query: QueryPolicy,
+    /// The metrics endpoint's certificate and key, when given (both, or neither).
+    pub metrics_cert: Option<(PathBuf, PathBuf)>,
+}
+
+impl RunArgs {
+    /// Resolves the settings (`config_map`: the main ConfigMap's data, when read) and checks
+    /// every flag of `wva run`; the error names the flag and its variable.
+    pub fn resolve(
+        &self,
+        config_map: Option<&std::collections::BTreeMap<String, String>>,
+    ) -> Result<(Settings, RunChecks), SettingsError> {
+        let settings = self.settings.resolve(config_map)?;
+        let bad = |env: &'static str, flag: &str, message: String| SettingsError {
+            env,
+            flag: flag.into(),
+            message,
+        };
+        let timeout = parse_duration(&self.prometheus_query_timeout)
+            .map_err(|e| bad("PROMETHEUS_QUERY_TIMEOUT", "prometheus-query-timeout", e))?;
+        if timeout < Duration::from_millis(100) {
+            return Err(bad(
+                "PROMETHEUS_QUERY_TIMEOUT",
+                "prometheus-query-timeout",
+                format!(
+                    "expected at least 100ms, got {:?}",
+                    self.prometheus_query_timeout
+                ),
+            ));
         }
-        Err(e) => {
-            return fail(
-                &format!("PROMETHEUS_QUERY_TIMEOUT (--prometheus-query-timeout): {e}"),
-                INVALID_INPUT,
-            );
-        }
-    };
-    if args.metrics_cert_path.is_some() != args.metrics_key_path.is_some() {
-        return fail(
-            "METRICS_CERT_PATH and METRICS_KEY_PATH: expected both or neither",
-            INVALID_INPUT,
-        );
+        let metrics_cert = match (&self.metrics_cert_path, &self.metrics_key_path) {
+            (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+            (None, None) => None,
+            _ => {
+                return Err(bad(
+                    "METRICS_CERT_PATH",
+                    "metrics-cert-path",
+                    "expected METRICS_CERT_PATH and METRICS_KEY_PATH both or neither".into(),
+                ));
+            }
+        };
+        Ok((
+            settings,
+            RunChecks {
+                query: QueryPolicy {
+                    timeout,
+                    retries: self.prometheus_query_retries,
+                    ..Default::default()
+                },
+                metrics_cert,
+            },
+        ))
     }
+}
+
+async fn controller_main(args: RunArgs) -> ExitCode {
     // Settings without the ConfigMap first: they say where the ConfigMap is.
-    let early = match args.settings.resolve(None) {
+    let (early, _) = match args.resolve(None) {
         Ok(s) => s,
         Err(e) => return fail(&e.to_string(), INVALID_INPUT),
     };
@@ -138,7 +175,7 @@ async fn controller_main(args: RunArgs) -> ExitCode {
             None
         }
     };
-    let settings = match args.settings.resolve(main_cm.as_ref()) {
+    let (settings, checks) = match args.resolve(main_cm.as_ref()) {
         Ok(s) => s,
         Err(e) => return fail(&e.to_string(), INVALID_INPUT),
     };
@@ -148,14 +185,7 @@ async fn controller_main(args: RunArgs) -> ExitCode {
             INVALID_INPUT,
         );
     }
-    let prometheus = match PrometheusClient::new(
-        &settings.prometheus,
-        QueryPolicy {
-            timeout: query_timeout,
-            retries: args.prometheus_query_retries,
-            ..Default::default()
-        },
-    ) {
+    let prometheus = match PrometheusClient::new(&settings.prometheus, checks.query) {
         Ok(c) => Arc::new(c),
         Err(e) => return fail(&e.to_string(), INVALID_INPUT),
     };
@@ -172,10 +202,10 @@ async fn controller_main(args: RunArgs) -> ExitCode {
     };
     let tls = if args.metrics_secure {
         let names = vec!["localhost".to_string(), hostname()];
-        let pair = args
-            .metrics_cert_path
-            .as_deref()
-            .zip(args.metrics_key_path.as_deref());
+        let pair = checks
+            .metrics_cert
+            .as_ref()
+            .map(|(c, k)| (c.as_path(), k.as_path()));
         match crate::tls::server_config(pair, &names) {
             Ok(c) => Some(Arc::new(c)),
             Err(e) => return fail(&e.to_string(), INVALID_INPUT),
