@@ -202,7 +202,7 @@ impl Release {
                 "HorizontalPodAutoscaler" => fits::<HorizontalPodAutoscaler>,
                 "VariantAutoscaling" => fits::<VariantAutoscaling>,
                 // Kinds of CRDs this project does not type: only their shape is checked.
-                "ServiceMonitor" | "ScaledObject" => {
+                "ServiceMonitor" | "ScaledObject" | "PrometheusRule" => {
                     assert!(o["spec"].is_object(), "{kind} {name} has no spec");
                     continue;
                 }
@@ -1584,4 +1584,127 @@ async fn a_real_api_server_accepts_every_rendered_object() {
     }
     eprintln!("not served by this cluster, skipped: {skipped:?}");
     assert!(refused.is_empty(), "the API server refused: {refused:#?}");
+}
+
+/// Every `wva_*` or `inferno_*` series a PromQL text refers to, without histogram suffixes.
+fn series_in(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let rest = &text[i..];
+        let boundary = i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_');
+        if boundary && (rest.starts_with("wva_") || rest.starts_with("inferno_")) {
+            let len = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            let name = &rest[..len];
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(name);
+            out.insert(base.to_string());
+            i += len;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// What the controller can expose, under either prefix.
+fn exposed_series() -> BTreeSet<String> {
+    let ops = wva::controller::ops::Ops::new(15.0).unwrap();
+    let mut names: BTreeSet<String> = ops.series_names().into_iter().collect();
+    for prefix in ["inferno", "wva"] {
+        let publisher =
+            wva_actors::publisher::Publisher::new(&wva_actors::publisher::PublisherConfig {
+                prefix: prefix.into(),
+                controller_instance: None,
+            })
+            .unwrap();
+        names.extend(publisher.series_names());
+    }
+    names
+}
+
+#[test]
+fn the_optional_alerts_and_dashboard_use_only_series_the_controller_exposes() {
+    let off = helm(&format!(
+        "helm install workload-variant-autoscaler ./workload-variant-autoscaler -n {CONTROLLER_NS}"
+    ));
+    assert!(
+        !off.inventory()
+            .iter()
+            .any(|(kind, _, name)| kind == "PrometheusRule" || name.ends_with("-dashboard")),
+        "both are off by default"
+    );
+    let exposed = exposed_series();
+    for prefix in ["inferno", "wva"] {
+        let r = helm(&format!(
+            "helm install workload-variant-autoscaler ./workload-variant-autoscaler -n {CONTROLLER_NS} \
+             --set wva.metricsPrefix={prefix} \
+             --set wva.monitoring.prometheusRule.enabled=true --set wva.monitoring.prometheusRule.labels.release=kube-prometheus-stack \
+             --set wva.monitoring.grafanaDashboard.enabled=true --set wva.monitoring.grafanaDashboard.namespace=monitoring"
+        ));
+        let rule = r.get(
+            "PrometheusRule",
+            "workload-variant-autoscaler-controller-manager-alerts",
+        );
+        assert_eq!(
+            rule["metadata"]["labels"]["release"],
+            "kube-prometheus-stack"
+        );
+        let rules = rule["spec"]["groups"][0]["rules"].as_array().unwrap();
+        let alerts: Vec<&str> = rules.iter().map(|r| r["alert"].as_str().unwrap()).collect();
+        assert_eq!(
+            alerts,
+            [
+                "WVAControlLoopStalled",
+                "WVAMetricsCollectionFailing",
+                "WVASafetyNetActiveTooLong",
+                "WVAMetricsMissing",
+                "WVAScalingThrash",
+                "WVAStatusWritesFailing",
+                "WVATaskRestarting"
+            ]
+        );
+        let mut used = BTreeSet::new();
+        for rule in rules {
+            let expr = rule["expr"].as_str().unwrap();
+            assert!(
+                expr.contains(
+                    "job=\"workload-variant-autoscaler-controller-manager-metrics-service\""
+                ),
+                "{expr}"
+            );
+            used.extend(series_in(expr));
+        }
+        let dashboard: ConfigMap = r.typed(
+            "ConfigMap",
+            "workload-variant-autoscaler-controller-manager-dashboard",
+        );
+        assert_eq!(dashboard.metadata.namespace.as_deref(), Some("monitoring"));
+        assert_eq!(dashboard.metadata.labels.unwrap()["grafana_dashboard"], "1");
+        let json: Value =
+            serde_json::from_str(&dashboard.data.unwrap()["workload-variant-autoscaler.json"])
+                .expect("the dashboard is JSON");
+        for panel in json["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                used.extend(series_in(target["expr"].as_str().unwrap()));
+            }
+        }
+        let wrong_prefix = if prefix == "inferno" {
+            "wva_desired"
+        } else {
+            "inferno_"
+        };
+        assert!(
+            !used.iter().any(|u| u.starts_with(wrong_prefix)),
+            "{prefix}: {used:?}"
+        );
+        let unknown: Vec<&String> = used.iter().filter(|u| !exposed.contains(*u)).collect();
+        assert!(unknown.is_empty(), "{prefix}: not exposed: {unknown:?}");
+        assert!(used.len() >= 15, "{used:?}");
+    }
 }

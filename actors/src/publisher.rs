@@ -134,6 +134,24 @@ impl Publisher {
         })
     }
 
+    /// The names of every series the publisher can expose.
+    pub fn series_names(&self) -> Vec<String> {
+        use prometheus::core::Collector;
+        let collectors: [&dyn Collector; 6] = [
+            &self.desired,
+            &self.current,
+            &self.ratio,
+            &self.scaling,
+            &self.safety_net,
+            &self.metrics_missing,
+        ];
+        collectors
+            .iter()
+            .flat_map(|c| c.desc())
+            .map(|d| d.fq_name.clone())
+            .collect()
+    }
+
     fn publish(&mut self, p: &Published) {
         if let Some((accelerator, _)) = self.series.get(&p.variant)
             && *accelerator != p.accelerator

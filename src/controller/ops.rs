@@ -32,6 +32,7 @@ pub struct Ops {
     pub watch_errors: IntCounterVec,
     /// `wva_task_restarts_total{task}`: controller tasks restarted after they died.
     pub task_restarts: IntCounterVec,
+    build_info: IntGaugeVec,
 }
 
 const CYCLE_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
@@ -66,15 +67,17 @@ impl Ops {
             .buckets(CYCLE_BUCKETS.to_vec()),
         )?;
         registry.register(Box::new(read_seconds.clone()))?;
-        let build = IntGaugeVec::new(
+        let build_info = IntGaugeVec::new(
             Opts::new(
                 "wva_build_info",
                 "The running controller's version (value 1).",
             ),
             &["version"],
         )?;
-        registry.register(Box::new(build.clone()))?;
-        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        registry.register(Box::new(build_info.clone()))?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         let interval = prometheus::Gauge::new(
             "wva_config_optimization_interval_seconds",
             "The decision cycle's interval.",
@@ -115,8 +118,38 @@ impl Ops {
                 "Controller tasks restarted after they ended or panicked.",
                 &["task"],
             )?,
+            build_info,
             registry,
         })
+    }
+
+    /// The names of every series this registry can expose (with the actors'), whether or not
+    /// they have a value yet: what the chart's alerts and dashboard may refer to.
+    pub fn series_names(&self) -> Vec<String> {
+        use prometheus::core::Collector;
+        let a = &self.actors;
+        let collectors: [&dyn Collector; 13] = [
+            &self.cycle_seconds,
+            &self.models,
+            &self.variants,
+            &self.read_seconds,
+            &self.read_errors,
+            &self.status_writes,
+            &self.events,
+            &self.watch_errors,
+            &self.task_restarts,
+            &a.model_decision_seconds,
+            &a.log_writes,
+            &a.variant_restarts,
+            &self.build_info,
+        ];
+        let mut names: Vec<String> = collectors
+            .iter()
+            .flat_map(|c| c.desc())
+            .map(|d| d.fq_name.clone())
+            .collect();
+        names.push("wva_config_optimization_interval_seconds".into());
+        names
     }
 
     /// The series in the text format.
