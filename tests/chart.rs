@@ -1614,7 +1614,7 @@ fn series_in(text: &str) -> BTreeSet<String> {
 
 /// What the controller can expose, under either prefix.
 fn exposed_series() -> BTreeSet<String> {
-    let ops = wva::controller::ops::Ops::new(15.0).unwrap();
+    let ops = wva::controller::ops::Ops::new(15.0).expect("health series");
     let mut names: BTreeSet<String> = ops.series_names().into_iter().collect();
     for prefix in ["inferno", "wva"] {
         let publisher =
@@ -1622,7 +1622,7 @@ fn exposed_series() -> BTreeSet<String> {
                 prefix: prefix.into(),
                 controller_instance: None,
             })
-            .unwrap();
+            .expect("rendered");
         names.extend(publisher.series_names());
     }
     names
@@ -1655,8 +1655,13 @@ fn the_optional_alerts_and_dashboard_use_only_series_the_controller_exposes() {
             rule["metadata"]["labels"]["release"],
             "kube-prometheus-stack"
         );
-        let rules = rule["spec"]["groups"][0]["rules"].as_array().unwrap();
-        let alerts: Vec<&str> = rules.iter().map(|r| r["alert"].as_str().unwrap()).collect();
+        let rules = rule["spec"]["groups"][0]["rules"]
+            .as_array()
+            .expect("rendered");
+        let alerts: Vec<&str> = rules
+            .iter()
+            .map(|r| r["alert"].as_str().expect("rendered"))
+            .collect();
         assert_eq!(
             alerts,
             [
@@ -1671,7 +1676,7 @@ fn the_optional_alerts_and_dashboard_use_only_series_the_controller_exposes() {
         );
         let mut used = BTreeSet::new();
         for rule in rules {
-            let expr = rule["expr"].as_str().unwrap();
+            let expr = rule["expr"].as_str().expect("rendered");
             assert!(
                 expr.contains(
                     "job=\"workload-variant-autoscaler-controller-manager-metrics-service\""
@@ -1685,13 +1690,17 @@ fn the_optional_alerts_and_dashboard_use_only_series_the_controller_exposes() {
             "workload-variant-autoscaler-controller-manager-dashboard",
         );
         assert_eq!(dashboard.metadata.namespace.as_deref(), Some("monitoring"));
-        assert_eq!(dashboard.metadata.labels.unwrap()["grafana_dashboard"], "1");
-        let json: Value =
-            serde_json::from_str(&dashboard.data.unwrap()["workload-variant-autoscaler.json"])
-                .expect("the dashboard is JSON");
-        for panel in json["panels"].as_array().unwrap() {
-            for target in panel["targets"].as_array().unwrap() {
-                used.extend(series_in(target["expr"].as_str().unwrap()));
+        assert_eq!(
+            dashboard.metadata.labels.expect("rendered")["grafana_dashboard"],
+            "1"
+        );
+        let json: Value = serde_json::from_str(
+            &dashboard.data.expect("rendered")["workload-variant-autoscaler.json"],
+        )
+        .expect("the dashboard is JSON");
+        for panel in json["panels"].as_array().expect("rendered") {
+            for target in panel["targets"].as_array().expect("rendered") {
+                used.extend(series_in(target["expr"].as_str().expect("rendered")));
             }
         }
         let wrong_prefix = if prefix == "inferno" {
