@@ -459,6 +459,10 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
             .min(next_control)
             .min(next_hpa);
         if t >= end {
+            // The replicas count until the end of the run, not until the last event.
+            for v in &mut cluster.variants {
+                v.replica_ms += f64::from(v.replicas()) * (end - last_t);
+            }
             break;
         }
         for v in &mut cluster.variants {

@@ -11,6 +11,8 @@
 //! - [`simulate`]: one run or several policies on the same load.
 //! - [`emulate`], [`exposition`]: emulated servers over HTTP for a real Prometheus.
 
+pub mod calibration;
+pub mod capacity;
 pub mod cluster;
 pub mod emulate;
 pub mod engine;
