@@ -48,7 +48,7 @@ pub struct ReadFailure {
 }
 
 /// The signal each query of a read asks for, in the order they are sent.
-const QUERY_TYPES: [&str; 9] = [
+const QUERY_TYPES: [&str; 10] = [
     "kv_cache",
     "queue",
     "running",
@@ -58,6 +58,7 @@ const QUERY_TYPES: [&str; 9] = [
     "generation_tokens",
     "ttft",
     "itl",
+    "queue_mean",
 ];
 
 /// Reads every signal once. `now_s` is the wall clock in seconds, for sample ages.
@@ -80,6 +81,7 @@ pub async fn poll(
         texts.push(queries::per_pod_mean(queries::GENERATION_TOKENS, ns));
         texts.push(queries::per_pod_mean(queries::TTFT, ns));
         texts.push(queries::per_pod_mean(queries::ITL, ns));
+        texts.push(queries::per_pod(queries::WAITING_MEAN, ns));
     }
     // One query per distinct retention window (usually one), for all its models.
     let mut windows: BTreeMap<Duration, Vec<ModelKey>> = BTreeMap::new();
@@ -138,6 +140,7 @@ pub async fn poll(
             "output length",
             "TTFT",
             "ITL",
+            "mean waiting queue",
         ]
         .iter()
         .enumerate()
@@ -209,7 +212,7 @@ pub fn assemble(
     // A pod with every signal NaN has no sample at all.
     samples.retain(|_, s| s.kv_cache_usage.is_some() || s.queue_length.is_some());
 
-    if let [rate, input, output, ttft, itl] = serving {
+    if let [rate, input, output, ttft, itl, waiting_mean] = serving {
         let index = |values: &[PodValue]| -> HashMap<PodKey, f64> {
             values
                 .iter()
@@ -221,7 +224,13 @@ pub fn assemble(
                 })
                 .collect()
         };
-        let (input, output, ttft, itl) = (index(input), index(output), index(ttft), index(itl));
+        let (input, output, ttft, itl, waiting_mean) = (
+            index(input),
+            index(output),
+            index(ttft),
+            index(itl),
+            index(waiting_mean),
+        );
         for (key, rps) in index(rate) {
             let Some(sample) = samples.get_mut(&key) else {
                 continue;
@@ -234,6 +243,7 @@ pub fn assemble(
                 mean_output_tokens: mean(&output),
                 ttft_ms: mean(&ttft) * 1e3,
                 itl_ms: mean(&itl) * 1e3,
+                mean_waiting: mean(&waiting_mean),
             };
             sample.serving = stats.is_valid().then_some(stats);
         }
@@ -335,6 +345,7 @@ mod tests {
             vec![],
             vec![value("a-1", None)],
             vec![],
+            vec![value("a-1", Some(1.5))],
         ];
         let snap = assemble(&kv, &[], &[], &serving, &pods);
         let s = snap.by_model[&ModelKey::new("ns", "m")][0]
@@ -342,6 +353,7 @@ mod tests {
             .expect("serving");
         assert_eq!(s.request_rate_rps, 0.0);
         assert_eq!(s.mean_input_tokens, 0.0);
+        assert_eq!(s.mean_waiting, 1.5);
     }
 
     #[test]

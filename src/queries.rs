@@ -61,6 +61,11 @@ pub const WAITING: PodSignal = PodSignal {
     names: &["vllm:num_requests_waiting"],
     over_time: "max_over_time",
 };
+/// The waiting queue's mean over the window: what requests really queued behind, for learning.
+pub const WAITING_MEAN: PodSignal = PodSignal {
+    names: &["vllm:num_requests_waiting"],
+    over_time: "avg_over_time",
+};
 pub const RUNNING: PodSignal = PodSignal {
     names: &["vllm:num_requests_running"],
     over_time: "avg_over_time",

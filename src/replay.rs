@@ -92,6 +92,8 @@ fn redecide(
         model_based: model_inputs.as_ref(),
         scale_to_zero: extras.is_some_and(|e| e.scale_to_zero),
         request_count: request_count.as_ref(),
+        analyzer: wva_actors::policy::Analyzer::SaturationV1,
+        slo_capacity: None,
     })
 }
 

@@ -210,7 +210,12 @@ fn a_hybrid_run_records_its_arbitration_and_replays_identically() {
     for v in last["variants"].as_array().expect("variants") {
         let decode = &v["learner"]["decode"];
         assert!(decode["accepted"].as_u64().expect("accepted") >= 5, "{v}");
-        assert!(decode["intercept"].as_f64().expect("alpha") > 0.0, "{v}");
+        // Under chunked prefill the step's growth with the batch is confounded with the
+        // prefill load (both rise with the rate), so only the physical bounds are checked.
+        assert!(decode["intercept"].as_f64().expect("alpha") >= 0.0, "{v}");
+        assert!(decode["slope"].as_f64().expect("beta") > 0.0, "{v}");
+        // Queued windows still give the prefill line (learned, or its prior).
+        assert!(v["learner"]["prefill"].is_object(), "{v}");
     }
 
     // Open-loop replay in the recorded (hybrid) mode reproduces every decision.

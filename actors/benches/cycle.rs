@@ -42,6 +42,7 @@ fn layout(n: usize) -> Vec<(ModelKey, Vec<VariantSpec>)> {
                     accelerator: if v == 0 { "A100" } else { "H100" }.into(),
                     status_desired: None,
                     max_batch: wva_actors::messages::DEFAULT_MAX_BATCH,
+                    bounds: Default::default(),
                 })
                 .collect();
             (model, specs)

@@ -9,7 +9,8 @@ pub use wva_storage::{ModelKey, Timestamp, VariantKey};
 use crate::policy::model_based::RequestCount;
 pub use crate::policy::outputs::{MetricsState, OptimizationState, StatusUpdate};
 use crate::policy::queueing::LatencyTargets;
-use crate::policy::{OperatingMode, ScalingConfig};
+use crate::policy::slo_capacity::SloCapacityConfig;
+use crate::policy::{Analyzer, OperatingMode, ScalingConfig};
 
 /// `max-num-seqs` assumed when the VA's model profile does not give `maxBatchSize` (vLLM's
 /// default).
@@ -29,6 +30,15 @@ pub struct VariantSpec {
     pub status_desired: Option<u32>,
     /// `max-num-seqs` of the servers, for the model-based optimizer.
     pub max_batch: u32,
+    /// Bounds of the HPA or ScaledObject that scales the variant, when known.
+    pub bounds: ReplicaBounds,
+}
+
+/// The replica range a variant's scaler allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReplicaBounds {
+    pub min: Option<u32>,
+    pub max: Option<u32>,
 }
 
 /// Replicas of a Deployment.
@@ -61,6 +71,9 @@ pub struct ServingStats {
     pub mean_output_tokens: f64,
     pub ttft_ms: f64,
     pub itl_ms: f64,
+    /// Mean waiting requests over the window (`avg_over_time`), where the saturation signal
+    /// takes the maximum: the queue requests really stood in, for the latency learners.
+    pub mean_waiting: f64,
 }
 
 impl ServingStats {
@@ -71,6 +84,7 @@ impl ServingStats {
             self.mean_output_tokens,
             self.ttft_ms,
             self.itl_ms,
+            self.mean_waiting,
         ]
         .iter()
         .all(|v| v.is_finite() && *v >= 0.0)
@@ -102,6 +116,10 @@ pub enum Metrics {
 pub struct PolicySettings {
     pub scaling: ScalingConfig,
     pub mode: OperatingMode,
+    /// The analyzer of capacity mode.
+    pub analyzer: Analyzer,
+    /// The `slo-capacity` analyzer's settings (its objectives are the model's service class).
+    pub slo_capacity: SloCapacityConfig,
     /// Service-class targets by model ID; models not listed get [`LatencyTargets::default`].
     pub latency_targets: HashMap<String, LatencyTargets>,
     /// The global scale-to-zero switch (a model's `enableScaleToZero` overrides it).
@@ -114,6 +132,20 @@ impl PolicySettings {
             .get(model_id)
             .copied()
             .unwrap_or_default()
+    }
+
+    /// Whether the variants learn and report what their servers served (model-based modes, and
+    /// the `slo-capacity` analyzer).
+    pub fn reads_serving(&self) -> bool {
+        self.mode != OperatingMode::CapacityOnly || self.analyzer.reads_serving()
+    }
+
+    /// The `slo-capacity` settings for a model: its service class gives the objectives.
+    pub fn slo_capacity_for(&self, model_id: &str) -> SloCapacityConfig {
+        SloCapacityConfig {
+            slo: self.targets_for(model_id),
+            ..self.slo_capacity
+        }
     }
 
     /// Whether scale to zero is on for a model, and its retention window.

@@ -7,7 +7,7 @@
 //! message of this supervisor is handled, so a variant added or dropped meanwhile waits for the
 //! cycle to end and is never overwritten by it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -25,6 +25,7 @@ use crate::policy::learner::LatencyLearner;
 use crate::policy::model_based::ModelVariantInput;
 use crate::policy::outputs::{MetricsState, VariantFacts, cycle_outputs};
 use crate::policy::queueing::Workload;
+use crate::policy::slo_capacity::CapacityVariant;
 use crate::policy::{OperatingMode, VariantInput};
 use crate::record::{CycleFacts, cycle_record, learner_of, model_based_record};
 use crate::telemetry::Telemetry;
@@ -40,6 +41,8 @@ struct Slot {
     deployment: Option<DeploymentState>,
     /// The last desired count decided for it (in this process, or recovered from the log).
     last_desired: Option<u32>,
+    /// The `slo-capacity` recommendations of the last cycles (its scale-down window).
+    recent: VecDeque<u32>,
 }
 
 impl Slot {
@@ -120,6 +123,7 @@ impl ModelSupervisor {
                     addr: s.addr.clone(),
                     spec: s.spec.clone(),
                     input: s.input(),
+                    recent: s.recent.iter().copied().collect(),
                 })
                 .collect(),
             settings: Arc::clone(&self.settings),
@@ -136,6 +140,15 @@ impl ModelSupervisor {
         for (name, desired) in &ran.desired {
             if let Some(slot) = self.slots.get_mut(name) {
                 slot.last_desired = Some(*desired);
+            }
+        }
+        let window = self.settings.slo_capacity.stabilization_cycles;
+        for (name, recommended) in &ran.recommended {
+            if let Some(slot) = self.slots.get_mut(name) {
+                slot.recent.push_back(*recommended);
+                while slot.recent.len() > window {
+                    slot.recent.pop_front();
+                }
             }
         }
         for name in &ran.faulted {
@@ -262,6 +275,7 @@ impl Handler<AddVariant> for ModelSupervisor {
                 spec: msg.spec,
                 deployment: msg.deployment,
                 last_desired: msg.last_good,
+                recent: VecDeque::new(),
             },
         );
         effects
@@ -393,6 +407,7 @@ struct PlannedVariant {
     addr: Addr<VariantActor>,
     spec: VariantSpec,
     input: VariantInput,
+    recent: Vec<u32>,
 }
 
 struct CyclePlan {
@@ -415,6 +430,8 @@ struct RanCycle {
     effects: Effects,
     /// Desired count decided per variant name.
     desired: Vec<(String, u32)>,
+    /// The `slo-capacity` recommendation per variant name, for its scale-down window.
+    recommended: Vec<(String, u32)>,
     /// Variants whose actor stopped on bad input (restarted by `settle`).
     faulted: Vec<String>,
 }
@@ -435,6 +452,7 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
         outcome: ModelOutcome::default(),
         effects: Effects::default(),
         desired: Vec::new(),
+        recommended: Vec::new(),
         faulted: Vec::new(),
     };
     if variants.is_empty() {
@@ -456,14 +474,22 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
 
     // 1. Fan the snapshot out to the variants; each answers with its signals, checked.
     let learn = settings.mode != OperatingMode::CapacityOnly;
+    let fit_itl = settings.analyzer.reads_serving();
     let (scale_to_zero, _) = settings.scale_to_zero_for(&model);
+    let mut capacity_views: Vec<CapacityVariant> = Vec::new();
     let mut inputs: Vec<VariantInput> = Vec::with_capacity(variants.len());
     let mut learners: Vec<LatencyLearner> = Vec::new();
     let mut facts: Vec<VariantFacts> = Vec::with_capacity(variants.len());
     // Every pod the variants accepted, pooled for the model's workload.
     let mut served: Vec<PodSample> = Vec::new();
     let mut fault = None;
-    for PlannedVariant { addr, spec, input } in &variants {
+    for PlannedVariant {
+        addr,
+        spec,
+        input,
+        recent,
+    } in &variants
+    {
         let samples = by_deployment
             .remove(spec.deployment.as_str())
             .unwrap_or_default();
@@ -478,6 +504,7 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
                 variant: spec.key.clone(),
                 samples,
                 learn,
+                fit_itl,
             })
             .await;
         let observation = match observed {
@@ -503,9 +530,21 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
             previous_desired: input.previous_desired,
             metrics: MetricsState::of(prometheus_error, !input.replicas.is_empty(), stale),
         });
+        if fit_itl {
+            capacity_views.push(CapacityVariant {
+                input: input.clone(),
+                serving: observation.serving,
+                fit: observation.itl_fit.unwrap_or_default(),
+                max_batch: spec.max_batch,
+                min_replicas: spec.bounds.min,
+                max_replicas: spec.bounds.max,
+                recent: recent.clone(),
+            });
+        }
         inputs.push(input);
         learners.extend(observation.learner);
     }
+    let slo_config = settings.slo_capacity_for(&model.model_id);
 
     // 2. Decide.
     let (config, _) = settings
@@ -525,8 +564,17 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
         model_based: model_inputs.as_ref().filter(|_| learn),
         scale_to_zero,
         request_count: request_count.as_ref(),
+        analyzer: settings.analyzer,
+        slo_capacity: fit_itl.then_some((capacity_views.as_slice(), &slo_config)),
     });
     let decision = &decided.decision;
+    if let Some(outcome) = &decided.slo_capacity {
+        ran.recommended = outcome
+            .estimates
+            .iter()
+            .map(|e| (e.name.clone(), e.recommended))
+            .collect();
+    }
 
     // 3. Record inputs and decision before anyone acts on it.
     ran.effects
@@ -617,6 +665,8 @@ fn faulted(
     Observation {
         replicas: Vec::new(),
         learner: learn.then(LatencyLearner::default),
+        serving: None,
+        itl_fit: None,
     }
 }
 

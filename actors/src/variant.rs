@@ -6,6 +6,7 @@ use actix::prelude::*;
 use crate::messages::{PodSample, VariantKey, VariantSpec};
 use crate::policy::ReplicaSignals;
 use crate::policy::learner::{LatencyLearner, LatencyObservation};
+use crate::policy::slo_capacity::{ItlFit, ServingSummary};
 
 /// State of one variant: the signals of its pods and what it has learned of its latency.
 /// Its Deployment and its desired counts are the supervisor's: the supervisor decides.
@@ -14,6 +15,7 @@ pub struct VariantActor {
     spec: VariantSpec,
     pods: Vec<PodSample>,
     learner: LatencyLearner,
+    itl_fit: ItlFit,
 }
 
 impl VariantActor {
@@ -22,6 +24,7 @@ impl VariantActor {
             spec,
             pods: Vec::new(),
             learner: LatencyLearner::default(),
+            itl_fit: ItlFit::default(),
         }
     }
 }
@@ -41,6 +44,10 @@ pub struct Observation {
     pub replicas: Vec<ReplicaSignals>,
     /// The latency learner after this cycle's observation (model-based modes only).
     pub learner: Option<LatencyLearner>,
+    /// What its servers served, pooled, and its ITL fit after this cycle (when serving
+    /// statistics are read).
+    pub serving: Option<ServingSummary>,
+    pub itl_fit: Option<ItlFit>,
 }
 
 /// What a set of pods (a variant's, or a whole model's) served over the window, pooled.
@@ -54,7 +61,7 @@ pub struct ServingPool {
     pub mean_output_tokens: f64,
     pub ttft_ms: f64,
     pub itl_ms: f64,
-    /// Means per pod.
+    /// Means per pod over the window.
     pub batch: f64,
     pub waiting: f64,
 }
@@ -95,12 +102,22 @@ impl ServingPool {
                 .map(|(p, _)| p.running.unwrap_or(0.0))
                 .sum::<f64>()
                 / n,
-            waiting: reporting
-                .iter()
-                .map(|(p, _)| p.queue_length.unwrap_or(0.0))
-                .sum::<f64>()
-                / n,
+            waiting: reporting.iter().map(|(_, s)| s.mean_waiting).sum::<f64>() / n,
         })
+    }
+
+    /// The pool as the `slo-capacity` analyzer reads it.
+    pub fn summary(&self) -> ServingSummary {
+        ServingSummary {
+            pods: self.pods,
+            rate_rps: self.request_rate_rps,
+            mean_input_tokens: self.mean_input_tokens,
+            mean_output_tokens: self.mean_output_tokens,
+            ttft_ms: self.ttft_ms,
+            itl_ms: self.itl_ms,
+            batch: self.batch,
+            waiting: self.waiting,
+        }
     }
 
     /// The learner's observation: only windows that served something teach latencies.
@@ -134,6 +151,8 @@ pub struct Observe {
     pub samples: Vec<PodSample>,
     /// Feed the latency learner (hybrid and model-only modes).
     pub learn: bool,
+    /// Pool the serving statistics and feed the ITL fit (the `slo-capacity` analyzer).
+    pub fit_itl: bool,
 }
 
 impl Handler<Observe> for VariantActor {
@@ -173,10 +192,15 @@ impl Handler<Observe> for VariantActor {
             });
         }
         self.pods = msg.samples;
+        let pool = ServingPool::of(&self.pods);
         if msg.learn
-            && let Some(o) = ServingPool::of(&self.pods).and_then(|s| s.observation())
+            && let Some(o) = pool.and_then(|s| s.observation())
         {
             self.learner.observe(&o);
+        }
+        let serving = pool.filter(|_| msg.fit_itl).map(|p| p.summary());
+        if let Some(s) = &serving {
+            self.itl_fit.observe(s);
         }
         Ok(Observation {
             replicas: self
@@ -189,6 +213,8 @@ impl Handler<Observe> for VariantActor {
                 })
                 .collect(),
             learner: msg.learn.then(|| self.learner.clone()),
+            serving,
+            itl_fit: msg.fit_itl.then_some(self.itl_fit),
         })
     }
 }
@@ -250,6 +276,7 @@ mod tests {
                 mean_output_tokens: 100.0,
                 ttft_ms: 80.0,
                 itl_ms: itl,
+                mean_waiting: 2.0,
             }),
         }
     }

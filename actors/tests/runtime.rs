@@ -70,6 +70,7 @@ fn spec(ns: &str, name: &str, model: &str, cost: f64) -> VariantSpec {
         accelerator: "A100".into(),
         status_desired: None,
         max_batch: wva_actors::messages::DEFAULT_MAX_BATCH,
+        bounds: Default::default(),
     }
 }
 

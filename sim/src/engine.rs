@@ -15,19 +15,27 @@ use std::sync::Arc;
 
 use wva_actors::messages::{
     DEFAULT_MAX_BATCH, DeploymentState, Metrics, MetricsSnapshot, ModelKey, PodSample,
-    PolicySettings, ServingStats, Timestamp, VariantKey, VariantSpec,
+    PolicySettings, ReplicaBounds, ServingStats, Timestamp, VariantKey, VariantSpec,
 };
-use wva_actors::policy::OperatingMode;
 use wva_actors::policy::model_based::RequestCount;
+use wva_actors::policy::slo_capacity::DEFAULT_BUDGET_SHARE;
+use wva_actors::policy::{Analyzer, OperatingMode};
 use wva_actors::publisher::{Gather, PublisherConfig, ReadDesired};
 use wva_actors::registry::{DeploymentEvent, Tick, UpsertVariant};
 use wva_actors::system::SystemConfig;
 use wva_actors::telemetry::Telemetry;
 use wva_storage::{DecisionLog, MemoryLog, Retention};
 
+use super::capacity::sustainable_rate;
 use super::cluster::{Cluster, Variant};
-use super::hpa::{Hpa, HpaSpec};
+use super::hpa::{Behavior, Hpa, HpaSpec};
+use super::peers::RecentRequests;
+use super::peers::clairvoyant::{PlannedVariant, Schedule, plan};
+use super::peers::keda_slo::{KedaSlo, KedaSloConfig};
+use super::peers::kpa::KpaState;
+use super::peers::saturation_v2::{SaturationV2, SaturationV2Config};
 use super::profiles;
+use super::report::SloTargets;
 use super::server::{Completed, Counters, Request, Server};
 
 /// Virtual time starts here (2026-01-01T00:00:00Z), so recorded times read as dates.
@@ -57,99 +65,147 @@ pub struct Scenario {
     pub hpa: HpaSpec,
 }
 
-/// Which autoscaler drives the replicas.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+/// Which autoscaler drives the replicas, with its one aggressiveness knob.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Policy {
-    /// This controller (capacity analyzer, CONTRACT section 3) through an HPA on
-    /// `inferno_desired_replicas` with `AverageValue: 1`.
-    #[default]
-    WvaV1,
+    /// This controller with its default analyzer (`slo-capacity`), through an HPA on
+    /// `inferno_desired_replicas` with the chart's behaviour; the knob is the share of the
+    /// latency objectives the mean may use.
+    Wva { budget_share: f64 },
+    /// This controller with the seeds' saturation analyzer (CONTRACT section 3); the knob is
+    /// `kvCacheThreshold`.
+    WvaV1 { kv_cache_threshold: f64 },
     /// This controller in hybrid mode: the capacity analyzer arbitrated with the model-based
-    /// optimizer (queueing model, learned latency parameters, service-class targets).
+    /// optimizer.
     WvaHybrid,
+    /// Upstream WVA v0.9's token-based analyzer with its cost-aware optimizer, through the
+    /// chart's HPA; the knob is the scale-up threshold.
+    SaturationV2 { scale_up_threshold: f64 },
+    /// llm-d's SLO-aware KEDA setup; the knob is the target ratio.
+    KedaSlo { target: f64 },
     /// A plain HPA on the mean KV-cache use of each variant's pods.
     HpaKv { target: f64 },
-    /// Knative's pod autoscaler: concurrency per pod averaged over a 60 s stable window and a
-    /// 6 s panic window (entered when the panic window wants twice the ready pods), sampled
-    /// every 2 s, scaling down at most by half at a time.
+    /// Knative's pod autoscaler, on concurrency per pod.
     Kpa { target_concurrency: f64 },
+    /// The schedule computed from the known future load; the knob is how full it fills each
+    /// replica's measured capacity.
+    Clairvoyant { utilization: f64 },
 }
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self::Wva {
+            budget_share: DEFAULT_BUDGET_SHARE,
+        }
+    }
+}
+
+/// Every policy by name, in the order comparisons list them.
+pub const POLICY_NAMES: [&str; 8] = [
+    "wva",
+    "wva-v1",
+    "wva-hybrid",
+    "saturation-v2",
+    "keda-slo",
+    "hpa-kv",
+    "kpa",
+    "clairvoyant",
+];
 
 impl Policy {
     pub fn name(&self) -> &'static str {
         match self {
-            Self::WvaV1 => "wva-v1",
+            Self::Wva { .. } => "wva",
+            Self::WvaV1 { .. } => "wva-v1",
             Self::WvaHybrid => "wva-hybrid",
+            Self::SaturationV2 { .. } => "saturation-v2",
+            Self::KedaSlo { .. } => "keda-slo",
             Self::HpaKv { .. } => "hpa-kv",
             Self::Kpa { .. } => "kpa",
+            Self::Clairvoyant { .. } => "clairvoyant",
         }
     }
 
-    /// A policy by name, with the defaults used in comparisons.
+    /// A policy by name, with its default knob.
     pub fn parse(name: &str) -> Result<Self, String> {
         match name.trim() {
-            "wva-v1" => Ok(Self::WvaV1),
+            "wva" => Ok(Self::default()),
+            "wva-v1" => Ok(Self::WvaV1 {
+                kv_cache_threshold: 0.8,
+            }),
             "wva-hybrid" => Ok(Self::WvaHybrid),
+            "saturation-v2" => Ok(Self::SaturationV2 {
+                scale_up_threshold: 0.85,
+            }),
+            "keda-slo" => Ok(Self::KedaSlo { target: 0.55 }),
             "hpa-kv" => Ok(Self::HpaKv { target: 0.6 }),
             "kpa" => Ok(Self::Kpa {
                 target_concurrency: 48.0,
             }),
+            "clairvoyant" => Ok(Self::Clairvoyant { utilization: 0.9 }),
             other => Err(format!(
-                "expected wva-v1, wva-hybrid, hpa-kv or kpa, got {other:?}"
+                "expected one of {}, got {other:?}",
+                POLICY_NAMES.join(", ")
             )),
         }
     }
-}
 
-/// Knative's windows over one variant's concurrency samples.
-#[derive(Debug, Default)]
-struct KpaState {
-    samples: VecDeque<(f64, f64)>,
-    panic_until: f64,
-}
-
-impl KpaState {
-    const STABLE_MS: f64 = 60_000.0;
-    const PANIC_MS: f64 = 6_000.0;
-
-    fn desired(
-        &mut self,
-        t: f64,
-        concurrency: f64,
-        target: f64,
-        current: u32,
-        ready: u32,
-        max: u32,
-    ) -> u32 {
-        self.samples.push_back((t, concurrency));
-        while self
-            .samples
-            .front()
-            .is_some_and(|(at, _)| *at <= t - Self::STABLE_MS)
-        {
-            self.samples.pop_front();
+    /// The knob's name and value (`None` for a policy without one).
+    pub fn knob(&self) -> Option<(&'static str, f64)> {
+        match *self {
+            Self::Wva { budget_share } => Some(("budget share", budget_share)),
+            Self::WvaV1 { kv_cache_threshold } => Some(("kvCacheThreshold", kv_cache_threshold)),
+            Self::WvaHybrid => None,
+            Self::SaturationV2 { scale_up_threshold } => {
+                Some(("scale-up threshold", scale_up_threshold))
+            }
+            Self::KedaSlo { target } => Some(("target ratio", target)),
+            Self::HpaKv { target } => Some(("KV target", target)),
+            Self::Kpa { target_concurrency } => Some(("target concurrency", target_concurrency)),
+            Self::Clairvoyant { utilization } => Some(("utilization", utilization)),
         }
-        let mean = |window: f64| {
-            let w: Vec<f64> = self
-                .samples
-                .iter()
-                .filter(|(at, _)| *at > t - window)
-                .map(|s| s.1)
-                .collect();
-            w.iter().sum::<f64>() / w.len().max(1) as f64
-        };
-        let stable = (mean(Self::STABLE_MS) / target).ceil() as u32;
-        let panic = (mean(Self::PANIC_MS) / target).ceil() as u32;
-        if ready > 0 && f64::from(panic) / f64::from(ready) >= 2.0 {
-            self.panic_until = t + Self::STABLE_MS;
+    }
+
+    /// The same policy with another knob setting.
+    pub fn with_knob(self, k: f64) -> Self {
+        match self {
+            Self::Wva { .. } => Self::Wva { budget_share: k },
+            Self::WvaV1 { .. } => Self::WvaV1 {
+                kv_cache_threshold: k,
+            },
+            Self::WvaHybrid => Self::WvaHybrid,
+            Self::SaturationV2 { .. } => Self::SaturationV2 {
+                scale_up_threshold: k,
+            },
+            Self::KedaSlo { .. } => Self::KedaSlo { target: k },
+            Self::HpaKv { .. } => Self::HpaKv { target: k },
+            Self::Kpa { .. } => Self::Kpa {
+                target_concurrency: k,
+            },
+            Self::Clairvoyant { .. } => Self::Clairvoyant { utilization: k },
         }
-        let desired = if t < self.panic_until {
-            panic.max(current)
-        } else {
-            stable
-        };
-        // At most halve the ready pods per decision (max-scale-down-rate 2).
-        desired.max(ready.div_ceil(2)).clamp(1, max)
+    }
+
+    /// The knob settings a frontier sweeps, from the most careful to the boldest.
+    pub fn sweep(&self) -> Vec<f64> {
+        match self {
+            Self::Wva { .. } => vec![0.3, 0.4, 0.5, 0.6, 0.7, 0.8],
+            Self::WvaV1 { .. } => vec![0.3, 0.4, 0.5, 0.6, 0.7, 0.8],
+            Self::WvaHybrid => vec![],
+            Self::SaturationV2 { .. } => vec![0.45, 0.55, 0.65, 0.75, 0.85, 0.95],
+            Self::KedaSlo { .. } => vec![0.25, 0.35, 0.45, 0.55, 0.7, 0.85],
+            Self::HpaKv { .. } => vec![0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
+            Self::Kpa { .. } => vec![8.0, 16.0, 24.0, 32.0, 48.0, 64.0],
+            Self::Clairvoyant { .. } => vec![0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
+        }
+    }
+
+    /// Whether this controller's actors decide (and an HPA acts on what they publish).
+    pub fn is_wva(&self) -> bool {
+        matches!(
+            self,
+            Self::Wva { .. } | Self::WvaV1 { .. } | Self::WvaHybrid
+        )
     }
 }
 
@@ -167,6 +223,9 @@ pub struct RunOptions {
     /// Run virtual time at most this many times faster than real time (`None`: as fast as
     /// possible). Lets a run be watched, scraped or interrupted while it goes.
     pub pace: Option<f64>,
+    /// The clairvoyant bound's per-replica capacities, when already measured (a frontier
+    /// measures them once for all its settings).
+    pub clairvoyant_capacity: Option<Vec<f64>>,
 }
 
 /// One point of the time series, per autoscaler cycle.
@@ -249,6 +308,7 @@ impl Scrapes {
         let kv = w.iter().map(|p| p.kv).fold(f64::NAN, f64::max);
         let queue = w.iter().map(|p| p.queue).fold(f64::NAN, f64::max);
         let running = w.iter().map(|p| p.running).sum::<f64>() / w.len() as f64;
+        let mean_queue = w.iter().map(|p| p.queue).sum::<f64>() / w.len() as f64;
         let span_s = (last.t - first.t) / 1e3;
         let (a, b) = (&first.counters, &last.counters);
         let ratio = |num: f64, den: f64| if den > 0.0 { num / den } else { 0.0 };
@@ -274,6 +334,7 @@ impl Scrapes {
                     b.itl_sum_s - a.itl_sum_s,
                     (b.itl_count - a.itl_count) as f64,
                 ),
+            mean_waiting: mean_queue,
         });
         (!kv.is_nan()).then(|| PodSample {
             pod: pod.to_string(),
@@ -300,12 +361,90 @@ fn open_log(options: &RunOptions) -> Result<Box<dyn DecisionLog>, String> {
     }
 }
 
+/// The controller's settings under a policy: its analyzer or mode, and the knob.
+fn policy_settings(base: &PolicySettings, policy: Policy) -> PolicySettings {
+    let mut s = base.clone();
+    match policy {
+        Policy::Wva { budget_share } => {
+            s.analyzer = Analyzer::SloCapacity;
+            s.slo_capacity.budget_share = budget_share;
+        }
+        Policy::WvaV1 { kv_cache_threshold } => {
+            s.analyzer = Analyzer::SaturationV1;
+            let t = &mut s.scaling.default.thresholds;
+            t.kv_cache_threshold = kv_cache_threshold;
+            t.kv_spare_trigger = t.kv_spare_trigger.min(kv_cache_threshold);
+        }
+        Policy::WvaHybrid => {
+            s.analyzer = Analyzer::SaturationV1;
+            s.mode = OperatingMode::Hybrid;
+        }
+        _ => {}
+    }
+    s
+}
+
+/// What one replica of each variant carries within the objectives, for the scenario's mix of
+/// request lengths.
+pub fn replica_capacities(scenario: &Scenario) -> Result<Vec<f64>, String> {
+    let mix: Vec<(u32, u32)> = scenario
+        .requests
+        .iter()
+        .map(|r| (r.prompt_tokens, r.output_tokens))
+        .collect();
+    scenario
+        .variants
+        .iter()
+        .map(|v| {
+            let profile = profiles::by_name(&v.accelerator)
+                .ok_or_else(|| format!("variant {}: unknown accelerator", v.name))?;
+            Ok(sustainable_rate(
+                &profile,
+                &mix,
+                SloTargets::default(),
+                CLAIRVOYANT_SHARE,
+                7,
+            ))
+        })
+        .collect()
+}
+
+/// The share of requests within the objectives the clairvoyant bound sizes replicas for.
+pub const CLAIRVOYANT_SHARE: f64 = 0.95;
+
+fn clairvoyant_schedule(
+    scenario: &Scenario,
+    utilization: f64,
+    capacities: Option<&[f64]>,
+) -> Result<Schedule, String> {
+    let capacities = match capacities {
+        Some(c) => c.to_vec(),
+        None => replica_capacities(scenario)?,
+    };
+    let planned: Vec<PlannedVariant> = scenario
+        .variants
+        .iter()
+        .zip(capacities)
+        .map(|(v, capacity_rps)| PlannedVariant {
+            capacity_rps,
+            cost_per_hour: v.cost_per_hour,
+            min_replicas: scenario.hpa.min_replicas,
+            max_replicas: v.max_replicas,
+        })
+        .collect();
+    Ok(plan(
+        &scenario.requests,
+        &planned,
+        scenario.duration_s * 1e3,
+        scenario.startup_s * 1e3,
+        utilization,
+        scenario.control_interval_s * 1e3,
+    ))
+}
+
 /// Runs a scenario to the end. Must be called inside an actix System.
 pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult, String> {
-    let mut settings = options.settings.clone();
-    if options.policy == Policy::WvaHybrid {
-        settings.mode = OperatingMode::Hybrid;
-    }
+    let settings = policy_settings(&options.settings, options.policy);
     let system = wva_actors::system::start(SystemConfig {
         log: open_log(options)?,
         publisher: PublisherConfig::default(),
@@ -341,9 +480,15 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
         ));
     }
     let mut cluster = Cluster::new(variants);
-    let target_average_value = match options.policy {
-        Policy::HpaKv { target } => target,
-        _ => scenario.hpa.target_average_value,
+    let (target_average_value, behavior) = match options.policy {
+        // A plain HPA, as Kubernetes defaults it.
+        Policy::HpaKv { target } => (target, Behavior::default()),
+        // KEDA's HPA on the per-replica ratio.
+        Policy::KedaSlo { target } => (target, scenario.hpa.behavior.clone()),
+        _ => (
+            scenario.hpa.target_average_value,
+            scenario.hpa.behavior.clone(),
+        ),
     };
     let mut hpas: Vec<Hpa> = scenario
         .variants
@@ -352,6 +497,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
             Hpa::new(HpaSpec {
                 max_replicas: v.max_replicas,
                 target_average_value,
+                behavior: behavior.clone(),
                 ..scenario.hpa.clone()
             })
         })
@@ -361,11 +507,33 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
         .iter()
         .map(|_| KpaState::default())
         .collect();
-    let kpa_interval = 2_000.0;
-    let mut next_kpa = match options.policy {
-        Policy::Kpa { .. } => kpa_interval,
+    let mut kedas: Vec<KedaSlo> = scenario
+        .variants
+        .iter()
+        .map(|_| KedaSlo::default())
+        .collect();
+    let mut saturation_v2 = SaturationV2::default();
+    let mut saturation_v2_desired: Vec<Option<u32>> = vec![None; scenario.variants.len()];
+    let mut recent: Vec<RecentRequests> = scenario
+        .variants
+        .iter()
+        .map(|_| RecentRequests::default())
+        .collect();
+    let schedule = match options.policy {
+        Policy::Clairvoyant { utilization } => Some(clairvoyant_schedule(
+            scenario,
+            utilization,
+            options.clairvoyant_capacity.as_deref(),
+        )?),
+        _ => None,
+    };
+    // Autoscalers that scale the Deployments themselves, and how often.
+    let direct_interval = match options.policy {
+        Policy::Kpa { .. } => KpaState::INTERVAL_MS,
+        Policy::Clairvoyant { .. } => scenario.control_interval_s * 1e3,
         _ => f64::INFINITY,
     };
+    let mut next_direct = direct_interval;
     let mut reported: Vec<Option<DeploymentState>> = vec![None; scenario.variants.len()];
     let send_deployments =
         |cluster: &Cluster, reported: &mut Vec<Option<DeploymentState>>, now: f64| {
@@ -399,6 +567,11 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
             accelerator: v.accelerator.clone(),
             status_desired: None,
             max_batch: DEFAULT_MAX_BATCH,
+            // The controller knows the bounds of the HPA that acts on each variant.
+            bounds: ReplicaBounds {
+                min: Some(scenario.hpa.min_replicas),
+                max: Some(v.max_replicas),
+            },
         };
         registry
             .send(UpsertVariant {
@@ -412,8 +585,8 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
     let end = scenario.duration_s * 1e3;
     let interval = scenario.control_interval_s * 1e3;
     let mut next_control = interval;
-    // Under KPA there is no HPA: Knative scales the Deployment itself.
-    let mut next_hpa = if matches!(options.policy, Policy::Kpa { .. }) {
+    // Under KPA and the clairvoyant schedule there is no HPA: they scale the Deployments.
+    let mut next_hpa = if direct_interval.is_finite() {
         f64::INFINITY
     } else {
         interval / 2.0
@@ -457,7 +630,8 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
             .min(next_step)
             .min(next_ready)
             .min(next_control)
-            .min(next_hpa);
+            .min(next_hpa)
+            .min(next_direct);
         if t >= end {
             // The replicas count until the end of the run, not until the last event.
             for v in &mut cluster.variants {
@@ -484,7 +658,10 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
             }
         }
         // Servers whose iteration ended run the next one; idle servers that got work start.
-        cluster.advance(t, |_, _, _| done_since_sample += 1);
+        cluster.advance(t, |vi, _, done| {
+            done_since_sample += 1;
+            recent[vi].record(done);
+        });
 
         if next_control <= t {
             next_control += interval;
@@ -539,6 +716,18 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
                 .map_err(|e| e.to_string())?;
             cycles += 1;
             safety_net_cycles += summary.safety_net_models;
+            for r in &mut recent {
+                r.trim(t);
+            }
+            if let Policy::SaturationV2 { scale_up_threshold } = options.policy {
+                let desired = saturation_v2.desired(
+                    t,
+                    &cluster,
+                    &recent,
+                    &SaturationV2Config::with_scale_up(scale_up_threshold),
+                );
+                saturation_v2_desired = desired.into_iter().map(Some).collect();
+            }
 
             let mut per_variant = BTreeMap::new();
             for v in &cluster.variants {
@@ -558,7 +747,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
                         .map(|s| s.kv_usage())
                 })
                 .collect();
-            let recent = &cluster.completed[cluster.completed.len() - done_since_sample..];
+            let finished = &cluster.completed[cluster.completed.len() - done_since_sample..];
             samples.push(Sample {
                 t_s: t / 1e3,
                 variants: per_variant,
@@ -574,35 +763,41 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
                 } else {
                     ready.iter().sum::<f64>() / ready.len() as f64
                 },
-                ttft_p50_ms: percentile(recent.iter().map(|c| c.ttft_ms).collect(), 0.5),
+                ttft_p50_ms: percentile(finished.iter().map(|c| c.ttft_ms).collect(), 0.5),
             });
             done_since_sample = 0;
         }
 
-        if let Policy::Kpa { target_concurrency } = options.policy
-            && next_kpa <= t
-        {
-            next_kpa += kpa_interval;
+        if next_direct <= t {
+            next_direct += direct_interval;
             // Requests held at the gateway (Knative's activator) count for every revision.
             let held = cluster.gateway.len() as f64 / cluster.variants.len() as f64;
             for (vi, kpa) in kpas.iter_mut().enumerate() {
                 let v = &cluster.variants[vi];
-                let concurrency = v
-                    .servers
-                    .iter()
-                    .filter(|s| s.is_ready(t))
-                    .map(|s| s.in_system() as f64)
-                    .sum::<f64>()
-                    + held;
-                let max = scenario.variants[vi].max_replicas;
-                let desired = kpa.desired(
-                    t,
-                    concurrency,
-                    target_concurrency,
-                    v.replicas(),
-                    v.ready(t),
-                    max,
-                );
+                let desired = match (options.policy, &schedule) {
+                    (Policy::Kpa { target_concurrency }, _) => {
+                        let concurrency = v
+                            .servers
+                            .iter()
+                            .filter(|s| s.is_ready(t))
+                            .map(|s| s.in_system() as f64)
+                            .sum::<f64>()
+                            + held;
+                        kpa.desired(
+                            t,
+                            concurrency,
+                            target_concurrency,
+                            v.replicas(),
+                            v.ready(t),
+                            scenario.variants[vi].max_replicas,
+                        )
+                    }
+                    (_, Some(schedule)) => schedule
+                        .at(t)
+                        .and_then(|targets| targets.get(vi).copied())
+                        .unwrap_or(v.replicas()),
+                    _ => v.replicas(),
+                };
                 cluster.scale(vi, desired, t);
             }
             cluster.release_gateway(t);
@@ -627,6 +822,14 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
                                 .sum::<f64>(),
                         )
                     }
+                    Policy::SaturationV2 { .. } => saturation_v2_desired[vi].map(f64::from),
+                    Policy::KedaSlo { target } => kedas[vi].metric(
+                        t,
+                        &recent[vi],
+                        SloTargets::default(),
+                        current,
+                        &KedaSloConfig::with_target(target),
+                    ),
                     _ => publisher
                         .send(ReadDesired(key(&name)))
                         .await

@@ -85,6 +85,26 @@ impl Default for Behavior {
 }
 
 /// The HPA object, as far as the algorithm reads it.
+impl Behavior {
+    /// The behaviour the chart renders: scale up at once, scale down after two minutes, ten
+    /// pods per 15 s either way.
+    pub fn chart() -> Self {
+        let rules = |window: u32| ScalingRules {
+            stabilization_window_s: window,
+            select: SelectPolicy::Max,
+            policies: vec![ScalingPolicy {
+                kind: PolicyKind::Pods,
+                value: 10,
+                period_s: 15,
+            }],
+        };
+        Self {
+            scale_up: rules(0),
+            scale_down: rules(120),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct HpaSpec {
     pub min_replicas: u32,

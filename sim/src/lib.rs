@@ -9,6 +9,7 @@
 //! - [`engine`]: virtual time, the scrape, the autoscaler's cycle, and the results.
 //! - [`report`], [`plot`]: the summary, `summary.json`, and the plots.
 //! - [`simulate`]: one run or several policies on the same load.
+//! - [`frontier`]: every policy across its knob's settings, the Pareto points, the figures.
 //! - [`emulate`], [`exposition`]: emulated servers over HTTP for a real Prometheus.
 
 pub mod calibration;
@@ -17,9 +18,11 @@ pub mod cluster;
 pub mod emulate;
 pub mod engine;
 pub mod exposition;
+pub mod frontier;
 pub mod hpa;
 pub mod learning;
 pub mod load;
+pub mod peers;
 pub mod plot;
 pub mod profiles;
 pub mod report;

@@ -78,11 +78,9 @@ impl RateShape {
                 burst_len_s,
             } => {
                 let base = mean - amplitude * (tau * t_s / period_s).cos();
-                base + if t_s % burst_every_s < burst_len_s {
-                    burst
-                } else {
-                    0.0
-                }
+                // Bursts in the middle of each interval, so that a run does not open with one.
+                let phase = (t_s + burst_every_s / 2.0) % burst_every_s;
+                base + if phase < burst_len_s { burst } else { 0.0 }
             }
         };
         r.max(0.0)

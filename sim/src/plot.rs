@@ -10,10 +10,10 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
-/// One named series of (seconds, value) points.
+/// One named series of (x, value) points; x in seconds for plots against time.
 pub type Series = (String, Vec<(f64, f64)>);
 
-/// A line plot against time in minutes.
+/// A line plot, against time in minutes unless told otherwise.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plot {
     pub title: String,
@@ -21,18 +21,25 @@ pub struct Plot {
     pub series: Vec<Series>,
     /// Whole numbers only on the y axis (replica counts).
     pub integer_y: bool,
+    pub x_label: String,
+    /// x values are divided by this before drawing (60: seconds shown as minutes).
+    pub x_per_unit: f64,
+    /// A dot at each point (a curve through a few measured settings).
+    pub markers: bool,
 }
 
 pub const WIDTH: u32 = 900;
 pub const HEIGHT: u32 = 360;
 const FONT: &str = "sans-serif";
-const COLORS: [RGBColor; 6] = [
+const COLORS: [RGBColor; 8] = [
     RGBColor(0x1f, 0x77, 0xb4),
     RGBColor(0xff, 0x7f, 0x0e),
     RGBColor(0x2c, 0xa0, 0x2c),
     RGBColor(0xd6, 0x27, 0x28),
     RGBColor(0x94, 0x67, 0xbd),
     RGBColor(0x8c, 0x56, 0x4b),
+    RGBColor(0xe3, 0x77, 0xc2),
+    RGBColor(0x7f, 0x7f, 0x7f),
 ];
 
 /// Registers the embedded font once per process, under the family name the plots use.
@@ -54,7 +61,23 @@ impl Plot {
             y_label: y_label.into(),
             series,
             integer_y: false,
+            x_label: "minutes".into(),
+            x_per_unit: 60.0,
+            markers: false,
         }
+    }
+
+    /// The same plot against another x quantity, its values divided by `per_unit`.
+    pub fn against(mut self, x_label: &str, per_unit: f64) -> Self {
+        self.x_label = x_label.into();
+        self.x_per_unit = per_unit;
+        self
+    }
+
+    /// The same plot with a dot at each point.
+    pub fn with_markers(mut self) -> Self {
+        self.markers = true;
+        self
     }
 
     /// The same plot with whole-number y ticks.
@@ -84,10 +107,13 @@ impl Plot {
             .map_err(|e| format!("{}: {e}", path.display()))
     }
 
-    /// The axes' ranges: time in minutes from 0, values from 0 with a tenth of headroom.
+    /// The axes' ranges: x from 0, values from 0 with a tenth of headroom.
     fn ranges(&self) -> (f64, f64) {
         let points = self.series.iter().flat_map(|(_, p)| p.iter());
-        let x_max = points.clone().map(|p| p.0 / 60.0).fold(1.0, f64::max);
+        let x_max = points
+            .clone()
+            .map(|p| p.0 / self.x_per_unit)
+            .fold(1.0, f64::max);
         let top = points
             .map(|p| p.1)
             .filter(|y| y.is_finite())
@@ -119,7 +145,7 @@ impl Plot {
         };
         chart
             .configure_mesh()
-            .x_desc("minutes")
+            .x_desc(&self.x_label)
             .y_desc(&self.y_label)
             .y_labels(y_labels)
             .y_label_formatter(&|v| {
@@ -129,16 +155,26 @@ impl Plot {
                     short(*v)
                 }
             })
-            .x_label_formatter(&|v| format!("{v:.0}"))
+            .x_label_formatter(&|v| short(*v))
             .label_style((FONT, 13))
             .light_line_style(RGBColor(0xee, 0xee, 0xee))
             .draw()
             .map_err(e)?;
+        let per_unit = self.x_per_unit;
         for (i, (name, points)) in self.series.iter().enumerate() {
             let color = COLORS[i % COLORS.len()];
+            if self.markers {
+                chart
+                    .draw_series(
+                        points
+                            .iter()
+                            .map(|&(x, v)| Circle::new((x / per_unit, v), 3, color.filled())),
+                    )
+                    .map_err(e)?;
+            }
             chart
                 .draw_series(LineSeries::new(
-                    points.iter().map(|&(t, v)| (t / 60.0, v)),
+                    points.iter().map(|&(x, v)| (x / per_unit, v)),
                     color.stroke_width(2),
                 ))
                 .map_err(e)?

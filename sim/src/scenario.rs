@@ -2,7 +2,7 @@
 //! day compressed into the run), and trace replays on the same cluster.
 
 use super::engine::{Scenario, VariantScenario};
-use super::hpa::HpaSpec;
+use super::hpa::{Behavior, HpaSpec};
 use super::load::{Arrivals, RateShape, SyntheticLoad, TokenLengths};
 use super::server::Request;
 
@@ -30,19 +30,24 @@ fn cluster(requests: Vec<Request>, duration_s: f64) -> Scenario {
         duration_s,
         startup_s: 120.0,
         control_interval_s: 15.0,
-        hpa: HpaSpec::default(),
+        // The HPA the chart renders for each variant.
+        hpa: HpaSpec {
+            behavior: Behavior::chart(),
+            ..HpaSpec::default()
+        },
     }
 }
 
-/// The load of the built-in scenario: a day's trough and peak over the run, six bursts, bursty
+/// The load of the built-in scenario: a day's trough and peak over the run (6 to 42 requests/s,
+/// about two to ten replicas of the calibrated servers), six bursts of 36 requests/s more, bursty
 /// (gamma, cv 1.5) arrivals, chat-like token lengths.
 pub fn builtin_load(duration_s: f64) -> SyntheticLoad {
     SyntheticLoad {
         shape: RateShape::BurstyDay {
-            mean: 8.0,
-            amplitude: 6.0,
+            mean: 24.0,
+            amplitude: 18.0,
             period_s: duration_s,
-            burst: 12.0,
+            burst: 36.0,
             burst_every_s: duration_s / 6.0,
             burst_len_s: duration_s / 30.0,
         },

@@ -1,8 +1,9 @@
 //! `wva simulate`: the autoscaler against the emulated cluster, in virtual time.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::engine::{Policy, RunOptions, RunResult, Scenario, run};
+use crate::frontier::{FrontierRequest, WorkloadFrontier};
 use crate::load::parse_trace;
 use crate::report::{SloTargets, Summary, summarize, table, write};
 use crate::scenario;
@@ -12,27 +13,89 @@ use crate::scenario;
 pub struct SimulateRequest {
     pub seed: u64,
     pub duration_s: Option<f64>,
-    pub trace: Option<PathBuf>,
+    /// Traces to replay (`builtin` names the built-in load); none: the built-in load. One run
+    /// takes at most one; a frontier takes each as a workload.
+    pub trace: Vec<PathBuf>,
     pub trace_speedup: f64,
     pub report: PathBuf,
     pub options: RunOptions,
 }
 
-/// The scenario a request describes.
+/// The name that stands for the built-in load where a trace is expected.
+pub const BUILTIN: &str = "builtin";
+
+/// The scenario a single run's request describes.
 pub fn scenario_for(req: &SimulateRequest) -> Result<Scenario, String> {
-    match &req.trace {
-        None => Ok(scenario::builtin(
-            req.duration_s.unwrap_or(3_600.0),
-            req.seed,
-        )),
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("--trace {}: {e}", path.display()))?;
-            let requests = parse_trace(&text, req.trace_speedup)
-                .map_err(|e| format!("--trace {}: {e}", path.display()))?;
-            Ok(scenario::trace(requests, req.duration_s))
-        }
+    match req.trace.as_slice() {
+        [] => Ok(builtin(req)),
+        [path] => workload(req, path).map(|(_, s)| s),
+        _ => Err("--trace: one run replays one trace (several only with --frontier)".into()),
     }
+}
+
+fn builtin(req: &SimulateRequest) -> Scenario {
+    scenario::builtin(req.duration_s.unwrap_or(3_600.0), req.seed)
+}
+
+/// One workload by path (or [`BUILTIN`]), named by its file stem.
+fn workload(req: &SimulateRequest, path: &Path) -> Result<(String, Scenario), String> {
+    if path.as_os_str() == BUILTIN {
+        return Ok((BUILTIN.into(), builtin(req)));
+    }
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("--trace {}: {e}", path.display()))?;
+    let requests = parse_trace(&text, req.trace_speedup)
+        .map_err(|e| format!("--trace {}: {e}", path.display()))?;
+    let name = path.file_stem().map_or_else(
+        || path.display().to_string(),
+        |s| s.to_string_lossy().into(),
+    );
+    Ok((name, scenario::trace(requests, req.duration_s)))
+}
+
+/// Every workload of a request: each trace, or the built-in load.
+pub fn workloads(req: &SimulateRequest) -> Result<Vec<(String, Scenario)>, String> {
+    if req.trace.is_empty() {
+        return Ok(vec![(BUILTIN.into(), builtin(req))]);
+    }
+    req.trace.iter().map(|p| workload(req, p)).collect()
+}
+
+/// The cost–SLO frontier of `policies` on every workload of the request, against `wva-v1`'s
+/// default setting; writes `frontier.json` and the plots into the report directory.
+pub fn frontier(
+    req: &SimulateRequest,
+    policies: &[Policy],
+) -> Result<Vec<WorkloadFrontier>, String> {
+    let request = FrontierRequest {
+        workloads: workloads(req)?,
+        policies: policies.to_vec(),
+        options: req.options.clone(),
+        slo: SloTargets::default(),
+        target_attainment: 0.95,
+        reference: Policy::parse("wva-v1")?,
+    };
+    let bar = req.options.progress.then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "frontier {wide_bar} {pos}/{len} runs, {eta} left",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let frontiers = crate::frontier::measure(&request, |done, total| {
+        if let Some(bar) = &bar {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        }
+    })?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    crate::frontier::write(&req.report, &frontiers)?;
+    Ok(frontiers)
 }
 
 /// Runs the simulation, writes the report, and returns the summary and the full result.

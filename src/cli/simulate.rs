@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use wva_sim::engine::{Policy, RunOptions};
-use wva_sim::simulate::{SimulateRequest, compare, compare_table, render, simulate};
+use wva_sim::simulate::{SimulateRequest, compare, compare_table, frontier, render, simulate};
 
 use crate::exit::{INVALID_INPUT, fail};
 
@@ -20,8 +20,9 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub duration: Option<String>,
     /// Replay a CSV trace (TIMESTAMP,ContextTokens,GeneratedTokens) instead of the built-in load.
+    /// With --frontier it may be given several times, and `builtin` names the built-in load.
     #[arg(long)]
-    pub trace: Option<PathBuf>,
+    pub trace: Vec<PathBuf>,
     /// Divide the trace's inter-arrival times by this.
     #[arg(long, default_value_t = 1.0)]
     pub trace_speedup: f64,
@@ -41,34 +42,60 @@ pub struct SimulateArgs {
     /// in a minute) instead of as fast as possible.
     #[arg(long)]
     pub pace: Option<f64>,
-    /// The autoscaler to drive the replicas: wva-v1 (this controller, capacity analyzer),
-    /// wva-hybrid (this controller in hybrid mode), hpa-kv (an HPA on
-    /// KV-cache use) or kpa (Knative's concurrency autoscaler).
-    #[arg(long, default_value = "wva-v1")]
+    /// The autoscaler to drive the replicas: wva (this controller, its default slo-capacity
+    /// analyzer), wva-v1 (this controller, saturation-v1 analyzer), wva-hybrid (hybrid mode),
+    /// saturation-v2 (upstream v0.9's analyzer), keda-slo (llm-d's SLO-aware KEDA setup),
+    /// hpa-kv (an HPA on KV-cache use), kpa (Knative's concurrency autoscaler) or clairvoyant
+    /// (the offline bound that knows the future load).
+    #[arg(long, default_value = "wva")]
     pub policy: String,
     /// Run the same load through several policies and print them side by side
-    /// [default list: wva-v1,wva-hybrid,hpa-kv,kpa].
-    #[arg(long, num_args = 0..=1, default_missing_value = "wva-v1,wva-hybrid,hpa-kv,kpa", value_delimiter = ',')]
+    /// [default list: every policy].
+    #[arg(long, num_args = 0..=1, default_missing_value = "wva,wva-v1,wva-hybrid,saturation-v2,keda-slo,hpa-kv,kpa,clairvoyant", value_delimiter = ',')]
     pub compare: Option<Vec<String>>,
+    /// Measure the cost–SLO frontier: each policy (default: every one with a knob) at every
+    /// setting of its knob, on the built-in load or each --trace; prints every point with the
+    /// Pareto-optimal ones marked and, per policy, the cost at 95 % attainment and the
+    /// attainment at wva-v1's cost; writes frontier.json and plots into --report.
+    #[arg(long, num_args = 0..=1, default_missing_value = "wva,wva-v1,saturation-v2,keda-slo,hpa-kv,kpa,clairvoyant", value_delimiter = ',', conflicts_with_all = ["compare", "data_dir"])]
+    pub frontier: Option<Vec<String>>,
 }
 
 pub fn main(args: SimulateArgs) -> ExitCode {
     match request(&args) {
-        Ok((request, policies)) => run(&request, policies.as_deref()),
+        Ok((request, task)) => run(&request, &task),
         Err(e) => fail("simulate", &e, INVALID_INPUT),
     }
 }
 
-/// The request the arguments describe, and the policies to compare if asked.
-fn request(args: &SimulateArgs) -> Result<(SimulateRequest, Option<Vec<Policy>>), String> {
+/// What the arguments ask for beyond one run.
+#[derive(Debug, Clone, PartialEq)]
+enum Task {
+    One,
+    Compare(Vec<Policy>),
+    Frontier(Vec<Policy>),
+}
+
+fn policies(names: &[String], flag: &str) -> Result<Vec<Policy>, String> {
+    names
+        .iter()
+        .map(|n| Policy::parse(n))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{flag}: {e}"))
+}
+
+/// The request the arguments describe, and what to do with it.
+fn request(args: &SimulateArgs) -> Result<(SimulateRequest, Task), String> {
     let policy = Policy::parse(&args.policy).map_err(|e| format!("--policy: {e}"))?;
-    let compare = args
-        .compare
-        .as_ref()
-        .map(|names| names.iter().map(|n| Policy::parse(n)).collect())
-        .transpose()
-        .map_err(|e| format!("--compare: {e}"))?;
-    if compare.is_some() && args.data_dir.is_some() {
+    let task = match (&args.compare, &args.frontier) {
+        (Some(names), _) => Task::Compare(policies(names, "--compare")?),
+        (None, Some(names)) => Task::Frontier(policies(names, "--frontier")?),
+        (None, None) => Task::One,
+    };
+    if args.trace.len() > 1 && !matches!(task, Task::Frontier(_)) {
+        return Err("--trace: several traces only with --frontier".into());
+    }
+    if matches!(task, Task::Compare(_)) && args.data_dir.is_some() {
         return Err(
             "--compare: cannot keep one decision log for several policies; drop --data-dir".into(),
         );
@@ -99,24 +126,33 @@ fn request(args: &SimulateArgs) -> Result<(SimulateRequest, Option<Vec<Policy>>)
             settings: Default::default(),
             progress: !args.no_progress,
             pace: args.pace,
+            clairvoyant_capacity: None,
         },
     };
-    Ok((request, compare))
+    Ok((request, task))
 }
 
-fn run(request: &SimulateRequest, policies: Option<&[Policy]>) -> ExitCode {
-    if let Some(policies) = policies {
-        return match compare(request, policies) {
+fn run(request: &SimulateRequest, task: &Task) -> ExitCode {
+    match task {
+        Task::Compare(policies) => match compare(request, policies) {
             Ok(summaries) => super::print_out(&format!(
                 "{}\nreports: {}/<policy>\n",
                 compare_table(&summaries),
                 request.report.display()
             )),
             Err(e) => fail("simulate", &e, 1),
-        };
-    }
-    match simulate(request) {
-        Ok((summary, _)) => super::print_out(&render(&summary, &request.report)),
-        Err(e) => fail("simulate", &e, 1),
+        },
+        Task::Frontier(policies) => match frontier(request, policies) {
+            Ok(frontiers) => super::print_out(&format!(
+                "{}frontier: {}/frontier.json\n",
+                wva_sim::frontier::render(&frontiers),
+                request.report.display()
+            )),
+            Err(e) => fail("simulate", &e, 1),
+        },
+        Task::One => match simulate(request) {
+            Ok((summary, _)) => super::print_out(&render(&summary, &request.report)),
+            Err(e) => fail("simulate", &e, 1),
+        },
     }
 }

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
 use serde::Serialize;
-use wva_actors::policy::OperatingMode;
+use wva_actors::policy::slo_capacity::DEFAULT_BUDGET_SHARE;
+use wva_actors::policy::{Analyzer, OperatingMode};
 
 use super::{format_duration, parse_duration};
 
@@ -99,6 +100,15 @@ pub struct SettingsArgs {
     /// Prefix of the emitted metric names.
     #[arg(long, env = "WVA_METRICS_PREFIX", value_enum)]
     pub metrics_prefix: Option<MetricsPrefix>,
+    /// The analyzer of capacity mode: slo-capacity (demand against learned per-replica capacity
+    /// within the latency objectives) or saturation-v1 (the seeds' saturation analyzer)
+    /// [default: saturation-v1].
+    #[arg(long, env = "SCALING_ANALYZER")]
+    pub scaling_analyzer: Option<String>,
+    /// slo-capacity: the share of the service class's TTFT and ITL objectives the mean may use
+    /// (lower keeps more headroom, at more cost) [default: 0.5].
+    #[arg(long, env = "SLO_BUDGET_SHARE")]
+    pub slo_budget_share: Option<String>,
 }
 
 /// How to reach Prometheus.
@@ -131,6 +141,8 @@ pub struct Settings {
     pub scale_to_zero: bool,
     pub mode: OperatingMode,
     pub metrics_prefix: MetricsPrefix,
+    pub analyzer: Analyzer,
+    pub slo_budget_share: f64,
 }
 
 fn serialize_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -288,6 +300,22 @@ impl SettingsArgs {
         };
         let mode = OperatingMode::from_switches(hybrid.as_deref(), proactive)
             .map_err(|e| err("EXPERIMENTAL_HYBRID_OPTIMIZATION", e))?;
+        let analyzer = match text(&self.scaling_analyzer, "SCALING_ANALYZER") {
+            None => Analyzer::SaturationV1,
+            Some(t) => Analyzer::parse(&t).map_err(|e| err("SCALING_ANALYZER", e))?,
+        };
+        let slo_budget_share = match text(&self.slo_budget_share, "SLO_BUDGET_SHARE") {
+            None => DEFAULT_BUDGET_SHARE,
+            Some(t) => match t.parse::<f64>() {
+                Ok(v) if v > 0.0 && v <= 1.0 => v,
+                _ => {
+                    return Err(err(
+                        "SLO_BUDGET_SHARE",
+                        format!("expected a share above 0 and at most 1, got {t:?}"),
+                    ));
+                }
+            },
+        };
         let controller_instance = text(&self.controller_instance, "CONTROLLER_INSTANCE");
         if let Some(id) = &controller_instance
             && !is_label_value(id)
@@ -311,6 +339,8 @@ impl SettingsArgs {
             watch_namespace: text(&self.watch_namespace, "WATCH_NAMESPACE"),
             scale_to_zero: flag(self.scale_to_zero, "WVA_SCALE_TO_ZERO")?,
             mode,
+            analyzer,
+            slo_budget_share,
             metrics_prefix: match self.metrics_prefix {
                 Some(p) => p,
                 None => match cm("WVA_METRICS_PREFIX").as_deref() {

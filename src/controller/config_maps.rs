@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::runtime::watcher;
 use wva_actors::messages::PolicySettings;
+use wva_actors::policy::slo_capacity::SloCapacityConfig;
 
 use crate::config::settings::Settings;
 use crate::config::{
@@ -54,6 +55,11 @@ impl ConfigData {
                 mode: settings.mode,
                 latency_targets: classes.latency_targets(),
                 scale_to_zero: settings.scale_to_zero,
+                analyzer: settings.analyzer,
+                slo_capacity: SloCapacityConfig {
+                    budget_share: settings.slo_budget_share,
+                    ..SloCapacityConfig::default()
+                },
             },
             costs,
             problems,

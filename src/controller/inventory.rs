@@ -604,6 +604,7 @@ impl Inventory {
                         accelerator,
                         status_desired,
                         max_batch,
+                        bounds: Default::default(),
                     },
                     problem,
                 )])
@@ -629,6 +630,7 @@ impl Inventory {
                             accelerator,
                             status_desired: None,
                             max_batch,
+                            bounds: Default::default(),
                         },
                         None,
                     )

@@ -10,8 +10,11 @@ use super::model_based::{
     scale_to_zero,
 };
 use super::queueing::{LatencyTargets, Workload};
+use super::slo_capacity::{
+    CapacityEstimate, CapacityVariant, SloCapacityConfig, decide_slo_capacity,
+};
 use super::targets::decide_capacity;
-use super::{OperatingMode, Thresholds, safety_net_decision};
+use super::{Analyzer, OperatingMode, Thresholds, safety_net_decision};
 
 /// The model-based optimizer's inputs for one model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,6 +43,16 @@ pub struct CycleDecision {
     pub model_based: Option<ModelBasedOutcome>,
     /// Why every variant went to 0, when scale to zero applied.
     pub scaled_to_zero: Option<String>,
+    /// What the `slo-capacity` analyzer saw, when it decided.
+    pub slo_capacity: Option<SloCapacityOutcome>,
+}
+
+/// The `slo-capacity` analyzer's view of the model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SloCapacityOutcome {
+    pub demand_rps: f64,
+    pub estimates: Vec<CapacityEstimate>,
 }
 
 impl CycleDecision {
@@ -73,12 +86,33 @@ pub struct CycleInputs<'a> {
     pub model_based: Option<&'a ModelBasedInputs>,
     pub scale_to_zero: bool,
     pub request_count: Option<&'a RequestCount>,
+    /// The analyzer of capacity mode, with the `slo-capacity` view of the variants (in the same
+    /// order as `variants`) when it decides.
+    pub analyzer: Analyzer,
+    pub slo_capacity: Option<(&'a [CapacityVariant], &'a SloCapacityConfig)>,
 }
 
 pub fn decide_cycle(i: CycleInputs<'_>) -> CycleDecision {
+    let mut slo_capacity = None;
     let mut decision = match i.metrics_error {
         Some(why) => safety_net_decision(i.variants, why),
-        None => decide_capacity(i.thresholds, i.variants),
+        None => {
+            let capacity = decide_capacity(i.thresholds, i.variants);
+            match (i.analyzer, i.mode, i.slo_capacity) {
+                // No signals at all is the safety net's, whichever analyzer runs.
+                (Analyzer::SloCapacity, OperatingMode::CapacityOnly, Some((vs, config)))
+                    if !capacity.safety_net =>
+                {
+                    let d = decide_slo_capacity(vs, i.thresholds, config);
+                    slo_capacity = Some(SloCapacityOutcome {
+                        demand_rps: d.demand_rps,
+                        estimates: d.estimates,
+                    });
+                    d.decision
+                }
+                _ => capacity,
+            }
+        }
     };
     // The safety net holds: neither the optimizer nor scale to zero overrides it.
     if decision.safety_net {
@@ -86,6 +120,7 @@ pub fn decide_cycle(i: CycleInputs<'_>) -> CycleDecision {
             decision,
             model_based: None,
             scaled_to_zero: None,
+            slo_capacity: None,
         };
     }
 
@@ -136,6 +171,7 @@ pub fn decide_cycle(i: CycleInputs<'_>) -> CycleDecision {
         decision,
         model_based,
         scaled_to_zero,
+        slo_capacity,
     }
 }
 
@@ -184,6 +220,8 @@ mod tests {
             model_based: model,
             scale_to_zero: zero,
             request_count: count,
+            analyzer: Analyzer::SaturationV1,
+            slo_capacity: None,
         })
     }
 

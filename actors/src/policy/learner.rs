@@ -12,6 +12,13 @@
 //!   [`RESEED_AFTER`] rejections in a row means the line is wrong, not the data (a bad first
 //!   window, a server that changed): the line is seeded again from the latest observation.
 //! - **Physical bounds**: intercepts and slopes never go negative.
+//! - **Queueing taken out of TTFT**: a request's TTFT is its wait in the queue plus its prefill.
+//!   The wait is the mean queue over the window divided by the rate (Little's law), subtracted
+//!   before the prefill line learns; windows where the wait is most of the TTFT teach nothing.
+//! - **A prior after a bounded time**: traffic that queues in every window would keep the
+//!   prefill line from ever converging (and the optimizer out for good). After
+//!   [`PREFILL_PRIOR_AFTER`] decode windows the prefill line is used as it stands, seeded from
+//!   the best window seen, and [`LatencyLearner::prefill_on_prior`] says so.
 
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +31,11 @@ const PREFILL_SLOPE_SHARE: f64 = 0.9;
 /// Weight kept by the past at each new observation (an effective memory of ~30 cycles).
 const FORGETTING: f64 = 0.97;
 const PRIOR_VARIANCE: f64 = 1e4;
+/// Decode windows after which an unconverged prefill line is used as a prior.
+pub const PREFILL_PRIOR_AFTER: u32 = 15;
+/// The largest share of a window's TTFT the queueing wait may take for the window to teach
+/// the prefill line.
+const MAX_QUEUE_SHARE: f64 = 0.5;
 /// Consecutive rejections after which a line starts over.
 pub const RESEED_AFTER: u32 = 3;
 
@@ -44,7 +56,7 @@ pub struct LineFit {
 }
 
 impl LineFit {
-    fn seeded(x: f64, y: f64, prior_slope_share: f64) -> Self {
+    pub(crate) fn seeded(x: f64, y: f64, prior_slope_share: f64) -> Self {
         // Split y between intercept and slope·x: the slope carries `prior_slope_share` of it.
         let slope = if x > 0.0 {
             y * prior_slope_share / x
@@ -72,7 +84,7 @@ impl LineFit {
     }
 
     /// Learns from (x, y) unless it is an outlier; returns whether it was accepted.
-    fn observe(&mut self, x: f64, y: f64, prior_slope_share: f64) -> bool {
+    pub(crate) fn observe(&mut self, x: f64, y: f64, prior_slope_share: f64) -> bool {
         let predicted = self.predict(x);
         let residual = y - predicted;
         if self.accepted >= MIN_SAMPLES {
@@ -131,7 +143,8 @@ pub struct LatencyObservation {
     pub itl_ms: f64,
     /// Mean time to first token, ms.
     pub ttft_ms: f64,
-    /// Mean waiting requests per replica; TTFT is only learned from windows without queueing.
+    /// Mean waiting requests per replica over the window; the wait it implies is taken out of
+    /// the TTFT before the prefill line learns.
     pub waiting: f64,
 }
 
@@ -168,18 +181,37 @@ impl LatencyLearner {
         }
         let mut learned = false;
         // Prefill first: its slope removes the prefill stretch from the observed ITL.
-        if o.waiting < 0.5 {
+        // Little's law: the mean wait in the queue is the mean queue over the arrival rate.
+        let queue_wait_ms = if o.rate_rps > 0.0 {
+            1e3 * o.waiting / o.rate_rps
+        } else {
+            f64::INFINITY
+        };
+        let prefill_ms = o.ttft_ms - queue_wait_ms;
+        if queue_wait_ms <= MAX_QUEUE_SHARE * o.ttft_ms {
             learned |= match &mut self.prefill {
-                Some(fit) => fit.observe(o.mean_input_tokens, o.ttft_ms, PREFILL_SLOPE_SHARE),
+                Some(fit) => fit.observe(o.mean_input_tokens, prefill_ms, PREFILL_SLOPE_SHARE),
                 None => {
                     self.prefill = Some(LineFit::seeded(
                         o.mean_input_tokens,
-                        o.ttft_ms,
+                        prefill_ms,
                         PREFILL_SLOPE_SHARE,
                     ));
                     true
                 }
             };
+        } else if prefill_ms > 0.0
+            && self
+                .prefill
+                .is_none_or(|f| f.accepted == 0 && f.predict(o.mean_input_tokens) > prefill_ms)
+        {
+            // Only queued windows so far: keep the lowest prefill they imply as the prior
+            // (the subtraction can only err towards too long a prefill).
+            self.prefill = Some(LineFit {
+                accepted: 0,
+                ..LineFit::seeded(o.mean_input_tokens, prefill_ms, PREFILL_SLOPE_SHARE)
+            });
+            learned = true;
         }
         let delta = self.prefill.map_or(0.0, |f| f.slope);
         let prefill_share = (o.rate_rps * o.mean_input_tokens * delta / 1e3).clamp(0.0, 0.9);
@@ -197,7 +229,14 @@ impl LatencyLearner {
     }
 
     pub fn converged(&self) -> bool {
-        matches!((&self.decode, &self.prefill), (Some(d), Some(p)) if d.accepted >= MIN_SAMPLES && p.accepted >= MIN_SAMPLES)
+        matches!((&self.decode, &self.prefill), (Some(d), Some(p)) if d.accepted >= MIN_SAMPLES
+            && (p.accepted >= MIN_SAMPLES || d.accepted + d.rejected >= PREFILL_PRIOR_AFTER))
+    }
+
+    /// Whether the parameters in use take the prefill line as a prior (it has not converged
+    /// within [`PREFILL_PRIOR_AFTER`] windows).
+    pub fn prefill_on_prior(&self) -> bool {
+        self.converged() && self.prefill.is_some_and(|p| p.accepted < MIN_SAMPLES)
     }
 
     /// The parameters, once converged.
@@ -332,12 +371,41 @@ mod tests {
     }
 
     #[test]
-    fn ttft_is_learned_only_without_queueing() {
+    fn the_queueing_wait_is_taken_out_of_ttft() {
         let mut learner = LatencyLearner::default();
-        let mut o = observations(TRUTH, 1)[0];
-        o.waiting = 3.0;
-        learner.observe(&o);
-        assert!(learner.prefill.is_none());
-        assert!(learner.decode.is_some());
+        for mut o in observations(TRUTH, 40) {
+            // Every window queued for 20 ms on average (Little: queue = rate · wait).
+            let wait_ms = 20.0;
+            o.waiting = wait_ms * o.rate_rps / 1e3;
+            o.ttft_ms += wait_ms;
+            learner.observe(&o);
+        }
+        let p = learner.params().expect("converged");
+        assert!(!learner.prefill_on_prior());
+        let close = |got: f64, want: f64| (got - want).abs() / want < 0.1;
+        assert!(close(p.gamma_ms, TRUTH.gamma_ms), "{p:?}");
+        assert!(close(p.delta_ms, TRUTH.delta_ms), "{p:?}");
+    }
+
+    #[test]
+    fn traffic_that_always_queues_gets_a_prior_after_a_bounded_time() {
+        let mut learner = LatencyLearner::default();
+        let windows = observations(TRUTH, PREFILL_PRIOR_AFTER as usize + 5);
+        for (i, mut o) in windows.into_iter().enumerate() {
+            // The wait is ten times the prefill: no window teaches the line.
+            let wait_ms = 10.0 * o.ttft_ms;
+            o.waiting = wait_ms * o.rate_rps / 1e3;
+            o.ttft_ms += wait_ms;
+            learner.observe(&o);
+            if (i as u32) + 1 < PREFILL_PRIOR_AFTER {
+                assert!(learner.params().is_none(), "window {i}");
+            }
+        }
+        let p = learner.params().expect("a prior after a bounded time");
+        assert!(learner.prefill_on_prior());
+        // The prior comes from the least queued window and errs long, never short.
+        let truth_at_600 = TRUTH.gamma_ms + TRUTH.delta_ms * 600.0;
+        let prior_at_600 = p.gamma_ms + p.delta_ms * 600.0;
+        assert!(prior_at_600 >= 0.9 * truth_at_600, "{p:?}");
     }
 }

@@ -11,6 +11,8 @@
 //! - [`cycle`]: one model's whole decision in a cycle, in every mode.
 //! - [`queueing`]: the queueing model of a continuous-batching server.
 //! - [`learner`]: online estimation of a variant's latency parameters.
+//! - [`slo_capacity`]: the default analyzer: demand against learned per-replica capacity at
+//!   a share of the latency objectives, cost-aware placement, stabilised scale-down.
 //! - [`model_based`]: the model-based optimizer, its arbitration with the capacity analyzer,
 //!   and scale to zero.
 
@@ -24,11 +26,12 @@ pub mod queueing;
 pub mod safety_net;
 pub mod saturation;
 pub mod scaling_config;
+pub mod slo_capacity;
 pub mod targets;
 pub mod thresholds;
 
 pub use decision::{Action, FallbackSource, ModelDecision, VariantInput, VariantTarget};
-pub use mode::OperatingMode;
+pub use mode::{Analyzer, OperatingMode};
 pub use safety_net::{Fallback, fallback_desired, safety_net_decision};
 pub use saturation::{
     CapacityAnalysis, ReplicaAssessment, ReplicaSignals, analyze_capacity, assess_replica,

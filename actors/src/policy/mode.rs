@@ -50,6 +50,47 @@ impl OperatingMode {
     }
 }
 
+/// Which analyzer decides in capacity mode (`SCALING_ANALYZER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Analyzer {
+    /// The seeds' saturation analyzer (CONTRACT section 3), one replica at a time.
+    #[default]
+    SaturationV1,
+    /// Demand against learned per-replica capacity within the latency objectives.
+    SloCapacity,
+}
+
+impl Analyzer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SaturationV1 => "saturation-v1",
+            Self::SloCapacity => "slo-capacity",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "saturation-v1" | "saturation" | "v1" => Ok(Self::SaturationV1),
+            "slo-capacity" => Ok(Self::SloCapacity),
+            other => Err(format!(
+                "expected slo-capacity or saturation-v1, got {other:?}"
+            )),
+        }
+    }
+
+    /// Whether the analyzer reads what the servers served (rates, lengths, latencies).
+    pub fn reads_serving(self) -> bool {
+        self == Self::SloCapacity
+    }
+}
+
+impl std::fmt::Display for Analyzer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl std::fmt::Display for OperatingMode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

@@ -207,6 +207,8 @@ mod tests {
             model_based: None,
             scale_to_zero: false,
             request_count: None,
+            analyzer: super::super::Analyzer::SaturationV1,
+            slo_capacity: None,
         })
     }
 

@@ -1,0 +1,512 @@
+//! The `slo-capacity` analyzer: replicas sized from the model's demand and what one replica of
+//! each variant carries within a share of the latency objectives, learned from that variant's
+//! own servers. Pure.
+//!
+//! - **Capacity per replica.** A continuous-batching server's inter-token latency grows linearly
+//!   with its running batch (`itl = a + b·batch`, prefill interference included); by Little's
+//!   law the batch is `rate · output tokens · itl`. So one replica keeps the mean ITL at the
+//!   target `t` up to `rate = (t − a) / (b · output · t)`. `a` and `b` are fitted online per
+//!   variant ([`ItlFit`]); the target is [`SloCapacityConfig::budget_share`] of the ITL
+//!   objective (per-request ITL spreads around its mean, so the mean must stay well inside).
+//!   When a variant already runs over its ITL or TTFT budget, the capacity is cut back to what
+//!   the observation says it carries.
+//! - **Demand.** The requests per second the model's servers complete, plus the queued
+//!   requests drained over [`SloCapacityConfig::drain_s`]; more demand never gives fewer
+//!   replicas.
+//! - **Placement.** Replicas go to the variant with the lowest cost per unit of capacity, then
+//!   the next, within each variant's bounds; each active variant keeps its minimum.
+//! - **Stabilised scale-down.** Scale-up is immediate and counts the replicas still starting
+//!   (targets are totals, so a burst is not answered twice); scale-down goes only as low as the
+//!   highest recommendation of the last [`SloCapacityConfig::stabilization_cycles`] cycles.
+//! - **No guess from nothing.** A variant whose capacity is not known yet keeps its replicas,
+//!   and what it serves is counted as covered; a KV cache at its threshold still adds a replica.
+
+use serde::{Deserialize, Serialize};
+
+use super::decision::{Action, ModelDecision, VariantInput, VariantTarget};
+use super::learner::LineFit;
+use super::queueing::LatencyTargets;
+use super::saturation::{ReplicaAssessment, analyze_capacity, assess_replica};
+use super::thresholds::Thresholds;
+
+/// Observations of the ITL line needed before it sizes anything.
+pub const MIN_FIT_SAMPLES: u32 = 4;
+
+/// What a variant's reporting servers did over the last window, pooled.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServingSummary {
+    /// Servers that reported.
+    pub pods: usize,
+    /// Requests per second, all of them together.
+    pub rate_rps: f64,
+    pub mean_input_tokens: f64,
+    pub mean_output_tokens: f64,
+    pub ttft_ms: f64,
+    pub itl_ms: f64,
+    /// Mean running batch per server.
+    pub batch: f64,
+    /// Mean waiting requests per server.
+    pub waiting: f64,
+}
+
+/// The online fit of a variant's mean ITL against its running batch.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ItlFit {
+    pub line: Option<LineFit>,
+}
+
+impl ItlFit {
+    /// Learns from one window; windows that served nothing teach nothing.
+    pub fn observe(&mut self, s: &ServingSummary) -> bool {
+        let usable = s.rate_rps > 0.0
+            && s.itl_ms.is_finite()
+            && s.itl_ms > 0.0
+            && s.batch.is_finite()
+            && s.batch > 0.0;
+        if !usable {
+            return false;
+        }
+        // A step grows about 0.5 % per request in the batch at first; the data take over.
+        let share = 0.005 * s.batch / (1.0 + 0.005 * s.batch);
+        match &mut self.line {
+            Some(fit) => fit.observe(s.batch, s.itl_ms, share),
+            None => {
+                self.line = Some(LineFit::seeded(s.batch, s.itl_ms, share));
+                true
+            }
+        }
+    }
+
+    /// `(intercept ms, slope ms per running request)` once enough windows were learned.
+    pub fn line(&self) -> Option<(f64, f64)> {
+        self.line
+            .filter(|l| l.accepted >= MIN_FIT_SAMPLES && l.slope > 0.0)
+            .map(|l| (l.intercept, l.slope))
+    }
+
+    pub fn samples(&self) -> u32 {
+        self.line.map_or(0, |l| l.accepted)
+    }
+}
+
+/// One variant as the analyzer sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CapacityVariant {
+    pub input: VariantInput,
+    pub serving: Option<ServingSummary>,
+    pub fit: ItlFit,
+    pub max_batch: u32,
+    /// Bounds of the scaler acting on the variant, when known.
+    pub min_replicas: Option<u32>,
+    pub max_replicas: Option<u32>,
+    /// Recommendations of the previous cycles in the stabilisation window, oldest first.
+    pub recent: Vec<u32>,
+}
+
+/// The analyzer's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SloCapacityConfig {
+    pub slo: LatencyTargets,
+    /// Share of the ITL and TTFT objectives the mean may use (the aggressiveness knob: lower is
+    /// safer and dearer).
+    pub budget_share: f64,
+    /// Cycles a scale-down waits for (the highest recommendation among them wins).
+    pub stabilization_cycles: usize,
+    /// Seconds over which queued requests count as demand.
+    pub drain_s: f64,
+}
+
+impl Default for SloCapacityConfig {
+    fn default() -> Self {
+        Self {
+            slo: LatencyTargets::default(),
+            budget_share: DEFAULT_BUDGET_SHARE,
+            stabilization_cycles: 12,
+            drain_s: 60.0,
+        }
+    }
+}
+
+/// The default share of the latency objectives the mean may use.
+pub const DEFAULT_BUDGET_SHARE: f64 = 0.5;
+
+/// How one variant's capacity was judged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CapacityEstimate {
+    pub name: String,
+    /// Requests per second one replica carries within the budget; `None` while unknown.
+    pub per_replica_rps: Option<f64>,
+    /// The replica count demand alone asks for (before stabilisation).
+    pub recommended: u32,
+    pub note: String,
+}
+
+/// The analyzer's answer for a model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SloCapacityDecision {
+    pub decision: ModelDecision,
+    pub demand_rps: f64,
+    pub estimates: Vec<CapacityEstimate>,
+}
+
+/// What one replica of `v` carries within the budget, and how that was judged.
+fn per_replica_capacity(v: &CapacityVariant, c: &SloCapacityConfig) -> (Option<f64>, String) {
+    let itl_budget = c.slo.itl_ms * c.budget_share;
+    let ttft_budget = c.slo.ttft_ms * c.budget_share;
+    let Some(s) = v.serving.filter(|s| s.pods > 0 && s.rate_rps > 0.0) else {
+        return (None, "no serving statistics yet".into());
+    };
+    let rate = s.rate_rps / s.pods as f64;
+    let output = s.mean_output_tokens.max(1.0);
+    let mut estimate: Option<(f64, String)> = v.fit.line().map(|(a, b)| {
+        if itl_budget <= a {
+            return (
+                0.0,
+                format!("its lightest step ({a:.1} ms) already exceeds the ITL budget"),
+            );
+        }
+        let batch = ((itl_budget - a) / b).min(0.9 * f64::from(v.max_batch));
+        let rps = batch / (output * itl_budget / 1e3);
+        (
+            rps,
+            format!(
+                "learned itl {a:.1} + {b:.3}·batch ms: {rps:.2} rps per replica at itl {itl_budget:.0} ms"
+            ),
+        )
+    });
+    // Over budget now: what it carries is at most what the observation says.
+    if s.itl_ms > itl_budget {
+        // With the line: itl = a / (1 − rate/max), so the rate scales by (1 − a/budget) /
+        // (1 − a/itl); without it, in proportion to the latency.
+        let cut = match v.fit.line() {
+            Some((a, _)) if a < 0.9 * s.itl_ms => {
+                rate * (1.0 - a / itl_budget).max(0.0) / (1.0 - a / s.itl_ms)
+            }
+            _ => rate * itl_budget / s.itl_ms,
+        };
+        if estimate.as_ref().is_none_or(|(e, _)| cut < *e) {
+            estimate = Some((
+                cut,
+                format!(
+                    "itl {:.1} ms over its {itl_budget:.0} ms budget at {rate:.2} rps per replica",
+                    s.itl_ms
+                ),
+            ));
+        }
+    }
+    // Over its TTFT budget, requests queue: it carries at most what it completes now.
+    if s.ttft_ms > ttft_budget && estimate.as_ref().is_none_or(|(e, _)| rate < *e) {
+        estimate = Some((
+            rate,
+            format!(
+                "ttft {:.0} ms over its {ttft_budget:.0} ms budget: it carries at most the {rate:.2} rps per replica it completes",
+                s.ttft_ms
+            ),
+        ));
+    }
+    match estimate {
+        Some((rps, why)) => (Some(rps), why),
+        None => (
+            None,
+            format!(
+                "learning its latency ({}/{MIN_FIT_SAMPLES} windows)",
+                v.fit.samples()
+            ),
+        ),
+    }
+}
+
+/// Decides the replicas of every variant of one model.
+pub fn decide_slo_capacity(
+    variants: &[CapacityVariant],
+    thresholds: &Thresholds,
+    c: &SloCapacityConfig,
+) -> SloCapacityDecision {
+    let inputs: Vec<&VariantInput> = variants.iter().map(|v| &v.input).collect();
+    let analysis = analyze_capacity(thresholds, inputs.iter().flat_map(|v| v.replicas.iter()));
+    let demand_rps: f64 = variants
+        .iter()
+        .filter_map(|v| v.serving)
+        .map(|s| s.rate_rps + s.waiting * s.pods as f64 / c.drain_s.max(1.0))
+        .sum();
+    let capacities: Vec<(Option<f64>, String)> = variants
+        .iter()
+        .map(|v| per_replica_capacity(v, c))
+        .collect();
+
+    // Each active variant keeps its minimum; unknown ones keep what they have and what they
+    // serve is covered.
+    let floor = |v: &CapacityVariant| {
+        v.min_replicas
+            .unwrap_or(u32::from(v.input.current_replicas > 0))
+    };
+    let ceiling = |v: &CapacityVariant| v.max_replicas.unwrap_or(u32::MAX);
+    let mut recommended: Vec<u32> = variants.iter().map(floor).collect();
+    let mut covered = 0.0;
+    for (i, v) in variants.iter().enumerate() {
+        match capacities[i].0 {
+            Some(rps) => covered += f64::from(recommended[i]) * rps,
+            None => {
+                recommended[i] = recommended[i].max(v.input.current_replicas);
+                covered += v.serving.map_or(0.0, |s| {
+                    s.rate_rps + s.waiting * s.pods as f64 / c.drain_s.max(1.0)
+                });
+            }
+        }
+    }
+    let mut order: Vec<usize> = (0..variants.len())
+        .filter(|&i| capacities[i].0.is_some_and(|rps| rps > 0.0))
+        .collect();
+    order.sort_by(|&x, &y| {
+        let per = |i: usize| variants[i].input.cost / capacities[i].0.unwrap_or(f64::MIN_POSITIVE);
+        per(x)
+            .total_cmp(&per(y))
+            .then(variants[x].input.name.cmp(&variants[y].input.name))
+    });
+    let mut short_of_room = false;
+    for &i in &order {
+        let rps = capacities[i].0.unwrap_or(0.0);
+        let room = ceiling(&variants[i]).saturating_sub(recommended[i]);
+        if covered >= demand_rps {
+            break;
+        }
+        let wanted = ((demand_rps - covered) / rps).ceil() as u32;
+        let added = wanted.min(room);
+        recommended[i] += added;
+        covered += f64::from(added) * rps;
+        short_of_room = covered < demand_rps && added == room;
+    }
+    // A KV cache at its threshold is saturation whatever the estimates say.
+    let kv_saturated = variants.iter().any(|v| {
+        v.input.replicas.iter().any(|r| {
+            r.kv_cache_usage
+                .is_some_and(|kv| kv >= thresholds.kv_cache_threshold)
+        })
+    });
+    let current_total: u32 = variants.iter().map(|v| v.input.current_replicas).sum();
+    // Where one more replica goes when the estimates cannot say: the cheapest per capacity,
+    // else the cheapest.
+    let mut by_cost: Vec<usize> = (0..variants.len()).collect();
+    by_cost.sort_by(|&a, &b| variants[a].input.cost.total_cmp(&variants[b].input.cost));
+    let fallback: Vec<usize> = order.iter().chain(&by_cost).copied().collect();
+    if kv_saturated
+        && recommended.iter().sum::<u32>() <= current_total
+        && let Some(&i) = fallback.iter().find(|&&i| {
+            recommended[i] < ceiling(&variants[i]) && variants[i].input.current_replicas > 0
+        })
+    {
+        recommended[i] = recommended[i].max(variants[i].input.current_replicas) + 1;
+    }
+    // The model keeps one replica.
+    if recommended.iter().all(|&r| r == 0)
+        && let Some(&i) = fallback.first()
+    {
+        recommended[i] = 1;
+    }
+
+    let mut targets = Vec::with_capacity(variants.len());
+    let mut estimates = Vec::with_capacity(variants.len());
+    for (i, v) in variants.iter().enumerate() {
+        let rec = recommended[i].clamp(floor(v), ceiling(v));
+        let current = v.input.current_replicas;
+        let held = v.recent.iter().copied().max().unwrap_or(0);
+        let (target, reason) = if rec >= current {
+            let why = if rec > current {
+                format!(
+                    "demand {demand_rps:.2} rps needs {rec} ({})",
+                    capacities[i].1
+                )
+            } else {
+                format!(
+                    "demand {demand_rps:.2} rps: {rec} replicas suffice ({})",
+                    capacities[i].1
+                )
+            };
+            (rec, why)
+        } else if held > rec {
+            let hold = held.min(current);
+            (
+                hold,
+                format!(
+                    "demand {demand_rps:.2} rps needs {rec}; holding {hold}, the highest of the last {} recommendations ({})",
+                    v.recent.len(),
+                    capacities[i].1
+                ),
+            )
+        } else {
+            (
+                rec,
+                format!(
+                    "demand {demand_rps:.2} rps needs {rec} ({}), steady for {} cycles",
+                    capacities[i].1,
+                    v.recent.len()
+                ),
+            )
+        };
+        let reason = if short_of_room && rec == ceiling(v) && rec > 0 {
+            format!("{reason}; at its maximum of {rec}")
+        } else {
+            reason
+        };
+        targets.push(VariantTarget {
+            name: v.input.name.clone(),
+            accelerator: v.input.accelerator.clone(),
+            current_replicas: current,
+            saturated_replicas: v
+                .input
+                .replicas
+                .iter()
+                .filter(|r| assess_replica(thresholds, r) == ReplicaAssessment::Saturated)
+                .map(|r| r.pod.clone())
+                .collect(),
+            target,
+            action: Action::between(current, target),
+            reason,
+            fallback_source: None,
+        });
+        estimates.push(CapacityEstimate {
+            name: v.input.name.clone(),
+            per_replica_rps: capacities[i].0,
+            recommended: rec,
+            note: capacities[i].1.clone(),
+        });
+    }
+    SloCapacityDecision {
+        decision: ModelDecision {
+            analysis,
+            in_transition: false,
+            safety_net: false,
+            variants: targets,
+        },
+        demand_rps,
+        estimates,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_variant;
+    use super::*;
+
+    fn serving(pods: usize, rate: f64, itl: f64, batch: f64) -> ServingSummary {
+        ServingSummary {
+            pods,
+            rate_rps: rate,
+            mean_input_tokens: 800.0,
+            mean_output_tokens: 200.0,
+            ttft_ms: 80.0,
+            itl_ms: itl,
+            batch,
+            waiting: 0.0,
+        }
+    }
+
+    /// A fit learned from a server with `itl = a + b·batch`.
+    fn learned(a: f64, b: f64) -> ItlFit {
+        let mut fit = ItlFit::default();
+        for batch in [5.0, 20.0, 40.0, 60.0, 80.0, 30.0, 10.0] {
+            fit.observe(&serving(1, 1.0, a + b * batch, batch));
+        }
+        fit
+    }
+
+    fn variant(name: &str, cost: f64, pods: usize, rate: f64, fit: ItlFit) -> CapacityVariant {
+        let mut input = test_variant(name, cost, &vec![(0.3, 0.0); pods]);
+        input.ready_replicas = pods as u32;
+        CapacityVariant {
+            input,
+            serving: Some(serving(pods, rate, 15.0, 10.0)),
+            fit,
+            max_batch: 256,
+            min_replicas: Some(1),
+            max_replicas: Some(10),
+            recent: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_line_is_learned_and_gives_the_rate_at_the_budget() {
+        let fit = learned(8.0, 0.2);
+        let (a, b) = fit.line().expect("learned");
+        assert!((a - 8.0).abs() < 0.5 && (b - 0.2).abs() < 0.02, "{a} {b}");
+        // ITL budget 25 ms: batch (25 − 8)/0.2 = 85; 85 / (200 tokens · 0.025 s) = 17 rps.
+        let v = variant("h", 6.9, 1, 5.0, fit);
+        let (rps, _) = per_replica_capacity(&v, &SloCapacityConfig::default());
+        let rps = rps.expect("known");
+        assert!((rps - 17.0).abs() < 1.0, "{rps}");
+    }
+
+    #[test]
+    fn demand_goes_to_the_cheapest_capacity_and_more_demand_never_means_fewer() {
+        // H100-like: 17 rps for 6.9; A100-like: itl 12 + 0.5·batch → 26 batch at 25 ms →
+        // 5.2 rps for 3.7. The H100 is cheaper per request.
+        let config = SloCapacityConfig::default();
+        let decide = |rate: f64| {
+            let vs = [
+                variant("a100", 3.7, 1, rate * 0.25, learned(12.0, 0.5)),
+                variant("h100", 6.9, 1, rate * 0.75, learned(8.0, 0.2)),
+            ];
+            decide_slo_capacity(&vs, &Thresholds::default(), &config)
+        };
+        let mut last = 0;
+        for rate in [5.0, 20.0, 40.0, 60.0, 80.0] {
+            let d = decide(rate);
+            let targets: Vec<u32> = d.decision.variants.iter().map(|t| t.target).collect();
+            assert_eq!(targets[0], 1, "the A100 stays at its minimum: {targets:?}");
+            let total: u32 = targets.iter().sum();
+            assert!(total >= last, "monotone in demand: {total} after {last}");
+            last = total;
+        }
+        let d = decide(60.0);
+        // 60 rps − 5.2 on the A100 = 54.8 → 4 H100s at 17 rps.
+        assert_eq!(
+            d.decision.variants[1].target, 4,
+            "{:?}",
+            d.decision.variants[1]
+        );
+        assert_eq!(d.decision.variants[1].action, Action::ScaleUp);
+    }
+
+    #[test]
+    fn scale_down_waits_for_the_window_and_unknown_capacity_holds() {
+        let config = SloCapacityConfig::default();
+        let mut busy = variant("h100", 6.9, 4, 8.0, learned(8.0, 0.2));
+        busy.recent = vec![4, 4, 3];
+        let d = decide_slo_capacity(&[busy.clone()], &Thresholds::default(), &config);
+        assert_eq!(d.decision.variants[0].target, 4, "held by the window");
+        busy.recent = vec![1, 1, 1];
+        let d = decide_slo_capacity(&[busy], &Thresholds::default(), &config);
+        assert_eq!(d.decision.variants[0].target, 1, "steady low: down");
+        // Nothing learned, nothing over budget: keep what it has.
+        let unknown = variant("new", 6.9, 3, 2.0, ItlFit::default());
+        let d = decide_slo_capacity(&[unknown], &Thresholds::default(), &config);
+        assert_eq!(d.decision.variants[0].target, 3);
+        assert!(d.decision.variants[0].reason.contains("learning"));
+    }
+
+    #[test]
+    fn over_budget_observations_cut_the_capacity_and_a_full_kv_cache_adds_a_replica() {
+        let config = SloCapacityConfig::default();
+        let mut hot = variant("v", 5.0, 2, 20.0, ItlFit::default());
+        hot.serving = Some(ServingSummary {
+            itl_ms: 40.0,
+            ..serving(2, 20.0, 40.0, 100.0)
+        });
+        let d = decide_slo_capacity(&[hot], &Thresholds::default(), &config);
+        assert!(
+            d.decision.variants[0].target > 2,
+            "{:?}",
+            d.decision.variants[0]
+        );
+        let mut full = variant("v", 5.0, 2, 2.0, ItlFit::default());
+        full.input.replicas[0].kv_cache_usage = Some(0.95);
+        let d = decide_slo_capacity(&[full], &Thresholds::default(), &config);
+        assert_eq!(d.decision.variants[0].target, 3);
+    }
+}

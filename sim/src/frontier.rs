@@ -1,0 +1,495 @@
+//! The cost–SLO frontier: every policy run at each setting of its one aggressiveness knob on the
+//! same requests, so that policies are compared by the curve they can reach rather than by one
+//! arbitrary setting each.
+//!
+//! Per workload it reports every point (cost, attainment, latency tails, scaling actions), marks
+//! the Pareto-optimal ones (no other point is as cheap and as good, and better in one), and sums
+//! each policy up in two figures read off its *envelope* (the best attainment it reaches at or
+//! below each cost):
+//! - the cost at which it first reaches the attainment target (interpolated between the two
+//!   settings around it; `None` when no setting reaches it);
+//! - its attainment at a reference cost (the cost the reference policy spends at its default
+//!   setting), interpolated likewise; `None` when even its cheapest setting costs more.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::engine::{Policy, RunOptions, Scenario, run};
+use crate::plot::Plot;
+use crate::report::{SloTargets, Summary, summarize};
+
+/// One run of one policy at one knob setting.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FrontierPoint {
+    pub policy: String,
+    pub knob: Option<String>,
+    pub setting: Option<f64>,
+    pub cost: f64,
+    pub gpu_hours: f64,
+    pub slo_attainment: f64,
+    pub ttft_p99_ms: f64,
+    pub itl_p99_ms: f64,
+    pub scaling_actions: u32,
+    pub peak_replicas: u32,
+    /// No other point of the workload is at most as dear and at least as good, and better in one.
+    pub pareto: bool,
+}
+
+impl FrontierPoint {
+    fn of(policy: &Policy, s: &Summary) -> Self {
+        let knob = policy.knob();
+        Self {
+            policy: policy.name().into(),
+            knob: knob.map(|(name, _)| name.into()),
+            setting: knob.map(|(_, v)| v),
+            cost: s.cost,
+            gpu_hours: s.gpu_hours,
+            slo_attainment: s.slo_attainment,
+            ttft_p99_ms: s.ttft_p99_ms,
+            itl_p99_ms: s.itl_p99_ms,
+            scaling_actions: s.scaling_actions,
+            peak_replicas: s.peak_replicas,
+            pareto: false,
+        }
+    }
+}
+
+/// A policy's two summary figures on one workload.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicySummary {
+    pub policy: String,
+    /// Cost at which the envelope first reaches the attainment target.
+    pub cost_at_target: Option<f64>,
+    /// Envelope attainment at the reference cost.
+    pub attainment_at_reference: Option<f64>,
+    /// Scaling actions of the cheapest setting that reaches the target.
+    pub actions_at_target: Option<u32>,
+}
+
+/// One workload's frontier.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadFrontier {
+    pub workload: String,
+    pub target_attainment: f64,
+    pub reference_policy: String,
+    /// What the reference policy spends at its default setting.
+    pub reference_cost: Option<f64>,
+    pub points: Vec<FrontierPoint>,
+    pub summaries: Vec<PolicySummary>,
+}
+
+/// What a frontier measures.
+#[derive(Debug, Clone)]
+pub struct FrontierRequest {
+    pub workloads: Vec<(String, Scenario)>,
+    pub policies: Vec<Policy>,
+    /// The options every run shares (the policy and knob are set per run).
+    pub options: RunOptions,
+    pub slo: SloTargets,
+    /// Attainment the first summary figure is read at (0.95).
+    pub target_attainment: f64,
+    /// The policy whose default setting's cost the second figure is read at.
+    pub reference: Policy,
+}
+
+/// Every setting a policy is run at: its sweep, and its default setting if the sweep misses it.
+pub fn settings_of(policy: &Policy) -> Vec<Policy> {
+    let mut settings: Vec<Policy> = policy
+        .sweep()
+        .into_iter()
+        .map(|k| policy.with_knob(k))
+        .collect();
+    if !settings.contains(policy) {
+        settings.push(*policy);
+    }
+    settings
+}
+
+/// Runs every policy at every setting on every workload, on as many threads as the machine
+/// has cores (each run is its own single-threaded actor system, so results do not depend on the
+/// thread count). `progress` is told after each run with the runs done and the total.
+pub fn measure(
+    req: &FrontierRequest,
+    progress: impl Fn(usize, usize) + Sync,
+) -> Result<Vec<WorkloadFrontier>, String> {
+    let mut settings: Vec<Policy> = req.policies.iter().flat_map(settings_of).collect();
+    if !settings.contains(&req.reference) {
+        settings.push(req.reference);
+    }
+    // The clairvoyant schedule needs each variant's capacity on the workload: measured once
+    // per workload, shared by all its settings.
+    let mut options_by_workload = Vec::with_capacity(req.workloads.len());
+    for (_, scenario) in &req.workloads {
+        let mut options = req.options.clone();
+        if settings
+            .iter()
+            .any(|p| matches!(p, Policy::Clairvoyant { .. }))
+        {
+            options.clairvoyant_capacity = Some(crate::engine::replica_capacities(scenario)?);
+        }
+        options_by_workload.push(options);
+    }
+    let jobs: Vec<(usize, Policy)> = (0..req.workloads.len())
+        .flat_map(|w| settings.iter().map(move |p| (w, *p)))
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let results: std::sync::Mutex<Vec<Option<Result<FrontierPoint, String>>>> =
+        std::sync::Mutex::new(vec![None; jobs.len()]);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(jobs.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some(&(w, policy)) = jobs.get(i) else {
+                        break;
+                    };
+                    let (name, scenario) = &req.workloads[w];
+                    let options = RunOptions {
+                        policy,
+                        progress: false,
+                        data_dir: None,
+                        ..options_by_workload[w].clone()
+                    };
+                    let system = actix::System::new();
+                    let point = system
+                        .block_on(run(scenario, &options))
+                        .map(|result| {
+                            FrontierPoint::of(&policy, &summarize(policy.name(), &result, req.slo))
+                        })
+                        .map_err(|e| format!("{name}, {}: {e}", policy.name()));
+                    if let Ok(mut results) = results.lock() {
+                        results[i] = Some(point);
+                    }
+                    let finished = done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                    progress(finished, jobs.len());
+                }
+            });
+        }
+    });
+    let results = results
+        .into_inner()
+        .map_err(|_| "a frontier run panicked".to_string())?;
+    let mut runs_by_workload: Vec<Vec<(Policy, FrontierPoint)>> =
+        vec![Vec::new(); req.workloads.len()];
+    for (&(w, policy), result) in jobs.iter().zip(results) {
+        let point = result.ok_or_else(|| format!("{}: a run did not finish", policy.name()))??;
+        runs_by_workload[w].push((policy, point));
+    }
+    Ok(req
+        .workloads
+        .iter()
+        .zip(runs_by_workload)
+        .map(|((name, _), runs)| {
+            assess(
+                name,
+                runs,
+                &req.policies,
+                &req.reference,
+                req.target_attainment,
+            )
+        })
+        .collect())
+}
+
+/// Marks the Pareto points and reads each policy's figures off its runs.
+pub fn assess(
+    workload: &str,
+    runs: Vec<(Policy, FrontierPoint)>,
+    policies: &[Policy],
+    reference: &Policy,
+    target_attainment: f64,
+) -> WorkloadFrontier {
+    let reference_cost = runs
+        .iter()
+        .find(|(p, _)| p == reference)
+        .map(|(_, point)| point.cost);
+    let mut points: Vec<FrontierPoint> = runs
+        .into_iter()
+        .filter(|(p, _)| policies.iter().any(|q| q.name() == p.name()))
+        .map(|(_, point)| point)
+        .collect();
+    let dominated: Vec<bool> = points
+        .iter()
+        .map(|a| {
+            points.iter().any(|b| {
+                b.cost <= a.cost
+                    && b.slo_attainment >= a.slo_attainment
+                    && (b.cost < a.cost || b.slo_attainment > a.slo_attainment)
+            })
+        })
+        .collect();
+    for (p, d) in points.iter_mut().zip(dominated) {
+        p.pareto = !d;
+    }
+    let summaries = policies
+        .iter()
+        .map(|policy| {
+            let mine: Vec<&FrontierPoint> = points
+                .iter()
+                .filter(|p| p.policy == policy.name())
+                .collect();
+            let envelope = envelope(&mine);
+            let cost_at_target = cost_at(&envelope, target_attainment);
+            PolicySummary {
+                policy: policy.name().into(),
+                cost_at_target,
+                attainment_at_reference: reference_cost.and_then(|c| attainment_at(&envelope, c)),
+                actions_at_target: mine
+                    .iter()
+                    .filter(|p| p.slo_attainment >= target_attainment)
+                    .min_by(|a, b| a.cost.total_cmp(&b.cost))
+                    .map(|p| p.scaling_actions),
+            }
+        })
+        .collect();
+    WorkloadFrontier {
+        workload: workload.into(),
+        target_attainment,
+        reference_policy: reference.name().into(),
+        reference_cost,
+        points,
+        summaries,
+    }
+}
+
+/// `(cost, best attainment at or below that cost)` at each of the points' costs, cheapest
+/// first: spending more never makes a policy's best worse.
+pub fn envelope(points: &[&FrontierPoint]) -> Vec<(f64, f64)> {
+    let mut sorted: Vec<(f64, f64)> = points.iter().map(|p| (p.cost, p.slo_attainment)).collect();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut best = f64::NEG_INFINITY;
+    let mut out: Vec<(f64, f64)> = Vec::with_capacity(sorted.len());
+    for (cost, attainment) in sorted {
+        best = best.max(attainment);
+        match out.last_mut() {
+            Some(last) if last.0 == cost => last.1 = best,
+            _ => out.push((cost, best)),
+        }
+    }
+    out
+}
+
+/// The cost at which the envelope reaches `target`, interpolated linearly.
+pub fn cost_at(envelope: &[(f64, f64)], target: f64) -> Option<f64> {
+    let i = envelope.iter().position(|&(_, a)| a >= target)?;
+    if i == 0 {
+        return Some(envelope[0].0);
+    }
+    let ((c0, a0), (c1, a1)) = (envelope[i - 1], envelope[i]);
+    Some(c0 + (c1 - c0) * (target - a0) / (a1 - a0))
+}
+
+/// The envelope's attainment at `cost`, interpolated linearly; `None` below its cheapest point.
+pub fn attainment_at(envelope: &[(f64, f64)], cost: f64) -> Option<f64> {
+    let first = envelope.first()?;
+    if cost < first.0 {
+        return None;
+    }
+    let i = envelope.iter().position(|&(c, _)| c > cost);
+    match i {
+        None => envelope.last().map(|&(_, a)| a),
+        Some(i) => {
+            let ((c0, a0), (c1, a1)) = (envelope[i - 1], envelope[i]);
+            Some(a0 + (a1 - a0) * (cost - c0) / (c1 - c0))
+        }
+    }
+}
+
+/// The frontier of each workload as text: every point, then the two figures per policy.
+pub fn render(frontiers: &[WorkloadFrontier]) -> String {
+    let mut out = String::new();
+    for f in frontiers {
+        out.push_str(&format!("== {} ==\n", f.workload));
+        out.push_str(&format!(
+            "{:<14} {:>20} {:>8} {:>10} {:>10} {:>10} {:>8} {:>7}\n",
+            "policy", "setting", "cost", "SLO att.", "TTFT p99", "ITL p99", "actions", "pareto"
+        ));
+        for p in &f.points {
+            let setting = match (&p.knob, p.setting) {
+                (Some(k), Some(v)) => format!("{k} {v}"),
+                _ => "-".into(),
+            };
+            out.push_str(&format!(
+                "{:<14} {:>20} {:>8.2} {:>9.1}% {:>8.0}ms {:>8.1}ms {:>8} {:>7}\n",
+                p.policy,
+                setting,
+                p.cost,
+                p.slo_attainment * 100.0,
+                p.ttft_p99_ms,
+                p.itl_p99_ms,
+                p.scaling_actions,
+                if p.pareto { "*" } else { "" }
+            ));
+        }
+        let reference = f
+            .reference_cost
+            .map_or("unknown".into(), |c| format!("{c:.2}"));
+        out.push_str(&format!(
+            "\n{:<14} {:>22} {:>28} {:>18}\n",
+            "policy",
+            format!("cost at {:.0} %", f.target_attainment * 100.0),
+            format!("attainment at cost {reference}"),
+            "actions at target"
+        ));
+        for s in &f.summaries {
+            out.push_str(&format!(
+                "{:<14} {:>22} {:>28} {:>18}\n",
+                s.policy,
+                s.cost_at_target
+                    .map_or("not reached".into(), |c| format!("{c:.2}")),
+                s.attainment_at_reference
+                    .map_or("dearer".into(), |a| format!("{:.1} %", a * 100.0)),
+                s.actions_at_target.map_or("-".into(), |a| a.to_string()),
+            ));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Writes `frontier.json` and, per workload, `frontier-<workload>.svg` and `.png`.
+pub fn write(
+    dir: &Path,
+    frontiers: &[WorkloadFrontier],
+) -> Result<Vec<std::path::PathBuf>, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut written = Vec::new();
+    let json = dir.join("frontier.json");
+    let text = serde_json::to_string_pretty(frontiers).map_err(|e| e.to_string())?;
+    std::fs::write(&json, text).map_err(|e| format!("{}: {e}", json.display()))?;
+    written.push(json);
+    for f in frontiers {
+        let plot = plot(f);
+        let stem = format!("frontier-{}", slug(&f.workload));
+        let svg = dir.join(format!("{stem}.svg"));
+        std::fs::write(&svg, plot.to_svg()?).map_err(|e| format!("{}: {e}", svg.display()))?;
+        let png = dir.join(format!("{stem}.png"));
+        plot.write_png(&png)?;
+        written.extend([svg, png]);
+    }
+    Ok(written)
+}
+
+/// Attainment (%) against cost, one curve per policy through its settings by cost.
+pub fn plot(f: &WorkloadFrontier) -> Plot {
+    let mut names: Vec<&str> = f.points.iter().map(|p| p.policy.as_str()).collect();
+    names.dedup();
+    let series = names
+        .iter()
+        .map(|name| {
+            let mut points: Vec<(f64, f64)> = f
+                .points
+                .iter()
+                .filter(|p| p.policy == *name)
+                .map(|p| (p.cost, p.slo_attainment * 100.0))
+                .collect();
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            (name.to_string(), points)
+        })
+        .collect();
+    Plot::new(
+        &format!("SLO attainment against cost: {}", f.workload),
+        "SLO attainment (%)",
+        series,
+    )
+    .against("cost", 1.0)
+    .with_markers()
+}
+
+/// A file-name-safe form of a workload name.
+fn slug(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(policy: &str, setting: f64, cost: f64, attainment: f64) -> FrontierPoint {
+        FrontierPoint {
+            policy: policy.into(),
+            knob: Some("k".into()),
+            setting: Some(setting),
+            cost,
+            gpu_hours: cost,
+            slo_attainment: attainment,
+            ttft_p99_ms: 0.0,
+            itl_p99_ms: 0.0,
+            scaling_actions: (cost * 10.0) as u32,
+            peak_replicas: 0,
+            pareto: false,
+        }
+    }
+
+    #[test]
+    fn the_envelope_never_falls_as_cost_grows() {
+        let a = point("a", 1.0, 10.0, 0.8);
+        let b = point("a", 2.0, 20.0, 0.7);
+        let c = point("a", 3.0, 30.0, 0.99);
+        let env = envelope(&[&c, &a, &b]);
+        assert_eq!(env, vec![(10.0, 0.8), (20.0, 0.8), (30.0, 0.99)]);
+    }
+
+    #[test]
+    fn figures_are_interpolated_between_settings() {
+        let env = vec![(10.0, 0.85), (20.0, 0.95), (30.0, 0.99)];
+        assert_eq!(cost_at(&env, 0.95), Some(20.0));
+        let c = cost_at(&env, 0.90).expect("reached");
+        assert!((c - 15.0).abs() < 1e-9, "{c}");
+        assert_eq!(cost_at(&env, 0.999), None, "never reached");
+        assert_eq!(cost_at(&env, 0.5), Some(10.0), "already at the cheapest");
+        let a = attainment_at(&env, 25.0).expect("in range");
+        assert!((a - 0.97).abs() < 1e-9, "{a}");
+        assert_eq!(attainment_at(&env, 5.0), None, "cheaper than any setting");
+        assert_eq!(attainment_at(&env, 50.0), Some(0.99));
+    }
+
+    #[test]
+    fn pareto_points_are_those_nothing_beats() {
+        let wva = Policy::parse("wva").expect("policy");
+        let v1 = Policy::parse("wva-v1").expect("policy");
+        let runs = vec![
+            (wva, point("wva", 0.5, 10.0, 0.96)),
+            (wva.with_knob(0.7), point("wva", 0.7, 8.0, 0.90)),
+            (v1, point("wva-v1", 0.8, 12.0, 0.60)),
+            (v1.with_knob(0.3), point("wva-v1", 0.3, 30.0, 0.96)),
+        ];
+        let f = assess("w", runs, &[wva, v1], &v1, 0.95);
+        let pareto: Vec<(String, f64)> = f
+            .points
+            .iter()
+            .filter(|p| p.pareto)
+            .map(|p| (p.policy.clone(), p.cost))
+            .collect();
+        assert_eq!(pareto, vec![("wva".into(), 10.0), ("wva".into(), 8.0)]);
+        assert_eq!(f.reference_cost, Some(12.0));
+        let wva_summary = &f.summaries[0];
+        // Between 8 (90 %) and 10 (96 %): 95 % is five sixths of the way.
+        let cost = wva_summary.cost_at_target.expect("reached");
+        assert!((cost - (8.0 + 2.0 * 5.0 / 6.0)).abs() < 1e-9, "{cost}");
+        assert_eq!(wva_summary.attainment_at_reference, Some(0.96));
+        assert_eq!(wva_summary.actions_at_target, Some(100));
+        let v1_summary = &f.summaries[1];
+        assert_eq!(v1_summary.cost_at_target, Some(12.0 + 18.0 * 35.0 / 36.0));
+        assert_eq!(v1_summary.attainment_at_reference, Some(0.60));
+        let text = render(&[f]);
+        assert!(text.contains("== w =="), "{text}");
+        assert!(text.contains("attainment at cost 12.00"), "{text}");
+    }
+}

@@ -1,0 +1,127 @@
+//! The SLO-aware KEDA setup of llm-d's autoscaling guide: every polling interval, the ratio of
+//! each objective's P90 to the objective (TTFT and ITL over the last minute), the larger of the
+//! two, capped at 2.0 and smoothed over 45 s, drives KEDA's HPA with a target of 0.55 per
+//! replica and does not scale down until it falls below 0.40 (hysteresis). The metric is a
+//! per-replica ratio over all current replicas, so replicas that are still starting are
+//! credited: a burst is not answered twice.
+
+use std::collections::VecDeque;
+
+use crate::peers::RecentRequests;
+use crate::report::SloTargets;
+
+/// The guide's numbers; the target is the knob, the scale-down threshold keeps its ratio.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KedaSloConfig {
+    pub target: f64,
+    pub scale_down_below: f64,
+    pub cap: f64,
+    pub smoothing_ms: f64,
+    pub quantile: f64,
+}
+
+impl KedaSloConfig {
+    pub fn with_target(target: f64) -> Self {
+        Self {
+            target,
+            scale_down_below: target * 0.40 / 0.55,
+            cap: 2.0,
+            smoothing_ms: 45_000.0,
+            quantile: 0.9,
+        }
+    }
+}
+
+/// One variant's smoothing window.
+#[derive(Debug, Default)]
+pub struct KedaSlo {
+    ratios: VecDeque<(f64, f64)>,
+}
+
+impl KedaSlo {
+    /// The metric value KEDA hands its HPA for a variant with `current` replicas: the total
+    /// that makes the HPA's `ceil(total / target)` the wanted count (the current count inside
+    /// the hysteresis band).
+    pub fn metric(
+        &mut self,
+        now_ms: f64,
+        recent: &RecentRequests,
+        slo: SloTargets,
+        current: u32,
+        config: &KedaSloConfig,
+    ) -> Option<f64> {
+        // No finished request in the window: no data, the HPA keeps the count.
+        let (ttft, itl) = recent.latency_quantiles(config.quantile)?;
+        let ratio = (ttft / slo.ttft_ms).max(itl / slo.itl_ms).min(config.cap);
+        self.ratios.push_back((now_ms, ratio));
+        while self
+            .ratios
+            .front()
+            .is_some_and(|(t, _)| *t < now_ms - config.smoothing_ms)
+        {
+            self.ratios.pop_front();
+        }
+        let smoothed = self.ratios.iter().map(|r| r.1).sum::<f64>() / self.ratios.len() as f64;
+        let per_replica = if smoothed > config.target || smoothed < config.scale_down_below {
+            smoothed
+        } else {
+            config.target
+        };
+        Some(per_replica * f64::from(current))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::Completed;
+
+    fn recent(ttft: f64, itl: f64) -> RecentRequests {
+        let mut r = RecentRequests::default();
+        for i in 0..20 {
+            r.record(&Completed {
+                id: i,
+                arrival_ms: 0.0,
+                finish_ms: 1_000.0,
+                ttft_ms: ttft,
+                itl_ms: itl,
+                prompt_tokens: 100,
+                output_tokens: 50,
+            });
+        }
+        r
+    }
+
+    #[test]
+    fn the_ratio_is_capped_smoothed_and_held_inside_the_band() {
+        let config = KedaSloConfig::with_target(0.55);
+        let slo = SloTargets::default();
+        let mut k = KedaSlo::default();
+        // ITL at 40 of 50 ms: 0.8 > 0.55, so 2 replicas × 0.8 = 1.6 → ceil(1.6/0.55) = 3.
+        let m = k
+            .metric(0.0, &recent(100.0, 40.0), slo, 2, &config)
+            .expect("data");
+        assert!((m - 1.6).abs() < 1e-9, "{m}");
+        // TTFT at 5 s: capped at 2.0, smoothed with the 0.8 before: 1.4.
+        let m = k
+            .metric(15_000.0, &recent(5_000.0, 10.0), slo, 2, &config)
+            .expect("data");
+        assert!((m - 2.8).abs() < 1e-9, "{m}");
+        // Inside the band (0.40..0.55): the metric says "as many as now".
+        let mut calm = KedaSlo::default();
+        let m = calm
+            .metric(0.0, &recent(100.0, 24.0), slo, 3, &config)
+            .expect("data");
+        assert!((m - 0.55 * 3.0).abs() < 1e-9, "{m}");
+        // Below the band: down.
+        let mut idle = KedaSlo::default();
+        let m = idle
+            .metric(0.0, &recent(100.0, 10.0), slo, 3, &config)
+            .expect("data");
+        assert!(m < 0.40 * 3.0, "{m}");
+        assert!(
+            idle.metric(0.0, &RecentRequests::default(), slo, 3, &config)
+                .is_none()
+        );
+    }
+}
