@@ -3,7 +3,10 @@
 use serde::Serialize;
 use std::collections::HashMap;
 
-use wva_storage::{CycleRecord, DecisionLog, HistoryFilter, ModelBasedRecord, Record};
+use wva_storage::{
+    CycleRecord, DecisionLog, HistoryFilter, ModelBasedRecord, ModelKey, Record, SloCapacityRecord,
+    Timestamp,
+};
 
 use crate::timefmt::format_time;
 
@@ -24,20 +27,38 @@ struct JsonEntry<'a> {
     /// The optimizer's side of the cycle (hybrid, model-only, scale to zero).
     #[serde(skip_serializing_if = "Option::is_none")]
     model_based: Option<&'a ModelBasedRecord>,
+    /// The `slo-capacity` analyzer's side of the cycle.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    slo_capacity: Option<&'a SloCapacityRecord>,
 }
 
-/// The model-based record of each cycle, keyed like the cycle record it goes with (same model,
-/// same time).
-pub fn model_based_by_cycle(
-    records: &[(u64, Record)],
-) -> HashMap<(&wva_storage::ModelKey, wva_storage::Timestamp), &ModelBasedRecord> {
+/// Records that go with a cycle record, keyed like it (same model, same time).
+pub type ByCycle<'a, T> = HashMap<(&'a ModelKey, Timestamp), &'a T>;
+
+fn by_cycle<'a, T>(
+    records: &'a [(u64, Record)],
+    pick: fn(&Record) -> Option<&T>,
+) -> ByCycle<'a, T> {
     records
         .iter()
-        .filter_map(|(_, r)| match r {
-            Record::ModelBased(m) => Some(((&m.model, m.at), m)),
-            Record::Cycle(_) => None,
-        })
+        .filter_map(|(_, r)| pick(r).map(|t| ((r.model(), r.at()), t)))
         .collect()
+}
+
+/// The model-based record of each cycle.
+pub fn model_based_by_cycle(records: &[(u64, Record)]) -> ByCycle<'_, ModelBasedRecord> {
+    by_cycle(records, |r| match r {
+        Record::ModelBased(m) => Some(m),
+        _ => None,
+    })
+}
+
+/// The `slo-capacity` record of each cycle.
+pub fn slo_capacity_by_cycle(records: &[(u64, Record)]) -> ByCycle<'_, SloCapacityRecord> {
+    by_cycle(records, |r| match r {
+        Record::SloCapacity(s) => Some(s),
+        _ => None,
+    })
 }
 
 /// Renders the records of `log` that match `filter`.
@@ -58,10 +79,11 @@ pub fn render(
         .iter()
         .filter_map(|(seq, r)| match r {
             Record::Cycle(c) => Some((*seq, c)),
-            Record::ModelBased(_) => None,
+            _ => None,
         })
         .collect();
     let extras = model_based_by_cycle(&history.records);
+    let capacity = slo_capacity_by_cycle(&history.records);
     match format {
         OutputFormat::Json => {
             let entries: Vec<JsonEntry<'_>> = cycles
@@ -71,6 +93,7 @@ pub fn render(
                     time: format_time(c.at),
                     record: c,
                     model_based: extras.get(&(&c.model, c.at)).copied(),
+                    slo_capacity: capacity.get(&(&c.model, c.at)).copied(),
                 })
                 .collect();
             serde_json::to_string_pretty(&entries).map_err(|e| e.to_string())
@@ -97,9 +120,9 @@ pub fn render(
                         continue;
                     }
                     let input = c.variants.iter().find(|v| v.name == t.name);
-                    let side = extras
-                        .get(&(&c.model, c.at))
-                        .and_then(|m| m.variants.iter().find(|v| v.name == t.name));
+                    let model_based = extras.get(&(&c.model, c.at));
+                    let side =
+                        model_based.and_then(|m| m.variants.iter().find(|v| v.name == t.name));
                     rows.push([
                         format_time(c.at),
                         c.model.namespace.clone(),
@@ -115,14 +138,19 @@ pub fn render(
                         input.map_or_else(String::new, describe_pods),
                         match side {
                             // Which side won, by which rule, against what the other proposed.
+                            // and, while it abstains, why (learning, no workload...).
                             Some(m) => format!(
-                                "{} [{}; {} won by {}: capacity {}, model {}]",
+                                "{} [{}; {} won by {}: capacity {}, model {}{}]",
                                 t.reason,
                                 c.analysis.reason,
                                 m.winner,
                                 m.rule,
                                 m.capacity_target,
-                                m.model_target.map_or("-".into(), |n| n.to_string())
+                                m.model_target.map_or("-".into(), |n| n.to_string()),
+                                model_based.filter(|_| m.model_target.is_none()).map_or(
+                                    String::new(),
+                                    |r| format!("; optimizer: {}", r.proposal_reason)
+                                )
                             ),
                             None => format!("{} [{}]", t.reason, c.analysis.reason),
                         },

@@ -7,13 +7,16 @@
 
 use serde::Serialize;
 use wva_actors::policy::cycle::{CycleDecision, CycleInputs, decide_cycle};
-use wva_actors::policy::{OperatingMode, ScalingConfig};
+use wva_actors::policy::{Analyzer, OperatingMode, ScalingConfig};
 use wva_actors::record::{
-    recorded_inputs, recorded_model_inputs, recorded_request_count, recorded_thresholds,
+    recorded_capacity_views, recorded_inputs, recorded_model_inputs, recorded_request_count,
+    recorded_thresholds,
 };
-use wva_storage::{CycleRecord, DecisionLog, HistoryFilter, ModelBasedRecord, Record};
+use wva_storage::{
+    CycleRecord, DecisionLog, HistoryFilter, ModelBasedRecord, Record, SloCapacityRecord,
+};
 
-use crate::history::{OutputFormat, model_based_by_cycle, table};
+use crate::history::{OutputFormat, model_based_by_cycle, slo_capacity_by_cycle, table};
 use crate::timefmt::format_time;
 
 /// What to replay with.
@@ -23,6 +26,8 @@ pub struct ReplayOptions {
     pub config: Option<ScalingConfig>,
     /// Mode to decide in instead of the recorded one.
     pub mode: Option<OperatingMode>,
+    /// Capacity mode's analyzer instead of the recorded one.
+    pub analyzer: Option<Analyzer>,
 }
 
 /// One variant decision that came out differently.
@@ -52,6 +57,9 @@ pub struct ReplayReport {
     /// Cycles replayed in hybrid or model-only mode that carry no model-based inputs (they were
     /// recorded in capacity-only mode): the capacity analyzer decided them.
     pub without_model_inputs: usize,
+    /// Cycles replayed with `slo-capacity` that carry no inputs of it (recorded with
+    /// `saturation-v1`): `saturation-v1` decided them.
+    pub without_serving_inputs: usize,
 }
 
 fn mode_of(record: &CycleRecord) -> Result<OperatingMode, String> {
@@ -66,11 +74,14 @@ fn mode_of(record: &CycleRecord) -> Result<OperatingMode, String> {
     }
 }
 
-/// Decides a recorded cycle again in `mode`, with its model-based record when there is one.
+/// Decides a recorded cycle again in `mode` with `analyzer`, with its model-based and
+/// `slo-capacity` records when there are.
 fn redecide(
     record: &CycleRecord,
     extras: Option<&ModelBasedRecord>,
+    capacity: Option<&SloCapacityRecord>,
     mode: OperatingMode,
+    analyzer: Analyzer,
     options: &ReplayOptions,
 ) -> CycleDecision {
     let inputs = recorded_inputs(record);
@@ -84,6 +95,7 @@ fn redecide(
     };
     let model_inputs = extras.map(recorded_model_inputs);
     let request_count = extras.and_then(recorded_request_count);
+    let views = capacity.map(|r| recorded_capacity_views(record, r));
     decide_cycle(CycleInputs {
         mode,
         thresholds: &thresholds,
@@ -92,8 +104,8 @@ fn redecide(
         model_based: model_inputs.as_ref(),
         scale_to_zero: extras.is_some_and(|e| e.scale_to_zero),
         request_count: request_count.as_ref(),
-        analyzer: wva_actors::policy::Analyzer::SaturationV1,
-        slo_capacity: None,
+        analyzer,
+        slo_capacity: views.as_ref().map(|(v, c)| (v.as_slice(), c)),
     })
 }
 
@@ -108,6 +120,7 @@ pub fn replay(log: &dyn DecisionLog, options: &ReplayOptions) -> Result<ReplayRe
     };
     // The model-based record of a cycle has the cycle's model and time.
     let extras = model_based_by_cycle(&history.records);
+    let capacity = slo_capacity_by_cycle(&history.records);
     for (seq, record) in &history.records {
         let Record::Cycle(c) = record else {
             continue;
@@ -121,7 +134,22 @@ pub fn replay(log: &dyn DecisionLog, options: &ReplayOptions) -> Result<ReplayRe
         if mode != OperatingMode::CapacityOnly && extra.is_none() && c.metrics_error.is_none() {
             report.without_model_inputs += 1;
         }
-        let decision = redecide(c, extra, mode, options).decision;
+        let recorded_capacity = capacity.get(&(&c.model, c.at)).copied();
+        // A cycle recorded with slo-capacity carries its record; without one it was
+        // saturation-v1 (or the safety net, which both share).
+        let analyzer = options.analyzer.unwrap_or(if recorded_capacity.is_some() {
+            Analyzer::SloCapacity
+        } else {
+            Analyzer::SaturationV1
+        });
+        if analyzer == Analyzer::SloCapacity
+            && recorded_capacity.is_none()
+            && c.metrics_error.is_none()
+            && mode == OperatingMode::CapacityOnly
+        {
+            report.without_serving_inputs += 1;
+        }
+        let decision = redecide(c, extra, recorded_capacity, mode, analyzer, options).decision;
         let mut differs = false;
         let mut names: Vec<&str> = c.targets.iter().map(|t| t.name.as_str()).collect();
         names.extend(decision.variants.iter().map(|v| v.name.as_str()));
@@ -187,6 +215,12 @@ pub fn render(report: &ReplayReport, format: OutputFormat) -> Result<String, Str
                 out.push_str(&format!(
                     "note: {} cycles were recorded without model-based inputs (capacity-only); the capacity analyzer decided them\n",
                     report.without_model_inputs
+                ));
+            }
+            if report.without_serving_inputs > 0 {
+                out.push_str(&format!(
+                    "note: {} cycles were recorded without slo-capacity inputs (saturation-v1); saturation-v1 decided them\n",
+                    report.without_serving_inputs
                 ));
             }
             out.push_str(&format!(

@@ -24,8 +24,11 @@ const T: Duration = Duration::from_secs(10);
 const NS: &str = "llm";
 const CONTROLLER_NS: &str = "wva-system";
 
+/// Settings for these tests. They pin the seeds' `saturation-v1` analyzer: what they check of
+/// the controller is told through its threshold rules (the default analyzer has its own test).
 fn settings(instance: Option<&str>, watch_namespace: Option<&str>) -> Settings {
     SettingsArgs {
+        scaling_analyzer: Some("saturation-v1".into()),
         prometheus_base_url: Some("http://127.0.0.1:1".into()),
         prometheus_allow_http: Some(true),
         pod_namespace: Some(CONTROLLER_NS.into()),
@@ -858,4 +861,51 @@ async fn losing_the_lease_stops_publishing_at_once() {
         "a follower writes no status"
     );
     one.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn the_default_analyzer_reads_serving_statistics_and_holds_what_it_has_not_learned() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let api = FakeApi::new();
+    api.apply(VA, va(NS, "va", "m", Some("dep"), json!({})));
+    api.apply(DEPLOYMENT, deployment(NS, "dep", 3, json!({}), json!({})));
+    for i in 0..3 {
+        api.apply(POD, pod(NS, "dep", i));
+    }
+    let defaults = SettingsArgs {
+        prometheus_base_url: Some("http://127.0.0.1:1".into()),
+        prometheus_allow_http: Some(true),
+        pod_namespace: Some(CONTROLLER_NS.into()),
+        reconciliation_interval: Some("1h".into()),
+        ..Default::default()
+    }
+    .resolve(None)
+    .unwrap();
+    assert_eq!(defaults.analyzer, wva_actors::policy::Analyzer::SloCapacity);
+    let asked_for_serving = Arc::new(AtomicBool::new(false));
+    let mut opts = options(defaults, None);
+    let scripted = support::apiserver::scripted_metrics(|_| "m");
+    let seen = asked_for_serving.clone();
+    opts.metrics = Arc::new(move |plan, pods| {
+        seen.store(plan.serving, Ordering::SeqCst);
+        scripted(plan, pods)
+    });
+    let running = started(&api, opts).await;
+    running.cycle_now().await;
+    assert!(
+        asked_for_serving.load(Ordering::SeqCst),
+        "slo-capacity reads rates and latencies"
+    );
+    // Nothing served yet: no capacity to size from, so the three replicas stay (where
+    // saturation-v1 would take 30 % KV-cache use down to one).
+    let text = page(&running).await;
+    assert!(
+        series_of(&text, "va")
+            .iter()
+            .any(|l| l.starts_with("inferno_desired_replicas{") && l.ends_with(" 3")),
+        "{text}"
+    );
+    let status = api.statuses(NS, "va").last().cloned().unwrap();
+    assert_eq!(status["status"]["desiredOptimizedAlloc"]["numReplicas"], 3);
+    running.shutdown().await;
 }

@@ -1,15 +1,18 @@
 //! Conversions between the policy's types and the decision log's persistent records.
 
 use wva_storage::{
-    CycleRecord, ModelBasedRecord, ModelKey, RecordedAnalysis, RecordedLearner, RecordedLineFit,
-    RecordedModelVariant, RecordedPod, RecordedTarget, RecordedThresholds, RecordedVariant,
-    RecordedWorkload, Timestamp,
+    CycleRecord, ModelBasedRecord, ModelKey, RecordedAnalysis, RecordedCapacityVariant,
+    RecordedLearner, RecordedLineFit, RecordedModelVariant, RecordedPod, RecordedServing,
+    RecordedTarget, RecordedThresholds, RecordedVariant, RecordedWorkload, SloCapacityRecord,
+    Timestamp,
 };
 
+use crate::policy::cycle::SloCapacityOutcome;
 use crate::policy::cycle::{CycleDecision, ModelBasedInputs};
 use crate::policy::learner::{LatencyLearner, LineFit};
 use crate::policy::model_based::{ModelVariantInput, RequestCount};
 use crate::policy::queueing::{LatencyTargets, Workload};
+use crate::policy::slo_capacity::{CapacityVariant, ItlFit, ServingSummary, SloCapacityConfig};
 use crate::policy::{
     CapacityAnalysis, ModelDecision, OperatingMode, ReplicaSignals, Thresholds, VariantInput,
 };
@@ -263,4 +266,108 @@ pub fn recorded_model_inputs(r: &ModelBasedRecord) -> ModelBasedInputs {
             })
             .collect(),
     }
+}
+
+fn recorded_serving(s: &ServingSummary) -> RecordedServing {
+    RecordedServing {
+        pods: u32::try_from(s.pods).unwrap_or(u32::MAX),
+        rate_rps: s.rate_rps,
+        mean_input_tokens: s.mean_input_tokens,
+        mean_output_tokens: s.mean_output_tokens,
+        ttft_ms: s.ttft_ms,
+        itl_ms: s.itl_ms,
+        batch: s.batch,
+        waiting: s.waiting,
+        waiting_peak: s.waiting_peak,
+    }
+}
+
+fn serving_of(r: &RecordedServing) -> ServingSummary {
+    ServingSummary {
+        pods: r.pods as usize,
+        rate_rps: r.rate_rps,
+        mean_input_tokens: r.mean_input_tokens,
+        mean_output_tokens: r.mean_output_tokens,
+        ttft_ms: r.ttft_ms,
+        itl_ms: r.itl_ms,
+        batch: r.batch,
+        waiting: r.waiting,
+        waiting_peak: r.waiting_peak,
+    }
+}
+
+/// The `slo-capacity` side of a cycle, for the log: everything beyond the cycle record that
+/// the analyzer's decision depended on, and how it judged each variant.
+pub fn slo_capacity_record(
+    model: &ModelKey,
+    at: Timestamp,
+    views: &[CapacityVariant],
+    config: &SloCapacityConfig,
+    outcome: &SloCapacityOutcome,
+) -> SloCapacityRecord {
+    SloCapacityRecord {
+        model: model.clone(),
+        at,
+        ttft_target_ms: config.slo.ttft_ms,
+        itl_target_ms: config.slo.itl_ms,
+        budget_share: config.budget_share,
+        stabilization_cycles: u32::try_from(config.stabilization_cycles).unwrap_or(u32::MAX),
+        drain_s: config.drain_s,
+        window_s: config.window_s,
+        demand_rps: outcome.demand_rps,
+        variants: views
+            .iter()
+            .map(|v| {
+                let estimate = outcome.estimates.iter().find(|e| e.name == v.input.name);
+                RecordedCapacityVariant {
+                    name: v.input.name.clone(),
+                    serving: v.serving.as_ref().map(recorded_serving),
+                    fit: v.fit.line.as_ref().map(recorded_fit),
+                    max_batch: v.max_batch,
+                    min_replicas: v.min_replicas,
+                    max_replicas: v.max_replicas,
+                    recent: v.recent.clone(),
+                    per_replica_rps: estimate.and_then(|e| e.per_replica_rps),
+                    recommended: estimate.map_or(0, |e| e.recommended),
+                    note: estimate.map(|e| e.note.clone()).unwrap_or_default(),
+                }
+            })
+            .collect(),
+    }
+}
+
+/// The analyzer's view of a recorded cycle, in the order of the cycle's variants, with the
+/// settings it decided under.
+pub fn recorded_capacity_views(
+    cycle: &CycleRecord,
+    r: &SloCapacityRecord,
+) -> (Vec<CapacityVariant>, SloCapacityConfig) {
+    let views = recorded_inputs(cycle)
+        .into_iter()
+        .map(|input| {
+            let recorded = r.variants.iter().find(|v| v.name == input.name);
+            CapacityVariant {
+                serving: recorded.and_then(|v| v.serving.as_ref().map(serving_of)),
+                fit: ItlFit {
+                    line: recorded.and_then(|v| v.fit.as_ref().map(fit_of)),
+                },
+                max_batch: recorded.map_or(crate::messages::DEFAULT_MAX_BATCH, |v| v.max_batch),
+                min_replicas: recorded.and_then(|v| v.min_replicas),
+                max_replicas: recorded.and_then(|v| v.max_replicas),
+                recent: recorded.map(|v| v.recent.clone()).unwrap_or_default(),
+                input,
+            }
+        })
+        .collect();
+    let config = SloCapacityConfig {
+        slo: LatencyTargets {
+            ttft_ms: r.ttft_target_ms,
+            itl_ms: r.itl_target_ms,
+        },
+        budget_share: r.budget_share,
+        stabilization_cycles: r.stabilization_cycles as usize,
+        drain_s: r.drain_s,
+        window_s: r.window_s,
+    };
+    (views, config)
 }

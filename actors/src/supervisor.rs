@@ -27,7 +27,9 @@ use crate::policy::outputs::{MetricsState, VariantFacts, cycle_outputs};
 use crate::policy::queueing::Workload;
 use crate::policy::slo_capacity::CapacityVariant;
 use crate::policy::{OperatingMode, VariantInput};
-use crate::record::{CycleFacts, cycle_record, learner_of, model_based_record};
+use crate::record::{
+    CycleFacts, cycle_record, learner_of, model_based_record, slo_capacity_record,
+};
 use crate::telemetry::Telemetry;
 use crate::variant::{
     Observation, Observe, RestoreLearner, ServingPool, StopVariant, UpdateSpec, VariantActor,
@@ -590,6 +592,17 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
             decision,
             trigger,
         })));
+    if let Some(outcome) = &decided.slo_capacity {
+        ran.effects
+            .records
+            .push(Record::SloCapacity(slo_capacity_record(
+                &model,
+                at,
+                &capacity_views,
+                &slo_config,
+                outcome,
+            )));
+    }
     if let Some(m) = &model_inputs {
         let learners = if learners.len() == inputs.len() {
             learners

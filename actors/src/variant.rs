@@ -64,6 +64,8 @@ pub struct ServingPool {
     /// Means per pod over the window.
     pub batch: f64,
     pub waiting: f64,
+    /// The window's highest waiting queue, averaged over pods.
+    pub waiting_peak: f64,
 }
 
 impl ServingPool {
@@ -103,6 +105,11 @@ impl ServingPool {
                 .sum::<f64>()
                 / n,
             waiting: reporting.iter().map(|(_, s)| s.mean_waiting).sum::<f64>() / n,
+            waiting_peak: reporting
+                .iter()
+                .map(|(p, s)| p.queue_length.unwrap_or(s.mean_waiting))
+                .sum::<f64>()
+                / n,
         })
     }
 
@@ -117,6 +124,7 @@ impl ServingPool {
             itl_ms: self.itl_ms,
             batch: self.batch,
             waiting: self.waiting,
+            waiting_peak: self.waiting_peak,
         }
     }
 

@@ -126,8 +126,27 @@ impl Policy {
         }
     }
 
-    /// A policy by name, with its default knob.
-    pub fn parse(name: &str) -> Result<Self, String> {
+    /// A policy by name, with its default knob, or `name=setting` with another.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let Some((name, setting)) = text.split_once('=') else {
+            return Self::parse_name(text);
+        };
+        let policy = Self::parse_name(name)?;
+        let Some((knob, _)) = policy.knob() else {
+            return Err(format!(
+                "{} has no setting to give, got {text:?}",
+                policy.name()
+            ));
+        };
+        match setting.trim().parse::<f64>() {
+            Ok(v) if v.is_finite() && v > 0.0 => Ok(policy.with_knob(v)),
+            _ => Err(format!(
+                "expected {name}=<{knob}, a number above 0>, got {text:?}"
+            )),
+        }
+    }
+
+    fn parse_name(name: &str) -> Result<Self, String> {
         match name.trim() {
             "wva" => Ok(Self::default()),
             "wva-v1" => Ok(Self::WvaV1 {
@@ -189,7 +208,7 @@ impl Policy {
     /// The knob settings a frontier sweeps, from the most careful to the boldest.
     pub fn sweep(&self) -> Vec<f64> {
         match self {
-            Self::Wva { .. } => vec![0.3, 0.4, 0.5, 0.6, 0.7, 0.8],
+            Self::Wva { .. } => vec![0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0],
             Self::WvaV1 { .. } => vec![0.3, 0.4, 0.5, 0.6, 0.7, 0.8],
             Self::WvaHybrid => vec![],
             Self::SaturationV2 { .. } => vec![0.45, 0.55, 0.65, 0.75, 0.85, 0.95],

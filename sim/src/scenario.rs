@@ -39,17 +39,19 @@ fn cluster(requests: Vec<Request>, duration_s: f64) -> Scenario {
 }
 
 /// The load of the built-in scenario: a day's trough and peak over the run (6 to 42 requests/s,
-/// about two to ten replicas of the calibrated servers), six bursts of 36 requests/s more, bursty
-/// (gamma, cv 1.5) arrivals, chat-like token lengths.
+/// about two to ten replicas of the calibrated servers), six bursts of 18 requests/s more lasting
+/// five minutes at an hour's run (longer than a replica takes to start, so that how fast a policy
+/// reacts shows; a burst shorter than the start-up is only met by replicas kept idle beforehand,
+/// which the knob sweeps already price), bursty (gamma, cv 1.5) arrivals, chat-like token lengths.
 pub fn builtin_load(duration_s: f64) -> SyntheticLoad {
     SyntheticLoad {
         shape: RateShape::BurstyDay {
             mean: 24.0,
             amplitude: 18.0,
             period_s: duration_s,
-            burst: 36.0,
+            burst: 18.0,
             burst_every_s: duration_s / 6.0,
-            burst_len_s: duration_s / 30.0,
+            burst_len_s: duration_s / 12.0,
         },
         arrivals: Arrivals::Gamma { cv: 1.5 },
         prompt: TokenLengths {

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use wva_actors::policy::OperatingMode;
+use wva_actors::policy::{Analyzer, OperatingMode};
 use wva_storage::datadir;
 
 use crate::config::manifest::parse_config_maps;
@@ -25,12 +25,20 @@ pub struct ReplayArgs {
     /// Decide in this mode instead of the recorded one.
     #[arg(long, value_parser = ["capacity-only", "hybrid"])]
     pub mode: Option<String>,
+    /// Decide capacity mode with this analyzer (slo-capacity or saturation-v1) instead of the
+    /// recorded one; slo-capacity needs cycles that recorded its inputs.
+    #[arg(long)]
+    pub analyzer: Option<String>,
     #[arg(long, value_enum, default_value = "table")]
     pub format: OutputFormat,
 }
 
 pub fn main(args: ReplayArgs) -> ExitCode {
-    let options = match replay_options(args.config.as_deref(), args.mode.as_deref()) {
+    let options = match replay_options(
+        args.config.as_deref(),
+        args.mode.as_deref(),
+        args.analyzer.as_deref(),
+    ) {
         Ok(o) => o,
         Err(e) => return fail("replay", &e, INVALID_INPUT),
     };
@@ -44,7 +52,11 @@ pub fn main(args: ReplayArgs) -> ExitCode {
     }
 }
 
-fn replay_options(config: Option<&Path>, mode: Option<&str>) -> Result<ReplayOptions, String> {
+fn replay_options(
+    config: Option<&Path>,
+    mode: Option<&str>,
+    analyzer: Option<&str>,
+) -> Result<ReplayOptions, String> {
     let config = match config {
         None => None,
         Some(path) => {
@@ -79,5 +91,13 @@ fn replay_options(config: Option<&Path>, mode: Option<&str>) -> Result<ReplayOpt
             ));
         }
     };
-    Ok(ReplayOptions { config, mode })
+    let analyzer = analyzer
+        .map(Analyzer::parse)
+        .transpose()
+        .map_err(|e| format!("--analyzer: {e}"))?;
+    Ok(ReplayOptions {
+        config,
+        mode,
+        analyzer,
+    })
 }

@@ -102,7 +102,7 @@ pub struct SettingsArgs {
     pub metrics_prefix: Option<MetricsPrefix>,
     /// The analyzer of capacity mode: slo-capacity (demand against learned per-replica capacity
     /// within the latency objectives) or saturation-v1 (the seeds' saturation analyzer)
-    /// [default: saturation-v1].
+    /// [default: slo-capacity].
     #[arg(long, env = "SCALING_ANALYZER")]
     pub scaling_analyzer: Option<String>,
     /// slo-capacity: the share of the service class's TTFT and ITL objectives the mean may use
@@ -301,7 +301,7 @@ impl SettingsArgs {
         let mode = OperatingMode::from_switches(hybrid.as_deref(), proactive)
             .map_err(|e| err("EXPERIMENTAL_HYBRID_OPTIMIZATION", e))?;
         let analyzer = match text(&self.scaling_analyzer, "SCALING_ANALYZER") {
-            None => Analyzer::SaturationV1,
+            None => Analyzer::SloCapacity,
             Some(t) => Analyzer::parse(&t).map_err(|e| err("SCALING_ANALYZER", e))?,
         };
         let slo_budget_share = match text(&self.slo_budget_share, "SLO_BUDGET_SHARE") {

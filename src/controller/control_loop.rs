@@ -15,7 +15,6 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use wva_actors::messages::{Metrics, ModelKey, PolicySettings};
-use wva_actors::policy::OperatingMode;
 use wva_actors::publisher::SetActive;
 use wva_actors::registry::{
     CycleSummary, DeploymentEvent, RemoveVariant, Tick, UpdateSettings, UpsertVariant,
@@ -172,7 +171,7 @@ impl ControlLoop {
         let models = self.inventory.models();
         let plan = PollPlan {
             namespaces: self.settings.watch_namespace.iter().cloned().collect(),
-            serving: self.policy.mode != OperatingMode::CapacityOnly,
+            serving: self.policy.reads_serving(),
             request_counts: models
                 .iter()
                 .filter_map(|m: &ModelKey| {

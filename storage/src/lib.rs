@@ -25,9 +25,10 @@ pub use codec::{CodecError, decode, encode};
 pub use log::Log;
 pub use memory::MemoryLog;
 pub use record::{
-    CycleRecord, LastGood, ModelBasedRecord, ModelKey, Record, RecordedAnalysis, RecordedLearner,
-    RecordedLineFit, RecordedModelVariant, RecordedPod, RecordedTarget, RecordedThresholds,
-    RecordedVariant, RecordedWorkload, Timestamp, VariantKey,
+    CycleRecord, LastGood, ModelBasedRecord, ModelKey, Record, RecordedAnalysis,
+    RecordedCapacityVariant, RecordedLearner, RecordedLineFit, RecordedModelVariant, RecordedPod,
+    RecordedServing, RecordedTarget, RecordedThresholds, RecordedVariant, RecordedWorkload,
+    SloCapacityRecord, Timestamp, VariantKey,
 };
 pub use sled_log::{OpenReport, SledLog};
 

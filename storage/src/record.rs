@@ -214,11 +214,61 @@ pub struct ModelBasedRecord {
     pub scaled_to_zero: Option<String>,
 }
 
+/// What one variant's reporting servers did over the window the `slo-capacity` analyzer read.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RecordedServing {
+    pub pods: u32,
+    pub rate_rps: f64,
+    pub mean_input_tokens: f64,
+    pub mean_output_tokens: f64,
+    pub ttft_ms: f64,
+    pub itl_ms: f64,
+    pub batch: f64,
+    pub waiting: f64,
+    pub waiting_peak: f64,
+}
+
+/// One variant as the `slo-capacity` analyzer saw and judged it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedCapacityVariant {
+    pub name: String,
+    pub serving: Option<RecordedServing>,
+    /// The ITL line after this cycle's window.
+    pub fit: Option<RecordedLineFit>,
+    pub max_batch: u32,
+    pub min_replicas: Option<u32>,
+    pub max_replicas: Option<u32>,
+    /// Recommendations of the previous cycles in the stabilisation window, oldest first.
+    pub recent: Vec<u32>,
+    /// Requests per second one replica carries within the budget, when known.
+    pub per_replica_rps: Option<f64>,
+    /// What demand alone asked for, before stabilisation.
+    pub recommended: u32,
+    pub note: String,
+}
+
+/// The `slo-capacity` side of a cycle, recorded next to its [`CycleRecord`] (same model and
+/// time) whenever that analyzer decided.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SloCapacityRecord {
+    pub model: ModelKey,
+    pub at: Timestamp,
+    pub ttft_target_ms: f64,
+    pub itl_target_ms: f64,
+    pub budget_share: f64,
+    pub stabilization_cycles: u32,
+    pub drain_s: f64,
+    pub window_s: f64,
+    pub demand_rps: f64,
+    pub variants: Vec<RecordedCapacityVariant>,
+}
+
 /// Everything the log holds. New kinds go at the end, so older records still decode.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Record {
     Cycle(CycleRecord),
     ModelBased(ModelBasedRecord),
+    SloCapacity(SloCapacityRecord),
 }
 
 impl Record {
@@ -226,6 +276,7 @@ impl Record {
         match self {
             Self::Cycle(c) => &c.model,
             Self::ModelBased(m) => &m.model,
+            Self::SloCapacity(s) => &s.model,
         }
     }
 
@@ -233,6 +284,7 @@ impl Record {
         match self {
             Self::Cycle(c) => c.at,
             Self::ModelBased(m) => m.at,
+            Self::SloCapacity(s) => s.at,
         }
     }
 
@@ -244,6 +296,7 @@ impl Record {
                     || c.variants.iter().any(|v| v.name == name)
             }
             Self::ModelBased(m) => m.variants.iter().any(|v| v.name == name),
+            Self::SloCapacity(s) => s.variants.iter().any(|v| v.name == name),
         }
     }
 }

@@ -2,14 +2,18 @@
 //! each variant carries within a share of the latency objectives, learned from that variant's
 //! own servers. Pure.
 //!
-//! - **Capacity per replica.** A continuous-batching server's inter-token latency grows linearly
-//!   with its running batch (`itl = a + b·batch`, prefill interference included); by Little's
-//!   law the batch is `rate · output tokens · itl`. So one replica keeps the mean ITL at the
-//!   target `t` up to `rate = (t − a) / (b · output · t)`. `a` and `b` are fitted online per
-//!   variant ([`ItlFit`]); the target is [`SloCapacityConfig::budget_share`] of the ITL
-//!   objective (per-request ITL spreads around its mean, so the mean must stay well inside).
-//!   When a variant already runs over its ITL or TTFT budget, the capacity is cut back to what
-//!   the observation says it carries.
+//! - **Capacity per replica.** A continuous-batching server's step grows with the work it
+//!   carries: the decodes in its batch (by Little's law `rate · output · itl`) and the prefill
+//!   chunks riding along (`rate · prompt · cost per token`). Both are proportional to the rate,
+//!   so `itl = a / (1 − k·rate)`, or, linearly, `itl = a + K·load` with `load = rate · itl` (a
+//!   replica's requests per second times its step in seconds). One replica then keeps the mean
+//!   ITL at the target `t` up to `rate = (t − a) / (K · t)`. `a` and `K` are fitted online per
+//!   variant from what its own servers did ([`ItlFit`]); no output or prompt length enters, so
+//!   the fit holds for decode-heavy chat and prefill-heavy code alike. The target is
+//!   [`SloCapacityConfig::budget_share`] of the ITL objective (per-request ITL spreads around
+//!   its mean, so the mean must stay well inside). When a variant already runs over its ITL
+//!   budget, or its requests queue longer than the TTFT budget allows, the capacity is cut back
+//!   to what the observation says it carries.
 //! - **Demand.** The requests per second the model's servers complete, plus the queued
 //!   requests drained over [`SloCapacityConfig::drain_s`]; more demand never gives fewer
 //!   replicas.
@@ -46,11 +50,26 @@ pub struct ServingSummary {
     pub itl_ms: f64,
     /// Mean running batch per server.
     pub batch: f64,
-    /// Mean waiting requests per server.
+    /// Mean waiting requests per server over the window.
     pub waiting: f64,
+    /// The window's highest waiting queue, averaged over servers.
+    #[serde(default)]
+    pub waiting_peak: f64,
 }
 
-/// The online fit of a variant's mean ITL against its running batch.
+impl ServingSummary {
+    /// Requests per second arriving at these servers: what they complete, plus how fast their
+    /// queue grows (a queue growing steadily over the window peaks half a window above its
+    /// mean), plus the standing queue served within `drain_s`.
+    pub fn demand_rps(&self, window_s: f64, drain_s: f64) -> f64 {
+        let pods = self.pods as f64;
+        let growth = (self.waiting_peak - self.waiting).max(0.0) / (window_s / 2.0).max(1.0);
+        let backlog = self.waiting_peak.max(self.waiting) / drain_s.max(1.0);
+        self.rate_rps + pods * (growth + backlog)
+    }
+}
+
+/// The online fit of a variant's mean ITL against its load (`rate per replica · itl`).
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ItlFit {
@@ -60,26 +79,24 @@ pub struct ItlFit {
 impl ItlFit {
     /// Learns from one window; windows that served nothing teach nothing.
     pub fn observe(&mut self, s: &ServingSummary) -> bool {
-        let usable = s.rate_rps > 0.0
-            && s.itl_ms.is_finite()
-            && s.itl_ms > 0.0
-            && s.batch.is_finite()
-            && s.batch > 0.0;
+        let usable = s.pods > 0 && s.rate_rps > 0.0 && s.itl_ms.is_finite() && s.itl_ms > 0.0;
         if !usable {
             return false;
         }
-        // A step grows about 0.5 % per request in the batch at first; the data take over.
-        let share = 0.005 * s.batch / (1.0 + 0.005 * s.batch);
+        let load = load_of(s.rate_rps / s.pods as f64, s.itl_ms);
+        // At first, the share of the step that load adds is taken as the load itself (a busy
+        // fraction); the data take over.
+        let share = load / (1.0 + load);
         match &mut self.line {
-            Some(fit) => fit.observe(s.batch, s.itl_ms, share),
+            Some(fit) => fit.observe(load, s.itl_ms, share),
             None => {
-                self.line = Some(LineFit::seeded(s.batch, s.itl_ms, share));
+                self.line = Some(LineFit::seeded(load, s.itl_ms, share));
                 true
             }
         }
     }
 
-    /// `(intercept ms, slope ms per running request)` once enough windows were learned.
+    /// `(a: ms, K: ms per unit of load)` once enough windows were learned.
     pub fn line(&self) -> Option<(f64, f64)> {
         self.line
             .filter(|l| l.accepted >= MIN_FIT_SAMPLES && l.slope > 0.0)
@@ -89,6 +106,16 @@ impl ItlFit {
     pub fn samples(&self) -> u32 {
         self.line.map_or(0, |l| l.accepted)
     }
+}
+
+/// A replica's load: its requests per second times its step in seconds.
+fn load_of(rate_per_replica: f64, itl_ms: f64) -> f64 {
+    rate_per_replica * itl_ms / 1e3
+}
+
+/// The rate per replica at which `itl = a + K·load` reaches `budget_ms`.
+fn rate_at(a: f64, k: f64, budget_ms: f64) -> f64 {
+    1e3 * (budget_ms - a).max(0.0) / (k * budget_ms)
 }
 
 /// One variant as the analyzer sees it.
@@ -118,6 +145,8 @@ pub struct SloCapacityConfig {
     pub stabilization_cycles: usize,
     /// Seconds over which queued requests count as demand.
     pub drain_s: f64,
+    /// The window the serving statistics cover (the queries' `[1m]`).
+    pub window_s: f64,
 }
 
 impl Default for SloCapacityConfig {
@@ -125,8 +154,9 @@ impl Default for SloCapacityConfig {
         Self {
             slo: LatencyTargets::default(),
             budget_share: DEFAULT_BUDGET_SHARE,
-            stabilization_cycles: 12,
+            stabilization_cycles: 20,
             drain_s: 60.0,
+            window_s: 60.0,
         }
     }
 }
@@ -155,28 +185,35 @@ pub struct SloCapacityDecision {
     pub estimates: Vec<CapacityEstimate>,
 }
 
+/// When a variant's lightest step alone exceeds the ITL budget, more replicas cannot bring ITL
+/// under it: size so that load stretches the step by at most this share instead.
+const INTRINSIC_SLACK: f64 = 0.25;
+
 /// What one replica of `v` carries within the budget, and how that was judged.
+///
+/// Only latency that load causes lowers the estimate: a long prompt's prefill or a slow
+/// accelerator's lightest step is not cured by replicas, and cutting capacity for it would
+/// add replicas that lower the rate per replica, cut the estimate again, and never stop.
 fn per_replica_capacity(v: &CapacityVariant, c: &SloCapacityConfig) -> (Option<f64>, String) {
-    let itl_budget = c.slo.itl_ms * c.budget_share;
     let ttft_budget = c.slo.ttft_ms * c.budget_share;
     let Some(s) = v.serving.filter(|s| s.pods > 0 && s.rate_rps > 0.0) else {
         return (None, "no serving statistics yet".into());
     };
     let rate = s.rate_rps / s.pods as f64;
     let output = s.mean_output_tokens.max(1.0);
-    let mut estimate: Option<(f64, String)> = v.fit.line().map(|(a, b)| {
-        if itl_budget <= a {
-            return (
-                0.0,
-                format!("its lightest step ({a:.1} ms) already exceeds the ITL budget"),
-            );
-        }
-        let batch = ((itl_budget - a) / b).min(0.9 * f64::from(v.max_batch));
-        let rps = batch / (output * itl_budget / 1e3);
+    let line = v.fit.line();
+    let itl_budget = {
+        let share = c.slo.itl_ms * c.budget_share;
+        line.map_or(share, |(a, _)| share.max(a * (1.0 + INTRINSIC_SLACK)))
+    };
+    // The running batch stays under the server's limit (by Little's law, at the budget).
+    let batch_limit = 0.9 * f64::from(v.max_batch) * 1e3 / (output * itl_budget);
+    let mut estimate: Option<(f64, String)> = line.map(|(a, k)| {
+        let rps = rate_at(a, k, itl_budget).min(batch_limit);
         (
             rps,
             format!(
-                "learned itl {a:.1} + {b:.3}·batch ms: {rps:.2} rps per replica at itl {itl_budget:.0} ms"
+                "learned itl {a:.1} + {k:.1}·load ms: {rps:.2} rps per replica at itl {itl_budget:.0} ms"
             ),
         )
     });
@@ -184,7 +221,7 @@ fn per_replica_capacity(v: &CapacityVariant, c: &SloCapacityConfig) -> (Option<f
     if s.itl_ms > itl_budget {
         // With the line: itl = a / (1 − rate/max), so the rate scales by (1 − a/budget) /
         // (1 − a/itl); without it, in proportion to the latency.
-        let cut = match v.fit.line() {
+        let cut = match line {
             Some((a, _)) if a < 0.9 * s.itl_ms => {
                 rate * (1.0 - a / itl_budget).max(0.0) / (1.0 - a / s.itl_ms)
             }
@@ -200,13 +237,16 @@ fn per_replica_capacity(v: &CapacityVariant, c: &SloCapacityConfig) -> (Option<f
             ));
         }
     }
-    // Over its TTFT budget, requests queue: it carries at most what it completes now.
-    if s.ttft_ms > ttft_budget && estimate.as_ref().is_none_or(|(e, _)| rate < *e) {
+    // Requests queue longer than the TTFT budget leaves after prefill (Little's law: the
+    // wait is the queue over the rate): it carries at most what it completes now.
+    let wait_ms = 1e3 * s.waiting / rate;
+    let prefill_ms = (s.ttft_ms - wait_ms).max(0.0);
+    let allowed_wait_ms = (ttft_budget - prefill_ms).max(INTRINSIC_SLACK * ttft_budget);
+    if wait_ms > allowed_wait_ms && estimate.as_ref().is_none_or(|(e, _)| rate < *e) {
         estimate = Some((
             rate,
             format!(
-                "ttft {:.0} ms over its {ttft_budget:.0} ms budget: it carries at most the {rate:.2} rps per replica it completes",
-                s.ttft_ms
+                "requests wait {wait_ms:.0} ms in the queue, over the {allowed_wait_ms:.0} ms the TTFT budget leaves: it carries at most the {rate:.2} rps per replica it completes"
             ),
         ));
     }
@@ -233,7 +273,7 @@ pub fn decide_slo_capacity(
     let demand_rps: f64 = variants
         .iter()
         .filter_map(|v| v.serving)
-        .map(|s| s.rate_rps + s.waiting * s.pods as f64 / c.drain_s.max(1.0))
+        .map(|s| s.demand_rps(c.window_s, c.drain_s))
         .sum();
     let capacities: Vec<(Option<f64>, String)> = variants
         .iter()
@@ -254,9 +294,9 @@ pub fn decide_slo_capacity(
             Some(rps) => covered += f64::from(recommended[i]) * rps,
             None => {
                 recommended[i] = recommended[i].max(v.input.current_replicas);
-                covered += v.serving.map_or(0.0, |s| {
-                    s.rate_rps + s.waiting * s.pods as f64 / c.drain_s.max(1.0)
-                });
+                covered += v
+                    .serving
+                    .map_or(0.0, |s| s.demand_rps(c.window_s, c.drain_s));
             }
         }
     }
@@ -404,14 +444,16 @@ mod tests {
             itl_ms: itl,
             batch,
             waiting: 0.0,
+            waiting_peak: 0.0,
         }
     }
 
-    /// A fit learned from a server with `itl = a + b·batch`.
-    fn learned(a: f64, b: f64) -> ItlFit {
+    /// A fit learned from a server with `itl = a + k·load`.
+    fn learned(a: f64, k: f64) -> ItlFit {
         let mut fit = ItlFit::default();
-        for batch in [5.0, 20.0, 40.0, 60.0, 80.0, 30.0, 10.0] {
-            fit.observe(&serving(1, 1.0, a + b * batch, batch));
+        for load in [0.05, 0.2, 0.4, 0.6, 0.8, 0.3, 0.1] {
+            let itl = a + k * load;
+            fit.observe(&serving(1, load * 1e3 / itl, itl, 10.0));
         }
         fit
     }
@@ -432,10 +474,10 @@ mod tests {
 
     #[test]
     fn the_line_is_learned_and_gives_the_rate_at_the_budget() {
-        let fit = learned(8.0, 0.2);
-        let (a, b) = fit.line().expect("learned");
-        assert!((a - 8.0).abs() < 0.5 && (b - 0.2).abs() < 0.02, "{a} {b}");
-        // ITL budget 25 ms: batch (25 − 8)/0.2 = 85; 85 / (200 tokens · 0.025 s) = 17 rps.
+        let fit = learned(8.0, 40.0);
+        let (a, k) = fit.line().expect("learned");
+        assert!((a - 8.0).abs() < 0.5 && (k - 40.0).abs() < 2.0, "{a} {k}");
+        // ITL budget 25 ms: 1000 · (25 − 8) / (40 · 25) = 17 rps.
         let v = variant("h", 6.9, 1, 5.0, fit);
         let (rps, _) = per_replica_capacity(&v, &SloCapacityConfig::default());
         let rps = rps.expect("known");
@@ -444,13 +486,13 @@ mod tests {
 
     #[test]
     fn demand_goes_to_the_cheapest_capacity_and_more_demand_never_means_fewer() {
-        // H100-like: 17 rps for 6.9; A100-like: itl 12 + 0.5·batch → 26 batch at 25 ms →
-        // 5.2 rps for 3.7. The H100 is cheaper per request.
+        // H100-like: 17 rps for 6.9; A100-like: 1000 · (25 − 12) / (100 · 25) = 5.2 rps for
+        // 3.7. The H100 is cheaper per request.
         let config = SloCapacityConfig::default();
         let decide = |rate: f64| {
             let vs = [
-                variant("a100", 3.7, 1, rate * 0.25, learned(12.0, 0.5)),
-                variant("h100", 6.9, 1, rate * 0.75, learned(8.0, 0.2)),
+                variant("a100", 3.7, 1, rate * 0.25, learned(12.0, 100.0)),
+                variant("h100", 6.9, 1, rate * 0.75, learned(8.0, 40.0)),
             ];
             decide_slo_capacity(&vs, &Thresholds::default(), &config)
         };
@@ -476,7 +518,7 @@ mod tests {
     #[test]
     fn scale_down_waits_for_the_window_and_unknown_capacity_holds() {
         let config = SloCapacityConfig::default();
-        let mut busy = variant("h100", 6.9, 4, 8.0, learned(8.0, 0.2));
+        let mut busy = variant("h100", 6.9, 4, 8.0, learned(8.0, 40.0));
         busy.recent = vec![4, 4, 3];
         let d = decide_slo_capacity(&[busy.clone()], &Thresholds::default(), &config);
         assert_eq!(d.decision.variants[0].target, 4, "held by the window");
