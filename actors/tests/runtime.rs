@@ -584,7 +584,7 @@ async fn logged_learners(h: &Harness, variant: &str) -> Vec<wva_storage::Recorde
         .iter()
         .filter_map(|(_, r)| match r {
             Record::ModelBased(m) => m.variants.iter().find(|v| v.name == variant),
-            Record::Cycle(_) => None,
+            _ => None,
         })
         .map(|v| v.learner)
         .collect()
@@ -714,7 +714,7 @@ async fn scale_to_zero_publishes_zero_only_when_on_and_the_count_is_zero() {
     let history = history(&h).await;
     let side = history.records.iter().find_map(|(_, r)| match r {
         Record::ModelBased(m) => Some(m),
-        Record::Cycle(_) => None,
+        _ => None,
     });
     let side = side.expect("scale to zero records its inputs");
     assert_eq!(side.request_count, Some(0.0));
