@@ -216,3 +216,16 @@ fn a_missing_file_exits_2() {
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/input.json"));
 }
+
+#[test]
+fn a_scale_down_the_scaler_never_made_does_not_hold_a_saturated_model() {
+    // An HPA with minReplicas 2 kept the Deployment at 2 after 1 was desired; both replicas
+    // are now saturated.
+    let mut input = one_variant(&[(0.9, 20.0), (0.9, 20.0)]);
+    input["variants"][0]["desiredReplicas"] = json!(1);
+    let out = decide(input);
+    let v = &out["variants"][0];
+    assert_eq!(v["target"], 3, "{out}");
+    assert_eq!(v["action"], "scale-up", "{out}");
+    assert_eq!(out["inTransition"], false, "{out}");
+}

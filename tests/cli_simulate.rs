@@ -181,6 +181,17 @@ fn a_hybrid_run_records_its_arbitration_and_replays_identically() {
     );
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("wva-hybrid"), "{out}");
+    // The summary says how often the optimizer proposed, so an inert one cannot hide.
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("model-based"))
+        .unwrap_or_else(|| panic!("no model-based line in {out}"));
+    let proposed: usize = line
+        .split_whitespace()
+        .nth(3)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(proposed > 0, "{line}");
 
     let history = Command::new(env!("CARGO_BIN_EXE_wva"))
         .args(["history", "--data-dir", data_arg, "--format", "json"])

@@ -41,6 +41,14 @@ pub struct ReplicaBounds {
     pub max: Option<u32>,
 }
 
+impl ReplicaBounds {
+    /// The count the scaler can actually reach when asked for `n`.
+    pub fn clamp(&self, n: u32) -> u32 {
+        let n = self.min.map_or(n, |min| n.max(min));
+        self.max.map_or(n, |max| n.min(max))
+    }
+}
+
 /// Replicas of a Deployment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeploymentState {

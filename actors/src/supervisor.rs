@@ -45,13 +45,47 @@ struct Slot {
     last_desired: Option<u32>,
     /// The `slo-capacity` recommendations of the last cycles (its scale-down window).
     recent: VecDeque<u32>,
+    /// The desired count the Deployment has not reached, and since when.
+    unreached: Option<(u32, Timestamp)>,
 }
+
+/// How long a variant may stay short of (or above) its desired count before the policy stops
+/// waiting for it: longer than any start-up or HPA window, short enough that a clamp (an HPA
+/// `minReplicas` above the desired count, a quota) cannot freeze the model.
+pub const TRANSITION_TIMEOUT_MS: i64 = 10 * 60 * 1_000;
 
 impl Slot {
     /// The previous desired count the policy sees: the decision log's (or this process's),
-    /// else the VA status.
+    /// else the VA status, brought within the scaler's bounds when they are known (the count
+    /// the Deployment can actually reach).
     fn previous_desired(&self) -> Option<u32> {
-        self.last_desired.or(self.spec.status_desired)
+        self.last_desired
+            .or(self.spec.status_desired)
+            .map(|d| self.spec.bounds.clamp(d))
+    }
+
+    /// Whether the previous desired count has gone unreached for longer than the timeout at
+    /// `at` (as of the last cycle's view of the Deployment), and which count that was.
+    fn stalled(&self, at: Timestamp) -> Option<u32> {
+        let current = self.deployment?.replicas;
+        let desired = self.previous_desired().filter(|&d| d != current)?;
+        self.unreached
+            .filter(|&(d, since)| {
+                d == desired && at.millis() - since.millis() > TRANSITION_TIMEOUT_MS
+            })
+            .map(|(d, _)| d)
+    }
+
+    /// Starts or stops the clock of an unreached desired count.
+    fn track_transition(&mut self, at: Timestamp) {
+        let current = self.deployment.map(|d| d.replicas);
+        self.unreached = match (self.previous_desired(), current) {
+            (Some(d), Some(c)) if d != c => match self.unreached {
+                Some((same, since)) if same == d => Some((same, since)),
+                _ => Some((d, at)),
+            },
+            _ => None,
+        };
     }
 
     /// The policy's input for this variant, before its actor adds the signals of its pods.
@@ -121,11 +155,21 @@ impl ModelSupervisor {
                 .slots
                 .values()
                 .filter(|s| s.deployment.is_some())
-                .map(|s| PlannedVariant {
-                    addr: s.addr.clone(),
-                    spec: s.spec.clone(),
-                    input: s.input(),
-                    recent: s.recent.iter().copied().collect(),
+                .map(|s| {
+                    let stalled = s.stalled(at);
+                    let mut input = s.input();
+                    // A desired count the Deployment has not reached in the timeout is no
+                    // longer waited for: the policy decides from what is there.
+                    if stalled.is_some() {
+                        input.previous_desired = None;
+                    }
+                    PlannedVariant {
+                        addr: s.addr.clone(),
+                        spec: s.spec.clone(),
+                        input,
+                        recent: s.recent.iter().copied().collect(),
+                        stalled,
+                    }
                 })
                 .collect(),
             settings: Arc::clone(&self.settings),
@@ -138,11 +182,14 @@ impl ModelSupervisor {
     }
 
     /// Takes the cycle's result into the supervisor's state: desired counts, restarted actors.
-    fn settle(&mut self, ran: &RanCycle) {
+    fn settle(&mut self, ran: &RanCycle, at: Timestamp) {
         for (name, desired) in &ran.desired {
             if let Some(slot) = self.slots.get_mut(name) {
                 slot.last_desired = Some(*desired);
             }
+        }
+        for slot in self.slots.values_mut() {
+            slot.track_transition(at);
         }
         let window = self.settings.slo_capacity.stabilization_cycles;
         for (name, recommended) in &ran.recommended {
@@ -188,7 +235,7 @@ impl ModelSupervisor {
                 .instrument(span)
                 .into_actor(self)
                 .map(move |ran, act, _| {
-                    act.settle(&ran);
+                    act.settle(&ran, at);
                     effects.merge(ran.effects);
                     ModelCycle {
                         outcome: ran.outcome,
@@ -278,6 +325,7 @@ impl Handler<AddVariant> for ModelSupervisor {
                 deployment: msg.deployment,
                 last_desired: msg.last_good,
                 recent: VecDeque::new(),
+                unreached: None,
             },
         );
         effects
@@ -410,6 +458,8 @@ struct PlannedVariant {
     spec: VariantSpec,
     input: VariantInput,
     recent: Vec<u32>,
+    /// The desired count that went unreached past the transition timeout.
+    stalled: Option<u32>,
 }
 
 struct CyclePlan {
@@ -490,6 +540,7 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
         spec,
         input,
         recent,
+        ..
     } in &variants
     {
         let samples = by_deployment
@@ -558,7 +609,7 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
     let model_inputs = (learn || scale_to_zero)
         .then(|| model_based_inputs(&settings, &model, &inputs, &specs, &learners, &served));
     let request_count = snapshot.and_then(|s| s.request_counts.get(&model).cloned());
-    let decided = decide_cycle(CycleInputs {
+    let mut decided = decide_cycle(CycleInputs {
         mode: settings.mode,
         thresholds: &thresholds,
         variants: &inputs,
@@ -569,6 +620,23 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
         analyzer: settings.analyzer,
         slo_capacity: fit_itl.then_some((capacity_views.as_slice(), &slo_config)),
     });
+    // Say so where a desired count was given up on (the policy decided without it).
+    for v in &variants {
+        let Some(given_up) = v.stalled else { continue };
+        if let Some(t) = decided
+            .decision
+            .variants
+            .iter_mut()
+            .find(|t| t.name == v.spec.key.name)
+        {
+            t.reason = format!(
+                "{}; the Deployment stayed at {} instead of the desired {given_up} for over {} min (a scaler bound or a quota may hold it), so that count is no longer waited for",
+                t.reason,
+                v.input.current_replicas,
+                TRANSITION_TIMEOUT_MS / 60_000
+            );
+        }
+    }
     let decision = &decided.decision;
     if let Some(outcome) = &decided.slo_capacity {
         ran.recommended = outcome

@@ -843,3 +843,87 @@ async fn a_variant_added_or_moved_during_a_cycle_loses_no_decision() {
         "every cycle recorded, with every variant it decided"
     );
 }
+
+/// The reason recorded for `variant` in the last cycle.
+async fn last_reason(h: &Harness, variant: &str) -> String {
+    let history = history(h).await;
+    history
+        .records
+        .iter()
+        .rev()
+        .find_map(|(_, r)| match r {
+            Record::Cycle(c) => c.targets.iter().find(|t| t.name == variant),
+            _ => None,
+        })
+        .map(|t| t.reason.clone())
+        .expect("a cycle")
+}
+
+#[actix::test]
+async fn a_transition_that_cannot_complete_times_out_and_says_so() {
+    let h = start(MemoryLog::in_memory(Retention::default()), None);
+    add(&h, spec("ns", "v", "m", 10.0), 2).await;
+    let model = ModelKey::new("ns", "m");
+    let hot = [(0.76, 2.0), (0.75, 2.0)];
+    let cold = [(0.10, 0.0), (0.12, 0.0)];
+    tick(
+        &h,
+        15_000,
+        snapshot(vec![(model.clone(), samples("v", &hot))]),
+    )
+    .await;
+    assert_eq!(desired(&h, "ns", "v").await, Some(3));
+    // The Deployment never reaches 3 (a quota): while the wait lasts, the model holds 3.
+    tick(
+        &h,
+        30_000,
+        snapshot(vec![(model.clone(), samples("v", &cold))]),
+    )
+    .await;
+    assert_eq!(desired(&h, "ns", "v").await, Some(3));
+    assert!(last_reason(&h, "v").await.contains("in transition"));
+    // Past the timeout the policy decides from what is there, and the reason says why.
+    let later = 30_000 + wva_actors::supervisor::TRANSITION_TIMEOUT_MS + 15_000;
+    tick(
+        &h,
+        later,
+        snapshot(vec![(model.clone(), samples("v", &cold))]),
+    )
+    .await;
+    assert_eq!(desired(&h, "ns", "v").await, Some(1));
+    let reason = last_reason(&h, "v").await;
+    assert!(reason.contains("no longer waited for"), "{reason}");
+    assert!(reason.contains("desired 3"), "{reason}");
+}
+
+#[actix::test]
+async fn a_desired_count_outside_the_scalers_bounds_is_not_waited_for() {
+    let h = start(MemoryLog::in_memory(Retention::default()), None);
+    let mut bounded = spec("ns", "v", "m", 10.0);
+    bounded.bounds = wva_actors::messages::ReplicaBounds {
+        min: Some(2),
+        max: Some(4),
+    };
+    add(&h, bounded, 2).await;
+    let model = ModelKey::new("ns", "m");
+    let cold = [(0.10, 0.0), (0.12, 0.0)];
+    // Cold: saturation-v1 asks for 1, which the HPA's minimum of 2 never lets happen.
+    tick(
+        &h,
+        15_000,
+        snapshot(vec![(model.clone(), samples("v", &cold))]),
+    )
+    .await;
+    assert_eq!(desired(&h, "ns", "v").await, Some(1));
+    // The next cycle is not frozen waiting for 1: the desired count is read within the bounds
+    // (2, which the Deployment has), and the signals (neither up nor down) keep 2.
+    let busy = [(0.50, 1.0), (0.50, 1.0)];
+    tick(
+        &h,
+        30_000,
+        snapshot(vec![(model.clone(), samples("v", &busy))]),
+    )
+    .await;
+    assert_eq!(desired(&h, "ns", "v").await, Some(2));
+    assert!(!last_reason(&h, "v").await.contains("transition"));
+}

@@ -287,6 +287,8 @@ pub struct RunResult {
     pub metrics_text: String,
     pub cycles: usize,
     pub safety_net_cycles: usize,
+    /// Hybrid and model-only runs: how often the optimizer proposed.
+    pub model_based: Option<ModelBasedTally>,
 }
 
 /// One scrape of one pod.
@@ -475,7 +477,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
     if let Some(problem) = system.recovery_problem {
         return Err(format!("decision log: {problem}"));
     }
-    let (registry, publisher) = (system.registry, system.publisher);
+    let (registry, publisher, log) = (system.registry, system.publisher, system.log);
     let model = ModelKey::new(scenario.namespace.clone(), scenario.model_id.clone());
     let (scale_to_zero, retention) = options.settings.scale_to_zero_for(&model);
     let retention_ms = retention.as_secs_f64() * 1e3;
@@ -869,6 +871,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
     progress.finish_and_clear();
 
     let metrics_text = publisher.send(Gather).await.map_err(|e| e.to_string())?;
+    let model_based = model_based_tally(&log).await?;
     let unfinished = cluster.gateway.len()
         + cluster
             .variants
@@ -908,7 +911,46 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
         metrics_text,
         cycles,
         safety_net_cycles,
+        model_based,
     })
+}
+
+/// How often the model-based optimizer proposed, from the decision log.
+async fn model_based_tally(
+    log: &actix::Addr<wva_actors::log_actor::LogActor>,
+) -> Result<Option<ModelBasedTally>, String> {
+    let history = log
+        .send(wva_actors::log_actor::ReadHistory(Default::default()))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let mut tally: Option<ModelBasedTally> = None;
+    for (_, record) in &history.records {
+        let wva_storage::Record::ModelBased(m) = record else {
+            continue;
+        };
+        if m.mode == "capacity-only" {
+            continue;
+        }
+        let t = tally.get_or_insert_with(ModelBasedTally::default);
+        t.cycles += 1;
+        if m.variants.iter().any(|v| v.model_target.is_some()) {
+            t.proposed += 1;
+        } else if t.first_abstention.is_none() {
+            t.first_abstention = Some(m.proposal_reason.clone());
+        }
+    }
+    Ok(tally)
+}
+
+/// Cycles in which the model-based optimizer (hybrid, model-only) proposed targets.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelBasedTally {
+    pub cycles: usize,
+    pub proposed: usize,
+    /// Why it abstained the first time it did.
+    pub first_abstention: Option<String>,
 }
 
 /// The `q` quantile (0..=1) by nearest rank; `None` for no values.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::engine::{RunResult, Sample, VariantResult, percentile};
+use super::engine::{ModelBasedTally, RunResult, Sample, VariantResult, percentile};
 use super::plot::Plot;
 
 /// Latency objectives a request is judged against.
@@ -49,6 +49,9 @@ pub struct Summary {
     pub peak_replicas: u32,
     pub cycles: usize,
     pub safety_net_cycles: usize,
+    /// Hybrid and model-only runs: cycles in which the model-based optimizer proposed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_based: Option<ModelBasedTally>,
     pub variants: Vec<VariantResult>,
 }
 
@@ -94,6 +97,7 @@ pub fn summarize(policy: &str, result: &RunResult, slo: SloTargets) -> Summary {
         peak_replicas: result.variants.iter().map(|v| v.peak_replicas).sum(),
         cycles: result.cycles,
         safety_net_cycles: result.safety_net_cycles,
+        model_based: result.model_based.clone(),
         variants: result.variants.clone(),
     }
 }
@@ -139,6 +143,17 @@ pub fn table(s: &Summary) -> String {
         "autoscaler cycles   {} ({} on the safety net)",
         s.cycles, s.safety_net_cycles
     );
+    if let Some(m) = &s.model_based {
+        let _ = writeln!(
+            out,
+            "model-based         proposed in {} of {} cycles{}",
+            m.proposed,
+            m.cycles,
+            m.first_abstention
+                .as_ref()
+                .map_or(String::new(), |why| format!(" (first abstained: {why})"))
+        );
+    }
     let _ = writeln!(out);
     let _ = writeln!(
         out,

@@ -125,9 +125,18 @@ pub fn decided_status(decided: &[&StatusUpdate], problem: Option<&str>) -> Optio
             "InvalidConfiguration",
             m.clone(),
         ),
-        (OptimizationState::Succeeded, Some(p)) => {
+        (OptimizationState::Succeeded | OptimizationState::ModelAbstained(_), Some(p)) => {
             cond("OptimizationReady", false, "InvalidConfiguration", p)
         }
+        // Decided, but not the way the mode promises: say why the optimizer stayed out.
+        (OptimizationState::ModelAbstained(why), None) => cond(
+            "OptimizationReady",
+            true,
+            "ModelBasedAbstained",
+            format!(
+                "desired {desired} replicas on {accelerator} from the capacity analyzer alone; the model-based optimizer proposed nothing: {why}"
+            ),
+        ),
         (OptimizationState::Succeeded, None) => cond(
             "OptimizationReady",
             true,
@@ -409,6 +418,28 @@ mod tests {
             "InvalidConfiguration"
         );
         assert_eq!(by_type(&s, "Ready").reason, "InvalidConfiguration");
+    }
+
+    #[test]
+    fn an_optimizer_that_abstains_is_said_in_the_condition() {
+        let learning = decided(
+            3,
+            Some(3),
+            MetricsState::Found,
+            OptimizationState::ModelAbstained(
+                "learning latency parameters of v (2/5 observations)".into(),
+            ),
+        );
+        let s = decided_status(&[&learning], None).expect("status");
+        let c = by_type(&s, "OptimizationReady");
+        assert!(c.status, "a decision was made");
+        assert_eq!(c.reason, "ModelBasedAbstained");
+        assert!(c.message.contains("2/5 observations"), "{}", c.message);
+        assert!(
+            c.message.contains("capacity analyzer alone"),
+            "{}",
+            c.message
+        );
     }
 
     #[test]

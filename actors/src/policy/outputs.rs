@@ -6,7 +6,7 @@
 use wva_storage::{Timestamp, VariantKey};
 
 use super::cycle::CycleDecision;
-use super::decision::{FallbackSource, ModelDecision, VariantTarget};
+use super::decision::{FallbackSource, VariantTarget};
 use super::scaling_config::InvalidOverride;
 
 /// A change of desired count, for the scaling counter.
@@ -66,17 +66,25 @@ pub enum OptimizationState {
     SafetyNet(FallbackSource),
     /// Decided on the default thresholds because the model's override is invalid.
     InvalidConfiguration(String),
+    /// Hybrid or model-only mode, but the model-based optimizer proposed nothing (why): the
+    /// capacity analyzer decided alone.
+    ModelAbstained(String),
 }
 
 impl OptimizationState {
     fn of(
-        decision: &ModelDecision,
+        decided: &CycleDecision,
         fallback: Option<FallbackSource>,
         problems: &[&InvalidOverride],
     ) -> Self {
-        match (fallback, problems.first()) {
-            (Some(source), _) if decision.safety_net => Self::SafetyNet(source),
-            (_, Some(problem)) => Self::InvalidConfiguration(problem.message.clone()),
+        let abstained = decided
+            .model_based
+            .as_ref()
+            .filter(|m| m.proposal.variants.iter().all(|v| v.target.is_none()));
+        match (fallback, problems.first(), abstained) {
+            (Some(source), _, _) if decided.decision.safety_net => Self::SafetyNet(source),
+            (_, Some(problem), _) => Self::InvalidConfiguration(problem.message.clone()),
+            (_, _, Some(m)) => Self::ModelAbstained(m.proposal.reason.clone()),
             _ => Self::Succeeded,
         }
     }
@@ -149,7 +157,7 @@ pub fn cycle_outputs(
                 current: target.current_replicas,
                 accelerator: target.accelerator.clone(),
                 metrics: facts.metrics.clone(),
-                optimization: OptimizationState::of(decision, target.fallback_source, problems),
+                optimization: OptimizationState::of(decided, target.fallback_source, problems),
                 reason: target.reason.clone(),
             });
         }

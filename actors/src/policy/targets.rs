@@ -21,9 +21,15 @@ fn reporting_replicas(v: &VariantInput, t: &Thresholds) -> u32 {
 }
 
 /// Why the variant is in transition, if it is: the controller asked for a count the
-/// Deployment has not reached yet, or not every replica reports metrics yet.
-fn transition(v: &VariantInput, t: &Thresholds) -> Option<String> {
-    if let Some(desired) = v.previous_desired.filter(|&d| d != v.current_replicas) {
+/// Deployment has not reached yet, or not every replica reports metrics yet. A scale-down still
+/// pending while the model needs more replicas is not waited for: holding it would hold a
+/// saturated model (and a scaler whose minimum is above it would hold it for good).
+fn transition(v: &VariantInput, t: &Thresholds, scale_up_needed: bool) -> Option<String> {
+    if let Some(desired) = v
+        .previous_desired
+        .filter(|&d| d != v.current_replicas)
+        .filter(|&d| !(scale_up_needed && d < v.current_replicas))
+    {
         return Some(format!(
             "{} has {} replicas, previous desired is {}",
             v.name, v.current_replicas, desired
@@ -67,7 +73,10 @@ pub fn decide_capacity(t: &Thresholds, variants: &[VariantInput]) -> ModelDecisi
     };
 
     let all_idle = variants.iter().all(|v| v.current_replicas == 0);
-    let transitions: Vec<String> = variants.iter().filter_map(|v| transition(v, t)).collect();
+    let transitions: Vec<String> = variants
+        .iter()
+        .filter_map(|v| transition(v, t, analysis.should_scale_up))
+        .collect();
 
     // Replicas exist but none can be measured: nothing to decide from, hold the last decision.
     if analysis.has_no_signals() && !all_idle {
@@ -327,6 +336,24 @@ mod tests {
         assert!(!d.safety_net);
         assert_eq!(targets(&d), [("moving", 3), ("other", 2)]);
         assert!(d.variants[1].reason.contains("transition"));
+    }
+
+    #[test]
+    fn a_pending_scale_down_never_holds_a_saturated_model() {
+        // An HPA whose minReplicas is 2 keeps the Deployment at 2 while 1 is desired; both
+        // replicas saturate: the model scales up instead of holding (or repeating) 1.
+        let mut clamped = variant("clamped", 5.0, &[(0.9, 20.0), (0.9, 20.0)]);
+        clamped.previous_desired = Some(1);
+        let d = decide_capacity(&Thresholds::default(), &[clamped]);
+        assert!(!d.in_transition);
+        assert_eq!(targets(&d), [("clamped", 3)]);
+        assert_eq!(d.variants[0].action, Action::ScaleUp);
+        // Without saturation the pending scale-down is still waited for (CONTRACT section 3).
+        let mut calm = variant("clamped", 5.0, &COLD);
+        calm.previous_desired = Some(1);
+        let d = decide_capacity(&Thresholds::default(), &[calm]);
+        assert!(d.in_transition);
+        assert_eq!(targets(&d), [("clamped", 1)]);
     }
 
     #[test]
