@@ -383,3 +383,117 @@ fn frontier_and_trace_arguments_are_checked() {
     assert_eq!(code, Some(2));
     assert!(err.contains("budget share"), "{err}");
 }
+
+#[test]
+fn the_users_config_maps_and_mode_settings_are_honoured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifests = dir.path().join("config.yaml");
+    std::fs::write(
+        &manifests,
+        r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: workload-variant-autoscaler-variantautoscaling-config
+data:
+  SCALING_ANALYZER: saturation-v1
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: capacity-scaling-config
+data:
+  default: |
+    kvCacheThreshold: 0.7
+    queueLengthThreshold: 4
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: accelerator-unitcost
+data:
+  costs: |
+    A100: 1.0
+    H100: 2.0
+"#,
+    )
+    .expect("write");
+    let data = dir.path().join("data");
+    let (code, out, err) = simulate(
+        &[
+            "--duration",
+            "10m",
+            "--config-map",
+            manifests.to_str().expect("path"),
+            "--data-dir",
+            data.to_str().expect("path"),
+        ],
+        &dir.path().join("report"),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    // The prices come from the ConfigMap.
+    let summary: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("report/summary.json")).expect("summary"),
+    )
+    .expect("json");
+    for v in summary["summary"]["variants"].as_array().expect("variants") {
+        let price = if v["accelerator"] == "A100" { 1.0 } else { 2.0 };
+        let (hours, cost) = (
+            v["gpuHours"].as_f64().expect("hours"),
+            v["cost"].as_f64().expect("cost"),
+        );
+        assert!((cost - hours * price).abs() < 1e-9, "{v}\n{out}");
+    }
+    // The main ConfigMap's analyzer and the thresholds decided.
+    let history = Command::new(env!("CARGO_BIN_EXE_wva"))
+        .args([
+            "history",
+            "--data-dir",
+            data.to_str().expect("path"),
+            "--format",
+            "json",
+        ])
+        .output()
+        .expect("history");
+    let entries: Value = serde_json::from_slice(&history.stdout).expect("json");
+    let entries = entries.as_array().expect("array");
+    assert!(entries.iter().all(|e| e.get("slo_capacity").is_none()));
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["thresholds"]["kv_cache_threshold"] == 0.7),
+        "{}",
+        entries[0]
+    );
+
+    // A flag wins over the ConfigMap, as in `wva run`.
+    let (code, _, err) = simulate(
+        &[
+            "--duration",
+            "10m",
+            "--config-map",
+            manifests.to_str().expect("path"),
+            "--scaling-analyzer",
+            "bogus",
+        ],
+        &dir.path().join("r2"),
+    );
+    assert_eq!(code, Some(2));
+    assert!(err.contains("SCALING_ANALYZER"), "{err}");
+
+    // A ConfigMap the policy does not read is named.
+    let other = dir.path().join("other.yaml");
+    std::fs::write(
+        &other,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: something-else\ndata: {}\n",
+    )
+    .expect("write");
+    let (code, _, err) = simulate(
+        &["--config-map", other.to_str().expect("path")],
+        &dir.path().join("r3"),
+    );
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("something-else") && err.contains("capacity-scaling-config"),
+        "{err}"
+    );
+}

@@ -21,6 +21,7 @@ fn main() -> Result<(), String> {
         trace_speedup: 1.0,
         report: PathBuf::from("unused"),
         options: RunOptions::default(),
+        prices: Default::default(),
     };
     let workloads = workloads(&request)?;
     let combos: Vec<(usize, f64)> = std::env::var("TUNE")

@@ -245,6 +245,8 @@ pub struct RunOptions {
     /// The clairvoyant bound's per-replica capacities, when already measured (a frontier
     /// measures them once for all its settings).
     pub clairvoyant_capacity: Option<Vec<f64>>,
+    /// `settings` are the user's configuration: the `wva` policy runs them as they are.
+    pub configured: bool,
 }
 
 /// One point of the time series, per autoscaler cycle.
@@ -383,9 +385,10 @@ fn open_log(options: &RunOptions) -> Result<Box<dyn DecisionLog>, String> {
 }
 
 /// The controller's settings under a policy: its analyzer or mode, and the knob.
-fn policy_settings(base: &PolicySettings, policy: Policy) -> PolicySettings {
+fn policy_settings(base: &PolicySettings, policy: Policy, configured: bool) -> PolicySettings {
     let mut s = base.clone();
     match policy {
+        Policy::Wva { .. } if configured => {}
         Policy::Wva { budget_share } => {
             s.analyzer = Analyzer::SloCapacity;
             s.slo_capacity.budget_share = budget_share;
@@ -465,7 +468,7 @@ fn clairvoyant_schedule(
 
 /// Runs a scenario to the end. Must be called inside an actix System.
 pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult, String> {
-    let settings = policy_settings(&options.settings, options.policy);
+    let settings = policy_settings(&options.settings, options.policy, options.configured);
     let system = wva_actors::system::start(SystemConfig {
         log: open_log(options)?,
         publisher: PublisherConfig::default(),

@@ -1,5 +1,6 @@
 //! `wva simulate`: the autoscaler against the emulated cluster, in virtual time.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::engine::{Policy, RunOptions, RunResult, Scenario, run};
@@ -19,6 +20,9 @@ pub struct SimulateRequest {
     pub trace_speedup: f64,
     pub report: PathBuf,
     pub options: RunOptions,
+    /// Price per replica-hour by accelerator, replacing the scenario's where given (the
+    /// user's accelerator-cost ConfigMap).
+    pub prices: BTreeMap<String, f64>,
 }
 
 /// The name that stands for the built-in load where a trace is expected.
@@ -34,7 +38,19 @@ pub fn scenario_for(req: &SimulateRequest) -> Result<Scenario, String> {
 }
 
 fn builtin(req: &SimulateRequest) -> Scenario {
-    scenario::builtin(req.duration_s.unwrap_or(3_600.0), req.seed)
+    priced(
+        scenario::builtin(req.duration_s.unwrap_or(3_600.0), req.seed),
+        &req.prices,
+    )
+}
+
+fn priced(mut scenario: Scenario, prices: &BTreeMap<String, f64>) -> Scenario {
+    for v in &mut scenario.variants {
+        if let Some(&price) = prices.get(&v.accelerator) {
+            v.cost_per_hour = price;
+        }
+    }
+    scenario
 }
 
 /// One workload by path (or [`BUILTIN`]), named by its file stem.
@@ -50,7 +66,10 @@ fn workload(req: &SimulateRequest, path: &Path) -> Result<(String, Scenario), St
         || path.display().to_string(),
         |s| s.to_string_lossy().into(),
     );
-    Ok((name, scenario::trace(requests, req.duration_s)))
+    Ok((
+        name,
+        priced(scenario::trace(requests, req.duration_s), &req.prices),
+    ))
 }
 
 /// Every workload of a request: each trace, or the built-in load.

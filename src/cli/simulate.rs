@@ -6,6 +6,13 @@ use std::process::ExitCode;
 use wva_sim::engine::{Policy, RunOptions};
 use wva_sim::simulate::{SimulateRequest, compare, compare_table, frontier, render, simulate};
 
+use std::collections::BTreeMap;
+
+use wva_actors::messages::PolicySettings;
+
+use crate::config::manifest::parse_config_maps;
+use crate::config::settings::{DEFAULT_CONFIG_MAP_NAME, SettingsArgs};
+use crate::controller::config_maps::ConfigData;
 use crate::exit::{INVALID_INPUT, fail};
 
 /// Run the autoscaler against an emulated cluster in virtual time and report how it did. With no
@@ -59,6 +66,81 @@ pub struct SimulateArgs {
     /// attainment at wva-v1's cost; writes frontier.json and plots into --report.
     #[arg(long, num_args = 0..=1, default_missing_value = "wva,wva-v1,saturation-v2,keda-slo,hpa-kv,kpa,clairvoyant", value_delimiter = ',', conflicts_with_all = ["compare", "data_dir"])]
     pub frontier: Option<Vec<String>>,
+    /// ConfigMap manifests to run this controller with, as `wva run` reads them: the main
+    /// ConfigMap (mode, analyzer), capacity-scaling-config, the accelerator costs (which also
+    /// price the report) and the service classes (the objectives). May be given several times;
+    /// a file may hold several documents. The `wva` policy then runs that configuration as it
+    /// is (its knob is not applied).
+    #[arg(long = "config-map")]
+    pub config_maps: Vec<PathBuf>,
+    /// As for `wva run`: on, off or model-only.
+    #[arg(long)]
+    pub experimental_hybrid_optimization: Option<String>,
+    /// As for `wva run`: slo-capacity or saturation-v1.
+    #[arg(long)]
+    pub scaling_analyzer: Option<String>,
+    /// As for `wva run`: the share of the latency objectives slo-capacity sizes for.
+    #[arg(long)]
+    pub slo_budget_share: Option<String>,
+    /// As for `wva run`: scale to zero for models without their own setting.
+    #[arg(long)]
+    pub scale_to_zero: Option<bool>,
+}
+
+/// The user's configuration, when any was given: the policy settings `wva run` would build
+/// from the same ConfigMaps and flags, and the accelerator prices.
+fn configuration(
+    args: &SimulateArgs,
+) -> Result<Option<(PolicySettings, BTreeMap<String, f64>)>, String> {
+    let flags = [
+        &args.experimental_hybrid_optimization,
+        &args.scaling_analyzer,
+        &args.slo_budget_share,
+    ];
+    if args.config_maps.is_empty()
+        && flags.iter().all(|f| f.is_none())
+        && args.scale_to_zero.is_none()
+    {
+        return Ok(None);
+    }
+    let mut maps = Vec::new();
+    for path in &args.config_maps {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("--config-map {}: {e}", path.display()))?;
+        let parsed = parse_config_maps(&text)
+            .map_err(|e| format!("--config-map {}: {e}", path.display()))?;
+        maps.extend(parsed);
+    }
+    let main = maps.iter().find(|m| m.name == DEFAULT_CONFIG_MAP_NAME);
+    let settings = SettingsArgs {
+        // Never contacted: the simulation is its own Prometheus.
+        prometheus_base_url: Some("http://127.0.0.1:9090".into()),
+        prometheus_allow_http: Some(true),
+        experimental_hybrid_optimization: args.experimental_hybrid_optimization.clone(),
+        scaling_analyzer: args.scaling_analyzer.clone(),
+        slo_budget_share: args.slo_budget_share.clone(),
+        scale_to_zero: args.scale_to_zero,
+        ..Default::default()
+    }
+    .resolve(main.map(|m| &m.data))
+    .map_err(|e| e.to_string())?;
+    let data = ConfigData::from_maps(
+        maps.iter()
+            .filter(|m| m.name != DEFAULT_CONFIG_MAP_NAME)
+            .map(|m| (m.name.as_str(), &m.data)),
+    )
+    .map_err(|e| format!("--config-map: {e}"))?;
+    let config = data.policy(&settings);
+    for problem in &config.problems {
+        eprintln!("wva simulate: warning: {problem} (entry skipped)");
+    }
+    let prices = config
+        .costs
+        .by_name
+        .values()
+        .map(|c| (c.name.clone(), c.cost))
+        .collect();
+    Ok(Some((config.policy, prices)))
 }
 
 pub fn main(args: SimulateArgs) -> ExitCode {
@@ -113,6 +195,8 @@ fn request(args: &SimulateArgs) -> Result<(SimulateRequest, Task), String> {
     if duration_s.is_some_and(|d| d < 60.0) {
         return Err("--duration: expected at least 1m".into());
     }
+    let configured = configuration(args)?;
+    let (settings, prices) = configured.clone().unwrap_or_default();
     let request = SimulateRequest {
         seed: args.seed,
         duration_s,
@@ -123,11 +207,13 @@ fn request(args: &SimulateArgs) -> Result<(SimulateRequest, Task), String> {
             policy,
             data_dir: args.data_dir.clone(),
             metrics_outage: args.metrics_outage,
-            settings: Default::default(),
+            settings,
             progress: !args.no_progress,
             pace: args.pace,
             clairvoyant_capacity: None,
+            configured: configured.is_some(),
         },
+        prices,
     };
     Ok((request, task))
 }

@@ -40,6 +40,24 @@ pub struct PolicyConfig {
 }
 
 impl ConfigData {
+    /// The data of ConfigMaps read from files (`wva simulate --config-map`); a name that is
+    /// not one of the policy's ConfigMaps is an error naming the ones it could be.
+    pub fn from_maps<'a>(
+        maps: impl IntoIterator<Item = (&'a str, &'a BTreeMap<String, String>)>,
+    ) -> Result<Self, String> {
+        let mut out = Self::default();
+        for (name, data) in maps {
+            let Some(known) = WATCHED_CONFIG_MAPS.into_iter().find(|n| *n == name) else {
+                return Err(format!(
+                    "ConfigMap {name:?}: expected the main ConfigMap or one of {}",
+                    WATCHED_CONFIG_MAPS.join(", ")
+                ));
+            };
+            out.data.insert(known, data.clone());
+        }
+        Ok(out)
+    }
+
     /// The policy settings from the process settings and the ConfigMaps' data.
     pub fn policy(&self, settings: &Settings) -> PolicyConfig {
         let capacity = CapacityScalingConfig::from_data(self.data.get(CAPACITY_CONFIG_MAP));
