@@ -87,11 +87,12 @@ pub struct SimulateArgs {
     pub scale_to_zero: Option<bool>,
 }
 
-/// The user's configuration, when any was given: the policy settings `wva run` would build
-/// from the same ConfigMaps and flags, and the accelerator prices.
-fn configuration(
-    args: &SimulateArgs,
-) -> Result<Option<(PolicySettings, BTreeMap<String, f64>)>, String> {
+/// The policy settings `wva run` would build, and the price of each accelerator.
+type Configuration = (PolicySettings, BTreeMap<String, f64>);
+
+/// The user's configuration, when any was given, from the same ConfigMaps and flags as
+/// `wva run` reads.
+fn configuration(args: &SimulateArgs) -> Result<Option<Configuration>, String> {
     let flags = [
         &args.experimental_hybrid_optimization,
         &args.scaling_analyzer,
