@@ -1222,6 +1222,20 @@ fn contract_rules_the_chart_carries() {
         assert_eq!(resolved_settings(&r)["mode"], mode, "{value}");
     }
 
+    // CONTRACT section 12: the default analyzer, and saturation-v1 one value away.
+    assert_eq!(resolved_settings(&r)["analyzer"], "slo-capacity");
+    assert_eq!(resolved_settings(&r)["sloBudgetShare"], 0.5);
+    let r = helm(&format!(
+        "helm install wva ./workload-variant-autoscaler -n {CONTROLLER_NS} \
+           --set wva.scalingAnalyzer=saturation-v1 --set wva.sloBudgetShare=0.4"
+    ));
+    assert_eq!(resolved_settings(&r)["analyzer"], "saturation-v1");
+    assert_eq!(resolved_settings(&r)["sloBudgetShare"], 0.4);
+    let refused = helm_error(&format!(
+        "helm install wva ./workload-variant-autoscaler -n {CONTROLLER_NS} --set wva.scalingAnalyzer=magic"
+    ));
+    assert!(refused.contains("scalingAnalyzer"), "{refused}");
+
     let r = helm(&format!(
         "helm install wva ./workload-variant-autoscaler -n {CONTROLLER_NS} \
            --set wva.capacityScaling.overrides.idle.modelID=unsloth/Meta-Llama-3.1-8B \
