@@ -197,7 +197,9 @@ impl Plot {
 
 /// A tick label with as many decimals as its size needs.
 fn short(v: f64) -> String {
-    if v >= 100.0 {
+    if v == 0.0 {
+        "0".into()
+    } else if v >= 100.0 {
         format!("{v:.0}")
     } else if v >= 1.0 {
         format!("{v:.1}")
