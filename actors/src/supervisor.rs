@@ -31,9 +31,7 @@ use crate::record::{
     CycleFacts, cycle_record, learner_of, model_based_record, slo_capacity_record,
 };
 use crate::telemetry::Telemetry;
-use crate::variant::{
-    Observation, Observe, RestoreLearner, ServingPool, StopVariant, UpdateSpec, VariantActor,
-};
+use crate::variant::{Observation, Observe, RestoreLearner, StopVariant, UpdateSpec, VariantActor};
 
 /// One managed variant.
 #[derive(Debug)]
@@ -762,12 +760,12 @@ fn model_based_inputs(
     served: &[PodSample],
 ) -> ModelBasedInputs {
     // Every pod of the model pooled: rates add up, means are weighted by each pod's rate.
-    let workload = ServingPool::of(served).map(|pool| {
+    let workload = crate::variant::pool(served).map(|pool| {
         // Requests still queued are demand the completion rate does not show yet: count the
         // queue as arriving within the next minute.
         let queued = pool.waiting * pool.pods as f64;
         Workload {
-            arrival_rps: pool.request_rate_rps + queued / 60.0,
+            arrival_rps: pool.rate_rps + queued / 60.0,
             mean_input_tokens: pool.mean_input_tokens,
             mean_output_tokens: pool.mean_output_tokens,
         }

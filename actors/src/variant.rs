@@ -50,97 +50,44 @@ pub struct Observation {
     pub itl_fit: Option<ItlFit>,
 }
 
-/// What a set of pods (a variant's, or a whole model's) served over the window, pooled.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ServingPool {
-    pub pods: usize,
-    /// Requests per second, all pods together.
-    pub request_rate_rps: f64,
-    /// Means weighted by each pod's request rate.
-    pub mean_input_tokens: f64,
-    pub mean_output_tokens: f64,
-    pub ttft_ms: f64,
-    pub itl_ms: f64,
-    /// Means per pod over the window.
-    pub batch: f64,
-    pub waiting: f64,
-    /// The window's highest waiting queue, averaged over pods.
-    pub waiting_peak: f64,
-}
-
-impl ServingPool {
-    /// Pools the pods that report serving statistics; `None` when none does.
-    pub fn of<'a>(pods: impl IntoIterator<Item = &'a PodSample>) -> Option<Self> {
-        let reporting: Vec<_> = pods
-            .into_iter()
-            .filter_map(|p| p.serving.filter(|s| s.is_valid()).map(|s| (p, s)))
-            .collect();
-        if reporting.is_empty() {
-            return None;
-        }
-        let n = reporting.len() as f64;
-        let rate: f64 = reporting.iter().map(|(_, s)| s.request_rate_rps).sum();
-        // Weighted by rate when anything was served, else a plain mean.
-        let mean = |f: &dyn Fn(&crate::messages::ServingStats) -> f64| {
-            if rate > 0.0 {
-                reporting
-                    .iter()
-                    .map(|(_, s)| f(s) * s.request_rate_rps)
-                    .sum::<f64>()
-                    / rate
-            } else {
-                reporting.iter().map(|(_, s)| f(s)).sum::<f64>() / n
-            }
-        };
-        Some(Self {
-            pods: reporting.len(),
-            request_rate_rps: rate,
-            mean_input_tokens: mean(&|s| s.mean_input_tokens),
-            mean_output_tokens: mean(&|s| s.mean_output_tokens),
-            ttft_ms: mean(&|s| s.ttft_ms),
-            itl_ms: mean(&|s| s.itl_ms),
-            batch: reporting
+/// What a set of pods (a variant's, or a whole model's) served over the window, pooled: rates
+/// add up, means are weighted by each pod's rate (a plain mean when nothing was served), the
+/// batch and queues are means per pod. `None` when no pod reports serving statistics.
+pub fn pool<'a>(pods: impl IntoIterator<Item = &'a PodSample>) -> Option<ServingSummary> {
+    let reporting: Vec<_> = pods
+        .into_iter()
+        .filter_map(|p| p.serving.filter(|s| s.is_valid()).map(|s| (p, s)))
+        .collect();
+    if reporting.is_empty() {
+        return None;
+    }
+    let n = reporting.len() as f64;
+    let rate: f64 = reporting.iter().map(|(_, s)| s.request_rate_rps).sum();
+    let mean = |f: &dyn Fn(&crate::messages::ServingStats) -> f64| {
+        if rate > 0.0 {
+            reporting
                 .iter()
-                .map(|(p, _)| p.running.unwrap_or(0.0))
+                .map(|(_, s)| f(s) * s.request_rate_rps)
                 .sum::<f64>()
-                / n,
-            waiting: reporting.iter().map(|(_, s)| s.mean_waiting).sum::<f64>() / n,
-            waiting_peak: reporting
-                .iter()
-                .map(|(p, s)| p.queue_length.unwrap_or(s.mean_waiting))
-                .sum::<f64>()
-                / n,
-        })
-    }
-
-    /// The pool as the `slo-capacity` analyzer reads it.
-    pub fn summary(&self) -> ServingSummary {
-        ServingSummary {
-            pods: self.pods,
-            rate_rps: self.request_rate_rps,
-            mean_input_tokens: self.mean_input_tokens,
-            mean_output_tokens: self.mean_output_tokens,
-            ttft_ms: self.ttft_ms,
-            itl_ms: self.itl_ms,
-            batch: self.batch,
-            waiting: self.waiting,
-            waiting_peak: self.waiting_peak,
+                / rate
+        } else {
+            reporting.iter().map(|(_, s)| f(s)).sum::<f64>() / n
         }
-    }
-
-    /// The learner's observation: only windows that served something teach latencies.
-    pub fn observation(&self) -> Option<LatencyObservation> {
-        (self.request_rate_rps > 0.0 && self.itl_ms > 0.0 && self.ttft_ms > 0.0).then(|| {
-            LatencyObservation {
-                batch: self.batch,
-                rate_rps: self.request_rate_rps / self.pods as f64,
-                mean_input_tokens: self.mean_input_tokens,
-                itl_ms: self.itl_ms,
-                ttft_ms: self.ttft_ms,
-                waiting: self.waiting,
-            }
-        })
-    }
+    };
+    let per_pod = |f: &dyn Fn(&PodSample, &crate::messages::ServingStats) -> f64| {
+        reporting.iter().map(|(p, s)| f(p, s)).sum::<f64>() / n
+    };
+    Some(ServingSummary {
+        pods: reporting.len(),
+        rate_rps: rate,
+        mean_input_tokens: mean(&|s| s.mean_input_tokens),
+        mean_output_tokens: mean(&|s| s.mean_output_tokens),
+        ttft_ms: mean(&|s| s.ttft_ms),
+        itl_ms: mean(&|s| s.itl_ms),
+        batch: per_pod(&|p, _| p.running.unwrap_or(0.0)),
+        waiting: per_pod(&|_, s| s.mean_waiting),
+        waiting_peak: per_pod(&|p, s| p.queue_length.unwrap_or(s.mean_waiting)),
+    })
 }
 
 /// Why a variant actor refused a message and stopped.
@@ -200,13 +147,13 @@ impl Handler<Observe> for VariantActor {
             });
         }
         self.pods = msg.samples;
-        let pool = ServingPool::of(&self.pods);
+        let pool = pool(&self.pods);
         if msg.learn
-            && let Some(o) = pool.and_then(|s| s.observation())
+            && let Some(o) = pool.as_ref().and_then(LatencyObservation::of)
         {
             self.learner.observe(&o);
         }
-        let serving = pool.filter(|_| msg.fit_itl).map(|p| p.summary());
+        let serving = pool.filter(|_| msg.fit_itl);
         if let Some(s) = &serving {
             self.itl_fit.observe(s);
         }
@@ -307,15 +254,15 @@ mod tests {
             broken,
             infinite,
         ];
-        let pool = ServingPool::of(&pods).expect("two pods report");
+        let pool = pool(&pods).expect("two pods report");
         assert_eq!(pool.pods, 2, "NaN and infinite statistics are not samples");
-        assert_eq!(pool.request_rate_rps, 4.0);
+        assert_eq!(pool.rate_rps, 4.0);
         assert_eq!(pool.mean_input_tokens, (3.0 * 1000.0 + 200.0) / 4.0);
         assert_eq!(pool.itl_ms, (3.0 * 20.0 + 40.0) / 4.0);
         assert_eq!(pool.batch, 6.0, "batch and queue are per-pod means");
         assert_eq!(pool.waiting, 2.0);
-        let o = pool.observation().expect("served something");
+        let o = LatencyObservation::of(&pool).expect("served something");
         assert_eq!(o.rate_rps, 2.0, "the learner sees the rate per replica");
-        assert!(ServingPool::of(&pods[2..]).is_none());
+        assert!(super::pool(&pods[2..]).is_none());
     }
 }

@@ -149,6 +149,19 @@ pub struct LatencyObservation {
 }
 
 impl LatencyObservation {
+    /// A pooled window as the learner reads it: only windows that served something teach
+    /// latencies.
+    pub fn of(s: &super::slo_capacity::ServingSummary) -> Option<Self> {
+        (s.rate_rps > 0.0 && s.itl_ms > 0.0 && s.ttft_ms > 0.0 && s.pods > 0).then(|| Self {
+            batch: s.batch,
+            rate_rps: s.rate_rps / s.pods as f64,
+            mean_input_tokens: s.mean_input_tokens,
+            itl_ms: s.itl_ms,
+            ttft_ms: s.ttft_ms,
+            waiting: s.waiting,
+        })
+    }
+
     fn usable(&self) -> bool {
         [
             self.batch,
