@@ -477,7 +477,8 @@ mod tests {
 
     #[test]
     fn the_shared_traces_parse_when_present() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/traces");
+        // The workplace's traces sit beside the repository (never inside it).
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/traces");
         for file in ["azure-llm-2023-code.csv", "azure-llm-2023-conv.csv"] {
             let Ok(text) = std::fs::read_to_string(dir.join(file)) else {
                 continue;
