@@ -909,3 +909,57 @@ async fn the_default_analyzer_reads_serving_statistics_and_holds_what_it_has_not
     assert_eq!(status["status"]["desiredOptimizedAlloc"]["numReplicas"], 3);
     running.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn a_model_id_that_matches_no_series_is_said_where_the_series_are() {
+    // The VA says model "m"; its pods' series carry model_name "meta/m" (a mistyped model id,
+    // the usual silent no-op).
+    let api = FakeApi::new();
+    api.apply(VA, va(NS, "va", "m", Some("dep"), json!({})));
+    api.apply(DEPLOYMENT, deployment(NS, "dep", 2, json!({}), json!({})));
+    for i in 0..2 {
+        api.apply(POD, pod(NS, "dep", i));
+    }
+    let mut opts = options(settings(None, None), None);
+    opts.metrics = support::apiserver::scripted_metrics(|_| "meta/m");
+    let running = started(&api, opts).await;
+    running.cycle_now().await;
+    let status = eventually("a MetricsMissing status", T, || {
+        api.statuses(NS, "va")
+            .into_iter()
+            .rev()
+            .find(|s| condition(s, "MetricsAvailable")["reason"] == "MetricsMissing")
+    })
+    .await;
+    let message = condition(&status, "MetricsAvailable")["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        message.contains("its pods report model_name \"meta/m\" while the model id is \"m\""),
+        "{message}"
+    );
+    let warned = eventually("a MetricsMissing Event", T, || {
+        api.events_about("va")
+            .into_iter()
+            .find(|(t, r, _)| t == "Warning" && r == "MetricsMissing")
+    })
+    .await;
+    assert!(warned.2.contains("\"meta/m\""), "{warned:?}");
+    // Once on entering, not every cycle.
+    running.cycle_now().await;
+    let count = api
+        .events_about("va")
+        .iter()
+        .filter(|(_, r, _)| r == "MetricsMissing")
+        .count();
+    assert_eq!(count, 1);
+    let text = page(&running).await;
+    assert!(
+        text.lines().any(|l| l.starts_with("wva_metrics_missing{")
+            && l.contains("va")
+            && l.ends_with(" 1")),
+        "{text}"
+    );
+    running.shutdown().await;
+}

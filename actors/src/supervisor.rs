@@ -579,7 +579,9 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
         facts.push(VariantFacts {
             key: spec.key.clone(),
             previous_desired: input.previous_desired,
-            metrics: MetricsState::of(prometheus_error, !input.replicas.is_empty(), stale),
+            metrics: MetricsState::of(prometheus_error, !input.replicas.is_empty(), stale, || {
+                snapshot.and_then(|s| missing_hint(s, &model, spec))
+            }),
         });
         if fit_itl {
             capacity_views.push(CapacityVariant {
@@ -747,6 +749,57 @@ fn faulted(
         serving: None,
         itl_fit: None,
     }
+}
+
+/// Where a variant's series are, when none reached it: under another `model_name` (its pods
+/// report one that is not the VA's model id), or which `model_name` values have series in its
+/// namespace at all. `None` when the namespace has no vLLM series.
+fn missing_hint(
+    snapshot: &crate::messages::MetricsSnapshot,
+    model: &ModelKey,
+    spec: &VariantSpec,
+) -> Option<String> {
+    let mut elsewhere: Vec<&str> = snapshot
+        .by_model
+        .iter()
+        .filter(|(m, samples)| {
+            m.namespace == model.namespace
+                && m.model_id != model.model_id
+                && samples.iter().any(|s| s.deployment == spec.deployment)
+        })
+        .map(|(m, _)| m.model_id.as_str())
+        .collect();
+    elsewhere.sort_unstable();
+    if !elsewhere.is_empty() {
+        return Some(format!(
+            "its pods report model_name {} while the model id is {:?}",
+            elsewhere
+                .iter()
+                .map(|m| format!("{m:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            model.model_id
+        ));
+    }
+    let mut present: Vec<&str> = snapshot
+        .by_model
+        .keys()
+        .filter(|m| m.namespace == model.namespace)
+        .map(|m| m.model_id.as_str())
+        .collect();
+    present.sort_unstable();
+    present.dedup();
+    (!present.is_empty()).then(|| {
+        format!(
+            "model_name values with series in namespace {}: {}",
+            model.namespace,
+            present
+                .iter()
+                .map(|m| format!("{m:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
 }
 
 /// The model-based optimizer's inputs: the model's demand and request shape pooled over every

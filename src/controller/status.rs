@@ -96,11 +96,11 @@ pub fn decided_status(decided: &[&StatusUpdate], problem: Option<&str>) -> Optio
             "MetricsFound",
             "vLLM metrics are available",
         ),
-        MetricsState::Missing => cond(
+        MetricsState::Missing { hint } => cond(
             "MetricsAvailable",
             false,
             "MetricsMissing",
-            "no vLLM series for the live pods of the target Deployment",
+            missing_message(hint.as_deref()),
         ),
         MetricsState::Stale { newest_age_s } => cond(
             "MetricsAvailable",
@@ -310,13 +310,48 @@ impl EventSpec {
     }
 }
 
-/// Events for a decided update: a change of desired count, and entering the safety net.
-pub fn decision_events(update: &StatusUpdate, was_safety_net: bool) -> Vec<EventSpec> {
+/// Why a variant has no metrics, with where its series are when that is known.
+fn missing_message(hint: Option<&str>) -> String {
+    let base = "no vLLM series for the live pods of the target Deployment";
+    match hint {
+        Some(h) => format!("{base}; {h}"),
+        None => format!("{base}, nor for any model in its namespace"),
+    }
+}
+
+/// The states a variant's last decided update was in, for the Warning Events that fire when a
+/// variant enters one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Entered {
+    pub safety_net: bool,
+    pub metrics_missing: bool,
+}
+
+impl Entered {
+    pub fn of(update: &StatusUpdate) -> Self {
+        match update {
+            StatusUpdate::Decided {
+                optimization,
+                metrics,
+                ..
+            } => Self {
+                safety_net: matches!(optimization, OptimizationState::SafetyNet(_)),
+                metrics_missing: metrics.is_missing(),
+            },
+            StatusUpdate::TargetMissing { .. } => Self::default(),
+        }
+    }
+}
+
+/// Events for a decided update: a change of desired count, and entering the safety net or the
+/// missing-metrics state (the one a mistyped label or model id leads to, so it is not silent).
+pub fn decision_events(update: &StatusUpdate, was: Entered) -> Vec<EventSpec> {
     let StatusUpdate::Decided {
         variant,
         desired,
         previous_desired,
         optimization,
+        metrics,
         reason,
         ..
     } = update
@@ -340,8 +375,16 @@ pub fn decision_events(update: &StatusUpdate, was_safety_net: bool) -> Vec<Event
             ),
         });
     }
+    if let MetricsState::Missing { hint } = metrics
+        && !was.metrics_missing
+    {
+        out.push(EventSpec::warning(
+            "MetricsMissing",
+            format!("{}: {}", variant.name, missing_message(hint.as_deref())),
+        ));
+    }
     if let OptimizationState::SafetyNet(source) = optimization
-        && !was_safety_net
+        && !was.safety_net
     {
         out.push(EventSpec::warning(
             "SafetyNetActive",
@@ -418,6 +461,47 @@ mod tests {
             "InvalidConfiguration"
         );
         assert_eq!(by_type(&s, "Ready").reason, "InvalidConfiguration");
+    }
+
+    #[test]
+    fn missing_metrics_say_where_the_series_are_once_on_entering() {
+        let missing = decided(
+            2,
+            Some(2),
+            MetricsState::Missing {
+                hint: Some(
+                    "its pods report model_name \"meta/llama\" while the model id is \"llama\""
+                        .into(),
+                ),
+            },
+            OptimizationState::Succeeded,
+        );
+        let s = decided_status(&[&missing], None).expect("status");
+        let c = by_type(&s, "MetricsAvailable");
+        assert_eq!((c.status, c.reason.as_str()), (false, "MetricsMissing"));
+        assert!(c.message.contains("\"meta/llama\""), "{}", c.message);
+        let events = decision_events(&missing, Entered::default());
+        assert_eq!(events.len(), 1);
+        assert!(events[0].warning);
+        assert_eq!(events[0].reason, "MetricsMissing");
+        assert!(
+            events[0].note.contains("model id is \"llama\""),
+            "{}",
+            events[0].note
+        );
+        assert!(decision_events(&missing, Entered::of(&missing)).is_empty());
+        let nothing = decided(
+            2,
+            Some(2),
+            MetricsState::Missing { hint: None },
+            OptimizationState::Succeeded,
+        );
+        let s = decided_status(&[&nothing], None).expect("status");
+        assert!(
+            by_type(&s, "MetricsAvailable")
+                .message
+                .contains("nor for any model in its namespace")
+        );
     }
 
     #[test]
@@ -503,7 +587,7 @@ mod tests {
             MetricsState::Found,
             OptimizationState::Succeeded,
         );
-        let e = decision_events(&up, false);
+        let e = decision_events(&up, Entered::default());
         assert_eq!(e.len(), 1);
         assert_eq!(e[0].reason, "ScaledUp");
         assert!(e[0].note.contains("2 -> 4 (kv-saturated)"), "{}", e[0].note);
@@ -513,21 +597,32 @@ mod tests {
             MetricsState::Found,
             OptimizationState::Succeeded,
         );
-        assert!(decision_events(&same, false).is_empty());
+        assert!(decision_events(&same, Entered::default()).is_empty());
         let net = decided(
             2,
             Some(2),
             MetricsState::PrometheusError("x".into()),
             OptimizationState::SafetyNet(FallbackSource::PreviousDesired),
         );
-        assert_eq!(decision_events(&net, false)[0].reason, "SafetyNetActive");
-        assert!(decision_events(&net, true).is_empty(), "only on entering");
+        assert_eq!(
+            decision_events(&net, Entered::default())[0].reason,
+            "SafetyNetActive"
+        );
+        assert!(
+            decision_events(&net, Entered::of(&net)).is_empty(),
+            "only on entering"
+        );
     }
 
     #[test]
     fn discovered_variants_add_up_in_their_va() {
         let a = decided(3, None, MetricsState::Found, OptimizationState::Succeeded);
-        let mut b = decided(1, None, MetricsState::Missing, OptimizationState::Succeeded);
+        let mut b = decided(
+            1,
+            None,
+            MetricsState::Missing { hint: None },
+            OptimizationState::Succeeded,
+        );
         if let StatusUpdate::Decided { accelerator, .. } = &mut b {
             *accelerator = "A100".into();
         }

@@ -19,13 +19,13 @@ use serde_json::Value;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-use wva_actors::messages::{OptimizationState, StatusBatch, StatusUpdate, VariantKey};
+use wva_actors::messages::{StatusBatch, StatusUpdate, VariantKey};
 
 use super::inventory::VaRef;
 use super::ops::Ops;
 use super::status::{
-    EventSpec, Transitions, VaStatus, apply_patch, decided_status, decision_events, invalid_status,
-    missing_target_status, truncate, typed_status,
+    Entered, EventSpec, Transitions, VaStatus, apply_patch, decided_status, decision_events,
+    invalid_status, missing_target_status, truncate, typed_status,
 };
 use super::tasks::Current;
 use crate::crd::VariantAutoscaling;
@@ -69,7 +69,8 @@ pub struct StatusWriter {
     bindings: HashMap<VariantKey, VaRef>,
     problems: HashMap<(String, String), String>,
     transitions: HashMap<(String, String), Transitions>,
-    safety_net: HashMap<VariantKey, bool>,
+    /// What each variant's last decided update entered (safety net, missing metrics).
+    entered: HashMap<VariantKey, Entered>,
 }
 
 impl StatusWriter {
@@ -101,7 +102,7 @@ impl StatusWriter {
             bindings: HashMap::new(),
             problems: HashMap::new(),
             transitions: HashMap::new(),
-            safety_net: HashMap::new(),
+            entered: HashMap::new(),
         }
         .start()
     }
@@ -184,19 +185,12 @@ impl Handler<StatusBatch> for StatusWriter {
         let mut decided: BTreeMap<VaRef, Vec<&StatusUpdate>> = BTreeMap::new();
         for update in &batch.0 {
             match update {
-                StatusUpdate::Decided {
-                    variant,
-                    optimization,
-                    ..
-                } => {
+                StatusUpdate::Decided { variant, .. } => {
                     let Some(va) = self.bindings.get(variant).cloned() else {
                         continue;
                     };
-                    let was = self.safety_net.insert(
-                        variant.clone(),
-                        matches!(optimization, OptimizationState::SafetyNet(_)),
-                    );
-                    for e in decision_events(update, was.unwrap_or(false)) {
+                    let was = self.entered.insert(variant.clone(), Entered::of(update));
+                    for e in decision_events(update, was.unwrap_or_default()) {
                         self.event(&va, e);
                     }
                     decided.entry(va).or_default().push(update);
@@ -215,7 +209,7 @@ impl Handler<StatusBatch> for StatusWriter {
                     } else {
                         format!("Target deployment '{deployment}' not found")
                     };
-                    self.safety_net.remove(variant);
+                    self.entered.remove(variant);
                     self.report_missing_target(&va, message);
                 }
             }
@@ -259,7 +253,7 @@ impl Handler<WriterNote> for StatusWriter {
             }
             WriterNote::Bind(variant, None) => {
                 self.bindings.remove(&variant);
-                self.safety_net.remove(&variant);
+                self.entered.remove(&variant);
             }
             WriterNote::Problem(va, Some(problem)) => {
                 tracing::warn!(va = %format!("{}/{}", va.namespace, va.name), %problem, "invalid VariantAutoscaling");

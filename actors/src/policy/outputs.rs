@@ -36,8 +36,12 @@ pub struct Published {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MetricsState {
     Found,
-    /// No series for the variant's pods.
-    Missing,
+    /// No series for the variant's pods; the hint says where its pods' series went, or which
+    /// `model_name` values do have series in the namespace (the usual cause: a label or model
+    /// id that does not match, which would otherwise be a silent no-op).
+    Missing {
+        hint: Option<String>,
+    },
     /// The variant's pods have series, but the newest sample is this many seconds old.
     Stale {
         newest_age_s: u64,
@@ -49,13 +53,24 @@ pub enum MetricsState {
 impl MetricsState {
     /// The state of one variant: the read failed, or its pods reported, or they did not (stale
     /// when series exist outside the read window).
-    pub fn of(prometheus_error: Option<&str>, reported: bool, stale_age_s: Option<u64>) -> Self {
+    pub fn of(
+        prometheus_error: Option<&str>,
+        reported: bool,
+        stale_age_s: Option<u64>,
+        missing_hint: impl FnOnce() -> Option<String>,
+    ) -> Self {
         match (prometheus_error, reported, stale_age_s) {
             (Some(e), _, _) => Self::PrometheusError(e.to_string()),
             (None, true, _) => Self::Found,
             (None, false, Some(newest_age_s)) => Self::Stale { newest_age_s },
-            (None, false, None) => Self::Missing,
+            (None, false, None) => Self::Missing {
+                hint: missing_hint(),
+            },
         }
+    }
+
+    pub fn is_missing(&self) -> bool {
+        matches!(self, Self::Missing { .. })
     }
 }
 
@@ -168,7 +183,7 @@ pub fn cycle_outputs(
             current: target.current_replicas,
             change,
             safety_net: decision.safety_net && target.fallback_source.is_some(),
-            metrics_missing: facts.metrics == MetricsState::Missing,
+            metrics_missing: facts.metrics.is_missing(),
         });
     }
     out
@@ -297,7 +312,7 @@ mod tests {
             &[facts(
                 "v",
                 Some(3),
-                MetricsState::of(Some("Prometheus unreachable"), false, None),
+                MetricsState::of(Some("Prometheus unreachable"), false, None, || None),
             )],
             &[&problem],
             true,
@@ -338,14 +353,22 @@ mod tests {
     #[test]
     fn metrics_state_prefers_the_error_then_the_pods_then_staleness() {
         assert_eq!(
-            MetricsState::of(Some("down"), true, Some(3)),
+            MetricsState::of(Some("down"), true, Some(3), || None),
             MetricsState::PrometheusError("down".into())
         );
-        assert_eq!(MetricsState::of(None, true, Some(3)), MetricsState::Found);
         assert_eq!(
-            MetricsState::of(None, false, Some(400)),
+            MetricsState::of(None, true, Some(3), || None),
+            MetricsState::Found
+        );
+        assert_eq!(
+            MetricsState::of(None, false, Some(400), || None),
             MetricsState::Stale { newest_age_s: 400 }
         );
-        assert_eq!(MetricsState::of(None, false, None), MetricsState::Missing);
+        assert_eq!(
+            MetricsState::of(None, false, None, || Some("h".into())),
+            MetricsState::Missing {
+                hint: Some("h".into())
+            }
+        );
     }
 }
