@@ -88,3 +88,24 @@ fn the_readme_links_every_guide() {
         );
     }
 }
+
+#[test]
+fn ci_runs_the_readme_test_command_verbatim() {
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README");
+    let section = readme
+        .split("## Run the tests")
+        .nth(1)
+        .expect("a Run the tests section");
+    let command = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|block| block.lines().next())
+        .expect("a command block");
+    let ci = std::fs::read_to_string(root().join(".ci/run")).expect(".ci/run");
+    assert!(
+        ci.lines().any(|l| l.trim() == command.trim()),
+        ".ci/run does not run the README's test command {command:?}"
+    );
+    assert!(ci.contains("cargo fmt --all --check"));
+    assert!(ci.contains("cargo clippy --all-targets --workspace -- -D warnings"));
+}
