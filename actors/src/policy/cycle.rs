@@ -13,7 +13,7 @@ use super::queueing::{LatencyTargets, Workload};
 use super::slo_capacity::{
     CapacityEstimate, CapacityVariant, SloCapacityConfig, decide_slo_capacity,
 };
-use super::targets::decide_capacity;
+use super::targets::{decide_capacity, nothing_measured};
 use super::{Analyzer, OperatingMode, Thresholds, safety_net_decision};
 
 /// The model-based optimizer's inputs for one model.
@@ -96,23 +96,20 @@ pub fn decide_cycle(i: CycleInputs<'_>) -> CycleDecision {
     let mut slo_capacity = None;
     let mut decision = match i.metrics_error {
         Some(why) => safety_net_decision(i.variants, why),
-        None => {
-            let capacity = decide_capacity(i.thresholds, i.variants);
-            match (i.analyzer, i.mode, i.slo_capacity) {
-                // No signals at all is the safety net's, whichever analyzer runs.
-                (Analyzer::SloCapacity, OperatingMode::CapacityOnly, Some((vs, config)))
-                    if !capacity.safety_net =>
-                {
-                    let d = decide_slo_capacity(vs, i.thresholds, config);
-                    slo_capacity = Some(SloCapacityOutcome {
-                        demand_rps: d.demand_rps,
-                        estimates: d.estimates,
-                    });
-                    d.decision
-                }
-                _ => capacity,
+        None => match (i.analyzer, i.mode, i.slo_capacity) {
+            // No signals at all is the safety net's, whichever analyzer runs.
+            (Analyzer::SloCapacity, OperatingMode::CapacityOnly, Some((vs, config)))
+                if !nothing_measured(i.thresholds, i.variants) =>
+            {
+                let d = decide_slo_capacity(vs, i.thresholds, config);
+                slo_capacity = Some(SloCapacityOutcome {
+                    demand_rps: d.demand_rps,
+                    estimates: d.estimates,
+                });
+                d.decision
             }
-        }
+            _ => decide_capacity(i.thresholds, i.variants),
+        },
     };
     // The safety net holds: neither the optimizer nor scale to zero overrides it.
     if decision.safety_net {
@@ -294,5 +291,67 @@ mod tests {
         );
         assert!(d.decision.safety_net && d.scaled_to_zero.is_none());
         assert_eq!(d.decision.variants[0].target, 1);
+    }
+
+    /// CONTRACT section 12 for slo-capacity: missing or erroring data never scales down (the
+    /// safety net holds), whatever the analyzer's view says.
+    #[test]
+    fn slo_capacity_never_scales_down_from_missing_or_erroring_data() {
+        use super::super::slo_capacity::{CapacityVariant, ItlFit, ServingSummary};
+        let decide = |variants: &[VariantInput], error: Option<&str>| {
+            // A view that on its own would take the variant down to one replica.
+            let views: Vec<CapacityVariant> = variants
+                .iter()
+                .map(|v| CapacityVariant {
+                    input: v.clone(),
+                    serving: Some(ServingSummary {
+                        pods: 4,
+                        rate_rps: 0.1,
+                        mean_input_tokens: 500.0,
+                        mean_output_tokens: 100.0,
+                        ttft_ms: 50.0,
+                        itl_ms: 10.0,
+                        batch: 1.0,
+                        waiting: 0.0,
+                        waiting_peak: 0.0,
+                    }),
+                    fit: ItlFit::default(),
+                    max_batch: 256,
+                    min_replicas: None,
+                    max_replicas: None,
+                    recent: Vec::new(),
+                })
+                .collect();
+            decide_cycle(CycleInputs {
+                mode: OperatingMode::CapacityOnly,
+                thresholds: &Thresholds::default(),
+                variants,
+                metrics_error: error,
+                model_based: None,
+                scale_to_zero: false,
+                request_count: None,
+                analyzer: Analyzer::SloCapacity,
+                slo_capacity: Some((&views, &SloCapacityConfig::default())),
+            })
+        };
+        let mut v = variant("a", 5.0, &[(0.1, 0.0); 4]);
+        v.previous_desired = Some(4);
+        let failed = decide(std::slice::from_ref(&v), Some("Prometheus unreachable"));
+        assert!(failed.decision.safety_net);
+        assert_eq!(failed.decision.variants[0].target, 4);
+        assert!(failed.slo_capacity.is_none());
+        // Replicas without any usable signal: the same.
+        let mut silent = v.clone();
+        for r in &mut silent.replicas {
+            r.kv_cache_usage = None;
+            r.queue_length = None;
+        }
+        let held = decide(&[silent], None);
+        assert!(held.decision.safety_net);
+        assert_eq!(held.decision.variants[0].target, 4);
+        // With signals, slo-capacity decides (and records its view).
+        let decided = decide(&[v], None);
+        assert!(!decided.decision.safety_net);
+        assert!(decided.slo_capacity.is_some());
     }
 }

@@ -551,4 +551,35 @@ mod tests {
         let d = decide_slo_capacity(&[full], &Thresholds::default(), &config);
         assert_eq!(d.decision.variants[0].target, 3);
     }
+
+    /// CONTRACT section 12: replicas still starting are credited (targets are totals), and a
+    /// target stays within the scaler's min and max.
+    #[test]
+    fn starting_replicas_are_credited_and_bounds_hold() {
+        let config = SloCapacityConfig::default();
+        // 17 rps per replica; 50 rps of demand on the two that report needs 3 in total. Four
+        // exist (two still starting): the target is 3 (the window holds 4), never 4 + 3.
+        let mut v = variant("h100", 6.9, 2, 50.0, learned(8.0, 40.0));
+        v.input.current_replicas = 4;
+        v.input.ready_replicas = 2;
+        v.recent = vec![4];
+        let d = decide_slo_capacity(std::slice::from_ref(&v), &Thresholds::default(), &config);
+        assert_eq!(d.estimates[0].recommended, 3, "{:?}", d.estimates[0]);
+        assert_eq!(d.decision.variants[0].target, 4, "held, not added to");
+        // A scaler maximum of 2 caps it; a minimum of 5 lifts it.
+        v.max_replicas = Some(2);
+        v.min_replicas = Some(1);
+        v.recent.clear();
+        let d = decide_slo_capacity(std::slice::from_ref(&v), &Thresholds::default(), &config);
+        assert_eq!(d.decision.variants[0].target, 2);
+        assert!(
+            d.decision.variants[0]
+                .reason
+                .contains("at its maximum of 2")
+        );
+        v.max_replicas = Some(10);
+        v.min_replicas = Some(5);
+        let d = decide_slo_capacity(&[v], &Thresholds::default(), &config);
+        assert_eq!(d.decision.variants[0].target, 5);
+    }
 }

@@ -44,6 +44,16 @@ fn transition(v: &VariantInput, t: &Thresholds, scale_up_needed: bool) -> Option
     })
 }
 
+/// Replicas exist but none reports a usable signal: nothing to decide from, for any analyzer
+/// (the safety net holds the last decision).
+pub fn nothing_measured(t: &Thresholds, variants: &[VariantInput]) -> bool {
+    variants.iter().any(|v| v.current_replicas > 0)
+        && variants
+            .iter()
+            .flat_map(|v| v.replicas.iter())
+            .all(|r| assess_replica(t, r) == ReplicaAssessment::NoSignals)
+}
+
 /// Runs the capacity policy over all variants of one model.
 pub fn decide_capacity(t: &Thresholds, variants: &[VariantInput]) -> ModelDecision {
     let analysis = analyze_capacity(t, variants.iter().flat_map(|v| v.replicas.iter()));
@@ -79,7 +89,7 @@ pub fn decide_capacity(t: &Thresholds, variants: &[VariantInput]) -> ModelDecisi
         .collect();
 
     // Replicas exist but none can be measured: nothing to decide from, hold the last decision.
-    if analysis.has_no_signals() && !all_idle {
+    if nothing_measured(t, variants) {
         return decision(!transitions.is_empty(), true, hold_targets(variants));
     }
 
