@@ -126,7 +126,7 @@ async fn the_race_deletion_and_recovery_are_handled_on_the_watch_event() {
     running.cycle_now().await;
 
     // The Deployment appears: decided at once, no cycle needed.
-    api.wait_watches(4).await;
+    api.wait_watches(5).await;
     for i in 0..2 {
         api.apply(POD, pod(NS, "dep-a", i));
     }
@@ -458,7 +458,7 @@ async fn invalid_vas_get_a_condition_and_an_event_and_never_wedge_the_watch() {
     );
 
     // The watch still works after the malformed object: a fix is picked up.
-    api.wait_watches(4).await;
+    api.wait_watches(5).await;
     api.apply(VA, va(NS, "malformed", "m", Some("dep-2"), json!({})));
     variants_become(&running, 4).await;
     assert_eq!(
@@ -624,7 +624,7 @@ async fn a_configmap_change_applies_live_and_an_invalid_entry_is_reported() {
 
     // An override for this model with a threshold out of range: skipped, reported on the
     // ConfigMap and in the VA's condition; the model runs on the default meanwhile.
-    api.wait_watches(4).await;
+    api.wait_watches(5).await;
     api.apply(
         CONFIG_MAP,
         config_map(
@@ -816,7 +816,7 @@ async fn a_deleted_va_takes_its_series_with_it() {
     let running = started(&api, options(settings(None, None), None)).await;
     running.cycle_now().await;
     assert!(!series_of(&page(&running).await, "va").is_empty());
-    api.wait_watches(4).await;
+    api.wait_watches(5).await;
     api.delete(VA, NS, "va");
     variants_become(&running, 0).await;
     assert!(series_of(&page(&running).await, "va").is_empty());
@@ -961,5 +961,116 @@ async fn a_model_id_that_matches_no_series_is_said_where_the_series_are() {
             && l.ends_with(" 1")),
         "{text}"
     );
+    running.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn annotated_scalers_are_variants_beside_vas_with_events_on_the_scaler_and_keda_is_noticed_when_installed()
+ {
+    use support::apiserver::{HPA, SCALED_OBJECT, hpa, scaled_object};
+    let managed = |model: &str| json!({"llm-d.ai/managed": "true", "llm-d.ai/model-id": model});
+    let api = FakeApi::new();
+    api.apply(VA, va(NS, "va-a", "m", Some("dep-a"), json!({})));
+    for dep in ["dep-a", "dep-c"] {
+        api.apply(DEPLOYMENT, deployment(NS, dep, 2, json!({}), json!({})));
+        for i in 0..2 {
+            api.apply(POD, pod(NS, dep, i));
+        }
+    }
+    // A v0.9 variant whose Deployment does not exist yet, one that conflicts with the VA, and
+    // one without a model id.
+    api.apply(HPA, hpa(NS, "hpa-b", "dep-b", managed("m")));
+    api.apply(HPA, hpa(NS, "hpa-a", "dep-a", managed("m")));
+    api.apply(
+        HPA,
+        hpa(NS, "hpa-bad", "dep-x", json!({"llm-d.ai/managed": "true"})),
+    );
+    // An HPA without the annotations is no variant.
+    api.apply(HPA, hpa(NS, "plain", "dep-y", json!({})));
+    let running = started(&api, options(settings(None, None), None)).await;
+    variants_become(&running, 2).await;
+
+    let (_, _, note) = eventually("a conflict Event on hpa-a", T, || {
+        api.events_about("hpa-a")
+            .into_iter()
+            .find(|(t, r, _)| t == "Warning" && r == "InvalidConfiguration")
+    })
+    .await;
+    assert!(
+        note.contains("Deployment dep-a is already managed through VariantAutoscaling llm/va-a"),
+        "{note}"
+    );
+    let (_, _, note) = eventually("an Event on hpa-bad", T, || {
+        api.events_about("hpa-bad")
+            .into_iter()
+            .find(|(t, _, _)| t == "Warning")
+    })
+    .await;
+    assert!(
+        note.starts_with("annotation llm-d.ai/model-id: required"),
+        "{note}"
+    );
+    running.cycle_now().await;
+    eventually("a DeploymentNotFound Event on hpa-b", T, || {
+        api.events_about("hpa-b")
+            .into_iter()
+            .find(|(_, r, _)| r == "DeploymentNotFound")
+    })
+    .await;
+
+    // The Deployment appears: hpa-b is decided and published under its own name.
+    api.apply(DEPLOYMENT, deployment(NS, "dep-b", 2, json!({}), json!({})));
+    for i in 0..2 {
+        api.apply(POD, pod(NS, "dep-b", i));
+    }
+    let start = std::time::Instant::now();
+    let text = loop {
+        running.cycle_now().await;
+        let text = page(&running).await;
+        if series_of(&text, "hpa-b")
+            .iter()
+            .any(|l| l.starts_with("inferno_desired_replicas{"))
+        {
+            break text;
+        }
+        assert!(start.elapsed() < T, "hpa-b was never published: {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(series_of(&text, "hpa-a").is_empty());
+    // No status is written anywhere but on VAs.
+    assert!(
+        api.writes()
+            .iter()
+            .filter(|w| w.method == "PATCH")
+            .all(|w| w.path.contains("/variantautoscalings/")),
+        "{:?}",
+        api.writes()
+    );
+
+    // KEDA is installed after the controller started: its ScaledObjects are picked up without
+    // a restart (the watch retries with its backoff).
+    api.set_keda_installed(true);
+    api.apply(
+        SCALED_OBJECT,
+        scaled_object(NS, "so-c", "dep-c", managed("m")),
+    );
+    let start = std::time::Instant::now();
+    loop {
+        if running.registry.send(Counts).await.unwrap().variants == 3 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "the ScaledObject was not picked up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    running.cycle_now().await;
+    assert!(!series_of(&page(&running).await, "so-c").is_empty());
+
+    // Annotations removed: the variant and its series go.
+    api.apply(HPA, hpa(NS, "hpa-b", "dep-b", json!({})));
+    variants_become(&running, 2).await;
+    assert!(series_of(&page(&running).await, "hpa-b").is_empty());
     running.shutdown().await;
 }

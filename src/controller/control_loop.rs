@@ -26,7 +26,7 @@ use super::health::{Health, HealthSender};
 use super::inventory::{Change, Inventory, Kind};
 use super::ops::Ops;
 use super::status_writer::{StatusWriter, WriterNote};
-use super::watches::{WatchStream, Watched, to_inventory};
+use super::watches::{SCALED_OBJECTS, WatchStream, Watched, api_not_served, to_inventory};
 use super::{MetricsSource, tasks::TaskEnded};
 use crate::config::settings::Settings;
 use crate::poller::{PollPlan, PollReport};
@@ -51,6 +51,8 @@ pub struct ControlLoop {
     pub health: HealthSender,
     pub leader: watch::Receiver<bool>,
     pub ops: Ops,
+    /// KEDA's API was last seen not served (said once per absence).
+    pub keda_absent: bool,
 }
 
 impl std::fmt::Debug for ControlLoop {
@@ -125,6 +127,17 @@ impl ControlLoop {
                 }
                 event = watches.next() => match event {
                     Some(Ok(event)) => self.handle(event).await,
+                    Some(Err(e)) if e.resource == SCALED_OBJECTS && api_not_served(&e.error) => {
+                        // KEDA is not installed (or was removed): no ScaledObjects. The watch
+                        // keeps retrying and lists them once the CRD appears.
+                        if !self.keda_absent {
+                            tracing::info!("KEDA's ScaledObject API is not served; ScaledObjects are picked up once KEDA is installed");
+                            self.keda_absent = true;
+                        }
+                        let changes = self.inventory.kind_absent(Kind::ScaledObject);
+                        self.apply(changes).await;
+                        self.note_synced();
+                    }
                     Some(Err(e)) => {
                         self.ops.watch_errors.with_label_values(&[e.resource]).inc();
                         tracing::warn!(resource = e.resource, error = %e.error, "watch error; retrying with backoff");
@@ -248,11 +261,20 @@ impl ControlLoop {
     }
 
     async fn handle(&mut self, event: Watched) {
+        if matches!(event, Watched::ScaledObject(_)) && self.keda_absent {
+            tracing::info!("KEDA's ScaledObject API is served now: watching ScaledObjects");
+            self.keda_absent = false;
+        }
         let changes = match event {
             Watched::ConfigMap(e) => self.config_map_event(e).await,
             other => to_inventory(&mut self.inventory, other),
         };
         self.apply(changes).await;
+        self.note_synced();
+    }
+
+    /// Publishes whether every watch has listed.
+    fn note_synced(&self) {
         let synced = self.inventory.ready();
         self.health.send_if_modified(|h| {
             let changed = h.watches_synced != synced;

@@ -6,9 +6,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::DeserializeGuard;
-use wva_actors::messages::{DEFAULT_MAX_BATCH, DeploymentState, ModelKey, VariantKey, VariantSpec};
+use wva_actors::messages::{
+    DEFAULT_MAX_BATCH, DeploymentState, ModelKey, ReplicaBounds, VariantKey, VariantSpec,
+};
+
+use super::scalers::{Annotation, ScaledObject, ScalerInfo, ScalerKind, is_managed};
 
 use crate::config::AcceleratorCosts;
 use crate::crd::{ACCELERATOR_NAME_LABEL, CONTROLLER_INSTANCE_LABEL, VariantAutoscaling};
@@ -50,23 +56,91 @@ impl Scope {
     }
 }
 
-/// The VA a status belongs to.
+/// The kind of object that declares a variant: its Events go there, and a VA also gets a status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OwnerKind {
+    VariantAutoscaling,
+    HorizontalPodAutoscaler,
+    ScaledObject,
+}
+
+impl OwnerKind {
+    pub fn api_version(self) -> &'static str {
+        match self {
+            Self::VariantAutoscaling => "llmd.ai/v1alpha1",
+            Self::HorizontalPodAutoscaler => "autoscaling/v2",
+            Self::ScaledObject => "keda.sh/v1alpha1",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::VariantAutoscaling => "VariantAutoscaling",
+            Self::HorizontalPodAutoscaler => "HorizontalPodAutoscaler",
+            Self::ScaledObject => "ScaledObject",
+        }
+    }
+}
+
+impl From<ScalerKind> for OwnerKind {
+    fn from(kind: ScalerKind) -> Self {
+        match kind {
+            ScalerKind::Hpa => Self::HorizontalPodAutoscaler,
+            ScalerKind::ScaledObject => Self::ScaledObject,
+        }
+    }
+}
+
+/// The object a variant's status and Events belong to: a VA, or an annotated scaler (which has
+/// no status of ours, only Events).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct VaRef {
+pub struct OwnerRef {
+    pub kind: OwnerKind,
     pub namespace: String,
     pub name: String,
     pub uid: Option<String>,
     pub generation: Option<i64>,
 }
 
-impl VaRef {
-    fn of(meta: &ObjectMeta) -> Self {
+/// An owner's identity: kind, namespace, name.
+pub type OwnerId = (OwnerKind, String, String);
+
+impl OwnerRef {
+    pub fn of(kind: OwnerKind, meta: &ObjectMeta) -> Self {
         Self {
+            kind,
             namespace: meta.namespace.clone().unwrap_or_default(),
             name: meta.name.clone().unwrap_or_default(),
             uid: meta.uid.clone(),
             generation: meta.generation,
         }
+    }
+
+    pub fn id(&self) -> OwnerId {
+        (self.kind, self.namespace.clone(), self.name.clone())
+    }
+
+    /// Only a VA has a status the controller writes.
+    pub fn has_status(&self) -> bool {
+        self.kind == OwnerKind::VariantAutoscaling
+    }
+
+    /// The reference an Event is about.
+    pub fn object_reference(&self) -> ObjectReference {
+        ObjectReference {
+            api_version: Some(self.kind.api_version().into()),
+            kind: Some(self.kind.name().into()),
+            name: Some(self.name.clone()),
+            namespace: Some(self.namespace.clone()),
+            uid: self.uid.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+impl std::fmt::Display for OwnerRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}/{}", self.kind.name(), self.namespace, self.name)
     }
 }
 
@@ -80,15 +154,15 @@ pub enum Change {
         state: Option<DeploymentState>,
     },
     /// A variant is managed (new or changed), on behalf of this VA.
-    Upsert(VariantSpec, VaRef),
+    Upsert(VariantSpec, OwnerRef),
     /// A variant is no longer managed.
     Remove(VariantKey),
     /// A VA's configuration problem (`None`: it has none now).
-    Problem(VaRef, Option<String>),
+    Problem(OwnerRef, Option<String>),
     /// A VA still carries the deprecated `perfParms` (reported once per generation).
-    Deprecated(VaRef),
+    Deprecated(OwnerRef),
     /// A discovery-mode VA matches no Deployment.
-    NoTargets(VaRef, String),
+    NoTargets(OwnerRef, String),
 }
 
 /// The parts of a Deployment the controller uses.
@@ -210,9 +284,33 @@ pub enum Kind {
     Pod,
     /// The configuration ConfigMaps (kept by the watcher, not here): only their list counts.
     ConfigMap,
+    HorizontalPodAutoscaler,
+    /// KEDA's; an absent CRD counts as an empty list (see [`Inventory::kind_absent`]).
+    ScaledObject,
 }
 
-const KINDS: usize = 4;
+const KINDS: usize = 6;
+
+impl Kind {
+    /// The scaler kind watched under this kind, if it is one.
+    fn scaler(self) -> Option<ScalerKind> {
+        match self {
+            Self::HorizontalPodAutoscaler => Some(ScalerKind::Hpa),
+            Self::ScaledObject => Some(ScalerKind::ScaledObject),
+            _ => None,
+        }
+    }
+}
+
+/// An HPA or ScaledObject as the inventory keeps it.
+#[derive(Debug, Clone, PartialEq)]
+struct ScalerEntry {
+    owner: OwnerRef,
+    /// `Err`: a managed scaler whose spec cannot be read.
+    info: Result<ScalerInfo, String>,
+    /// Within this instance's scope (namespace and instance label), so its annotations count.
+    in_scope: bool,
+}
 
 type Id = (String, String);
 
@@ -230,13 +328,14 @@ pub struct Inventory {
     vas: BTreeMap<Id, VaEntry>,
     deployments: BTreeMap<Id, DeploymentInfo>,
     pods: BTreeMap<Id, PodInfo>,
+    scalers: BTreeMap<OwnerId, ScalerEntry>,
     costs: AcceleratorCosts,
     synced: BTreeSet<Kind>,
     /// Objects seen since a relist started, per kind.
     relisting: BTreeMap<Kind, BTreeSet<Id>>,
     /// What the actors were last told.
-    emitted: BTreeMap<VariantKey, (VariantSpec, VaRef)>,
-    problems: BTreeMap<Id, String>,
+    emitted: BTreeMap<VariantKey, (VariantSpec, OwnerRef)>,
+    problems: BTreeMap<OwnerId, (OwnerRef, String)>,
     deprecated_reported: BTreeMap<Id, Option<i64>>,
     no_targets: BTreeSet<Id>,
 }
@@ -268,7 +367,7 @@ impl Inventory {
             // Relabelled away to another instance: it is no longer ours.
             return self.va_deleted(&key.0, &key.1);
         }
-        let va_ref = VaRef::of(&meta);
+        let va_ref = OwnerRef::of(OwnerKind::VariantAutoscaling, &meta);
         match obj.0 {
             Ok(va) => {
                 if va.spec.has_perf_parms()
@@ -312,7 +411,8 @@ impl Inventory {
     pub fn va_deleted(&mut self, namespace: &str, name: &str) -> Vec<Change> {
         let key = (namespace.to_string(), name.to_string());
         self.vas.remove(&key);
-        self.problems.remove(&key);
+        self.problems
+            .remove(&(OwnerKind::VariantAutoscaling, key.0.clone(), key.1.clone()));
         self.deprecated_reported.remove(&key);
         self.no_targets.remove(&key);
         self.reconcile(Some(namespace))
@@ -364,6 +464,82 @@ impl Inventory {
         self.pods.remove(&(namespace.to_string(), name.to_string()));
     }
 
+    /// An HPA was listed or changed.
+    pub fn hpa_applied(&mut self, hpa: &HorizontalPodAutoscaler) -> Vec<Change> {
+        self.scaler_applied(
+            Kind::HorizontalPodAutoscaler,
+            &hpa.metadata,
+            Ok(ScalerInfo::from_hpa(hpa)),
+        )
+    }
+
+    /// A ScaledObject was listed or changed (possibly malformed).
+    pub fn scaled_object_applied(&mut self, so: DeserializeGuard<ScaledObject>) -> Vec<Change> {
+        match so.0 {
+            Ok(so) => self.scaler_applied(
+                Kind::ScaledObject,
+                &so.metadata,
+                Ok(ScalerInfo::from_scaled_object(&so)),
+            ),
+            Err(invalid) => {
+                self.scaler_applied(Kind::ScaledObject, &invalid.metadata, Err(invalid.error))
+            }
+        }
+    }
+
+    fn scaler_applied(
+        &mut self,
+        kind: Kind,
+        meta: &ObjectMeta,
+        info: Result<ScalerInfo, String>,
+    ) -> Vec<Change> {
+        let Some(scaler) = kind.scaler() else {
+            return Vec::new();
+        };
+        let (namespace, name) = id(meta);
+        self.seen(kind, &(namespace.clone(), name.clone()));
+        if !self.in_scope(&namespace) {
+            return Vec::new();
+        }
+        let owner = OwnerRef::of(scaler.into(), meta);
+        let key = owner.id();
+        // A scaler that cannot be read matters only when it asks to be managed.
+        if info.is_err() && !is_managed(meta) {
+            return self.scaler_deleted(kind, &namespace, &name);
+        }
+        let entry = ScalerEntry {
+            owner,
+            info,
+            in_scope: self.scope.manages(meta),
+        };
+        // The HPA controller rewrites its status every sync: nothing a variant is made of.
+        if self.scalers.get(&key) == Some(&entry) {
+            return Vec::new();
+        }
+        self.scalers.insert(key, entry);
+        self.reconcile(Some(&namespace))
+    }
+
+    /// An HPA or ScaledObject went away.
+    pub fn scaler_deleted(&mut self, kind: Kind, namespace: &str, name: &str) -> Vec<Change> {
+        let Some(scaler) = kind.scaler() else {
+            return Vec::new();
+        };
+        let key = (scaler.into(), namespace.to_string(), name.to_string());
+        if self.scalers.remove(&key).is_none() {
+            return Vec::new();
+        }
+        self.problems.remove(&key);
+        self.reconcile(Some(namespace))
+    }
+
+    /// A kind whose API is not served (KEDA not installed): an empty list, so the view can be
+    /// complete without it. Its watch keeps retrying and lists it once it is installed.
+    pub fn kind_absent(&mut self, kind: Kind) -> Vec<Change> {
+        self.relist_started(kind);
+        self.relist_done(kind)
+    }
+
     /// The accelerator prices changed (discovered variants' costs and accelerators).
     pub fn set_costs(&mut self, costs: AcceleratorCosts) -> Vec<Change> {
         self.costs = costs;
@@ -400,6 +576,16 @@ impl Inventory {
                     .filter(|k| !seen.contains(*k))
                     .cloned()
                     .collect(),
+                Kind::HorizontalPodAutoscaler | Kind::ScaledObject => {
+                    let owner = kind.scaler().map(OwnerKind::from);
+                    self.scalers
+                        .keys()
+                        .filter(|(k, ns, name)| {
+                            Some(*k) == owner && !seen.contains(&(ns.clone(), name.clone()))
+                        })
+                        .map(|(_, ns, name)| (ns.clone(), name.clone()))
+                        .collect()
+                }
                 Kind::ConfigMap => Vec::new(),
             };
             for (ns, name) in gone {
@@ -407,6 +593,9 @@ impl Inventory {
                     Kind::VariantAutoscaling => changes.extend(self.va_deleted(&ns, &name)),
                     Kind::Deployment => changes.extend(self.deployment_deleted(&ns, &name)),
                     Kind::Pod => self.pod_deleted(&ns, &name),
+                    Kind::HorizontalPodAutoscaler | Kind::ScaledObject => {
+                        changes.extend(self.scaler_deleted(kind, &ns, &name));
+                    }
                     Kind::ConfigMap => {}
                 }
             }
@@ -446,14 +635,15 @@ impl Inventory {
             return Vec::new();
         }
         let here = |ns: &str| namespace.is_none_or(|n| n == ns);
-        let mut variants: BTreeMap<VariantKey, (VariantSpec, VaRef)> = BTreeMap::new();
-        let mut problems: BTreeMap<Id, (VaRef, String)> = BTreeMap::new();
-        let mut no_targets: BTreeMap<Id, (VaRef, String)> = BTreeMap::new();
+        let mut variants: BTreeMap<VariantKey, (VariantSpec, OwnerRef)> = BTreeMap::new();
+        let mut problems: BTreeMap<OwnerId, (OwnerRef, String)> = BTreeMap::new();
+        let mut no_targets: BTreeMap<Id, (OwnerRef, String)> = BTreeMap::new();
         for (key, entry) in self.vas.iter().filter(|((ns, _), _)| here(ns)) {
-            let va_ref = VaRef::of(entry.meta());
+            let va_ref = OwnerRef::of(OwnerKind::VariantAutoscaling, entry.meta());
+            let owner_id = va_ref.id();
             if let VaEntry::Invalid { error, .. } = entry {
                 problems.insert(
-                    key.clone(),
+                    owner_id.clone(),
                     (
                         va_ref.clone(),
                         format!("the object cannot be read: {error}"),
@@ -479,7 +669,9 @@ impl Inventory {
                 Ok(found) => {
                     for (spec, problem) in found {
                         if let Some(p) = problem {
-                            problems.entry(key.clone()).or_insert((va_ref.clone(), p));
+                            problems
+                                .entry(owner_id.clone())
+                                .or_insert((va_ref.clone(), p));
                         }
                         // An explicit VA wins over a discovered variant of the same name.
                         let explicit = va.spec.scale_target_ref.is_some();
@@ -489,7 +681,32 @@ impl Inventory {
                     }
                 }
                 Err(problem) => {
-                    problems.insert(key.clone(), (va_ref.clone(), problem));
+                    problems.insert(owner_id, (va_ref.clone(), problem));
+                }
+            }
+        }
+
+        // The scaler acting on a VA's Deployment bounds that variant.
+        for (spec, _) in variants.values_mut() {
+            spec.bounds = self.bounds_of(&spec.key.namespace, &spec.deployment);
+        }
+        // Annotated scalers, after the VAs: a Deployment a VA manages stays the VA's.
+        let mut taken: BTreeMap<Id, OwnerRef> = variants
+            .values()
+            .map(|(s, o)| ((s.key.namespace.clone(), s.deployment.clone()), o.clone()))
+            .collect();
+        for (key, entry) in self.scalers.iter().filter(|((_, ns, _), _)| here(ns)) {
+            match self.scaler_variant(entry, &variants, &taken) {
+                None => {}
+                Some(Ok(spec)) => {
+                    taken.insert(
+                        (spec.key.namespace.clone(), spec.deployment.clone()),
+                        entry.owner.clone(),
+                    );
+                    variants.insert(spec.key.clone(), (spec, entry.owner.clone()));
+                }
+                Some(Err(problem)) => {
+                    problems.insert(key.clone(), (entry.owner.clone(), problem));
                 }
             }
         }
@@ -510,21 +727,19 @@ impl Inventory {
         self.emitted.extend(variants);
 
         // Problems: report new and changed ones, clear the fixed ones.
-        for (key, (va_ref, problem)) in &problems {
-            if self.problems.get(key) != Some(problem) {
-                changes.push(Change::Problem(va_ref.clone(), Some(problem.clone())));
+        for (key, (owner, problem)) in &problems {
+            if self.problems.get(key).map(|(_, p)| p) != Some(problem) {
+                changes.push(Change::Problem(owner.clone(), Some(problem.clone())));
             }
         }
-        let vas = &self.vas;
-        self.problems.retain(|key, _| {
-            let keep = !here(&key.0) || problems.contains_key(key);
-            if !keep && let Some(entry) = vas.get(key) {
-                changes.push(Change::Problem(VaRef::of(entry.meta()), None));
+        self.problems.retain(|key, (owner, _)| {
+            let keep = !here(&key.1) || problems.contains_key(key);
+            if !keep {
+                changes.push(Change::Problem(owner.clone(), None));
             }
             keep
         });
-        self.problems
-            .extend(problems.into_iter().map(|(k, (_, p))| (k, p)));
+        self.problems.extend(problems);
         for (key, (va_ref, why)) in &no_targets {
             if !self.no_targets.contains(key) {
                 changes.push(Change::NoTargets(va_ref.clone(), why.clone()));
@@ -565,14 +780,7 @@ impl Inventory {
             .as_ref()
             .and_then(|s| s.desired_optimized_alloc.num_replicas)
             .map(|n| n.max(0) as u32);
-        let accelerator_from = |deployment: Option<&DeploymentInfo>| -> Option<String> {
-            let device = deployment?.accelerator_device.as_deref()?;
-            Some(
-                self.costs
-                    .by_device(device)
-                    .map_or_else(|| device.to_string(), |a| a.name.clone()),
-            )
-        };
+        let accelerator_from = |d: Option<&DeploymentInfo>| self.accelerator_of(d);
         match &va.spec.scale_target_ref {
             Some(target) => {
                 if target.kind != "Deployment" {
@@ -639,6 +847,96 @@ impl Inventory {
         }
     }
 
+    /// The accelerator a Deployment's pods ask for, by its price-list name when it has one.
+    fn accelerator_of(&self, deployment: Option<&DeploymentInfo>) -> Option<String> {
+        let device = deployment?.accelerator_device.as_deref()?;
+        Some(
+            self.costs
+                .by_device(device)
+                .map_or_else(|| device.to_string(), |a| a.name.clone()),
+        )
+    }
+
+    /// The bounds of the scaler that acts on a Deployment: its ScaledObject, else its HPA
+    /// (KEDA's own HPA speaks for its ScaledObject, so it is skipped).
+    fn bounds_of(&self, namespace: &str, deployment: &str) -> ReplicaBounds {
+        let acting = |kind: OwnerKind| {
+            self.scalers.values().find_map(|e| {
+                let info = e.info.as_ref().ok()?;
+                (e.owner.kind == kind
+                    && e.owner.namespace == namespace
+                    && !info.owned_by_keda
+                    && info.target.kind == "Deployment"
+                    && info.target.name == deployment)
+                    .then_some(info.bounds)
+            })
+        };
+        acting(OwnerKind::ScaledObject)
+            .or_else(|| acting(OwnerKind::HorizontalPodAutoscaler))
+            .unwrap_or_default()
+    }
+
+    /// The variant an annotated scaler stands for (`None`: it asks for none), or why it
+    /// cannot be one. `variants` and `taken` hold what was decided before it.
+    fn scaler_variant(
+        &self,
+        entry: &ScalerEntry,
+        variants: &BTreeMap<VariantKey, (VariantSpec, OwnerRef)>,
+        taken: &BTreeMap<Id, OwnerRef>,
+    ) -> Option<Result<VariantSpec, String>> {
+        if !entry.in_scope {
+            return None;
+        }
+        let owner = &entry.owner;
+        let info = match &entry.info {
+            Ok(info) => info,
+            Err(e) => return Some(Err(format!("the object cannot be read: {e}"))),
+        };
+        let (model_id, cost) = match &info.annotation {
+            Annotation::Unmanaged => return None,
+            _ if info.owned_by_keda => return None,
+            Annotation::Invalid(problem) => return Some(Err(problem.clone())),
+            Annotation::Managed { model_id, cost } => (model_id, *cost),
+        };
+        if info.target.kind != "Deployment" {
+            return Some(Err(format!(
+                "spec.scaleTargetRef.kind: expected Deployment, got {:?}",
+                info.target.kind
+            )));
+        }
+        let namespace = owner.namespace.clone();
+        if let Some(other) = taken.get(&(namespace.clone(), info.target.name.clone())) {
+            return Some(Err(format!(
+                "Deployment {} is already managed through {other}; the llm-d.ai annotations on this {} are ignored",
+                info.target.name,
+                owner.kind.name()
+            )));
+        }
+        let key = VariantKey::new(namespace.clone(), owner.name.clone());
+        if let Some((_, other)) = variants.get(&key) {
+            return Some(Err(format!(
+                "the variant name {} is already used by {other}; the llm-d.ai annotations on this {} are ignored",
+                owner.name,
+                owner.kind.name()
+            )));
+        }
+        let deployment = self
+            .deployments
+            .get(&(namespace.clone(), info.target.name.clone()));
+        Some(Ok(VariantSpec {
+            key,
+            model: ModelKey::new(namespace, model_id.clone()),
+            deployment: info.target.name.clone(),
+            cost,
+            accelerator: self
+                .accelerator_of(deployment)
+                .unwrap_or_else(|| "unknown".into()),
+            status_desired: None,
+            max_batch: DEFAULT_MAX_BATCH,
+            bounds: info.bounds,
+        }))
+    }
+
     /// Live pods of the Deployments that managed variants scale, for the metrics read: by the
     /// owner chain, else by the Deployment's label selector.
     pub fn pod_index(&self) -> PodIndex {
@@ -683,16 +981,14 @@ impl Inventory {
         set.into_iter().collect()
     }
 
-    /// The VA that a variant's status goes to.
-    pub fn va_of(&self, variant: &VariantKey) -> Option<&VaRef> {
+    /// The object that a variant's status and Events go to.
+    pub fn owner_of(&self, variant: &VariantKey) -> Option<&OwnerRef> {
         self.emitted.get(variant).map(|(_, r)| r)
     }
 
-    /// The problem currently reported for a VA, if any.
-    pub fn problem_of(&self, va: &VaRef) -> Option<&str> {
-        self.problems
-            .get(&(va.namespace.clone(), va.name.clone()))
-            .map(String::as_str)
+    /// The problem currently reported for a VA or scaler, if any.
+    pub fn problem_of(&self, owner: &OwnerRef) -> Option<&str> {
+        self.problems.get(&owner.id()).map(|(_, p)| p.as_str())
     }
 }
 
@@ -767,6 +1063,8 @@ mod tests {
             Kind::Deployment,
             Kind::Pod,
             Kind::ConfigMap,
+            Kind::HorizontalPodAutoscaler,
+            Kind::ScaledObject,
         ] {
             inv.relist_started(k);
             inv.relist_done(k);
@@ -802,7 +1100,11 @@ mod tests {
         inv.relist_started(Kind::Pod);
         assert!(inv.relist_done(Kind::Pod).is_empty());
         inv.relist_started(Kind::ConfigMap);
-        let changes = inv.relist_done(Kind::ConfigMap);
+        assert!(inv.relist_done(Kind::ConfigMap).is_empty());
+        inv.relist_started(Kind::HorizontalPodAutoscaler);
+        assert!(inv.relist_done(Kind::HorizontalPodAutoscaler).is_empty());
+        // KEDA is not installed: an absent API completes the view.
+        let changes = inv.kind_absent(Kind::ScaledObject);
         assert!(
             matches!(&changes[0], Change::Deployment { name, state: Some(s), .. } if name == "d" && s.replicas == 3 && s.ready == 1)
         );
@@ -987,5 +1289,153 @@ mod tests {
         assert_eq!(deprecated(inv.va_applied(old(1))), 1);
         assert_eq!(deprecated(inv.va_applied(old(1))), 0);
         assert_eq!(deprecated(inv.va_applied(old(2))), 1);
+    }
+
+    fn hpa(name: &str, target: &str, annotations: serde_json::Value) -> HorizontalPodAutoscaler {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "llm", "annotations": annotations, "uid": format!("uid-{name}")},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target}, "minReplicas": 2, "maxReplicas": 7},
+        }))
+        .expect("hpa")
+    }
+
+    fn managed(model: &str) -> serde_json::Value {
+        json!({"llm-d.ai/managed": "true", "llm-d.ai/model-id": model, "llm-d.ai/variant-cost": "25"})
+    }
+
+    fn problems(changes: &[Change]) -> Vec<(OwnerKind, String, Option<String>)> {
+        changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Problem(o, p) => Some((o.kind, o.name.clone(), p.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_annotated_hpa_is_a_variant_named_after_it_with_its_bounds_and_events_on_it() {
+        let mut inv = synced(Scope::default());
+        inv.deployment_applied(&deployment("llm", "d"));
+        let changes = inv.hpa_applied(&hpa("h", "d", managed("meta/llama")));
+        let [Change::Upsert(spec, owner)] = &changes[..] else {
+            panic!("{changes:?}");
+        };
+        assert_eq!(spec.key, VariantKey::new("llm", "h"));
+        assert_eq!(spec.model, ModelKey::new("llm", "meta/llama"));
+        assert_eq!((spec.deployment.as_str(), spec.cost), ("d", 25.0));
+        assert_eq!((spec.bounds.min, spec.bounds.max), (Some(2), Some(7)));
+        assert_eq!(owner.kind, OwnerKind::HorizontalPodAutoscaler);
+        assert!(!owner.has_status());
+        assert_eq!(
+            owner.object_reference().kind.as_deref(),
+            Some("HorizontalPodAutoscaler")
+        );
+        // The HPA controller's status churn changes nothing.
+        assert!(
+            inv.hpa_applied(&hpa("h", "d", managed("meta/llama")))
+                .is_empty()
+        );
+        // Unannotated: the variant goes.
+        let changes = inv.hpa_applied(&hpa("h", "d", json!({})));
+        assert!(matches!(&changes[..], [Change::Remove(k)] if k.name == "h"));
+    }
+
+    #[test]
+    fn a_va_wins_a_deployment_over_an_annotated_scaler_which_is_told_and_lends_its_bounds() {
+        let mut inv = synced(Scope::default());
+        inv.deployment_applied(&deployment("llm", "d"));
+        inv.va_applied(va("llm", "v", "d", &[]));
+        let changes = inv.hpa_applied(&hpa("h", "d", managed("m")));
+        let spec = upserted(&changes);
+        assert_eq!(spec.len(), 1, "{changes:?}");
+        assert_eq!(spec[0].key.name, "v");
+        assert_eq!((spec[0].bounds.min, spec[0].bounds.max), (Some(2), Some(7)));
+        let p = problems(&changes);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].0, OwnerKind::HorizontalPodAutoscaler);
+        let message = p[0].2.as_deref().expect("a problem");
+        assert!(
+            message.contains("Deployment d is already managed through VariantAutoscaling llm/v"),
+            "{message}"
+        );
+        // The VA goes: the scaler takes over and its problem is cleared.
+        let changes = inv.va_deleted("llm", "v");
+        assert!(upserted(&changes).iter().any(|s| s.key.name == "h"));
+        assert!(problems(&changes).contains(&(
+            OwnerKind::HorizontalPodAutoscaler,
+            "h".into(),
+            None
+        )));
+    }
+
+    #[test]
+    fn two_scalers_on_one_deployment_and_bad_annotations_are_problems_on_the_scaler() {
+        let mut inv = synced(Scope::default());
+        inv.hpa_applied(&hpa("a", "d", managed("m")));
+        let changes = inv.hpa_applied(&hpa("b", "d", managed("m")));
+        let p = problems(&changes);
+        assert!(
+            p[0].2
+                .as_deref()
+                .is_some_and(|m| m.contains("HorizontalPodAutoscaler llm/a")),
+            "{p:?}"
+        );
+        let changes = inv.hpa_applied(&hpa(
+            "c",
+            "e",
+            json!({"llm-d.ai/managed": "true", "llm-d.ai/variant-cost": "x"}),
+        ));
+        let p = problems(&changes);
+        assert!(
+            p[0].2
+                .as_deref()
+                .is_some_and(|m| m.starts_with("annotation llm-d.ai/model-id")),
+            "{p:?}"
+        );
+        assert!(upserted(&changes).is_empty());
+    }
+
+    #[test]
+    fn keda_s_own_hpa_and_scalers_of_another_instance_make_no_variant() {
+        let mut inv = synced(Scope {
+            instance: Some("a".into()),
+            namespace: None,
+        });
+        let mut keda_hpa = hpa("keda-hpa-s", "d", managed("m"));
+        keda_hpa.metadata.owner_references = Some(vec![
+            serde_json::from_value(json!({"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": "s", "uid": "u"}))
+                .expect("owner"),
+        ]);
+        keda_hpa
+            .metadata
+            .labels
+            .get_or_insert_default()
+            .insert(CONTROLLER_INSTANCE_LABEL.into(), "a".into());
+        assert!(inv.hpa_applied(&keda_hpa).is_empty());
+        // Unlabelled: belongs to the instance-less controller.
+        assert!(inv.hpa_applied(&hpa("h", "d", managed("m"))).is_empty());
+    }
+
+    #[test]
+    fn a_scaled_object_appears_once_keda_is_installed_and_goes_with_a_relist() {
+        let mut inv = synced(Scope::default());
+        let so: ScaledObject = serde_json::from_value(json!({
+            "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+            "metadata": {"name": "s", "namespace": "llm", "annotations": managed("m")},
+            "spec": {"scaleTargetRef": {"name": "d"}, "minReplicaCount": 0, "maxReplicaCount": 4},
+        }))
+        .expect("so");
+        inv.relist_started(Kind::ScaledObject);
+        let changes = inv.scaled_object_applied(DeserializeGuard(Ok(so)));
+        assert!(inv.relist_done(Kind::ScaledObject).is_empty());
+        let [Change::Upsert(spec, owner)] = &changes[..] else {
+            panic!("{changes:?}");
+        };
+        assert_eq!((spec.bounds.min, spec.bounds.max), (Some(0), Some(4)));
+        assert_eq!(owner.kind, OwnerKind::ScaledObject);
+        // KEDA is removed: its API is not served any more.
+        let changes = inv.kind_absent(Kind::ScaledObject);
+        assert!(matches!(&changes[..], [Change::Remove(k)] if k.name == "s"));
     }
 }

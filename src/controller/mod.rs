@@ -12,6 +12,7 @@ pub mod inventory;
 pub mod leader;
 pub mod ops;
 pub mod rbac;
+pub mod scalers;
 pub mod status;
 pub mod status_writer;
 pub mod tasks;
@@ -256,6 +257,7 @@ pub async fn start(
         health: health_tx,
         leader: leader_rx.clone(),
         ops: ops.clone(),
+        keda_absent: false,
     };
     let loop_stop = stop.clone();
     critical.spawn("control-loop", async move {

@@ -37,10 +37,22 @@ pub const WATCHED: &[Rule] = &[
         why: "live pods of each Deployment, to drop series of pods that are gone",
     },
     Rule {
+        api_group: "autoscaling",
+        resources: &["horizontalpodautoscalers"],
+        verbs: &["list", "watch"],
+        why: "HPAs annotated llm-d.ai/managed (variants without a VA), and the bounds of every variant",
+    },
+    Rule {
+        api_group: "keda.sh",
+        resources: &["scaledobjects"],
+        verbs: &["list", "watch"],
+        why: "ScaledObjects annotated llm-d.ai/managed, and bounds; ignored until KEDA is installed",
+    },
+    Rule {
         api_group: "events.k8s.io",
         resources: &["events"],
         verbs: &["create", "patch"],
-        why: "Events on VAs and ConfigMaps",
+        why: "Events on VAs, annotated HPAs and ScaledObjects, and ConfigMaps",
     },
 ];
 

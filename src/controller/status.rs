@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use serde_json::{Value, json};
 use wva_actors::messages::{MetricsState, OptimizationState, StatusUpdate, Timestamp};
 
-use super::inventory::VaRef;
+use super::inventory::OwnerRef;
 use crate::crd::{Condition, CurrentAlloc, OptimizedAlloc, VariantAutoscalingStatus};
 
 /// Field manager of the status writes.
@@ -222,7 +222,7 @@ pub type Transitions = HashMap<&'static str, (bool, String)>;
 
 /// The typed status of a VA. A condition keeps its transition time unless its status changed.
 pub fn typed_status(
-    va: &VaRef,
+    va: &OwnerRef,
     status: &VaStatus,
     transitions: &mut Transitions,
     now: &str,
@@ -272,7 +272,7 @@ fn count(n: u32) -> i32 {
 }
 
 /// The server-side-apply patch of a VA's status subresource.
-pub fn apply_patch(va: &VaRef, status: &VariantAutoscalingStatus) -> Value {
+pub fn apply_patch(va: &OwnerRef, status: &VariantAutoscalingStatus) -> Value {
     json!({
         "apiVersion": "llmd.ai/v1alpha1",
         "kind": "VariantAutoscaling",
@@ -532,7 +532,8 @@ mod tests {
         let r = by_type(&s, "Ready");
         assert_eq!((r.status, r.reason.as_str()), (false, "DeploymentNotFound"));
         assert_eq!(r.message, "Target deployment 'x' no longer exists");
-        let va = VaRef {
+        let va = OwnerRef {
+            kind: super::super::inventory::OwnerKind::VariantAutoscaling,
             namespace: "ns".into(),
             name: "va".into(),
             uid: None,
@@ -552,7 +553,8 @@ mod tests {
 
     #[test]
     fn transition_times_change_only_with_the_status() {
-        let va = VaRef {
+        let va = OwnerRef {
+            kind: super::super::inventory::OwnerKind::VariantAutoscaling,
             namespace: "ns".into(),
             name: "va".into(),
             uid: None,

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use wva_actors::messages::{StatusBatch, StatusUpdate, VariantKey};
 
-use super::inventory::VaRef;
+use super::inventory::{OwnerId, OwnerRef};
 use super::ops::Ops;
 use super::status::{
     Entered, EventSpec, Transitions, VaStatus, apply_patch, decided_status, decision_events,
@@ -41,7 +41,7 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Default)]
 struct Pending {
     /// The newest status of each VA, in the order the VAs first got one.
-    statuses: BTreeMap<(String, String), (VaRef, Value)>,
+    statuses: BTreeMap<(String, String), (OwnerRef, Value)>,
     events: VecDeque<(ObjectReference, EventSpec)>,
 }
 
@@ -66,8 +66,8 @@ pub struct StatusWriter {
     ops: Ops,
     leader: bool,
     /// Variant → the VA its status goes to.
-    bindings: HashMap<VariantKey, VaRef>,
-    problems: HashMap<(String, String), String>,
+    bindings: HashMap<VariantKey, OwnerRef>,
+    problems: HashMap<OwnerId, String>,
     transitions: HashMap<(String, String), Transitions>,
     /// What each variant's last decided update entered (safety net, missing metrics).
     entered: HashMap<VariantKey, Entered>,
@@ -107,8 +107,9 @@ impl StatusWriter {
         .start()
     }
 
-    fn write_status(&mut self, va: &VaRef, status: &VaStatus) {
-        if !self.leader {
+    fn write_status(&mut self, va: &OwnerRef, status: &VaStatus) {
+        // An annotated HPA or ScaledObject has no status of ours: its Events say it all.
+        if !self.leader || !va.has_status() {
             return;
         }
         let now = crate::timefmt::format_time(crate::timefmt::wall_clock());
@@ -132,8 +133,8 @@ impl StatusWriter {
         self.queue.ready.notify_one();
     }
 
-    fn event(&self, va: &VaRef, event: EventSpec) {
-        self.event_on(va_reference(va), event);
+    fn event(&self, va: &OwnerRef, event: EventSpec) {
+        self.event_on(va.object_reference(), event);
     }
 
     fn event_on(&self, regarding: ObjectReference, event: EventSpec) {
@@ -151,27 +152,14 @@ impl StatusWriter {
     }
 
     /// The target is missing: the status says so and a Warning Event is raised.
-    fn report_missing_target(&mut self, va: &VaRef, message: String) {
+    fn report_missing_target(&mut self, va: &OwnerRef, message: String) {
         let status = missing_target_status(&message, self.problem(va));
         self.write_status(va, &status);
         self.event(va, EventSpec::warning("DeploymentNotFound", message));
     }
 
-    fn problem(&self, va: &VaRef) -> Option<&str> {
-        self.problems
-            .get(&(va.namespace.clone(), va.name.clone()))
-            .map(String::as_str)
-    }
-}
-
-fn va_reference(va: &VaRef) -> ObjectReference {
-    ObjectReference {
-        api_version: Some("llmd.ai/v1alpha1".into()),
-        kind: Some("VariantAutoscaling".into()),
-        name: Some(va.name.clone()),
-        namespace: Some(va.namespace.clone()),
-        uid: va.uid.clone(),
-        ..Default::default()
+    fn problem(&self, va: &OwnerRef) -> Option<&str> {
+        self.problems.get(&va.id()).map(String::as_str)
     }
 }
 
@@ -182,7 +170,7 @@ impl Actor for StatusWriter {
 impl Handler<StatusBatch> for StatusWriter {
     type Result = ();
     fn handle(&mut self, batch: StatusBatch, _: &mut Context<Self>) {
-        let mut decided: BTreeMap<VaRef, Vec<&StatusUpdate>> = BTreeMap::new();
+        let mut decided: BTreeMap<OwnerRef, Vec<&StatusUpdate>> = BTreeMap::new();
         for update in &batch.0 {
             match update {
                 StatusUpdate::Decided { variant, .. } => {
@@ -227,13 +215,13 @@ impl Handler<StatusBatch> for StatusWriter {
 #[rtype(result = "()")]
 pub enum WriterNote {
     /// A variant's status goes to this VA (`None`: the variant is gone).
-    Bind(VariantKey, Option<VaRef>),
+    Bind(VariantKey, Option<OwnerRef>),
     /// A VA's configuration problem (`None`: fixed).
-    Problem(VaRef, Option<String>),
+    Problem(OwnerRef, Option<String>),
     /// A VA uses the deprecated `perfParms`.
-    Deprecated(VaRef),
+    Deprecated(OwnerRef),
     /// A discovery-mode VA matches no Deployment.
-    NoTargets(VaRef, String),
+    NoTargets(OwnerRef, String),
     /// Entries of a configuration ConfigMap that were skipped (Warning Events on it).
     ConfigProblems {
         namespace: String,
@@ -256,13 +244,9 @@ impl Handler<WriterNote> for StatusWriter {
                 self.entered.remove(&variant);
             }
             WriterNote::Problem(va, Some(problem)) => {
-                tracing::warn!(va = %format!("{}/{}", va.namespace, va.name), %problem, "invalid VariantAutoscaling");
-                self.problems
-                    .insert((va.namespace.clone(), va.name.clone()), problem.clone());
-                let bound = self
-                    .bindings
-                    .values()
-                    .any(|b| b.namespace == va.namespace && b.name == va.name);
+                tracing::warn!(object = %va, %problem, "invalid configuration");
+                self.problems.insert(va.id(), problem.clone());
+                let bound = self.bindings.values().any(|b| b.id() == va.id());
                 if !bound {
                     // Nothing will be decided for it: say so in its status now.
                     self.write_status(&va, &invalid_status(&problem));
@@ -270,8 +254,7 @@ impl Handler<WriterNote> for StatusWriter {
                 self.event(&va, EventSpec::warning("InvalidConfiguration", problem));
             }
             WriterNote::Problem(va, None) => {
-                self.problems
-                    .remove(&(va.namespace.clone(), va.name.clone()));
+                self.problems.remove(&va.id());
             }
             WriterNote::Deprecated(va) => {
                 tracing::warn!(va = %format!("{}/{}", va.namespace, va.name), "Deprecated: spec.modelProfile.accelerators[].perfParms is ignored; the controller learns these parameters");

@@ -1,15 +1,18 @@
 //! The watch streams of the control loop, merged into one: VariantAutoscalings (guarded, so one
-//! malformed object cannot wedge the watch), Deployments, Pods (metadata only) and the policy
-//! ConfigMaps. Watches are namespaced when the controller is scoped to a namespace.
+//! malformed object cannot wedge the watch), Deployments, Pods (metadata only), the scalers
+//! (HPAs, and KEDA's ScaledObjects when KEDA is installed) and the policy ConfigMaps. Watches
+//! are namespaced when the controller is scoped to a namespace.
 
 use futures_util::stream::{self, BoxStream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::Api;
 use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::{WatchStreamExt, watcher};
 
 use super::inventory::{self, Change, Inventory, Kind};
+use super::scalers::ScaledObject;
 use crate::crd::VariantAutoscaling;
 
 /// One event of any watched kind.
@@ -19,6 +22,8 @@ pub enum Watched {
     Deployment(Box<watcher::Event<Deployment>>),
     Pod(watcher::Event<PartialObjectMeta<Pod>>),
     ConfigMap(watcher::Event<ConfigMap>),
+    Hpa(Box<watcher::Event<HorizontalPodAutoscaler>>),
+    ScaledObject(Box<watcher::Event<DeserializeGuard<ScaledObject>>>),
 }
 
 impl Watched {
@@ -29,9 +34,16 @@ impl Watched {
             Self::Deployment(_) => "deployments",
             Self::Pod(_) => "pods",
             Self::ConfigMap(_) => "configmaps",
+            Self::Hpa(_) => HPAS,
+            Self::ScaledObject(_) => SCALED_OBJECTS,
         }
     }
 }
+
+/// The resource name of the HPA watch.
+pub const HPAS: &str = "horizontalpodautoscalers";
+/// The resource name of the ScaledObject watch.
+pub const SCALED_OBJECTS: &str = "scaledobjects";
 
 /// A watch error, with the resource whose watch failed.
 #[derive(Debug)]
@@ -85,12 +97,31 @@ pub fn streams(client: &kube::Client, namespace: Option<&str>, pod_namespace: &s
     .boxed();
     let config_maps = watcher(
         Api::<ConfigMap>::namespaced(client.clone(), pod_namespace),
-        config,
+        config.clone(),
     )
     .default_backoff()
     .map(move |e| e.map(Watched::ConfigMap).map_err(tag("configmaps")))
     .boxed();
-    stream::select_all([vas, deployments, pods, config_maps]).boxed()
+    let hpas = watcher(
+        scoped::<HorizontalPodAutoscaler>(client, namespace),
+        config.clone(),
+    )
+    .default_backoff()
+    .map(move |e| e.map(|h| Watched::Hpa(Box::new(h))).map_err(tag(HPAS)))
+    .boxed();
+    // KEDA may be installed after the controller: until then this list fails with 404 (which
+    // the loop reads as "no ScaledObjects") and is retried with the watch's backoff.
+    let scaled_objects = watcher(
+        scoped::<DeserializeGuard<ScaledObject>>(client, namespace),
+        config.clone(),
+    )
+    .default_backoff()
+    .map(move |e| {
+        e.map(|s| Watched::ScaledObject(Box::new(s)))
+            .map_err(tag(SCALED_OBJECTS))
+    })
+    .boxed();
+    stream::select_all([vas, deployments, pods, config_maps, hpas, scaled_objects]).boxed()
 }
 
 /// Feeds one watch event of the three object kinds to the inventory (ConfigMaps are the
@@ -134,7 +165,42 @@ pub fn to_inventory(inv: &mut Inventory, event: Watched) -> Vec<Change> {
                 Vec::new()
             },
         ),
+        Watched::Hpa(e) => lifecycle(
+            inv,
+            Kind::HorizontalPodAutoscaler,
+            *e,
+            |inv, h| inv.hpa_applied(&h),
+            |inv, h| {
+                let (ns, name) = inventory::id(&h.metadata);
+                inv.scaler_deleted(Kind::HorizontalPodAutoscaler, &ns, &name)
+            },
+        ),
+        Watched::ScaledObject(e) => lifecycle(
+            inv,
+            Kind::ScaledObject,
+            *e,
+            Inventory::scaled_object_applied,
+            |inv, s| {
+                let (ns, name) = match &s.0 {
+                    Ok(s) => inventory::id(&s.metadata),
+                    Err(i) => inventory::id(&i.metadata),
+                };
+                inv.scaler_deleted(Kind::ScaledObject, &ns, &name)
+            },
+        ),
         Watched::ConfigMap(_) => Vec::new(),
+    }
+}
+
+/// Whether a watch error means the resource's API is not served at all (a CRD not installed),
+/// rather than a failure worth retrying loudly.
+pub fn api_not_served(error: &watcher::Error) -> bool {
+    match error {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.code == 404,
+        watcher::Error::WatchError(s) => s.code == 404,
+        _ => false,
     }
 }
 

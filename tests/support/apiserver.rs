@@ -52,7 +52,17 @@ pub const LEASE: Res = Res {
     plural: "leases",
     list_kind: "LeaseList",
 };
-const ALL: [Res; 5] = [VA, DEPLOYMENT, POD, CONFIG_MAP, LEASE];
+pub const HPA: Res = Res {
+    prefix: "/apis/autoscaling/v2",
+    plural: "horizontalpodautoscalers",
+    list_kind: "HorizontalPodAutoscalerList",
+};
+pub const SCALED_OBJECT: Res = Res {
+    prefix: "/apis/keda.sh/v1alpha1",
+    plural: "scaledobjects",
+    list_kind: "ScaledObjectList",
+};
+const ALL: [Res; 7] = [VA, DEPLOYMENT, POD, CONFIG_MAP, LEASE, HPA, SCALED_OBJECT];
 
 /// A write the controller made.
 #[derive(Debug, Clone)]
@@ -78,6 +88,8 @@ struct Store {
     /// Paths of every request, for scoping checks.
     requests: Vec<String>,
     crd_installed: bool,
+    /// KEDA's CRD: until installed, ScaledObject requests are 404 as on a cluster without KEDA.
+    keda_installed: bool,
     /// Status writes answer this code after this delay, while set.
     status_fault: Option<(u16, Duration)>,
     /// token -> username; allowed users for GET /metrics.
@@ -180,6 +192,16 @@ impl FakeApi {
 
     pub fn set_crd_installed(&self, installed: bool) {
         self.store.lock().unwrap().crd_installed = installed;
+    }
+
+    /// Installs (or removes) KEDA's ScaledObject CRD; absent by default.
+    pub fn set_keda_installed(&self, installed: bool) {
+        let mut s = self.store.lock().unwrap();
+        s.keda_installed = installed;
+        if !installed {
+            // Open watches end, as the API server ends them when a CRD is deleted.
+            s.watchers.retain(|w| w.res != SCALED_OBJECT);
+        }
     }
 
     /// A bearer token that authenticates as `user`; `allowed` users may GET /metrics.
@@ -367,6 +389,13 @@ impl FakeApi {
         let Some((res, ns, name, status_sub)) = res_of(&path) else {
             return status_error(404, "NotFound", &format!("no route for {method} {path}"));
         };
+        if res == SCALED_OBJECT && !s.keda_installed {
+            return status_error(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            );
+        }
         match (method.as_str(), name) {
             ("GET", None) if query.contains("watch=true") => {
                 let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
@@ -504,6 +533,34 @@ pub fn deployment(
             "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "vllm", "image": "vllm"}], "nodeSelector": node_selector}},
         },
         "status": {"replicas": replicas, "readyReplicas": replicas},
+    })
+}
+
+/// An HPA on a Deployment, with annotations.
+pub fn hpa(namespace: &str, name: &str, target: &str, annotations: Value) -> Value {
+    json!({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": name, "namespace": namespace, "annotations": annotations},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+            "minReplicas": 1, "maxReplicas": 8,
+            "metrics": [{"type": "External", "external": {
+                "metric": {"name": "wva_desired_replicas", "selector": {"matchLabels": {"variant_name": name}}},
+                "target": {"type": "AverageValue", "averageValue": "1"}}}],
+        },
+    })
+}
+
+/// A ScaledObject on a Deployment, with annotations.
+pub fn scaled_object(namespace: &str, name: &str, target: &str, annotations: Value) -> Value {
+    json!({
+        "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+        "metadata": {"name": name, "namespace": namespace, "annotations": annotations},
+        "spec": {
+            "scaleTargetRef": {"name": target},
+            "minReplicaCount": 1, "maxReplicaCount": 5,
+            "triggers": [{"type": "prometheus", "metadata": {"query": "wva_desired_replicas", "threshold": "1"}}],
+        },
     })
 }
 

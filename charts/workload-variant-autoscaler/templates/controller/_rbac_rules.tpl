@@ -17,7 +17,15 @@
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch"]
-# Events on VAs and ConfigMaps
+# HPAs annotated llm-d.ai/managed (variants without a VA), and the bounds of every variant
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["list", "watch"]
+# ScaledObjects annotated llm-d.ai/managed, and bounds; ignored until KEDA is installed
+- apiGroups: ["keda.sh"]
+  resources: ["scaledobjects"]
+  verbs: ["list", "watch"]
+# Events on VAs, annotated HPAs and ScaledObjects, and ConfigMaps
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
