@@ -80,6 +80,8 @@ impl ControlLoop {
     ) -> Result<(), TaskEnded> {
         let mut ticker = tokio::time::interval(self.settings.reconciliation_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Worded as controller-runtime words it: the install guides users follow grep for it.
+        tracing::info!(controller = "variantautoscaling", "Starting workers");
         let mut read: Option<Read> = None;
         let mut queued: Vec<oneshot::Sender<()>> = Vec::new();
         let mut leader = self.leader.clone();
