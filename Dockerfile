@@ -15,6 +15,9 @@ COPY Cargo.toml Cargo.lock ./
 COPY actors/Cargo.toml actors/Cargo.toml
 COPY sim/Cargo.toml sim/Cargo.toml
 COPY storage/Cargo.toml storage/Cargo.toml
+# The build script compiles KEDA's external scaler protocol (pure Rust, no protoc).
+COPY build.rs build.rs
+COPY proto proto
 RUN mkdir -p src benches actors/src actors/benches sim/src storage/src \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs actors/src/lib.rs sim/src/lib.rs storage/src/lib.rs \

@@ -8,6 +8,7 @@ pub mod controller;
 pub mod crd;
 pub mod crdgen;
 pub mod exit;
+pub mod external_scaler;
 pub mod history;
 pub mod poller;
 pub mod prometheus_api;

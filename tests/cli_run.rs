@@ -61,7 +61,7 @@ fn help_documents_every_flag_with_its_environment_variable() {
 
 #[test]
 fn unusable_settings_exit_2_naming_the_setting() {
-    let cases: [(&[(&str, &str)], &str); 4] = [
+    let cases: [(&[(&str, &str)], &str); 6] = [
         (
             &[("PROMETHEUS_QUERY_TIMEOUT", "soon")],
             "PROMETHEUS_QUERY_TIMEOUT",
@@ -77,6 +77,17 @@ fn unusable_settings_exit_2_naming_the_setting() {
         (
             &[("METRICS_CERT_PATH", "/tmp/cert.pem")],
             "METRICS_CERT_PATH",
+        ),
+        (
+            &[("EXTERNAL_SCALER_KEY_PATH", "/tmp/key.pem")],
+            "EXTERNAL_SCALER_KEY_PATH",
+        ),
+        (
+            &[
+                ("EXTERNAL_SCALER_CERT_PATH", "/tmp/cert.pem"),
+                ("EXTERNAL_SCALER_KEY_PATH", "/tmp/key.pem"),
+            ],
+            "no EXTERNAL_SCALER_BIND_ADDRESS",
         ),
     ];
     for (env, name) in cases {

@@ -235,3 +235,169 @@ async fn race_deletion_recovery_and_isolation_on_a_real_cluster() {
         .await
         .unwrap();
 }
+
+/// The v0.9 form on a real cluster: an annotated HPA is a variant named after it, a bad
+/// annotation is a Warning Event on the HPA, KEDA's external scaler serves what is published,
+/// and (when KEDA is installed) an annotated ScaledObject is a variant too.
+#[actix_rt::test]
+#[ignore = "needs a cluster: KUBECONFIG"]
+async fn annotated_scalers_and_the_external_scaler_on_a_real_cluster() {
+    use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+    use k8s_openapi::api::events::v1::Event;
+    use kube::api::{DynamicObject, ListParams};
+    use kube::discovery::ApiResource;
+    use std::collections::HashMap;
+    use wva::external_scaler::proto::external_scaler_client::ExternalScalerClient;
+    use wva::external_scaler::proto::{GetMetricsRequest, ScaledObjectRef};
+
+    wva::tls::install_default_provider();
+    let client = kube::Client::try_default().await.expect("KUBECONFIG");
+    let ns = format!("wva-annotations-{}", std::process::id());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ns);
+    for d in ["dep-h", "dep-s"] {
+        deployments
+            .create(&PostParams::default(), &deployment(d))
+            .await
+            .unwrap();
+    }
+    let hpa = |name: &str, target: &str, annotations: Value| -> HorizontalPodAutoscaler {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "annotations": annotations},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+                "minReplicas": 1, "maxReplicas": 4,
+                "metrics": [{"type": "External", "external": {
+                    "metric": {"name": "wva_desired_replicas", "selector": {"matchLabels": {"variant_name": name}}},
+                    "target": {"type": "AverageValue", "averageValue": "1"}}}],
+            },
+        }))
+        .unwrap()
+    };
+    let running = controller(&client, &ns, None).await;
+    hpas.create(
+        &PostParams::default(),
+        &hpa(
+            "hpa-h",
+            "dep-h",
+            json!({"llm-d.ai/managed": "true", "llm-d.ai/model-id": "m"}),
+        ),
+    )
+    .await
+    .unwrap();
+    hpas.create(
+        &PostParams::default(),
+        &hpa("hpa-bad", "dep-s", json!({"llm-d.ai/managed": "true"})),
+    )
+    .await
+    .unwrap();
+    let start = Instant::now();
+    while series(&running, "hpa-h").await.is_empty() {
+        assert!(start.elapsed() < T, "hpa-h was never published");
+        running.cycle_now().await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+    let start = Instant::now();
+    loop {
+        let found = events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .any(|e| {
+                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("hpa-bad")
+                    && e.note
+                        .as_deref()
+                        .is_some_and(|n| n.contains("llm-d.ai/model-id"))
+            });
+        if found {
+            break;
+        }
+        assert!(start.elapsed() < T, "no Event on hpa-bad");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
+    // The external scaler answers what the series say.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let scaler = wva::external_scaler::DesiredScaler::new(running.board(), running.leader.clone());
+    tokio::spawn(wva::external_scaler::serve(
+        listener,
+        scaler,
+        None,
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = ExternalScalerClient::new(channel);
+    let answer = grpc
+        .get_metrics(GetMetricsRequest {
+            scaled_object_ref: Some(ScaledObjectRef {
+                name: "so".into(),
+                namespace: ns.clone(),
+                scaler_metadata: HashMap::from([("variantName".into(), "hpa-h".into())]),
+            }),
+            metric_name: "desired_replicas".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let published = series(&running, "hpa-h").await;
+    assert!(
+        published
+            .iter()
+            .any(|l| l.starts_with("inferno_desired_replicas{")
+                && l.ends_with(&format!(" {}", answer.metric_values[0].metric_value))),
+        "{published:?}"
+    );
+    stop.cancel();
+
+    // KEDA, when the cluster has it.
+    let keda = ApiResource {
+        group: "keda.sh".into(),
+        version: "v1alpha1".into(),
+        api_version: "keda.sh/v1alpha1".into(),
+        kind: "ScaledObject".into(),
+        plural: "scaledobjects".into(),
+    };
+    let scaled_objects: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &keda);
+    if scaled_objects.list(&ListParams::default()).await.is_ok() {
+        let so: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+            "metadata": {"name": "so-s", "annotations": {"llm-d.ai/managed": "true", "llm-d.ai/model-id": "m"}},
+            "spec": {"scaleTargetRef": {"name": "dep-s"}, "minReplicaCount": 1, "maxReplicaCount": 3,
+                "triggers": [{"type": "external", "metadata": {"scalerAddress": "127.0.0.1:1", "variantName": "so-s"}}]},
+        }))
+        .unwrap();
+        scaled_objects
+            .create(&PostParams::default(), &so)
+            .await
+            .unwrap();
+        let start = Instant::now();
+        while series(&running, "so-s").await.is_empty() {
+            assert!(start.elapsed() < T, "so-s was never published");
+            running.cycle_now().await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+    running.shutdown().await;
+    namespaces
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .unwrap();
+}

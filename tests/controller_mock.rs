@@ -1074,3 +1074,82 @@ async fn annotated_scalers_are_variants_beside_vas_with_events_on_the_scaler_and
     assert!(series_of(&page(&running).await, "hpa-b").is_empty());
     running.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn keda_s_external_scaler_serves_what_is_published_and_nothing_else() {
+    use std::collections::HashMap;
+    use support::apiserver::{HPA, hpa};
+    use wva::external_scaler::proto::external_scaler_client::ExternalScalerClient;
+    use wva::external_scaler::proto::{GetMetricsRequest, ScaledObjectRef};
+    use wva::external_scaler::{DesiredScaler, serve};
+
+    let api = FakeApi::new();
+    api.apply(VA, va(NS, "va", "m", Some("dep"), json!({})));
+    api.apply(
+        HPA,
+        hpa(
+            NS,
+            "hpa-b",
+            "dep-b",
+            json!({"llm-d.ai/managed": "true", "llm-d.ai/model-id": "m"}),
+        ),
+    );
+    for dep in ["dep", "dep-b"] {
+        api.apply(DEPLOYMENT, deployment(NS, dep, 3, json!({}), json!({})));
+        for i in 0..3 {
+            api.apply(POD, pod(NS, dep, i));
+        }
+    }
+    let running = started(&api, options(settings(None, None), None)).await;
+    variants_become(&running, 2).await;
+    running.cycle_now().await;
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let scaler = DesiredScaler::new(running.board(), running.leader.clone());
+    let served = tokio::spawn(serve(listener, scaler, None, stop.clone()));
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}")).unwrap();
+    let channel = tokio::time::timeout(T, async {
+        loop {
+            if let Ok(channel) = endpoint.connect().await {
+                break channel;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("a gRPC connection");
+    let mut client = ExternalScalerClient::new(channel);
+    let ask = |variant: &str| ScaledObjectRef {
+        name: "so".into(),
+        namespace: NS.into(),
+        scaler_metadata: HashMap::from([("variantName".to_string(), variant.to_string())]),
+    };
+    let text = page(&running).await;
+    for variant in ["va", "hpa-b"] {
+        let published = series_of(&text, variant)
+            .into_iter()
+            .find(|l| l.starts_with("inferno_desired_replicas{"))
+            .and_then(|l| l.rsplit(' ').next().map(str::to_string))
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or_else(|| panic!("{variant} is not published: {text}"));
+        let served = client
+            .get_metrics(GetMetricsRequest {
+                scaled_object_ref: Some(ask(variant)),
+                metric_name: "desired_replicas".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(served.metric_values[0].metric_value, published, "{variant}");
+    }
+    // A VA that goes away is NOT_FOUND at once, as its series disappear.
+    api.delete(VA, NS, "va");
+    variants_become(&running, 1).await;
+    let status = client.is_active(ask("va")).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound);
+    stop.cancel();
+    served.await.unwrap().unwrap();
+    running.shutdown().await;
+}

@@ -93,10 +93,19 @@ fn the_runtime_is_distroless_non_root_and_runs_wva() {
     assert!(runtime.contains("ENTRYPOINT [\"/usr/local/bin/wva\"]"));
     assert!(runtime.contains("CMD [\"run\"]"));
     // The chart runs the same user, and mounts the decision log where the image has it.
-    let sts = read("charts/workload-variant-autoscaler/templates/controller/statefulset.yaml");
-    assert!(sts.contains("runAsUser: 65532") && sts.contains("mountPath: /var/lib/wva"));
+    let pod = read("charts/workload-variant-autoscaler/templates/controller/_pod.tpl");
+    assert!(pod.contains("runAsUser: 65532") && pod.contains("mountPath: /var/lib/wva"));
     assert!(runtime.contains("/var/lib/wva"));
     // The binary built is the one the image runs.
     assert!(read("Cargo.toml").contains("[[bin]]\nname = \"wva\""));
     assert!(dockerfile.contains("cargo build --release --locked --bin wva"));
+    // The build script and the protocol it compiles are in the build context.
+    assert!(
+        dockerfile.contains("COPY build.rs build.rs") && dockerfile.contains("COPY proto proto")
+    );
+    assert!(
+        !read(".dockerignore")
+            .lines()
+            .any(|l| l.trim() == "proto" || l.trim() == "build.rs")
+    );
 }

@@ -9,6 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use actix::prelude::*;
 use prometheus::{CounterVec, Encoder, GaugeVec, Opts, Registry, TextEncoder};
+use tokio::sync::watch;
 use wva_storage::VariantKey;
 
 pub use crate::policy::outputs::{Published, ScalingChange};
@@ -33,9 +34,14 @@ impl Default for PublisherConfig {
 /// A variant's accelerator label, and the (direction, reason) pairs its counter has used.
 type SeriesLabels = (String, BTreeSet<(&'static str, &'static str)>);
 
+/// The published desired count of every variant, for readers that are not Prometheus (KEDA's
+/// external scaler): the same values as the series, changed at the same moments.
+pub type DesiredBoard = HashMap<VariantKey, u32>;
+
 /// The publisher actor.
 #[derive(Debug)]
 pub struct Publisher {
+    board: watch::Sender<DesiredBoard>,
     registry: Registry,
     desired: GaugeVec,
     current: GaugeVec,
@@ -122,6 +128,7 @@ impl Publisher {
         registry.register(Box::new(ratio.clone()))?;
         registry.register(Box::new(scaling.clone()))?;
         Ok(Self {
+            board: watch::Sender::new(DesiredBoard::new()),
             registry,
             desired,
             current,
@@ -152,7 +159,14 @@ impl Publisher {
             .collect()
     }
 
+    /// A reader of the desired counts as published; take it before starting the actor.
+    pub fn board(&self) -> watch::Receiver<DesiredBoard> {
+        self.board.subscribe()
+    }
+
     fn publish(&mut self, p: &Published) {
+        self.board
+            .send_if_modified(|b| b.insert(p.variant.clone(), p.desired) != Some(p.desired));
         if let Some((accelerator, _)) = self.series.get(&p.variant)
             && *accelerator != p.accelerator
         {
@@ -201,6 +215,7 @@ impl Publisher {
     }
 
     fn remove(&mut self, variant: &VariantKey) {
+        self.board.send_if_modified(|b| b.remove(variant).is_some());
         let Some((accelerator, changes)) = self.series.remove(variant) else {
             return;
         };

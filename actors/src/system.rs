@@ -36,6 +36,8 @@ impl std::fmt::Debug for SystemConfig {
 pub struct ActorSystem {
     pub registry: Addr<Registry>,
     pub publisher: Addr<Publisher>,
+    /// The desired counts as published (KEDA's external scaler reads them).
+    pub board: tokio::sync::watch::Receiver<crate::publisher::DesiredBoard>,
     pub log: Addr<LogActor>,
     /// Why the last good desired counts could not be read from the log, if they could not
     /// (the safety net then falls back to the VA statuses).
@@ -50,7 +52,9 @@ pub struct StartError(#[from] prometheus::Error);
 /// Starts the log actor, the publisher and the registry, recovering the last good desired counts
 /// from the log. Must run inside an actix System.
 pub fn start(config: SystemConfig) -> Result<ActorSystem, StartError> {
-    let publisher = Publisher::new(&config.publisher)?.start();
+    let publisher = Publisher::new(&config.publisher)?;
+    let board = publisher.board();
+    let publisher = publisher.start();
     let (recovered, recovery_problem) = match config.log.last_good() {
         Ok(r) => (r, None),
         Err(e) => (Default::default(), Some(e.to_string())),
@@ -70,6 +74,7 @@ pub fn start(config: SystemConfig) -> Result<ActorSystem, StartError> {
     Ok(ActorSystem {
         registry,
         publisher,
+        board,
         log,
         recovery_problem,
     })

@@ -16,6 +16,7 @@ use crate::controller::http::{self, Authorizer};
 use crate::controller::leader::LeaseTiming;
 use crate::controller::{ControllerOptions, prometheus_source};
 use crate::exit::INVALID_INPUT;
+use crate::external_scaler::{self, DesiredScaler, ScalerTls};
 use crate::prometheus_api::{PrometheusClient, QueryPolicy};
 
 /// Flags of `wva run`; every one can also be set by its environment variable.
@@ -66,6 +67,16 @@ pub struct RunArgs {
     /// Further attempts of a Prometheus query that failed in a way that may pass.
     #[arg(long, env = "PROMETHEUS_QUERY_RETRIES", default_value_t = 2)]
     pub prometheus_query_retries: u32,
+    /// Serve KEDA's external scaler protocol (gRPC) on this address, e.g. 0.0.0.0:9090; off
+    /// when empty.
+    #[arg(long, env = "EXTERNAL_SCALER_BIND_ADDRESS")]
+    pub external_scaler_bind_address: Option<String>,
+    /// Certificate (PEM) of the external scaler; plaintext gRPC when absent.
+    #[arg(long, env = "EXTERNAL_SCALER_CERT_PATH")]
+    pub external_scaler_cert_path: Option<PathBuf>,
+    /// Private key (PEM) of the external scaler's certificate.
+    #[arg(long, env = "EXTERNAL_SCALER_KEY_PATH")]
+    pub external_scaler_key_path: Option<PathBuf>,
 }
 
 fn fail(message: &str, code: u8) -> ExitCode {
@@ -91,6 +102,8 @@ pub struct RunChecks {
     pub query: QueryPolicy,
     /// The metrics endpoint's certificate and key, when given (both, or neither).
     pub metrics_cert: Option<(PathBuf, PathBuf)>,
+    /// Where KEDA's external scaler is served, and its TLS, when it is.
+    pub external_scaler: Option<(String, Option<ScalerTls>)>,
 }
 
 impl RunArgs {
@@ -129,9 +142,38 @@ impl RunArgs {
                 ));
             }
         };
+        let scaler_tls = match (
+            &self.external_scaler_cert_path,
+            &self.external_scaler_key_path,
+        ) {
+            (Some(cert), Some(key)) => Some(ScalerTls {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(bad(
+                    "EXTERNAL_SCALER_CERT_PATH",
+                    "external-scaler-cert-path",
+                    "expected EXTERNAL_SCALER_CERT_PATH and EXTERNAL_SCALER_KEY_PATH both or neither".into(),
+                ));
+            }
+        };
+        let external_scaler = match self.external_scaler_bind_address.as_deref().map(str::trim) {
+            None | Some("") if scaler_tls.is_some() => {
+                return Err(bad(
+                    "EXTERNAL_SCALER_CERT_PATH",
+                    "external-scaler-cert-path",
+                    "a certificate for the external scaler, but no EXTERNAL_SCALER_BIND_ADDRESS to serve it on".into(),
+                ));
+            }
+            None | Some("") => None,
+            Some(address) => Some((address.to_string(), scaler_tls)),
+        };
         Ok((
             settings,
             RunChecks {
+                external_scaler,
                 query: QueryPolicy {
                     timeout,
                     retries: self.prometheus_query_retries,
@@ -253,6 +295,20 @@ async fn controller_main(args: RunArgs) -> ExitCode {
             }
         }
     });
+    if let Some((address, tls)) = checks.external_scaler {
+        let listener = match http::bind(&address, "EXTERNAL_SCALER_BIND_ADDRESS") {
+            Ok(l) => l,
+            Err(e) => return fail(&e.to_string(), 1),
+        };
+        let scaler = DesiredScaler::new(running.board(), running.leader.clone());
+        let stop = stop.clone();
+        tracing::info!(%address, tls = tls.is_some(), "serving KEDA's external scaler protocol");
+        running.spawn_critical("external-scaler", async move {
+            if let Err(e) = external_scaler::serve(listener, scaler, tls.as_ref(), stop).await {
+                tracing::error!(error = %e, "the external scaler failed");
+            }
+        });
+    }
     running.spawn_critical("metrics-server", async move {
         if let Err(e) = http::serve(metrics_listener, metrics, tls, stop).await {
             tracing::error!(error = %e, "the metrics server failed");

@@ -105,6 +105,11 @@ pub struct Running {
 }
 
 impl Running {
+    /// The desired counts as published, for KEDA's external scaler.
+    pub fn board(&self) -> watch::Receiver<wva_actors::publisher::DesiredBoard> {
+        self.actors.board.clone()
+    }
+
     /// Runs one cycle now and waits until it is decided (tests; the loop runs them on the
     /// interval).
     pub async fn cycle_now(&self) {
