@@ -4,8 +4,8 @@ use serde::Serialize;
 use std::collections::HashMap;
 
 use wva_storage::{
-    CycleRecord, DecisionLog, HistoryFilter, ModelBasedRecord, ModelKey, Record, SloCapacityRecord,
-    Timestamp,
+    CycleRecord, DecisionLog, DemandRecord, HistoryFilter, ModelBasedRecord, ModelKey, Record,
+    SloCapacityRecord, Timestamp,
 };
 
 use crate::timefmt::format_time;
@@ -57,6 +57,14 @@ pub fn model_based_by_cycle(records: &[(u64, Record)]) -> ByCycle<'_, ModelBased
 pub fn slo_capacity_by_cycle(records: &[(u64, Record)]) -> ByCycle<'_, SloCapacityRecord> {
     by_cycle(records, |r| match r {
         Record::SloCapacity(s) => Some(s),
+        _ => None,
+    })
+}
+
+/// The demand record (requests held by the scheduler) of each cycle that had one.
+pub fn demand_by_cycle(records: &[(u64, Record)]) -> ByCycle<'_, DemandRecord> {
+    by_cycle(records, |r| match r {
+        Record::Demand(d) => Some(d),
         _ => None,
     })
 }

@@ -48,11 +48,12 @@ pub struct ReadFailure {
 }
 
 /// The signal each query of a read asks for, in the order they are sent.
-const QUERY_TYPES: [&str; 10] = [
+const QUERY_TYPES: [&str; 11] = [
     "kv_cache",
     "queue",
     "running",
     "sample_age",
+    "epp_queue",
     "request_rate",
     "prompt_tokens",
     "generation_tokens",
@@ -74,6 +75,7 @@ pub async fn poll(
         queries::per_pod(queries::WAITING, ns),
         queries::per_pod(queries::RUNNING, ns),
         queries::newest_sample(ns),
+        queries::held_requests(ns),
     ];
     if plan.serving {
         texts.push(queries::request_rate(ns));
@@ -144,10 +146,19 @@ pub async fn poll(
         ]
         .iter()
         .enumerate()
-        .map(|(i, what)| optional(4 + i, what))
+        .map(|(i, what)| optional(5 + i, what))
         .collect()
     } else {
         Vec::new()
+    };
+
+    // No EPP in front of the model is the usual case: an empty answer, not a warning.
+    let held = match &answers[4] {
+        Ok(result) => queries::read_held_requests(result),
+        Err(e) => {
+            warnings.push(format!("EPP flow-control queue: {e}"));
+            HashMap::new()
+        }
     };
 
     let mut kv_sources: Vec<String> = kv.iter().filter_map(|v| v.source.clone()).collect();
@@ -156,6 +167,7 @@ pub async fn poll(
 
     let mut snapshot = assemble(&kv, &waiting, &running, &serving, pods);
     stale_deployments(&mut snapshot, &newest, pods, now_s);
+    snapshot.held_requests = held;
     for (i, models) in windows.values().enumerate() {
         match &answers[count_start + i] {
             Ok(result) => snapshot

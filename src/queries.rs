@@ -208,6 +208,49 @@ pub fn read_request_counts(
         .collect()
 }
 
+/// The llm-d scheduler's (EPP's) flow-control queue gauge, newest name first: llm-d renamed the
+/// `inference_extension_` family to `llm_d_epp_` and still exports both for a while.
+pub const EPP_QUEUE: [&str; 2] = [
+    "llm_d_epp_flow_control_queue_size",
+    "inference_extension_flow_control_queue_size",
+];
+/// The labels the EPP queue is summed by: the model a request asked for, and the model it was
+/// sent to (what vLLM reports as `model_name`).
+const EPP_LABELS: &str = "namespace, model_name, target_model_name";
+
+/// Requests held in the EPP's flow-control queue, per namespace and model, under the newer name
+/// where it exists (never both, so nothing is counted twice).
+pub fn held_requests(namespaces: &[String]) -> String {
+    let selector = namespace_selector(namespaces);
+    EPP_QUEUE
+        .iter()
+        .map(|name| format!("sum by ({EPP_LABELS}) ({name}{selector})"))
+        .collect::<Vec<_>>()
+        .join(&format!(" or on ({EPP_LABELS}) "))
+}
+
+/// Reads a held-requests answer: per (namespace, model), the model being `target_model_name`
+/// when the EPP set it, else `model_name`. Series without either, and values that are not
+/// finite non-negative numbers, are skipped (a queue cannot be negative).
+pub fn read_held_requests(result: &[Sample]) -> HashMap<ModelKey, f64> {
+    let mut held: HashMap<ModelKey, f64> = HashMap::new();
+    for series in result {
+        let model = series
+            .label("target_model_name")
+            .filter(|m| !m.is_empty())
+            .or_else(|| series.label("model_name").filter(|m| !m.is_empty()));
+        let (Some(ns), Some(model), Some(value)) =
+            (series.label("namespace"), model, series.number())
+        else {
+            continue;
+        };
+        if value >= 0.0 {
+            *held.entry(ModelKey::new(ns, model)).or_default() += value;
+        }
+    }
+    held
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -277,5 +320,22 @@ mod tests {
         assert_eq!(counts[&models[1]], RequestCount::Read(0.0));
         assert!(matches!(counts[&models[2]], RequestCount::Failed(ref e) if e.contains("finite")));
         assert_eq!(counts[&models[3]], RequestCount::NoSeries);
+    }
+
+    #[test]
+    fn held_requests_read_both_generations_once_and_by_the_target_model() {
+        assert_eq!(
+            held_requests(&["llm".into()]),
+            "sum by (namespace, model_name, target_model_name) (llm_d_epp_flow_control_queue_size{namespace=~\"llm\"}) or on (namespace, model_name, target_model_name) sum by (namespace, model_name, target_model_name) (inference_extension_flow_control_queue_size{namespace=~\"llm\"})"
+        );
+        let held = read_held_requests(&samples(vec![
+            json!({"metric": {"namespace": "llm", "model_name": "alias", "target_model_name": "m"}, "value": [1, "3"]}),
+            json!({"metric": {"namespace": "llm", "model_name": "m", "target_model_name": ""}, "value": [1, "2"]}),
+            json!({"metric": {"namespace": "llm", "model_name": "other"}, "value": [1, "NaN"]}),
+            json!({"metric": {"namespace": "llm", "model_name": "neg"}, "value": [1, "-1"]}),
+            json!({"metric": {"namespace": "llm"}, "value": [1, "9"]}),
+        ]));
+        assert_eq!(held.len(), 1, "{held:?}");
+        assert_eq!(held[&ModelKey::new("llm", "m")], 5.0);
     }
 }

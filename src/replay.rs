@@ -13,10 +13,13 @@ use wva_actors::record::{
     recorded_thresholds,
 };
 use wva_storage::{
-    CycleRecord, DecisionLog, HistoryFilter, ModelBasedRecord, Record, SloCapacityRecord,
+    CycleRecord, DecisionLog, DemandRecord, HistoryFilter, ModelBasedRecord, Record,
+    SloCapacityRecord,
 };
 
-use crate::history::{OutputFormat, model_based_by_cycle, slo_capacity_by_cycle, table};
+use crate::history::{
+    OutputFormat, demand_by_cycle, model_based_by_cycle, slo_capacity_by_cycle, table,
+};
 use crate::timefmt::format_time;
 
 /// What to replay with.
@@ -80,6 +83,7 @@ fn redecide(
     record: &CycleRecord,
     extras: Option<&ModelBasedRecord>,
     capacity: Option<&SloCapacityRecord>,
+    demand: Option<&DemandRecord>,
     mode: OperatingMode,
     analyzer: Analyzer,
     options: &ReplayOptions,
@@ -106,6 +110,7 @@ fn redecide(
         request_count: request_count.as_ref(),
         analyzer,
         slo_capacity: views.as_ref().map(|(v, c)| (v.as_slice(), c)),
+        held_requests: demand.map(|d| d.epp_queue),
     })
 }
 
@@ -121,6 +126,7 @@ pub fn replay(log: &dyn DecisionLog, options: &ReplayOptions) -> Result<ReplayRe
     // The model-based record of a cycle has the cycle's model and time.
     let extras = model_based_by_cycle(&history.records);
     let capacity = slo_capacity_by_cycle(&history.records);
+    let demand = demand_by_cycle(&history.records);
     for (seq, record) in &history.records {
         let Record::Cycle(c) = record else {
             continue;
@@ -149,7 +155,9 @@ pub fn replay(log: &dyn DecisionLog, options: &ReplayOptions) -> Result<ReplayRe
         {
             report.without_serving_inputs += 1;
         }
-        let decision = redecide(c, extra, recorded_capacity, mode, analyzer, options).decision;
+        let held = demand.get(&(&c.model, c.at)).copied();
+        let decision =
+            redecide(c, extra, recorded_capacity, held, mode, analyzer, options).decision;
         let mut differs = false;
         let mut names: Vec<&str> = c.targets.iter().map(|t| t.name.as_str()).collect();
         names.extend(decision.variants.iter().map(|v| v.name.as_str()));

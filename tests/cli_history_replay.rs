@@ -242,3 +242,67 @@ fn bad_arguments_and_missing_logs_fail_clearly() {
     assert_eq!(code, Some(2));
     assert!(err.contains("kind"), "{err}");
 }
+
+/// A decision that requests held by the llm-d scheduler made (waking a model at zero) replays
+/// identically from its demand record, and only with it.
+#[test]
+fn requests_held_by_the_scheduler_are_recorded_and_replayed() {
+    use wva_actors::policy::Analyzer;
+    use wva_actors::policy::cycle::{CycleInputs, decide_cycle};
+    use wva_actors::policy::model_based::RequestCount;
+    use wva_storage::DemandRecord;
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    let (mut log, _) = SledLog::open(&dir, Retention::default(), 0).expect("open");
+    let model = ModelKey::new("llm-d", "llama");
+    let mut asleep = variant("cheap", 10.0, &[], Some(0));
+    asleep.current_replicas = 0;
+    asleep.ready_replicas = 0;
+    let inputs = [asleep];
+    let thresholds = Thresholds::default();
+    let idle = RequestCount::Read(0.0);
+    let decided = decide_cycle(CycleInputs {
+        mode: OperatingMode::CapacityOnly,
+        thresholds: &thresholds,
+        variants: &inputs,
+        metrics_error: None,
+        model_based: None,
+        scale_to_zero: false,
+        request_count: Some(&idle),
+        analyzer: Analyzer::SaturationV1,
+        slo_capacity: None,
+        held_requests: Some(6.0),
+    });
+    assert_eq!(decided.decision.variants[0].target, 1);
+    let record = cycle_record(CycleFacts {
+        model: &model,
+        at: Timestamp(T0),
+        mode: OperatingMode::CapacityOnly,
+        config_version: "test",
+        thresholds,
+        metrics_error: None,
+        inputs: &inputs,
+        decision: &decided.decision,
+        trigger: "tick",
+    });
+    log.append(&Record::Cycle(record)).expect("append");
+    log.append(&Record::Demand(DemandRecord {
+        model,
+        at: Timestamp(T0),
+        epp_queue: 6.0,
+    }))
+    .expect("append");
+    log.flush().expect("flush");
+    drop(log);
+    let d = dir.to_str().expect("utf8");
+    let (code, out, err) = wva(&["replay", "--data-dir", d]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "replayed 1 cycles, 0 decisions differ\n");
+    let (code, out, err) = wva(&["history", "--data-dir", d]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("6 requests wait in the llm-d scheduler's queue"),
+        "{out}"
+    );
+}

@@ -347,3 +347,110 @@ async fn tokens_timeouts_retries_and_a_prometheus_that_is_down() {
         other => panic!("expected a failed read, got {other:?}"),
     }
 }
+
+/// CONTRACT section 14: the llm-d scheduler's flow-control queue, under both of its names, is
+/// read per model through a real Prometheus, and wakes a model at zero.
+#[tokio::test]
+async fn the_epp_queue_is_read_under_both_names_and_wakes_a_model_at_zero() {
+    use wva_actors::policy::cycle::{CycleInputs, decide_cycle};
+    use wva_actors::policy::decision::VariantInput;
+    use wva_actors::policy::model_based::RequestCount;
+    use wva_actors::policy::{Analyzer, OperatingMode, Thresholds};
+
+    wva::tls::install_default_provider();
+    // Two models at zero behind their schedulers: every request waits in the EPP's queue.
+    let newer = Emulator::start(&[
+        "--servers",
+        "0",
+        "--epp",
+        "current",
+        "--load",
+        "constant:4",
+        "--model",
+        "asleep-a",
+    ]);
+    let older = Emulator::start(&[
+        "--servers",
+        "0",
+        "--epp",
+        "legacy",
+        "--load",
+        "constant:4",
+        "--model",
+        "asleep-b",
+    ]);
+    let prom = Prometheus::start(
+        &[
+            Target::pod(newer.epp.as_deref().unwrap(), "llm", "epp-a-6d5c-x"),
+            Target::pod(older.epp.as_deref().unwrap(), "llm", "epp-b-7f8d-y"),
+        ],
+        None,
+    );
+    let client = PrometheusClient::new(&settings(&prom.url()), quick()).unwrap();
+    wait_series(&client, "llm_d_epp_flow_control_queue_size > 0", 1).await;
+    wait_series(
+        &client,
+        "inference_extension_flow_control_queue_size > 0",
+        1,
+    )
+    .await;
+
+    let plan = PollPlan {
+        namespaces: vec!["llm".into()],
+        ..Default::default()
+    };
+    let report = poll(&client, &plan, &PodIndex::new(), now_s()).await;
+    let Metrics::Read(snapshot) = &report.metrics else {
+        panic!("read failed: {:?}", report.metrics);
+    };
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    let held = |m: &str| {
+        snapshot
+            .held_requests
+            .get(&ModelKey::new("llm", m))
+            .copied()
+    };
+    let (a, b) = (held("asleep-a"), held("asleep-b"));
+    assert!(a.is_some_and(|q| q >= 1.0), "{:?}", snapshot.held_requests);
+    assert!(b.is_some_and(|q| q >= 1.0), "{:?}", snapshot.held_requests);
+    // Another namespace's scheduler is not this one's.
+    let elsewhere = PollPlan {
+        namespaces: vec!["other".into()],
+        ..Default::default()
+    };
+    let report = poll(&client, &elsewhere, &PodIndex::new(), now_s()).await;
+    assert!(matches!(&report.metrics, Metrics::Read(s) if s.held_requests.is_empty()));
+
+    // What was read wakes the model: one replica of its cheapest variant, though it served
+    // nothing in the retention window.
+    let at_zero = |name: &str, cost: f64| VariantInput {
+        name: name.into(),
+        cost,
+        accelerator: "H100".into(),
+        current_replicas: 0,
+        ready_replicas: 0,
+        previous_desired: Some(0),
+        replicas: Vec::new(),
+    };
+    let variants = [at_zero("dear", 9.0), at_zero("cheap", 3.0)];
+    let idle = RequestCount::Read(0.0);
+    let decided = decide_cycle(CycleInputs {
+        mode: OperatingMode::CapacityOnly,
+        thresholds: &Thresholds::default(),
+        variants: &variants,
+        metrics_error: None,
+        model_based: None,
+        scale_to_zero: true,
+        request_count: Some(&idle),
+        analyzer: Analyzer::SaturationV1,
+        slo_capacity: None,
+        held_requests: a,
+    });
+    let targets: Vec<(&str, u32)> = decided
+        .decision
+        .variants
+        .iter()
+        .map(|t| (t.name.as_str(), t.target))
+        .collect();
+    assert_eq!(targets, [("dear", 0), ("cheap", 1)]);
+}

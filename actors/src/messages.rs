@@ -109,6 +109,9 @@ pub struct MetricsSnapshot {
     /// Age in seconds of the newest sample of Deployments (by namespace and name) whose live
     /// pods have series, but none inside the read window: the `MetricsStale` condition.
     pub stale: HashMap<(String, String), u64>,
+    /// Requests the llm-d scheduler (EPP) holds in its flow-control queue, per model, where it
+    /// reports any.
+    pub held_requests: HashMap<ModelKey, f64>,
 }
 
 /// The outcome of the cycle's metrics read.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use tracing::Instrument;
-use wva_storage::Record;
+use wva_storage::{DemandRecord, Record};
 
 use crate::effects::{Effects, Ports};
 use crate::log_actor::LearnerOf;
@@ -609,6 +609,9 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
     let model_inputs = (learn || scale_to_zero)
         .then(|| model_based_inputs(&settings, &model, &inputs, &specs, &learners, &served));
     let request_count = snapshot.and_then(|s| s.request_counts.get(&model).cloned());
+    let held_requests = snapshot
+        .and_then(|s| s.held_requests.get(&model).copied())
+        .filter(|q| q.is_finite() && *q > 0.0);
     let mut decided = decide_cycle(CycleInputs {
         mode: settings.mode,
         thresholds: &thresholds,
@@ -619,6 +622,7 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
         request_count: request_count.as_ref(),
         analyzer: settings.analyzer,
         slo_capacity: fit_itl.then_some((capacity_views.as_slice(), &slo_config)),
+        held_requests,
     });
     // Say so where a desired count was given up on (the policy decided without it).
     for v in &variants {
@@ -660,6 +664,13 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
             decision,
             trigger,
         })));
+    if let Some(epp_queue) = held_requests {
+        ran.effects.records.push(Record::Demand(DemandRecord {
+            model: model.clone(),
+            at,
+            epp_queue,
+        }));
+    }
     if let Some(outcome) = &decided.slo_capacity {
         ran.effects
             .records

@@ -5,8 +5,14 @@
 //!
 //! The servers are the same model as `wva simulate` uses; only the clock differs: virtual time
 //! here follows the wall clock (times `speed`).
+//!
+//! With an EPP (`--epp`), the load goes through an emulated llm-d scheduler first: its flow
+//! control holds a request while every server is saturated (a waiting queue of
+//! [`EPP_QUEUE_DEPTH`] or KV-cache use of [`EPP_KV_UTILISATION`], the scheduler's default
+//! saturation thresholds) and exposes the held count on its own `/metrics`. With no servers at
+//! all (a model at zero), every request waits there.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -22,7 +28,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use crate::cluster::{Cluster, Variant};
-use crate::exposition::{MetricNames, ServerMetrics};
+use crate::exposition::{EppMetrics, MetricNames, ServerMetrics};
 use crate::profiles::AcceleratorProfile;
 use crate::server::{Completed, Request};
 
@@ -42,7 +48,14 @@ pub struct EmulateOptions {
     pub listen: IpAddr,
     /// First port; server i listens on `base_port + i`. 0 picks free ports.
     pub base_port: u16,
+    /// An emulated llm-d scheduler in front, with its metric-name generation.
+    pub epp: Option<MetricNames>,
 }
+
+/// A server with this many requests waiting is saturated for the EPP's flow control.
+pub const EPP_QUEUE_DEPTH: usize = 5;
+/// A server with this much of its KV cache in use is saturated for the EPP's flow control.
+pub const EPP_KV_UTILISATION: f64 = 0.8;
 
 /// Where one emulated server listens (printed as JSON at start-up).
 #[derive(Debug, Clone, Serialize)]
@@ -67,6 +80,9 @@ struct Fleet {
     next_api_id: u64,
     waiting_callers: HashMap<u64, oneshot::Sender<Completed>>,
     model_name: String,
+    /// Requests the emulated EPP holds, in arrival order (`None`: no EPP, load goes straight
+    /// to the servers).
+    held: Option<VecDeque<Request>>,
 }
 
 impl Fleet {
@@ -91,6 +107,44 @@ impl Fleet {
         });
         cluster.completed.clear();
     }
+
+    /// Takes an arrival: into the EPP's queue when there is an EPP, else to the least busy
+    /// server.
+    fn arrive(&mut self, request: Request, now_ms: f64) {
+        match &mut self.held {
+            Some(queue) => queue.push_back(request),
+            None => self.cluster.route(request, now_ms),
+        }
+    }
+
+    /// The EPP dispatches held requests, oldest first, to the least busy server that is not
+    /// saturated, while there is one.
+    fn dispatch_held(&mut self, now_ms: f64) {
+        let Some(queue) = &mut self.held else { return };
+        let servers = &mut self.cluster.variants[0].servers;
+        while !queue.is_empty() {
+            let Some(best) = servers
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| {
+                    s.is_ready(now_ms)
+                        && s.waiting() < EPP_QUEUE_DEPTH
+                        && s.kv_usage() < EPP_KV_UTILISATION
+                })
+                .min_by_key(|(i, s)| (s.in_system(), *i))
+                .map(|(i, _)| i)
+            else {
+                break;
+            };
+            if let Some(request) = queue.pop_front() {
+                servers[best].enqueue(request);
+            }
+        }
+    }
+
+    fn held_count(&self) -> usize {
+        self.held.as_ref().map_or(0, VecDeque::len)
+    }
 }
 
 type Shared = Arc<Mutex<Fleet>>;
@@ -107,10 +161,13 @@ fn lock(fleet: &Shared) -> MutexGuard<'_, Fleet> {
 /// endpoints once every listener is bound.
 pub async fn serve(
     options: EmulateOptions,
-    on_ready: impl FnOnce(&[Endpoint]),
+    on_ready: impl FnOnce(&[Endpoint], Option<&str>),
 ) -> Result<(), String> {
-    if options.servers == 0 {
-        return Err("--servers: expected at least 1".into());
+    if options.servers == 0 && options.epp.is_none() {
+        return Err(
+            "--servers: expected at least 1 (0 only with --epp, a model at zero behind its scheduler)"
+                .into(),
+        );
     }
     if !(options.speed.is_finite() && options.speed > 0.0) {
         return Err("--speed: expected a number > 0".into());
@@ -134,7 +191,13 @@ pub async fn serve(
         next_api_id: API_ID_BASE,
         waiting_callers: HashMap::new(),
         model_name: options.model_name.clone(),
+        held: options.epp.map(|_| VecDeque::new()),
     }));
+    let epp_metrics = options
+        .epp
+        .map(|names| EppMetrics::new(&options.model_name, names))
+        .transpose()
+        .map_err(|e| format!("cannot register the emulated EPP metrics: {e}"))?;
 
     let mut endpoints = Vec::new();
     let mut listeners = Vec::new();
@@ -159,7 +222,26 @@ pub async fn serve(
         });
         listeners.push(listener);
     }
-    on_ready(&endpoints);
+    // The EPP listens on the port after the servers'.
+    let epp_listener = match &epp_metrics {
+        None => None,
+        Some(_) => {
+            let port = if options.base_port == 0 {
+                0
+            } else {
+                u16::try_from(usize::from(options.base_port) + options.servers)
+                    .map_err(|_| "--base-port: the EPP's port is above 65535".to_string())?
+            };
+            let listener = tokio::net::TcpListener::bind(SocketAddr::new(options.listen, port))
+                .await
+                .map_err(|e| format!("cannot listen on {}:{port}: {e}", options.listen))?;
+            let address = listener
+                .local_addr()
+                .map_err(|e| format!("cannot read the bound address: {e}"))?;
+            Some((listener, address.to_string()))
+        }
+    };
+    on_ready(&endpoints, epp_listener.as_ref().map(|(_, a)| a.as_str()));
 
     let mut tasks = tokio::task::JoinSet::new();
     for (index, listener) in listeners.into_iter().enumerate() {
@@ -173,6 +255,16 @@ pub async fn serve(
             axum::serve(listener, app)
                 .await
                 .map_err(|e| format!("server {index}: {e}"))
+        });
+    }
+    if let (Some((listener, _)), Some(page)) = (epp_listener, epp_metrics) {
+        let app = Router::new()
+            .route("/metrics", get(epp_page))
+            .with_state((fleet.clone(), page));
+        tasks.spawn(async move {
+            axum::serve(listener, app)
+                .await
+                .map_err(|e| format!("EPP: {e}"))
         });
     }
     tasks.spawn(drive(fleet.clone(), options.load));
@@ -204,8 +296,9 @@ async fn drive(fleet: Shared, load: Vec<Request>) -> Result<(), String> {
         let now = f.now_ms();
         f.advance(now);
         while let Some(r) = arrivals.next_if(|r| r.arrival_ms <= now) {
-            f.cluster.route(r, now);
+            f.arrive(r, now);
         }
+        f.dispatch_held(now);
         f.advance(now);
     }
 }
@@ -226,6 +319,24 @@ async fn metrics(State((fleet, index)): State<(Shared, usize)>) -> Response {
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         body,
+    )
+        .into_response()
+}
+
+async fn epp_page(State((fleet, page)): State<(Shared, EppMetrics)>) -> Response {
+    let held = {
+        let mut f = lock(&fleet);
+        let now = f.now_ms();
+        f.advance(now);
+        f.dispatch_held(now);
+        f.held_count()
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        page.render(held),
     )
         .into_response()
 }

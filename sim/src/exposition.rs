@@ -41,6 +41,62 @@ impl MetricNames {
             Self::Legacy => "vllm:time_per_output_token_seconds",
         }
     }
+
+    /// The llm-d scheduler's flow-control queue gauge: `llm_d_epp_` since llm-d renamed the
+    /// family, `inference_extension_` before.
+    fn epp_queue(self) -> &'static str {
+        match self {
+            Self::Current => "llm_d_epp_flow_control_queue_size",
+            Self::Legacy => "inference_extension_flow_control_queue_size",
+        }
+    }
+}
+
+/// The `/metrics` page of an emulated llm-d scheduler (EPP) in front of the servers: the
+/// requests its flow control holds, labelled as the EPP labels them.
+#[derive(Debug, Clone)]
+pub struct EppMetrics {
+    registry: Registry,
+    queue: GaugeVec,
+    model_name: String,
+}
+
+impl EppMetrics {
+    pub fn new(model_name: &str, names: MetricNames) -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let queue = GaugeVec::new(
+            Opts::new(
+                names.epp_queue(),
+                "Requests currently held in the flow-control queue.",
+            ),
+            &[
+                "fairness_id",
+                "priority",
+                "inference_pool",
+                "model_name",
+                "target_model_name",
+            ],
+        )?;
+        registry.register(Box::new(queue.clone()))?;
+        Ok(Self {
+            registry,
+            queue,
+            model_name: model_name.to_string(),
+        })
+    }
+
+    /// The page with `held` requests in the queue.
+    pub fn render(&self, held: usize) -> String {
+        let model = self.model_name.as_str();
+        self.queue
+            .with_label_values(&["default", "0", "emulated-pool", model, model])
+            .set(held as f64);
+        let mut buf = Vec::new();
+        match TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            Ok(()) => String::from_utf8(buf).unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
 }
 
 // vLLM's own bucket bounds for these histograms (seconds, and tokens).

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use wva_sim::emulate::EmulateOptions;
+use wva_sim::exposition::MetricNames;
 use wva_sim::load::{Arrivals, RateShape, SyntheticLoad, TokenLengths};
 
 use crate::exit::{INVALID_INPUT, fail};
@@ -65,6 +66,12 @@ pub struct EmulateArgs {
     /// Seed of the generated load.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Put an emulated llm-d scheduler (EPP) in front: its flow control holds requests while
+    /// every server is saturated, and its /metrics shows the held count under the current
+    /// (llm_d_epp_*) or legacy (inference_extension_*) name. With --servers 0 every request
+    /// waits there (a model at zero).
+    #[arg(long)]
+    pub epp: Option<String>,
 }
 
 fn emulate_options(spec: &EmulateArgs) -> Result<EmulateOptions, String> {
@@ -74,8 +81,8 @@ fn emulate_options(spec: &EmulateArgs) -> Result<EmulateOptions, String> {
             spec.accelerator
         )
     })?;
-    let names = wva_sim::exposition::MetricNames::parse(&spec.metric_names)
-        .map_err(|e| format!("--metric-names: {e}"))?;
+    let names =
+        MetricNames::parse(&spec.metric_names).map_err(|e| format!("--metric-names: {e}"))?;
     let duration_s = crate::config::parse_duration(&spec.duration)
         .map_err(|e| format!("--duration: {e}"))?
         .as_secs_f64();
@@ -128,6 +135,11 @@ fn emulate_options(spec: &EmulateArgs) -> Result<EmulateOptions, String> {
         speed: spec.speed,
         listen: spec.listen,
         base_port: spec.base_port,
+        epp: spec
+            .epp
+            .as_deref()
+            .map(|g| MetricNames::parse(g).map_err(|e| format!("--epp: {e}")))
+            .transpose()?,
     })
 }
 
@@ -141,8 +153,14 @@ fn serve(options: EmulateOptions) -> ExitCode {
         Err(e) => return fail("emulate", &format!("cannot start the runtime: {e}"), 1),
     };
     let model = options.model_name.clone();
-    let result = runtime.block_on(wva_sim::emulate::serve(options, |endpoints| {
-        let line = serde_json::json!({"model": model, "servers": endpoints});
+    let result = runtime.block_on(wva_sim::emulate::serve(options, |endpoints, epp| {
+        let mut line = serde_json::json!({"model": model, "servers": endpoints});
+        if let Some(address) = epp {
+            line["epp"] = serde_json::json!({
+                "address": address,
+                "metrics": format!("http://{address}/metrics"),
+            });
+        }
         // One line, flushed, so a test or script can read the ports before traffic starts.
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{line}");

@@ -25,7 +25,7 @@ pub use codec::{CodecError, decode, encode};
 pub use log::Log;
 pub use memory::MemoryLog;
 pub use record::{
-    CycleRecord, LastGood, ModelBasedRecord, ModelKey, Record, RecordedAnalysis,
+    CycleRecord, DemandRecord, LastGood, ModelBasedRecord, ModelKey, Record, RecordedAnalysis,
     RecordedCapacityVariant, RecordedLearner, RecordedLineFit, RecordedModelVariant, RecordedPod,
     RecordedServing, RecordedTarget, RecordedThresholds, RecordedVariant, RecordedWorkload,
     SloCapacityRecord, Timestamp, VariantKey,

@@ -263,12 +263,23 @@ pub struct SloCapacityRecord {
     pub variants: Vec<RecordedCapacityVariant>,
 }
 
+/// Demand that no pod of the model reports, recorded next to its [`CycleRecord`] (same model
+/// and time) when there was some: requests held in the llm-d scheduler's flow-control queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DemandRecord {
+    pub model: ModelKey,
+    pub at: Timestamp,
+    /// Requests in the EPP flow-control queue for the model.
+    pub epp_queue: f64,
+}
+
 /// Everything the log holds. New kinds go at the end, so older records still decode.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Record {
     Cycle(CycleRecord),
     ModelBased(ModelBasedRecord),
     SloCapacity(SloCapacityRecord),
+    Demand(DemandRecord),
 }
 
 impl Record {
@@ -277,6 +288,7 @@ impl Record {
             Self::Cycle(c) => &c.model,
             Self::ModelBased(m) => &m.model,
             Self::SloCapacity(s) => &s.model,
+            Self::Demand(d) => &d.model,
         }
     }
 
@@ -285,6 +297,7 @@ impl Record {
             Self::Cycle(c) => c.at,
             Self::ModelBased(m) => m.at,
             Self::SloCapacity(s) => s.at,
+            Self::Demand(d) => d.at,
         }
     }
 
@@ -297,6 +310,8 @@ impl Record {
             }
             Self::ModelBased(m) => m.variants.iter().any(|v| v.name == name),
             Self::SloCapacity(s) => s.variants.iter().any(|v| v.name == name),
+            // Model-wide: it concerns every variant of its model.
+            Self::Demand(_) => true,
         }
     }
 }

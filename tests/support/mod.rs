@@ -29,6 +29,8 @@ pub struct Emulator {
     /// `host:port` of each server.
     pub addresses: Vec<String>,
     pub model: String,
+    /// `host:port` of the emulated EPP, when started with `--epp`.
+    pub epp: Option<String>,
 }
 
 impl Emulator {
@@ -61,6 +63,7 @@ impl Emulator {
             process,
             addresses,
             model: v["model"].as_str().expect("model").to_string(),
+            epp: v["epp"]["address"].as_str().map(str::to_string),
         }
     }
 }

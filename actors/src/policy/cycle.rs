@@ -90,9 +90,112 @@ pub struct CycleInputs<'a> {
     /// order as `variants`) when it decides.
     pub analyzer: Analyzer,
     pub slo_capacity: Option<(&'a [CapacityVariant], &'a SloCapacityConfig)>,
+    /// Requests the llm-d scheduler holds for the model in its flow-control queue (EPP), when
+    /// read: demand that no pod reports yet.
+    pub held_requests: Option<f64>,
 }
 
+/// Decides one model's cycle. Requests held in the scheduler's queue count as waiting demand
+/// spread over the model's reporting replicas; a model at zero with requests held wakes one
+/// replica of its cheapest variant, and is never scaled to zero while they wait.
 pub fn decide_cycle(i: CycleInputs<'_>) -> CycleDecision {
+    let held = i.held_requests.filter(|q| q.is_finite() && *q > 0.0);
+    let Some(held) = held.filter(|_| i.metrics_error.is_none()) else {
+        return decide_measured(i);
+    };
+    let variants = spread_held(i.variants, held);
+    let views = i
+        .slo_capacity
+        .map(|(vs, config)| (spread_held_views(vs, &variants, held), config));
+    let mut cycle = decide_measured(CycleInputs {
+        variants: &variants,
+        slo_capacity: views.as_ref().map(|(vs, c)| (vs.as_slice(), *c)),
+        // Requests are waiting: the model is not idle, whatever its success count says.
+        scale_to_zero: false,
+        ..i
+    });
+    wake_from_zero(&mut cycle, i.variants, held);
+    cycle
+}
+
+/// The variants with `held` requests added to their replicas' queues, evenly over the replicas
+/// that report signals (none report at zero replicas: the inputs stay as they are).
+fn spread_held(variants: &[VariantInput], held: f64) -> Vec<VariantInput> {
+    let reporting = |r: &super::saturation::ReplicaSignals| {
+        r.queue_length.is_some() || r.kv_cache_usage.is_some()
+    };
+    let n = variants
+        .iter()
+        .flat_map(|v| &v.replicas)
+        .filter(|r| reporting(r))
+        .count();
+    let mut out = variants.to_vec();
+    if n == 0 {
+        return out;
+    }
+    let share = held / n as f64;
+    for r in out.iter_mut().flat_map(|v| v.replicas.iter_mut()) {
+        if reporting(r) {
+            r.queue_length = Some(r.queue_length.unwrap_or(0.0) + share);
+        }
+    }
+    out
+}
+
+/// The `slo-capacity` views with the spread inputs, and `held` added to the standing queue of
+/// the servers that reported serving statistics.
+fn spread_held_views(
+    views: &[CapacityVariant],
+    spread: &[VariantInput],
+    held: f64,
+) -> Vec<CapacityVariant> {
+    let pods: usize = views.iter().filter_map(|v| v.serving).map(|s| s.pods).sum();
+    views
+        .iter()
+        .map(|v| {
+            let mut v = v.clone();
+            if let Some(input) = spread.iter().find(|s| s.name == v.input.name) {
+                v.input = input.clone();
+            }
+            if let Some(s) = v.serving.as_mut().filter(|_| pods > 0) {
+                let share = held / pods as f64;
+                s.waiting += share;
+                s.waiting_peak += share;
+            }
+            v
+        })
+        .collect()
+}
+
+/// A model at zero whose requests wait in the scheduler's queue gets one replica of its
+/// cheapest variant (the one the cost preference adds first).
+fn wake_from_zero(cycle: &mut CycleDecision, variants: &[VariantInput], held: f64) {
+    if !variants.iter().all(|v| v.current_replicas == 0) {
+        return;
+    }
+    let Some(cheapest) = variants
+        .iter()
+        .min_by(|a, b| a.cost.total_cmp(&b.cost).then(a.name.cmp(&b.name)))
+    else {
+        return;
+    };
+    let why = format!("{held:.0} requests wait in the llm-d scheduler's queue for a model at zero");
+    let awake = cycle.decision.variants.iter().any(|t| t.target > 0);
+    for t in cycle.decision.variants.iter_mut() {
+        if awake && t.target > 0 {
+            t.reason = format!("{why}; {}", t.reason);
+        } else if !awake && t.name == cheapest.name {
+            t.target = 1;
+            t.action = Action::ScaleUp;
+            t.fallback_source = None;
+            t.reason = format!("{why}: one replica of its cheapest variant");
+        }
+    }
+    cycle.decision.safety_net = false;
+    cycle.scaled_to_zero = None;
+}
+
+fn decide_measured(i: CycleInputs<'_>) -> CycleDecision {
     let mut slo_capacity = None;
     let mut decision = match i.metrics_error {
         Some(why) => safety_net_decision(i.variants, why),
@@ -219,6 +322,7 @@ mod tests {
             request_count: count,
             analyzer: Analyzer::SaturationV1,
             slo_capacity: None,
+            held_requests: None,
         })
     }
 
@@ -332,6 +436,7 @@ mod tests {
                 request_count: None,
                 analyzer: Analyzer::SloCapacity,
                 slo_capacity: Some((&views, &SloCapacityConfig::default())),
+                held_requests: None,
             })
         };
         let mut v = variant("a", 5.0, &[(0.1, 0.0); 4]);
@@ -353,5 +458,90 @@ mod tests {
         let decided = decide(&[v], None);
         assert!(!decided.decision.safety_net);
         assert!(decided.slo_capacity.is_some());
+    }
+
+    fn with_held(
+        variants: &[VariantInput],
+        zero: bool,
+        count: Option<&RequestCount>,
+        held: Option<f64>,
+        error: Option<&str>,
+    ) -> CycleDecision {
+        decide_cycle(CycleInputs {
+            mode: OperatingMode::CapacityOnly,
+            thresholds: &Thresholds::default(),
+            variants,
+            metrics_error: error,
+            model_based: None,
+            scale_to_zero: zero,
+            request_count: count,
+            analyzer: Analyzer::SaturationV1,
+            slo_capacity: None,
+            held_requests: held,
+        })
+    }
+
+    #[test]
+    fn requests_held_by_the_scheduler_are_queue_demand_and_more_never_gives_fewer() {
+        // Two replicas with room: steady without held requests.
+        let vs = [variant("a", 5.0, &[(0.6, 0.0), (0.6, 0.0)])];
+        let alone = with_held(&vs, false, None, None, None);
+        assert_eq!(alone.decision.variants[0].target, 2);
+        // Twenty requests held: five more per replica, past the queue threshold.
+        let held = with_held(&vs, false, None, Some(20.0), None);
+        assert!(held.decision.variants[0].target > 2, "{held:?}");
+        // Monotone in the held queue.
+        let mut last = 0;
+        for q in [0.0, 1.0, 4.0, 8.0, 16.0, 64.0] {
+            let t = with_held(&vs, false, None, Some(q), None).decision.variants[0].target;
+            assert!(t >= last, "{q}: {t} < {last}");
+            last = t;
+        }
+    }
+
+    #[test]
+    fn a_model_at_zero_wakes_on_held_requests_on_its_cheapest_variant() {
+        let mut dear = variant("dear", 9.0, &[]);
+        let mut cheap = variant("cheap", 3.0, &[]);
+        for v in [&mut dear, &mut cheap] {
+            v.current_replicas = 0;
+            v.ready_replicas = 0;
+            v.previous_desired = Some(0);
+        }
+        let vs = [dear, cheap];
+        let idle = RequestCount::Read(0.0);
+        // Without held requests: zero stays zero.
+        let asleep = with_held(&vs, true, Some(&idle), None, None);
+        assert!(asleep.decision.variants.iter().all(|t| t.target == 0));
+        let woken = with_held(&vs, true, Some(&idle), Some(3.0), None);
+        let by = |n: &str| {
+            woken
+                .decision
+                .variants
+                .iter()
+                .find(|t| t.name == n)
+                .map(|t| (t.target, t.reason.clone()))
+        };
+        assert_eq!(by("dear").map(|t| t.0), Some(0));
+        let (target, reason) = by("cheap").expect("cheap");
+        assert_eq!(target, 1);
+        assert!(reason.contains("3 requests wait"), "{reason}");
+        assert!(woken.scaled_to_zero.is_none());
+        assert!(!woken.decision.safety_net);
+        // A failed read is the safety net's: no wake from a queue that was not read.
+        let failed = with_held(&vs, true, Some(&idle), Some(3.0), Some("down"));
+        assert!(failed.decision.safety_net);
+        assert!(failed.decision.variants.iter().all(|t| t.target == 0));
+    }
+
+    #[test]
+    fn held_requests_keep_a_serving_model_from_scale_to_zero() {
+        let vs = [variant("a", 5.0, &[(0.1, 0.0)])];
+        let idle = RequestCount::Read(0.0);
+        let zeroed = with_held(&vs, true, Some(&idle), None, None);
+        assert!(zeroed.scaled_to_zero.is_some());
+        let kept = with_held(&vs, true, Some(&idle), Some(2.0), None);
+        assert!(kept.scaled_to_zero.is_none());
+        assert!(kept.decision.variants[0].target >= 1);
     }
 }

@@ -232,6 +232,7 @@ mod tests {
             request_count: None,
             analyzer: super::super::Analyzer::SaturationV1,
             slo_capacity: None,
+            held_requests: None,
         })
     }
 
