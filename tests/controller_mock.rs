@@ -1153,3 +1153,103 @@ async fn keda_s_external_scaler_serves_what_is_published_and_nothing_else() {
     served.await.unwrap().unwrap();
     running.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn a_leader_worker_set_is_scaled_by_groups_and_read_through_its_leaders() {
+    use std::sync::Mutex;
+    use support::apiserver::{HPA, LWS, group_pod, hpa, leader_worker_set};
+    let api = FakeApi::new();
+    api.set_lws_installed(true);
+    let mut explicit = va(NS, "va-big", "m", Some("big"), json!({}));
+    explicit["spec"]["scaleTargetRef"] = json!({"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet", "name": "big"});
+    api.apply(VA, explicit);
+    api.apply(
+        LWS,
+        leader_worker_set(NS, "big", 2, 3, "NVIDIA-H100-80GB-HBM3"),
+    );
+    // The v0.9 form on a LeaderWorkerSet: an annotated HPA.
+    let mut on_group = hpa(
+        NS,
+        "hpa-huge",
+        "huge",
+        json!({"llm-d.ai/managed": "true", "llm-d.ai/model-id": "m"}),
+    );
+    on_group["spec"]["scaleTargetRef"] = json!({"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet", "name": "huge"});
+    api.apply(HPA, on_group);
+    api.apply(
+        LWS,
+        leader_worker_set(NS, "huge", 1, 2, "NVIDIA-A100-SXM4-80GB"),
+    );
+    for (lws, groups, size) in [("big", 2, 3), ("huge", 1, 2)] {
+        for g in 0..groups {
+            for i in 0..size {
+                api.apply(POD, group_pod(NS, lws, g, i));
+            }
+        }
+    }
+    let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let mut opts = options(settings(None, None), None);
+    let scripted = support::apiserver::scripted_metrics(|_| "m");
+    let recorder = seen.clone();
+    opts.metrics = Arc::new(move |plan, pods| {
+        let mut read: Vec<(String, String)> = pods
+            .iter()
+            .map(|((_, pod), target)| (pod.clone(), target.clone()))
+            .collect();
+        read.sort();
+        *recorder.lock().unwrap() = read;
+        scripted(plan, pods)
+    });
+    let running = started(&api, opts).await;
+    variants_become(&running, 2).await;
+    running.cycle_now().await;
+    // Only the leaders report: one pod per group.
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            ("big-0".to_string(), "big".to_string()),
+            ("big-1".to_string(), "big".to_string()),
+            ("huge-0".to_string(), "huge".to_string()),
+        ]
+    );
+    let text = page(&running).await;
+    assert!(
+        series_of(&text, "va-big")
+            .iter()
+            .any(|l| l.starts_with("inferno_current_replicas{") && l.ends_with(" 2")),
+        "{text}"
+    );
+    assert!(
+        series_of(&text, "hpa-huge")
+            .iter()
+            .any(|l| l.starts_with("inferno_current_replicas{") && l.ends_with(" 1")),
+        "{text}"
+    );
+    let status = eventually("a resolved status", T, || {
+        api.statuses(NS, "va-big")
+            .into_iter()
+            .rev()
+            .find(|s| condition(s, "TargetResolved")["status"] == "True")
+    })
+    .await;
+    assert_eq!(status["status"]["currentAlloc"]["numReplicas"], 2);
+    // The group set goes: its variant's series go with it.
+    api.delete(LWS, NS, "big");
+    let start = std::time::Instant::now();
+    while series_of(&page(&running).await, "va-big")
+        .iter()
+        .any(|l| l.starts_with("inferno_desired_replicas{"))
+    {
+        assert!(start.elapsed() < T, "va-big's series stayed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let gone = eventually("a target-gone status", T, || {
+        api.statuses(NS, "va-big")
+            .into_iter()
+            .rev()
+            .find(|s| condition(s, "TargetResolved")["status"] == "False")
+    })
+    .await;
+    assert_eq!(gone["status"]["desiredOptimizedAlloc"], json!({}));
+    running.shutdown().await;
+}

@@ -26,7 +26,7 @@ use super::health::{Health, HealthSender};
 use super::inventory::{Change, Inventory, Kind};
 use super::ops::Ops;
 use super::status_writer::{StatusWriter, WriterNote};
-use super::watches::{SCALED_OBJECTS, WatchStream, Watched, api_not_served, to_inventory};
+use super::watches::{WatchStream, Watched, api_not_served, optional_kind, to_inventory};
 use super::{MetricsSource, tasks::TaskEnded};
 use crate::config::settings::Settings;
 use crate::poller::{PollPlan, PollReport};
@@ -51,8 +51,8 @@ pub struct ControlLoop {
     pub health: HealthSender,
     pub leader: watch::Receiver<bool>,
     pub ops: Ops,
-    /// KEDA's API was last seen not served (said once per absence).
-    pub keda_absent: bool,
+    /// Optional APIs (by resource) last seen not served, so that is said once per absence.
+    pub absent: std::collections::BTreeSet<&'static str>,
 }
 
 impl std::fmt::Debug for ControlLoop {
@@ -129,15 +129,16 @@ impl ControlLoop {
                 }
                 event = watches.next() => match event {
                     Some(Ok(event)) => self.handle(event).await,
-                    Some(Err(e)) if e.resource == SCALED_OBJECTS && api_not_served(&e.error) => {
-                        // KEDA is not installed (or was removed): no ScaledObjects. The watch
-                        // keeps retrying and lists them once the CRD appears.
-                        if !self.keda_absent {
-                            tracing::info!("KEDA's ScaledObject API is not served; ScaledObjects are picked up once KEDA is installed");
-                            self.keda_absent = true;
+                    Some(Err(e)) if optional_kind(e.resource).is_some() && api_not_served(&e.error) => {
+                        // A CRD that is not installed (or was removed): none of its objects. The
+                        // watch keeps retrying and lists them once the CRD appears.
+                        if self.absent.insert(e.resource) {
+                            tracing::info!(resource = e.resource, "this API is not served (its CRD is not installed); its objects are picked up once it is");
                         }
-                        let changes = self.inventory.kind_absent(Kind::ScaledObject);
-                        self.apply(changes).await;
+                        if let Some(kind) = optional_kind(e.resource) {
+                            let changes = self.inventory.kind_absent(kind);
+                            self.apply(changes).await;
+                        }
                         self.note_synced();
                     }
                     Some(Err(e)) => {
@@ -263,9 +264,11 @@ impl ControlLoop {
     }
 
     async fn handle(&mut self, event: Watched) {
-        if matches!(event, Watched::ScaledObject(_)) && self.keda_absent {
-            tracing::info!("KEDA's ScaledObject API is served now: watching ScaledObjects");
-            self.keda_absent = false;
+        if self.absent.remove(event.resource()) {
+            tracing::info!(
+                resource = event.resource(),
+                "this API is served now: watching it"
+            );
         }
         let changes = match event {
             Watched::ConfigMap(e) => self.config_map_event(e).await,

@@ -14,6 +14,7 @@ use wva_actors::messages::{
     DEFAULT_MAX_BATCH, DeploymentState, ModelKey, ReplicaBounds, VariantKey, VariantSpec,
 };
 
+use super::lws::{self, LeaderWorkerSet};
 use super::scalers::{Annotation, ScaledObject, ScalerInfo, ScalerKind, is_managed};
 
 use crate::config::AcceleratorCosts;
@@ -224,6 +225,8 @@ impl DeploymentInfo {
 pub struct PodInfo {
     /// The Deployment named by the owner chain Pod → ReplicaSet (`<deployment>-<hash>`).
     pub owner_deployment: Option<String>,
+    /// The LeaderWorkerSet the pod belongs to, and whether it leads its group.
+    pub group: Option<(String, bool)>,
     pub labels: BTreeMap<String, String>,
     /// Not terminating.
     pub live: bool,
@@ -243,6 +246,7 @@ impl PodInfo {
         });
         Self {
             owner_deployment,
+            group: lws::membership(&labels),
             labels,
             live: meta.deletion_timestamp.is_none(),
         }
@@ -287,9 +291,14 @@ pub enum Kind {
     HorizontalPodAutoscaler,
     /// KEDA's; an absent CRD counts as an empty list (see [`Inventory::kind_absent`]).
     ScaledObject,
+    /// Also optional, like ScaledObjects.
+    LeaderWorkerSet,
 }
 
-const KINDS: usize = 6;
+const KINDS: usize = 7;
+
+/// The kind name of a Deployment in a `scaleTargetRef`.
+const DEPLOYMENT: &str = "Deployment";
 
 impl Kind {
     /// The scaler kind watched under this kind, if it is one.
@@ -327,6 +336,8 @@ pub struct Inventory {
     scope: Scope,
     vas: BTreeMap<Id, VaEntry>,
     deployments: BTreeMap<Id, DeploymentInfo>,
+    /// LeaderWorkerSets, as scale targets.
+    groups: BTreeMap<Id, DeploymentInfo>,
     pods: BTreeMap<Id, PodInfo>,
     scalers: BTreeMap<OwnerId, ScalerEntry>,
     costs: AcceleratorCosts,
@@ -450,6 +461,58 @@ impl Inventory {
         }
         changes.extend(self.reconcile(Some(namespace)));
         changes
+    }
+
+    /// A LeaderWorkerSet was listed or changed (one that cannot be read is no target).
+    pub fn lws_applied(&mut self, obj: DeserializeGuard<LeaderWorkerSet>) -> Vec<Change> {
+        let meta = match &obj.0 {
+            Ok(l) => &l.metadata,
+            Err(invalid) => &invalid.metadata,
+        };
+        let key = id(meta);
+        self.seen(Kind::LeaderWorkerSet, &key);
+        if !self.in_scope(&key.0) {
+            return Vec::new();
+        }
+        let Ok(group) = &obj.0 else {
+            return self.lws_deleted(&key.0, &key.1);
+        };
+        let info = lws::info(group);
+        let mut changes = Vec::new();
+        let old = self.groups.insert(key.clone(), info.clone());
+        if self.ready() && old.as_ref().map(|o| o.state) != Some(info.state) {
+            changes.push(Change::Deployment {
+                namespace: key.0.clone(),
+                name: key.1.clone(),
+                state: Some(info.state),
+            });
+        }
+        changes.extend(self.reconcile(Some(&key.0)));
+        changes
+    }
+
+    pub fn lws_deleted(&mut self, namespace: &str, name: &str) -> Vec<Change> {
+        let key = (namespace.to_string(), name.to_string());
+        let mut changes = Vec::new();
+        if self.groups.remove(&key).is_some() && self.ready() {
+            changes.push(Change::Deployment {
+                namespace: key.0,
+                name: key.1,
+                state: None,
+            });
+        }
+        changes.extend(self.reconcile(Some(namespace)));
+        changes
+    }
+
+    /// A scale target by its `scaleTargetRef` kind and name.
+    fn target(&self, namespace: &str, kind: &str, name: &str) -> Option<&DeploymentInfo> {
+        let key = (namespace.to_string(), name.to_string());
+        match kind {
+            DEPLOYMENT => self.deployments.get(&key),
+            lws::KIND => self.groups.get(&key),
+            _ => None,
+        }
     }
 
     pub fn pod_applied(&mut self, meta: &ObjectMeta) {
@@ -576,6 +639,12 @@ impl Inventory {
                     .filter(|k| !seen.contains(*k))
                     .cloned()
                     .collect(),
+                Kind::LeaderWorkerSet => self
+                    .groups
+                    .keys()
+                    .filter(|k| !seen.contains(*k))
+                    .cloned()
+                    .collect(),
                 Kind::HorizontalPodAutoscaler | Kind::ScaledObject => {
                     let owner = kind.scaler().map(OwnerKind::from);
                     self.scalers
@@ -593,6 +662,7 @@ impl Inventory {
                     Kind::VariantAutoscaling => changes.extend(self.va_deleted(&ns, &name)),
                     Kind::Deployment => changes.extend(self.deployment_deleted(&ns, &name)),
                     Kind::Pod => self.pod_deleted(&ns, &name),
+                    Kind::LeaderWorkerSet => changes.extend(self.lws_deleted(&ns, &name)),
                     Kind::HorizontalPodAutoscaler | Kind::ScaledObject => {
                         changes.extend(self.scaler_deleted(kind, &ns, &name));
                     }
@@ -602,7 +672,7 @@ impl Inventory {
         }
         self.synced.insert(kind);
         if !was_ready && self.ready() {
-            for ((namespace, name), info) in &self.deployments {
+            for ((namespace, name), info) in self.deployments.iter().chain(&self.groups) {
                 changes.push(Change::Deployment {
                     namespace: namespace.clone(),
                     name: name.clone(),
@@ -783,9 +853,9 @@ impl Inventory {
         let accelerator_from = |d: Option<&DeploymentInfo>| self.accelerator_of(d);
         match &va.spec.scale_target_ref {
             Some(target) => {
-                if target.kind != "Deployment" {
+                if target.kind != DEPLOYMENT && target.kind != lws::KIND {
                     return Err(format!(
-                        "spec.scaleTargetRef.kind: expected Deployment, got {:?}",
+                        "spec.scaleTargetRef.kind: expected Deployment or LeaderWorkerSet, got {:?}",
                         target.kind
                     ));
                 }
@@ -796,9 +866,7 @@ impl Inventory {
                         Some(e),
                     ),
                 };
-                let deployment = self
-                    .deployments
-                    .get(&(namespace.clone(), target.name.clone()));
+                let deployment = self.target(&namespace, &target.kind, &target.name);
                 let accelerator = label_acc
                     .or_else(|| first_acc.map(|a| a.acc.clone()).filter(|a| !a.is_empty()))
                     .or_else(|| accelerator_from(deployment))
@@ -866,7 +934,6 @@ impl Inventory {
                 (e.owner.kind == kind
                     && e.owner.namespace == namespace
                     && !info.owned_by_keda
-                    && info.target.kind == "Deployment"
                     && info.target.name == deployment)
                     .then_some(info.bounds)
             })
@@ -898,9 +965,9 @@ impl Inventory {
             Annotation::Invalid(problem) => return Some(Err(problem.clone())),
             Annotation::Managed { model_id, cost } => (model_id, *cost),
         };
-        if info.target.kind != "Deployment" {
+        if info.target.kind != DEPLOYMENT && info.target.kind != lws::KIND {
             return Some(Err(format!(
-                "spec.scaleTargetRef.kind: expected Deployment, got {:?}",
+                "spec.scaleTargetRef.kind: expected Deployment or LeaderWorkerSet, got {:?}",
                 info.target.kind
             )));
         }
@@ -920,9 +987,7 @@ impl Inventory {
                 owner.kind.name()
             )));
         }
-        let deployment = self
-            .deployments
-            .get(&(namespace.clone(), info.target.name.clone()));
+        let deployment = self.target(&namespace, &info.target.kind, &info.target.name);
         Some(Ok(VariantSpec {
             key,
             model: ModelKey::new(namespace, model_id.clone()),
@@ -950,7 +1015,13 @@ impl Inventory {
             if !info.live {
                 continue;
             }
-            let owner = info.owner_deployment.clone().or_else(|| {
+            // Only a group's leader reports a LeaderWorkerSet's metrics; workers take no part.
+            let owner = match &info.group {
+                Some((_, false)) => continue,
+                Some((group, true)) => Some(group.clone()),
+                None => info.owner_deployment.clone(),
+            };
+            let owner = owner.or_else(|| {
                 self.deployments
                     .iter()
                     .find(|((dns, _), d)| {
@@ -1065,6 +1136,7 @@ mod tests {
             Kind::ConfigMap,
             Kind::HorizontalPodAutoscaler,
             Kind::ScaledObject,
+            Kind::LeaderWorkerSet,
         ] {
             inv.relist_started(k);
             inv.relist_done(k);
@@ -1103,6 +1175,7 @@ mod tests {
         assert!(inv.relist_done(Kind::ConfigMap).is_empty());
         inv.relist_started(Kind::HorizontalPodAutoscaler);
         assert!(inv.relist_done(Kind::HorizontalPodAutoscaler).is_empty());
+        assert!(inv.kind_absent(Kind::LeaderWorkerSet).is_empty());
         // KEDA is not installed: an absent API completes the view.
         let changes = inv.kind_absent(Kind::ScaledObject);
         assert!(

@@ -10,6 +10,7 @@ pub mod health;
 pub mod http;
 pub mod inventory;
 pub mod leader;
+pub mod lws;
 pub mod ops;
 pub mod rbac;
 pub mod scalers;
@@ -262,7 +263,7 @@ pub async fn start(
         health: health_tx,
         leader: leader_rx.clone(),
         ops: ops.clone(),
-        keda_absent: false,
+        absent: Default::default(),
     };
     let loop_stop = stop.clone();
     critical.spawn("control-loop", async move {

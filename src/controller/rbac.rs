@@ -49,6 +49,12 @@ pub const WATCHED: &[Rule] = &[
         why: "ScaledObjects annotated llm-d.ai/managed, and bounds; ignored until KEDA is installed",
     },
     Rule {
+        api_group: "leaderworkerset.x-k8s.io",
+        resources: &["leaderworkersets"],
+        verbs: &["list", "watch"],
+        why: "LeaderWorkerSets as scale targets (groups); ignored until their CRD is installed",
+    },
+    Rule {
         api_group: "events.k8s.io",
         resources: &["events"],
         verbs: &["create", "patch"],

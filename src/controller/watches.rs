@@ -12,6 +12,7 @@ use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::{WatchStreamExt, watcher};
 
 use super::inventory::{self, Change, Inventory, Kind};
+use super::lws::LeaderWorkerSet;
 use super::scalers::ScaledObject;
 use crate::crd::VariantAutoscaling;
 
@@ -24,6 +25,7 @@ pub enum Watched {
     ConfigMap(watcher::Event<ConfigMap>),
     Hpa(Box<watcher::Event<HorizontalPodAutoscaler>>),
     ScaledObject(Box<watcher::Event<DeserializeGuard<ScaledObject>>>),
+    LeaderWorkerSet(Box<watcher::Event<DeserializeGuard<LeaderWorkerSet>>>),
 }
 
 impl Watched {
@@ -36,6 +38,7 @@ impl Watched {
             Self::ConfigMap(_) => "configmaps",
             Self::Hpa(_) => HPAS,
             Self::ScaledObject(_) => SCALED_OBJECTS,
+            Self::LeaderWorkerSet(_) => LEADER_WORKER_SETS,
         }
     }
 }
@@ -44,6 +47,18 @@ impl Watched {
 pub const HPAS: &str = "horizontalpodautoscalers";
 /// The resource name of the ScaledObject watch.
 pub const SCALED_OBJECTS: &str = "scaledobjects";
+/// The resource name of the LeaderWorkerSet watch.
+pub const LEADER_WORKER_SETS: &str = "leaderworkersets";
+
+/// The watched kinds whose CRDs a cluster may not have (KEDA, LeaderWorkerSet): while their
+/// API is not served, they count as listed and empty, and their watches keep retrying.
+pub fn optional_kind(resource: &str) -> Option<Kind> {
+    match resource {
+        SCALED_OBJECTS => Some(Kind::ScaledObject),
+        LEADER_WORKER_SETS => Some(Kind::LeaderWorkerSet),
+        _ => None,
+    }
+}
 
 /// A watch error, with the resource whose watch failed.
 #[derive(Debug)]
@@ -121,7 +136,26 @@ pub fn streams(client: &kube::Client, namespace: Option<&str>, pod_namespace: &s
             .map_err(tag(SCALED_OBJECTS))
     })
     .boxed();
-    stream::select_all([vas, deployments, pods, config_maps, hpas, scaled_objects]).boxed()
+    let groups = watcher(
+        scoped::<DeserializeGuard<LeaderWorkerSet>>(client, namespace),
+        config.clone(),
+    )
+    .default_backoff()
+    .map(move |e| {
+        e.map(|g| Watched::LeaderWorkerSet(Box::new(g)))
+            .map_err(tag(LEADER_WORKER_SETS))
+    })
+    .boxed();
+    stream::select_all([
+        vas,
+        deployments,
+        pods,
+        config_maps,
+        hpas,
+        scaled_objects,
+        groups,
+    ])
+    .boxed()
 }
 
 /// Feeds one watch event of the three object kinds to the inventory (ConfigMaps are the
@@ -186,6 +220,19 @@ pub fn to_inventory(inv: &mut Inventory, event: Watched) -> Vec<Change> {
                     Err(i) => inventory::id(&i.metadata),
                 };
                 inv.scaler_deleted(Kind::ScaledObject, &ns, &name)
+            },
+        ),
+        Watched::LeaderWorkerSet(e) => lifecycle(
+            inv,
+            Kind::LeaderWorkerSet,
+            *e,
+            Inventory::lws_applied,
+            |inv, g| {
+                let (ns, name) = match &g.0 {
+                    Ok(g) => inventory::id(&g.metadata),
+                    Err(i) => inventory::id(&i.metadata),
+                };
+                inv.lws_deleted(&ns, &name)
             },
         ),
         Watched::ConfigMap(_) => Vec::new(),

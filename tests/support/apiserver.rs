@@ -62,7 +62,21 @@ pub const SCALED_OBJECT: Res = Res {
     plural: "scaledobjects",
     list_kind: "ScaledObjectList",
 };
-const ALL: [Res; 7] = [VA, DEPLOYMENT, POD, CONFIG_MAP, LEASE, HPA, SCALED_OBJECT];
+pub const LWS: Res = Res {
+    prefix: "/apis/leaderworkerset.x-k8s.io/v1",
+    plural: "leaderworkersets",
+    list_kind: "LeaderWorkerSetList",
+};
+const ALL: [Res; 8] = [
+    VA,
+    DEPLOYMENT,
+    POD,
+    CONFIG_MAP,
+    LEASE,
+    HPA,
+    SCALED_OBJECT,
+    LWS,
+];
 
 /// A write the controller made.
 #[derive(Debug, Clone)]
@@ -90,6 +104,8 @@ struct Store {
     crd_installed: bool,
     /// KEDA's CRD: until installed, ScaledObject requests are 404 as on a cluster without KEDA.
     keda_installed: bool,
+    /// The LeaderWorkerSet CRD, likewise.
+    lws_installed: bool,
     /// Status writes answer this code after this delay, while set.
     status_fault: Option<(u16, Duration)>,
     /// token -> username; allowed users for GET /metrics.
@@ -192,6 +208,11 @@ impl FakeApi {
 
     pub fn set_crd_installed(&self, installed: bool) {
         self.store.lock().unwrap().crd_installed = installed;
+    }
+
+    /// Installs the LeaderWorkerSet CRD; absent by default.
+    pub fn set_lws_installed(&self, installed: bool) {
+        self.store.lock().unwrap().lws_installed = installed;
     }
 
     /// Installs (or removes) KEDA's ScaledObject CRD; absent by default.
@@ -389,7 +410,7 @@ impl FakeApi {
         let Some((res, ns, name, status_sub)) = res_of(&path) else {
             return status_error(404, "NotFound", &format!("no route for {method} {path}"));
         };
-        if res == SCALED_OBJECT && !s.keda_installed {
+        if (res == SCALED_OBJECT && !s.keda_installed) || (res == LWS && !s.lws_installed) {
             return status_error(
                 404,
                 "NotFound",
@@ -561,6 +582,34 @@ pub fn scaled_object(namespace: &str, name: &str, target: &str, annotations: Val
             "minReplicaCount": 1, "maxReplicaCount": 5,
             "triggers": [{"type": "prometheus", "metadata": {"query": "wva_desired_replicas", "threshold": "1"}}],
         },
+    })
+}
+
+/// A LeaderWorkerSet of `groups` groups of `size` pods, all ready, with its accelerator.
+pub fn leader_worker_set(namespace: &str, name: &str, groups: i32, size: i32, gpu: &str) -> Value {
+    let template = json!({"spec": {"containers": [{"name": "vllm", "image": "vllm"}], "nodeSelector": {"nvidia.com/gpu.product": gpu}}});
+    json!({
+        "apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"replicas": groups, "leaderWorkerTemplate": {"size": size, "leaderTemplate": template, "workerTemplate": template}},
+        "status": {"replicas": groups, "readyReplicas": groups},
+    })
+}
+
+/// Pod `index` (0 leads) of group `group` of a LeaderWorkerSet, labelled as LWS labels them.
+pub fn group_pod(namespace: &str, lws: &str, group: usize, index: usize) -> Value {
+    let name = if index == 0 {
+        format!("{lws}-{group}")
+    } else {
+        format!("{lws}-{group}-{index}")
+    };
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": {
+            "leaderworkerset.sigs.k8s.io/name": lws,
+            "leaderworkerset.sigs.k8s.io/group-index": group.to_string(),
+            "leaderworkerset.sigs.k8s.io/worker-index": index.to_string(),
+        }},
     })
 }
 

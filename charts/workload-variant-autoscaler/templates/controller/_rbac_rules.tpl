@@ -25,6 +25,10 @@
 - apiGroups: ["keda.sh"]
   resources: ["scaledobjects"]
   verbs: ["list", "watch"]
+# LeaderWorkerSets as scale targets (groups); ignored until their CRD is installed
+- apiGroups: ["leaderworkerset.x-k8s.io"]
+  resources: ["leaderworkersets"]
+  verbs: ["list", "watch"]
 # Events on VAs, annotated HPAs and ScaledObjects, and ConfigMaps
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
