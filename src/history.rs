@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use wva_storage::{
     CycleRecord, DecisionLog, DemandRecord, HistoryFilter, ModelBasedRecord, ModelKey, Record,
-    SloCapacityRecord, Timestamp,
+    RolesRecord, SloCapacityRecord, Timestamp,
 };
 
 use crate::timefmt::format_time;
@@ -65,6 +65,14 @@ pub fn slo_capacity_by_cycle(records: &[(u64, Record)]) -> ByCycle<'_, SloCapaci
 pub fn demand_by_cycle(records: &[(u64, Record)]) -> ByCycle<'_, DemandRecord> {
     by_cycle(records, |r| match r {
         Record::Demand(d) => Some(d),
+        _ => None,
+    })
+}
+
+/// The roles record of each cycle of a model whose variants have roles.
+pub fn roles_by_cycle(records: &[(u64, Record)]) -> ByCycle<'_, RolesRecord> {
+    by_cycle(records, |r| match r {
+        Record::Roles(roles) => Some(roles),
         _ => None,
     })
 }

@@ -13,14 +13,16 @@ use wva_actors::record::{
     recorded_thresholds,
 };
 use wva_storage::{
-    CycleRecord, DecisionLog, DemandRecord, HistoryFilter, ModelBasedRecord, Record,
+    CycleRecord, DecisionLog, DemandRecord, HistoryFilter, ModelBasedRecord, Record, RolesRecord,
     SloCapacityRecord,
 };
 
 use crate::history::{
-    OutputFormat, demand_by_cycle, model_based_by_cycle, slo_capacity_by_cycle, table,
+    OutputFormat, demand_by_cycle, model_based_by_cycle, roles_by_cycle, slo_capacity_by_cycle,
+    table,
 };
 use crate::timefmt::format_time;
+use wva_actors::policy::roles::Role;
 
 /// What to replay with.
 #[derive(Debug, Clone, Default)]
@@ -77,18 +79,45 @@ fn mode_of(record: &CycleRecord) -> Result<OperatingMode, String> {
     }
 }
 
-/// Decides a recorded cycle again in `mode` with `analyzer`, with its model-based and
-/// `slo-capacity` records when there are.
+/// A recorded cycle and the records written beside it (same model and time).
+#[derive(Debug, Clone, Copy)]
+struct Recorded<'a> {
+    cycle: &'a CycleRecord,
+    model_based: Option<&'a ModelBasedRecord>,
+    capacity: Option<&'a SloCapacityRecord>,
+    demand: Option<&'a DemandRecord>,
+    roles: Option<&'a RolesRecord>,
+}
+
+/// Decides a recorded cycle again in `mode` with `analyzer`, with the records beside it.
 fn redecide(
-    record: &CycleRecord,
-    extras: Option<&ModelBasedRecord>,
-    capacity: Option<&SloCapacityRecord>,
-    demand: Option<&DemandRecord>,
+    recorded: Recorded<'_>,
     mode: OperatingMode,
     analyzer: Analyzer,
     options: &ReplayOptions,
 ) -> CycleDecision {
+    let Recorded {
+        cycle: record,
+        model_based: extras,
+        capacity,
+        demand,
+        roles,
+    } = recorded;
     let inputs = recorded_inputs(record);
+    // Roles in the order of the inputs; a variant the record does not name is an ordinary one.
+    let roles: Vec<Role> = roles.map_or_else(Vec::new, |r| {
+        inputs
+            .iter()
+            .map(|v| {
+                Role::from_label(
+                    r.roles
+                        .iter()
+                        .find(|(name, _)| *name == v.name)
+                        .map(|(_, role)| role.as_str()),
+                )
+            })
+            .collect()
+    });
     let thresholds = match &options.config {
         Some(c) => {
             c.for_model(&record.model.namespace, &record.model.model_id)
@@ -111,6 +140,7 @@ fn redecide(
         analyzer,
         slo_capacity: views.as_ref().map(|(v, c)| (v.as_slice(), c)),
         held_requests: demand.map(|d| d.epp_queue),
+        roles: &roles,
     })
 }
 
@@ -127,6 +157,7 @@ pub fn replay(log: &dyn DecisionLog, options: &ReplayOptions) -> Result<ReplayRe
     let extras = model_based_by_cycle(&history.records);
     let capacity = slo_capacity_by_cycle(&history.records);
     let demand = demand_by_cycle(&history.records);
+    let roles = roles_by_cycle(&history.records);
     for (seq, record) in &history.records {
         let Record::Cycle(c) = record else {
             continue;
@@ -156,8 +187,14 @@ pub fn replay(log: &dyn DecisionLog, options: &ReplayOptions) -> Result<ReplayRe
             report.without_serving_inputs += 1;
         }
         let held = demand.get(&(&c.model, c.at)).copied();
-        let decision =
-            redecide(c, extra, recorded_capacity, held, mode, analyzer, options).decision;
+        let recorded = Recorded {
+            cycle: c,
+            model_based: extra,
+            capacity: recorded_capacity,
+            demand: held,
+            roles: roles.get(&(&c.model, c.at)).copied(),
+        };
+        let decision = redecide(recorded, mode, analyzer, options).decision;
         let mut differs = false;
         let mut names: Vec<&str> = c.targets.iter().map(|t| t.name.as_str()).collect();
         names.extend(decision.variants.iter().map(|v| v.name.as_str()));

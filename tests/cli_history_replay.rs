@@ -273,6 +273,7 @@ fn requests_held_by_the_scheduler_are_recorded_and_replayed() {
         analyzer: Analyzer::SaturationV1,
         slo_capacity: None,
         held_requests: Some(6.0),
+        roles: &[],
     });
     assert_eq!(decided.decision.variants[0].target, 1);
     let record = cycle_record(CycleFacts {
@@ -305,4 +306,64 @@ fn requests_held_by_the_scheduler_are_recorded_and_replayed() {
         out.contains("6 requests wait in the llm-d scheduler's queue"),
         "{out}"
     );
+}
+
+/// A model with prefill and decode variants is replayed role by role from its roles record.
+#[test]
+fn roles_are_recorded_and_replayed() {
+    use wva_actors::policy::Analyzer;
+    use wva_actors::policy::cycle::{CycleInputs, decide_cycle};
+    use wva_actors::policy::roles::Role;
+    use wva_storage::RolesRecord;
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    let (mut log, _) = SledLog::open(&dir, Retention::default(), 0).expect("open");
+    let model = ModelKey::new("llm-d", "llama");
+    let inputs = [
+        variant("prefill", 2.0, &[0.95, 0.95], None),
+        variant("decode", 9.0, &[0.95, 0.95], None),
+    ];
+    let roles = [Role::Prefill, Role::Decode];
+    let thresholds = Thresholds::default();
+    let decided = decide_cycle(CycleInputs {
+        mode: OperatingMode::CapacityOnly,
+        thresholds: &thresholds,
+        variants: &inputs,
+        metrics_error: None,
+        model_based: None,
+        scale_to_zero: false,
+        request_count: None,
+        analyzer: Analyzer::SaturationV1,
+        slo_capacity: None,
+        held_requests: None,
+        roles: &roles,
+    });
+    let record = cycle_record(CycleFacts {
+        model: &model,
+        at: Timestamp(T0),
+        mode: OperatingMode::CapacityOnly,
+        config_version: "test",
+        thresholds,
+        metrics_error: None,
+        inputs: &inputs,
+        decision: &decided.decision,
+        trigger: "tick",
+    });
+    log.append(&Record::Cycle(record)).expect("append");
+    log.append(&Record::Roles(RolesRecord {
+        model,
+        at: Timestamp(T0),
+        roles: vec![
+            ("prefill".into(), "prefill".into()),
+            ("decode".into(), "decode".into()),
+        ],
+    }))
+    .expect("append");
+    log.flush().expect("flush");
+    drop(log);
+    let d = dir.to_str().expect("utf8");
+    let (code, out, err) = wva(&["replay", "--data-dir", d]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "replayed 1 cycles, 0 decisions differ\n");
 }

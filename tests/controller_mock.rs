@@ -1253,3 +1253,63 @@ async fn a_leader_worker_set_is_scaled_by_groups_and_read_through_its_leaders() 
     assert_eq!(gone["status"]["desiredOptimizedAlloc"], json!({}));
     running.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn prefill_and_decode_deployments_are_decided_apart() {
+    use wva_actors::messages::{Metrics, MetricsSnapshot, ModelKey, PodSample};
+    let api = FakeApi::new();
+    for (dep, role) in [("m-prefill", "prefill"), ("m-decode", "decode")] {
+        api.apply(VA, va(NS, dep, "m", Some(dep), json!({})));
+        api.apply(
+            DEPLOYMENT,
+            deployment(NS, dep, 2, json!({"llm-d.ai/role": role}), json!({})),
+        );
+        for i in 0..2 {
+            api.apply(POD, pod(NS, dep, i));
+        }
+    }
+    // Every server's KV cache is nearly full and nothing waits.
+    let mut opts = options(settings(None, None), None);
+    opts.metrics = Arc::new(|_plan, pods| {
+        let mut snapshot = MetricsSnapshot::default();
+        for ((ns, pod), deployment) in pods {
+            snapshot
+                .by_model
+                .entry(ModelKey::new(ns, "m"))
+                .or_default()
+                .push(PodSample {
+                    pod,
+                    deployment,
+                    kv_cache_usage: Some(0.95),
+                    queue_length: Some(0.0),
+                    running: Some(30.0),
+                    serving: None,
+                });
+        }
+        Box::pin(async move {
+            wva::poller::PollReport {
+                metrics: Metrics::Read(Arc::new(snapshot)),
+                kv_sources: Vec::new(),
+                warnings: Vec::new(),
+                failures: Vec::new(),
+            }
+        })
+    });
+    let running = started(&api, opts).await;
+    variants_become(&running, 2).await;
+    running.cycle_now().await;
+    let desired = |text: &str, variant: &str| -> Option<u32> {
+        series_of(text, variant)
+            .into_iter()
+            .find(|l| l.starts_with("inferno_desired_replicas{"))
+            .and_then(|l| l.rsplit(' ').next().and_then(|v| v.parse().ok()))
+    };
+    let text = page(&running).await;
+    // Decode is judged on its KV cache: it needs more. Prefill on its (empty) queue: it does not.
+    assert!(desired(&text, "m-decode").is_some_and(|d| d > 2), "{text}");
+    assert!(
+        desired(&text, "m-prefill").is_some_and(|d| d <= 2),
+        "{text}"
+    );
+    running.shutdown().await;
+}

@@ -445,6 +445,7 @@ async fn the_epp_queue_is_read_under_both_names_and_wakes_a_model_at_zero() {
         analyzer: Analyzer::SaturationV1,
         slo_capacity: None,
         held_requests: a,
+        roles: &[],
     });
     let targets: Vec<(&str, u32)> = decided
         .decision
@@ -453,4 +454,111 @@ async fn the_epp_queue_is_read_under_both_names_and_wakes_a_model_at_zero() {
         .map(|t| (t.name.as_str(), t.target))
         .collect();
     assert_eq!(targets, [("dear", 0), ("cheap", 1)]);
+}
+
+/// CONTRACT section 14: prefill and decode servers, emulated, read through a real Prometheus:
+/// a prefill server's requests leave with their first token, a decode server computes no
+/// prompt, and the two are decided apart on their own signals.
+#[tokio::test]
+async fn prefill_and_decode_servers_are_read_and_decided_by_role() {
+    use wva_actors::policy::cycle::{CycleInputs, decide_cycle};
+    use wva_actors::policy::roles::Role;
+    use wva_actors::policy::{Analyzer, OperatingMode, ReplicaSignals, Thresholds, VariantInput};
+
+    wva::tls::install_default_provider();
+    let load = [
+        "--load",
+        "constant:4",
+        "--prompt-tokens",
+        "3000",
+        "--output-tokens",
+        "100",
+    ];
+    let start = |role: &str| {
+        let mut args = vec!["--role", role];
+        args.extend(load);
+        Emulator::start(&args)
+    };
+    let (both, prefill, decode) = (start("both"), start("prefill"), start("decode"));
+    let prom = Prometheus::start(
+        &[
+            Target::pod(&both.addresses[0], "llm", "plain-5d6f-a"),
+            Target::pod(&prefill.addresses[0], "llm", "prefill-7c8d-a"),
+            Target::pod(&decode.addresses[0], "llm", "decode-9e1f-a"),
+        ],
+        None,
+    );
+    let client = PrometheusClient::new(&settings(&prom.url()), quick()).unwrap();
+    wait_series(&client, "rate(vllm:request_success_total[1m]) > 0", 3).await;
+    let pods: PodIndex = HashMap::from([
+        (("llm".into(), "plain-5d6f-a".into()), "plain".into()),
+        (("llm".into(), "prefill-7c8d-a".into()), "prefill".into()),
+        (("llm".into(), "decode-9e1f-a".into()), "decode".into()),
+    ]);
+    let plan = PollPlan {
+        namespaces: vec!["llm".into()],
+        serving: true,
+        ..Default::default()
+    };
+    let report = poll(&client, &plan, &pods, now_s()).await;
+    let Metrics::Read(snapshot) = &report.metrics else {
+        panic!("read failed: {:?}", report.metrics);
+    };
+    let samples = &snapshot.by_model[&ModelKey::new("llm", &both.model)];
+    let of = |d: &str| samples.iter().find(|s| s.deployment == d).expect(d).clone();
+    let serving = |d: &str| of(d).serving.expect("serving statistics");
+    assert!(
+        serving("prefill").mean_output_tokens < 1.5,
+        "{:?}",
+        serving("prefill")
+    );
+    assert!(serving("plain").mean_output_tokens > 50.0);
+    assert!(
+        serving("decode").ttft_ms < serving("plain").ttft_ms,
+        "decode computes no prompt: {:?} vs {:?}",
+        serving("decode"),
+        serving("plain")
+    );
+
+    // Decided apart: each role on its own signals, with the role in its reason.
+    let input = |d: &str, cost: f64| {
+        let s = of(d);
+        VariantInput {
+            name: d.into(),
+            cost,
+            accelerator: "H100".into(),
+            current_replicas: 1,
+            ready_replicas: 1,
+            previous_desired: None,
+            replicas: vec![ReplicaSignals {
+                pod: s.pod.clone(),
+                kv_cache_usage: s.kv_cache_usage,
+                queue_length: s.queue_length,
+            }],
+        }
+    };
+    let variants = [input("prefill", 2.0), input("decode", 9.0)];
+    let decided = decide_cycle(CycleInputs {
+        mode: OperatingMode::CapacityOnly,
+        thresholds: &Thresholds::default(),
+        variants: &variants,
+        metrics_error: None,
+        model_based: None,
+        scale_to_zero: false,
+        request_count: None,
+        analyzer: Analyzer::SaturationV1,
+        slo_capacity: None,
+        held_requests: None,
+        roles: &[Role::Prefill, Role::Decode],
+    });
+    let reasons: Vec<&str> = decided
+        .decision
+        .variants
+        .iter()
+        .map(|t| t.reason.as_str())
+        .collect();
+    assert!(
+        reasons[0].starts_with("prefill: ") && reasons[1].starts_with("decode: "),
+        "{reasons:?}"
+    );
 }

@@ -43,6 +43,7 @@ fn layout(n: usize) -> Vec<(ModelKey, Vec<VariantSpec>)> {
                     status_desired: None,
                     max_batch: wva_actors::messages::DEFAULT_MAX_BATCH,
                     bounds: Default::default(),
+                    role: Default::default(),
                 })
                 .collect();
             (model, specs)

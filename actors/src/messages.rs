@@ -32,6 +32,8 @@ pub struct VariantSpec {
     pub max_batch: u32,
     /// Bounds of the HPA or ScaledObject that scales the variant, when known.
     pub bounds: ReplicaBounds,
+    /// Prefill, decode, or both (`llm-d.ai/role` on its target).
+    pub role: crate::policy::roles::Role,
 }
 
 /// The replica range a variant's scaler allows.

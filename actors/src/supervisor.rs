@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use tracing::Instrument;
-use wva_storage::{DemandRecord, Record};
+use wva_storage::{DemandRecord, Record, RolesRecord};
+
+use crate::policy::roles::Role;
 
 use crate::effects::{Effects, Ports};
 use crate::log_actor::LearnerOf;
@@ -612,6 +614,7 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
     let held_requests = snapshot
         .and_then(|s| s.held_requests.get(&model).copied())
         .filter(|q| q.is_finite() && *q > 0.0);
+    let roles: Vec<Role> = variants.iter().map(|v| v.spec.role).collect();
     let mut decided = decide_cycle(CycleInputs {
         mode: settings.mode,
         thresholds: &thresholds,
@@ -623,6 +626,7 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
         analyzer: settings.analyzer,
         slo_capacity: fit_itl.then_some((capacity_views.as_slice(), &slo_config)),
         held_requests,
+        roles: &roles,
     });
     // Say so where a desired count was given up on (the policy decided without it).
     for v in &variants {
@@ -664,6 +668,16 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
             decision,
             trigger,
         })));
+    if roles.iter().any(|r| *r != Role::Both) {
+        ran.effects.records.push(Record::Roles(RolesRecord {
+            model: model.clone(),
+            at,
+            roles: variants
+                .iter()
+                .map(|v| (v.spec.key.name.clone(), v.spec.role.as_str().to_string()))
+                .collect(),
+        }));
+    }
     if let Some(epp_queue) = held_requests {
         ran.effects.records.push(Record::Demand(DemandRecord {
             model: model.clone(),

@@ -71,6 +71,7 @@ fn spec(ns: &str, name: &str, model: &str, cost: f64) -> VariantSpec {
         status_desired: None,
         max_batch: wva_actors::messages::DEFAULT_MAX_BATCH,
         bounds: Default::default(),
+        role: Default::default(),
     }
 }
 

@@ -50,6 +50,49 @@ pub struct EmulateOptions {
     pub base_port: u16,
     /// An emulated llm-d scheduler in front, with its metric-name generation.
     pub epp: Option<MetricNames>,
+    /// What the servers do in a disaggregated deployment.
+    pub role: ServerRole,
+}
+
+/// A server's part in disaggregated (prefill/decode) serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ServerRole {
+    /// Prefill and decode, as a plain vLLM server.
+    #[default]
+    Both,
+    /// Prefill only: a request leaves with its first token (its KV goes on to a decode server).
+    Prefill,
+    /// Decode only: a prompt's KV arrives computed (no prefill compute here), and is held.
+    Decode,
+}
+
+impl ServerRole {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "both" => Ok(Self::Both),
+            "prefill" => Ok(Self::Prefill),
+            "decode" => Ok(Self::Decode),
+            other => Err(format!("expected both, prefill or decode, got {other:?}")),
+        }
+    }
+
+    /// The profile a server of this role runs with.
+    fn profile(self, profile: &AcceleratorProfile) -> AcceleratorProfile {
+        let mut p = profile.clone();
+        if self == Self::Decode {
+            // The prompt's KV is transferred, not computed (the transfer time is not modelled).
+            p.prefill_ms_per_token = 0.0;
+        }
+        p
+    }
+
+    /// The request as this role serves it.
+    fn request(self, mut r: Request) -> Request {
+        if self == Self::Prefill {
+            r.output_tokens = 1;
+        }
+        r
+    }
 }
 
 /// A server with this many requests waiting is saturated for the EPP's flow control.
@@ -83,6 +126,7 @@ struct Fleet {
     /// Requests the emulated EPP holds, in arrival order (`None`: no EPP, load goes straight
     /// to the servers).
     held: Option<VecDeque<Request>>,
+    role: ServerRole,
 }
 
 impl Fleet {
@@ -111,6 +155,7 @@ impl Fleet {
     /// Takes an arrival: into the EPP's queue when there is an EPP, else to the least busy
     /// server.
     fn arrive(&mut self, request: Request, now_ms: f64) {
+        let request = self.role.request(request);
         match &mut self.held {
             Some(queue) => queue.push_back(request),
             None => self.cluster.route(request, now_ms),
@@ -177,7 +222,7 @@ pub async fn serve(
     let fleet: Shared = Arc::new(Mutex::new(Fleet {
         cluster: Cluster::new(vec![Variant::new(
             "emulated",
-            options.profile.clone(),
+            options.role.profile(&options.profile),
             options.profile.cost_per_hour,
             0.0,
             replicas,
@@ -192,6 +237,7 @@ pub async fn serve(
         waiting_callers: HashMap::new(),
         model_name: options.model_name.clone(),
         held: options.epp.map(|_| VecDeque::new()),
+        role: options.role,
     }));
     let epp_metrics = options
         .epp
@@ -420,12 +466,13 @@ async fn completions(State((fleet, index)): State<(Shared, usize)>, body: String
         let (tx, rx) = oneshot::channel();
         f.waiting_callers.insert(id, tx);
         // Sent to this server (this pod's port), not through the gateway.
-        f.cluster.variants[0].servers[index].enqueue(Request {
+        let request = f.role.request(Request {
             id,
             arrival_ms: now,
             prompt_tokens,
             output_tokens,
         });
+        f.cluster.variants[0].servers[index].enqueue(request);
         f.advance(now);
         (rx, id, f.speed, prompt_tokens)
     };

@@ -596,6 +596,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
                 min: Some(scenario.hpa.min_replicas),
                 max: Some(v.max_replicas),
             },
+            role: Default::default(),
         };
         registry
             .send(UpsertVariant {

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use wva_sim::emulate::EmulateOptions;
+use wva_sim::emulate::{EmulateOptions, ServerRole};
 use wva_sim::exposition::MetricNames;
 use wva_sim::load::{Arrivals, RateShape, SyntheticLoad, TokenLengths};
 
@@ -72,6 +72,10 @@ pub struct EmulateArgs {
     /// waits there (a model at zero).
     #[arg(long)]
     pub epp: Option<String>,
+    /// The servers' part in disaggregated serving: both (a plain vLLM server), prefill (a
+    /// request leaves with its first token) or decode (prompts arrive with their KV computed).
+    #[arg(long, default_value = "both")]
+    pub role: String,
 }
 
 fn emulate_options(spec: &EmulateArgs) -> Result<EmulateOptions, String> {
@@ -135,6 +139,7 @@ fn emulate_options(spec: &EmulateArgs) -> Result<EmulateOptions, String> {
         speed: spec.speed,
         listen: spec.listen,
         base_port: spec.base_port,
+        role: ServerRole::parse(&spec.role).map_err(|e| format!("--role: {e}"))?,
         epp: spec
             .epp
             .as_deref()

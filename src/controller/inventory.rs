@@ -13,6 +13,7 @@ use kube::core::DeserializeGuard;
 use wva_actors::messages::{
     DEFAULT_MAX_BATCH, DeploymentState, ModelKey, ReplicaBounds, VariantKey, VariantSpec,
 };
+use wva_actors::policy::roles::{ROLE_LABEL, Role};
 
 use super::lws::{self, LeaderWorkerSet};
 use super::scalers::{Annotation, ScaledObject, ScalerInfo, ScalerKind, is_managed};
@@ -176,6 +177,8 @@ pub struct DeploymentInfo {
     pub accelerator_device: Option<String>,
     /// `spec.selector.matchLabels`, to own pods whose owner chain is not visible.
     pub selector: BTreeMap<String, String>,
+    /// Prefill, decode or both: `llm-d.ai/role` on the object, else on its pod template.
+    pub role: Role,
 }
 
 impl DeploymentInfo {
@@ -216,8 +219,15 @@ impl DeploymentInfo {
             selector: spec
                 .and_then(|s| s.selector.match_labels.clone())
                 .unwrap_or_default(),
+            role: role_of(&d.metadata, spec.and_then(|s| s.template.metadata.as_ref())),
         }
     }
+}
+
+/// The role named by `llm-d.ai/role` on an object, else on its pod template.
+pub fn role_of(meta: &ObjectMeta, template: Option<&ObjectMeta>) -> Role {
+    let label = |m: &ObjectMeta| m.labels.as_ref()?.get(ROLE_LABEL).cloned();
+    Role::from_label(label(meta).or_else(|| template.and_then(label)).as_deref())
 }
 
 /// The parts of a pod the controller uses (from its metadata only).
@@ -881,6 +891,7 @@ impl Inventory {
                         status_desired,
                         max_batch,
                         bounds: Default::default(),
+                        role: deployment.map(|d| d.role).unwrap_or_default(),
                     },
                     problem,
                 )])
@@ -907,6 +918,7 @@ impl Inventory {
                             status_desired: None,
                             max_batch,
                             bounds: Default::default(),
+                            role: d.role,
                         },
                         None,
                     )
@@ -999,6 +1011,7 @@ impl Inventory {
             status_desired: None,
             max_batch: DEFAULT_MAX_BATCH,
             bounds: info.bounds,
+            role: deployment.map(|d| d.role).unwrap_or_default(),
         }))
     }
 

@@ -10,7 +10,7 @@ use kube::CustomResource;
 use serde::{Deserialize, Serialize};
 use wva_actors::messages::DeploymentState;
 
-use super::inventory::{ACCELERATOR_NODE_LABELS, DeploymentInfo, MODEL_ID_KEY};
+use super::inventory::{ACCELERATOR_NODE_LABELS, DeploymentInfo, MODEL_ID_KEY, role_of};
 
 /// The kind name in a `scaleTargetRef`.
 pub const KIND: &str = "LeaderWorkerSet";
@@ -96,6 +96,12 @@ pub fn info(lws: &LeaderWorkerSet) -> DeploymentInfo {
         accelerator_device,
         // Pods are matched by the group labels, not a selector.
         selector: BTreeMap::new(),
+        role: role_of(
+            meta,
+            template
+                .and_then(|t| t.leader_template.as_ref())
+                .and_then(|t| t.metadata.as_ref()),
+        ),
     }
 }
 

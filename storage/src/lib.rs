@@ -28,7 +28,7 @@ pub use record::{
     CycleRecord, DemandRecord, LastGood, ModelBasedRecord, ModelKey, Record, RecordedAnalysis,
     RecordedCapacityVariant, RecordedLearner, RecordedLineFit, RecordedModelVariant, RecordedPod,
     RecordedServing, RecordedTarget, RecordedThresholds, RecordedVariant, RecordedWorkload,
-    SloCapacityRecord, Timestamp, VariantKey,
+    RolesRecord, SloCapacityRecord, Timestamp, VariantKey,
 };
 pub use sled_log::{OpenReport, SledLog};
 

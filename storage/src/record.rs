@@ -273,6 +273,16 @@ pub struct DemandRecord {
     pub epp_queue: f64,
 }
 
+/// The roles of a model's variants (prefill, decode), recorded next to its [`CycleRecord`]
+/// when some variant has one: each role was decided apart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolesRecord {
+    pub model: ModelKey,
+    pub at: Timestamp,
+    /// (variant, role) for every variant, `both` included.
+    pub roles: Vec<(String, String)>,
+}
+
 /// Everything the log holds. New kinds go at the end, so older records still decode.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Record {
@@ -280,6 +290,7 @@ pub enum Record {
     ModelBased(ModelBasedRecord),
     SloCapacity(SloCapacityRecord),
     Demand(DemandRecord),
+    Roles(RolesRecord),
 }
 
 impl Record {
@@ -289,6 +300,7 @@ impl Record {
             Self::ModelBased(m) => &m.model,
             Self::SloCapacity(s) => &s.model,
             Self::Demand(d) => &d.model,
+            Self::Roles(r) => &r.model,
         }
     }
 
@@ -298,6 +310,7 @@ impl Record {
             Self::ModelBased(m) => m.at,
             Self::SloCapacity(s) => s.at,
             Self::Demand(d) => d.at,
+            Self::Roles(r) => r.at,
         }
     }
 
@@ -312,6 +325,7 @@ impl Record {
             Self::SloCapacity(s) => s.variants.iter().any(|v| v.name == name),
             // Model-wide: it concerns every variant of its model.
             Self::Demand(_) => true,
+            Self::Roles(r) => r.roles.iter().any(|(v, _)| v == name),
         }
     }
 }

@@ -4,12 +4,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::decision::{Action, ModelDecision, VariantInput};
+use super::decision::{Action, ModelDecision, VariantInput, VariantTarget};
 use super::model_based::{
     Arbitration, ModelProposal, ModelVariantInput, RequestCount, Winner, arbitrate, optimize,
     scale_to_zero,
 };
 use super::queueing::{LatencyTargets, Workload};
+use super::roles::Role;
+use super::saturation::CapacityAnalysis;
 use super::slo_capacity::{
     CapacityEstimate, CapacityVariant, SloCapacityConfig, decide_slo_capacity,
 };
@@ -93,12 +95,101 @@ pub struct CycleInputs<'a> {
     /// Requests the llm-d scheduler holds for the model in its flow-control queue (EPP), when
     /// read: demand that no pod reports yet.
     pub held_requests: Option<f64>,
+    /// The role of each variant (same order as `variants`); empty when none has one.
+    pub roles: &'a [Role],
 }
 
-/// Decides one model's cycle. Requests held in the scheduler's queue count as waiting demand
-/// spread over the model's reporting replicas; a model at zero with requests held wakes one
-/// replica of its cheapest variant, and is never scaled to zero while they wait.
+/// Decides one model's cycle: each role apart when its variants have roles (prefill, decode),
+/// else the model as a whole.
 pub fn decide_cycle(i: CycleInputs<'_>) -> CycleDecision {
+    let split = i.roles.len() == i.variants.len() && i.roles.iter().any(|r| *r != Role::Both);
+    if split {
+        decide_by_role(i)
+    } else {
+        decide_with_held(CycleInputs { roles: &[], ..i })
+    }
+}
+
+/// Each role's variants decided as a model of their own by the capacity analysis, on the
+/// role's signals; requests held by the scheduler go to the role that takes new requests
+/// (prefill, else `both`), or to every role when the whole model is at zero.
+fn decide_by_role(i: CycleInputs<'_>) -> CycleDecision {
+    let has = |role: Role| i.roles.contains(&role);
+    let at_zero = i.variants.iter().all(|v| v.current_replicas == 0);
+    let entry = if has(Role::Prefill) {
+        Role::Prefill
+    } else if has(Role::Both) {
+        Role::Both
+    } else {
+        Role::Decode
+    };
+    let mut targets: Vec<Option<VariantTarget>> = vec![None; i.variants.len()];
+    let mut parts: Vec<(Role, CycleDecision)> = Vec::new();
+    for role in [Role::Prefill, Role::Decode, Role::Both] {
+        let members: Vec<usize> = (0..i.variants.len())
+            .filter(|&k| i.roles[k] == role)
+            .collect();
+        if members.is_empty() {
+            continue;
+        }
+        let variants: Vec<VariantInput> = members
+            .iter()
+            .map(|&k| role.signals(&i.variants[k]))
+            .collect();
+        let part = decide_with_held(CycleInputs {
+            variants: &variants,
+            roles: &[],
+            mode: OperatingMode::CapacityOnly,
+            model_based: None,
+            analyzer: Analyzer::SaturationV1,
+            slo_capacity: None,
+            held_requests: i.held_requests.filter(|_| at_zero || role == entry),
+            ..i
+        });
+        for (&k, t) in members.iter().zip(&part.decision.variants) {
+            let mut t = t.clone();
+            t.reason = format!("{}: {}", role.as_str(), t.reason);
+            targets[k] = Some(t);
+        }
+        parts.push((role, part));
+    }
+    let analyses = parts.iter().map(|(_, p)| &p.decision.analysis);
+    let analysis = CapacityAnalysis {
+        total_replicas: analyses.clone().map(|a| a.total_replicas).sum(),
+        non_saturated_replicas: analyses.clone().map(|a| a.non_saturated_replicas).sum(),
+        avg_spare_kv: analyses
+            .clone()
+            .map(|a| a.avg_spare_kv)
+            .fold(f64::INFINITY, f64::min),
+        avg_spare_queue: analyses
+            .clone()
+            .map(|a| a.avg_spare_queue)
+            .fold(f64::INFINITY, f64::min),
+        should_scale_up: analyses.clone().any(|a| a.should_scale_up),
+        scale_down_safe: analyses.clone().all(|a| a.scale_down_safe),
+        reason: parts
+            .iter()
+            .map(|(role, p)| format!("{}: {}", role.as_str(), p.decision.analysis.reason))
+            .collect::<Vec<_>>()
+            .join("; "),
+    };
+    CycleDecision {
+        decision: ModelDecision {
+            analysis,
+            in_transition: parts.iter().any(|(_, p)| p.decision.in_transition),
+            safety_net: parts.iter().any(|(_, p)| p.decision.safety_net),
+            variants: targets.into_iter().flatten().collect(),
+        },
+        model_based: None,
+        scaled_to_zero: parts.iter().find_map(|(_, p)| p.scaled_to_zero.clone()),
+        slo_capacity: None,
+    }
+}
+
+/// Decides one model (or one role of it). Requests held in the scheduler's queue count as
+/// waiting demand spread over the reporting replicas; a model at zero with requests held wakes
+/// one replica of its cheapest variant, and is never scaled to zero while they wait.
+fn decide_with_held(i: CycleInputs<'_>) -> CycleDecision {
     let held = i.held_requests.filter(|q| q.is_finite() && *q > 0.0);
     let Some(held) = held.filter(|_| i.metrics_error.is_none()) else {
         return decide_measured(i);
@@ -323,6 +414,7 @@ mod tests {
             analyzer: Analyzer::SaturationV1,
             slo_capacity: None,
             held_requests: None,
+            roles: &[],
         })
     }
 
@@ -437,6 +529,7 @@ mod tests {
                 analyzer: Analyzer::SloCapacity,
                 slo_capacity: Some((&views, &SloCapacityConfig::default())),
                 held_requests: None,
+                roles: &[],
             })
         };
         let mut v = variant("a", 5.0, &[(0.1, 0.0); 4]);
@@ -478,6 +571,7 @@ mod tests {
             analyzer: Analyzer::SaturationV1,
             slo_capacity: None,
             held_requests: held,
+            roles: &[],
         })
     }
 
@@ -543,5 +637,85 @@ mod tests {
         let kept = with_held(&vs, true, Some(&idle), Some(2.0), None);
         assert!(kept.scaled_to_zero.is_none());
         assert!(kept.decision.variants[0].target >= 1);
+    }
+
+    fn with_roles(variants: &[VariantInput], roles: &[Role], held: Option<f64>) -> CycleDecision {
+        decide_cycle(CycleInputs {
+            mode: OperatingMode::CapacityOnly,
+            thresholds: &Thresholds::default(),
+            variants,
+            metrics_error: None,
+            model_based: None,
+            scale_to_zero: false,
+            request_count: None,
+            analyzer: Analyzer::SloCapacity,
+            slo_capacity: None,
+            held_requests: held,
+            roles,
+        })
+    }
+
+    fn target_of(d: &CycleDecision, name: &str) -> (u32, String) {
+        d.decision
+            .variants
+            .iter()
+            .find(|t| t.name == name)
+            .map(|t| (t.target, t.reason.clone()))
+            .expect("a target")
+    }
+
+    #[test]
+    fn prefill_and_decode_are_decided_apart_on_their_own_signals() {
+        // Every server's KV cache is nearly full; only the decode servers' says they are busy.
+        let vs = [
+            variant("prefill", 2.0, &[(0.95, 0.0), (0.95, 0.0)]),
+            variant("decode", 9.0, &[(0.95, 0.0), (0.95, 0.0)]),
+        ];
+        let roles = [Role::Prefill, Role::Decode];
+        let split = with_roles(&vs, &roles, None);
+        let (prefill, why) = target_of(&split, "prefill");
+        // Its queue is empty: no scale-up, whatever its KV cache holds.
+        assert!(
+            prefill <= 2,
+            "a prefill server is judged on its queue: {why}"
+        );
+        assert!(why.starts_with("prefill: "), "{why}");
+        let (decode, why) = target_of(&split, "decode");
+        assert!(decode > 2, "{why}");
+        assert!(why.starts_with("decode: "), "{why}");
+        // Without roles the cheaper variant would take the extra capacity.
+        let pooled = with_roles(&vs, &[], None);
+        assert!(target_of(&pooled, "prefill").0 > 2);
+        assert_eq!(target_of(&pooled, "decode").0, 2);
+        // A long prompt queue is prefill's to answer.
+        let queued = [
+            variant("prefill", 2.0, &[(0.1, 9.0), (0.1, 9.0)]),
+            variant("decode", 9.0, &[(0.3, 0.0), (0.3, 0.0)]),
+        ];
+        let d = with_roles(&queued, &roles, None);
+        assert!(target_of(&d, "prefill").0 > 2);
+        assert!(target_of(&d, "decode").0 <= 2);
+    }
+
+    #[test]
+    fn held_requests_go_to_prefill_and_a_disaggregated_model_wakes_whole() {
+        let vs = [
+            variant("prefill", 2.0, &[(0.1, 0.0)]),
+            variant("decode", 9.0, &[(0.5, 0.0)]),
+        ];
+        let roles = [Role::Prefill, Role::Decode];
+        let d = with_roles(&vs, &roles, Some(40.0));
+        assert!(target_of(&d, "prefill").0 > 1);
+        assert_eq!(target_of(&d, "decode").0, 1);
+        let mut asleep = vs.clone();
+        for v in &mut asleep {
+            v.current_replicas = 0;
+            v.ready_replicas = 0;
+            v.replicas.clear();
+            v.previous_desired = Some(0);
+        }
+        let d = with_roles(&asleep, &roles, Some(3.0));
+        assert_eq!(target_of(&d, "prefill").0, 1);
+        assert_eq!(target_of(&d, "decode").0, 1);
     }
 }

@@ -15,6 +15,7 @@
 //!   a share of the latency objectives, cost-aware placement, stabilised scale-down.
 //! - [`model_based`]: the model-based optimizer, its arbitration with the capacity analyzer,
 //!   and scale to zero.
+//! - [`roles`]: prefill and decode variants, decided apart.
 
 pub mod cycle;
 pub mod decision;
@@ -23,6 +24,7 @@ pub mod mode;
 pub mod model_based;
 pub mod outputs;
 pub mod queueing;
+pub mod roles;
 pub mod safety_net;
 pub mod saturation;
 pub mod scaling_config;

@@ -233,6 +233,7 @@ mod tests {
             analyzer: super::super::Analyzer::SaturationV1,
             slo_capacity: None,
             held_requests: None,
+            roles: &[],
         })
     }
 
