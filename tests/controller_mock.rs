@@ -1313,3 +1313,15 @@ async fn prefill_and_decode_deployments_are_decided_apart() {
     );
     running.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn rbac_without_hpas_still_manages_vas() {
+    use support::apiserver::HPA;
+    let api = FakeApi::new();
+    api.forbid(HPA);
+    api.apply(VA, va(NS, "va", "m", Some("dep"), json!({})));
+    api.apply(DEPLOYMENT, deployment(NS, "dep", 2, json!({}), json!({})));
+    let running = started(&api, options(settings(None, None), None)).await;
+    variants_become(&running, 1).await;
+    running.shutdown().await;
+}

@@ -26,7 +26,7 @@ use super::health::{Health, HealthSender};
 use super::inventory::{Change, Inventory, Kind};
 use super::ops::Ops;
 use super::status_writer::{StatusWriter, WriterNote};
-use super::watches::{WatchStream, Watched, api_not_served, optional_kind, to_inventory};
+use super::watches::{Unlisted, WatchStream, Watched, optional_kind, to_inventory, unlisted};
 use super::{MetricsSource, tasks::TaskEnded};
 use crate::config::settings::Settings;
 use crate::poller::{PollPlan, PollReport};
@@ -129,11 +129,15 @@ impl ControlLoop {
                 }
                 event = watches.next() => match event {
                     Some(Ok(event)) => self.handle(event).await,
-                    Some(Err(e)) if optional_kind(e.resource).is_some() && api_not_served(&e.error) => {
-                        // A CRD that is not installed (or was removed): none of its objects. The
-                        // watch keeps retrying and lists them once the CRD appears.
+                    Some(Err(e)) if optional_kind(e.resource).is_some() && unlisted(&e.error).is_some() => {
+                        // A CRD that is not installed (or was removed), or a kind the RBAC does
+                        // not grant: none of its objects. The watch keeps retrying and lists
+                        // them once it can.
                         if self.absent.insert(e.resource) {
-                            tracing::info!(resource = e.resource, "this API is not served (its CRD is not installed); its objects are picked up once it is");
+                            match unlisted(&e.error) {
+                                Some(Unlisted::Forbidden) => tracing::warn!(resource = e.resource, "not allowed to list this resource; grant list and watch on it (see the RBAC rules in docs/running.md) to use it"),
+                                _ => tracing::info!(resource = e.resource, "this API is not served (its CRD is not installed); its objects are picked up once it is"),
+                            }
                         }
                         if let Some(kind) = optional_kind(e.resource) {
                             let changes = self.inventory.kind_absent(kind);

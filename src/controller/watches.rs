@@ -50,12 +50,40 @@ pub const SCALED_OBJECTS: &str = "scaledobjects";
 /// The resource name of the LeaderWorkerSet watch.
 pub const LEADER_WORKER_SETS: &str = "leaderworkersets";
 
-/// The watched kinds whose CRDs a cluster may not have (KEDA, LeaderWorkerSet): while their
-/// API is not served, they count as listed and empty, and their watches keep retrying.
+/// The watched kinds the controller can do without: KEDA's and LeaderWorkerSet's CRDs may not
+/// be installed, and RBAC written for older versions may not grant HPAs. While such a kind
+/// cannot be listed it counts as listed and empty (VAs and Deployments still work), and its
+/// watch keeps retrying.
 pub fn optional_kind(resource: &str) -> Option<Kind> {
     match resource {
         SCALED_OBJECTS => Some(Kind::ScaledObject),
         LEADER_WORKER_SETS => Some(Kind::LeaderWorkerSet),
+        HPAS => Some(Kind::HorizontalPodAutoscaler),
+        _ => None,
+    }
+}
+
+/// Why an optional kind cannot be listed, when it is one of the expected reasons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unlisted {
+    /// 404: the API is not served (a CRD not installed).
+    NotServed,
+    /// 403: the controller's RBAC does not grant it.
+    Forbidden,
+}
+
+/// The expected reason a watch of an optional kind failed, if it is one.
+pub fn unlisted(error: &watcher::Error) -> Option<Unlisted> {
+    let code = match error {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.code,
+        watcher::Error::WatchError(s) => s.code,
+        _ => return None,
+    };
+    match code {
+        404 => Some(Unlisted::NotServed),
+        403 => Some(Unlisted::Forbidden),
         _ => None,
     }
 }
@@ -236,18 +264,6 @@ pub fn to_inventory(inv: &mut Inventory, event: Watched) -> Vec<Change> {
             },
         ),
         Watched::ConfigMap(_) => Vec::new(),
-    }
-}
-
-/// Whether a watch error means the resource's API is not served at all (a CRD not installed),
-/// rather than a failure worth retrying loudly.
-pub fn api_not_served(error: &watcher::Error) -> bool {
-    match error {
-        watcher::Error::InitialListFailed(kube::Error::Api(s))
-        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
-        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.code == 404,
-        watcher::Error::WatchError(s) => s.code == 404,
-        _ => false,
     }
 }
 

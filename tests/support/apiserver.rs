@@ -106,6 +106,8 @@ struct Store {
     keda_installed: bool,
     /// The LeaderWorkerSet CRD, likewise.
     lws_installed: bool,
+    /// Resources the controller's RBAC does not grant: 403.
+    forbidden: Vec<Res>,
     /// Status writes answer this code after this delay, while set.
     status_fault: Option<(u16, Duration)>,
     /// token -> username; allowed users for GET /metrics.
@@ -208,6 +210,11 @@ impl FakeApi {
 
     pub fn set_crd_installed(&self, installed: bool) {
         self.store.lock().unwrap().crd_installed = installed;
+    }
+
+    /// Answers 403 for every request on `res`, as when RBAC does not grant it.
+    pub fn forbid(&self, res: Res) {
+        self.store.lock().unwrap().forbidden.push(res);
     }
 
     /// Installs the LeaderWorkerSet CRD; absent by default.
@@ -410,6 +417,9 @@ impl FakeApi {
         let Some((res, ns, name, status_sub)) = res_of(&path) else {
             return status_error(404, "NotFound", &format!("no route for {method} {path}"));
         };
+        if s.forbidden.contains(&res) {
+            return status_error(403, "Forbidden", &format!("{} is forbidden", res.plural));
+        }
         if (res == SCALED_OBJECT && !s.keda_installed) || (res == LWS && !s.lws_installed) {
             return status_error(
                 404,
