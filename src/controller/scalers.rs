@@ -146,9 +146,18 @@ fn count(n: i32) -> u32 {
     n.max(0) as u32
 }
 
-/// Whether the annotations make an object a variant, even one whose spec could not be read.
+/// Whether the object asks to be a variant (even one whose spec could not be read):
+/// `llm-d.ai/managed: "true"` as an annotation, or as a label (the form that lets a watch
+/// select managed scalers server-side).
 pub fn is_managed(meta: &ObjectMeta) -> bool {
-    annotation_value(meta, MANAGED_ANNOTATION).is_some_and(|v| v.trim() == "true")
+    let label = meta
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(MANAGED_ANNOTATION))
+        .map(String::as_str);
+    annotation_value(meta, MANAGED_ANNOTATION)
+        .or(label)
+        .is_some_and(|v| v.trim() == "true")
 }
 
 fn annotation_value<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
@@ -301,6 +310,20 @@ mod tests {
                 other => panic!("{annotations}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn the_managed_switch_may_be_a_label() {
+        let mut h = hpa(json!({"llm-d.ai/model-id": "m"}), None);
+        assert!(!ScalerInfo::from_hpa(&h).managed());
+        h.metadata.labels = Some([("llm-d.ai/managed".to_string(), "true".to_string())].into());
+        assert_eq!(
+            ScalerInfo::from_hpa(&h).annotation,
+            Annotation::Managed {
+                model_id: "m".into(),
+                cost: 10.0
+            }
+        );
     }
 
     #[test]
