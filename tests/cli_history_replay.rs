@@ -243,59 +243,70 @@ fn bad_arguments_and_missing_logs_fail_clearly() {
     assert!(err.contains("kind"), "{err}");
 }
 
-/// A decision that requests held by the llm-d scheduler made (waking a model at zero) replays
-/// identically from its demand record, and only with it.
-#[test]
-fn requests_held_by_the_scheduler_are_recorded_and_replayed() {
+/// Decides one capacity-only cycle of `inputs` with the scheduler's held requests and the
+/// variants' roles, and logs it at `T0` with `beside`, the record the decision depends on.
+fn log_one_cycle(
+    dir: &Path,
+    inputs: &[VariantInput],
+    held: Option<f64>,
+    roles: &[wva_actors::policy::roles::Role],
+    beside: Record,
+) -> wva_actors::policy::cycle::CycleDecision {
     use wva_actors::policy::Analyzer;
     use wva_actors::policy::cycle::{CycleInputs, decide_cycle};
     use wva_actors::policy::model_based::RequestCount;
-    use wva_storage::DemandRecord;
 
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path().join("data");
-    let (mut log, _) = SledLog::open(&dir, Retention::default(), 0).expect("open");
-    let model = ModelKey::new("llm-d", "llama");
-    let mut asleep = variant("cheap", 10.0, &[], Some(0));
-    asleep.current_replicas = 0;
-    asleep.ready_replicas = 0;
-    let inputs = [asleep];
+    let (mut log, _) = SledLog::open(dir, Retention::default(), 0).expect("open");
     let thresholds = Thresholds::default();
     let idle = RequestCount::Read(0.0);
     let decided = decide_cycle(CycleInputs {
         mode: OperatingMode::CapacityOnly,
         thresholds: &thresholds,
-        variants: &inputs,
+        variants: inputs,
         metrics_error: None,
         model_based: None,
         scale_to_zero: false,
         request_count: Some(&idle),
         analyzer: Analyzer::SaturationV1,
         slo_capacity: None,
-        held_requests: Some(6.0),
-        roles: &[],
+        held_requests: held,
+        roles,
     });
-    assert_eq!(decided.decision.variants[0].target, 1);
     let record = cycle_record(CycleFacts {
-        model: &model,
+        model: &ModelKey::new("llm-d", "llama"),
         at: Timestamp(T0),
         mode: OperatingMode::CapacityOnly,
         config_version: "test",
         thresholds,
         metrics_error: None,
-        inputs: &inputs,
+        inputs,
         decision: &decided.decision,
         trigger: "tick",
     });
     log.append(&Record::Cycle(record)).expect("append");
-    log.append(&Record::Demand(DemandRecord {
-        model,
+    log.append(&beside).expect("append");
+    log.flush().expect("flush");
+    decided
+}
+
+/// A decision that requests held by the llm-d scheduler made (waking a model at zero) replays
+/// identically from its demand record.
+#[test]
+fn requests_held_by_the_scheduler_are_recorded_and_replayed() {
+    use wva_storage::DemandRecord;
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    let mut asleep = variant("cheap", 10.0, &[], Some(0));
+    asleep.current_replicas = 0;
+    asleep.ready_replicas = 0;
+    let demand = Record::Demand(DemandRecord {
+        model: ModelKey::new("llm-d", "llama"),
         at: Timestamp(T0),
         epp_queue: 6.0,
-    }))
-    .expect("append");
-    log.flush().expect("flush");
-    drop(log);
+    });
+    let decided = log_one_cycle(&dir, &[asleep], Some(6.0), &[], demand);
+    assert_eq!(decided.decision.variants[0].target, 1);
     let d = dir.to_str().expect("utf8");
     let (code, out, err) = wva(&["replay", "--data-dir", d]);
     assert_eq!(code, Some(0), "{err}");
@@ -311,57 +322,24 @@ fn requests_held_by_the_scheduler_are_recorded_and_replayed() {
 /// A model with prefill and decode variants is replayed role by role from its roles record.
 #[test]
 fn roles_are_recorded_and_replayed() {
-    use wva_actors::policy::Analyzer;
-    use wva_actors::policy::cycle::{CycleInputs, decide_cycle};
     use wva_actors::policy::roles::Role;
     use wva_storage::RolesRecord;
 
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("data");
-    let (mut log, _) = SledLog::open(&dir, Retention::default(), 0).expect("open");
-    let model = ModelKey::new("llm-d", "llama");
     let inputs = [
         variant("prefill", 2.0, &[0.95, 0.95], None),
         variant("decode", 9.0, &[0.95, 0.95], None),
     ];
-    let roles = [Role::Prefill, Role::Decode];
-    let thresholds = Thresholds::default();
-    let decided = decide_cycle(CycleInputs {
-        mode: OperatingMode::CapacityOnly,
-        thresholds: &thresholds,
-        variants: &inputs,
-        metrics_error: None,
-        model_based: None,
-        scale_to_zero: false,
-        request_count: None,
-        analyzer: Analyzer::SaturationV1,
-        slo_capacity: None,
-        held_requests: None,
-        roles: &roles,
-    });
-    let record = cycle_record(CycleFacts {
-        model: &model,
-        at: Timestamp(T0),
-        mode: OperatingMode::CapacityOnly,
-        config_version: "test",
-        thresholds,
-        metrics_error: None,
-        inputs: &inputs,
-        decision: &decided.decision,
-        trigger: "tick",
-    });
-    log.append(&Record::Cycle(record)).expect("append");
-    log.append(&Record::Roles(RolesRecord {
-        model,
+    let roles = Record::Roles(RolesRecord {
+        model: ModelKey::new("llm-d", "llama"),
         at: Timestamp(T0),
         roles: vec![
             ("prefill".into(), "prefill".into()),
             ("decode".into(), "decode".into()),
         ],
-    }))
-    .expect("append");
-    log.flush().expect("flush");
-    drop(log);
+    });
+    log_one_cycle(&dir, &inputs, None, &[Role::Prefill, Role::Decode], roles);
     let d = dir.to_str().expect("utf8");
     let (code, out, err) = wva(&["replay", "--data-dir", d]);
     assert_eq!(code, Some(0), "{err}");

@@ -1256,7 +1256,6 @@ async fn a_leader_worker_set_is_scaled_by_groups_and_read_through_its_leaders() 
 
 #[actix_rt::test]
 async fn prefill_and_decode_deployments_are_decided_apart() {
-    use wva_actors::messages::{Metrics, MetricsSnapshot, ModelKey, PodSample};
     let api = FakeApi::new();
     for (dep, role) in [("m-prefill", "prefill"), ("m-decode", "decode")] {
         api.apply(VA, va(NS, dep, "m", Some(dep), json!({})));
@@ -1270,31 +1269,7 @@ async fn prefill_and_decode_deployments_are_decided_apart() {
     }
     // Every server's KV cache is nearly full and nothing waits.
     let mut opts = options(settings(None, None), None);
-    opts.metrics = Arc::new(|_plan, pods| {
-        let mut snapshot = MetricsSnapshot::default();
-        for ((ns, pod), deployment) in pods {
-            snapshot
-                .by_model
-                .entry(ModelKey::new(ns, "m"))
-                .or_default()
-                .push(PodSample {
-                    pod,
-                    deployment,
-                    kv_cache_usage: Some(0.95),
-                    queue_length: Some(0.0),
-                    running: Some(30.0),
-                    serving: None,
-                });
-        }
-        Box::pin(async move {
-            wva::poller::PollReport {
-                metrics: Metrics::Read(Arc::new(snapshot)),
-                kv_sources: Vec::new(),
-                warnings: Vec::new(),
-                failures: Vec::new(),
-            }
-        })
-    });
+    opts.metrics = support::apiserver::scripted_signals(|_| "m", 0.95, 0.0);
     let running = started(&api, opts).await;
     variants_become(&running, 2).await;
     running.cycle_now().await;

@@ -445,32 +445,11 @@ impl Inventory {
         if !self.in_scope(&key.0) {
             return Vec::new();
         }
-        let info = DeploymentInfo::from_deployment(d);
-        let mut changes = Vec::new();
-        let old = self.deployments.insert(key.clone(), info.clone());
-        if self.ready() && old.as_ref().map(|o| o.state) != Some(info.state) {
-            changes.push(Change::Deployment {
-                namespace: key.0.clone(),
-                name: key.1.clone(),
-                state: Some(info.state),
-            });
-        }
-        changes.extend(self.reconcile(Some(&key.0)));
-        changes
+        self.target_applied(Kind::Deployment, key, DeploymentInfo::from_deployment(d))
     }
 
     pub fn deployment_deleted(&mut self, namespace: &str, name: &str) -> Vec<Change> {
-        let key = (namespace.to_string(), name.to_string());
-        let mut changes = Vec::new();
-        if self.deployments.remove(&key).is_some() && self.ready() {
-            changes.push(Change::Deployment {
-                namespace: key.0,
-                name: key.1,
-                state: None,
-            });
-        }
-        changes.extend(self.reconcile(Some(namespace)));
-        changes
+        self.target_deleted(Kind::Deployment, namespace, name)
     }
 
     /// A LeaderWorkerSet was listed or changed (one that cannot be read is no target).
@@ -484,12 +463,29 @@ impl Inventory {
         if !self.in_scope(&key.0) {
             return Vec::new();
         }
-        let Ok(group) = &obj.0 else {
-            return self.lws_deleted(&key.0, &key.1);
-        };
-        let info = lws::info(group);
+        match &obj.0 {
+            Ok(group) => self.target_applied(Kind::LeaderWorkerSet, key, lws::info(group)),
+            Err(_) => self.lws_deleted(&key.0, &key.1),
+        }
+    }
+
+    pub fn lws_deleted(&mut self, namespace: &str, name: &str) -> Vec<Change> {
+        self.target_deleted(Kind::LeaderWorkerSet, namespace, name)
+    }
+
+    /// The map of scale targets of a kind (Deployments, or LeaderWorkerSets).
+    fn targets_mut(&mut self, kind: Kind) -> &mut BTreeMap<Id, DeploymentInfo> {
+        match kind {
+            Kind::LeaderWorkerSet => &mut self.groups,
+            _ => &mut self.deployments,
+        }
+    }
+
+    /// A scale target appeared or changed: its replicas go to the actors when they changed,
+    /// and its namespace's variants are recomputed.
+    fn target_applied(&mut self, kind: Kind, key: Id, info: DeploymentInfo) -> Vec<Change> {
         let mut changes = Vec::new();
-        let old = self.groups.insert(key.clone(), info.clone());
+        let old = self.targets_mut(kind).insert(key.clone(), info.clone());
         if self.ready() && old.as_ref().map(|o| o.state) != Some(info.state) {
             changes.push(Change::Deployment {
                 namespace: key.0.clone(),
@@ -501,10 +497,10 @@ impl Inventory {
         changes
     }
 
-    pub fn lws_deleted(&mut self, namespace: &str, name: &str) -> Vec<Change> {
+    fn target_deleted(&mut self, kind: Kind, namespace: &str, name: &str) -> Vec<Change> {
         let key = (namespace.to_string(), name.to_string());
         let mut changes = Vec::new();
-        if self.groups.remove(&key).is_some() && self.ready() {
+        if self.targets_mut(kind).remove(&key).is_some() && self.ready() {
             changes.push(Change::Deployment {
                 namespace: key.0,
                 name: key.1,

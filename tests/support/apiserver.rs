@@ -642,6 +642,15 @@ pub fn config_map(namespace: &str, name: &str, data: Value) -> Value {
 /// A metrics source for controller tests: every live pod of a managed Deployment reports
 /// KV-cache use 0.3, an empty queue and 8 running requests, for the model `model_of(deployment)`.
 pub fn scripted_metrics(model_of: fn(&str) -> &'static str) -> wva::controller::MetricsSource {
+    scripted_signals(model_of, 0.3, 0.0)
+}
+
+/// A metrics source giving every indexed pod this KV-cache use and waiting queue.
+pub fn scripted_signals(
+    model_of: fn(&str) -> &'static str,
+    kv: f64,
+    waiting: f64,
+) -> wva::controller::MetricsSource {
     use wva_actors::messages::{Metrics, MetricsSnapshot, ModelKey, PodSample};
     Arc::new(move |_plan, pods| {
         let mut snapshot = MetricsSnapshot::default();
@@ -653,8 +662,8 @@ pub fn scripted_metrics(model_of: fn(&str) -> &'static str) -> wva::controller::
                 .push(PodSample {
                     pod,
                     deployment,
-                    kv_cache_usage: Some(0.3),
-                    queue_length: Some(0.0),
+                    kv_cache_usage: Some(kv),
+                    queue_length: Some(waiting),
                     running: Some(8.0),
                     serving: None,
                 });
