@@ -154,3 +154,111 @@ async fn status_writes_through_api_server_errors_are_counted_and_nothing_panics(
     assert!(counter(&running, "wva_status_writes_total", "result=\"ok\"") >= 2.0);
     running.shutdown().await;
 }
+
+/// Waits until the controller manages `n` variants; returns how long that took.
+async fn variants_become(running: &Running, n: usize, limit: Duration) -> Duration {
+    let start = std::time::Instant::now();
+    loop {
+        let counts = running
+            .registry
+            .send(wva_actors::registry::Counts)
+            .await
+            .unwrap();
+        if counts.variants == n {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{} variants after {limit:?}, wanted {n}",
+            counts.variants
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// CONTRACT (issue 16): after an API-server outage, objects created and deleted meanwhile are
+/// seen within seconds of its return, and readiness says the controller is degraded while it
+/// lasts.
+#[actix_rt::test]
+async fn back_within_seconds_after_an_api_server_outage() {
+    let api = FakeApi::new();
+    let running = running_model(&api).await;
+    variants_become(&running, 1, T).await;
+
+    api.set_down(true);
+    let unreachable = tokio::time::timeout(T, async {
+        let mut health = running.health.clone();
+        health
+            .wait_for(|h| h.api_unreachable_since.is_some())
+            .await
+            .map(|h| h.summary())
+    })
+    .await
+    .expect("readiness says the API server is unreachable")
+    .unwrap();
+    assert!(unreachable.0, "still ready: the published decisions stay");
+    assert!(
+        unreachable
+            .1
+            .starts_with("ready, degraded: API server unreachable since "),
+        "{}",
+        unreachable.1
+    );
+    // 20 s down (the watches back off meanwhile, never beyond RETRY_MAX), and the cluster
+    // changes under it: a new model arrives, the old one goes.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    api.apply(VA, va(NS, "va-new", "m2", Some("dep-new"), json!({})));
+    api.apply(
+        DEPLOYMENT,
+        deployment(NS, "dep-new", 1, json!({}), json!({})),
+    );
+    api.delete(VA, NS, "va");
+    api.set_down(false);
+    let start = std::time::Instant::now();
+    let limit = Duration::from_secs(30);
+    loop {
+        running.cycle_now().await;
+        let seen = running.health.borrow().api_unreachable_since.is_none();
+        let text = running
+            .publisher
+            .send(wva_actors::publisher::Gather)
+            .await
+            .unwrap();
+        if seen && text.contains("variant_name=\"va-new\"") && !text.contains("variant_name=\"va\"")
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "not recovered after {limit:?}: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let recovered = start.elapsed();
+    eprintln!("recovery after a 20 s API-server outage: {recovered:?}");
+    assert_eq!(running.health.borrow().summary().1, "ready");
+    running.shutdown().await;
+}
+
+/// A watch whose resource version expired (410, as the answer to the watch request or as an
+/// event on an open watch) lists again at once, and a watch stream that ends is resumed.
+#[actix_rt::test]
+async fn expired_and_ended_watches_relist_at_once() {
+    let api = FakeApi::new();
+    let running = running_model(&api).await;
+    variants_become(&running, 1, T).await;
+    // A storm of 410s: every watch expires, then the next twenty watch requests are refused.
+    api.expire_next_watches(20);
+    api.expire_open_watches();
+    api.apply(VA, va(NS, "va-2", "m", Some("dep"), json!({})));
+    let took = variants_become(&running, 2, Duration::from_secs(30)).await;
+    eprintln!("new VA seen through a 410 storm after {took:?}");
+    // Streams that just end are resumed.
+    api.end_open_watches();
+    api.delete(VA, NS, "va-2");
+    let took = variants_become(&running, 1, Duration::from_secs(30)).await;
+    eprintln!("deletion seen after the watch streams ended: {took:?}");
+    let relists = counter(&running, "wva_watch_errors_total", "variantautoscalings");
+    assert!(relists >= 1.0, "the expiries are counted");
+    running.shutdown().await;
+}

@@ -26,7 +26,9 @@ use super::health::{Health, HealthSender};
 use super::inventory::{Change, Inventory, Kind};
 use super::ops::Ops;
 use super::status_writer::{StatusWriter, WriterNote};
-use super::watches::{Unlisted, WatchStream, Watched, optional_kind, to_inventory, unlisted};
+use super::watches::{
+    Unlisted, WatchStream, Watched, expired, optional_kind, to_inventory, unlisted, unreachable,
+};
 use super::{MetricsSource, tasks::TaskEnded};
 use crate::config::settings::Settings;
 use crate::poller::{PollPlan, PollReport};
@@ -128,7 +130,15 @@ impl ControlLoop {
                     }
                 }
                 event = watches.next() => match event {
-                    Some(Ok(event)) => self.handle(event).await,
+                    Some(Ok(event)) => {
+                        self.health.send_if_modified(|h| h.api_unreachable_since.take().is_some());
+                        self.handle(event).await;
+                    }
+                    Some(Err(e)) if expired(&e.error) => {
+                        // A fresh list follows at once (see watches::resilient).
+                        self.ops.watch_errors.with_label_values(&[e.resource]).inc();
+                        tracing::info!(resource = e.resource, "watch expired (410); listing again");
+                    }
                     Some(Err(e)) if optional_kind(e.resource).is_some() && unlisted(&e.error).is_some() => {
                         // A CRD that is not installed (or was removed), or a kind the RBAC does
                         // not grant: none of its objects. The watch keeps retrying and lists
@@ -148,6 +158,16 @@ impl ControlLoop {
                     Some(Err(e)) => {
                         self.ops.watch_errors.with_label_values(&[e.resource]).inc();
                         tracing::warn!(resource = e.resource, error = %e.error, "watch error; retrying with backoff");
+                        if unreachable(&e.error) {
+                            self.health.send_if_modified(|h| {
+                                let first = h.api_unreachable_since.is_none();
+                                if first {
+                                    h.api_unreachable_since =
+                                        Some(crate::timefmt::format_time(wall_clock()));
+                                }
+                                first
+                            });
+                        }
                     }
                     None => {
                         return Err(TaskEnded {

@@ -16,6 +16,8 @@ pub struct Health {
     /// Why the last read failed, when it did (the safety net decides meanwhile).
     pub prometheus_error: Option<String>,
     pub cycles: u64,
+    /// Since when (RFC 3339) the watches cannot reach the API server, while they cannot.
+    pub api_unreachable_since: Option<String>,
 }
 
 /// The loop's end of the channel.
@@ -32,7 +34,13 @@ impl Health {
                 "not ready: waiting for the initial lists of VariantAutoscalings, Deployments and Pods".into(),
             );
         }
-        let text = if !self.prometheus_ok && self.cycles > 0 {
+        // Still ready: the last published decisions stay published, which is what the HPA
+        // needs while the API server is away.
+        let text = if let Some(since) = &self.api_unreachable_since {
+            format!(
+                "ready, degraded: API server unreachable since {since}; decisions continue on the last known objects"
+            )
+        } else if !self.prometheus_ok && self.cycles > 0 {
             format!(
                 "ready, degraded: Prometheus read failed ({}); the safety net decides until it recovers",
                 self.prometheus_error.as_deref().unwrap_or("unknown")

@@ -3,18 +3,93 @@
 //! (HPAs, and KEDA's ScaledObjects when KEDA is installed) and the policy ConfigMaps. Watches
 //! are namespaced when the controller is scoped to a namespace.
 
+use std::time::Duration;
+
+use backon::BackoffBuilder;
 use futures_util::stream::{self, BoxStream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::Api;
 use kube::core::{DeserializeGuard, PartialObjectMeta};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 
 use super::inventory::{self, Change, Inventory, Kind};
 use super::lws::LeaderWorkerSet;
 use super::scalers::ScaledObject;
 use crate::crd::VariantAutoscaling;
+
+/// After a watch failure that is not an expired resource version, the first retry waits this
+/// long; each further one twice as long, up to [`RETRY_MAX`].
+pub const RETRY_MIN: Duration = Duration::from_millis(250);
+/// The longest wait before a watch retries, so that the controller is back within seconds of
+/// an API server's return.
+pub const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Whether a watch error says its resource version expired (410 Gone, as a watch event or as
+/// the answer to the watch request): only a fresh list can continue.
+pub fn expired(error: &watcher::Error) -> bool {
+    match error {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.code == 410,
+        watcher::Error::WatchError(s) => s.code == 410,
+        _ => false,
+    }
+}
+
+/// Whether a watch error is a failure to reach the API server at all (no answer), as opposed
+/// to an answer that refused the request.
+pub fn unreachable(error: &watcher::Error) -> bool {
+    match error {
+        watcher::Error::InitialListFailed(e)
+        | watcher::Error::WatchStartFailed(e)
+        | watcher::Error::WatchFailed(e) => !matches!(e, kube::Error::Api(_)),
+        _ => false,
+    }
+}
+
+/// A watch that relists at once when its resource version expired (kube's watcher would retry
+/// the expired version after its backoff), backs off only on other failures (from
+/// [`RETRY_MIN`], at most [`RETRY_MAX`], reset by any success), and starts over if its stream
+/// ever ends. Errors are still yielded, for counting and logging.
+fn resilient<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> BoxStream<'static, watcher::Result<watcher::Event<K>>>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let fresh = move || watcher(api.clone(), config.clone()).boxed();
+    let retries = backon::ExponentialBuilder::default()
+        .with_min_delay(RETRY_MIN)
+        .with_max_delay(RETRY_MAX)
+        .with_jitter()
+        .without_max_times();
+    let first = (fresh(), retries.build(), None::<Duration>);
+    stream::unfold(first, move |(mut inner, mut backoff, delay)| {
+        let fresh = fresh.clone();
+        async move {
+            if let Some(d) = delay {
+                tokio::time::sleep(d).await;
+            }
+            loop {
+                match inner.next().await {
+                    Some(Ok(event)) => return Some((Ok(event), (inner, retries.build(), None))),
+                    Some(Err(e)) if expired(&e) => {
+                        return Some((Err(e), (fresh(), backoff, None)));
+                    }
+                    Some(Err(e)) => {
+                        let wait = backoff.next().unwrap_or(RETRY_MAX);
+                        return Some((Err(e), (inner, backoff, Some(wait))));
+                    }
+                    None => inner = fresh(),
+                }
+            }
+        }
+    })
+    .boxed()
+}
 
 /// One event of any watched kind.
 #[derive(Debug)]
@@ -117,58 +192,51 @@ where
 pub fn streams(client: &kube::Client, namespace: Option<&str>, pod_namespace: &str) -> WatchStream {
     let config = watcher::Config::default();
     let tag = |resource: &'static str| move |e| WatchError { resource, error: e };
-    let vas = watcher(
+    let vas = resilient(
         scoped::<DeserializeGuard<VariantAutoscaling>>(client, namespace),
         config.clone(),
     )
-    .default_backoff()
     .map(move |e| e.map(Watched::Va).map_err(tag("variantautoscalings")))
     .boxed();
-    let deployments = watcher(scoped::<Deployment>(client, namespace), config.clone())
-        .default_backoff()
+    let deployments = resilient(scoped::<Deployment>(client, namespace), config.clone())
         .map(move |e| {
             e.map(|d| Watched::Deployment(Box::new(d)))
                 .map_err(tag("deployments"))
         })
         .boxed();
-    let pods = watcher(
+    let pods = resilient(
         scoped::<PartialObjectMeta<Pod>>(client, namespace),
         config.clone(),
     )
-    .default_backoff()
     .map(move |e| e.map(Watched::Pod).map_err(tag("pods")))
     .boxed();
-    let config_maps = watcher(
+    let config_maps = resilient(
         Api::<ConfigMap>::namespaced(client.clone(), pod_namespace),
         config.clone(),
     )
-    .default_backoff()
     .map(move |e| e.map(Watched::ConfigMap).map_err(tag("configmaps")))
     .boxed();
-    let hpas = watcher(
+    let hpas = resilient(
         scoped::<HorizontalPodAutoscaler>(client, namespace),
         config.clone(),
     )
-    .default_backoff()
     .map(move |e| e.map(|h| Watched::Hpa(Box::new(h))).map_err(tag(HPAS)))
     .boxed();
     // KEDA may be installed after the controller: until then this list fails with 404 (which
     // the loop reads as "no ScaledObjects") and is retried with the watch's backoff.
-    let scaled_objects = watcher(
+    let scaled_objects = resilient(
         scoped::<DeserializeGuard<ScaledObject>>(client, namespace),
         config.clone(),
     )
-    .default_backoff()
     .map(move |e| {
         e.map(|s| Watched::ScaledObject(Box::new(s)))
             .map_err(tag(SCALED_OBJECTS))
     })
     .boxed();
-    let groups = watcher(
+    let groups = resilient(
         scoped::<DeserializeGuard<LeaderWorkerSet>>(client, namespace),
         config.clone(),
     )
-    .default_backoff()
     .map(move |e| {
         e.map(|g| Watched::LeaderWorkerSet(Box::new(g)))
             .map_err(tag(LEADER_WORKER_SETS))

@@ -108,6 +108,16 @@ struct Store {
     lws_installed: bool,
     /// Resources the controller's RBAC does not grant: 403.
     forbidden: Vec<Res>,
+    /// The API server is down: every request fails to connect.
+    down: bool,
+    /// Watch requests still to answer 410 Gone ("too old resource version").
+    expire_next_watches: usize,
+    /// The store's version when the server last came back: a watch from an older resource
+    /// version is 410 Gone, as from a restarted API server whose watch cache is empty.
+    restarted_at: u64,
+    /// Every change with its version, so that a watch from a resource version replays what
+    /// it missed, as the API server's watch cache does.
+    history: Vec<(u64, Res, String, Bytes)>,
     /// Status writes answer this code after this delay, while set.
     status_fault: Option<(u16, Duration)>,
     /// token -> username; allowed users for GET /metrics.
@@ -191,6 +201,10 @@ impl FakeApi {
             while let Some((request, send)) = handle.next_request().await {
                 let me = me.clone();
                 tokio::spawn(async move {
+                    if me.store.lock().unwrap().down {
+                        send.send_error("connection refused (the fake API server is down)");
+                        return;
+                    }
                     let response = me.serve(request).await;
                     send.send_response(response);
                 });
@@ -210,6 +224,43 @@ impl FakeApi {
 
     pub fn set_crd_installed(&self, installed: bool) {
         self.store.lock().unwrap().crd_installed = installed;
+    }
+
+    /// Takes the API server down (every request fails to connect, open watches end) or brings
+    /// it back.
+    pub fn set_down(&self, down: bool) {
+        let mut s = self.store.lock().unwrap();
+        s.down = down;
+        if down {
+            s.watchers.clear();
+        } else {
+            s.restarted_at = s.version;
+        }
+    }
+
+    /// Answers the next `n` watch requests with 410 Gone, as an API server whose watch cache
+    /// no longer has the resource version asked for.
+    pub fn expire_next_watches(&self, n: usize) {
+        self.store.lock().unwrap().expire_next_watches = n;
+    }
+
+    /// Ends every open watch with a 410 `Expired` error event, as after an etcd compaction.
+    pub fn expire_open_watches(&self) {
+        let mut s = self.store.lock().unwrap();
+        let line = serde_json::to_vec(&json!({"type": "ERROR", "object": {
+            "kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "message": "too old resource version: 1 (99)", "reason": "Expired", "code": 410}}))
+        .unwrap();
+        let mut line = line;
+        line.push(b'\n');
+        for w in s.watchers.drain(..) {
+            let _ = w.tx.send(Bytes::from(line.clone()));
+        }
+    }
+
+    /// Ends every open watch stream (the server closed the connection).
+    pub fn end_open_watches(&self) {
+        self.store.lock().unwrap().watchers.clear();
     }
 
     /// Answers 403 for every request on `res`, as when RBAC does not grant it.
@@ -428,8 +479,26 @@ impl FakeApi {
             );
         }
         match (method.as_str(), name) {
+            ("GET", None) if query.contains("watch=true") && s.expire_next_watches > 0 => {
+                s.expire_next_watches -= 1;
+                status_error(410, "Expired", "too old resource version")
+            }
+            ("GET", None)
+                if query.contains("watch=true")
+                    && resource_version(&query).is_some_and(|rv| rv < s.restarted_at) =>
+            {
+                status_error(410, "Expired", "too old resource version")
+            }
             ("GET", None) if query.contains("watch=true") => {
                 let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
+                // What happened since the version the watch starts from comes first.
+                if let Some(from) = resource_version(&query) {
+                    for (_, _, _, line) in s.history.iter().filter(|(v, r, n, _)| {
+                        *v > from && *r == res && ns.as_ref().is_none_or(|ns| ns == n)
+                    }) {
+                        let _ = tx.send(line.clone());
+                    }
+                }
                 s.watchers.push(Watcher {
                     res,
                     namespace: ns,
@@ -510,10 +579,21 @@ impl FakeApi {
     }
 }
 
+/// The `resourceVersion` parameter of a query string, as a number.
+fn resource_version(query: &str) -> Option<u64> {
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("resourceVersion="))
+        .and_then(|v| v.parse().ok())
+}
+
 fn notify(s: &mut Store, res: Res, namespace: &str, kind: &str, obj: &Value) {
     let mut line = serde_json::to_vec(&json!({"type": kind, "object": obj})).unwrap();
     line.push(b'\n');
     let line = Bytes::from(line);
+    let version = s.version;
+    s.history
+        .push((version, res, namespace.to_string(), line.clone()));
     s.watchers.retain(|w| {
         if w.res != res || w.namespace.as_deref().is_some_and(|n| n != namespace) {
             return !w.tx.is_closed();
