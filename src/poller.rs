@@ -193,7 +193,9 @@ pub async fn poll(
 
 type PodKey = (String, String, String);
 
-/// Joins the per-pod answers into samples, keeping only pods in the index.
+/// Joins the per-pod answers into samples, keeping only pods in the index. A pod answered
+/// twice for a signal (two scrape jobs, or `pod` and `pod_name` both set) keeps the higher
+/// value: a duplicate never hides load, and a NaN never erases a real sample.
 pub fn assemble(
     kv: &[PodValue],
     waiting: &[PodValue],
@@ -203,7 +205,7 @@ pub fn assemble(
 ) -> MetricsSnapshot {
     // (namespace, model, pod) -> sample
     let mut samples: BTreeMap<PodKey, PodSample> = BTreeMap::new();
-    let mut field = |values: &[PodValue], set: fn(&mut PodSample, Option<f64>)| {
+    let mut field = |values: &[PodValue], slot: fn(&mut PodSample) -> &mut Option<f64>| {
         for v in values {
             let Some(deployment) = pods.get(&(v.namespace.clone(), v.pod.clone())) else {
                 continue;
@@ -215,12 +217,16 @@ pub fn assemble(
                     deployment: deployment.clone(),
                     ..Default::default()
                 });
-            set(sample, v.value);
+            let slot = slot(sample);
+            *slot = match (*slot, v.value) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
         }
     };
-    field(kv, |s, v| s.kv_cache_usage = v);
-    field(waiting, |s, v| s.queue_length = v);
-    field(running, |s, v| s.running = v);
+    field(kv, |s| &mut s.kv_cache_usage);
+    field(waiting, |s| &mut s.queue_length);
+    field(running, |s| &mut s.running);
     // A pod with every signal NaN has no sample at all.
     samples.retain(|_, s| s.kv_cache_usage.is_some() || s.queue_length.is_some());
 
