@@ -263,7 +263,7 @@ struct AnswerData {
 }
 
 /// Reads an answer: the samples of a vector, or the error it names.
-fn read_answer(status: u16, body: &[u8]) -> Result<Vec<Sample>, QueryError> {
+pub fn read_answer(status: u16, body: &[u8]) -> Result<Vec<Sample>, QueryError> {
     let parsed: Result<Answer, _> = serde_json::from_slice(body);
     // Prometheus answers 400/422/503 with a JSON error body: prefer its words.
     if let Ok(answer) = &parsed

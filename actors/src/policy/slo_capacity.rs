@@ -293,7 +293,11 @@ pub fn decide_slo_capacity(
         match capacities[i].0 {
             Some(rps) => covered += f64::from(recommended[i]) * rps,
             None => {
-                recommended[i] = recommended[i].max(v.input.current_replicas);
+                // Unknown capacity is no reason to go down: keep what it has, and what was
+                // already asked of it (a scale-up whose replicas have not started yet).
+                recommended[i] = recommended[i]
+                    .max(v.input.current_replicas)
+                    .max(v.input.previous_desired.unwrap_or(0));
                 covered += v
                     .serving
                     .map_or(0.0, |s| s.demand_rps(c.window_s, c.drain_s));
