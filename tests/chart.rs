@@ -1805,6 +1805,7 @@ fn the_optional_alerts_and_dashboard_use_only_series_the_controller_exposes() {
                 "WVAMetricsMissing",
                 "WVAScalingThrash",
                 "WVAStatusWritesFailing",
+                "WVADecisionLogWritesFailing",
                 "WVATaskRestarting"
             ]
         );

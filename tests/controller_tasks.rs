@@ -262,3 +262,36 @@ async fn expired_and_ended_watches_relist_at_once() {
     assert!(relists >= 1.0, "the expiries are counted");
     running.shutdown().await;
 }
+
+/// A data directory that cannot be used (here a file where a directory should be; the same
+/// path as a read-only volume): the controller decides and publishes on an in-memory log, and
+/// readiness says so.
+#[actix_rt::test]
+async fn an_unusable_data_directory_keeps_the_controller_deciding_and_says_so() {
+    let api = FakeApi::new();
+    api.apply(VA, va(NS, "va", "m", Some("dep"), json!({})));
+    api.apply(DEPLOYMENT, deployment(NS, "dep", 2, json!({}), json!({})));
+    api.apply(POD, pod(NS, "dep", 0));
+    let tmp = tempfile::tempdir().unwrap();
+    let not_a_dir = tmp.path().join("data");
+    std::fs::write(&not_a_dir, "a file").unwrap();
+    let mut opts = options();
+    opts.data_dir = Some(not_a_dir.clone());
+    let running = start(api.client(), opts).await.unwrap();
+    assert!(running.synced(T).await, "watches did not sync");
+    running.cycle_now().await;
+    let text = running
+        .publisher
+        .send(wva_actors::publisher::Gather)
+        .await
+        .unwrap();
+    assert!(text.contains("variant_name=\"va\""), "{text}");
+    let (ready, summary) = running.health.borrow().summary();
+    assert!(ready);
+    assert!(
+        summary.starts_with("ready, degraded: cannot open the decision log in ")
+            && summary.contains(&not_a_dir.display().to_string()),
+        "{summary}"
+    );
+    running.shutdown().await;
+}

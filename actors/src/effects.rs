@@ -6,6 +6,9 @@
 use wva_storage::{Record, VariantKey};
 
 use crate::log_actor::{AppendBatch, Flush, Forget, LogActor};
+
+/// One append or flush of the decision log, at most, before the cycle goes on without it.
+pub const LOG_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 use crate::messages::{StatusBatch, StatusUpdate};
 use crate::publisher::{Publish, Published, Publisher, Unpublish};
 use crate::telemetry::Telemetry;
@@ -53,18 +56,36 @@ impl Effects {
     /// published decision to none.
     pub async fn apply(self, ports: &Ports) {
         if !self.records.is_empty() {
-            let appended = ports.log.send(AppendBatch(self.records)).await;
-            let flushed = ports.log.send(Flush).await;
-            for result in [appended.map(|r| r.map(|_| ())), flushed] {
+            // A stalled disk must not stall the cycle: past the timeout the decision is
+            // published without waiting (the write may still land; it is counted as timed out).
+            let appended =
+                tokio::time::timeout(LOG_WRITE_TIMEOUT, ports.log.send(AppendBatch(self.records)))
+                    .await
+                    .map(|r| r.map(|r| r.map(|_| ())));
+            // A flush queued behind an append that timed out would only wait for it too.
+            let results = if appended.is_err() {
+                vec![appended]
+            } else {
+                let flushed = tokio::time::timeout(LOG_WRITE_TIMEOUT, ports.log.send(Flush)).await;
+                vec![appended, flushed]
+            };
+            for result in results {
                 let outcome = match result {
-                    Ok(Ok(())) => "ok",
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "decision log: write failed");
+                    Ok(Ok(Ok(()))) => "ok",
+                    Ok(Ok(Err(e))) => {
+                        tracing::warn!(error = %e, "decision log: write failed; deciding and publishing without it");
                         "error"
                     }
-                    Err(e) => {
+                    Ok(Err(e)) => {
                         tracing::warn!(error = %e, "decision log: unavailable");
                         "error"
+                    }
+                    Err(_) => {
+                        tracing::warn!(
+                            timeout_s = LOG_WRITE_TIMEOUT.as_secs(),
+                            "decision log: write timed out; publishing without waiting"
+                        );
+                        "timeout"
                     }
                 };
                 ports

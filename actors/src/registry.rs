@@ -268,8 +268,13 @@ impl Handler<Tick> for Registry {
             // Every model's record is appended and flushed in one batch before anything is
             // published: a decision that acted is always in the log.
             effects.apply(&ports).await;
-            if let Ok(Err(e)) = ports.log.send(EnforceRetention(msg.now)).await {
-                tracing::warn!(error = %e, "decision log: retention failed");
+            let retention = ports.log.send(EnforceRetention(msg.now));
+            match tokio::time::timeout(crate::effects::LOG_WRITE_TIMEOUT, retention).await {
+                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "decision log: retention failed"),
+                Err(_) => {
+                    tracing::warn!("decision log: retention timed out; the next cycle retries")
+                }
+                _ => {}
             }
             CycleSummary {
                 models: outcomes.len(),

@@ -15,7 +15,7 @@ const DECISION_BUCKETS: &[f64] = &[
 pub struct Telemetry {
     /// `wva_model_decision_duration_seconds`: one model's cycle, from fan-out to outputs.
     pub model_decision_seconds: Histogram,
-    /// `wva_decision_log_writes_total{result}`: appends and flushes, `ok` or `error`.
+    /// `wva_decision_log_writes_total{result}`: appends and flushes, `ok`, `error` or `timeout`.
     pub log_writes: IntCounterVec,
     /// `wva_variant_actor_restarts_total`: variant actors restarted after refusing bad input.
     pub variant_restarts: IntCounter,

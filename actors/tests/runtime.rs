@@ -32,6 +32,7 @@ struct Harness {
     publisher: Addr<Publisher>,
     log: Addr<LogActor>,
     statuses: Arc<Mutex<Vec<StatusUpdate>>>,
+    telemetry: wva_actors::telemetry::Telemetry,
 }
 
 fn start(log: MemoryLog, instance: Option<&str>) -> Harness {
@@ -39,17 +40,26 @@ fn start(log: MemoryLog, instance: Option<&str>) -> Harness {
 }
 
 fn start_with(log: MemoryLog, instance: Option<&str>, settings: PolicySettings) -> Harness {
+    start_on(Box::new(log), instance, settings)
+}
+
+fn start_on(
+    log: Box<dyn DecisionLog>,
+    instance: Option<&str>,
+    settings: PolicySettings,
+) -> Harness {
     let statuses = Arc::new(Mutex::new(Vec::new()));
     let recorder = StatusRecorder(Arc::clone(&statuses)).start();
+    let telemetry = wva_actors::telemetry::Telemetry::unregistered().expect("telemetry");
     let system = wva_actors::system::start(SystemConfig {
-        log: Box::new(log),
+        log,
         publisher: PublisherConfig {
             prefix: "inferno".into(),
             controller_instance: instance.map(str::to_string),
         },
         status: Some(recorder.recipient()),
         settings,
-        telemetry: wva_actors::telemetry::Telemetry::unregistered().expect("telemetry"),
+        telemetry: telemetry.clone(),
     })
     .expect("actor system");
     assert_eq!(system.recovery_problem, None);
@@ -58,6 +68,7 @@ fn start_with(log: MemoryLog, instance: Option<&str>, settings: PolicySettings) 
         publisher: system.publisher,
         log: system.log,
         statuses,
+        telemetry,
     }
 }
 
@@ -927,4 +938,110 @@ async fn a_desired_count_outside_the_scalers_bounds_is_not_waited_for() {
     .await;
     assert_eq!(desired(&h, "ns", "v").await, Some(2));
     assert!(!last_reason(&h, "v").await.contains("transition"));
+}
+
+/// A data volume that refuses every write (full, or read-only), or stalls on each: the log
+/// answers with an error, or only after a long time.
+struct BadDisk {
+    inner: MemoryLog,
+    stall: Option<std::time::Duration>,
+}
+
+impl BadDisk {
+    fn refuse(&self) -> Result<(), wva_storage::LogError> {
+        if let Some(stall) = self.stall {
+            std::thread::sleep(stall);
+            return Ok(());
+        }
+        Err(wva_storage::LogError::Open {
+            path: "/var/lib/wva".into(),
+            message: "No space left on device (os error 28)".into(),
+        })
+    }
+}
+
+impl DecisionLog for BadDisk {
+    fn append(&mut self, record: &Record) -> Result<u64, wva_storage::LogError> {
+        self.refuse()?;
+        self.inner.append(record)
+    }
+    fn append_batch(&mut self, records: &[Record]) -> Result<u64, wva_storage::LogError> {
+        self.refuse()?;
+        self.inner.append_batch(records)
+    }
+    fn last_good(
+        &self,
+    ) -> Result<std::collections::BTreeMap<VariantKey, LastGood>, wva_storage::LogError> {
+        self.inner.last_good()
+    }
+    fn last_good_of(&self, v: &VariantKey) -> Result<Option<LastGood>, wva_storage::LogError> {
+        self.inner.last_good_of(v)
+    }
+    fn forget_variant(&mut self, v: &VariantKey) -> Result<(), wva_storage::LogError> {
+        self.inner.forget_variant(v)
+    }
+    fn learner_of(
+        &self,
+        v: &VariantKey,
+    ) -> Result<Option<wva_storage::RecordedLearner>, wva_storage::LogError> {
+        self.inner.learner_of(v)
+    }
+    fn history(&self, f: &HistoryFilter) -> Result<wva_storage::History, wva_storage::LogError> {
+        self.inner.history(f)
+    }
+    fn enforce_retention(
+        &mut self,
+        now: Timestamp,
+    ) -> Result<wva_storage::RetentionReport, wva_storage::LogError> {
+        self.inner.enforce_retention(now)
+    }
+    fn flush(&mut self) -> Result<(), wva_storage::LogError> {
+        self.refuse()?;
+        self.inner.flush()
+    }
+    fn stats(&self) -> wva_storage::LogStats {
+        self.inner.stats()
+    }
+}
+
+fn log_writes(h: &Harness, result: &str) -> u64 {
+    h.telemetry.log_writes.with_label_values(&[result]).get()
+}
+
+/// A full or read-only data volume: every cycle is still decided and published, and every
+/// failed write is counted.
+#[actix::test]
+async fn a_disk_that_refuses_writes_never_stops_a_decision() {
+    let bad = BadDisk {
+        inner: MemoryLog::in_memory(Retention::default()),
+        stall: None,
+    };
+    let h = start_on(Box::new(bad), None, PolicySettings::default());
+    add(&h, spec("ns", "cheap", "llama", 10.0), 2).await;
+    let model = ModelKey::new("ns", "llama");
+    let hot = [(0.76, 2.0), (0.75, 2.0)];
+    tick(&h, 15_000, snapshot(vec![(model, samples("cheap", &hot))])).await;
+    assert_eq!(desired(&h, "ns", "cheap").await, Some(3));
+    assert_eq!(log_writes(&h, "error"), 2, "the append and the flush");
+}
+
+/// A data volume that stalls: the cycle publishes after the write timeout instead of waiting
+/// for the disk, and the timeouts are counted.
+#[actix::test]
+async fn a_stalled_disk_delays_a_decision_by_at_most_the_write_timeouts() {
+    use wva_actors::effects::LOG_WRITE_TIMEOUT;
+    let bad = BadDisk {
+        inner: MemoryLog::in_memory(Retention::default()),
+        stall: Some(LOG_WRITE_TIMEOUT + std::time::Duration::from_secs(1)),
+    };
+    let h = start_on(Box::new(bad), None, PolicySettings::default());
+    add(&h, spec("ns", "cheap", "llama", 10.0), 2).await;
+    let model = ModelKey::new("ns", "llama");
+    let hot = [(0.76, 2.0), (0.75, 2.0)];
+    let started = std::time::Instant::now();
+    tick(&h, 15_000, snapshot(vec![(model, samples("cheap", &hot))])).await;
+    let took = started.elapsed();
+    eprintln!("a cycle on a stalled disk took {took:?}");
+    assert_eq!(desired(&h, "ns", "cheap").await, Some(3));
+    assert!(log_writes(&h, "timeout") >= 1);
 }

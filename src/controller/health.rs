@@ -18,6 +18,8 @@ pub struct Health {
     pub cycles: u64,
     /// Since when (RFC 3339) the watches cannot reach the API server, while they cannot.
     pub api_unreachable_since: Option<String>,
+    /// Why the decision log is kept in memory only (its data directory cannot be opened).
+    pub decision_log_problem: Option<String>,
 }
 
 /// The loop's end of the channel.
@@ -39,6 +41,10 @@ impl Health {
         let text = if let Some(since) = &self.api_unreachable_since {
             format!(
                 "ready, degraded: API server unreachable since {since}; decisions continue on the last known objects"
+            )
+        } else if let Some(problem) = &self.decision_log_problem {
+            format!(
+                "ready, degraded: {problem}; deciding with an in-memory log (no history or restart recovery)"
             )
         } else if !self.prometheus_ok && self.cycles > 0 {
             format!(

@@ -166,21 +166,29 @@ impl Running {
     }
 }
 
-fn open_log(dir: Option<&PathBuf>) -> Box<dyn DecisionLog> {
+/// The decision log in `dir` (in memory without one), and why it is not the one asked for
+/// when it cannot be opened.
+fn open_log(dir: Option<&PathBuf>) -> (Box<dyn DecisionLog>, Option<String>) {
     let Some(dir) = dir else {
-        return Box::new(MemoryLog::in_memory(Retention::default()));
+        return (Box::new(MemoryLog::in_memory(Retention::default())), None);
     };
     match wva_storage::datadir::open_for_writing(dir) {
         Ok((log, moved)) => {
             if let Some(moved) = moved {
                 tracing::error!("{moved}; the safety net falls back to the VA statuses");
             }
-            Box::new(log)
+            (Box::new(log), None)
         }
         Err(e) => {
             // Never stop the controller over its log: decide without history.
             tracing::error!(data_dir = %dir.display(), error = %e, "cannot open the decision log; running with an in-memory log (no restart recovery)");
-            Box::new(MemoryLog::in_memory(Retention::default()))
+            (
+                Box::new(MemoryLog::in_memory(Retention::default())),
+                Some(format!(
+                    "cannot open the decision log in {}: {e}",
+                    dir.display()
+                )),
+            )
         }
     }
 }
@@ -213,8 +221,9 @@ pub async fn start(
         stop.clone(),
         writer_task,
     );
+    let (log, log_problem) = open_log(options.data_dir.as_ref());
     let actors = wva_actors::system::start(SystemConfig {
-        log: open_log(options.data_dir.as_ref()),
+        log,
         publisher: PublisherConfig {
             prefix: settings.metrics_prefix.as_str().to_string(),
             controller_instance: settings.controller_instance.clone(),
@@ -233,6 +242,7 @@ pub async fn start(
     let _ = inventory.set_costs(built.costs);
     let (health_tx, health) = watch::channel(Health {
         leader: *leader_rx.borrow(),
+        decision_log_problem: log_problem,
         ..Default::default()
     });
 
