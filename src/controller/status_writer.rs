@@ -240,8 +240,15 @@ impl Handler<WriterNote> for StatusWriter {
                 self.bindings.insert(variant, va);
             }
             WriterNote::Bind(variant, None) => {
-                self.bindings.remove(&variant);
                 self.entered.remove(&variant);
+                // The owner's bookkeeping goes with its last variant (VAs come and go: keeping
+                // it would grow without bound).
+                if let Some(owner) = self.bindings.remove(&variant)
+                    && !self.bindings.values().any(|b| b.id() == owner.id())
+                {
+                    self.transitions
+                        .remove(&(owner.namespace.clone(), owner.name.clone()));
+                }
             }
             WriterNote::Problem(va, Some(problem)) => {
                 tracing::warn!(object = %va, %problem, "invalid configuration");

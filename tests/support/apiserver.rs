@@ -116,8 +116,11 @@ struct Store {
     /// version is 410 Gone, as from a restarted API server whose watch cache is empty.
     restarted_at: u64,
     /// Every change with its version, so that a watch from a resource version replays what
-    /// it missed, as the API server's watch cache does.
-    history: Vec<(u64, Res, String, Bytes)>,
+    /// it missed, as the API server's watch cache does (the newest [`HISTORY`] only; a watch
+    /// from before them is 410 Gone, as from a real one).
+    history: std::collections::VecDeque<(u64, Res, String, Bytes)>,
+    /// Not recording writes and requests (long runs: the soak).
+    quiet: bool,
     /// Status writes answer this code after this delay, while set.
     status_fault: Option<(u16, Duration)>,
     /// token -> username; allowed users for GET /metrics.
@@ -261,6 +264,11 @@ impl FakeApi {
     /// Ends every open watch stream (the server closed the connection).
     pub fn end_open_watches(&self) {
         self.store.lock().unwrap().watchers.clear();
+    }
+
+    /// Stops recording writes and requests, for runs too long to keep them all.
+    pub fn quiet(&self) {
+        self.store.lock().unwrap().quiet = true;
     }
 
     /// Answers 403 for every request on `res`, as when RBAC does not grant it.
@@ -415,8 +423,10 @@ impl FakeApi {
 
     fn answer(&self, path: String, query: String, method: String, body: Value) -> Response<Body> {
         let mut s = self.store.lock().unwrap();
-        s.requests.push(format!("{method} {path}?{query}"));
-        if method != "GET" {
+        if !s.quiet {
+            s.requests.push(format!("{method} {path}?{query}"));
+        }
+        if method != "GET" && !s.quiet {
             s.writes.push(Write {
                 method: method.clone(),
                 path: path.clone(),
@@ -485,7 +495,12 @@ impl FakeApi {
             }
             ("GET", None)
                 if query.contains("watch=true")
-                    && resource_version(&query).is_some_and(|rv| rv < s.restarted_at) =>
+                    && resource_version(&query).is_some_and(|rv| {
+                        rv < s.restarted_at
+                            || s.history
+                                .front()
+                                .is_some_and(|(oldest, ..)| rv + 1 < *oldest)
+                    }) =>
             {
                 status_error(410, "Expired", "too old resource version")
             }
@@ -579,6 +594,9 @@ impl FakeApi {
     }
 }
 
+/// Changes kept for watches to replay.
+const HISTORY: usize = 20_000;
+
 /// The `resourceVersion` parameter of a query string, as a number.
 fn resource_version(query: &str) -> Option<u64> {
     query
@@ -592,8 +610,11 @@ fn notify(s: &mut Store, res: Res, namespace: &str, kind: &str, obj: &Value) {
     line.push(b'\n');
     let line = Bytes::from(line);
     let version = s.version;
+    if s.history.len() >= HISTORY {
+        s.history.pop_front();
+    }
     s.history
-        .push((version, res, namespace.to_string(), line.clone()));
+        .push_back((version, res, namespace.to_string(), line.clone()));
     s.watchers.retain(|w| {
         if w.res != res || w.namespace.as_deref().is_some_and(|n| n != namespace) {
             return !w.tx.is_closed();
