@@ -10,7 +10,6 @@
 //! 4 VAs and their Deployments are deleted and 4 new ones created.
 
 #[path = "../tests/support/apiserver.rs"]
-#[allow(dead_code, clippy::unwrap_used)]
 mod apiserver;
 
 use std::collections::BTreeMap;
