@@ -47,12 +47,39 @@ pub fn probes(health: HealthReceiver) -> Router {
         .with_state(health)
 }
 
+/// Longest bearer token looked at. Service-account tokens are about 1 KB; a bigger one is not
+/// a token, and reviewing it would only spend the controller's API-server quota.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// Review answers kept, at most; the least recently used go first.
+pub const AUTH_CACHE_ENTRIES: usize = 1024;
+/// TokenReviews (with their SubjectAccessReviews) in flight at once.
+pub const MAX_REVIEWS_IN_FLIGHT: usize = 4;
+/// How long a caller waits for a review slot before being told to come back.
+const REVIEW_WAIT: Duration = Duration::from_secs(5);
+const AUTH_CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// A token as the cache knows it: its SHA-256, never the token itself.
+type TokenKey = [u8; 32];
+
+fn token_key(token: &str) -> TokenKey {
+    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    let mut key = [0u8; 32];
+    key.copy_from_slice(digest.as_ref());
+    key
+}
+
 /// Checks bearer tokens against the API server, caching answers for a minute so that a
-/// scrape every few seconds costs no API calls.
+/// scrape every few seconds costs no API calls. Bounded against abuse: tokens over
+/// [`MAX_TOKEN_BYTES`] are refused unreviewed, the cache holds at most [`AUTH_CACHE_ENTRIES`]
+/// hashes, one review per token is in flight (others wait for its answer), and at most
+/// [`MAX_REVIEWS_IN_FLIGHT`] reviews run at once.
 #[derive(Clone)]
 pub struct Authorizer {
     client: kube::Client,
-    cache: Arc<Mutex<HashMap<String, (bool, Instant)>>>,
+    cache: Arc<Mutex<lru::LruCache<TokenKey, (bool, Instant)>>>,
+    in_flight: Arc<Mutex<HashMap<TokenKey, Arc<tokio::sync::Mutex<()>>>>>,
+    reviews: Arc<tokio::sync::Semaphore>,
+    reviewed: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Authorizer {
@@ -61,27 +88,86 @@ impl std::fmt::Debug for Authorizer {
     }
 }
 
-const AUTH_CACHE_TTL: Duration = Duration::from_secs(60);
-
 impl Authorizer {
     pub fn new(client: kube::Client) -> Self {
+        let entries =
+            std::num::NonZeroUsize::new(AUTH_CACHE_ENTRIES).unwrap_or(std::num::NonZeroUsize::MIN);
         Self {
             client,
-            cache: Arc::default(),
+            cache: Arc::new(Mutex::new(lru::LruCache::new(entries))),
+            in_flight: Arc::default(),
+            reviews: Arc::new(tokio::sync::Semaphore::new(MAX_REVIEWS_IN_FLIGHT)),
+            reviewed: Arc::default(),
         }
     }
 
-    /// Whether the token's user may `GET /metrics`. Errors (API unreachable) deny.
-    pub async fn allows(&self, token: &str) -> Result<bool, AuthError> {
-        if let Some((allowed, at)) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(token)
-            && at.elapsed() < AUTH_CACHE_TTL
-        {
-            return Ok(*allowed);
+    /// TokenReviews sent so far.
+    pub fn reviews_sent(&self) -> u64 {
+        self.reviewed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn cached(&self, key: &TokenKey) -> Option<bool> {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        match cache.get(key) {
+            Some((allowed, at)) if at.elapsed() < AUTH_CACHE_TTL => Some(*allowed),
+            Some(_) => {
+                cache.pop(key);
+                None
+            }
+            None => None,
         }
+    }
+
+    /// Whether the token's user may `GET /metrics`. Errors (API unreachable, too busy) deny.
+    pub async fn allows(&self, token: &str) -> Result<bool, AuthError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::TokenTooLong(token.len()));
+        }
+        let key = token_key(token);
+        if let Some(allowed) = self.cached(&key) {
+            return Ok(allowed);
+        }
+        // One review per token: a second request with the same token waits for the first's
+        // answer instead of sending its own.
+        let gate = Arc::clone(
+            self.in_flight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(key)
+                .or_default(),
+        );
+        let result = async {
+            let _turn = gate.lock().await;
+            if let Some(allowed) = self.cached(&key) {
+                return Ok(allowed);
+            }
+            let _slot = tokio::time::timeout(REVIEW_WAIT, self.reviews.acquire())
+                .await
+                .map_err(|_| AuthError::Busy)?
+                .map_err(|_| AuthError::Busy)?;
+            let allowed = self.review(token).await?;
+            self.cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .put(key, (allowed, Instant::now()));
+            Ok(allowed)
+        }
+        .await;
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        // The last one out removes the gate (the map holds one reference, this call another).
+        if in_flight
+            .get(&key)
+            .is_some_and(|g| Arc::strong_count(g) <= 2)
+        {
+            in_flight.remove(&key);
+        }
+        result
+    }
+
+    /// A TokenReview, then a SubjectAccessReview for `GET /metrics`.
+    async fn review(&self, token: &str) -> Result<bool, AuthError> {
+        self.reviewed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let review = TokenReview {
             spec: TokenReviewSpec {
                 token: Some(token.to_string()),
@@ -94,34 +180,29 @@ impl Authorizer {
             .await
             .map_err(AuthError::TokenReview)?;
         let status = reviewed.status.unwrap_or_default();
-        let allowed = if status.authenticated == Some(true) {
-            let user = status.user.unwrap_or_default();
-            let access = SubjectAccessReview {
-                spec: SubjectAccessReviewSpec {
-                    user: user.username.clone(),
-                    groups: user.groups.clone(),
-                    uid: user.uid.clone(),
-                    extra: user.extra.clone(),
-                    non_resource_attributes: Some(NonResourceAttributes {
-                        path: Some("/metrics".into()),
-                        verb: Some("get".into()),
-                    }),
-                    ..Default::default()
-                },
+        if status.authenticated != Some(true) {
+            return Ok(false);
+        }
+        let user = status.user.unwrap_or_default();
+        let access = SubjectAccessReview {
+            spec: SubjectAccessReviewSpec {
+                user: user.username.clone(),
+                groups: user.groups.clone(),
+                uid: user.uid.clone(),
+                extra: user.extra.clone(),
+                non_resource_attributes: Some(NonResourceAttributes {
+                    path: Some("/metrics".into()),
+                    verb: Some("get".into()),
+                }),
                 ..Default::default()
-            };
-            let answer = Api::<SubjectAccessReview>::all(self.client.clone())
-                .create(&PostParams::default(), &access)
-                .await
-                .map_err(AuthError::SubjectAccessReview)?;
-            answer.status.is_some_and(|s| s.allowed)
-        } else {
-            false
+            },
+            ..Default::default()
         };
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache.retain(|_, (_, at)| at.elapsed() < AUTH_CACHE_TTL);
-        cache.insert(token.to_string(), (allowed, Instant::now()));
-        Ok(allowed)
+        let answer = Api::<SubjectAccessReview>::all(self.client.clone())
+            .create(&PostParams::default(), &access)
+            .await
+            .map_err(AuthError::SubjectAccessReview)?;
+        Ok(answer.status.is_some_and(|s| s.allowed))
     }
 }
 
@@ -163,6 +244,18 @@ async fn serve_metrics(State(s): State<MetricsState>, headers: HeaderMap) -> Res
             Ok(true) => {}
             Ok(false) => {
                 return (StatusCode::FORBIDDEN, "not allowed to get /metrics\n").into_response();
+            }
+            Err(AuthError::TokenTooLong(_)) => {
+                return (StatusCode::UNAUTHORIZED, "the bearer token is too long\n")
+                    .into_response();
+            }
+            Err(AuthError::Busy) => {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::RETRY_AFTER, "5")],
+                    "too many callers are being checked; retry\n",
+                )
+                    .into_response();
             }
             Err(e) => {
                 tracing::warn!(error = %e, "metrics: cannot check a caller");
@@ -214,6 +307,10 @@ pub enum BindError {
 /// Why a caller of the metrics endpoint could not be checked (the caller is denied).
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
+    #[error("a bearer token of {0} bytes, more than {MAX_TOKEN_BYTES}")]
+    TokenTooLong(usize),
+    #[error("every review slot is taken")]
+    Busy,
     #[error("TokenReview failed: {0}")]
     TokenReview(kube::Error),
     #[error("SubjectAccessReview failed: {0}")]
@@ -225,7 +322,83 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long requests in flight may finish after the stop.
 const DRAIN: Duration = Duration::from_secs(5);
 
-/// Serves `router` on `listener` (over TLS when a configuration is given) until `stop`.
+/// Connections one server holds at once; past that, a new connection is closed at once, so
+/// that idle or slow clients cannot take every socket (the kubelet's probes, Prometheus'
+/// scrapes).
+pub const MAX_CONNECTIONS: usize = 256;
+
+/// An acceptor that gives each connection one of a fixed number of slots, held until the
+/// connection closes; with none free, the connection is refused.
+#[derive(Debug, Clone)]
+struct Capped {
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl<S> axum_server::accept::Accept<tokio::net::TcpStream, S> for Capped {
+    type Stream = Slotted;
+    type Service = S;
+    type Future = std::future::Ready<std::io::Result<(Slotted, S)>>;
+
+    fn accept(&self, stream: tokio::net::TcpStream, service: S) -> Self::Future {
+        std::future::ready(match Arc::clone(&self.slots).try_acquire_owned() {
+            Ok(slot) => Ok((
+                Slotted {
+                    stream,
+                    _slot: slot,
+                },
+                service,
+            )),
+            Err(_) => Err(std::io::Error::other(format!(
+                "{MAX_CONNECTIONS} connections open already"
+            ))),
+        })
+    }
+}
+
+/// A connection with its slot.
+#[derive(Debug)]
+struct Slotted {
+    stream: tokio::net::TcpStream,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl tokio::io::AsyncRead for Slotted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Slotted {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// Serves `router` on `listener` (over TLS when a configuration is given) until `stop`. Request
+/// headers must arrive within [`HEADER_READ_TIMEOUT`], a TLS handshake within 10 s, and at most
+/// [`MAX_CONNECTIONS`] connections are held.
 pub async fn serve(
     listener: std::net::TcpListener,
     router: Router,
@@ -239,9 +412,14 @@ pub async fn serve(
         shutdown.graceful_shutdown(Some(DRAIN));
     });
     let service = router.into_make_service();
+    let capped = Capped {
+        slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
+    };
     match tls {
         None => {
-            let mut server = axum_server::from_tcp(listener)?.handle(handle);
+            let mut server = axum_server::from_tcp(listener)?
+                .acceptor(capped)
+                .handle(handle);
             server
                 .http_builder()
                 .http1()
@@ -250,8 +428,10 @@ pub async fn serve(
         }
         Some(config) => {
             let config = axum_server::tls_rustls::RustlsConfig::from_config(config);
-            let mut server =
-                axum_server::tls_rustls::from_tcp_rustls(listener, config)?.handle(handle);
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config).acceptor(capped);
+            let mut server = axum_server::from_tcp(listener)?
+                .acceptor(acceptor)
+                .handle(handle);
             server
                 .http_builder()
                 .http1()
