@@ -212,11 +212,48 @@ impl PrometheusClient {
             .await
             .map_err(|e| QueryError::Unreachable(error_chain(&e)))?;
         let status = response.status();
-        let body = response
-            .bytes()
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
+        {
+            return Err(too_large());
+        }
+        // Read in chunks, so that an answer past the cap is refused without being held whole.
+        let mut response = response;
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|e| QueryError::Unreachable(error_chain(&e)))?;
+            .map_err(|e| QueryError::Unreachable(error_chain(&e)))?
+        {
+            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
         read_answer(status.as_u16(), &body)
+    }
+}
+
+/// The largest answer read. The batched queries return one series per pod, about 100 bytes
+/// each: this is room for hundreds of thousands of pods, and a bound on what a broken or
+/// hostile Prometheus can make the controller hold.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
+/// Prometheus's own error text is kept up to this long (it reaches logs and conditions).
+pub const MAX_ERROR_CHARS: usize = 512;
+
+fn too_large() -> QueryError {
+    QueryError::Decode(format!(
+        "the answer is larger than {} MiB",
+        MAX_ANSWER_BYTES / (1024 * 1024)
+    ))
+}
+
+/// `text` cut to at most `max` characters, marked when cut.
+fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
     }
 }
 
@@ -270,11 +307,11 @@ pub fn read_answer(status: u16, body: &[u8]) -> Result<Vec<Sample>, QueryError> 
         && answer.status == "error"
     {
         return Err(QueryError::Query {
-            error_type: answer
-                .error_type
-                .clone()
-                .unwrap_or_else(|| "unknown".into()),
-            error: answer.error.clone().unwrap_or_default(),
+            error_type: clip(
+                answer.error_type.as_deref().unwrap_or("unknown"),
+                MAX_ERROR_CHARS,
+            ),
+            error: clip(answer.error.as_deref().unwrap_or_default(), MAX_ERROR_CHARS),
         });
     }
     if !(200..300).contains(&status) {

@@ -166,6 +166,56 @@ fn failed(report: &PollReport) -> &str {
     }
 }
 
+/// An endless answer and an error with a novel for its text: refused and clipped.
+#[tokio::test]
+async fn an_oversized_answer_is_refused_and_error_text_clipped() {
+    use axum::body::Body;
+    wva::tls::install_default_provider();
+    // 80 MiB of series, streamed (never held by the server either).
+    let endless = axum::Router::new().route(
+        "/api/v1/query",
+        post(|| async {
+            let head = futures_util::stream::once(async {
+                Ok::<_, std::convert::Infallible>(bytes_of(
+                    r#"{"status":"success","data":{"resultType":"vector","result":["#,
+                ))
+            });
+            let rows = futures_util::stream::iter((0..80 * 1024).map(|i| {
+                let row = series(&format!("pod-{i}"), "0.5");
+                Ok(bytes_of(&format!("{row},").repeat(1024 / row.len() + 1)))
+            }));
+            Body::from_stream(futures_util::StreamExt::chain(head, rows))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, endless).await;
+    });
+    let settings = PrometheusSettings {
+        base_url: Some(format!("http://{address}")),
+        allow_http: true,
+        ..Default::default()
+    };
+    let client = PrometheusClient::new(&settings, QueryPolicy::default()).unwrap();
+    let e = client.query("up").await.expect_err("too large");
+    assert_eq!(
+        e.to_string(),
+        "unexpected answer from Prometheus: the answer is larger than 64 MiB"
+    );
+
+    let novel = format!(
+        r#"{{"status":"error","errorType":"bad_data","error":"{}"}}"#,
+        "x".repeat(100_000)
+    );
+    let e = wva::prometheus_api::read_answer(400, novel.as_bytes()).expect_err("error");
+    assert!(e.to_string().len() < 700, "{}", e.to_string().len());
+}
+
+fn bytes_of(text: &str) -> bytes::Bytes {
+    bytes::Bytes::from(text.to_string())
+}
+
 #[tokio::test]
 async fn every_kind_of_bad_answer_has_a_named_outcome() {
     wva::tls::install_default_provider();
