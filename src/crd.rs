@@ -75,7 +75,7 @@ pub struct VariantAutoscalingSpec {
     pub scale_target_ref: Option<ScaleTargetRef>,
     /// The served model name, as vLLM reports it in the `model_name` label.
     #[serde(rename = "modelID")]
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 253), pattern(r"^[^\x00-\x1f\x7f]+$"))]
     pub model_id: String,
     /// Cost of one replica of this variant, a decimal number as a string.
     #[serde(default = "default_variant_cost")]
@@ -111,7 +111,10 @@ pub struct ScaleTargetRef {
     #[schemars(schema_with = "target_kind_schema")]
     pub kind: String,
     /// Name of the target in the VA's namespace.
-    #[schemars(length(min = 1))]
+    #[schemars(
+        length(min = 1, max = 253),
+        pattern(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
     pub name: String,
 }
 
@@ -139,8 +142,12 @@ pub struct ModelProfile {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AcceleratorProfile {
-    /// Accelerator name, e.g. `H100`, as priced in `accelerator-unitcost`.
-    #[schemars(length(min = 1))]
+    /// Accelerator name, e.g. `H100`, as priced in `accelerator-unitcost` (a label value: it
+    /// becomes the `accelerator_type` label of the published series).
+    #[schemars(
+        length(min = 1, max = 63),
+        pattern(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+    )]
     pub acc: String,
     /// Accelerator units per replica.
     #[schemars(range(min = 1))]

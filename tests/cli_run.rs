@@ -61,7 +61,7 @@ fn help_documents_every_flag_with_its_environment_variable() {
 
 #[test]
 fn unusable_settings_exit_2_naming_the_setting() {
-    let cases: [(&[(&str, &str)], &str); 6] = [
+    let cases: [(&[(&str, &str)], &str); 7] = [
         (
             &[("PROMETHEUS_QUERY_TIMEOUT", "soon")],
             "PROMETHEUS_QUERY_TIMEOUT",
@@ -88,6 +88,11 @@ fn unusable_settings_exit_2_naming_the_setting() {
                 ("EXTERNAL_SCALER_KEY_PATH", "/tmp/key.pem"),
             ],
             "no EXTERNAL_SCALER_BIND_ADDRESS",
+        ),
+        // It goes into PromQL matchers: a namespace name, nothing else.
+        (
+            &[("WATCH_NAMESPACE", "llm\\\"}) or vector(1")],
+            "WATCH_NAMESPACE (--watch-namespace): expected a namespace name",
         ),
     ];
     for (env, name) in cases {

@@ -79,11 +79,27 @@ fn spec_fields_carry_their_rules() {
     assert_eq!(cost["pattern"], r"^\d+(\.\d+)?$");
     assert_eq!(cost["default"], "10.0");
     assert_eq!(spec["properties"]["modelID"]["minLength"], 1);
+    // A 1 MB model id (or one with control characters) is refused by the API server: it
+    // would become decision-log keys and Event texts.
+    let model = &spec["properties"]["modelID"];
+    assert_eq!(model["maxLength"], 253);
+    assert!(1_000_000 > model["maxLength"].as_u64().unwrap_or(0));
+    assert_eq!(model["pattern"], r"^[^\x00-\x1f\x7f]+$");
+    assert_eq!(
+        spec["properties"]["scaleTargetRef"]["properties"]["name"]["maxLength"],
+        253
+    );
     let target = &spec["properties"]["scaleTargetRef"];
     assert_eq!(target["properties"]["kind"]["default"], "Deployment");
     assert_eq!(target["required"], serde_json::json!(["name"]));
     let acc = &spec["properties"]["modelProfile"]["properties"]["accelerators"]["items"];
     assert_eq!(acc["properties"]["accCount"]["minimum"], 1.0);
+    // The accelerator becomes a label value of the published series.
+    assert_eq!(acc["properties"]["acc"]["maxLength"], 63);
+    assert_eq!(
+        acc["properties"]["acc"]["pattern"],
+        "^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+    );
     assert_eq!(acc["properties"]["maxBatchSize"]["minimum"], 1.0);
     assert_eq!(
         acc["properties"]["perfParms"]["x-kubernetes-preserve-unknown-fields"],

@@ -336,7 +336,19 @@ impl SettingsArgs {
                 .unwrap_or_else(|| DEFAULT_POD_NAMESPACE.into()),
             reconciliation_interval,
             controller_instance,
-            watch_namespace: text(&self.watch_namespace, "WATCH_NAMESPACE"),
+            watch_namespace: match text(&self.watch_namespace, "WATCH_NAMESPACE") {
+                Some(ns) if !is_namespace_name(&ns) => {
+                    return Err(SettingsError {
+                        env: "WATCH_NAMESPACE",
+                        flag: "watch-namespace".into(),
+                        message: format!(
+                            "expected a namespace name (lowercase letters, digits and '-', at most 63 characters), got {:?}",
+                            ns.chars().take(80).collect::<String>()
+                        ),
+                    });
+                }
+                other => other,
+            },
             scale_to_zero: flag(self.scale_to_zero, "WVA_SCALE_TO_ZERO")?,
             mode,
             analyzer,
@@ -370,6 +382,16 @@ impl Settings {
 }
 
 /// Whether `s` is a valid Kubernetes label value (non-empty here: an empty id means "none").
+/// Whether `s` is a valid namespace name (an RFC 1123 label): it goes into PromQL matchers.
+pub fn is_namespace_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
 pub fn is_label_value(s: &str) -> bool {
     let ok_inner = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
     !s.is_empty()

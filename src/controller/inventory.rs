@@ -834,6 +834,10 @@ impl Inventory {
         va: &VariantAutoscaling,
     ) -> Result<Vec<(VariantSpec, Option<String>)>, String> {
         let (namespace, name) = id(&va.metadata);
+        // The API server's schema refuses these; an object stored before it did is refused here.
+        if let Some(problem) = super::scalers::model_id_problem(&va.spec.model_id) {
+            return Err(format!("spec.modelID: {problem}"));
+        }
         let model = ModelKey::new(namespace.clone(), va.spec.model_id.clone());
         let first_acc = va
             .spec
@@ -874,7 +878,12 @@ impl Inventory {
                 };
                 let deployment = self.target(&namespace, &target.kind, &target.name);
                 let accelerator = label_acc
-                    .or_else(|| first_acc.map(|a| a.acc.clone()).filter(|a| !a.is_empty()))
+                    .or_else(|| {
+                        // It becomes a label value of the published series.
+                        first_acc
+                            .map(|a| a.acc.clone())
+                            .filter(|a| crate::config::settings::is_label_value(a))
+                    })
                     .or_else(|| accelerator_from(deployment))
                     .unwrap_or_else(|| "unknown".into());
                 Ok(vec![(
@@ -1519,5 +1528,25 @@ mod tests {
         // KEDA is removed: its API is not served any more.
         let changes = inv.kind_absent(Kind::ScaledObject);
         assert!(matches!(&changes[..], [Change::Remove(k)] if k.name == "s"));
+    }
+
+    #[test]
+    fn a_va_whose_model_id_no_schema_would_take_is_a_problem_not_a_variant() {
+        let mut inv = synced(Scope::default());
+        let mut huge = va("llm", "v", "d", &[]);
+        if let Ok(v) = &mut huge.0 {
+            v.spec.model_id = "m".repeat(1_000_000);
+        }
+        let changes = inv.va_applied(huge);
+        assert!(upserted(&changes).is_empty());
+        assert!(changes.iter().any(|c| matches!(c,
+            Change::Problem(_, Some(p)) if p.starts_with("spec.modelID: 1000000 bytes long, expected at most 253"))));
+        let mut control = va("llm", "w", "d", &[]);
+        if let Ok(v) = &mut control.0 {
+            v.spec.model_id = "a\u{0}b".into();
+        }
+        let changes = inv.va_applied(control);
+        assert!(changes.iter().any(|c| matches!(c,
+            Change::Problem(_, Some(p)) if p.contains("control character"))));
     }
 }

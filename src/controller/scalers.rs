@@ -167,6 +167,26 @@ fn annotation_value<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
+/// What is wrong with a model id, if anything: it becomes decision-log keys, Event texts and
+/// a PromQL matcher, so it is bounded and has no control characters.
+pub fn model_id_problem(id: &str) -> Option<String> {
+    if id.len() > MAX_MODEL_ID_LEN {
+        Some(format!(
+            "{} bytes long, expected at most {MAX_MODEL_ID_LEN}",
+            id.len()
+        ))
+    } else if id.chars().any(char::is_control) {
+        Some(format!("{:?} contains a control character", clip_id(id)))
+    } else {
+        None
+    }
+}
+
+fn clip_id(id: &str) -> &str {
+    let end = id.char_indices().nth(64).map_or(id.len(), |(i, _)| i);
+    &id[..end]
+}
+
 /// Reads the `llm-d.ai/*` annotations.
 pub fn annotation(meta: &ObjectMeta) -> Annotation {
     if !is_managed(meta) {
@@ -178,18 +198,12 @@ pub fn annotation(meta: &ObjectMeta) -> Annotation {
                 "annotation {MODEL_ID_ANNOTATION}: required when {MANAGED_ANNOTATION} is \"true\"; expected the served model name as vLLM reports it in model_name"
             ));
         }
-        Some(id) if id.len() > MAX_MODEL_ID_LEN => {
-            return Annotation::Invalid(format!(
-                "annotation {MODEL_ID_ANNOTATION}: {} bytes long, expected at most {MAX_MODEL_ID_LEN}",
-                id.len()
-            ));
-        }
-        Some(id) if id.chars().any(char::is_control) => {
-            return Annotation::Invalid(format!(
-                "annotation {MODEL_ID_ANNOTATION}: {id:?} contains a control character"
-            ));
-        }
-        Some(id) => id.to_string(),
+        Some(id) => match model_id_problem(id) {
+            Some(problem) => {
+                return Annotation::Invalid(format!("annotation {MODEL_ID_ANNOTATION}: {problem}"));
+            }
+            None => id.to_string(),
+        },
     };
     let cost = match annotation_value(meta, VARIANT_COST_ANNOTATION).map(str::trim) {
         None => DEFAULT_VARIANT_COST.parse().unwrap_or(10.0),
