@@ -210,7 +210,7 @@ impl PrometheusClient {
         let response = request
             .send()
             .await
-            .map_err(|e| QueryError::Unreachable(error_chain(&e)))?;
+            .map_err(|e| QueryError::Unreachable(error_chain(e)))?;
         let status = response.status();
         if response
             .content_length()
@@ -224,7 +224,7 @@ impl PrometheusClient {
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| QueryError::Unreachable(error_chain(&e)))?
+            .map_err(|e| QueryError::Unreachable(error_chain(e)))?
         {
             if body.len() + chunk.len() > MAX_ANSWER_BYTES {
                 return Err(too_large());
@@ -342,7 +342,10 @@ pub fn read_answer(status: u16, body: &[u8]) -> Result<Vec<Sample>, QueryError> 
 }
 
 /// An error with its sources, so that "error sending request" says why (refused, TLS, ...).
-fn error_chain(e: &dyn std::error::Error) -> String {
+fn error_chain(e: reqwest::Error) -> String {
+    // reqwest names the URL in its errors; it may carry credentials, and the caller knows it.
+    let without_url = e.without_url();
+    let e: &dyn std::error::Error = &without_url;
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -558,7 +558,7 @@ async fn the_metrics_endpoint_admits_only_callers_allowed_to_get_metrics() {
             Some(running.ops.clone()),
             Some(Authorizer::new(api.client())),
         ),
-        Some(Arc::new(tls)),
+        Some(wva::controller::http::tls(tls)),
         running.stop_token(),
     ));
     let client = reqwest::Client::builder()

@@ -199,3 +199,70 @@ async fn slow_and_idle_clients_are_dropped_and_capped() {
     drop(idle);
     stop.cancel();
 }
+
+/// A renewed serving certificate is picked up without a restart: new connections get it.
+#[actix_rt::test]
+async fn a_renewed_certificate_is_served_without_a_restart() {
+    use wva::controller::http::{reload_certificate, tls};
+    wva::tls::install_default_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    let issue = |cn: &str| {
+        let made =
+            rcgen::generate_simple_self_signed(vec![cn.to_string(), "localhost".into()]).unwrap();
+        std::fs::write(&cert, made.cert.pem()).unwrap();
+        std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+        let ca = dir.path().join(format!("{cn}.pem"));
+        std::fs::write(&ca, made.cert.pem()).unwrap();
+        ca
+    };
+    let first = issue("first");
+    let config = tls(wva::tls::server_config(Some((&cert, &key)), &[]).unwrap());
+    let (health, _tx) = {
+        let (tx, rx) = tokio::sync::watch::channel(wva::controller::health::Health::default());
+        (rx, tx)
+    };
+    let stop = CancellationToken::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(serve(
+        listener,
+        probes(health),
+        Some(config.clone()),
+        stop.clone(),
+    ));
+    tokio::spawn(reload_certificate(
+        config,
+        cert.clone(),
+        key.clone(),
+        Duration::from_millis(100),
+        stop.clone(),
+    ));
+    let trusting = |ca: std::path::PathBuf| {
+        let tls = wva::tls::client_config(&wva::tls::ClientTls {
+            ca_cert_path: Some(&ca),
+            server_name: Some("localhost"),
+            ..Default::default()
+        })
+        .unwrap();
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .build()
+            .unwrap()
+    };
+    let url = format!("https://{address}/healthz");
+    assert!(trusting(first.clone()).get(&url).send().await.is_ok());
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = issue("second");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        trusting(second).get(&url).send().await.is_ok(),
+        "the new certificate is served"
+    );
+    assert!(
+        trusting(first).get(&url).send().await.is_err(),
+        "the old one is not"
+    );
+    stop.cancel();
+}

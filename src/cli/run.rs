@@ -249,7 +249,7 @@ async fn controller_main(args: RunArgs) -> ExitCode {
             .as_ref()
             .map(|(c, k)| (c.as_path(), k.as_path()));
         match crate::tls::server_config(pair, &names) {
-            Ok(c) => Some(Arc::new(c)),
+            Ok(c) => Some(http::tls(c)),
             Err(e) => return fail(&e.to_string(), INVALID_INPUT),
         }
     } else {
@@ -308,6 +308,16 @@ async fn controller_main(args: RunArgs) -> ExitCode {
                 tracing::error!(error = %e, "the external scaler failed");
             }
         });
+    }
+    // A renewed certificate (cert-manager, a rotated Secret) is served without a restart.
+    if let (Some(config), Some((cert, key))) = (&tls, &checks.metrics_cert) {
+        tokio::spawn(http::reload_certificate(
+            config.clone(),
+            cert.clone(),
+            key.clone(),
+            Duration::from_secs(30),
+            stop.clone(),
+        ));
     }
     running.spawn_critical("metrics-server", async move {
         if let Err(e) = http::serve(metrics_listener, metrics, tls, stop).await {

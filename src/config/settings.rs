@@ -240,14 +240,15 @@ impl SettingsArgs {
                     return Err(err(
                         "PROMETHEUS_BASE_URL",
                         format!(
-                            "expected an https:// URL (set PROMETHEUS_ALLOW_HTTP=true to allow http://), got {url:?}"
+                            "expected an https:// URL (set PROMETHEUS_ALLOW_HTTP=true to allow http://), got {:?}",
+                            redact_url(url)
                         ),
                     ));
                 }
             } else if !lower.starts_with("https://") {
                 return Err(err(
                     "PROMETHEUS_BASE_URL",
-                    format!("expected an https:// URL, got {url:?}"),
+                    format!("expected an https:// URL, got {:?}", redact_url(url)),
                 ));
             }
         }
@@ -371,17 +372,30 @@ impl SettingsArgs {
 }
 
 impl Settings {
-    /// A copy safe to print or log: the bearer token is replaced.
+    /// A copy safe to print or log: the bearer token and any credentials in the URL are
+    /// replaced.
     pub fn redacted(&self) -> Self {
         let mut s = self.clone();
         if s.prometheus.bearer_token.is_some() {
             s.prometheus.bearer_token = Some("<redacted>".into());
         }
+        s.prometheus.base_url = s.prometheus.base_url.as_deref().map(redact_url);
         s
     }
 }
 
-/// Whether `s` is a valid Kubernetes label value (non-empty here: an empty id means "none").
+/// `url` with the user and password it may carry (`https://user:pass@host`) replaced.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://<redacted>@{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
 /// Whether `s` is a valid namespace name (an RFC 1123 label): it goes into PromQL matchers.
 pub fn is_namespace_name(s: &str) -> bool {
     !s.is_empty()
@@ -392,6 +406,7 @@ pub fn is_namespace_name(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
+/// Whether `s` is a valid Kubernetes label value (non-empty here: an empty id means "none").
 pub fn is_label_value(s: &str) -> bool {
     let ok_inner = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
     !s.is_empty()
@@ -587,6 +602,27 @@ mod tests {
         };
         let s = args.resolve(None).expect("resolves").redacted();
         assert_eq!(s.prometheus.bearer_token.as_deref(), Some("<redacted>"));
+    }
+
+    #[test]
+    fn redaction_hides_credentials_in_the_url() {
+        let args = SettingsArgs {
+            prometheus_base_url: Some("https://admin:hunter2@thanos:9091/api?x=@y".into()),
+            ..Default::default()
+        };
+        let s = args.resolve(None).expect("resolves").redacted();
+        assert_eq!(
+            s.prometheus.base_url.as_deref(),
+            Some("https://<redacted>@thanos:9091/api?x=@y")
+        );
+        assert_eq!(redact_url("https://thanos:9091"), "https://thanos:9091");
+        let e = SettingsArgs {
+            prometheus_base_url: Some("http://admin:hunter2@thanos:9090".into()),
+            ..Default::default()
+        }
+        .resolve(None)
+        .expect_err("http");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
     }
 
     #[test]

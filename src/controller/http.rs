@@ -322,6 +322,47 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long requests in flight may finish after the stop.
 const DRAIN: Duration = Duration::from_secs(5);
 
+pub use axum_server::tls_rustls::RustlsConfig;
+
+/// A server's TLS configuration, which [`reload_certificate`] can swap while it serves.
+pub fn tls(config: rustls::ServerConfig) -> RustlsConfig {
+    RustlsConfig::from_config(Arc::new(config))
+}
+
+/// Watches the certificate and key files every `every`, and serves the new pair to new
+/// connections once both changed files load (a renewed certificate needs no restart). A pair
+/// that does not load is reported and the old one kept.
+pub async fn reload_certificate(
+    config: RustlsConfig,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    let stamp = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut seen = (stamp(&cert), stamp(&key));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let now = (stamp(&cert), stamp(&key));
+        if now == seen {
+            continue;
+        }
+        match crate::tls::server_config(Some((&cert, &key)), &[]) {
+            Ok(fresh) => {
+                config.reload_from_config(Arc::new(fresh));
+                seen = now;
+                tracing::info!(cert = %cert.display(), "metrics certificate reloaded");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the changed metrics certificate does not load; keeping the one in use");
+            }
+        }
+    }
+}
+
 /// Connections one server holds at once; past that, a new connection is closed at once, so
 /// that idle or slow clients cannot take every socket (the kubelet's probes, Prometheus'
 /// scrapes).
@@ -402,7 +443,7 @@ impl tokio::io::AsyncWrite for Slotted {
 pub async fn serve(
     listener: std::net::TcpListener,
     router: Router,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<RustlsConfig>,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
     let handle = axum_server::Handle::<SocketAddr>::new();
@@ -427,7 +468,6 @@ pub async fn serve(
             server.serve(service).await
         }
         Some(config) => {
-            let config = axum_server::tls_rustls::RustlsConfig::from_config(config);
             let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config).acceptor(capped);
             let mut server = axum_server::from_tcp(listener)?
                 .acceptor(acceptor)
