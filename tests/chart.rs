@@ -741,7 +741,10 @@ fn production_and_development_values_files() {
     );
 }
 
-fn rules_of(rules: &[rbac::Rule]) -> BTreeSet<(String, Vec<String>, Vec<String>)> {
+/// (API group, resources, verbs, resource names) of each rule.
+type RuleKey = (String, Vec<String>, Vec<String>, Vec<String>);
+
+fn rules_of(rules: &[rbac::Rule]) -> BTreeSet<RuleKey> {
     rules
         .iter()
         .map(|r| {
@@ -749,19 +752,34 @@ fn rules_of(rules: &[rbac::Rule]) -> BTreeSet<(String, Vec<String>, Vec<String>)
                 r.api_group.to_string(),
                 r.resources.iter().map(|s| s.to_string()).collect(),
                 r.verbs.iter().map(|s| s.to_string()).collect(),
+                r.names
+                    .iter()
+                    .map(|n| {
+                        if *n == rbac::LEASE_NAME {
+                            "workload-variant-autoscaler-leader".to_string()
+                        } else {
+                            n.to_string()
+                        }
+                    })
+                    .collect(),
             )
         })
         .collect()
 }
 
-fn rendered_rules(rules: Option<Vec<PolicyRule>>) -> BTreeSet<(String, Vec<String>, Vec<String>)> {
+fn rendered_rules(rules: Option<Vec<PolicyRule>>) -> BTreeSet<RuleKey> {
     rules
         .unwrap_or_default()
         .into_iter()
         .map(|r| {
             let groups = r.api_groups.unwrap_or_default();
             assert_eq!(groups.len(), 1, "one API group per rule");
-            (groups[0].clone(), r.resources.unwrap_or_default(), r.verbs)
+            (
+                groups[0].clone(),
+                r.resources.unwrap_or_default(),
+                r.verbs,
+                r.resource_names.unwrap_or_default(),
+            )
         })
         .collect()
 }

@@ -7,8 +7,13 @@ pub struct Rule {
     pub api_group: &'static str,
     pub resources: &'static [&'static str],
     pub verbs: &'static [&'static str],
+    /// The objects the rule is limited to (empty: all); [`LEASE_NAME`] stands for the Lease.
+    pub names: &'static [&'static str],
     pub why: &'static str,
 }
+
+/// Stands for the leader-election Lease's name (`LEADER_ELECTION_ID`) in [`Rule::names`].
+pub const LEASE_NAME: &str = "$LEADER_ELECTION_ID";
 
 /// Rules over the watched namespaces (a ClusterRole, or a Role in the one watched namespace).
 pub const WATCHED: &[Rule] = &[
@@ -16,48 +21,56 @@ pub const WATCHED: &[Rule] = &[
         api_group: "llmd.ai",
         resources: &["variantautoscalings"],
         verbs: &["get", "list", "watch"],
-        why: "the VAs to manage",
+        names: &[],
+        why: "the VAs to manage (get: the guides check access with `kubectl auth can-i get`)",
     },
     Rule {
         api_group: "llmd.ai",
         resources: &["variantautoscalings/status"],
-        verbs: &["get", "patch", "update"],
+        verbs: &["patch"],
+        names: &[],
         why: "server-side apply of the VA status",
     },
     Rule {
         api_group: "apps",
         resources: &["deployments"],
-        verbs: &["get", "list", "watch"],
+        verbs: &["list", "watch"],
+        names: &[],
         why: "replicas of each variant, discovery mode",
     },
     Rule {
         api_group: "",
         resources: &["pods"],
-        verbs: &["get", "list", "watch"],
+        verbs: &["list", "watch"],
+        names: &[],
         why: "live pods of each Deployment, to drop series of pods that are gone",
     },
     Rule {
         api_group: "autoscaling",
         resources: &["horizontalpodautoscalers"],
         verbs: &["list", "watch"],
+        names: &[],
         why: "HPAs annotated llm-d.ai/managed (variants without a VA), and the bounds of every variant",
     },
     Rule {
         api_group: "keda.sh",
         resources: &["scaledobjects"],
         verbs: &["list", "watch"],
+        names: &[],
         why: "ScaledObjects annotated llm-d.ai/managed, and bounds; ignored until KEDA is installed",
     },
     Rule {
         api_group: "leaderworkerset.x-k8s.io",
         resources: &["leaderworkersets"],
         verbs: &["list", "watch"],
+        names: &[],
         why: "LeaderWorkerSets as scale targets (groups); ignored until their CRD is installed",
     },
     Rule {
         api_group: "events.k8s.io",
         resources: &["events"],
         verbs: &["create", "patch"],
+        names: &[],
         why: "Events on VAs, annotated HPAs and ScaledObjects, and ConfigMaps",
     },
 ];
@@ -68,18 +81,28 @@ pub const OWN_NAMESPACE: &[Rule] = &[
         api_group: "",
         resources: &["configmaps"],
         verbs: &["get", "list", "watch"],
+        names: &[],
         why: "the configuration ConfigMaps, reloaded live",
     },
     Rule {
         api_group: "coordination.k8s.io",
         resources: &["leases"],
-        verbs: &["get", "create", "update"],
-        why: "leader election",
+        verbs: &["create"],
+        names: &[],
+        why: "leader election: the Lease is created once (create cannot be limited by name)",
+    },
+    Rule {
+        api_group: "coordination.k8s.io",
+        resources: &["leases"],
+        verbs: &["get", "update"],
+        names: &[LEASE_NAME],
+        why: "leader election: read and renew its own Lease only",
     },
     Rule {
         api_group: "events.k8s.io",
         resources: &["events"],
         verbs: &["create", "patch"],
+        names: &[],
         why: "Events on invalid ConfigMaps",
     },
 ];
@@ -90,18 +113,21 @@ pub const CLUSTER: &[Rule] = &[
         api_group: "authentication.k8s.io",
         resources: &["tokenreviews"],
         verbs: &["create"],
+        names: &[],
         why: "authenticate scrapers of the metrics endpoint",
     },
     Rule {
         api_group: "authorization.k8s.io",
         resources: &["subjectaccessreviews"],
         verbs: &["create"],
+        names: &[],
         why: "authorize scrapers of the metrics endpoint (GET /metrics)",
     },
 ];
 
-/// The rules as a YAML `rules:` list (for docs and the chart).
-pub fn rules_yaml(rules: &[Rule]) -> String {
+/// The rules as a YAML `rules:` list (for docs and the chart); `lease` is how the Lease's name
+/// is written.
+pub fn rules_yaml(rules: &[Rule], lease: &str) -> String {
     let mut out = String::new();
     for r in rules {
         out.push_str(&format!("# {}\n", r.why));
@@ -122,9 +148,28 @@ pub fn rules_yaml(rules: &[Rule]) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
+        if !r.names.is_empty() {
+            out.push_str(&format!(
+                "  resourceNames: [{}]\n",
+                r.names
+                    .iter()
+                    .map(|x| if *x == LEASE_NAME {
+                        lease.to_string()
+                    } else {
+                        format!("\"{x}\"")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
     }
     out
 }
+
+/// How the docs write the Lease's name.
+pub const DOCS_LEASE_NAME: &str = "\"<LEADER_ELECTION_ID>\"";
+/// How the chart writes it.
+pub const CHART_LEASE_NAME: &str = "{{ include \"wva.name\" . }}-leader";
 
 /// Where the chart takes the rules from: a template file of named definitions, generated by
 /// [`chart_rules_template`] (a test keeps it in sync).
@@ -143,7 +188,7 @@ pub fn chart_rules_template() -> String {
     ] {
         out.push_str(&format!(
             "\n{{{{- define \"wva.rules.{name}\" -}}}}\n{}{{{{- end -}}}}\n",
-            rules_yaml(rules)
+            rules_yaml(rules, CHART_LEASE_NAME)
         ));
     }
     out
@@ -165,7 +210,7 @@ mod tests {
             ("OWN_NAMESPACE_RULES", OWN_NAMESPACE),
             ("CLUSTER_RULES", CLUSTER),
         ] {
-            let yaml = rules_yaml(rules);
+            let yaml = rules_yaml(rules, DOCS_LEASE_NAME);
             let yaml = yaml.trim_end();
             if let Some(at) = expected.find(&format!("```yaml\n{marker}\n```")) {
                 expected

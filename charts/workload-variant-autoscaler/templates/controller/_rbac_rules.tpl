@@ -1,22 +1,22 @@
 {{/* Generated from src/controller/rbac.rs (WVA_BLESS=1 cargo test -p wva rbac). Do not edit. */}}
 
 {{- define "wva.rules.watched" -}}
-# the VAs to manage
+# the VAs to manage (get: the guides check access with `kubectl auth can-i get`)
 - apiGroups: ["llmd.ai"]
   resources: ["variantautoscalings"]
   verbs: ["get", "list", "watch"]
 # server-side apply of the VA status
 - apiGroups: ["llmd.ai"]
   resources: ["variantautoscalings/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
 # replicas of each variant, discovery mode
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 # live pods of each Deployment, to drop series of pods that are gone
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 # HPAs annotated llm-d.ai/managed (variants without a VA), and the bounds of every variant
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
@@ -40,10 +40,15 @@
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get", "list", "watch"]
-# leader election
+# leader election: the Lease is created once (create cannot be limited by name)
 - apiGroups: ["coordination.k8s.io"]
   resources: ["leases"]
-  verbs: ["get", "create", "update"]
+  verbs: ["create"]
+# leader election: read and renew its own Lease only
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["get", "update"]
+  resourceNames: [{{ include "wva.name" . }}-leader]
 # Events on invalid ConfigMaps
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
