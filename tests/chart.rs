@@ -209,6 +209,8 @@ impl Release {
                 "StatefulSet" => fits::<StatefulSet>,
                 "Deployment" => fits::<Deployment>,
                 "PersistentVolumeClaim" => fits::<PersistentVolumeClaim>,
+                "NetworkPolicy" => fits::<k8s_openapi::api::networking::v1::NetworkPolicy>,
+                "PodDisruptionBudget" => fits::<k8s_openapi::api::policy::v1::PodDisruptionBudget>,
                 "Service" => fits::<Service>,
                 "ServiceAccount" => fits::<ServiceAccount>,
                 "ConfigMap" => fits::<ConfigMap>,
@@ -2023,5 +2025,52 @@ fn the_seed_guides_command_lines_work_as_written() {
     assert_eq!(
         kubectl(&cluster_wide.objects, &can_i.replace("model-a", "model-b")).as_deref(),
         Ok("yes")
+    );
+}
+
+/// The optional guards: a NetworkPolicy that admits each port to who needs it, and a PDB.
+#[test]
+fn the_optional_network_policy_and_disruption_budget() {
+    let plain = helm(&format!(
+        "helm install wva ./workload-variant-autoscaler -n {CONTROLLER_NS}"
+    ));
+    assert!(plain.all("NetworkPolicy").is_empty() && plain.all("PodDisruptionBudget").is_empty());
+    let r = helm(&format!(
+        "helm install wva ./workload-variant-autoscaler -n {CONTROLLER_NS} --set wva.networkPolicy.enabled=true \
+           --set wva.podDisruptionBudget.enabled=true --set wva.externalScaler.enabled=true"
+    ));
+    let policy: k8s_openapi::api::networking::v1::NetworkPolicy =
+        r.typed("NetworkPolicy", CONTROLLER);
+    let spec = policy.spec.expect("spec");
+    assert_eq!(spec.policy_types, Some(vec!["Ingress".to_string()]));
+    let ingress = spec.ingress.expect("ingress");
+    let port_of = |i: usize| match &ingress[i].ports.as_ref().expect("ports")[0].port {
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(p)) => *p,
+        other => panic!("{other:?}"),
+    };
+    let from_of = |i: usize| -> Vec<String> {
+        ingress[i].from.as_ref().expect("from")[0]
+            .namespace_selector
+            .as_ref()
+            .and_then(|s| s.match_expressions.as_ref())
+            .expect("expressions")[0]
+            .values
+            .clone()
+            .unwrap_or_default()
+    };
+    assert_eq!(port_of(0), 8081);
+    assert!(
+        ingress[0].from.is_none(),
+        "probes from anywhere (the kubelet)"
+    );
+    assert_eq!(port_of(1), 8443);
+    assert_eq!(from_of(1), ["openshift-user-workload-monitoring"]);
+    assert_eq!(port_of(2), 9090);
+    assert_eq!(from_of(2), ["keda"]);
+    let pdb: k8s_openapi::api::policy::v1::PodDisruptionBudget =
+        r.typed("PodDisruptionBudget", CONTROLLER);
+    assert_eq!(
+        pdb.spec.expect("spec").max_unavailable,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1))
     );
 }
