@@ -13,12 +13,15 @@ pub struct Health {
     pub leader: bool,
     /// The last metrics read worked.
     pub prometheus_ok: bool,
-    /// Why the last read failed, when it did (the safety net decides meanwhile).
+    /// Why the last read failed, when it did (the safety net decides meanwhile). Kept out of
+    /// `/readyz`, which anyone who reaches the pod can read: the log has it.
+    #[serde(skip)]
     pub prometheus_error: Option<String>,
     pub cycles: u64,
     /// Since when (RFC 3339) the watches cannot reach the API server, while they cannot.
     pub api_unreachable_since: Option<String>,
     /// Why the decision log is kept in memory only (its data directory cannot be opened).
+    #[serde(skip)]
     pub decision_log_problem: Option<String>,
 }
 
@@ -42,15 +45,10 @@ impl Health {
             format!(
                 "ready, degraded: API server unreachable since {since}; decisions continue on the last known objects"
             )
-        } else if let Some(problem) = &self.decision_log_problem {
-            format!(
-                "ready, degraded: {problem}; deciding with an in-memory log (no history or restart recovery)"
-            )
+        } else if self.decision_log_problem.is_some() {
+            "ready, degraded: the decision log cannot be opened; deciding with an in-memory log (no history or restart recovery; the controller's log says why)".to_string()
         } else if !self.prometheus_ok && self.cycles > 0 {
-            format!(
-                "ready, degraded: Prometheus read failed ({}); the safety net decides until it recovers",
-                self.prometheus_error.as_deref().unwrap_or("unknown")
-            )
+            "ready, degraded: the Prometheus read failed; the safety net decides until it recovers (the controller's log says why)".to_string()
         } else if !self.leader {
             "ready: standing by (another instance holds the leader Lease)".to_string()
         } else {

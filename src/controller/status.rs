@@ -108,9 +108,14 @@ pub fn decided_status(decided: &[&StatusUpdate], problem: Option<&str>) -> Optio
             "MetricsStale",
             format!("the newest vLLM sample is {newest_age_s}s old"),
         ),
-        MetricsState::PrometheusError(e) => {
-            cond("MetricsAvailable", false, "PrometheusError", e.clone())
-        }
+        // Anyone who can read the VA reads this: the error's words (URLs, Prometheus's own
+        // text) stay in the controller's log.
+        MetricsState::PrometheusError(_) => cond(
+            "MetricsAvailable",
+            false,
+            "PrometheusError",
+            "the vLLM metrics could not be read from Prometheus; the controller's log has the error",
+        ),
     };
     let optimization_cond = match (&optimization, problem) {
         (OptimizationState::SafetyNet(source), _) => cond(
