@@ -580,11 +580,32 @@ fn prometheus_mutual_tls_and_a_token_from_a_secret() {
 }
 
 /// The settings the controller resolves from the rendered main ConfigMap.
+/// The settings the controller resolves from the chart's pod environment (the connection) and
+/// its main ConfigMap (the rest), as `wva run` does.
 fn resolved_settings(r: &Release) -> Value {
     let data = r.config_map_data("workload-variant-autoscaler-variantautoscaling-config");
-    let settings = SettingsArgs::default()
+    let env = r.env();
+    let from_env = |k: &str| env.get(k).filter(|v| *v != "<from>").cloned();
+    let boolish = |k: &str| from_env(k).map(|v| v == "true");
+    let args = SettingsArgs {
+        prometheus_from_config_map: boolish("PROMETHEUS_FROM_CONFIG_MAP"),
+        prometheus_base_url: from_env("PROMETHEUS_BASE_URL"),
+        prometheus_allow_http: boolish("PROMETHEUS_ALLOW_HTTP"),
+        prometheus_tls_insecure_skip_verify: boolish("PROMETHEUS_TLS_INSECURE_SKIP_VERIFY"),
+        prometheus_ca_cert_path: from_env("PROMETHEUS_CA_CERT_PATH").map(Into::into),
+        prometheus_server_name: from_env("PROMETHEUS_SERVER_NAME"),
+        prometheus_client_cert_path: from_env("PROMETHEUS_CLIENT_CERT_PATH").map(Into::into),
+        prometheus_client_key_path: from_env("PROMETHEUS_CLIENT_KEY_PATH").map(Into::into),
+        prometheus_token_path: from_env("PROMETHEUS_TOKEN_PATH").map(Into::into),
+        ..Default::default()
+    };
+    assert!(
+        args.ignored_config_map_keys(Some(&data)).is_empty(),
+        "the chart's ConfigMap carries connection settings the controller ignores"
+    );
+    let settings = args
         .resolve(Some(&data))
-        .unwrap_or_else(|e| panic!("the controller refuses the chart's ConfigMap: {e}"));
+        .unwrap_or_else(|e| panic!("the controller refuses the chart's settings: {e}"));
     serde_json::to_value(settings).expect("settings serialize")
 }
 

@@ -103,3 +103,33 @@ fn a_bad_setting_exits_2_naming_it() {
     assert_eq!(code, Some(2));
     assert!(err.contains("RECONCILIATION_INTERVAL"), "{err}");
 }
+
+/// A ConfigMap that is not trusted with the Prometheus connection cannot set it: the URL it
+/// names is ignored, with a warning naming the key (CONTRACT 5 precedence otherwise holds).
+#[test]
+fn an_untrusted_configmap_cannot_redirect_the_prometheus_connection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cm = config_map(&dir);
+    let (code, s, err) = settings(
+        &["--config-map", &cm],
+        &[("PROMETHEUS_FROM_CONFIG_MAP", "false")],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(s["prometheus"]["baseUrl"], Value::Null);
+    assert!(
+        err.contains("the ConfigMap sets PROMETHEUS_BASE_URL, ignored"),
+        "{err}"
+    );
+    // The rest of the ConfigMap still applies.
+    assert_eq!(s["reconciliationInterval"], "1m");
+    // With the environment setting it, the environment's URL is used and nothing is ignored
+    // silently.
+    let (_, s, _) = settings(
+        &["--config-map", &cm],
+        &[
+            ("PROMETHEUS_FROM_CONFIG_MAP", "false"),
+            ("PROMETHEUS_BASE_URL", "https://from-env:9091"),
+        ],
+    );
+    assert_eq!(s["prometheus"]["baseUrl"], "https://from-env:9091");
+}

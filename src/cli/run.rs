@@ -217,6 +217,13 @@ async fn controller_main(args: RunArgs) -> ExitCode {
             None
         }
     };
+    for key in args.settings.ignored_config_map_keys(main_cm.as_ref()) {
+        tracing::warn!(
+            config_map = %early.config_map_name,
+            key,
+            "the main ConfigMap sets a Prometheus connection setting, ignored: PROMETHEUS_FROM_CONFIG_MAP=false takes the connection from the pod's environment only"
+        );
+    }
     let (settings, checks) = match args.resolve(main_cm.as_ref()) {
         Ok(s) => s,
         Err(e) => return fail(&e.to_string(), INVALID_INPUT),

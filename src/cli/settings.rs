@@ -37,6 +37,11 @@ pub fn main(args: SettingsCommandArgs) -> ExitCode {
             }
         }
     };
+    for key in args.settings.ignored_config_map_keys(data.as_ref()) {
+        eprintln!(
+            "wva settings: warning: the ConfigMap sets {key}, ignored: PROMETHEUS_FROM_CONFIG_MAP=false takes the Prometheus connection from flags and environment only"
+        );
+    }
     match args.settings.resolve(data.as_ref()) {
         Ok(settings) => match serde_json::to_string_pretty(&settings.redacted()) {
             Ok(json) => super::print_out(&json),

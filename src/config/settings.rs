@@ -70,6 +70,11 @@ pub struct SettingsArgs {
     /// File holding the bearer token; re-read when it changes.
     #[arg(long, env = "PROMETHEUS_TOKEN_PATH")]
     pub prometheus_token_path: Option<PathBuf>,
+    /// Whether the main ConfigMap may set the Prometheus connection (URL, TLS, token). The
+    /// chart sets false and passes the connection in the pod's environment, so that whoever can
+    /// edit the ConfigMap cannot redirect the controller's credentials [default: true].
+    #[arg(long, env = "PROMETHEUS_FROM_CONFIG_MAP", value_parser = BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true")]
+    pub prometheus_from_config_map: Option<bool>,
     /// Name of the main ConfigMap in the controller's namespace.
     #[arg(long, env = "CONFIG_MAP_NAME")]
     pub config_map_name: Option<String>,
@@ -212,6 +217,31 @@ impl SettingsArgs {
                 None => cm(key).map_or(Ok(false), |v| parse_bool(key, &v)),
             }
         };
+        // The Prometheus connection from the ConfigMap only when it is trusted with it.
+        let trusted = self.prometheus_from_config_map.unwrap_or(true);
+        let (text, path, flag) = (
+            |arg: &Option<String>, key: &str| {
+                if trusted || !is_connection_key(key) {
+                    text(arg, key)
+                } else {
+                    arg.clone().filter(|v| !v.is_empty())
+                }
+            },
+            |arg: &Option<PathBuf>, key: &str| {
+                if trusted || !is_connection_key(key) {
+                    path(arg, key)
+                } else {
+                    arg.clone()
+                }
+            },
+            |arg: Option<bool>, key: &'static str| {
+                if trusted || !is_connection_key(key) {
+                    flag(arg, key)
+                } else {
+                    Ok(arg.unwrap_or(false))
+                }
+            },
+        );
 
         let prometheus = PrometheusSettings {
             base_url: text(&self.prometheus_base_url, "PROMETHEUS_BASE_URL"),
@@ -368,6 +398,44 @@ impl SettingsArgs {
                 },
             },
         })
+    }
+}
+
+/// The main ConfigMap's keys that set the Prometheus connection.
+pub const CONNECTION_KEYS: [&str; 9] = [
+    "PROMETHEUS_BASE_URL",
+    "PROMETHEUS_ALLOW_HTTP",
+    "PROMETHEUS_TLS_INSECURE_SKIP_VERIFY",
+    "PROMETHEUS_CA_CERT_PATH",
+    "PROMETHEUS_CLIENT_CERT_PATH",
+    "PROMETHEUS_CLIENT_KEY_PATH",
+    "PROMETHEUS_SERVER_NAME",
+    "PROMETHEUS_BEARER_TOKEN",
+    "PROMETHEUS_TOKEN_PATH",
+];
+
+fn is_connection_key(key: &str) -> bool {
+    CONNECTION_KEYS.contains(&key)
+}
+
+impl SettingsArgs {
+    /// The connection keys the main ConfigMap sets that are ignored because it is not trusted
+    /// with the connection (`PROMETHEUS_FROM_CONFIG_MAP=false`): each deserves a warning.
+    pub fn ignored_config_map_keys(
+        &self,
+        config_map: Option<&BTreeMap<String, String>>,
+    ) -> Vec<&'static str> {
+        if self.prometheus_from_config_map.unwrap_or(true) {
+            return Vec::new();
+        }
+        CONNECTION_KEYS
+            .into_iter()
+            .filter(|k| {
+                config_map
+                    .and_then(|d| d.get(*k))
+                    .is_some_and(|v| !v.trim().is_empty())
+            })
+            .collect()
     }
 }
 

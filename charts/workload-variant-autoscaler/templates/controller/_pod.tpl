@@ -71,6 +71,34 @@ template:
             value: {{ .Values.wva.leaderElection.enabled | quote }}
           - name: LEADER_ELECTION_ID
             value: {{ include "wva.name" . }}-leader
+          # The Prometheus connection, from the chart's values only (the main ConfigMap is not
+          # trusted with it).
+          - name: PROMETHEUS_FROM_CONFIG_MAP
+            value: "false"
+          - name: PROMETHEUS_BASE_URL
+            value: {{ required "wva.prometheus.baseURL: the Prometheus (or Thanos Querier) URL is required" $p.baseURL | quote }}
+          - name: PROMETHEUS_ALLOW_HTTP
+            value: {{ $p.allowHTTP | quote }}
+          - name: PROMETHEUS_TLS_INSECURE_SKIP_VERIFY
+            value: {{ $p.tls.insecureSkipVerify | quote }}
+          {{- if $p.caCert }}
+          - name: PROMETHEUS_CA_CERT_PATH
+            value: {{ $p.tls.caCertPath | quote }}
+          {{- end }}
+          {{- if $p.tls.serverName }}
+          - name: PROMETHEUS_SERVER_NAME
+            value: {{ $p.tls.serverName | quote }}
+          {{- end }}
+          {{- if $p.tls.clientCertSecretName }}
+          - name: PROMETHEUS_CLIENT_CERT_PATH
+            value: /etc/wva/prometheus-client/tls.crt
+          - name: PROMETHEUS_CLIENT_KEY_PATH
+            value: /etc/wva/prometheus-client/tls.key
+          {{- end }}
+          {{- if and $p.useServiceAccountToken (not $p.bearerTokenSecret.name) }}
+          - name: PROMETHEUS_TOKEN_PATH
+            value: /var/run/secrets/kubernetes.io/serviceaccount/token
+          {{- end }}
           - name: PROMETHEUS_QUERY_TIMEOUT
             value: {{ $p.queryTimeout | quote }}
           - name: PROMETHEUS_QUERY_RETRIES
