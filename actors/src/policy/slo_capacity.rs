@@ -339,13 +339,16 @@ pub fn decide_slo_capacity(
     let mut by_cost: Vec<usize> = (0..variants.len()).collect();
     by_cost.sort_by(|&a, &b| variants[a].input.cost.total_cmp(&variants[b].input.cost));
     let fallback: Vec<usize> = order.iter().chain(&by_cost).copied().collect();
+    // The model then gets at least one replica more than it has: what the estimates asked for
+    // is topped up to that total (never raised past it, so more demand never gives fewer).
+    let asked: u32 = recommended.iter().sum();
     if kv_saturated
-        && recommended.iter().sum::<u32>() <= current_total
+        && asked <= current_total
         && let Some(&i) = fallback.iter().find(|&&i| {
             recommended[i] < ceiling(&variants[i]) && variants[i].input.current_replicas > 0
         })
     {
-        recommended[i] = recommended[i].max(variants[i].input.current_replicas) + 1;
+        recommended[i] += current_total + 1 - asked;
     }
     // The model keeps one replica.
     if recommended.iter().all(|&r| r == 0)
