@@ -93,6 +93,12 @@ impl ServiceClasses {
                         Err(e) if text.trim_start().starts_with('-') => e,
                         _ => from_yaml::<ClassDoc>(text).err().unwrap_or_default(),
                     };
+                    // When neither shape names a field, say what a class looks like.
+                    let message = if message.trim().is_empty() {
+                        "expected a service class {name, priority, model, slo-itl, slo-ttw} or {name, priority, data: [{model, slo-tpot, slo-ttft}]}, or a list of them".to_string()
+                    } else {
+                        message
+                    };
                     out.issues.push(issue(message));
                     continue;
                 }
