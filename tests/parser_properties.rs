@@ -122,10 +122,13 @@ fn config_data() -> impl Strategy<Value = BTreeMap<String, String>> {
     prop::collection::btree_map(key, value, 0..6)
 }
 
+/// 256 cases from a fixed seed: the suite explores the same inputs every run, so that it fails
+/// only on a change (wider runs: raise `cases` and change the seed locally).
 fn quiet() -> ProptestConfig {
     ProptestConfig {
         cases: 256,
         failure_persistence: None,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x5eed_0002),
         ..ProptestConfig::default()
     }
 }

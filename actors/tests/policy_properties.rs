@@ -131,7 +131,14 @@ fn busier(variants: &[VariantInput], extra_queue: f64, extra_kv: f64) -> Vec<Var
 const ANALYZERS: [Analyzer; 2] = [Analyzer::SaturationV1, Analyzer::SloCapacity];
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+    // A fixed seed: the suite explores the same 256 cases every run, so that it fails only on a
+    // change (wider runs: raise `cases` and change the seed locally).
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        failure_persistence: None,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x5eed_0001),
+        ..ProptestConfig::default()
+    })]
 
     /// Monotone in the demand signals: queues, KV caches, requests held by the scheduler. (The
     /// completion rate is not one of them: it is also what `slo-capacity` learns capacity from.)
