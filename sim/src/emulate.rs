@@ -248,18 +248,7 @@ pub async fn serve(
     let mut endpoints = Vec::new();
     let mut listeners = Vec::new();
     for index in 0..options.servers {
-        let port = if options.base_port == 0 {
-            0
-        } else {
-            u16::try_from(usize::from(options.base_port) + index)
-                .map_err(|_| format!("--base-port: port of server {index} is above 65535"))?
-        };
-        let listener = tokio::net::TcpListener::bind(SocketAddr::new(options.listen, port))
-            .await
-            .map_err(|e| format!("cannot listen on {}:{port}: {e}", options.listen))?;
-        let address = listener
-            .local_addr()
-            .map_err(|e| format!("cannot read the bound address: {e}"))?;
+        let (listener, address) = bind_nth(&options, index, &format!("server {index}")).await?;
         endpoints.push(Endpoint {
             index,
             address: address.to_string(),
@@ -272,18 +261,7 @@ pub async fn serve(
     let epp_listener = match &epp_metrics {
         None => None,
         Some(_) => {
-            let port = if options.base_port == 0 {
-                0
-            } else {
-                u16::try_from(usize::from(options.base_port) + options.servers)
-                    .map_err(|_| "--base-port: the EPP's port is above 65535".to_string())?
-            };
-            let listener = tokio::net::TcpListener::bind(SocketAddr::new(options.listen, port))
-                .await
-                .map_err(|e| format!("cannot listen on {}:{port}: {e}", options.listen))?;
-            let address = listener
-                .local_addr()
-                .map_err(|e| format!("cannot read the bound address: {e}"))?;
+            let (listener, address) = bind_nth(&options, options.servers, "the EPP").await?;
             Some((listener, address.to_string()))
         }
     };
@@ -367,6 +345,27 @@ async fn metrics(State((fleet, index)): State<(Shared, usize)>) -> Response {
         body,
     )
         .into_response()
+}
+
+/// Binds the `n`th listener: `--base-port + n`, or any free port when the base is 0.
+async fn bind_nth(
+    options: &EmulateOptions,
+    n: usize,
+    what: &str,
+) -> Result<(tokio::net::TcpListener, SocketAddr), String> {
+    let port = if options.base_port == 0 {
+        0
+    } else {
+        u16::try_from(usize::from(options.base_port) + n)
+            .map_err(|_| format!("--base-port: the port of {what} is above 65535"))?
+    };
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(options.listen, port))
+        .await
+        .map_err(|e| format!("cannot listen on {}:{port}: {e}", options.listen))?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the bound address: {e}"))?;
+    Ok((listener, address))
 }
 
 async fn epp_page(State((fleet, page)): State<(Shared, EppMetrics)>) -> Response {
