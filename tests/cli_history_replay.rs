@@ -252,7 +252,6 @@ fn log_one_cycle(
     roles: &[wva_actors::policy::roles::Role],
     beside: Record,
 ) -> wva_actors::policy::cycle::CycleDecision {
-    use wva_actors::policy::Analyzer;
     use wva_actors::policy::cycle::{CycleInputs, decide_cycle};
     use wva_actors::policy::model_based::RequestCount;
 
@@ -260,17 +259,10 @@ fn log_one_cycle(
     let thresholds = Thresholds::default();
     let idle = RequestCount::Read(0.0);
     let decided = decide_cycle(CycleInputs {
-        mode: OperatingMode::CapacityOnly,
-        thresholds: &thresholds,
-        variants: inputs,
-        metrics_error: None,
-        model_based: None,
-        scale_to_zero: false,
         request_count: Some(&idle),
-        analyzer: Analyzer::SaturationV1,
-        slo_capacity: None,
         held_requests: held,
         roles,
+        ..CycleInputs::capacity(&thresholds, inputs)
     });
     let record = cycle_record(CycleFacts {
         model: &ModelKey::new("llm-d", "llama"),

@@ -352,10 +352,10 @@ async fn tokens_timeouts_retries_and_a_prometheus_that_is_down() {
 /// read per model through a real Prometheus, and wakes a model at zero.
 #[tokio::test]
 async fn the_epp_queue_is_read_under_both_names_and_wakes_a_model_at_zero() {
+    use wva_actors::policy::Thresholds;
     use wva_actors::policy::cycle::{CycleInputs, decide_cycle};
     use wva_actors::policy::decision::VariantInput;
     use wva_actors::policy::model_based::RequestCount;
-    use wva_actors::policy::{Analyzer, OperatingMode, Thresholds};
 
     wva::tls::install_default_provider();
     // Two models at zero behind their schedulers: every request waits in the EPP's queue.
@@ -435,17 +435,10 @@ async fn the_epp_queue_is_read_under_both_names_and_wakes_a_model_at_zero() {
     let variants = [at_zero("dear", 9.0), at_zero("cheap", 3.0)];
     let idle = RequestCount::Read(0.0);
     let decided = decide_cycle(CycleInputs {
-        mode: OperatingMode::CapacityOnly,
-        thresholds: &Thresholds::default(),
-        variants: &variants,
-        metrics_error: None,
-        model_based: None,
         scale_to_zero: true,
         request_count: Some(&idle),
-        analyzer: Analyzer::SaturationV1,
-        slo_capacity: None,
         held_requests: a,
-        roles: &[],
+        ..CycleInputs::capacity(&Thresholds::default(), &variants)
     });
     let targets: Vec<(&str, u32)> = decided
         .decision
@@ -463,7 +456,7 @@ async fn the_epp_queue_is_read_under_both_names_and_wakes_a_model_at_zero() {
 async fn prefill_and_decode_servers_are_read_and_decided_by_role() {
     use wva_actors::policy::cycle::{CycleInputs, decide_cycle};
     use wva_actors::policy::roles::Role;
-    use wva_actors::policy::{Analyzer, OperatingMode, ReplicaSignals, Thresholds, VariantInput};
+    use wva_actors::policy::{ReplicaSignals, Thresholds, VariantInput};
 
     wva::tls::install_default_provider();
     let load = [
@@ -539,17 +532,8 @@ async fn prefill_and_decode_servers_are_read_and_decided_by_role() {
     };
     let variants = [input("prefill", 2.0), input("decode", 9.0)];
     let decided = decide_cycle(CycleInputs {
-        mode: OperatingMode::CapacityOnly,
-        thresholds: &Thresholds::default(),
-        variants: &variants,
-        metrics_error: None,
-        model_based: None,
-        scale_to_zero: false,
-        request_count: None,
-        analyzer: Analyzer::SaturationV1,
-        slo_capacity: None,
-        held_requests: None,
         roles: &[Role::Prefill, Role::Decode],
+        ..CycleInputs::capacity(&Thresholds::default(), &variants)
     });
     let reasons: Vec<&str> = decided
         .decision

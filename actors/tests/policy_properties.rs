@@ -7,7 +7,7 @@ use wva_actors::policy::cycle::{CycleDecision, CycleInputs, decide_cycle};
 use wva_actors::policy::slo_capacity::{
     CapacityVariant, ItlFit, ServingSummary, SloCapacityConfig,
 };
-use wva_actors::policy::{Analyzer, OperatingMode, ReplicaSignals, Thresholds, VariantInput};
+use wva_actors::policy::{Analyzer, ReplicaSignals, Thresholds, VariantInput};
 
 /// A model of one to three variants, each with its replicas' signals.
 fn situation() -> impl Strategy<Value = Vec<VariantInput>> {
@@ -100,17 +100,11 @@ fn decide(
     let views = views(variants, rate_per_pod);
     let config = SloCapacityConfig::default();
     decide_cycle(CycleInputs {
-        mode: OperatingMode::CapacityOnly,
-        thresholds: &Thresholds::default(),
-        variants,
         metrics_error: error,
-        model_based: None,
-        scale_to_zero: false,
-        request_count: None,
         analyzer,
         slo_capacity: (analyzer == Analyzer::SloCapacity).then_some((views.as_slice(), &config)),
         held_requests: held,
-        roles: &[],
+        ..CycleInputs::capacity(&Thresholds::default(), variants)
     })
 }
 

@@ -99,6 +99,26 @@ pub struct CycleInputs<'a> {
     pub roles: &'a [Role],
 }
 
+impl<'a> CycleInputs<'a> {
+    /// Capacity mode with `saturation-v1` on the measured signals and nothing else: the base
+    /// a caller adjusts with struct update syntax (`CycleInputs { held_requests, ..base }`).
+    pub fn capacity(thresholds: &'a Thresholds, variants: &'a [VariantInput]) -> Self {
+        Self {
+            mode: OperatingMode::CapacityOnly,
+            thresholds,
+            variants,
+            metrics_error: None,
+            model_based: None,
+            scale_to_zero: false,
+            request_count: None,
+            analyzer: Analyzer::SaturationV1,
+            slo_capacity: None,
+            held_requests: None,
+            roles: &[],
+        }
+    }
+}
+
 /// Decides one model's cycle: each role apart when its variants have roles (prefill, decode),
 /// else the model as a whole.
 pub fn decide_cycle(i: CycleInputs<'_>) -> CycleDecision {
@@ -561,17 +581,11 @@ mod tests {
         error: Option<&str>,
     ) -> CycleDecision {
         decide_cycle(CycleInputs {
-            mode: OperatingMode::CapacityOnly,
-            thresholds: &Thresholds::default(),
-            variants,
             metrics_error: error,
-            model_based: None,
             scale_to_zero: zero,
             request_count: count,
-            analyzer: Analyzer::SaturationV1,
-            slo_capacity: None,
             held_requests: held,
-            roles: &[],
+            ..CycleInputs::capacity(&Thresholds::default(), variants)
         })
     }
 
@@ -641,17 +655,10 @@ mod tests {
 
     fn with_roles(variants: &[VariantInput], roles: &[Role], held: Option<f64>) -> CycleDecision {
         decide_cycle(CycleInputs {
-            mode: OperatingMode::CapacityOnly,
-            thresholds: &Thresholds::default(),
-            variants,
-            metrics_error: None,
-            model_based: None,
-            scale_to_zero: false,
-            request_count: None,
             analyzer: Analyzer::SloCapacity,
-            slo_capacity: None,
             held_requests: held,
             roles,
+            ..CycleInputs::capacity(&Thresholds::default(), variants)
         })
     }
 

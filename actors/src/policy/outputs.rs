@@ -208,9 +208,9 @@ fn scaling_change(
 
 #[cfg(test)]
 mod tests {
+    use super::super::Thresholds;
     use super::super::cycle::{CycleInputs, decide_cycle};
     use super::super::test_variant as variant;
-    use super::super::{OperatingMode, Thresholds};
     use super::*;
 
     fn facts(name: &str, previous: Option<u32>, metrics: MetricsState) -> VariantFacts {
@@ -223,17 +223,8 @@ mod tests {
 
     fn decide(variants: &[super::super::VariantInput], error: Option<&str>) -> CycleDecision {
         decide_cycle(CycleInputs {
-            mode: OperatingMode::CapacityOnly,
-            thresholds: &Thresholds::default(),
-            variants,
             metrics_error: error,
-            model_based: None,
-            scale_to_zero: false,
-            request_count: None,
-            analyzer: super::super::Analyzer::SaturationV1,
-            slo_capacity: None,
-            held_requests: None,
-            roles: &[],
+            ..CycleInputs::capacity(&Thresholds::default(), variants)
         })
     }
 
