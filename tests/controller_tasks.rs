@@ -155,6 +155,50 @@ async fn status_writes_through_api_server_errors_are_counted_and_nothing_panics(
     running.shutdown().await;
 }
 
+/// Issue 19: a VA whose status says the same thing cycle after cycle is not rewritten every
+/// cycle (each write is API-server quota shared with the Lease), yet a change is written at once.
+#[actix_rt::test]
+async fn a_steady_status_is_written_once_and_a_change_at_once() {
+    let api = FakeApi::new();
+    let running = running_model(&api).await;
+    eventually("a first status", T, || {
+        api.statuses(NS, "va").last().cloned()
+    })
+    .await;
+    // Let the first decisions settle (the Deployment's watch event, the first cycle).
+    running.cycle_now().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let settled = api.statuses(NS, "va").len();
+    for _ in 0..6 {
+        running.cycle_now().await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        api.statuses(NS, "va").len(),
+        settled,
+        "six cycles with nothing new wrote no status"
+    );
+    assert!(counter(&running, "wva_status_writes_total", "result=\"unchanged\"") >= 6.0);
+
+    // Something changes: written on the next decision.
+    api.apply(DEPLOYMENT, deployment(NS, "dep", 3, json!({}), json!({})));
+    api.apply(POD, pod(NS, "dep", 2));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    running.cycle_now().await;
+    let changed = eventually("the changed status", T, || {
+        api.statuses(NS, "va")
+            .last()
+            .filter(|s| s["status"]["currentAlloc"]["numReplicas"] == 3)
+            .cloned()
+    })
+    .await;
+    assert!(
+        changed["status"]["desiredOptimizedAlloc"]["lastRunTime"].is_string(),
+        "{changed}"
+    );
+    running.shutdown().await;
+}
+
 /// Waits until the controller manages `n` variants; returns how long that took.
 async fn variants_become(running: &Running, n: usize, limit: Duration) -> Duration {
     let start = std::time::Instant::now();

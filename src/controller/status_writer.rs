@@ -6,10 +6,16 @@
 //! written, so at most one is pending per VA), and Events wait in a FIFO of at most
 //! [`MAX_PENDING_EVENTS`], the oldest dropped and counted when it is full. Each write has a
 //! timeout. The write task is restarted (and counted) if it ever dies.
+//!
+//! A status is written only when it says something new: the same status as the last one
+//! written (`lastRunTime` aside) is skipped until [`STATUS_REFRESH`] has passed, so a steady
+//! fleet costs the API server a write per VA every few minutes, not one per cycle. A failed
+//! write forgets what was written, so the next cycle tries again.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -36,6 +42,8 @@ pub const STATUS_FIELD_MANAGER: &str = "wva-controller-status";
 pub const MAX_PENDING_EVENTS: usize = 1024;
 /// One write to the API server, at most.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// An unchanged status is written again after this long, so `lastRunTime` is never older.
+pub const STATUS_REFRESH: Duration = Duration::from_secs(300);
 
 /// Writes waiting for the write task.
 #[derive(Debug, Default)]
@@ -49,6 +57,9 @@ struct Pending {
 #[derive(Debug, Default)]
 struct Queue {
     pending: Mutex<Pending>,
+    /// Per VA: the fingerprint of the last status queued for writing and when. The write task
+    /// removes an entry whose write failed.
+    written: Mutex<HashMap<(String, String), (u64, Instant)>>,
     ready: Notify,
 }
 
@@ -57,6 +68,33 @@ impl Queue {
         // A panic while holding the lock leaves whole entries only; keep going.
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    fn written(&self) -> MutexGuard<'_, HashMap<(String, String), (u64, Instant)>> {
+        self.written.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a status with this fingerprint needs writing now; if so, it is noted as written.
+    fn claim_write(&self, key: &(String, String), fingerprint: u64, now: Instant) -> bool {
+        let mut written = self.written();
+        match written.get(key) {
+            Some((f, at)) if *f == fingerprint && now.duration_since(*at) < STATUS_REFRESH => false,
+            _ => {
+                written.insert(key.clone(), (fingerprint, now));
+                true
+            }
+        }
+    }
+}
+
+/// What a status says, `lastRunTime` aside (it changes every cycle).
+fn fingerprint(status: &crate::crd::VariantAutoscalingStatus) -> u64 {
+    let mut status = status.clone();
+    status.desired_optimized_alloc.last_run_time = None;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(&status)
+        .unwrap_or_default()
+        .hash(&mut hasher);
+    hasher.finish()
 }
 
 /// The writer actor.
@@ -117,11 +155,21 @@ impl StatusWriter {
             .transitions
             .entry((va.namespace.clone(), va.name.clone()))
             .or_default();
-        let body = apply_patch(va, &typed_status(va, status, transitions, &now));
+        let typed = typed_status(va, status, transitions, &now);
+        let key = (va.namespace.clone(), va.name.clone());
+        if !self
+            .queue
+            .claim_write(&key, fingerprint(&typed), Instant::now())
+        {
+            self.ops
+                .status_writes
+                .with_label_values(&["unchanged"])
+                .inc();
+            return;
+        }
+        let body = apply_patch(va, &typed);
         let mut pending = self.queue.lock();
-        let replaced = pending
-            .statuses
-            .insert((va.namespace.clone(), va.name.clone()), (va.clone(), body));
+        let replaced = pending.statuses.insert(key, (va.clone(), body));
         drop(pending);
         if replaced.is_some() {
             // Not an error: the newer status is the one that matters.
@@ -246,8 +294,9 @@ impl Handler<WriterNote> for StatusWriter {
                 if let Some(owner) = self.bindings.remove(&variant)
                     && !self.bindings.values().any(|b| b.id() == owner.id())
                 {
-                    self.transitions
-                        .remove(&(owner.namespace.clone(), owner.name.clone()));
+                    let key = (owner.namespace.clone(), owner.name.clone());
+                    self.transitions.remove(&key);
+                    self.queue.written().remove(&key);
                 }
             }
             WriterNote::Problem(va, Some(problem)) => {
@@ -295,6 +344,8 @@ impl Handler<WriterNote> for StatusWriter {
             }
             WriterNote::Leader(leader) => {
                 self.leader = leader;
+                // Another leader may have written since: the next status of every VA is written.
+                self.queue.written().clear();
                 if leader {
                     // Statuses written by another leader carry its transition times.
                     self.transitions.clear();
@@ -348,6 +399,10 @@ async fn write_loop(client: kube::Client, reporter: Reporter, queue: Arc<Queue>,
                     "timeout"
                 }
             };
+            if !matches!(outcome, "ok" | "gone") {
+                // Not written: the next cycle's status is written even if it is the same.
+                queue.written().remove(&(namespace, name));
+            }
             ops.status_writes.with_label_values(&[outcome]).inc();
         }
         for (regarding, event) in events {

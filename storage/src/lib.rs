@@ -17,6 +17,7 @@ pub mod log;
 pub mod memory;
 pub mod record;
 pub mod sled_log;
+mod usage;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -10,6 +10,7 @@ use crate::keys::{
     model_prefix, namespace_prefix, parse_variant_key, record_key, variant_key,
 };
 use crate::record::{LastGood, Record, RecordedLearner, Timestamp, VariantKey};
+use crate::usage::Usage;
 use crate::{
     DecisionLog, History, HistoryFilter, LogError, LogStats, Retention, RetentionReport,
     last_good_updates,
@@ -39,6 +40,8 @@ pub struct Log<B> {
     next_seq: u64,
     bytes: u64,
     count: u64,
+    /// Who holds the bytes, for taking from the largest holder when over the cap.
+    usage: Usage,
 }
 
 /// Bytes a record is accounted for: the encoded record, its key twice (records and by_seq), and
@@ -78,6 +81,7 @@ impl<B: Backend> Log<B> {
             next_seq: 0,
             bytes: 0,
             count: 0,
+            usage: Usage::default(),
         };
         // Accounting is written on flush; records appended after the last flush are counted
         // again from the by_seq tree.
@@ -88,6 +92,16 @@ impl<B: Backend> Log<B> {
             None => (0, 0, 0),
         };
         let mut next_seq = start;
+        // Who holds what is not stored: it is counted from the sequence index, which holds
+        // every record's key and length.
+        let mut usage = Usage::default();
+        for entry in log.backend.scan_prefix(Tree::BySeq, &[]) {
+            let (_, v) = entry?;
+            if let Some((_, len, rkey)) = decode_seq_entry(&v) {
+                usage.add(rkey, accounted(u64::from(len), rkey.len() as u64));
+            }
+        }
+        log.usage = usage;
         for entry in log.backend.scan_from(Tree::BySeq, &start.to_be_bytes()) {
             let (k, v) = entry?;
             let (Some((_, len, rkey)), Ok(seq)) =
@@ -116,11 +130,32 @@ impl<B: Backend> Log<B> {
             self.backend.remove(Tree::Records, rkey)?;
         }
         self.backend.remove(Tree::BySeq, seq_key)?;
-        self.bytes = self
-            .bytes
-            .saturating_sub(accounted(u64::from(len), rkey.len() as u64));
-        self.count = self.count.saturating_sub(1);
+        self.forget(rkey, accounted(u64::from(len), rkey.len() as u64));
         Ok(())
+    }
+
+    /// Removes the oldest record of the model whose records start with `model_prefix`;
+    /// whether there was one.
+    fn remove_oldest_of(&mut self, model_prefix: &[u8]) -> Result<bool, LogError> {
+        let Some((rkey, record)) = self
+            .backend
+            .scan_prefix(Tree::Records, model_prefix)
+            .next()
+            .transpose()?
+        else {
+            return Ok(false);
+        };
+        let seq = &rkey[rkey.len().saturating_sub(8)..];
+        self.backend.remove(Tree::BySeq, seq)?;
+        self.backend.remove(Tree::Records, &rkey)?;
+        self.forget(&rkey, accounted(record.len() as u64, rkey.len() as u64));
+        Ok(true)
+    }
+
+    fn forget(&mut self, rkey: &[u8], accounted_bytes: u64) {
+        self.bytes = self.bytes.saturating_sub(accounted_bytes);
+        self.count = self.count.saturating_sub(1);
+        self.usage.sub(rkey, accounted_bytes);
     }
 }
 
@@ -151,7 +186,9 @@ impl<B: Backend> DecisionLog for Log<B> {
             let seq = first + i as u64;
             let bytes = encode(record)?;
             let rkey = record_key(record.model(), seq);
-            added += accounted(bytes.len() as u64, rkey.len() as u64);
+            let size = accounted(bytes.len() as u64, rkey.len() as u64);
+            self.usage.add(&rkey, size);
+            added += size;
             by_seq.push((
                 seq.to_be_bytes().to_vec(),
                 encode_seq_entry(record.at(), bytes.len() as u32, &rkey),
@@ -263,19 +300,32 @@ impl<B: Backend> DecisionLog for Log<B> {
         let max_age_ms = i64::try_from(self.retention.max_age.as_millis()).unwrap_or(i64::MAX);
         let cutoff = now.millis().saturating_sub(max_age_ms);
         let mut report = RetentionReport::default();
-        while report.removed_by_age + report.removed_by_size < MAX_REMOVALS_PER_PASS {
+        let removed = |r: &RetentionReport| r.removed_by_age + r.removed_by_size;
+        // Age first, oldest first, for everyone alike.
+        while removed(&report) < MAX_REMOVALS_PER_PASS {
             let Some((k, v)) = self.backend.first(Tree::BySeq)? else {
                 break;
             };
-            let too_old = decode_seq_entry(&v).is_none_or(|(at, _, _)| at.millis() < cutoff);
-            let too_big = self.bytes > self.retention.max_bytes;
-            if !too_old && !too_big {
+            if decode_seq_entry(&v).is_some_and(|(at, _, _)| at.millis() >= cutoff) {
                 break;
             }
             self.remove_entry(&k, &v)?;
-            if too_old {
-                report.removed_by_age += 1;
-            } else {
+            report.removed_by_age += 1;
+        }
+        // Over the size cap: the largest holder gives up its oldest records first.
+        if self.bytes > self.retention.max_bytes {
+            let mut plan = self.usage.eviction();
+            while self.bytes > self.retention.max_bytes && removed(&report) < MAX_REMOVALS_PER_PASS
+            {
+                let Some(model) = plan.next(&self.usage) else {
+                    break;
+                };
+                if !self.remove_oldest_of(&model)? {
+                    // Counted but not stored (a crash between the two trees): stop counting it.
+                    let held = self.usage.model_bytes(&model);
+                    self.usage.sub_model(&model, held);
+                    continue;
+                }
                 report.removed_by_size += 1;
             }
         }

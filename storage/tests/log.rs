@@ -516,3 +516,70 @@ fn retention_bounds_the_log_under_load() {
         assert!(kept.records.iter().any(|(_, r)| r.at().millis() == newest));
     }
 }
+
+/// Issue 19: over the size cap, the namespace holding the most gives up its oldest records
+/// first. A tenant whose fifty variants with long names flood the log loses its own history;
+/// a small tenant's model keeps all of its, across a reopen (who holds what is recounted).
+#[test]
+fn one_namespace_flooding_the_log_does_not_push_out_another_s_history() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let retention = Retention {
+        max_age: Duration::from_secs(24 * 3600),
+        max_bytes: 400 * 1024,
+    };
+    let long_names: Vec<String> = (0..50)
+        .map(|i| format!("{}-{i}", "v".repeat(200)))
+        .collect();
+    let hog_targets: Vec<(&str, u32)> = long_names.iter().map(|n| (n.as_str(), 1)).collect();
+    let cycles = 120i64;
+    for reopen in [false, true] {
+        let (mut log, _) = SledLog::open(tmp.path(), retention, 0).expect("open");
+        let range = if reopen {
+            cycles..2 * cycles
+        } else {
+            0..cycles
+        };
+        for c in range {
+            let at = c * 15_000;
+            log.append_batch(&[
+                cycle("quiet", "small-model", at, &[("a", 1)], false),
+                cycle("noisy", "flood", at, &hog_targets, false),
+            ])
+            .expect("append");
+            log.enforce_retention(Timestamp(at)).expect("retention");
+            assert!(
+                log.stats().bytes <= retention.max_bytes,
+                "{:?}",
+                log.stats()
+            );
+        }
+        log.flush().expect("flush");
+    }
+    let (log, _) = SledLog::open(tmp.path(), retention, 0).expect("open");
+    let of = |ns: &str| {
+        log.history(&HistoryFilter {
+            namespace: Some(ns.into()),
+            ..Default::default()
+        })
+        .expect("history")
+        .records
+    };
+    let quiet = of("quiet");
+    assert_eq!(
+        quiet.len() as i64,
+        2 * cycles,
+        "the quiet tenant lost nothing"
+    );
+    let noisy = of("noisy");
+    assert!(
+        !noisy.is_empty() && (noisy.len() as i64) < 2 * cycles,
+        "the flood kept {} of {} records",
+        noisy.len(),
+        2 * cycles
+    );
+    // What the flood kept is its newest.
+    assert_eq!(
+        noisy.last().map(|(_, r)| r.at().millis()),
+        Some((2 * cycles - 1) * 15_000)
+    );
+}
