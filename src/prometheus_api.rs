@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use backon::{ExponentialBuilder, Retryable};
 use serde::Deserialize;
 
+use crate::config::secret::Secret;
 use crate::config::settings::PrometheusSettings;
 use crate::tls::{ClientTls, client_config};
 
@@ -94,17 +95,17 @@ impl QueryError {
 #[derive(Debug)]
 enum Token {
     None,
-    Fixed(String),
+    Fixed(Secret),
     /// Re-read when its modification time or size changes (projected service-account tokens
     /// are rotated in place).
     File {
         path: PathBuf,
-        cached: Mutex<Option<(SystemTime, u64, String)>>,
+        cached: Mutex<Option<(SystemTime, u64, Secret)>>,
     },
 }
 
 impl Token {
-    fn current(&self) -> Result<Option<String>, QueryError> {
+    fn current(&self) -> Result<Option<Secret>, QueryError> {
         match self {
             Self::None => Ok(None),
             Self::Fixed(t) => Ok(Some(t.clone())),
@@ -125,7 +126,7 @@ impl Token {
                 let text = std::fs::read_to_string(path).map_err(|e| {
                     QueryError::Token(format!("cannot read {}: {e}", path.display()))
                 })?;
-                let token = text.trim().to_string();
+                let token = Secret::new(text.trim());
                 if token.is_empty() {
                     return Err(QueryError::Token(format!(
                         "expected a token in {}, found an empty file",
@@ -205,7 +206,7 @@ impl PrometheusClient {
     async fn query_once(&self, promql: &str) -> Result<Vec<Sample>, QueryError> {
         let mut request = self.http.post(&self.query_url).form(&[("query", promql)]);
         if let Some(token) = self.token.current()? {
-            request = request.bearer_auth(token);
+            request = request.bearer_auth(token.expose());
         }
         let response = request
             .send()

@@ -214,6 +214,7 @@ impl Release {
                 "Service" => fits::<Service>,
                 "ServiceAccount" => fits::<ServiceAccount>,
                 "ConfigMap" => fits::<ConfigMap>,
+                "Secret" => fits::<k8s_openapi::api::core::v1::Secret>,
                 "Role" => fits::<Role>,
                 "RoleBinding" => fits::<RoleBinding>,
                 "ClusterRole" => fits::<ClusterRole>,
@@ -221,7 +222,7 @@ impl Release {
                 "HorizontalPodAutoscaler" => fits::<HorizontalPodAutoscaler>,
                 "VariantAutoscaling" => fits::<VariantAutoscaling>,
                 // Kinds of CRDs this project does not type: only their shape is checked.
-                "ServiceMonitor" | "ScaledObject" | "PrometheusRule" => {
+                "ServiceMonitor" | "ScaledObject" | "PrometheusRule" | "Certificate" => {
                     assert!(o["spec"].is_object(), "{kind} {name} has no spec");
                     continue;
                 }
@@ -280,6 +281,12 @@ fn controller_objects(ns: &str, watched: Option<&str>) -> BTreeSet<(String, Stri
             "ServiceMonitor",
             ns,
             "workload-variant-autoscaler-controller-manager-metrics-monitor",
+        ),
+        // The metrics endpoint's certificate, which the ServiceMonitor verifies.
+        (
+            "Secret",
+            ns,
+            "workload-variant-autoscaler-controller-manager-metrics-cert",
         ),
         (
             "ConfigMap",
@@ -481,9 +488,31 @@ fn the_single_model_openshift_install_of_the_guide() {
     assert_eq!(settings["prometheus"]["insecureSkipVerify"], false);
     assert_eq!(
         settings["prometheus"]["tokenPath"],
-        "/var/run/secrets/kubernetes.io/serviceaccount/token"
+        "/var/run/secrets/wva/prometheus/token"
     );
     let pod = r.controller_pod().spec.expect("pod");
+    // The token sent to Prometheus is a projected one of its own, short-lived.
+    let token = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "prometheus-token")
+        .and_then(|v| v.projected.clone())
+        .expect("a projected token volume");
+    let source = token.sources.expect("sources")[0]
+        .service_account_token
+        .clone()
+        .expect("a service-account token");
+    assert_eq!(source.expiration_seconds, Some(3600));
+    assert_eq!(source.audience, None, "the API server's audience by default");
+    assert!(
+        pod.containers[0]
+            .volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| m.name == "prometheus-token"
+                && m.mount_path == "/var/run/secrets/wva/prometheus")
+    );
     let mount = pod.containers[0]
         .volume_mounts
         .clone()
@@ -1031,7 +1060,82 @@ fn the_controller_is_scraped_over_https_with_a_token() {
         e["bearerTokenFile"],
         "/var/run/secrets/kubernetes.io/serviceaccount/token"
     );
+    // Verified by default: against the CA of the certificate the chart generated.
+    let server_name =
+        format!("workload-variant-autoscaler-controller-manager-metrics-service.{CONTROLLER_NS}.svc");
+    assert!(e["tlsConfig"].get("insecureSkipVerify").is_none(), "{e}");
+    assert_eq!(e["tlsConfig"]["serverName"], server_name);
+    let generated = "workload-variant-autoscaler-controller-manager-metrics-cert";
+    assert_eq!(e["tlsConfig"]["ca"]["secret"]["name"], generated);
+    let secret = r.get("Secret", generated);
+    assert_eq!(secret["type"], "kubernetes.io/tls");
+    let pem = |key: &str| {
+        use base64::Engine;
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(secret["data"][key].as_str().expect(key))
+                .expect("base64"),
+        )
+        .expect("PEM text")
+    };
+    assert!(pem("ca.crt").starts_with("-----BEGIN CERTIFICATE-----"));
+    assert!(pem("tls.key").contains("PRIVATE KEY"));
+    // The certificate names the Service as the ServiceMonitor calls it, signed by that CA.
+    let leaf = pem("tls.crt");
+    let certs = rustls_pemfile_certs(&leaf);
+    assert_eq!(certs.len(), 1);
+    let ca = rustls_pemfile_certs(&pem("ca.crt"));
+    assert_verified_for(&certs[0], &ca[0], &server_name);
+    // And the controller serves that pair as the chart mounts it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("tls.crt"), &leaf).expect("write");
+    std::fs::write(dir.path().join("tls.key"), pem("tls.key")).expect("write");
+    wva::tls::server_config(
+        Some((&dir.path().join("tls.crt"), &dir.path().join("tls.key"))),
+        &[],
+    )
+    .expect("the controller accepts the generated certificate and key");
+    assert_eq!(
+        r.env()["METRICS_CERT_PATH"],
+        "/etc/wva/metrics-cert/tls.crt"
+    );
+
+    // cert-manager issues it instead, once told by whom.
+    let error = helm_error(&format!(
+        "helm install wva ./workload-variant-autoscaler -n {CONTROLLER_NS} --set wva.metrics.certificate=cert-manager"
+    ));
+    assert!(
+        error.contains("wva.metrics.certManager.issuerRef.name"),
+        "{error}"
+    );
+    let cm = helm(&format!(
+        "helm install wva ./workload-variant-autoscaler -n {CONTROLLER_NS} --set wva.metrics.certificate=cert-manager \
+           --set wva.metrics.certManager.issuerRef.name=cluster-ca --set wva.metrics.certManager.issuerRef.kind=ClusterIssuer"
+    ));
+    let c = cm.get("Certificate", generated);
+    assert_eq!(c["spec"]["secretName"], generated);
+    assert_eq!(c["spec"]["issuerRef"]["kind"], "ClusterIssuer");
+    assert!(
+        c["spec"]["dnsNames"]
+            .as_array()
+            .expect("dnsNames")
+            .contains(&json!(server_name))
+    );
+    assert!(
+        !cm.inventory().iter().any(|(kind, _, _)| kind == "Secret"),
+        "cert-manager writes the Secret"
+    );
+
+    // Self-signed by the controller: nothing to verify against, said in the object.
+    let self_signed = helm(&format!(
+        "helm install wva ./workload-variant-autoscaler -n {CONTROLLER_NS} --set wva.metrics.certificate=self-signed"
+    ));
+    let e = &self_signed.get(
+        "ServiceMonitor",
+        "workload-variant-autoscaler-controller-manager-metrics-monitor",
+    )["spec"]["endpoints"][0];
     assert_eq!(e["tlsConfig"]["insecureSkipVerify"], true);
+    assert!(!self_signed.env().contains_key("METRICS_CERT_PATH"));
     let svc: Service = r.typed(
         "Service",
         "workload-variant-autoscaler-controller-manager-metrics-service",
@@ -2094,4 +2198,31 @@ fn the_optional_network_policy_and_disruption_budget() {
         pdb.spec.expect("spec").max_unavailable,
         Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1))
     );
+}
+
+/// The certificates in a PEM text.
+fn rustls_pemfile_certs(pem: &str) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .expect("certificates")
+}
+
+/// `leaf` verifies for `server_name` against `ca` alone, as the scraper checks it.
+fn assert_verified_for(
+    leaf: &rustls::pki_types::CertificateDer<'static>,
+    ca: &rustls::pki_types::CertificateDer<'static>,
+    server_name: &str,
+) {
+    wva::tls::install_default_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).expect("the CA is a usable root");
+    let verifier = rustls::client::WebPkiServerVerifier::builder(std::sync::Arc::new(roots))
+        .build()
+        .expect("verifier");
+    let name = rustls::pki_types::ServerName::try_from(server_name.to_string()).expect("name");
+    use rustls::client::danger::ServerCertVerifier;
+    verifier
+        .verify_server_cert(leaf, &[], &name, &[], rustls::pki_types::UnixTime::now())
+        .unwrap_or_else(|e| panic!("the certificate does not verify for {server_name}: {e}"));
 }

@@ -274,7 +274,7 @@ async fn tokens_timeouts_retries_and_a_prometheus_that_is_down() {
     let api = FakeApi::start().await;
 
     let mut s = settings(&api.url("ok"));
-    s.bearer_token = Some("fixed-token".into());
+    s.bearer_token = Some(wva::config::secret::Secret::new("fixed-token"));
     let client = PrometheusClient::new(&s, quick()).unwrap();
     client.query("up").await.unwrap();
     assert_eq!(

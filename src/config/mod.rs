@@ -8,6 +8,7 @@ pub mod accelerators;
 pub mod capacity;
 pub mod duration;
 pub mod manifest;
+pub mod secret;
 pub mod service_class;
 pub mod settings;
 

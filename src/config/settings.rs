@@ -11,6 +11,7 @@ use serde::Serialize;
 use wva_actors::policy::slo_capacity::DEFAULT_BUDGET_SHARE;
 use wva_actors::policy::{Analyzer, OperatingMode};
 
+use super::secret::Secret;
 use super::{format_duration, parse_duration};
 
 /// Default name of the main ConfigMap.
@@ -66,7 +67,7 @@ pub struct SettingsArgs {
     pub prometheus_server_name: Option<String>,
     /// Bearer token sent to Prometheus.
     #[arg(long, env = "PROMETHEUS_BEARER_TOKEN", hide_env_values = true)]
-    pub prometheus_bearer_token: Option<String>,
+    pub prometheus_bearer_token: Option<Secret>,
     /// File holding the bearer token; re-read when it changes.
     #[arg(long, env = "PROMETHEUS_TOKEN_PATH")]
     pub prometheus_token_path: Option<PathBuf>,
@@ -127,8 +128,8 @@ pub struct PrometheusSettings {
     pub client_cert_path: Option<PathBuf>,
     pub client_key_path: Option<PathBuf>,
     pub server_name: Option<String>,
-    /// Never printed: see [`Settings::redacted`].
-    pub bearer_token: Option<String>,
+    /// Never printed.
+    pub bearer_token: Option<Secret>,
     pub token_path: Option<PathBuf>,
 }
 
@@ -260,7 +261,14 @@ impl SettingsArgs {
                 "PROMETHEUS_CLIENT_KEY_PATH",
             ),
             server_name: text(&self.prometheus_server_name, "PROMETHEUS_SERVER_NAME"),
-            bearer_token: text(&self.prometheus_bearer_token, "PROMETHEUS_BEARER_TOKEN"),
+            bearer_token: text(
+                &self
+                    .prometheus_bearer_token
+                    .as_ref()
+                    .map(|t| t.expose().to_string()),
+                "PROMETHEUS_BEARER_TOKEN",
+            )
+            .map(Secret::new),
             token_path: path(&self.prometheus_token_path, "PROMETHEUS_TOKEN_PATH"),
         };
         if let Some(url) = &prometheus.base_url {
@@ -440,13 +448,10 @@ impl SettingsArgs {
 }
 
 impl Settings {
-    /// A copy safe to print or log: the bearer token and any credentials in the URL are
-    /// replaced.
+    /// A copy safe to print or log: any credentials in the URL are replaced (the bearer token
+    /// is a [`Secret`], never printed anyway).
     pub fn redacted(&self) -> Self {
         let mut s = self.clone();
-        if s.prometheus.bearer_token.is_some() {
-            s.prometheus.bearer_token = Some("<redacted>".into());
-        }
         s.prometheus.base_url = s.prometheus.base_url.as_deref().map(redact_url);
         s
     }
@@ -663,13 +668,20 @@ mod tests {
     }
 
     #[test]
-    fn redaction_hides_the_token() {
+    fn no_printed_form_of_the_settings_shows_the_token() {
         let args = SettingsArgs {
-            prometheus_bearer_token: Some("secret".into()),
+            prometheus_bearer_token: Some(Secret::new("s3cr3t-token")),
             ..Default::default()
         };
-        let s = args.resolve(None).expect("resolves").redacted();
-        assert_eq!(s.prometheus.bearer_token.as_deref(), Some("<redacted>"));
+        assert!(!format!("{args:?}").contains("s3cr3t"), "{args:?}");
+        let s = args.resolve(None).expect("resolves");
+        assert_eq!(
+            s.prometheus.bearer_token.as_ref().map(Secret::expose),
+            Some("s3cr3t-token")
+        );
+        assert!(!format!("{s:?}").contains("s3cr3t"));
+        let json = serde_json::to_string(&s.redacted()).unwrap();
+        assert!(!json.contains("s3cr3t") && json.contains("<redacted>"), "{json}");
     }
 
     #[test]

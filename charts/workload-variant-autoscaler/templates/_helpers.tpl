@@ -133,3 +133,18 @@ turned back into numbers here, and fractions are checked to lie in 0..1.
 {{- end -}}
 {{- toYaml $out -}}
 {{- end -}}
+
+{{- /* The Secret holding the metrics endpoint's serving certificate; empty when the controller
+makes a self-signed one at start-up (or metrics are plain HTTP). */ -}}
+{{- define "wva.metricsCertSecret" -}}
+{{- $m := .Values.wva.metrics -}}
+{{- if $m.secure -}}
+{{- if $m.certSecretName -}}
+{{ $m.certSecretName }}
+{{- else if has $m.certificate (list "chart" "cert-manager") -}}
+{{ include "wva.controllerName" . }}-metrics-cert
+{{- else if ne $m.certificate "self-signed" -}}
+{{- fail (printf "wva.metrics.certificate: expected chart, cert-manager or self-signed; got %q" (toString $m.certificate)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}

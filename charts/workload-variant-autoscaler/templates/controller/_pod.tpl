@@ -4,6 +4,7 @@ The controller's pod template, shared by its two workload forms (Deployment, Sta
 {{- define "wva.controllerPodTemplate" -}}
 {{- $p := .Values.wva.prometheus }}
 {{- $m := .Values.wva.metrics }}
+{{- $cert := include "wva.metricsCertSecret" . }}
 template:
   metadata:
     labels:
@@ -59,7 +60,7 @@ template:
             value: {{ printf "0.0.0.0:%d" (int $m.port) | quote }}
           - name: METRICS_SECURE
             value: {{ $m.secure | quote }}
-          {{- if $m.certSecretName }}
+          {{- if $cert }}
           - name: METRICS_CERT_PATH
             value: /etc/wva/metrics-cert/tls.crt
           - name: METRICS_KEY_PATH
@@ -97,7 +98,7 @@ template:
           {{- end }}
           {{- if and $p.useServiceAccountToken (not $p.bearerTokenSecret.name) }}
           - name: PROMETHEUS_TOKEN_PATH
-            value: /var/run/secrets/kubernetes.io/serviceaccount/token
+            value: /var/run/secrets/wva/prometheus/token
           {{- end }}
           - name: PROMETHEUS_QUERY_TIMEOUT
             value: {{ $p.queryTimeout | quote }}
@@ -171,7 +172,12 @@ template:
             mountPath: /etc/wva/prometheus-client
             readOnly: true
           {{- end }}
-          {{- if $m.certSecretName }}
+          {{- if and $p.useServiceAccountToken (not $p.bearerTokenSecret.name) }}
+          - name: prometheus-token
+            mountPath: /var/run/secrets/wva/prometheus
+            readOnly: true
+          {{- end }}
+          {{- if $cert }}
           - name: metrics-cert
             mountPath: /etc/wva/metrics-cert
             readOnly: true
@@ -204,10 +210,23 @@ template:
         secret:
           secretName: {{ $p.tls.clientCertSecretName }}
       {{- end }}
-      {{- if $m.certSecretName }}
+      {{- if and $p.useServiceAccountToken (not $p.bearerTokenSecret.name) }}
+      # The token sent to Prometheus is its own: short-lived, rotated by the kubelet (the
+      # controller re-reads it), and with `tokenAudience` set, useless against the API server.
+      - name: prometheus-token
+        projected:
+          sources:
+            - serviceAccountToken:
+                path: token
+                expirationSeconds: {{ int $p.tokenExpirationSeconds }}
+                {{- with $p.tokenAudience }}
+                audience: {{ . | quote }}
+                {{- end }}
+      {{- end }}
+      {{- if $cert }}
       - name: metrics-cert
         secret:
-          secretName: {{ $m.certSecretName }}
+          secretName: {{ $cert }}
       {{- end }}
       {{- if and .Values.wva.externalScaler.enabled .Values.wva.externalScaler.tlsSecretName }}
       - name: external-scaler-cert
