@@ -3,10 +3,16 @@
 # The controller image: `docker build -t workload-variant-autoscaler:0.1.0 .`
 # Stage 1 builds the dependencies alone (a layer that changes only with Cargo.lock), stage 2
 # the project, and the runtime is distroless, running as the non-root user 65532.
+#
+# Base images are pinned by digest, so a rebuild uses the bytes that were reviewed, not
+# whatever the tag points at that day. To move to a newer image, look its digest up
+# (`docker buildx imagetools inspect rust:1.95-bookworm`) and change it here, or override the
+# argument at build time.
 
-ARG RUST_VERSION=1.95
+ARG BUILD_IMAGE=rust:1.95-bookworm@sha256:6258907abe69656e41cd992e0b705cdcfabcbbe3db374f92ed2d47121282d4a1
+ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot@sha256:9dac0a79194e45a7da0158a9c6da57b217585af0786db3845d1f0ec1a0dd182f
 
-FROM rust:${RUST_VERSION}-bookworm AS build
+FROM ${BUILD_IMAGE} AS build
 WORKDIR /build
 
 # Dependencies: the manifests and the lock file with stub sources, so this layer is reused
@@ -40,7 +46,7 @@ RUN touch src/main.rs src/lib.rs actors/src/lib.rs sim/src/lib.rs storage/src/li
  && install -D -m 0755 target/release/wva /out/wva \
  && mkdir -p /out/var/lib/wva
 
-FROM gcr.io/distroless/cc-debian12:nonroot
+FROM ${RUNTIME_IMAGE}
 COPY --from=build /out/wva /usr/local/bin/wva
 # The decision log's directory; the chart mounts a volume here.
 COPY --from=build --chown=65532:65532 /out/var/lib/wva /var/lib/wva

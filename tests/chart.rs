@@ -504,7 +504,10 @@ fn the_single_model_openshift_install_of_the_guide() {
         .clone()
         .expect("a service-account token");
     assert_eq!(source.expiration_seconds, Some(3600));
-    assert_eq!(source.audience, None, "the API server's audience by default");
+    assert_eq!(
+        source.audience, None,
+        "the API server's audience by default"
+    );
     assert!(
         pod.containers[0]
             .volume_mounts
@@ -1061,8 +1064,9 @@ fn the_controller_is_scraped_over_https_with_a_token() {
         "/var/run/secrets/kubernetes.io/serviceaccount/token"
     );
     // Verified by default: against the CA of the certificate the chart generated.
-    let server_name =
-        format!("workload-variant-autoscaler-controller-manager-metrics-service.{CONTROLLER_NS}.svc");
+    let server_name = format!(
+        "workload-variant-autoscaler-controller-manager-metrics-service.{CONTROLLER_NS}.svc"
+    );
     assert!(e["tlsConfig"].get("insecureSkipVerify").is_none(), "{e}");
     assert_eq!(e["tlsConfig"]["serverName"], server_name);
     let generated = "workload-variant-autoscaler-controller-manager-metrics-cert";

@@ -87,8 +87,10 @@ fn the_runtime_is_distroless_non_root_and_runs_wva() {
         .rsplit_once("\nFROM ")
         .map(|(_, last)| last)
         .expect("a final stage");
-    assert!(runtime.starts_with("gcr.io/distroless/"), "{runtime}");
-    assert!(runtime.contains(":nonroot"), "{runtime}");
+    assert!(runtime.starts_with("${RUNTIME_IMAGE}"), "{runtime}");
+    let image = base_images(&dockerfile)["RUNTIME_IMAGE"].clone();
+    assert!(image.starts_with("gcr.io/distroless/"), "{image}");
+    assert!(image.contains(":nonroot@"), "{image}");
     assert!(runtime.contains("USER 65532:65532"));
     assert!(runtime.contains("ENTRYPOINT [\"/usr/local/bin/wva\"]"));
     assert!(runtime.contains("CMD [\"run\"]"));
@@ -108,4 +110,44 @@ fn the_runtime_is_distroless_non_root_and_runs_wva() {
             .lines()
             .any(|l| l.trim() == "proto" || l.trim() == "build.rs")
     );
+}
+
+/// The `ARG NAME=image` lines that stages are built `FROM`.
+fn base_images(dockerfile: &str) -> std::collections::BTreeMap<String, String> {
+    dockerfile
+        .lines()
+        .filter_map(|l| l.strip_prefix("ARG "))
+        .filter_map(|l| l.split_once('='))
+        .filter(|(name, _)| dockerfile.contains(&format!("FROM ${{{name}}}")))
+        .map(|(name, image)| (name.to_string(), image.to_string()))
+        .collect()
+}
+
+/// Issue 19: every base image is pinned by digest (a tag can be moved under a rebuild); the
+/// digest is a full SHA-256.
+#[test]
+fn every_base_image_is_pinned_by_digest() {
+    let dockerfile = read("Dockerfile");
+    let images = base_images(&dockerfile);
+    let stages: Vec<&str> = dockerfile
+        .lines()
+        .filter_map(|l| l.strip_prefix("FROM "))
+        .collect();
+    assert_eq!(stages.len(), 2, "{stages:?}");
+    for stage in stages {
+        let image = stage.split_whitespace().next().expect("an image");
+        let name = image
+            .strip_prefix("${")
+            .and_then(|s| s.strip_suffix('}'))
+            .unwrap_or_else(|| panic!("FROM {image}: expected an image argument"));
+        let pinned = &images[name];
+        let digest = pinned
+            .split_once("@sha256:")
+            .map(|(_, d)| d)
+            .unwrap_or_else(|| panic!("{name}={pinned}: not pinned by digest"));
+        assert!(
+            digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{name}: {digest} is not a SHA-256 digest"
+        );
+    }
 }

@@ -128,6 +128,14 @@ impl AcceleratorCosts {
     }
 
     fn insert(&mut self, acc: AcceleratorCost, issue: &dyn Fn(String) -> ConfigIssue) {
+        // The name becomes the `accelerator_type` label of the published series.
+        if !super::settings::is_label_value(&acc.name) {
+            let shown: String = acc.name.chars().take(80).collect();
+            self.issues.push(issue(format!(
+                "{shown:?}: expected an accelerator name usable as a label value (at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit)"
+            )));
+            return;
+        }
         if let Some(first) = self.by_name.get(&acc.name) {
             let message = format!(
                 "{}: accelerator already priced by entry {:?}; keeping that one",
@@ -168,6 +176,25 @@ fn non_negative(v: f64) -> Result<f64, String> {
 mod tests {
     use super::*;
     use crate::config::test_data as data;
+
+    /// Issue 19: an accelerator name becomes a label value of the shared scrape, so one that
+    /// cannot be is refused, naming it, and the others still apply.
+    #[test]
+    fn a_name_that_is_no_label_value_is_refused_and_named() {
+        let long = "X".repeat(300);
+        let c = AcceleratorCosts::from_data(Some(&data(&[(
+            "costs",
+            &format!("A100: 40\n\"bad name\": 1\n{long}: 2\n"),
+        )])));
+        assert!(c.by_name("A100").is_some());
+        assert!(c.by_name("bad name").is_none() && c.by_name(&long).is_none());
+        assert_eq!(c.issues.len(), 2, "{:?}", c.issues);
+        assert!(c.issues.iter().all(|i| i.message.contains("label value")));
+        assert!(
+            c.issues.iter().all(|i| i.message.len() < 300),
+            "the name is clipped"
+        );
+    }
 
     #[test]
     fn list_form() {

@@ -681,7 +681,10 @@ mod tests {
         );
         assert!(!format!("{s:?}").contains("s3cr3t"));
         let json = serde_json::to_string(&s.redacted()).unwrap();
-        assert!(!json.contains("s3cr3t") && json.contains("<redacted>"), "{json}");
+        assert!(
+            !json.contains("s3cr3t") && json.contains("<redacted>"),
+            "{json}"
+        );
     }
 
     #[test]

@@ -935,11 +935,12 @@ impl Inventory {
     /// The accelerator a Deployment's pods ask for, by its price-list name when it has one.
     fn accelerator_of(&self, deployment: Option<&DeploymentInfo>) -> Option<String> {
         let device = deployment?.accelerator_device.as_deref()?;
-        Some(
-            self.costs
-                .by_device(device)
-                .map_or_else(|| device.to_string(), |a| a.name.clone()),
-        )
+        let name = self
+            .costs
+            .by_device(device)
+            .map_or_else(|| device.to_string(), |a| a.name.clone());
+        // It becomes a label value of the published series: anything else is not published.
+        crate::config::settings::is_label_value(&name).then_some(name)
     }
 
     /// The bounds of the scaler that acts on a Deployment: its ScaledObject, else its HPA
