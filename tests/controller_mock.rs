@@ -1302,3 +1302,27 @@ async fn rbac_without_hpas_still_manages_vas() {
     variants_become(&running, 1).await;
     running.shutdown().await;
 }
+
+/// Issue 19: a main ConfigMap trying to set the Prometheus connection it is not trusted with
+/// gets a Warning Event naming the keys, where whoever edited it looks.
+#[actix_rt::test]
+async fn an_ignored_connection_key_is_a_warning_event_on_the_config_map() {
+    let api = FakeApi::new();
+    let note =
+        wva::cli::run::ignored_keys_note(&["PROMETHEUS_BASE_URL", "PROMETHEUS_BEARER_TOKEN"]);
+    wva::controller::status_writer::warn_on_config_map(
+        api.client(),
+        "wva-0",
+        CONTROLLER_NS,
+        "workload-variant-autoscaler-variantautoscaling-config",
+        note,
+    )
+    .await;
+    let events = api.events_about("workload-variant-autoscaler-variantautoscaling-config");
+    assert!(
+        events.iter().any(|(t, r, n)| t == "Warning"
+            && r == "InvalidConfiguration"
+            && n.contains("PROMETHEUS_BASE_URL, PROMETHEUS_BEARER_TOKEN ignored")),
+        "{events:?}"
+    );
+}

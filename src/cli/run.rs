@@ -217,12 +217,24 @@ async fn controller_main(args: RunArgs) -> ExitCode {
             None
         }
     };
-    for key in args.settings.ignored_config_map_keys(main_cm.as_ref()) {
+    let ignored = args.settings.ignored_config_map_keys(main_cm.as_ref());
+    for key in &ignored {
         tracing::warn!(
             config_map = %early.config_map_name,
             key,
             "the main ConfigMap sets a Prometheus connection setting, ignored: PROMETHEUS_FROM_CONFIG_MAP=false takes the connection from the pod's environment only"
         );
+    }
+    if !ignored.is_empty() {
+        // Whoever edited the ConfigMap sees it there too (`kubectl describe configmap`).
+        crate::controller::status_writer::warn_on_config_map(
+            client.clone(),
+            &args.pod_name.clone().unwrap_or_else(hostname),
+            &early.pod_namespace,
+            &early.config_map_name,
+            ignored_keys_note(&ignored),
+        )
+        .await;
     }
     let (settings, checks) = match args.resolve(main_cm.as_ref()) {
         Ok(s) => s,
@@ -411,4 +423,13 @@ pub async fn check_crd(client: &kube::Client) -> Result<(), String> {
             "cannot reach the Kubernetes API server to check for the VariantAutoscaling CRD: {e}"
         )),
     }
+}
+
+/// The Warning Event's text for main-ConfigMap keys ignored because the ConfigMap is not trusted
+/// with the Prometheus connection.
+pub fn ignored_keys_note(keys: &[&str]) -> String {
+    format!(
+        "{} ignored: PROMETHEUS_FROM_CONFIG_MAP=false, so the Prometheus connection (URL, TLS, token) comes from the controller's environment only; set it there (chart: wva.prometheus.*)",
+        keys.join(", ")
+    )
 }

@@ -436,3 +436,42 @@ async fn write_loop(client: kube::Client, reporter: Reporter, queue: Arc<Queue>,
         }
     }
 }
+
+/// Reason of the Warning Event on a ConfigMap whose entries were ignored or skipped.
+pub const INVALID_CONFIGURATION: &str = "InvalidConfiguration";
+
+/// Raises a Warning Event on a ConfigMap of the controller's (shown by `kubectl describe
+/// configmap`), for what is found once at start-up rather than by a watch: the main ConfigMap
+/// setting the Prometheus connection it is not trusted with. Best effort: a failure is logged.
+pub async fn warn_on_config_map(
+    client: kube::Client,
+    instance: &str,
+    namespace: &str,
+    config_map: &str,
+    note: String,
+) {
+    let reporter = Reporter {
+        controller: "wva-controller".into(),
+        instance: Some(instance.to_string()),
+    };
+    let regarding = ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("ConfigMap".into()),
+        name: Some(config_map.to_string()),
+        namespace: Some(namespace.to_string()),
+        ..Default::default()
+    };
+    let event = Event {
+        type_: EventType::Warning,
+        reason: INVALID_CONFIGURATION.into(),
+        note: Some(truncate(&note, 1000)),
+        action: "LoadConfiguration".into(),
+        secondary: None,
+    };
+    let recorder = Recorder::new(client, reporter);
+    match tokio::time::timeout(WRITE_TIMEOUT, recorder.publish(&event, &regarding)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(%config_map, error = %e, "cannot publish an Event"),
+        Err(_) => tracing::warn!(%config_map, "publishing an Event timed out"),
+    }
+}
