@@ -680,7 +680,7 @@ mod tests {
             Some("s3cr3t-token")
         );
         assert!(!format!("{s:?}").contains("s3cr3t"));
-        let json = serde_json::to_string(&s.redacted()).unwrap();
+        let json = serde_json::to_string(&s.redacted()).expect("serializes");
         assert!(
             !json.contains("s3cr3t") && json.contains("<redacted>"),
             "{json}"
