@@ -337,3 +337,30 @@ fn roles_are_recorded_and_replayed() {
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(out, "replayed 1 cycles, 0 decisions differ\n");
 }
+
+/// Issue 18: a reader that stops early (`wva history | head -1`) ends the output quietly, with
+/// success, never a panic (exit 101).
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_log(dir.path());
+    let data_dir = dir.path().to_str().expect("utf-8 path");
+    for args in [
+        vec!["history", "--data-dir", data_dir],
+        vec!["history", "--data-dir", data_dir, "--format", "json"],
+        vec!["replay", "--data-dir", data_dir],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wva"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("wva runs");
+        // The reader is gone before the first line is written.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wva ends");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+}
