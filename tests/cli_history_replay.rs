@@ -215,9 +215,15 @@ fn bad_arguments_and_missing_logs_fail_clearly() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let missing = tmp.path().join("nothing-here");
     let (code, out, err) = wva(&["history", "--data-dir", missing.to_str().expect("utf8")]);
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(2), "a path with no log is bad input");
     assert!(out.is_empty());
-    assert!(err.contains("no decision log"), "{err}");
+    assert!(err.contains("does not exist"), "{err}");
+    // An empty directory holds no log either.
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).expect("mkdir");
+    let (code, _, err) = wva(&["history", "--data-dir", empty.to_str().expect("utf8")]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("no decision log here"), "{err}");
     assert!(
         !missing.exists(),
         "a read-only command must not create a data directory"
@@ -363,4 +369,49 @@ fn a_closed_pipe_ends_the_output_quietly() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
         assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
     }
+}
+
+/// Issue 18: bad input to `history` and `replay` exits 2 naming the path or key it read: a data
+/// directory that is a file or missing, and a replay configuration with a misspelt key (which
+/// would otherwise replay the defaults and report that nothing differs).
+#[test]
+fn bad_paths_and_misspelt_replay_keys_exit_2_naming_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log_dir = dir.path().join("log");
+    write_log(&log_dir);
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "not a log").expect("write");
+    let file = file.to_str().expect("utf-8");
+    for command in ["history", "replay"] {
+        let (code, _, err) = wva(&[command, "--data-dir", file]);
+        assert_eq!(code, Some(2), "{command}: {err}");
+        assert!(
+            err.contains(file) && err.contains("is not a directory"),
+            "{err}"
+        );
+        let missing = dir.path().join("missing");
+        let missing = missing.to_str().expect("utf-8");
+        let (code, _, err) = wva(&[command, "--data-dir", missing]);
+        assert_eq!(code, Some(2), "{command}: {err}");
+        assert!(
+            err.contains(missing) && err.contains("does not exist"),
+            "{err}"
+        );
+    }
+    let config = dir.path().join("cm.yaml");
+    std::fs::write(
+        &config,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: capacity-scaling-config\ndata:\n  default: |\n    kvCacheThreshhold: 0.5\n",
+    )
+    .expect("write");
+    let (code, out, err) = wva(&[
+        "replay",
+        "--data-dir",
+        log_dir.to_str().expect("utf-8"),
+        "--config",
+        config.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(out.is_empty(), "no replay report: {out}");
+    assert!(err.contains("kvCacheThreshhold"), "{err}");
 }

@@ -133,3 +133,24 @@ fn an_untrusted_configmap_cannot_redirect_the_prometheus_connection() {
     );
     assert_eq!(s["prometheus"]["baseUrl"], "https://from-env:9091");
 }
+
+/// Issue 18: a key of the main ConfigMap that the controller does not read (a misspelling
+/// would leave the setting at its default without a word) is an error naming the key.
+#[test]
+fn an_unknown_main_configmap_key_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("cm.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: wva-config\ndata:\n  GLOBAL_OPT_INTERVAL: 60s\n  WVA_SCALE_TO_ZER0: \"true\"\n",
+    )
+    .expect("write");
+    let (code, s, err) = settings(&["--config-map", path.to_str().expect("utf-8")], &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(s, Value::Null, "nothing printed on stdout");
+    assert!(
+        err.contains("WVA_SCALE_TO_ZER0: not a setting of the main ConfigMap")
+            && err.contains("WVA_SCALE_TO_ZERO"),
+        "{err}"
+    );
+}

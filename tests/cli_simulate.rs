@@ -101,9 +101,25 @@ fn a_trace_with_a_bad_row_is_refused_naming_the_line() {
         &["--trace", trace.to_str().expect("utf8")],
         &tmp.path().join("r"),
     );
-    assert_eq!(code, Some(1));
+    // Bad input, like any other (issue 18: a bad trace used to exit 1).
+    assert_eq!(code, Some(2));
     assert!(out.is_empty());
     assert!(err.contains("line 3: ContextTokens"), "{err}");
+    // The accepted timestamp forms are said where one is refused.
+    std::fs::write(
+        &trace,
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n1700158623,100,10\n",
+    )
+    .expect("write");
+    let (code, _, err) = simulate(
+        &["--trace", trace.to_str().expect("utf8")],
+        &tmp.path().join("r"),
+    );
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("line 2: TIMESTAMP: expected YYYY-MM-DD HH:MM:SS[.fffffff] (UTC) or RFC 3339"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -117,6 +133,29 @@ fn bad_arguments_exit_2() {
         let (code, _, err) = simulate(args, &tmp.path().join("r"));
         assert_eq!(code, Some(2), "{args:?}: {err}");
     }
+    // What was read is said: a bare number is seconds.
+    let (_, _, err) = simulate(&["--duration", "20"], &tmp.path().join("r"));
+    assert!(err.contains("expected at least 1m, got 20s"), "{err}");
+    // A data directory that is a file: the path is named.
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, "x").expect("write");
+    let (code, _, err) = simulate(
+        &[
+            "--duration",
+            "1m",
+            "--data-dir",
+            file.to_str().expect("utf8"),
+        ],
+        &tmp.path().join("r"),
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "--data-dir: {} is not a directory",
+            file.display()
+        )),
+        "{err}"
+    );
 }
 
 #[test]

@@ -239,8 +239,26 @@ impl SyntheticLoad {
     }
 }
 
-/// Reads a trace in the CSV form `TIMESTAMP,ContextTokens,GeneratedTokens` (timestamps
-/// `YYYY-MM-DD HH:MM:SS[.fffffff]`, sorted). Arrival times are relative to the first row and
+/// One trace timestamp: `YYYY-MM-DD HH:MM:SS[.fffffff]` (as the Azure LLM inference traces
+/// write it; read as UTC, a `T` for the space also accepted) or RFC 3339 with an offset
+/// (`2023-11-16T18:17:03.98Z`, `...+01:00`).
+pub fn parse_trace_time(text: &str) -> Option<jiff::Timestamp> {
+    if let Ok(at) = text.parse::<jiff::Timestamp>() {
+        return Some(at);
+    }
+    let civil: jiff::civil::DateTime = text.replacen(' ', "T", 1).parse().ok()?;
+    civil
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp())
+}
+
+/// What a trace's TIMESTAMP column accepts, for error messages and help.
+pub const TRACE_TIME_FORMATS: &str =
+    "YYYY-MM-DD HH:MM:SS[.fffffff] (UTC) or RFC 3339 such as 2023-11-16T18:17:03.98Z";
+
+/// Reads a trace in the CSV form `TIMESTAMP,ContextTokens,GeneratedTokens` (timestamps as
+/// [`parse_trace_time`] reads them, sorted). Arrival times are relative to the first row and
 /// divided by `speedup`. Errors name the line and the column.
 pub fn parse_trace(text: &str, speedup: f64) -> Result<Vec<Request>, String> {
     let mut lines = text
@@ -260,7 +278,7 @@ pub fn parse_trace(text: &str, speedup: f64) -> Result<Vec<Request>, String> {
         return Err(format!("speedup: expected a number > 0, got {speedup}"));
     }
     let mut out = Vec::new();
-    let mut first: Option<jiff::civil::DateTime> = None;
+    let mut first: Option<jiff::Timestamp> = None;
     let mut previous_ms = 0.0f64;
     for (i, line) in lines {
         let n = i + 1;
@@ -271,9 +289,9 @@ pub fn parse_trace(text: &str, speedup: f64) -> Result<Vec<Request>, String> {
                 fields.len()
             ));
         }
-        let at: jiff::civil::DateTime = fields[0].replace(' ', "T").parse().map_err(|_| {
+        let at = parse_trace_time(fields[0]).ok_or_else(|| {
             format!(
-                "line {n}: TIMESTAMP: expected YYYY-MM-DD HH:MM:SS.fffffff, got {:?}",
+                "line {n}: TIMESTAMP: expected {TRACE_TIME_FORMATS}, got {:?}",
                 fields[0]
             )
         })?;
@@ -285,10 +303,7 @@ pub fn parse_trace(text: &str, speedup: f64) -> Result<Vec<Request>, String> {
         let prompt = count("ContextTokens", fields[1])?;
         let output = count("GeneratedTokens", fields[2])?;
         let start = *first.get_or_insert(at);
-        let offset_ms = (at - start)
-            .total(jiff::Unit::Millisecond)
-            .map_err(|e| format!("line {n}: TIMESTAMP: {e}"))?
-            / speedup;
+        let offset_ms = at.duration_since(start).as_secs_f64() * 1e3 / speedup;
         if offset_ms + 1e-6 < previous_ms {
             return Err(format!(
                 "line {n}: TIMESTAMP: expected rows sorted by time, {:?} is earlier than the row before",
@@ -442,6 +457,27 @@ mod tests {
         assert_eq!(reqs[2].output_tokens, 1, "at least one output token");
         let fast = parse_trace(text, 2.0).expect("parses");
         assert!((fast[2].arrival_ms - 1_000.0).abs() < 1e-6);
+    }
+
+    /// Issue 18: RFC 3339 timestamps (with `Z` or an offset) read as the same instants as the
+    /// Azure form, so a trace exported by another tool needs no rewriting.
+    #[test]
+    fn rfc_3339_timestamps_are_read_too() {
+        let azure = "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03.9799600,10,10\n2023-11-16 18:17:04.0319600,10,10\n";
+        let rfc = "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16T18:17:03.97996Z,10,10\n2023-11-16T19:17:04.03196+01:00,10,10\n";
+        let (a, r) = (
+            parse_trace(azure, 1.0).expect("azure"),
+            parse_trace(rfc, 1.0).expect("rfc 3339"),
+        );
+        assert_eq!(r.len(), 2);
+        assert!(
+            (a[1].arrival_ms - r[1].arrival_ms).abs() < 1e-6,
+            "{a:?} {r:?}"
+        );
+        assert_eq!(
+            parse_trace_time("2023-11-16T18:17:03Z"),
+            parse_trace_time("2023-11-16 18:17:03")
+        );
     }
 
     #[test]

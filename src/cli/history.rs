@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use wva_storage::HistoryFilter;
-use wva_storage::datadir;
 
 use crate::exit::{INVALID_INPUT, fail};
 use crate::history::OutputFormat;
@@ -49,10 +48,11 @@ pub fn main(args: HistoryArgs) -> ExitCode {
         (Err(e), _) => return fail("history", &format!("--since: {e}"), INVALID_INPUT),
         (_, Err(e)) => return fail("history", &format!("--until: {e}"), INVALID_INPUT),
     };
-    match datadir::open_for_reading(&args.data_dir)
-        .map_err(|e| e.to_string())
-        .and_then(|r| crate::history::render(&r.log, &filter, args.format))
-    {
+    let readable = match super::open_data_dir(&args.data_dir) {
+        Ok(r) => r,
+        Err((e, code)) => return fail("history", &e, code),
+    };
+    match crate::history::render(&readable.log, &filter, args.format) {
         Ok(text) => super::print_out(&text),
         Err(e) => fail("history", &e, 1),
     }

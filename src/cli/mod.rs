@@ -10,7 +10,13 @@ pub mod run;
 pub mod settings;
 pub mod simulate;
 
+use std::path::Path;
 use std::process::ExitCode;
+
+use wva_storage::LogError;
+use wva_storage::datadir::{self, DataDirError, ReadableLog};
+
+use crate::exit::INVALID_INPUT;
 
 /// Prints a command's output, ending it with a newline. A reader that stops early (`| head`)
 /// ends the output quietly, as it does for any Unix tool; another write error is said, with
@@ -31,4 +37,45 @@ pub fn print_out(text: &str) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// A `--data-dir` to be written (created when missing): anything there must be a directory.
+pub fn check_writable_data_dir(path: &Path) -> Result<(), String> {
+    if path.exists() && !path.is_dir() {
+        return Err(format!(
+            "--data-dir: {} is not a directory (expected a data directory, created if missing)",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Opens a `--data-dir` to read its decision log; on failure, the message and the exit status:
+/// 2 when the path names no decision log (bad input), 1 when one is there but cannot be read.
+pub fn open_data_dir(path: &Path) -> Result<ReadableLog, (String, u8)> {
+    if !path.exists() {
+        return Err((
+            format!(
+                "--data-dir: {} does not exist (expected a data directory written by wva)",
+                path.display()
+            ),
+            INVALID_INPUT,
+        ));
+    }
+    if !path.is_dir() {
+        return Err((
+            format!(
+                "--data-dir: {} is not a directory (expected a data directory written by wva)",
+                path.display()
+            ),
+            INVALID_INPUT,
+        ));
+    }
+    datadir::open_for_reading(path).map_err(|e| {
+        let code = match e {
+            DataDirError::Log(LogError::NotALog { .. }) => INVALID_INPUT,
+            _ => 1,
+        };
+        (format!("--data-dir: {e}"), code)
+    })
 }

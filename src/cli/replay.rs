@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use wva_actors::policy::{Analyzer, OperatingMode};
-use wva_storage::datadir;
 
 use crate::config::manifest::parse_config_maps;
 use crate::config::{CAPACITY_CONFIG_MAP, CapacityScalingConfig};
@@ -42,9 +41,11 @@ pub fn main(args: ReplayArgs) -> ExitCode {
         Ok(o) => o,
         Err(e) => return fail("replay", &e, INVALID_INPUT),
     };
-    match datadir::open_for_reading(&args.data_dir)
-        .map_err(|e| e.to_string())
-        .and_then(|r| crate::replay::replay(&r.log, &options))
+    let readable = match super::open_data_dir(&args.data_dir) {
+        Ok(r) => r,
+        Err((e, code)) => return fail("replay", &e, code),
+    };
+    match crate::replay::replay(&readable.log, &options)
         .and_then(|report| crate::replay::render(&report, args.format))
     {
         Ok(text) => super::print_out(&text),
@@ -75,8 +76,20 @@ fn replay_options(
                 }
             };
             let parsed = CapacityScalingConfig::from_data(Some(&map.data));
-            for issue in &parsed.issues {
-                eprintln!("wva replay: warning: {issue} (entry skipped)");
+            // A replay answers "what would this configuration have done": one with an entry
+            // or key the controller would skip is not the configuration asked about.
+            let problems: Vec<String> = parsed
+                .warnings
+                .iter()
+                .cloned()
+                .chain(parsed.issues.iter().map(ToString::to_string))
+                .collect();
+            if !problems.is_empty() {
+                return Err(format!(
+                    "--config {}: {}",
+                    path.display(),
+                    problems.join("; ")
+                ));
             }
             Some(parsed.scaling)
         }

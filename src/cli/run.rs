@@ -217,6 +217,13 @@ async fn controller_main(args: RunArgs) -> ExitCode {
             None
         }
     };
+    for problem in main_cm
+        .as_ref()
+        .map(crate::config::settings::unknown_config_map_keys)
+        .unwrap_or_default()
+    {
+        tracing::warn!(config_map = %early.config_map_name, %problem, "the main ConfigMap has a key the controller does not read; ignored");
+    }
     let ignored = args.settings.ignored_config_map_keys(main_cm.as_ref());
     for key in &ignored {
         tracing::warn!(

@@ -37,6 +37,20 @@ pub fn main(args: SettingsCommandArgs) -> ExitCode {
             }
         }
     };
+    if let Some(data) = &data {
+        let unknown = crate::config::settings::unknown_config_map_keys(data);
+        if !unknown.is_empty() {
+            let path = args
+                .config_map
+                .as_deref()
+                .unwrap_or(std::path::Path::new("-"));
+            return fail(
+                "settings",
+                &format!("{}: {}", path.display(), unknown.join("; ")),
+                INVALID_INPUT,
+            );
+        }
+    }
     for key in args.settings.ignored_config_map_keys(data.as_ref()) {
         eprintln!(
             "wva settings: warning: the ConfigMap sets {key}, ignored: PROMETHEUS_FROM_CONFIG_MAP=false takes the Prometheus connection from flags and environment only"

@@ -27,7 +27,9 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub duration: Option<String>,
     /// Replay a CSV trace (TIMESTAMP,ContextTokens,GeneratedTokens) instead of the built-in load.
-    /// With --frontier it may be given several times, and `builtin` names the built-in load.
+    /// TIMESTAMP is `YYYY-MM-DD HH:MM:SS[.fffffff]` (UTC) or RFC 3339 (`2023-11-16T18:17:03Z`);
+    /// rows sorted by time. With --frontier it may be given several times, and `builtin` names
+    /// the built-in load.
     #[arg(long)]
     pub trace: Vec<PathBuf>,
     /// Divide the trace's inter-arrival times by this.
@@ -193,8 +195,14 @@ fn request(args: &SimulateArgs) -> Result<(SimulateRequest, Task), String> {
         .transpose()
         .map_err(|e| format!("--duration: {e}"))?
         .map(|d| d.as_secs_f64());
-    if duration_s.is_some_and(|d| d < 60.0) {
-        return Err("--duration: expected at least 1m".into());
+    if let Some(d) = duration_s.filter(|d| *d < 60.0) {
+        return Err(format!(
+            "--duration: expected at least 1m, got {} (a number without a unit is seconds)",
+            crate::config::format_duration(std::time::Duration::from_secs_f64(d))
+        ));
+    }
+    if let Some(dir) = &args.data_dir {
+        super::check_writable_data_dir(dir)?;
     }
     let configured = configuration(args)?;
     let (settings, prices) = configured.clone().unwrap_or_default();
@@ -216,6 +224,8 @@ fn request(args: &SimulateArgs) -> Result<(SimulateRequest, Task), String> {
         },
         prices,
     };
+    // A trace that cannot be read is bad input, said before anything runs.
+    wva_sim::simulate::workloads(&request)?;
     Ok((request, task))
 }
 

@@ -409,6 +409,46 @@ impl SettingsArgs {
     }
 }
 
+/// Every key the main ConfigMap may hold (each is also the environment variable of the same
+/// name).
+pub const MAIN_CONFIG_MAP_KEYS: [&str; 21] = [
+    "PROMETHEUS_BASE_URL",
+    "PROMETHEUS_ALLOW_HTTP",
+    "PROMETHEUS_TLS_INSECURE_SKIP_VERIFY",
+    "PROMETHEUS_CA_CERT_PATH",
+    "PROMETHEUS_CLIENT_CERT_PATH",
+    "PROMETHEUS_CLIENT_KEY_PATH",
+    "PROMETHEUS_SERVER_NAME",
+    "PROMETHEUS_BEARER_TOKEN",
+    "PROMETHEUS_TOKEN_PATH",
+    "GLOBAL_OPT_INTERVAL",
+    "RECONCILIATION_INTERVAL",
+    "EXPERIMENTAL_HYBRID_OPTIMIZATION",
+    "EXPERIMENTAL_PROACTIVE_MODEL",
+    "SCALING_ANALYZER",
+    "SLO_BUDGET_SHARE",
+    "WVA_SCALE_TO_ZERO",
+    "WVA_METRICS_PREFIX",
+    "CONTROLLER_INSTANCE",
+    "WATCH_NAMESPACE",
+    "CONFIG_MAP_NAME",
+    "POD_NAMESPACE",
+];
+
+/// The keys of a main ConfigMap's data that the controller does not read (a misspelt key would
+/// otherwise be a setting silently left at its default), each with what was expected.
+pub fn unknown_config_map_keys(data: &BTreeMap<String, String>) -> Vec<String> {
+    data.keys()
+        .filter(|k| !MAIN_CONFIG_MAP_KEYS.contains(&k.as_str()))
+        .map(|k| {
+            format!(
+                "{k}: not a setting of the main ConfigMap (expected one of {})",
+                MAIN_CONFIG_MAP_KEYS.join(", ")
+            )
+        })
+        .collect()
+}
+
 /// The main ConfigMap's keys that set the Prometheus connection.
 pub const CONNECTION_KEYS: [&str; 9] = [
     "PROMETHEUS_BASE_URL",
@@ -706,6 +746,39 @@ mod tests {
         .resolve(None)
         .expect_err("http");
         assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn every_key_the_resolver_reads_is_a_known_key_and_no_other() {
+        let source = include_str!("settings.rs");
+        let body = &source[source.find("pub fn resolve(").expect("resolve")
+            ..source
+                .find("/// Every key the main ConfigMap may hold")
+                .expect("keys")];
+        let mut read: Vec<&str> = body
+            .split('"')
+            .skip(1)
+            .step_by(2)
+            .filter(|s| s.len() > 3 && s.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'))
+            .collect();
+        read.sort_unstable();
+        read.dedup();
+        let mut known = MAIN_CONFIG_MAP_KEYS.to_vec();
+        known.sort_unstable();
+        assert_eq!(read, known);
+        let data: BTreeMap<String, String> = [
+            ("RECONCILIATION_INTERVAL", "1m"),
+            ("RECONCILE_INTERVAL", "1m"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let unknown = unknown_config_map_keys(&data);
+        assert_eq!(unknown.len(), 1);
+        assert!(
+            unknown[0].starts_with("RECONCILE_INTERVAL: not a setting"),
+            "{unknown:?}"
+        );
     }
 
     #[test]

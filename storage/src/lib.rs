@@ -42,6 +42,8 @@ pub enum LogError {
     Codec(#[from] CodecError),
     #[error("decision log at {path}: {message}")]
     Open { path: String, message: String },
+    #[error("{path}: no decision log here (expected a data directory written by wva)")]
+    NotALog { path: String },
     #[error(
         "decision log at {path} is in use by another process (only one process may open a data directory at a time): {detail}"
     )]

@@ -141,9 +141,9 @@ impl Log<SledBackend> {
             message,
         };
         if !dir.join("conf").exists() && !dir.join("db").exists() {
-            return Err(err(
-                "no decision log here (expected a data directory written by wva)".into(),
-            ));
+            return Err(LogError::NotALog {
+                path: dir.display().to_string(),
+            });
         }
         match open_waiting(dir, Retention::default(), INSPECTION_LOCK_WAIT) {
             Ok(log) => Ok(log),
