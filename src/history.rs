@@ -19,6 +19,7 @@ pub enum OutputFormat {
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct JsonEntry<'a> {
     seq: u64,
     time: String,
@@ -77,11 +78,44 @@ pub fn roles_by_cycle(records: &[(u64, Record)]) -> ByCycle<'_, RolesRecord> {
     })
 }
 
-/// Renders the records of `log` that match `filter`.
+/// What a decision did to a variant's desired count: against the count published before it
+/// (what the HPA was already told), or, for a variant's first decision, its replicas. A count
+/// held below the replicas while the HPA's scale-down window runs is no new action.
+pub fn change_of(
+    previous_desired: Option<u32>,
+    current_replicas: u32,
+    target: u32,
+) -> &'static str {
+    match target.cmp(&previous_desired.unwrap_or(current_replicas)) {
+        std::cmp::Ordering::Greater => "scale-up",
+        std::cmp::Ordering::Less => "scale-down",
+        std::cmp::Ordering::Equal => "no-change",
+    }
+}
+
+/// Whether a cycle changed any variant's desired count (of `variant`, when given).
+fn changed_any(c: &CycleRecord, variant: Option<&String>) -> bool {
+    c.targets
+        .iter()
+        .any(|t| variant.is_none_or(|v| *v == t.name) && target_change(c, t) != "no-change")
+}
+
+fn target_change(c: &CycleRecord, t: &wva_storage::RecordedTarget) -> &'static str {
+    let input = c.variants.iter().find(|v| v.name == t.name);
+    change_of(
+        input.and_then(|v| v.previous_desired),
+        input.map_or(t.target, |v| v.current_replicas),
+        t.target,
+    )
+}
+
+/// Renders the records of `log` that match `filter`; with `changes_only`, only the decisions
+/// that changed a desired count.
 pub fn render(
     log: &dyn DecisionLog,
     filter: &HistoryFilter,
     format: OutputFormat,
+    changes_only: bool,
 ) -> Result<String, String> {
     let history = log.history(filter).map_err(|e| e.to_string())?;
     if history.undecodable > 0 {
@@ -100,6 +134,21 @@ pub fn render(
         .collect();
     let extras = model_based_by_cycle(&history.records);
     let capacity = slo_capacity_by_cycle(&history.records);
+    let total_cycles = cycles.len();
+    let changes: usize = cycles
+        .iter()
+        .map(|(_, c)| {
+            c.targets
+                .iter()
+                .filter(|t| filter.variant.as_ref().is_none_or(|v| *v == t.name))
+                .filter(|t| target_change(c, t) != "no-change")
+                .count()
+        })
+        .sum();
+    let cycles: Vec<(u64, &CycleRecord)> = cycles
+        .into_iter()
+        .filter(|(_, c)| !changes_only || changed_any(c, filter.variant.as_ref()))
+        .collect();
     match format {
         OutputFormat::Json => {
             let entries: Vec<JsonEntry<'_>> = cycles
@@ -135,6 +184,10 @@ pub fn render(
                     if filter.variant.as_ref().is_some_and(|v| *v != t.name) {
                         continue;
                     }
+                    let action = target_change(c, t);
+                    if changes_only && action == "no-change" {
+                        continue;
+                    }
                     let input = c.variants.iter().find(|v| v.name == t.name);
                     let model_based = extras.get(&(&c.model, c.at));
                     let side =
@@ -149,7 +202,7 @@ pub fn render(
                             |v| format!("{}/{}", v.ready_replicas, v.current_replicas),
                         ),
                         t.target.to_string(),
-                        t.action.clone(),
+                        action.to_string(),
                         c.trigger.clone(),
                         input.map_or_else(String::new, describe_pods),
                         match side {
@@ -174,7 +227,14 @@ pub fn render(
                 }
             }
             let mut out = table(&rows);
-            out.push_str(&format!("{} cycles\n", cycles.len()));
+            out.push_str(&format!(
+                "{total_cycles} cycles, {changes} changes of a desired count{}\n",
+                if changes_only {
+                    " (only the changes shown)"
+                } else {
+                    ""
+                }
+            ));
             Ok(out)
         }
     }

@@ -194,15 +194,15 @@ pub fn replay(log: &dyn DecisionLog, options: &ReplayOptions) -> Result<ReplayRe
             demand: held,
             roles: roles.get(&(&c.model, c.at)).copied(),
         };
-        let decision = redecide(recorded, mode, analyzer, options).decision;
+        let decision = redecide(recorded, mode, analyzer, options);
         let mut differs = false;
         let mut names: Vec<&str> = c.targets.iter().map(|t| t.name.as_str()).collect();
-        names.extend(decision.variants.iter().map(|v| v.name.as_str()));
+        names.extend(decision.decision.variants.iter().map(|v| v.name.as_str()));
         names.sort_unstable();
         names.dedup();
         for name in names {
             let recorded = c.targets.iter().find(|t| t.name == name);
-            let replayed = decision.variants.iter().find(|v| v.name == name);
+            let replayed = decision.decision.variants.iter().find(|v| v.name == name);
             if recorded.map(|t| t.target) != replayed.map(|v| v.target) {
                 differs = true;
                 report.differences.push(Difference {
@@ -213,8 +213,14 @@ pub fn replay(log: &dyn DecisionLog, options: &ReplayOptions) -> Result<ReplayRe
                     variant: name.to_string(),
                     recorded: recorded.map(|t| t.target),
                     replayed: replayed.map(|v| v.target),
-                    recorded_reason: recorded.map(|t| t.reason.clone()).unwrap_or_default(),
-                    replayed_reason: replayed.map(|v| v.reason.clone()).unwrap_or_default(),
+                    // In full, as `history` shows it: the variant's reason, then the model's
+                    // analysis in brackets.
+                    recorded_reason: recorded
+                        .map(|t| format!("{} [{}]", t.reason, c.analysis.reason))
+                        .unwrap_or_default(),
+                    replayed_reason: replayed
+                        .map(|v| format!("{} [{}]", v.reason, decision.decision.analysis.reason))
+                        .unwrap_or_default(),
                 });
             }
         }

@@ -118,12 +118,40 @@ fn history_shows_every_decision_newest_last() {
         lines[1]
     );
     assert!(lines[5].contains("safety net"), "{}", lines[5]);
-    assert_eq!(*lines.last().expect("summary"), "3 cycles");
+    // ACTION is against the count published before: cheap went 2 -> 3, then 3 -> 2; the
+    // safety net held what was published.
+    assert_eq!(
+        *lines.last().expect("summary"),
+        "3 cycles, 2 changes of a desired count"
+    );
+    let actions: Vec<&str> = lines[1..7]
+        .iter()
+        .filter_map(|l| l.split_whitespace().nth(6))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "scale-up",
+            "no-change",
+            "scale-down",
+            "no-change",
+            "no-change",
+            "no-change"
+        ],
+        "{out}"
+    );
+    // Only the changes: two rows.
+    let (_, changes, _) = wva(&["history", "--data-dir", d, "--changes"]);
+    let rows: Vec<&str> = changes.lines().collect();
+    assert_eq!(rows.len(), 4, "{changes}");
+    assert!(rows[1].contains("cheap") && rows[1].contains("scale-up"));
+    assert!(rows[2].contains("cheap") && rows[2].contains("scale-down"));
+    assert!(rows[3].ends_with("(only the changes shown)"), "{changes}");
 
     let (_, out, _) = wva(&["history", "--data-dir", d, "--va", "pricey"]);
     let variants: Vec<&str> = out
         .lines()
-        .skip(1)
+        .filter(|l| l.starts_with("2026-"))
         .filter_map(|l| l.split_whitespace().nth(3))
         .collect();
     assert_eq!(variants, ["pricey", "pricey", "pricey"], "{out}");
@@ -137,10 +165,16 @@ fn history_shows_every_decision_newest_last() {
         "--until",
         "2026-11-22T10:00:20Z",
     ]);
-    assert!(out.ends_with("1 cycles\n"), "{out}");
+    assert!(
+        out.ends_with("1 cycles, 1 changes of a desired count\n"),
+        "{out}"
+    );
 
     let (_, out, _) = wva(&["history", "--data-dir", d, "--namespace", "elsewhere"]);
-    assert!(out.ends_with("0 cycles\n"), "{out}");
+    assert!(
+        out.ends_with("0 cycles, 0 changes of a desired count\n"),
+        "{out}"
+    );
 
     let (code, out, err) = wva(&["history", "--data-dir", d, "--format", "json"]);
     assert_eq!(code, Some(0), "{err}");
@@ -149,8 +183,10 @@ fn history_shows_every_decision_newest_last() {
     assert_eq!(entries.len(), 3);
     assert_eq!(entries[0]["time"], "2026-11-22T10:00:00.000Z");
     assert_eq!(entries[0]["targets"][0]["target"], 3);
-    assert_eq!(entries[0]["variants"][0]["pods"][0]["kv_cache_usage"], 0.76);
-    assert_eq!(entries[2]["metrics_error"], "Prometheus unreachable");
+    // One JSON convention across commands: camelCase field names.
+    assert_eq!(entries[0]["variants"][0]["pods"][0]["kvCacheUsage"], 0.76);
+    assert_eq!(entries[2]["metricsError"], "Prometheus unreachable");
+    assert_eq!(entries[0]["model"]["modelId"], "llama");
 }
 
 #[test]
@@ -197,6 +233,22 @@ fn replay_with_other_thresholds_shows_what_would_differ() {
     assert_eq!(report["differences"][0]["variant"], "cheap");
     assert_eq!(report["differences"][0]["recorded"], 3);
     assert_eq!(report["differences"][0]["replayed"], 2);
+    // Reasons in full, as history shows them: the model's analysis in brackets.
+    let recorded = report["differences"][0]["recordedReason"]
+        .as_str()
+        .expect("reason");
+    assert!(
+        recorded.starts_with("scale-up: cheapest variant")
+            && recorded.contains("[average spare KV 0.043 < trigger 0.1"),
+        "{recorded}"
+    );
+    let replayed = report["differences"][0]["replayedReason"]
+        .as_str()
+        .expect("reason");
+    assert!(
+        replayed.contains(" [") && replayed.ends_with(']'),
+        "{replayed}"
+    );
 }
 
 #[test]
@@ -207,7 +259,10 @@ fn history_reads_a_data_dir_that_a_controller_holds() {
     let (_held, _) = SledLog::open(&dir, Retention::default(), 0).expect("hold the lock");
     let (code, out, err) = wva(&["history", "--data-dir", dir.to_str().expect("utf8")]);
     assert_eq!(code, Some(0), "{err}");
-    assert!(out.ends_with("3 cycles\n"), "{out}");
+    assert!(
+        out.ends_with("3 cycles, 2 changes of a desired count\n"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -32,6 +32,10 @@ pub struct HistoryArgs {
     pub until: Option<String>,
     #[arg(long, value_enum, default_value = "table")]
     pub format: OutputFormat,
+    /// Only the decisions that changed a desired count (ACTION is against the count published
+    /// before, so a count held while the HPA waits to act is not repeated).
+    #[arg(long)]
+    pub changes: bool,
 }
 
 pub fn main(args: HistoryArgs) -> ExitCode {
@@ -52,7 +56,7 @@ pub fn main(args: HistoryArgs) -> ExitCode {
         Ok(r) => r,
         Err((e, code)) => return fail("history", &e, code),
     };
-    match crate::history::render(&readable.log, &filter, args.format) {
+    match crate::history::render(&readable.log, &filter, args.format, args.changes) {
         Ok(text) => super::print_out(&text),
         Err(e) => fail("history", &e, 1),
     }

@@ -22,6 +22,7 @@ impl Timestamp {
 
 /// A model: all VAs with this `modelID` in this namespace.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 pub struct ModelKey {
     pub namespace: String,
     pub model_id: String,
@@ -44,6 +45,7 @@ impl std::fmt::Display for ModelKey {
 
 /// A variant: one VA (or one discovered Deployment) in a namespace.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 pub struct VariantKey {
     pub namespace: String,
     pub name: String,
@@ -66,6 +68,7 @@ impl std::fmt::Display for VariantKey {
 
 /// The last desired count a successful analysis produced for a variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct LastGood {
     pub desired: u32,
     pub at: Timestamp,
@@ -73,6 +76,7 @@ pub struct LastGood {
 
 /// The saturation thresholds in force.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RecordedThresholds {
     pub kv_cache_threshold: f64,
     pub queue_length_threshold: f64,
@@ -82,6 +86,7 @@ pub struct RecordedThresholds {
 
 /// One pod's signals as the policy saw them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RecordedPod {
     pub pod: String,
     pub kv_cache_usage: Option<f64>,
@@ -90,6 +95,7 @@ pub struct RecordedPod {
 
 /// One variant's inputs as the policy saw them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RecordedVariant {
     pub name: String,
     pub cost: f64,
@@ -102,6 +108,7 @@ pub struct RecordedVariant {
 
 /// The pooled capacity analysis.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RecordedAnalysis {
     pub total_replicas: u32,
     pub non_saturated_replicas: u32,
@@ -114,6 +121,7 @@ pub struct RecordedAnalysis {
 
 /// One variant's decision.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RecordedTarget {
     pub name: String,
     pub target: u32,
@@ -126,6 +134,7 @@ pub struct RecordedTarget {
 
 /// One model in one cycle: everything the decision depended on, and the decision.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CycleRecord {
     pub model: ModelKey,
     pub at: Timestamp,
@@ -147,6 +156,7 @@ pub struct CycleRecord {
 
 /// One fitted line of a latency learner (`y = intercept + slope·x`, recursive least squares).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RecordedLineFit {
     pub intercept: f64,
     pub slope: f64,
@@ -159,6 +169,7 @@ pub struct RecordedLineFit {
 
 /// A variant's latency learner: decode step against batch size, prefill against prompt tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RecordedLearner {
     pub decode: Option<RecordedLineFit>,
     pub prefill: Option<RecordedLineFit>,
@@ -166,6 +177,7 @@ pub struct RecordedLearner {
 
 /// What the model served in the window a hybrid decision used.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RecordedWorkload {
     pub arrival_rps: f64,
     pub mean_input_tokens: f64,
@@ -174,6 +186,7 @@ pub struct RecordedWorkload {
 
 /// One variant of a model-based (hybrid or model-only) decision.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RecordedModelVariant {
     pub name: String,
     pub cost: f64,
@@ -195,6 +208,7 @@ pub struct RecordedModelVariant {
 /// scale-to-zero inputs, recorded next to its [`CycleRecord`] (same model and time) in hybrid
 /// and model-only modes, and wherever scale to zero is on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ModelBasedRecord {
     pub model: ModelKey,
     pub at: Timestamp,
@@ -216,6 +230,7 @@ pub struct ModelBasedRecord {
 
 /// What one variant's reporting servers did over the window the `slo-capacity` analyzer read.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RecordedServing {
     pub pods: u32,
     pub rate_rps: f64,
@@ -230,6 +245,7 @@ pub struct RecordedServing {
 
 /// One variant as the `slo-capacity` analyzer saw and judged it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RecordedCapacityVariant {
     pub name: String,
     pub serving: Option<RecordedServing>,
@@ -250,6 +266,7 @@ pub struct RecordedCapacityVariant {
 /// The `slo-capacity` side of a cycle, recorded next to its [`CycleRecord`] (same model and
 /// time) whenever that analyzer decided.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SloCapacityRecord {
     pub model: ModelKey,
     pub at: Timestamp,
@@ -266,6 +283,7 @@ pub struct SloCapacityRecord {
 /// Demand that no pod of the model reports, recorded next to its [`CycleRecord`] (same model
 /// and time) when there was some: requests held in the llm-d scheduler's flow-control queue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct DemandRecord {
     pub model: ModelKey,
     pub at: Timestamp,
@@ -276,6 +294,7 @@ pub struct DemandRecord {
 /// The roles of a model's variants (prefill, decode), recorded next to its [`CycleRecord`]
 /// when some variant has one: each role was decided apart.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RolesRecord {
     pub model: ModelKey,
     pub at: Timestamp,

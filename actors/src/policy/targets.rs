@@ -173,6 +173,10 @@ pub fn decide_capacity(t: &Thresholds, variants: &[VariantInput]) -> ModelDecisi
                 "scale-down: most expensive variant above one replica (cost {})",
                 variants[i].cost
             );
+        } else {
+            for v in vs.iter_mut() {
+                v.reason = "no change: scale-down would be safe, but every variant is already at one replica, the least the capacity analyzer keeps".into();
+            }
         }
     }
     for (v, input) in vs.iter_mut().zip(variants) {
@@ -273,6 +277,25 @@ mod tests {
         let d = decide_capacity(&Thresholds::default(), &vs);
         assert!(d.analysis.scale_down_safe);
         assert_eq!(targets(&d), [("expensive", 1), ("cheap", 1)]);
+    }
+
+    /// Issue 18: a model idling at the minimum says why nothing moves.
+    #[test]
+    fn every_variant_at_one_says_so() {
+        let vs = [
+            variant("expensive", 20.0, &[(0.1, 0.0)]),
+            variant("cheap", 5.0, &[(0.1, 0.0)]),
+        ];
+        let d = decide_capacity(&Thresholds::default(), &vs);
+        assert!(d.analysis.scale_down_safe);
+        assert_eq!(targets(&d), [("expensive", 1), ("cheap", 1)]);
+        for v in &d.variants {
+            assert!(
+                v.reason.contains("every variant is already at one replica"),
+                "{}",
+                v.reason
+            );
+        }
     }
 
     #[test]
