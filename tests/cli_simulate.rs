@@ -240,7 +240,7 @@ fn a_hybrid_run_records_its_arbitration_and_replays_identically() {
     let entries: Value = serde_json::from_slice(&history.stdout).expect("json");
     let entries = entries.as_array().expect("array");
     assert_eq!(entries.len(), 79);
-    let model_based: Vec<&Value> = entries.iter().map(|e| &e["model_based"]).collect();
+    let model_based: Vec<&Value> = entries.iter().map(|e| &e["modelBased"]).collect();
     assert!(
         model_based.iter().all(|m| m.is_object()),
         "every hybrid cycle has its model side"
@@ -316,16 +316,13 @@ fn the_default_analyzer_records_its_judgement_and_replays_identically() {
     // variant has a capacity per replica and the reason says how it was judged.
     let judged: Vec<&Value> = entries
         .iter()
-        .filter_map(|e| e.get("slo_capacity"))
+        .filter_map(|e| e.get("sloCapacity"))
         .collect();
     assert_eq!(judged.len(), entries.len());
     let last = judged.last().expect("last");
-    assert!(last["demand_rps"].as_f64().expect("demand") > 0.0, "{last}");
+    assert!(last["demandRps"].as_f64().expect("demand") > 0.0, "{last}");
     for v in last["variants"].as_array().expect("variants") {
-        assert!(
-            v["per_replica_rps"].as_f64().expect("capacity") > 0.0,
-            "{v}"
-        );
+        assert!(v["perReplicaRps"].as_f64().expect("capacity") > 0.0, "{v}");
         assert!(v["fit"]["accepted"].as_u64().expect("fit") >= 4, "{v}");
     }
     let reasons: Vec<&str> = entries
@@ -495,11 +492,11 @@ data:
         .expect("history");
     let entries: Value = serde_json::from_slice(&history.stdout).expect("json");
     let entries = entries.as_array().expect("array");
-    assert!(entries.iter().all(|e| e.get("slo_capacity").is_none()));
+    assert!(entries.iter().all(|e| e.get("sloCapacity").is_none()));
     assert!(
         entries
             .iter()
-            .all(|e| e["thresholds"]["kv_cache_threshold"] == 0.7),
+            .all(|e| e["thresholds"]["kvCacheThreshold"] == 0.7),
         "{}",
         entries[0]
     );
@@ -535,4 +532,34 @@ data:
         err.contains("something-else") && err.contains("capacity-scaling-config"),
         "{err}"
     );
+}
+
+/// Issue 18: `--compare` draws the policies over each other: one figure per measure, one line
+/// per policy, beside each policy's own report.
+#[test]
+fn compare_draws_the_policies_over_each_other() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let report = tmp.path().join("r");
+    let (code, out, err) = simulate(&["--duration", "5m", "--compare", "wva,hpa-kv"], &report);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("policies over each other:"), "{out}");
+    for policy in ["wva", "hpa-kv"] {
+        assert!(report.join(policy).join("summary.json").is_file());
+    }
+    for measure in ["replicas", "queue", "ttft"] {
+        let svg = std::fs::read_to_string(report.join("compare").join(format!("{measure}.svg")))
+            .expect("svg");
+        for policy in ["wva", "hpa-kv"] {
+            assert!(
+                svg.contains(&format!(">\n{policy}\n<")),
+                "{measure}: no {policy} line"
+            );
+        }
+        assert!(
+            report
+                .join("compare")
+                .join(format!("{measure}.png"))
+                .is_file()
+        );
+    }
 }

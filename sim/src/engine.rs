@@ -254,14 +254,29 @@ pub struct RunOptions {
 #[serde(rename_all = "camelCase")]
 pub struct Sample {
     pub t_s: f64,
-    /// Per variant: (replicas, ready, published desired).
-    pub variants: BTreeMap<String, (u32, u32, Option<u32>)>,
+    pub variants: BTreeMap<String, VariantSample>,
     /// Requests waiting in servers and at the gateway.
     pub waiting: usize,
     /// Mean KV-cache use over ready replicas.
     pub kv: f64,
     /// Median TTFT of the requests that finished since the last sample, ms.
     pub ttft_p50_ms: Option<f64>,
+    /// 99th-percentile TTFT of the requests that finished since the last sample, ms.
+    pub ttft_p99_ms: Option<f64>,
+}
+
+/// One variant at one sample.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VariantSample {
+    pub replicas: u32,
+    pub ready: u32,
+    /// The desired count published for it (none before the first decision).
+    pub desired: Option<u32>,
+    /// Mean KV-cache use over its ready replicas (0 with none ready).
+    pub kv: f64,
+    /// Requests waiting in its servers.
+    pub waiting: usize,
 }
 
 /// Per-variant totals.
@@ -291,6 +306,8 @@ pub struct RunResult {
     pub safety_net_cycles: usize,
     /// Hybrid and model-only runs: how often the optimizer proposed.
     pub model_based: Option<ModelBasedTally>,
+    /// The saturation thresholds the run's configuration set (drawn on the plots).
+    pub thresholds: wva_actors::policy::Thresholds,
 }
 
 /// One scrape of one pod.
@@ -469,6 +486,7 @@ fn clairvoyant_schedule(
 /// Runs a scenario to the end. Must be called inside an actix System.
 pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult, String> {
     let settings = policy_settings(&options.settings, options.policy, options.configured);
+    let thresholds = settings.scaling.default.thresholds;
     let system = wva_actors::system::start(SystemConfig {
         log: open_log(options)?,
         publisher: PublisherConfig::default(),
@@ -760,7 +778,26 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
                     .send(ReadDesired(key(&v.name)))
                     .await
                     .map_err(|e| e.to_string())?;
-                per_variant.insert(v.name.clone(), (v.replicas(), v.ready(t), desired));
+                let ready_kv: Vec<f64> = v
+                    .servers
+                    .iter()
+                    .filter(|s| s.is_ready(t))
+                    .map(|s| s.kv_usage())
+                    .collect();
+                per_variant.insert(
+                    v.name.clone(),
+                    VariantSample {
+                        replicas: v.replicas(),
+                        ready: v.ready(t),
+                        desired,
+                        kv: if ready_kv.is_empty() {
+                            0.0
+                        } else {
+                            ready_kv.iter().sum::<f64>() / ready_kv.len() as f64
+                        },
+                        waiting: v.servers.iter().map(|s| s.waiting()).sum(),
+                    },
+                );
             }
             let ready: Vec<f64> = cluster
                 .variants
@@ -789,6 +826,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
                     ready.iter().sum::<f64>() / ready.len() as f64
                 },
                 ttft_p50_ms: percentile(finished.iter().map(|c| c.ttft_ms).collect(), 0.5),
+                ttft_p99_ms: percentile(finished.iter().map(|c| c.ttft_ms).collect(), 0.99),
             });
             done_since_sample = 0;
         }
@@ -916,6 +954,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
         cycles,
         safety_net_cycles,
         model_based,
+        thresholds,
     })
 }
 

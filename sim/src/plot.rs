@@ -2,11 +2,20 @@
 //! (sharp at any size, opens in a browser) and a PNG (opens anywhere, embeds in tickets). Text is
 //! set in DejaVu Sans, embedded in the binary, so a plot looks the same on every machine and
 //! needs no system fonts.
+//!
+//! What a reader compares is decided here, not left to the drawing library: ticks fall on round
+//! values (1, 2 or 5 times a power of ten; whole numbers for counts; decades on a log axis), a
+//! series can be dashed so that one line coinciding with another still shows, and thresholds
+//! and SLOs are drawn as labelled reference lines. A [`Figure`] stacks panels (one per variant)
+//! over a shared time axis.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Once;
 
 use plotters::coord::Shift;
+use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
@@ -21,15 +30,24 @@ pub struct Plot {
     pub series: Vec<Series>,
     /// Whole numbers only on the y axis (replica counts).
     pub integer_y: bool,
+    /// Values on a logarithmic axis, ticks at decades (latencies spanning orders of magnitude).
+    pub log_y: bool,
     pub x_label: String,
     /// x values are divided by this before drawing (60: seconds shown as minutes).
     pub x_per_unit: f64,
     /// A dot at each point (a curve through a few measured settings).
     pub markers: bool,
+    /// Series drawn dashed, by name: a line that may lie on another (a desired count over the
+    /// replicas that follow it) stays visible.
+    pub dashed: BTreeSet<String>,
+    /// Horizontal reference lines, (label, value): a threshold, an SLO.
+    pub references: Vec<(String, f64)>,
 }
 
 pub const WIDTH: u32 = 900;
 pub const HEIGHT: u32 = 360;
+/// Height of each panel of a [`Figure`].
+pub const PANEL_HEIGHT: u32 = 260;
 const FONT: &str = "sans-serif";
 const COLORS: [RGBColor; 8] = [
     RGBColor(0x1f, 0x77, 0xb4),
@@ -41,6 +59,9 @@ const COLORS: [RGBColor; 8] = [
     RGBColor(0xe3, 0x77, 0xc2),
     RGBColor(0x7f, 0x7f, 0x7f),
 ];
+const REFERENCE: RGBColor = RGBColor(0x55, 0x55, 0x55);
+/// About this many ticks per axis.
+const TICKS: usize = 6;
 
 /// Registers the embedded font once per process, under the family name the plots use.
 fn register_font() {
@@ -54,6 +75,89 @@ fn register_font() {
     });
 }
 
+/// A linear axis whose ticks are the ones given (plotters' own choice of ticks for an `f64`
+/// range is not always round, and its key-point override gives up the label formatter).
+#[derive(Clone)]
+struct RoundAxis {
+    inner: RangedCoordf64,
+    ticks: Vec<f64>,
+}
+
+impl RoundAxis {
+    fn new(ticks: Vec<f64>) -> Self {
+        let lo = ticks.first().copied().unwrap_or(0.0);
+        let hi = ticks
+            .last()
+            .copied()
+            .filter(|h| *h > lo)
+            .unwrap_or(lo + 1.0);
+        Self {
+            inner: (lo..hi).into(),
+            ticks,
+        }
+    }
+}
+
+impl Ranged for RoundAxis {
+    type FormatOption = DefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, value: &f64, limit: (i32, i32)) -> i32 {
+        self.inner.map(value, limit)
+    }
+
+    fn key_points<Hint: KeyPointHint>(&self, hint: Hint) -> Vec<f64> {
+        // The ticks are the labelled lines; no finer light mesh.
+        if hint.weight().allow_light_points() {
+            Vec::new()
+        } else {
+            self.ticks.clone()
+        }
+    }
+
+    fn range(&self) -> std::ops::Range<f64> {
+        self.inner.range()
+    }
+}
+
+/// Round ticks from 0 covering `max`: a step of 1, 2 or 5 times a power of ten (at least 1
+/// for whole numbers), about [`TICKS`] of them; the last tick is the axis' top.
+pub fn round_ticks(max: f64, integer: bool) -> Vec<f64> {
+    let max = if max.is_finite() && max > 0.0 {
+        max
+    } else {
+        1.0
+    };
+    let raw = max / TICKS as f64;
+    let magnitude = 10f64.powf(raw.log10().floor());
+    let mut step = [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * magnitude)
+        .find(|s| *s >= raw * (1.0 - 1e-9))
+        .unwrap_or(10.0 * magnitude);
+    if integer {
+        step = step.max(1.0).round();
+    }
+    let steps = (max / step - 1e-9).ceil().max(1.0) as usize;
+    (0..=steps).map(|i| i as f64 * step).collect()
+}
+
+/// Decade ticks (as powers of ten: 1.0 is 10) covering positive values from `min` to `max`.
+pub fn decade_ticks(min: f64, max: f64) -> Vec<f64> {
+    let lo = if min.is_finite() && min > 0.0 {
+        min.log10().floor()
+    } else {
+        0.0
+    };
+    let hi = if max.is_finite() && max > 0.0 {
+        max.log10().ceil()
+    } else {
+        lo + 1.0
+    };
+    let hi = hi.max(lo + 1.0);
+    (lo as i32..=hi as i32).map(f64::from).collect()
+}
+
 impl Plot {
     pub fn new(title: &str, y_label: &str, series: Vec<Series>) -> Self {
         Self {
@@ -61,9 +165,12 @@ impl Plot {
             y_label: y_label.into(),
             series,
             integer_y: false,
+            log_y: false,
             x_label: "minutes".into(),
             x_per_unit: 60.0,
             markers: false,
+            dashed: BTreeSet::new(),
+            references: Vec::new(),
         }
     }
 
@@ -86,70 +193,99 @@ impl Plot {
         self
     }
 
+    /// The same plot on a logarithmic y axis.
+    pub fn log(mut self) -> Self {
+        self.log_y = true;
+        self
+    }
+
+    /// The same plot with the series of this name dashed.
+    pub fn dash(mut self, name: &str) -> Self {
+        self.dashed.insert(name.to_string());
+        self
+    }
+
+    /// The same plot with a labelled horizontal line at `value`.
+    pub fn reference(mut self, label: &str, value: f64) -> Self {
+        self.references.push((label.to_string(), value));
+        self
+    }
+
+    /// The x ticks, in drawn units (minutes for plots against time).
+    pub fn x_ticks(&self) -> Vec<f64> {
+        let x_max = self
+            .series
+            .iter()
+            .flat_map(|(_, p)| p.iter())
+            .map(|p| p.0 / self.x_per_unit)
+            .filter(|x| x.is_finite())
+            .fold(0.0, f64::max);
+        round_ticks(x_max, false)
+    }
+
+    /// The y ticks: round values from 0, or decades on a log axis (as exponents).
+    pub fn y_ticks(&self) -> Vec<f64> {
+        let values = self
+            .series
+            .iter()
+            .flat_map(|(_, p)| p.iter().map(|p| p.1))
+            .chain(self.references.iter().map(|r| r.1))
+            .filter(|y| y.is_finite());
+        if self.log_y {
+            let positive: Vec<f64> = values.filter(|y| *y > 0.0).collect();
+            let min = positive.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = positive.iter().copied().fold(0.0, f64::max);
+            decade_ticks(min, max)
+        } else {
+            // A tenth of headroom, so a line at the top is not drawn on the frame.
+            let top = values.fold(0.0, f64::max) * 1.05;
+            round_ticks(top, self.integer_y)
+        }
+    }
+
+    /// Where a value is drawn on the y axis.
+    fn y_of(&self, v: f64) -> Option<f64> {
+        if !v.is_finite() {
+            return None;
+        }
+        if self.log_y {
+            (v > 0.0).then(|| v.log10())
+        } else {
+            Some(v)
+        }
+    }
+
     /// The plot as a standalone SVG document.
     pub fn to_svg(&self) -> Result<String, String> {
-        register_font();
-        let mut out = String::new();
-        {
-            let root = SVGBackend::with_string(&mut out, (WIDTH, HEIGHT)).into_drawing_area();
-            self.draw(&root)?;
-            root.present().map_err(|e| e.to_string())?;
-        }
-        Ok(out)
+        Figure::single(self.clone()).to_svg()
     }
 
     /// Writes the plot as a PNG file.
     pub fn write_png(&self, path: &Path) -> Result<(), String> {
-        register_font();
-        let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
-        self.draw(&root)?;
-        root.present()
-            .map_err(|e| format!("{}: {e}", path.display()))
-    }
-
-    /// The axes' ranges: x from 0, values from 0 with a tenth of headroom.
-    fn ranges(&self) -> (f64, f64) {
-        let points = self.series.iter().flat_map(|(_, p)| p.iter());
-        let x_max = points
-            .clone()
-            .map(|p| p.0 / self.x_per_unit)
-            .fold(1.0, f64::max);
-        let top = points
-            .map(|p| p.1)
-            .filter(|y| y.is_finite())
-            .fold(0.0, f64::max);
-        let y_max = if self.integer_y {
-            (top + 1.0).ceil().max(2.0)
-        } else {
-            (top * 1.1).max(1e-9)
-        };
-        (x_max, y_max)
+        Figure::single(self.clone()).write_png(path)
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
         let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
-        root.fill(&WHITE).map_err(e)?;
-        let (x_max, y_max) = self.ranges();
+        let x_ticks = self.x_ticks();
+        let y_ticks = self.y_ticks();
+        let x_top = x_ticks.last().copied().unwrap_or(1.0);
         let mut chart = ChartBuilder::on(root)
             .caption(&self.title, (FONT, 18))
             .margin(12)
             .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0.0..x_max, 0.0..y_max)
+            .y_label_area_size(64)
+            .build_cartesian_2d(RoundAxis::new(x_ticks), RoundAxis::new(y_ticks))
             .map_err(e)?;
-        let integer_y = self.integer_y;
-        let y_labels = if integer_y {
-            (y_max as usize).clamp(2, 10)
-        } else {
-            6
-        };
+        let (integer_y, log_y) = (self.integer_y, self.log_y);
         chart
             .configure_mesh()
             .x_desc(&self.x_label)
             .y_desc(&self.y_label)
-            .y_labels(y_labels)
             .y_label_formatter(&|v| {
-                if integer_y {
+                if log_y {
+                    short(10f64.powf(*v))
+                } else if integer_y {
                     format!("{v:.0}")
                 } else {
                     short(*v)
@@ -161,26 +297,48 @@ impl Plot {
             .draw()
             .map_err(e)?;
         let per_unit = self.x_per_unit;
+        for (label, value) in &self.references {
+            let Some(y) = self.y_of(*value) else {
+                continue;
+            };
+            let style = REFERENCE.stroke_width(1);
+            chart
+                .draw_series(DashedLineSeries::new([(0.0, y), (x_top, y)], 4, 4, style))
+                .map_err(e)?
+                .label(format!("{label} ({})", short(*value)))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
+        }
         for (i, (name, points)) in self.series.iter().enumerate() {
             let color = COLORS[i % COLORS.len()];
+            let drawn: Vec<(f64, f64)> = points
+                .iter()
+                .filter_map(|&(x, v)| Some((x / per_unit, self.y_of(v)?)))
+                .collect();
             if self.markers {
                 chart
                     .draw_series(
-                        points
+                        drawn
                             .iter()
-                            .map(|&(x, v)| Circle::new((x / per_unit, v), 3, color.filled())),
+                            .map(|&(x, y)| Circle::new((x, y), 3, color.filled())),
                     )
                     .map_err(e)?;
             }
-            chart
-                .draw_series(LineSeries::new(
-                    points.iter().map(|&(x, v)| (x / per_unit, v)),
-                    color.stroke_width(2),
-                ))
+            let style = color.stroke_width(2);
+            let dashed = self.dashed.contains(name);
+            let series = if dashed {
+                chart.draw_series(DashedLineSeries::new(drawn, 7, 5, style))
+            } else {
+                chart.draw_series(LineSeries::new(drawn, style))
+            };
+            series
                 .map_err(e)?
                 .label(name.as_str())
                 .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                    if dashed {
+                        PathElement::new(vec![(x, y), (x + 7, y)], style)
+                    } else {
+                        PathElement::new(vec![(x, y), (x + 18, y)], style)
+                    }
                 });
         }
         chart
@@ -195,16 +353,75 @@ impl Plot {
     }
 }
 
+/// Panels stacked over one width: a measure per variant, say.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figure {
+    pub panels: Vec<Plot>,
+}
+
+impl Figure {
+    pub fn single(plot: Plot) -> Self {
+        Self { panels: vec![plot] }
+    }
+
+    pub fn panels(panels: Vec<Plot>) -> Self {
+        Self { panels }
+    }
+
+    fn size(&self) -> (u32, u32) {
+        match self.panels.len() {
+            0 | 1 => (WIDTH, HEIGHT),
+            n => (WIDTH, PANEL_HEIGHT * n as u32),
+        }
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        if self.panels.is_empty() {
+            return Ok(());
+        }
+        let areas = root.split_evenly((self.panels.len(), 1));
+        for (plot, area) in self.panels.iter().zip(&areas) {
+            plot.draw(area)?;
+        }
+        Ok(())
+    }
+
+    /// The figure as a standalone SVG document.
+    pub fn to_svg(&self) -> Result<String, String> {
+        register_font();
+        let mut out = String::new();
+        {
+            let root = SVGBackend::with_string(&mut out, self.size()).into_drawing_area();
+            self.draw(&root)?;
+            root.present().map_err(|e| e.to_string())?;
+        }
+        Ok(out)
+    }
+
+    /// Writes the figure as a PNG file.
+    pub fn write_png(&self, path: &Path) -> Result<(), String> {
+        register_font();
+        let root = BitMapBackend::new(path, self.size()).into_drawing_area();
+        self.draw(&root)?;
+        root.present()
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
 /// A tick label with as many decimals as its size needs.
 fn short(v: f64) -> String {
+    let v = if v.abs() < 1e-12 { 0.0 } else { v };
     if v == 0.0 {
         "0".into()
-    } else if v >= 100.0 {
+    } else if v.abs() >= 100.0 || v.fract().abs() < 1e-9 {
         format!("{v:.0}")
-    } else if v >= 1.0 {
+    } else if v.abs() >= 1.0 {
         format!("{v:.1}")
-    } else {
+    } else if v.abs() >= 0.01 {
         format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
     }
 }
 
@@ -256,14 +473,55 @@ mod tests {
         let width = u32::from_be_bytes([bytes[16], bytes[17], bytes[18], bytes[19]]);
         let height = u32::from_be_bytes([bytes[20], bytes[21], bytes[22], bytes[23]]);
         assert_eq!((width, height), (WIDTH, HEIGHT));
+        // Panels stack: three of them make a taller image.
+        let three = Figure::panels(vec![sample(), sample(), sample()]);
+        three.write_png(&path).expect("png");
+        let bytes = std::fs::read(&path).expect("read");
+        let height = u32::from_be_bytes([bytes[20], bytes[21], bytes[22], bytes[23]]);
+        assert_eq!(height, 3 * PANEL_HEIGHT);
+    }
+
+    /// Issue 18: ticks fall on round values (the old axis put them at 0.83 and 14.9).
+    #[test]
+    fn ticks_are_round() {
+        assert_eq!(round_ticks(20.0, false), [0.0, 5.0, 10.0, 15.0, 20.0]);
+        assert_eq!(
+            round_ticks(0.83, false),
+            [0.0, 0.2, 0.4, 0.6000000000000001, 0.8, 1.0]
+        );
+        assert_eq!(round_ticks(14.9, false), [0.0, 5.0, 10.0, 15.0]);
+        assert_eq!(round_ticks(3.15, true), [0.0, 1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(round_ticks(0.0, true), [0.0, 1.0]);
+        let big = round_ticks(23_456.0, false);
+        assert_eq!(big.last(), Some(&25_000.0));
+        assert!(big.iter().all(|t| t % 5_000.0 == 0.0));
+        assert_eq!(decade_ticks(42.0, 24_546.0), [1.0, 2.0, 3.0, 4.0, 5.0]);
+        // The plot's own axes.
+        let p = sample();
+        assert_eq!(p.x_ticks(), [0.0, 5.0, 10.0, 15.0, 20.0]);
+        assert_eq!(p.y_ticks(), [0.0, 1.0, 2.0, 3.0, 4.0]);
+        let with_slo = Plot::new(
+            "t",
+            "ms",
+            vec![("p99".into(), vec![(0.0, 80.0), (60.0, 24_000.0)])],
+        )
+        .log()
+        .reference("SLO", 1_000.0);
+        assert_eq!(with_slo.y_ticks(), [1.0, 2.0, 3.0, 4.0, 5.0]);
     }
 
     #[test]
-    fn the_axes_start_at_zero_with_headroom() {
-        let (x, y) = sample().ranges();
-        assert_eq!(x, 20.0);
-        assert_eq!(y, 4.0);
-        let empty = Plot::new("t", "y", Vec::new());
-        assert_eq!(empty.ranges(), (1.0, 1e-9));
+    fn dashed_series_and_reference_lines_are_drawn_and_labelled() {
+        let svg = sample()
+            .dash("b")
+            .reference("threshold", 2.5)
+            .to_svg()
+            .expect("svg");
+        assert!(svg.contains("threshold (2.5)"), "{svg}");
+        // A dashed series is drawn as several short segments, a solid one as one polyline.
+        let solid_b = svg
+            .matches(r##"stroke="#FF7F0E" stroke-width="2""##)
+            .count();
+        assert!(solid_b > 2, "b is dashed: {solid_b} segments");
     }
 }

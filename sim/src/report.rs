@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::engine::{ModelBasedTally, RunResult, Sample, VariantResult, percentile};
-use super::plot::Plot;
+use super::engine::{ModelBasedTally, RunResult, Sample, VariantResult, VariantSample, percentile};
+use super::plot::{Figure, Plot, Series};
 
 /// Latency objectives a request is judged against.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -182,90 +182,297 @@ struct ReportJson<'a> {
     samples: &'a [Sample],
 }
 
-/// Writes `summary.json`, `metrics.prom` and the SVG plots into `dir`.
+/// Writes `summary.json`, `metrics.prom` and the plots (SVG and PNG) into `dir`.
 pub fn write(dir: &Path, summary: &Summary, result: &RunResult) -> Result<Vec<PathBuf>, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut written = Vec::new();
-    let mut put = |name: &str, body: Vec<u8>| -> Result<(), String> {
-        let path = dir.join(name);
-        std::fs::write(&path, body).map_err(|e| format!("{}: {e}", path.display()))?;
-        written.push(path);
-        Ok(())
-    };
     let json = serde_json::to_string_pretty(&ReportJson {
         summary,
         samples: &result.samples,
     })
     .map_err(|e| e.to_string())?;
-    put("summary.json", json.into_bytes())?;
-    put("metrics.prom", result.metrics_text.clone().into_bytes())?;
+    for (name, body) in [
+        ("summary.json", json),
+        ("metrics.prom", result.metrics_text.clone()),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, body).map_err(|e| format!("{}: {e}", path.display()))?;
+        written.push(path);
+    }
+    written.extend(write_figures(dir, &figures(summary, result))?);
+    Ok(written)
+}
 
+/// The figures of one run, by file name: replicas against desired per variant (desired dashed,
+/// so a line lying on the other still shows), KV-cache use and waiting requests with one panel
+/// per variant and the saturation threshold drawn, and p99 TTFT per cycle on a log axis
+/// against the SLO.
+pub fn figures(summary: &Summary, result: &RunResult) -> Vec<(&'static str, Figure)> {
     let s = &result.samples;
     let names: Vec<String> = s
         .first()
         .map(|x| x.variants.keys().cloned().collect())
         .unwrap_or_default();
-    let mut replicas = Vec::new();
+    let of = |name: &str, f: &dyn Fn(&VariantSample) -> Option<f64>| -> Vec<(f64, f64)> {
+        s.iter()
+            .filter_map(|x| x.variants.get(name).and_then(f).map(|v| (x.t_s, v)))
+            .collect()
+    };
+    let mut replicas = Plot::new("Replicas per variant", "replicas", Vec::new()).integers();
     for name in &names {
-        replicas.push((
+        replicas.series.push((
             format!("{name} replicas"),
-            s.iter()
-                .map(|x| (x.t_s, f64::from(x.variants[name].0)))
-                .collect(),
+            of(name, &|v| Some(f64::from(v.replicas))),
         ));
-        replicas.push((
-            format!("{name} desired"),
-            s.iter()
-                .filter_map(|x| x.variants[name].2.map(|d| (x.t_s, f64::from(d))))
-                .collect(),
-        ));
+        let desired = format!("{name} desired");
+        replicas
+            .series
+            .push((desired.clone(), of(name, &|v| v.desired.map(f64::from))));
+        replicas = replicas.dash(&desired);
     }
-    let plots = [
+    let t = result.thresholds;
+    let panel = |title: String, unit: &str, series: Series, reference: (&str, f64)| {
+        Plot::new(&title, unit, vec![series]).reference(reference.0, reference.1)
+    };
+    let kv = names
+        .iter()
+        .map(|name| {
+            panel(
+                format!("KV-cache use, {name} (mean over ready replicas)"),
+                "fraction",
+                ("kv".into(), of(name, &|v| Some(v.kv))),
+                ("kvCacheThreshold", t.kv_cache_threshold),
+            )
+        })
+        .collect();
+    let queue = names
+        .iter()
+        .map(|name| {
+            panel(
+                format!("Waiting requests, {name}"),
+                "requests",
+                ("waiting".into(), of(name, &|v| Some(v.waiting as f64))),
+                ("queueLengthThreshold", t.queue_length_threshold),
+            )
+        })
+        .collect();
+    let ttft = Plot::new(
+        "TTFT per cycle",
+        "ms (log)",
+        vec![
+            (
+                "p99".into(),
+                s.iter()
+                    .filter_map(|x| x.ttft_p99_ms.map(|v| (x.t_s, v)))
+                    .collect(),
+            ),
+            (
+                "p50".into(),
+                s.iter()
+                    .filter_map(|x| x.ttft_p50_ms.map(|v| (x.t_s, v)))
+                    .collect(),
+            ),
+        ],
+    )
+    .log()
+    .dash("p50")
+    .reference("SLO", summary.slo.ttft_ms);
+    vec![
+        ("replicas", Figure::single(replicas)),
+        ("kv", Figure::panels(kv)),
+        ("queue", Figure::panels(queue)),
+        ("ttft", Figure::single(ttft)),
+    ]
+}
+
+/// Figures comparing runs of several policies on one load: one figure per measure, one line
+/// per policy (total replicas, waiting requests, p99 TTFT per cycle against the SLO).
+pub fn compare_figures(runs: &[(&Summary, &RunResult)]) -> Vec<(&'static str, Figure)> {
+    let line = |f: &dyn Fn(&Sample) -> Option<f64>| -> Vec<Series> {
+        runs.iter()
+            .map(|(summary, result)| {
+                (
+                    summary.policy.clone(),
+                    result
+                        .samples
+                        .iter()
+                        .filter_map(|x| f(x).map(|v| (x.t_s, v)))
+                        .collect(),
+                )
+            })
+            .collect()
+    };
+    let slo = runs.first().map_or(0.0, |(s, _)| s.slo.ttft_ms);
+    vec![
         (
             "replicas",
-            Plot::new("Replicas per variant", "replicas", replicas).integers(),
+            Figure::single(
+                Plot::new(
+                    "Replicas of the model, by policy",
+                    "replicas",
+                    line(&|x| Some(x.variants.values().map(|v| f64::from(v.replicas)).sum())),
+                )
+                .integers(),
+            ),
         ),
         (
             "queue",
-            Plot::new(
-                "Waiting requests",
+            Figure::single(Plot::new(
+                "Waiting requests, by policy",
                 "requests",
-                vec![(
-                    "waiting".into(),
-                    s.iter().map(|x| (x.t_s, x.waiting as f64)).collect(),
-                )],
-            ),
-        ),
-        (
-            "kv",
-            Plot::new(
-                "Mean KV-cache use (ready replicas)",
-                "fraction",
-                vec![("kv".into(), s.iter().map(|x| (x.t_s, x.kv)).collect())],
-            ),
+                line(&|x| Some(x.waiting as f64)),
+            )),
         ),
         (
             "ttft",
-            Plot::new(
-                "TTFT p50 per cycle",
-                "ms",
-                vec![(
-                    "ttft p50".into(),
-                    s.iter()
-                        .filter_map(|x| x.ttft_p50_ms.map(|v| (x.t_s, v)))
-                        .collect(),
-                )],
+            Figure::single(
+                Plot::new(
+                    "p99 TTFT per cycle, by policy",
+                    "ms (log)",
+                    line(&|x| x.ttft_p99_ms),
+                )
+                .log()
+                .reference("SLO", slo),
             ),
         ),
-    ];
-    let mut pngs = Vec::new();
-    for (name, plot) in plots {
-        put(&format!("{name}.svg"), plot.to_svg()?.into_bytes())?;
-        pngs.push((dir.join(format!("{name}.png")), plot));
-    }
-    for (path, plot) in pngs {
-        plot.write_png(&path)?;
-        written.push(path);
+    ]
+}
+
+/// Writes `figures` as SVG and PNG into `dir`; returns the files written.
+pub fn write_figures(dir: &Path, figures: &[(&str, Figure)]) -> Result<Vec<PathBuf>, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut written = Vec::new();
+    for (name, figure) in figures {
+        let svg = dir.join(format!("{name}.svg"));
+        std::fs::write(&svg, figure.to_svg()?).map_err(|e| format!("{}: {e}", svg.display()))?;
+        let png = dir.join(format!("{name}.png"));
+        figure.write_png(&png)?;
+        written.extend([svg, png]);
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::VariantSample;
+    use std::collections::BTreeMap;
+
+    /// A run of two variants over ten minutes: the H100 one follows its desired count with a
+    /// lag, the A100 one sits at one replica the whole time.
+    fn run() -> RunResult {
+        let samples = (1..=40)
+            .map(|i| {
+                let t_s = f64::from(i) * 15.0;
+                let desired = if i < 10 { 1 } else { 3 };
+                let replicas = if i < 14 { 1 } else { 3 };
+                let variant = |replicas, desired, kv| VariantSample {
+                    replicas,
+                    ready: replicas,
+                    desired: Some(desired),
+                    kv,
+                    waiting: (i % 7) as usize,
+                };
+                Sample {
+                    t_s,
+                    variants: BTreeMap::from([
+                        ("a100".to_string(), variant(1, 1, 0.3)),
+                        ("h100".to_string(), variant(replicas, desired, 0.6)),
+                    ]),
+                    waiting: (i % 7) as usize * 2,
+                    kv: 0.45,
+                    ttft_p50_ms: Some(40.0),
+                    ttft_p99_ms: Some(if i < 12 { 9_000.0 } else { 300.0 }),
+                }
+            })
+            .collect();
+        RunResult {
+            completed: Vec::new(),
+            failed: 0,
+            unfinished: 0,
+            variants: Vec::new(),
+            samples,
+            metrics_text: String::new(),
+            cycles: 40,
+            safety_net_cycles: 0,
+            model_based: None,
+            thresholds: wva_actors::policy::Thresholds::default(),
+        }
+    }
+
+    fn named<'a>(figures: &'a [(&str, Figure)], name: &str) -> &'a Figure {
+        &figures.iter().find(|(n, _)| *n == name).expect(name).1
+    }
+
+    fn series_names(plot: &Plot) -> Vec<&str> {
+        plot.series.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    /// Issue 18: the plots of a run, checked by what they draw.
+    #[test]
+    fn a_run_s_figures_compare_what_matters() {
+        let result = run();
+        let summary = summarize("wva", &result, SloTargets::default());
+        let figures = figures(&summary, &result);
+
+        // Replicas: each variant's replicas and its desired count, the desired dashed (it
+        // lies on the replicas most of the time); whole-number round ticks; minutes.
+        let replicas = &named(&figures, "replicas").panels[0];
+        assert_eq!(
+            series_names(replicas),
+            [
+                "a100 replicas",
+                "a100 desired",
+                "h100 replicas",
+                "h100 desired"
+            ]
+        );
+        assert!(
+            replicas.dashed.contains("a100 desired") && replicas.dashed.contains("h100 desired")
+        );
+        assert!(!replicas.dashed.contains("h100 replicas"));
+        assert_eq!(replicas.y_ticks(), [0.0, 1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(replicas.x_ticks(), [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
+
+        // KV and queue: a panel per variant, each with the threshold it is judged against.
+        for (name, reference, value) in [
+            ("kv", "kvCacheThreshold", 0.8),
+            ("queue", "queueLengthThreshold", 5.0),
+        ] {
+            let figure = named(&figures, name);
+            assert_eq!(figure.panels.len(), 2, "{name}");
+            assert!(figure.panels[0].title.contains("a100"));
+            assert!(figure.panels[1].title.contains("h100"));
+            for panel in &figure.panels {
+                assert_eq!(panel.references, [(reference.to_string(), value)]);
+                let ticks = panel.y_ticks();
+                assert!(*ticks.last().expect("ticks") >= value, "{ticks:?}");
+            }
+        }
+
+        // TTFT: p99 on a log axis with the SLO line, decades for ticks.
+        let ttft = &named(&figures, "ttft").panels[0];
+        assert!(ttft.log_y);
+        assert_eq!(series_names(ttft), ["p99", "p50"]);
+        assert_eq!(ttft.references, [("SLO".to_string(), summary.slo.ttft_ms)]);
+        assert_eq!(ttft.y_ticks(), [1.0, 2.0, 3.0, 4.0]);
+    }
+
+    #[test]
+    fn compare_figures_draw_one_line_per_policy() {
+        let (a, b) = (run(), run());
+        let (sa, sb) = (
+            summarize("wva", &a, SloTargets::default()),
+            summarize("hpa-kv", &b, SloTargets::default()),
+        );
+        let figures = compare_figures(&[(&sa, &a), (&sb, &b)]);
+        let names: Vec<&str> = figures.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, ["replicas", "queue", "ttft"]);
+        for (_, figure) in &figures {
+            assert_eq!(series_names(&figure.panels[0]), ["wva", "hpa-kv"]);
+        }
+        // The model's replicas: both variants summed.
+        let total = &named(&figures, "replicas").panels[0].series[0].1;
+        assert_eq!(total.last().map(|p| p.1), Some(4.0));
+    }
 }

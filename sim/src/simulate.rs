@@ -135,11 +135,14 @@ fn run_one(
     Ok((summary, result))
 }
 
+/// Where `compare` draws the policies over each other, under the report directory.
+pub const COMPARE_DIR: &str = "compare";
+
 /// The same scenario (the same requests) through each policy; reports go to
-/// `<report>/<policy>/`.
+/// `<report>/<policy>/`, and figures with one line per policy to `<report>/compare/`.
 pub fn compare(req: &SimulateRequest, policies: &[Policy]) -> Result<Vec<Summary>, String> {
     let scenario = scenario_for(req)?;
-    policies
+    let runs = policies
         .iter()
         .map(|policy| {
             let options = RunOptions {
@@ -147,9 +150,15 @@ pub fn compare(req: &SimulateRequest, policies: &[Policy]) -> Result<Vec<Summary
                 progress: false,
                 ..req.options.clone()
             };
-            run_one(&scenario, &options, &req.report.join(policy.name())).map(|(s, _)| s)
+            run_one(&scenario, &options, &req.report.join(policy.name()))
         })
-        .collect()
+        .collect::<Result<Vec<_>, String>>()?;
+    let pairs: Vec<(&Summary, &RunResult)> = runs.iter().map(|(s, r)| (s, r)).collect();
+    crate::report::write_figures(
+        &req.report.join(COMPARE_DIR),
+        &crate::report::compare_figures(&pairs),
+    )?;
+    Ok(runs.into_iter().map(|(s, _)| s).collect())
 }
 
 /// Summaries side by side, one column per policy.

@@ -233,9 +233,11 @@ fn run(request: &SimulateRequest, task: &Task) -> ExitCode {
     match task {
         Task::Compare(policies) => match compare(request, policies) {
             Ok(summaries) => super::print_out(&format!(
-                "{}\nreports: {}/<policy>\n",
+                "{}\nreports: {}/<policy>\npolicies over each other: {}/{}/\n",
                 compare_table(&summaries),
-                request.report.display()
+                request.report.display(),
+                request.report.display(),
+                wva_sim::simulate::COMPARE_DIR
             )),
             Err(e) => fail("simulate", &e, 1),
         },
