@@ -56,7 +56,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.log_level.as_deref(), cli.log_format);
+    let clock = match cli.command {
+        // A simulation logs in its own virtual time.
+        Command::Simulate(_) => telemetry::Clock(wva_sim::clock::now_ms),
+        _ => telemetry::Clock(|| None),
+    };
+    telemetry::init_with_clock(cli.log_level.as_deref(), cli.log_format, clock);
     match cli.command {
         Command::Run(args) => cli::run::main(*args),
         Command::Simulate(args) => cli::simulate::main(args),

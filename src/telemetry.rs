@@ -11,9 +11,37 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where log lines take their time from: a virtual clock when it has a time (a simulation
+/// running on the logging thread), else the host's.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock(pub fn() -> Option<i64>);
+
+impl tracing_subscriber::fmt::time::FormatTime for Clock {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        match (self.0)() {
+            Some(ms) => write!(
+                w,
+                "{}",
+                crate::timefmt::format_time(wva_storage::Timestamp(ms))
+            ),
+            None => tracing_subscriber::fmt::time::SystemTime.format_time(w),
+        }
+    }
+}
+
+/// The host's clock only.
+fn wall() -> Option<i64> {
+    None
+}
+
 /// Installs the global subscriber. `level` is a level (`debug`) or a full filter
 /// (`wva=debug,kube=info`); when absent, `RUST_LOG` applies, else `info`.
 pub fn init(level: Option<&str>, format: LogFormat) {
+    init_with_clock(level, format, Clock(wall));
+}
+
+/// As [`init`], with log times from `clock` (`wva simulate`: the run's virtual time).
+pub fn init_with_clock(level: Option<&str>, format: LogFormat, clock: Clock) {
     let filter = level
         .filter(|l| !l.trim().is_empty())
         .and_then(|l| EnvFilter::try_new(l.trim()).ok())
@@ -23,6 +51,7 @@ pub fn init(level: Option<&str>, format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_timer(clock)
         .with_writer(std::io::stderr);
     // A second init (tests) is harmless: keep the first subscriber.
     let _ = match format {

@@ -158,6 +158,52 @@ fn bad_arguments_exit_2() {
     );
 }
 
+/// Issue 18: a simulation logs in its own virtual time (the run starts at 2026-01-01T00:00Z),
+/// and an outage of half an hour is a few lines per variant, not one per cycle.
+#[test]
+fn a_simulation_logs_in_virtual_time_without_a_line_per_cycle() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_wva"))
+        .args([
+            "--log-format",
+            "json",
+            "simulate",
+            "--no-progress",
+            "--duration",
+            "30m",
+            "--metrics-outage",
+        ])
+        .arg("--report")
+        .arg(tmp.path().join("r"))
+        .env("LOG_LEVEL", "warn")
+        .output()
+        .expect("run wva simulate");
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    for l in &lines {
+        let at = l["timestamp"].as_str().expect("timestamp");
+        assert!(at.starts_with("2026-01-01T00:"), "{at}");
+    }
+    let said = |message: &str| lines.iter().filter(|l| l["message"] == message).count();
+    // 119 cycles of two variants: each activated once, then reminded every 5 virtual minutes.
+    assert_eq!(said("Safety net activated: emitted fallback metrics"), 2);
+    assert_eq!(
+        said("Safety net still active: emitted fallback metrics"),
+        2 * 5
+    );
+    let reminder = lines
+        .iter()
+        .find(|l| l["message"] == "Safety net still active: emitted fallback metrics")
+        .expect("a reminder");
+    assert_eq!(reminder["timestamp"], "2026-01-01T00:05:15.000Z");
+    assert_eq!(reminder["cycles"], 21);
+    assert_eq!(reminder["durationS"], 300);
+}
+
 #[test]
 fn json_logs_carry_the_safety_net_fields() {
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -47,6 +47,31 @@ struct Slot {
     recent: VecDeque<u32>,
     /// The desired count the Deployment has not reached, and since when.
     unreached: Option<(u32, Timestamp)>,
+    /// While the safety net decides for it: since when, for how many cycles, and when that
+    /// was last logged.
+    safety_net: Option<SafetyNetRun>,
+}
+
+/// A stretch of cycles decided by the safety net, for logging it without a line per cycle.
+#[derive(Debug, Clone, Copy)]
+struct SafetyNetRun {
+    since: Timestamp,
+    cycles: u32,
+    logged: Timestamp,
+}
+
+/// While the safety net keeps deciding a variant, it is logged again at most this often (of
+/// the cycles' own time, so a simulation's virtual hours log as real ones would).
+pub const SAFETY_NET_LOG_EVERY_MS: i64 = 5 * 60 * 1_000;
+
+/// What the safety net emitted for one variant in one cycle.
+#[derive(Debug, Clone)]
+struct Fallback {
+    variant: String,
+    current: u32,
+    desired: u32,
+    accelerator: String,
+    source: &'static str,
 }
 
 /// How long a variant may stay short of (or above) its desired count before the policy stops
@@ -183,6 +208,7 @@ impl ModelSupervisor {
 
     /// Takes the cycle's result into the supervisor's state: desired counts, restarted actors.
     fn settle(&mut self, ran: &RanCycle, at: Timestamp) {
+        self.log_safety_net(&ran.fallbacks, at);
         for (name, desired) in &ran.desired {
             if let Some(slot) = self.slots.get_mut(name) {
                 slot.last_desired = Some(*desired);
@@ -210,6 +236,60 @@ impl ModelSupervisor {
                 slot.addr = addr;
                 self.restarts += 1;
             }
+        }
+    }
+
+    /// Logs the safety net once when it starts deciding a variant, again every
+    /// [`SAFETY_NET_LOG_EVERY_MS`] while it goes on (with how long), and once when it stops:
+    /// an outage of hours is a handful of lines per variant, not one per cycle.
+    fn log_safety_net(&mut self, fallbacks: &[Fallback], at: Timestamp) {
+        let (namespace, model) = (&self.model.namespace, &self.model.model_id);
+        for (name, slot) in &mut self.slots {
+            let Some(f) = fallbacks.iter().find(|f| f.variant == *name) else {
+                if let Some(run) = slot.safety_net.take() {
+                    tracing::info!(
+                        %namespace, %model, variant = %name, cycles = run.cycles,
+                        durationS = (at.millis() - run.since.millis()) / 1_000,
+                        "Safety net released: decisions from metrics again"
+                    );
+                }
+                continue;
+            };
+            let run = match slot.safety_net {
+                None => {
+                    tracing::warn!(
+                        %namespace, %model, variant = %f.variant,
+                        currentReplicas = f.current,
+                        desiredReplicas = f.desired,
+                        accelerator = %f.accelerator,
+                        fallbackSource = f.source,
+                        "Safety net activated: emitted fallback metrics"
+                    );
+                    SafetyNetRun {
+                        since: at,
+                        cycles: 1,
+                        logged: at,
+                    }
+                }
+                Some(mut run) => {
+                    run.cycles += 1;
+                    if at.millis() - run.logged.millis() >= SAFETY_NET_LOG_EVERY_MS {
+                        tracing::warn!(
+                            %namespace, %model, variant = %f.variant,
+                            currentReplicas = f.current,
+                            desiredReplicas = f.desired,
+                            accelerator = %f.accelerator,
+                            fallbackSource = f.source,
+                            cycles = run.cycles,
+                            durationS = (at.millis() - run.since.millis()) / 1_000,
+                            "Safety net still active: emitted fallback metrics"
+                        );
+                        run.logged = at;
+                    }
+                    run
+                }
+            };
+            slot.safety_net = Some(run);
         }
     }
 
@@ -326,6 +406,7 @@ impl Handler<AddVariant> for ModelSupervisor {
                 last_desired: msg.last_good,
                 recent: VecDeque::new(),
                 unreached: None,
+                safety_net: None,
             },
         );
         effects
@@ -486,6 +567,8 @@ struct RanCycle {
     recommended: Vec<(String, u32)>,
     /// Variants whose actor stopped on bad input (restarted by `settle`).
     faulted: Vec<String>,
+    /// What the safety net emitted (logged by `settle`, which knows how long it has lasted).
+    fallbacks: Vec<Fallback>,
 }
 
 async fn run_cycle(plan: CyclePlan) -> RanCycle {
@@ -506,6 +589,7 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
         desired: Vec::new(),
         recommended: Vec::new(),
         faulted: Vec::new(),
+        fallbacks: Vec::new(),
     };
     if variants.is_empty() {
         return ran;
@@ -716,20 +800,19 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
     }
 
     // 4. What to publish and which statuses to write.
-    for target in decision
+    ran.fallbacks = decision
         .variants
         .iter()
-        .filter(|t| t.fallback_source.is_some())
-    {
-        tracing::warn!(
-            variant = %target.name,
-            currentReplicas = target.current_replicas,
-            desiredReplicas = target.target,
-            accelerator = %target.accelerator,
-            fallbackSource = target.fallback_source.map_or("", |s| s.as_str()),
-            "Safety net activated: emitted fallback metrics"
-        );
-    }
+        .filter_map(|t| {
+            Some(Fallback {
+                variant: t.name.clone(),
+                current: t.current_replicas,
+                desired: t.target,
+                accelerator: t.accelerator.clone(),
+                source: t.fallback_source?.as_str(),
+            })
+        })
+        .collect();
     let problems = settings
         .scaling
         .problems_for_model(&model.namespace, &model.model_id);

@@ -485,6 +485,15 @@ fn clairvoyant_schedule(
 
 /// Runs a scenario to the end. Must be called inside an actix System.
 pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult, String> {
+    // Log lines carry the run's virtual time while it goes, the host's again after.
+    struct VirtualTime;
+    impl Drop for VirtualTime {
+        fn drop(&mut self) {
+            crate::clock::set(None);
+        }
+    }
+    let _virtual_time = VirtualTime;
+    crate::clock::set(Some(VIRTUAL_EPOCH_MS));
     let settings = policy_settings(&options.settings, options.policy, options.configured);
     let thresholds = settings.scaling.default.thresholds;
     let system = wva_actors::system::start(SystemConfig {
@@ -686,6 +695,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
             v.replica_ms += f64::from(v.replicas()) * (t - last_t);
         }
         last_t = t;
+        crate::clock::set(Some(VIRTUAL_EPOCH_MS + t as i64));
         progress.set_position(t as u64 / 1_000);
         progress.set_message(format!("{:.1} min", t / 60_000.0));
 

@@ -14,6 +14,7 @@
 
 pub mod calibration;
 pub mod capacity;
+pub mod clock;
 pub mod cluster;
 pub mod emulate;
 pub mod engine;
