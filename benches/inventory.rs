@@ -13,6 +13,10 @@ use serde_json::json;
 use wva::controller::inventory::{Inventory, Kind, Scope};
 use wva::crd::VariantAutoscaling;
 
+/// The allocator the `wva` binary runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const VAS: usize = 1000;
 const NAMESPACES: usize = 10;
 

@@ -17,6 +17,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+/// The allocator the `wva` binary runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use apiserver::{DEPLOYMENT, FakeApi, POD, VA, deployment, pod, va};
 use serde_json::json;
 use wva::config::settings::SettingsArgs;

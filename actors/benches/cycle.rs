@@ -25,6 +25,10 @@ use wva_actors::system::SystemConfig;
 use wva_actors::telemetry::Telemetry;
 use wva_storage::{DecisionLog, Record, Retention, SledLog};
 
+/// The allocator the `wva` binary runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Variants per model: the first `n - models` models get two, the rest one.
 fn layout(n: usize) -> Vec<(ModelKey, Vec<VariantSpec>)> {
     let models = (2 * n).div_ceil(3);

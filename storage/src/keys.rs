@@ -4,7 +4,8 @@
 //!
 //! `records`: `namespace \0 model_id \0 seq(u64 BE)` → encoded record
 //! `by_seq`:  `seq(u64 BE)` → `at(i64 BE) len(u32 BE) records-key`
-//! `last_good`: `namespace \0 variant` → `desired(u32 BE) at(i64 BE)`
+//! `last_good`: `namespace \0 variant` → `desired(u32 BE) at(i64 BE)`, `at` being when that
+//! count was first decided (the entry is rewritten only when the count changes)
 //! `meta`: `learner \0 namespace \0 variant` → the variant's latest learner state (encoded)
 //!
 //! `\0` cannot occur in Kubernetes names or in model names served over HTTP, so the separator

@@ -1,7 +1,7 @@
 //! The log's semantics over any [`Backend`]: append with indexes, last-good recovery, history,
 //! bounded retention, and size accounting that survives restarts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::backend::{Backend, Tree};
 use crate::codec::{FORMAT_VERSION, decode, decode_value, encode, encode_value};
@@ -42,6 +42,9 @@ pub struct Log<B> {
     count: u64,
     /// Who holds the bytes, for taking from the largest holder when over the cap.
     usage: Usage,
+    /// The desired count in the last-good index, per variant key: an entry is written only
+    /// when its count changes (a steady fleet rewrote every variant's entry every cycle).
+    last_good_written: HashMap<Vec<u8>, u32>,
 }
 
 /// Bytes a record is accounted for: the encoded record, its key twice (records and by_seq), and
@@ -82,6 +85,7 @@ impl<B: Backend> Log<B> {
             bytes: 0,
             count: 0,
             usage: Usage::default(),
+            last_good_written: HashMap::new(),
         };
         // Accounting is written on flush; records appended after the last flush are counted
         // again from the by_seq tree.
@@ -102,6 +106,12 @@ impl<B: Backend> Log<B> {
             }
         }
         log.usage = usage;
+        for entry in log.backend.scan_prefix(Tree::LastGood, &[]) {
+            let (k, v) = entry?;
+            if let Some(lg) = decode_last_good(&v) {
+                log.last_good_written.insert(k, lg.desired);
+            }
+        }
         for entry in log.backend.scan_from(Tree::BySeq, &start.to_be_bytes()) {
             let (k, v) = entry?;
             let (Some((_, len, rkey)), Ok(seq)) =
@@ -195,7 +205,13 @@ impl<B: Backend> DecisionLog for Log<B> {
             ));
             stored.push((rkey, bytes));
             for (variant, lg) in last_good_updates(record) {
-                last_good.push((variant_key(&variant), encode_last_good(lg).to_vec()));
+                let key = variant_key(&variant);
+                // The entry keeps the time its count was first decided; only a new count is
+                // written.
+                if self.last_good_written.get(&key) != Some(&lg.desired) {
+                    self.last_good_written.insert(key.clone(), lg.desired);
+                    last_good.push((key, encode_last_good(lg).to_vec()));
+                }
             }
             if let Record::ModelBased(m) = record {
                 for v in &m.variants {
@@ -249,6 +265,7 @@ impl<B: Backend> DecisionLog for Log<B> {
     }
 
     fn forget_variant(&mut self, variant: &VariantKey) -> Result<(), LogError> {
+        self.last_good_written.remove(&variant_key(variant));
         self.backend.remove(Tree::Meta, &learner_key(variant))?;
         self.backend.remove(Tree::LastGood, &variant_key(variant))
     }
