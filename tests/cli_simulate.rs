@@ -158,10 +158,8 @@ fn bad_arguments_exit_2() {
     );
 }
 
-/// Issue 18: a simulation logs in its own virtual time (the run starts at 2026-01-01T00:00Z),
-/// and an outage of half an hour is a few lines per variant, not one per cycle.
-#[test]
-fn a_simulation_logs_in_virtual_time_without_a_line_per_cycle() {
+/// The JSON log lines (WARN and above) of a simulation with Prometheus down throughout.
+fn outage_log(duration: &str) -> Vec<Value> {
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = Command::new(env!("CARGO_BIN_EXE_wva"))
         .args([
@@ -170,7 +168,7 @@ fn a_simulation_logs_in_virtual_time_without_a_line_per_cycle() {
             "simulate",
             "--no-progress",
             "--duration",
-            "30m",
+            duration,
             "--metrics-outage",
         ])
         .arg("--report")
@@ -179,11 +177,17 @@ fn a_simulation_logs_in_virtual_time_without_a_line_per_cycle() {
         .output()
         .expect("run wva simulate");
     assert!(out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let lines: Vec<Value> = stderr
+    String::from_utf8_lossy(&out.stderr)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
+        .collect()
+}
+
+/// Issue 18: a simulation logs in its own virtual time (the run starts at 2026-01-01T00:00Z),
+/// and an outage of half an hour is a few lines per variant, not one per cycle.
+#[test]
+fn a_simulation_logs_in_virtual_time_without_a_line_per_cycle() {
+    let lines = outage_log("30m");
     for l in &lines {
         let at = l["timestamp"].as_str().expect("timestamp");
         assert!(at.starts_with("2026-01-01T00:"), "{at}");
@@ -206,32 +210,11 @@ fn a_simulation_logs_in_virtual_time_without_a_line_per_cycle() {
 
 #[test]
 fn json_logs_carry_the_safety_net_fields() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(env!("CARGO_BIN_EXE_wva"))
-        .args([
-            "--log-format",
-            "json",
-            "simulate",
-            "--no-progress",
-            "--duration",
-            "1m",
-            "--metrics-outage",
-        ])
-        .arg("--report")
-        .arg(tmp.path().join("r"))
-        .env("LOG_LEVEL", "warn")
-        .output()
-        .expect("run wva simulate");
-    assert!(out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let lines: Vec<Value> = stderr
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
+    let lines = outage_log("1m");
     let fallback = lines
         .iter()
         .find(|l| l["message"] == "Safety net activated: emitted fallback metrics")
-        .unwrap_or_else(|| panic!("no safety-net line in {stderr}"));
+        .unwrap_or_else(|| panic!("no safety-net line in {lines:?}"));
     assert_eq!(fallback["level"], "WARN");
     assert_eq!(
         fallback["fallbackSource"], "current-replicas",

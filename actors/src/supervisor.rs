@@ -255,40 +255,39 @@ impl ModelSupervisor {
                 }
                 continue;
             };
-            let run = match slot.safety_net {
-                None => {
-                    tracing::warn!(
-                        %namespace, %model, variant = %f.variant,
-                        currentReplicas = f.current,
-                        desiredReplicas = f.desired,
-                        accelerator = %f.accelerator,
-                        fallbackSource = f.source,
-                        "Safety net activated: emitted fallback metrics"
-                    );
+            let (run, message) = match slot.safety_net {
+                None => (
                     SafetyNetRun {
                         since: at,
                         cycles: 1,
                         logged: at,
-                    }
-                }
+                    },
+                    Some("Safety net activated: emitted fallback metrics"),
+                ),
                 Some(mut run) => {
                     run.cycles += 1;
-                    if at.millis() - run.logged.millis() >= SAFETY_NET_LOG_EVERY_MS {
-                        tracing::warn!(
-                            %namespace, %model, variant = %f.variant,
-                            currentReplicas = f.current,
-                            desiredReplicas = f.desired,
-                            accelerator = %f.accelerator,
-                            fallbackSource = f.source,
-                            cycles = run.cycles,
-                            durationS = (at.millis() - run.since.millis()) / 1_000,
-                            "Safety net still active: emitted fallback metrics"
-                        );
+                    let remind = at.millis() - run.logged.millis() >= SAFETY_NET_LOG_EVERY_MS;
+                    if remind {
                         run.logged = at;
                     }
-                    run
+                    (
+                        run,
+                        remind.then_some("Safety net still active: emitted fallback metrics"),
+                    )
                 }
             };
+            if let Some(message) = message {
+                tracing::warn!(
+                    %namespace, %model, variant = %f.variant,
+                    currentReplicas = f.current,
+                    desiredReplicas = f.desired,
+                    accelerator = %f.accelerator,
+                    fallbackSource = f.source,
+                    cycles = run.cycles,
+                    durationS = (at.millis() - run.since.millis()) / 1_000,
+                    "{message}"
+                );
+            }
             slot.safety_net = Some(run);
         }
     }

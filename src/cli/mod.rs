@@ -53,19 +53,17 @@ pub fn check_writable_data_dir(path: &Path) -> Result<(), String> {
 /// Opens a `--data-dir` to read its decision log; on failure, the message and the exit status:
 /// 2 when the path names no decision log (bad input), 1 when one is there but cannot be read.
 pub fn open_data_dir(path: &Path) -> Result<ReadableLog, (String, u8)> {
-    if !path.exists() {
+    let problem = if !path.exists() {
+        Some("does not exist")
+    } else if !path.is_dir() {
+        Some("is not a directory")
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
         return Err((
             format!(
-                "--data-dir: {} does not exist (expected a data directory written by wva)",
-                path.display()
-            ),
-            INVALID_INPUT,
-        ));
-    }
-    if !path.is_dir() {
-        return Err((
-            format!(
-                "--data-dir: {} is not a directory (expected a data directory written by wva)",
+                "--data-dir: {} {problem} (expected a data directory written by wva)",
                 path.display()
             ),
             INVALID_INPUT,

@@ -409,18 +409,9 @@ impl SettingsArgs {
     }
 }
 
-/// Every key the main ConfigMap may hold (each is also the environment variable of the same
-/// name).
-pub const MAIN_CONFIG_MAP_KEYS: [&str; 21] = [
-    "PROMETHEUS_BASE_URL",
-    "PROMETHEUS_ALLOW_HTTP",
-    "PROMETHEUS_TLS_INSECURE_SKIP_VERIFY",
-    "PROMETHEUS_CA_CERT_PATH",
-    "PROMETHEUS_CLIENT_CERT_PATH",
-    "PROMETHEUS_CLIENT_KEY_PATH",
-    "PROMETHEUS_SERVER_NAME",
-    "PROMETHEUS_BEARER_TOKEN",
-    "PROMETHEUS_TOKEN_PATH",
+/// The main ConfigMap's keys besides the Prometheus connection ([`CONNECTION_KEYS`]); each is
+/// also the environment variable of the same name.
+pub const SETTING_KEYS: [&str; 12] = [
     "GLOBAL_OPT_INTERVAL",
     "RECONCILIATION_INTERVAL",
     "EXPERIMENTAL_HYBRID_OPTIMIZATION",
@@ -435,15 +426,20 @@ pub const MAIN_CONFIG_MAP_KEYS: [&str; 21] = [
     "POD_NAMESPACE",
 ];
 
+/// Every key the main ConfigMap may hold.
+pub fn main_config_map_keys() -> impl Iterator<Item = &'static str> {
+    CONNECTION_KEYS.into_iter().chain(SETTING_KEYS)
+}
+
 /// The keys of a main ConfigMap's data that the controller does not read (a misspelt key would
 /// otherwise be a setting silently left at its default), each with what was expected.
 pub fn unknown_config_map_keys(data: &BTreeMap<String, String>) -> Vec<String> {
     data.keys()
-        .filter(|k| !MAIN_CONFIG_MAP_KEYS.contains(&k.as_str()))
+        .filter(|k| !main_config_map_keys().any(|known| known == k.as_str()))
         .map(|k| {
             format!(
                 "{k}: not a setting of the main ConfigMap (expected one of {})",
-                MAIN_CONFIG_MAP_KEYS.join(", ")
+                main_config_map_keys().collect::<Vec<_>>().join(", ")
             )
         })
         .collect()
@@ -753,7 +749,7 @@ mod tests {
         let source = include_str!("settings.rs");
         let body = &source[source.find("pub fn resolve(").expect("resolve")
             ..source
-                .find("/// Every key the main ConfigMap may hold")
+                .find("/// The main ConfigMap's keys besides")
                 .expect("keys")];
         let mut read: Vec<&str> = body
             .split('"')
@@ -763,7 +759,7 @@ mod tests {
             .collect();
         read.sort_unstable();
         read.dedup();
-        let mut known = MAIN_CONFIG_MAP_KEYS.to_vec();
+        let mut known: Vec<&str> = main_config_map_keys().collect();
         known.sort_unstable();
         assert_eq!(read, known);
         let data: BTreeMap<String, String> = [
