@@ -162,6 +162,7 @@ async fn soak(seconds: u64, variants: u64) {
             data_dir: Some(data.path().join("log")),
             metrics: metrics(),
             leader_election: None,
+            shards: 1,
             instance: "soak".into(),
         },
     )

@@ -2535,3 +2535,42 @@ fn the_quickstart_manifests_fit_the_quickstart_release() {
         "{env}"
     );
 }
+
+/// Issue 17: `wva.shards` spreads the models over shards held through Leases: the controller
+/// gets `--shards`, its Role the Lease access sharding needs (and no more without it), and a
+/// chart without leader election refuses it, naming the values.
+#[test]
+fn shards_pass_the_flag_and_the_lease_access() {
+    let r = helm(&format!(
+        "helm install wva ./workload-variant-autoscaler -n {CONTROLLER_NS} --set wva.shards=4 \
+           --set wva.workload=StatefulSet --set wva.replicaCount=2"
+    ));
+    let args = r.controller_pod().spec.expect("pod").containers[0]
+        .args
+        .clone()
+        .unwrap_or_default();
+    assert!(args.contains(&"--shards=4".to_string()), "{args:?}");
+    let own: Role = r.typed("Role", "workload-variant-autoscaler-manager-own");
+    let mut expected = rules_of(rbac::OWN_NAMESPACE);
+    expected.extend(rules_of(rbac::SHARDED));
+    assert_eq!(rendered_rules(own.rules), expected);
+
+    let unsharded = helm(&format!(
+        "helm install wva ./workload-variant-autoscaler -n {CONTROLLER_NS}"
+    ));
+    let args = unsharded.controller_pod().spec.expect("pod").containers[0]
+        .args
+        .clone()
+        .unwrap_or_default();
+    assert!(!args.iter().any(|a| a.starts_with("--shards")), "{args:?}");
+
+    let error = helm_error(&format!(
+        "helm install wva ./workload-variant-autoscaler -n {CONTROLLER_NS} --set wva.shards=2 \
+           --set wva.leaderElection.enabled=false"
+    ));
+    assert!(
+        error.contains("wva.shards: 2 shards are held through Leases")
+            && error.contains("wva.leaderElection.enabled"),
+        "{error}"
+    );
+}

@@ -61,7 +61,7 @@ fn help_documents_every_flag_with_its_environment_variable() {
 
 #[test]
 fn unusable_settings_exit_2_naming_the_setting() {
-    let cases: [(&[(&str, &str)], &str); 7] = [
+    let cases: [(&[(&str, &str)], &str); 9] = [
         (
             &[("PROMETHEUS_QUERY_TIMEOUT", "soon")],
             "PROMETHEUS_QUERY_TIMEOUT",
@@ -94,6 +94,9 @@ fn unusable_settings_exit_2_naming_the_setting() {
             &[("WATCH_NAMESPACE", "llm\\\"}) or vector(1")],
             "WATCH_NAMESPACE (--watch-namespace): expected a namespace name",
         ),
+        // Shards are held through Leases.
+        (&[("WVA_SHARDS", "4")], "WVA_SHARDS (--shards): 4 shards"),
+        (&[("WVA_SHARDS", "0")], "--shards"),
     ];
     for (env, name) in cases {
         let out = wva().arg("run").envs(env.iter().copied()).output().unwrap();

@@ -42,6 +42,7 @@ async fn controller(client: &kube::Client, ns: &str, instance: Option<&str>) -> 
             data_dir: None,
             metrics: support::apiserver::scripted_metrics(|_| "m"),
             leader_election: None,
+            shards: 1,
             instance: "cluster-test".into(),
         },
     )
@@ -396,6 +397,81 @@ async fn annotated_scalers_and_the_external_scaler_on_a_real_cluster() {
         }
     }
     running.shutdown().await;
+    namespaces
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
+/// CONTRACT 17 on a real API server: two replicas with `--shards 4` split the shard Leases, and
+/// when one stops renewing, the other holds all four once they expire.
+#[actix_rt::test]
+#[ignore = "needs a cluster: KUBECONFIG"]
+async fn shards_are_split_and_taken_over_on_a_real_cluster() {
+    wva::tls::install_default_provider();
+    let client = kube::Client::try_default().await.expect("KUBECONFIG");
+    let ns = format!("wva-shards-{}", std::process::id());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let replica = |identity: &str| {
+        let settings = SettingsArgs {
+            prometheus_base_url: Some("http://unused:9090".into()),
+            prometheus_allow_http: Some(true),
+            pod_namespace: Some(ns.clone()),
+            watch_namespace: Some(ns.clone()),
+            reconciliation_interval: Some("1h".into()),
+            ..Default::default()
+        }
+        .resolve(None)
+        .unwrap();
+        ControllerOptions {
+            settings,
+            data_dir: None,
+            metrics: support::apiserver::scripted_metrics(|_| "m"),
+            leader_election: Some((
+                "wva-shards".into(),
+                identity.into(),
+                wva::controller::leader::LeaseTiming {
+                    lease_duration: Duration::from_secs(6),
+                    renew_deadline: Duration::from_secs(4),
+                    retry_period: Duration::from_secs(1),
+                },
+            )),
+            shards: 4,
+            instance: identity.into(),
+        }
+    };
+    let held = |running: &Running, n: usize| {
+        let mut rx = running.shards.clone();
+        async move {
+            tokio::time::timeout(T, rx.wait_for(|f| f.held.len() == n))
+                .await
+                .expect("shares settle")
+                .expect("shard watch")
+                .held
+                .clone()
+        }
+    };
+    let one = start(client.clone(), replica("one")).await.unwrap();
+    held(&one, 4).await;
+    let two = start(client.clone(), replica("two")).await.unwrap();
+    let (a, b) = (held(&one, 2).await, held(&two, 2).await);
+    assert!(a.is_disjoint(&b), "{a:?} {b:?}");
+    let failed_at = Instant::now();
+    assert!(two.kill_task("leader-election"));
+    held(&one, 4).await;
+    eprintln!(
+        "takeover: {:.1} s after the holder stopped renewing (lease duration 6 s)",
+        failed_at.elapsed().as_secs_f64()
+    );
+    one.shutdown().await;
+    two.shutdown().await;
     namespaces
         .delete(&ns, &DeleteParams::default())
         .await

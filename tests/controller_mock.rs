@@ -57,6 +57,7 @@ fn options(settings: Settings, leader: Option<&str>) -> ControllerOptions {
                 },
             )
         }),
+        shards: 1,
         instance: "test".into(),
     }
 }
@@ -1325,4 +1326,152 @@ async fn an_ignored_connection_key_is_a_warning_event_on_the_config_map() {
             && n.contains("PROMETHEUS_BASE_URL, PROMETHEUS_BEARER_TOKEN ignored")),
         "{events:?}"
     );
+}
+
+/// The model of deployment `dep-<i>` in the shard tests.
+fn model_of_shard_test(deployment: &str) -> &'static str {
+    const MODELS: [&str; 8] = ["m0", "m1", "m2", "m3", "m4", "m5", "m6", "m7"];
+    let i: usize = deployment
+        .trim_start_matches("dep-")
+        .parse()
+        .unwrap_or_default();
+    MODELS[i % MODELS.len()]
+}
+
+fn sharded(identity: &str) -> ControllerOptions {
+    ControllerOptions {
+        metrics: support::apiserver::scripted_metrics(model_of_shard_test),
+        shards: 4,
+        ..options(settings(None, None), Some(identity))
+    }
+}
+
+/// Waits until the replica holds exactly `n` shards; returns them.
+async fn holds(running: &Running, n: usize) -> std::collections::BTreeSet<u32> {
+    let mut rx = running.shards.clone();
+    let held = tokio::time::timeout(Duration::from_secs(15), async {
+        rx.wait_for(|f| f.held.len() == n)
+            .await
+            .map(|f| f.held.clone())
+    })
+    .await;
+    match held {
+        Ok(held) => held.expect("the shard watch"),
+        Err(_) => panic!(
+            "never held {n} shards (holds {:?})",
+            running.shards.borrow().held
+        ),
+    }
+}
+
+/// The VAs whose series a replica publishes, among va-0..va-7.
+async fn published_by(running: &Running) -> Vec<usize> {
+    let text = page(running).await;
+    (0..8)
+        .filter(|i| !series_of(&text, &format!("va-{i}")).is_empty())
+        .collect()
+}
+
+/// CONTRACT 17 (issue 17): with `--shards 4`, replicas split the models through one Lease per
+/// shard; every model is published by exactly one replica, the one holding its shard; a
+/// replica that gives a shard up stops publishing its models at once; a replica that fails is
+/// replaced by the survivor within about a lease duration; and a replica that comes back gets
+/// its share again.
+#[actix_rt::test]
+async fn replicas_split_the_models_by_shard_and_a_survivor_takes_over() {
+    let api = FakeApi::new();
+    for i in 0..8 {
+        let dep = format!("dep-{i}");
+        api.apply(
+            VA,
+            va(
+                NS,
+                &format!("va-{i}"),
+                model_of_shard_test(&dep),
+                Some(&dep),
+                json!({}),
+            ),
+        );
+        api.apply(DEPLOYMENT, deployment(NS, &dep, 1, json!({}), json!({})));
+        api.apply(POD, pod(NS, &dep, 0));
+    }
+    let shard = |i: usize| {
+        wva_actors::shards::shard_of(
+            &wva_actors::messages::ModelKey::new(NS, model_of_shard_test(&format!("dep-{i}"))),
+            4,
+        )
+    };
+    // Alone, a replica takes every shard and publishes every model.
+    let one = started(&api, sharded("one")).await;
+    holds(&one, 4).await;
+    one.cycle_now().await;
+    assert_eq!(published_by(&one).await, (0..8).collect::<Vec<_>>());
+
+    // A second replica joins: two shards each, and each model on exactly one replica.
+    let two = started(&api, sharded("two")).await;
+    let (held_one, held_two) = (holds(&one, 2).await, holds(&two, 2).await);
+    assert!(held_one.is_disjoint(&held_two), "{held_one:?} {held_two:?}");
+    one.cycle_now().await;
+    two.cycle_now().await;
+    let (by_one, by_two) = (published_by(&one).await, published_by(&two).await);
+    for i in 0..8 {
+        let holder_is_one = held_one.contains(&shard(i));
+        assert_eq!(
+            by_one.contains(&i),
+            holder_is_one,
+            "va-{i}: {by_one:?} / {by_two:?}"
+        );
+        assert_eq!(
+            by_two.contains(&i),
+            !holder_is_one,
+            "va-{i}: {by_one:?} / {by_two:?}"
+        );
+    }
+    for i in 0..4u32 {
+        let lease = api
+            .get(
+                support::apiserver::LEASE,
+                CONTROLLER_NS,
+                &format!("wva-leader-shard-{i}"),
+            )
+            .expect("a Lease per shard");
+        let holder = lease["spec"]["holderIdentity"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert_eq!(holder == "one", held_one.contains(&i), "shard {i}: {lease}");
+    }
+
+    // Two fails (its Lease renewals stop, nothing is released): one takes its shards over
+    // once they expire.
+    let failed_at = std::time::Instant::now();
+    assert!(two.kill_task("leader-election"));
+    holds(&one, 4).await;
+    eprintln!(
+        "takeover after the holder failed: {:.1} s (lease duration 2 s)",
+        failed_at.elapsed().as_secs_f64()
+    );
+    one.cycle_now().await;
+    assert_eq!(published_by(&one).await, (0..8).collect::<Vec<_>>());
+
+    // A replica comes back: the shares are split again.
+    let three = started(&api, sharded("three")).await;
+    holds(&three, 2).await;
+    holds(&one, 2).await;
+    one.shutdown().await;
+    three.shutdown().await;
+    two.shutdown().await;
+}
+
+/// Shards are held through Leases: without leader election the controller refuses to start
+/// and says what to set.
+#[actix_rt::test]
+async fn shards_need_leases() {
+    let api = FakeApi::new();
+    let options = ControllerOptions {
+        shards: 2,
+        ..options(settings(None, None), None)
+    };
+    let err = start(api.client(), options).await.expect_err("refused");
+    assert!(err.to_string().contains("--leader-elect"), "{err}");
 }

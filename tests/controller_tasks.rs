@@ -31,6 +31,7 @@ fn options() -> ControllerOptions {
         data_dir: None,
         metrics: support::apiserver::scripted_metrics(|_| "m"),
         leader_election: None,
+        shards: 1,
         instance: "test".into(),
     }
 }

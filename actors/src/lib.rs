@@ -17,6 +17,7 @@ pub mod policy;
 pub mod publisher;
 pub mod record;
 pub mod registry;
+pub mod shards;
 pub mod supervisor;
 pub mod system;
 pub mod telemetry;

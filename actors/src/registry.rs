@@ -14,9 +14,11 @@ use crate::log_actor::EnforceRetention;
 use crate::messages::{
     DeploymentState, Metrics, ModelKey, PolicySettings, Timestamp, VariantKey, VariantSpec,
 };
+use crate::publisher::Unpublish;
+use crate::shards::ShardFilter;
 use crate::supervisor::{
-    AddVariant, DeploymentUpdate, DropVariant, ModelSupervisor, Restarts, RunCycle, SetSettings,
-    UpdateVariant,
+    AddVariant, DeploymentUpdate, DropVariant, ModelSupervisor, Restarts, Resume, RunCycle,
+    SetSettings, UpdateVariant,
 };
 
 /// The root actor.
@@ -32,6 +34,8 @@ pub struct Registry {
     recovered: HashMap<VariantKey, u32>,
     settings: Arc<PolicySettings>,
     ports: Ports,
+    /// The models this replica decides (all, unless replicas share them by shard).
+    filter: ShardFilter,
 }
 
 impl Registry {
@@ -47,6 +51,7 @@ impl Registry {
             recovered: recovered.into_iter().map(|(k, v)| (k, v.desired)).collect(),
             settings: Arc::new(settings),
             ports,
+            filter: ShardFilter::all(),
         }
     }
 
@@ -121,6 +126,7 @@ impl Handler<UpsertVariant> for Registry {
             .insert(key, (spec.model.clone(), spec.deployment.clone()));
         let sup = self.supervisor(&spec.model);
         let (at, ports) = (msg.at, self.ports.clone());
+        let ours = self.filter.holds(&spec.model);
         Box::pin(async move {
             let mut effects = Effects::default();
             if let Some(d) = detached {
@@ -133,8 +139,11 @@ impl Handler<UpsertVariant> for Registry {
                     last_good,
                     at,
                 })
-                .await;
-            effects.merge(added.unwrap_or_default());
+                .await
+                .unwrap_or_default();
+            if ours {
+                effects.merge(added);
+            }
             effects.apply(&ports).await;
         })
     }
@@ -186,14 +195,16 @@ impl Handler<DeploymentEvent> for Registry {
             .collect();
         models.sort();
         models.dedup();
+        // Every supervisor learns the Deployment's state; only the models this replica decides
+        // act on it.
         let sups: Vec<_> = models
             .iter()
-            .filter_map(|m| self.supervisors.get(m).cloned())
+            .filter_map(|m| Some((self.supervisors.get(m)?.clone(), self.filter.holds(m))))
             .collect();
         let ports = self.ports.clone();
         Box::pin(async move {
             let mut effects = Effects::default();
-            for sup in sups {
+            for (sup, ours) in sups {
                 if let Ok(cycle) = sup
                     .send(DeploymentUpdate {
                         deployment: msg.name.clone(),
@@ -202,7 +213,11 @@ impl Handler<DeploymentEvent> for Registry {
                     })
                     .await
                 {
-                    effects.merge(cycle.effects);
+                    if ours {
+                        effects.merge(cycle.effects);
+                    } else {
+                        effects.retired.extend(cycle.effects.retired);
+                    }
                 }
             }
             effects.apply(&ports).await;
@@ -249,8 +264,9 @@ impl Handler<Tick> for Registry {
     fn handle(&mut self, msg: Tick, _: &mut Context<Self>) -> Self::Result {
         let runs: Vec<_> = self
             .supervisors
-            .values()
-            .map(|s| {
+            .iter()
+            .filter(|(model, _)| self.filter.holds(model))
+            .map(|(_, s)| {
                 s.send(RunCycle {
                     at: msg.now,
                     metrics: msg.metrics.clone(),
@@ -315,6 +331,43 @@ impl Handler<Counts> for Registry {
                 models,
                 variants,
                 restarts,
+            }
+        })
+    }
+}
+
+/// The shards this replica holds changed. Models it gave up stop being decided here and their
+/// series go at once (the new holder publishes them); models it took over start afresh from
+/// their VA status, which their previous holder kept up to date, not from what this replica
+/// decided before it gave them up.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SetShards(pub ShardFilter);
+
+impl Handler<SetShards> for Registry {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, msg: SetShards, _: &mut Context<Self>) -> Self::Result {
+        let before = std::mem::replace(&mut self.filter, msg.0);
+        let lost: Vec<VariantKey> = self
+            .variants
+            .iter()
+            .filter(|(_, (m, _))| before.holds(m) && !self.filter.holds(m))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let gained: Vec<Addr<ModelSupervisor>> = self
+            .supervisors
+            .iter()
+            .filter(|(m, _)| !before.holds(m) && self.filter.holds(m))
+            .map(|(_, s)| s.clone())
+            .collect();
+        let publisher = self.ports.publisher.clone();
+        Box::pin(async move {
+            for variant in lost {
+                let _ = publisher.send(Unpublish(variant)).await;
+            }
+            for sup in gained {
+                let _ = sup.send(Resume).await;
             }
         })
     }

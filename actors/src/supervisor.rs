@@ -412,6 +412,24 @@ impl Handler<AddVariant> for ModelSupervisor {
     }
 }
 
+/// This replica takes the model over from another (shards): what it decided before it gave the
+/// model up is stale; the VA status, kept by the other holder, says where the model stands.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Resume;
+
+impl Handler<Resume> for ModelSupervisor {
+    type Result = ();
+    fn handle(&mut self, _: Resume, _: &mut Context<Self>) {
+        for slot in self.slots.values_mut() {
+            slot.last_desired = None;
+            slot.recent.clear();
+            slot.unreached = None;
+            slot.safety_net = None;
+        }
+    }
+}
+
 /// The VA of a variant changed, but not its model or Deployment.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]

@@ -58,6 +58,11 @@ pub struct RunArgs {
         default_value = "wva-controller-leader"
     )]
     pub leader_election_id: String,
+    /// Spread the models over this many shards, each held through its own Lease
+    /// (`<leader-election-id>-shard-<i>`), so that replicas share them; needs --leader-elect.
+    /// 1: one leader decides every model.
+    #[arg(long, env = "WVA_SHARDS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub shards: u32,
     /// This replica's name in the Lease and in Events [default: the host name].
     #[arg(long, env = "POD_NAME")]
     pub pod_name: Option<String>,
@@ -191,6 +196,15 @@ async fn controller_main(args: RunArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(&e.to_string(), INVALID_INPUT),
     };
+    if args.shards > 1 && !args.leader_elect {
+        return fail(
+            &format!(
+                "WVA_SHARDS (--shards): {} shards are held through Leases; also set LEADER_ELECT=true (--leader-elect)",
+                args.shards
+            ),
+            INVALID_INPUT,
+        );
+    }
     let client = match kube::Client::try_default().await {
         Ok(c) => c,
         Err(e) => {
@@ -299,6 +313,7 @@ async fn controller_main(args: RunArgs) -> ExitCode {
                 LeaseTiming::default(),
             )
         }),
+        shards: args.shards,
         instance: identity,
     };
     let mut running = match crate::controller::start(client.clone(), options).await {

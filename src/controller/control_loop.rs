@@ -17,7 +17,7 @@ use tracing::Instrument;
 use wva_actors::messages::{Metrics, ModelKey, PolicySettings};
 use wva_actors::publisher::SetActive;
 use wva_actors::registry::{
-    CycleSummary, DeploymentEvent, RemoveVariant, Tick, UpdateSettings, UpsertVariant,
+    CycleSummary, DeploymentEvent, RemoveVariant, SetShards, Tick, UpdateSettings, UpsertVariant,
 };
 use wva_actors::system::ActorSystem;
 
@@ -52,6 +52,8 @@ pub struct ControlLoop {
     pub metrics: MetricsSource,
     pub health: HealthSender,
     pub leader: watch::Receiver<bool>,
+    /// The shards this replica holds (all of them without sharding).
+    pub shards: watch::Receiver<wva_actors::shards::ShardFilter>,
     pub ops: Ops,
     /// Optional APIs (by resource) last seen not served, so that is said once per absence.
     pub absent: std::collections::BTreeSet<&'static str>,
@@ -88,7 +90,11 @@ impl ControlLoop {
         let mut queued: Vec<oneshot::Sender<()>> = Vec::new();
         let mut leader = self.leader.clone();
         let leading = *leader.borrow_and_update();
+        let mut shards = self.shards.clone();
+        let held = shards.borrow_and_update().clone();
+        let _ = self.actors.registry.send(SetShards(held)).await;
         self.leadership(leading).await;
+        let mut sharded = true;
         // Without leader election nobody sends on the channel: stop listening to it.
         let mut elected = true;
         let mut commanded = true;
@@ -105,6 +111,14 @@ impl ControlLoop {
                     }
                     let leading = *leader.borrow_and_update();
                     self.leadership(leading).await;
+                }
+                changed = shards.changed(), if sharded => {
+                    if changed.is_err() {
+                        sharded = false;
+                        continue;
+                    }
+                    let held = shards.borrow_and_update().clone();
+                    let _ = self.actors.registry.send(SetShards(held)).await;
                 }
                 report = async { (&mut read.as_mut().expect("guarded").report).await }, if read.is_some() => {
                     let Read { started, waiters, .. } = read.take().expect("guarded");

@@ -96,8 +96,13 @@ impl Elector {
         identity: &str,
         timing: LeaseTiming,
     ) -> Self {
+        Self::on(Api::namespaced(client, namespace), name, identity, timing)
+    }
+
+    /// A candidate for the Lease `name` of `api`'s namespace.
+    pub fn on(api: Api<Lease>, name: &str, identity: &str, timing: LeaseTiming) -> Self {
         Self {
-            api: Api::namespaced(client, namespace),
+            api,
             name: name.to_string(),
             identity: identity.to_string(),
             timing,

@@ -14,6 +14,7 @@ pub mod lws;
 pub mod ops;
 pub mod rbac;
 pub mod scalers;
+pub mod shards;
 pub mod status;
 pub mod status_writer;
 pub mod tasks;
@@ -68,6 +69,9 @@ pub struct ControllerOptions {
     pub metrics: MetricsSource,
     /// Leader election: (Lease name, identity, timing). Always the leader when absent.
     pub leader_election: Option<(String, String, leader::LeaseTiming)>,
+    /// Shards the models are spread over, each held through its own Lease (named after the
+    /// leader election's); 1: one leader decides every model.
+    pub shards: u32,
     /// Reporting instance in Events (the pod name).
     pub instance: String,
 }
@@ -78,6 +82,7 @@ impl std::fmt::Debug for ControllerOptions {
             .field("settings", &self.settings.redacted())
             .field("data_dir", &self.data_dir)
             .field("leader_election", &self.leader_election)
+            .field("shards", &self.shards)
             .finish_non_exhaustive()
     }
 }
@@ -89,6 +94,8 @@ pub enum StartError {
     Actors(#[from] wva_actors::system::StartError),
     #[error("cannot register the controller's health series: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("--shards {0}: shards are held through Leases; run with --leader-elect")]
+    ShardsWithoutLeases(u32),
 }
 
 /// A started controller.
@@ -98,6 +105,8 @@ pub struct Running {
     pub publisher: actix::Addr<Publisher>,
     pub health: HealthReceiver,
     pub leader: watch::Receiver<bool>,
+    /// The shards this replica holds (every model, without sharding).
+    pub shards: watch::Receiver<wva_actors::shards::ShardFilter>,
     pub ops: Ops,
     actors: ActorSystem,
     commands: mpsc::Sender<Command>,
@@ -199,6 +208,9 @@ pub async fn start(
     options: ControllerOptions,
 ) -> Result<Running, StartError> {
     let settings = options.settings.clone();
+    if options.shards > 1 && options.leader_election.is_none() {
+        return Err(StartError::ShardsWithoutLeases(options.shards));
+    }
     let stop = CancellationToken::new();
     let ops = Ops::new(settings.reconciliation_interval.as_secs_f64())?;
     // The ConfigMaps arrive with their watch's initial list, before the first cycle can run
@@ -246,15 +258,37 @@ pub async fn start(
         ..Default::default()
     });
 
-    if let Some((lease, identity, timing)) = &options.leader_election {
-        let elector = leader::Elector::new(
-            client.clone(),
-            &settings.pod_namespace,
-            lease,
-            identity,
-            *timing,
-        );
-        critical.spawn("leader-election", elector.run(leader_tx, stop.clone()));
+    let (shards_tx, shards_rx) = watch::channel(wva_actors::shards::ShardFilter::all());
+    match &options.leader_election {
+        Some((lease, identity, timing)) if options.shards > 1 => {
+            // Nothing is held until the first round says so.
+            let _ = shards_tx.send(wva_actors::shards::ShardFilter {
+                shards: options.shards,
+                held: Default::default(),
+            });
+            let coordinator = shards::Coordinator {
+                leases: kube::Api::namespaced(client.clone(), &settings.pod_namespace),
+                id: lease.clone(),
+                identity: identity.clone(),
+                shards: options.shards,
+                timing: *timing,
+            };
+            critical.spawn(
+                "leader-election",
+                coordinator.run(shards_tx, leader_tx, stop.clone()),
+            );
+        }
+        Some((lease, identity, timing)) => {
+            let elector = leader::Elector::new(
+                client.clone(),
+                &settings.pod_namespace,
+                lease,
+                identity,
+                *timing,
+            );
+            critical.spawn("leader-election", elector.run(leader_tx, stop.clone()));
+        }
+        None => {}
     }
     let watches = watches::streams(
         &client,
@@ -272,6 +306,7 @@ pub async fn start(
         metrics: options.metrics,
         health: health_tx,
         leader: leader_rx.clone(),
+        shards: shards_rx.clone(),
         ops: ops.clone(),
         absent: Default::default(),
     };
@@ -286,6 +321,7 @@ pub async fn start(
         publisher: actors.publisher.clone(),
         health,
         leader: leader_rx,
+        shards: shards_rx,
         ops,
         actors,
         commands,

@@ -107,6 +107,16 @@ pub const OWN_NAMESPACE: &[Rule] = &[
     },
 ];
 
+/// Added in the controller's own namespace when the models are spread over shards
+/// (`--shards` above 1).
+pub const SHARDED: &[Rule] = &[Rule {
+    api_group: "coordination.k8s.io",
+    resources: &["leases"],
+    verbs: &["get", "list", "update"],
+    names: &[],
+    why: "shards: list the shard and membership Leases and renew the ones held (their names follow the shard count and the replica, so they cannot be listed here)",
+}];
+
 /// Cluster-wide rules that exist only at cluster scope (a ClusterRole even when namespaced).
 pub const CLUSTER: &[Rule] = &[
     Rule {
@@ -184,6 +194,7 @@ pub fn chart_rules_template() -> String {
     for (name, rules) in [
         ("watched", WATCHED),
         ("own", OWN_NAMESPACE),
+        ("sharded", SHARDED),
         ("cluster", CLUSTER),
     ] {
         out.push_str(&format!(
@@ -208,6 +219,7 @@ mod tests {
         for (marker, rules) in [
             ("WATCHED_RULES", WATCHED),
             ("OWN_NAMESPACE_RULES", OWN_NAMESPACE),
+            ("SHARDED_RULES", SHARDED),
             ("CLUSTER_RULES", CLUSTER),
         ] {
             let yaml = rules_yaml(rules, DOCS_LEASE_NAME);

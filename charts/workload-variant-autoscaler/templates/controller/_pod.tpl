@@ -43,6 +43,12 @@ template:
           {{- if .Values.wva.namespaceScoped }}
           - --watch-namespace={{ include "wva.watchNamespace" . }}
           {{- end }}
+          {{- if gt (int .Values.wva.shards) 1 }}
+          {{- if not .Values.wva.leaderElection.enabled }}
+          {{- fail (printf "wva.shards: %d shards are held through Leases; set wva.leaderElection.enabled: true" (int .Values.wva.shards)) }}
+          {{- end }}
+          - --shards={{ int .Values.wva.shards }}
+          {{- end }}
         env:
           - name: POD_NAMESPACE
             valueFrom:

@@ -55,6 +55,13 @@
   verbs: ["create", "patch"]
 {{- end -}}
 
+{{- define "wva.rules.sharded" -}}
+# shards: list the shard and membership Leases and renew the ones held (their names follow the shard count and the replica, so they cannot be listed here)
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["get", "list", "update"]
+{{- end -}}
+
 {{- define "wva.rules.cluster" -}}
 # authenticate scrapers of the metrics endpoint
 - apiGroups: ["authentication.k8s.io"]
