@@ -29,6 +29,7 @@ RUN mkdir -p src benches actors/src actors/benches sim/src storage/src \
  && touch src/lib.rs actors/src/lib.rs sim/src/lib.rs storage/src/lib.rs \
  && echo 'fn main() {}' > benches/inventory.rs \
  && echo 'fn main() {}' > benches/soak.rs \
+ && echo 'fn main() {}' > benches/scale.rs \
  && echo 'fn main() {}' > actors/benches/cycle.rs \
  && cargo build --release --locked --bin wva \
  && rm -rf src benches actors/src actors/benches sim/src storage/src
