@@ -119,6 +119,10 @@ impl ControlLoop {
                     }
                     let held = shards.borrow_and_update().clone();
                     let _ = self.actors.registry.send(SetShards(held)).await;
+                    // Statuses of models taken over were written by another replica since:
+                    // the next status of every VA is written whatever this one wrote last.
+                    let leading = *self.leader.borrow();
+                    let _ = self.writer.send(WriterNote::Leader(leading)).await;
                 }
                 report = async { (&mut read.as_mut().expect("guarded").report).await }, if read.is_some() => {
                     let Read { started, waiters, .. } = read.take().expect("guarded");
