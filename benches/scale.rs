@@ -219,6 +219,8 @@ fn run_one(variants: usize, shards: u32) {
     let median = times[times.len() / 2];
     let p90 = times[times.len() * 9 / 10];
     let per_cycle = log_bytes.iter().sum::<u64>() as f64 / log_bytes.len() as f64;
+    // Before the answer below is built: the share's memory, not the bench's.
+    let rss = rss_mib();
     let answer = prometheus_answer(&all);
     let read_started = Instant::now();
     let samples = wva::prometheus_api::read_answer(200, &answer).expect("answer reads");
@@ -231,7 +233,7 @@ fn run_one(variants: usize, shards: u32) {
             "share": share_variants,
             "cycleMedianMs": median.as_secs_f64() * 1e3,
             "cycleP90Ms": p90.as_secs_f64() * 1e3,
-            "rssMiB": rss_mib(),
+            "rssMiB": rss,
             "logBytesPerCycle": per_cycle,
             "logBytesPerVariantDay": per_cycle / share_variants.max(1) as f64 * 86_400.0 / INTERVAL_S,
             "diskBytes": dir_bytes(dir.path()),
@@ -272,7 +274,6 @@ fn main() {
     );
     for &variants in &fleets {
         for &shards in &shard_counts {
-            let started = Instant::now();
             let out = Command::new(&exe)
                 .args(["--one", &variants.to_string(), &shards.to_string()])
                 .output()
@@ -303,7 +304,6 @@ fn main() {
                 f("answerBytes") / 1e6,
                 f("answerReadMs"),
             );
-            eprintln!("  ({:.0} s)", started.elapsed().as_secs_f64());
         }
     }
 }
