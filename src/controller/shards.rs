@@ -4,11 +4,13 @@
 //! Every shard has a Lease, `<id>-shard-<i>`, taken and renewed as the leader Lease is (see
 //! [`super::leader`]: compare-and-swap on the resourceVersion, taken over once its holder stops
 //! renewing). Every replica also renews a membership Lease, `<id>-member-<name>`, so that the
-//! replicas know how many they are: each holds at most its fair share, ceil(N / live replicas),
-//! and takes free or expired shards up to it. A replica that dies stops renewing both: within a
-//! lease duration the survivors count one member fewer and take its shards over; one that
-//! joins raises the count, the others give their extra shards back (first dropping them from
-//! what they decide, then releasing the Lease a round later), and it takes them.
+//! replicas know how many they are and aim at a fair share, ceil(N / live replicas): free
+//! shards are taken up to it, abandoned ones (their holder stopped renewing) whatever the share,
+//! since a replica holds as many as it can get rather than leave models undecided. A replica
+//! that dies stops renewing: within a lease duration its shards are abandoned and the survivors
+//! take them. One that joins is below its share: the others give their extras back (first
+//! dropping them from what they decide, then releasing the Lease a round later) and it takes
+//! them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -41,34 +43,65 @@ pub fn member_lease(id: &str, identity: &str) -> String {
         .to_string()
 }
 
+/// A shard's Lease as this replica sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShardState {
+    /// Held by this replica.
+    Mine,
+    /// No Lease yet, or released: anyone may take it.
+    Free,
+    /// Its holder stopped renewing: whoever can must take it, or its models go undecided.
+    Abandoned,
+    /// Held and renewed by another replica (its identity).
+    Theirs(String),
+}
+
 /// What to do with each shard this round.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
-    /// Held, and within the fair share: renew.
+    /// Held, and kept: renew.
     pub renew: Vec<u32>,
-    /// Free or expired, while below the fair share: take.
+    /// Free (up to the fair share) or abandoned (any): take.
     pub take: Vec<u32>,
-    /// Held beyond the fair share: stop deciding them, then release.
+    /// Held beyond the fair share while another replica has less than its share: stop
+    /// deciding them, then release.
     pub give_up: Vec<u32>,
 }
 
-/// Pure: the plan for `steps` (each shard's Lease as it stands, from this replica's view) when
-/// `members` replicas are alive (this one included).
-pub fn plan(steps: &[Step], members: usize) -> Plan {
-    let shards = steps.len();
-    let fair = shards.div_ceil(members.max(1));
-    let held: Vec<u32> = (0..shards as u32)
-        .filter(|&i| steps[i as usize] == Step::Renew)
+/// Pure: the plan for `states` (each shard, from this replica's view) when `others` are the
+/// other live replicas' identities. Each replica aims at its fair share, ceil(N / replicas):
+/// free shards are taken up to it; abandoned ones are taken whatever the share (a replica
+/// holds as many as it can get, so no model goes undecided while one replica lives); extras
+/// are given back only to a replica below its share.
+pub fn plan(states: &[ShardState], others: &BTreeSet<String>) -> Plan {
+    let shards = states.len();
+    let replicas = others.len() + 1;
+    let (fair, floor) = (shards.div_ceil(replicas), shards / replicas);
+    let mine: Vec<u32> = (0..shards as u32)
+        .filter(|&i| states[i as usize] == ShardState::Mine)
         .collect();
-    let (renew, give_up) = if held.len() > fair {
-        (held[..fair].to_vec(), held[fair..].to_vec())
+    let someone_short = others.iter().any(|who| {
+        states
+            .iter()
+            .filter(|s| matches!(s, ShardState::Theirs(h) if h == who))
+            .count()
+            < floor
+    });
+    let (renew, give_up) = if mine.len() > fair && someone_short {
+        (mine[..fair].to_vec(), mine[fair..].to_vec())
     } else {
-        (held, Vec::new())
+        (mine, Vec::new())
     };
-    let room = fair.saturating_sub(renew.len());
+    let mut room = fair.saturating_sub(renew.len());
     let take = (0..shards as u32)
-        .filter(|&i| matches!(steps[i as usize], Step::Create | Step::TakeOver))
-        .take(room)
+        .filter(|&i| match states[i as usize] {
+            ShardState::Abandoned => true,
+            ShardState::Free if room > 0 => {
+                room -= 1;
+                true
+            }
+            _ => false,
+        })
         .collect();
     Plan {
         renew,
@@ -77,12 +110,24 @@ pub fn plan(steps: &[Step], members: usize) -> Plan {
     }
 }
 
-/// Whether a Lease is held and renewed recently enough, at `now_ms`.
-fn alive(spec: &LeaseSpec, now_ms: i64, default_duration: Duration) -> bool {
-    spec.holder_identity
-        .as_deref()
-        .is_some_and(|h| !h.is_empty())
-        && decide(Some(spec), "", now_ms, default_duration) == Step::Wait
+/// A shard Lease's state at `now_ms`, for `me`.
+fn state_of(spec: Option<&LeaseSpec>, me: &str, now_ms: i64, duration: Duration) -> ShardState {
+    let holder = spec
+        .and_then(|s| s.holder_identity.as_deref())
+        .unwrap_or("");
+    match decide(spec, me, now_ms, duration) {
+        Step::Renew => ShardState::Mine,
+        Step::Create => ShardState::Free,
+        Step::TakeOver if holder.is_empty() => ShardState::Free,
+        Step::TakeOver => ShardState::Abandoned,
+        Step::Wait => ShardState::Theirs(holder.to_string()),
+    }
+}
+
+/// The holder of a Lease held and renewed recently enough, at `now_ms`.
+fn live_holder(spec: &LeaseSpec, now_ms: i64, default_duration: Duration) -> Option<String> {
+    let holder = spec.holder_identity.as_deref().filter(|h| !h.is_empty())?;
+    (decide(Some(spec), "", now_ms, default_duration) == Step::Wait).then(|| holder.to_string())
 }
 
 /// Runs the shards of `id` for this replica until `stop`: the shards it holds go to `held`
@@ -103,15 +148,14 @@ impl Coordinator {
         Elector::on(self.leases.clone(), name, &self.identity, self.timing)
     }
 
-    /// The shards' Leases and the live members, as listed now.
-    async fn look(&self) -> Result<(Vec<Step>, usize), kube::Error> {
+    /// The shards' Leases and the other live replicas, as listed now.
+    async fn look(&self) -> Result<(Vec<ShardState>, BTreeSet<String>), kube::Error> {
         let list = self.leases.list(&ListParams::default()).await?;
         let now_ms = jiff::Timestamp::now().as_millisecond();
         let shard_prefix = format!("{}-shard-", self.id);
         let member_prefix = format!("{}-member-", self.id);
         let mut specs: BTreeMap<u32, LeaseSpec> = BTreeMap::new();
-        let mut members = 0usize;
-        let me = member_lease(&self.id, &self.identity);
+        let mut others = BTreeSet::new();
         for lease in list.items {
             let name = lease.metadata.name.unwrap_or_default();
             let spec = lease.spec.unwrap_or_default();
@@ -121,15 +165,15 @@ impl Coordinator {
             {
                 specs.insert(i, spec);
             } else if name.starts_with(&member_prefix)
-                && name != me
-                && alive(&spec, now_ms, self.timing.lease_duration)
+                && let Some(holder) = live_holder(&spec, now_ms, self.timing.lease_duration)
+                && holder != self.identity
             {
-                members += 1;
+                others.insert(holder);
             }
         }
-        let steps = (0..self.shards)
+        let states = (0..self.shards)
             .map(|i| {
-                decide(
+                state_of(
                     specs.get(&i),
                     &self.identity,
                     now_ms,
@@ -137,8 +181,7 @@ impl Coordinator {
                 )
             })
             .collect();
-        // This replica counts itself whether or not its own Lease is in the list yet.
-        Ok((steps, members + 1))
+        Ok((states, others))
     }
 
     pub async fn run(
@@ -165,7 +208,7 @@ impl Coordinator {
                 }
             }
             let planned = match self.look().await {
-                Ok((steps, members)) => Some(plan(&steps, members)),
+                Ok((states, others)) => Some(plan(&states, &others)),
                 Err(e) => {
                     tracing::warn!(error = %e, "shards: cannot list the Leases");
                     None
@@ -233,36 +276,55 @@ impl Coordinator {
 
 #[cfg(test)]
 mod tests {
+    use super::ShardState::*;
     use super::*;
-    use Step::*;
+
+    fn others(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    fn theirs(who: &str) -> ShardState {
+        Theirs(who.into())
+    }
 
     #[test]
     fn a_lone_replica_takes_every_shard() {
-        let p = plan(&[Create, TakeOver, Create, Create], 1);
+        let p = plan(&[Free, Abandoned, Free, Free], &others(&[]));
         assert_eq!(p.take, [0, 1, 2, 3]);
         assert!(p.renew.is_empty() && p.give_up.is_empty());
     }
 
     #[test]
-    fn a_replica_keeps_its_fair_share_and_gives_the_rest_up_when_another_joins() {
-        // Held all four; a second replica appears: keep two, give two up.
-        let p = plan(&[Renew, Renew, Renew, Renew], 2);
+    fn a_replica_gives_its_extras_to_one_that_joins_and_the_newcomer_takes_them() {
+        // Held all four; "b" appears holding none: keep two, give two up.
+        let p = plan(&[Mine, Mine, Mine, Mine], &others(&["b"]));
         assert_eq!((p.renew, p.give_up), (vec![0, 1], vec![2, 3]));
-        // The newcomer takes what is free, up to its share.
-        let p = plan(&[Wait, Wait, TakeOver, TakeOver], 2);
+        // The newcomer takes what was given back, up to its share.
+        let p = plan(&[theirs("a"), theirs("a"), Free, Free], &others(&["a"]));
         assert_eq!(p.take, [2, 3]);
-        // Five shards over two replicas: shares of three, so nobody waits on a remainder.
-        let p = plan(&[Renew, Renew, Wait, Wait, TakeOver], 2);
+        // Five shards over two replicas: shares of three; the one with two gets no more.
+        let p = plan(
+            &[Mine, Mine, theirs("a"), theirs("a"), Free],
+            &others(&["a"]),
+        );
         assert_eq!((p.renew, p.take), (vec![0, 1], vec![4]));
+        // Nobody is short: an extra is kept rather than left free.
+        let p = plan(
+            &[Mine, Mine, Mine, theirs("a"), theirs("a")],
+            &others(&["a"]),
+        );
+        assert!(p.give_up.is_empty(), "{p:?}");
     }
 
     #[test]
-    fn a_survivor_takes_a_failed_replica_s_shards_once_they_expire() {
-        // The other replica is gone (one member left): its shards show as expired.
-        let p = plan(&[Renew, Renew, TakeOver, TakeOver], 1);
+    fn abandoned_shards_are_taken_whatever_the_share() {
+        // The other replica stopped renewing its shards, though its membership still looks
+        // alive: its models must not go undecided.
+        let p = plan(&[Mine, Mine, Abandoned, Abandoned], &others(&["b"]));
         assert_eq!((p.renew, p.take), (vec![0, 1], vec![2, 3]));
-        // Still counted alive (its membership has not expired yet): wait.
-        let p = plan(&[Renew, Renew, Wait, Wait], 2);
+        assert!(p.give_up.is_empty());
+        // A live replica's renewed shards are left alone.
+        let p = plan(&[Mine, Mine, theirs("b"), theirs("b")], &others(&["b"]));
         assert!(p.take.is_empty() && p.give_up.is_empty());
     }
 
