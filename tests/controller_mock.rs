@@ -1475,3 +1475,34 @@ async fn shards_need_leases() {
     let err = start(api.client(), options).await.expect_err("refused");
     assert!(err.to_string().contains("--leader-elect"), "{err}");
 }
+
+/// Shards without access to Leases (RBAC from an unsharded install): the replica decides
+/// nothing, keeps running and says why; granted the access, it takes the shards.
+#[actix_rt::test]
+async fn a_replica_without_lease_access_holds_no_shard_and_recovers_when_granted() {
+    let api = FakeApi::new();
+    api.apply(VA, va(NS, "va-0", "m0", Some("dep-0"), json!({})));
+    api.apply(DEPLOYMENT, deployment(NS, "dep-0", 1, json!({}), json!({})));
+    api.apply(POD, pod(NS, "dep-0", 0));
+    api.forbid(support::apiserver::LEASE);
+    let mut one = started(&api, sharded("one")).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(one.shards.borrow().held.is_empty());
+    assert!(!*one.leader.borrow());
+    one.cycle_now().await;
+    assert!(
+        published_by(&one).await.is_empty(),
+        "nothing decided without a shard"
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), one.critical())
+            .await
+            .is_err(),
+        "every critical task still runs"
+    );
+    api.allow(support::apiserver::LEASE);
+    holds(&one, 4).await;
+    one.cycle_now().await;
+    assert_eq!(published_by(&one).await, [0]);
+    one.shutdown().await;
+}

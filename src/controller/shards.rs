@@ -194,6 +194,9 @@ impl Coordinator {
         let mut last_renewed: BTreeMap<u32, tokio::time::Instant> = BTreeMap::new();
         // Dropped from what this replica decides last round; their Leases are released now.
         let mut releasing: BTreeSet<u32> = BTreeSet::new();
+        // The Leases cannot be listed (RBAC of an unsharded install, say): said once per
+        // cause, not every retry.
+        let mut unlisted: Option<String> = None;
         loop {
             if let Err(e) = member.try_acquire_or_renew().await {
                 tracing::warn!(error = %e, "shards: cannot renew this replica's membership Lease");
@@ -208,9 +211,18 @@ impl Coordinator {
                 }
             }
             let planned = match self.look().await {
-                Ok((states, others)) => Some(plan(&states, &others)),
+                Ok((states, others)) => {
+                    if unlisted.take().is_some() {
+                        tracing::info!("shards: the Leases can be listed again");
+                    }
+                    Some(plan(&states, &others))
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "shards: cannot list the Leases");
+                    let cause = e.to_string();
+                    if unlisted.as_deref() != Some(cause.as_str()) {
+                        tracing::warn!(error = %cause, "shards: cannot list the Leases, so this replica holds no shard and decides nothing; it needs get, list and update on Leases in its namespace (see the RBAC rules in docs/running.md)");
+                        unlisted = Some(cause);
+                    }
                     None
                 }
             };

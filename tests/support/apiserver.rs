@@ -276,6 +276,11 @@ impl FakeApi {
         self.store.lock().unwrap().forbidden.push(res);
     }
 
+    /// Grants `res` again after [`FakeApi::forbid`].
+    pub fn allow(&self, res: Res) {
+        self.store.lock().unwrap().forbidden.retain(|r| *r != res);
+    }
+
     /// Installs the LeaderWorkerSet CRD; absent by default.
     pub fn set_lws_installed(&self, installed: bool) {
         self.store.lock().unwrap().lws_installed = installed;
