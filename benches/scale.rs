@@ -13,9 +13,7 @@
 //! `cargo bench --bench scale` runs them all (each configuration in a fresh process, so memory is
 //! its own); `WVA_SCALE_FLEETS=1000,10000` and `WVA_SCALE_SHARDS=1,4` choose a subset.
 
-use std::collections::HashMap;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
@@ -26,6 +24,9 @@ use wva_actors::shards::shard_of;
 use wva_actors::system::SystemConfig;
 use wva_actors::telemetry::Telemetry;
 use wva_storage::{Retention, SledLog};
+
+#[path = "../actors/benches/support/fleet.rs"]
+mod fleet;
 
 /// The allocator the `wva` binary runs with.
 #[global_allocator]
@@ -68,56 +69,6 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// The fleet: `variants` variants, the first models with two, the rest with one.
-fn fleet(variants: usize) -> Vec<(ModelKey, Vec<VariantSpec>)> {
-    let models = (2 * variants).div_ceil(3);
-    let pairs = variants - models;
-    (0..models)
-        .map(|m| {
-            let model = ModelKey::new(format!("ns-{}", m % 50), format!("model-{m}"));
-            let count = if m < pairs { 2 } else { 1 };
-            let specs = (0..count)
-                .map(|v| VariantSpec {
-                    key: VariantKey::new(model.namespace.clone(), format!("m{m}-v{v}")),
-                    model: model.clone(),
-                    deployment: format!("m{m}-v{v}"),
-                    cost: 10.0 + 30.0 * v as f64,
-                    accelerator: if v == 0 { "A100" } else { "H100" }.into(),
-                    status_desired: None,
-                    max_batch: DEFAULT_MAX_BATCH,
-                    bounds: Default::default(),
-                    role: Default::default(),
-                })
-                .collect();
-            (model, specs)
-        })
-        .collect()
-}
-
-fn snapshot(share: &[(ModelKey, Vec<VariantSpec>)], phase: usize) -> Metrics {
-    let mut by_model = HashMap::new();
-    for (i, (model, specs)) in share.iter().enumerate() {
-        let kv = 0.3 + 0.1 * ((i + phase) % 5) as f64;
-        let samples = specs
-            .iter()
-            .flat_map(|s| {
-                (0..2).map(move |p| PodSample {
-                    pod: format!("{}-{p}", s.deployment),
-                    deployment: s.deployment.clone(),
-                    kv_cache_usage: Some(kv),
-                    queue_length: Some(1.0),
-                    ..Default::default()
-                })
-            })
-            .collect();
-        by_model.insert(model.clone(), samples);
-    }
-    Metrics::Read(Arc::new(MetricsSnapshot {
-        by_model,
-        ..Default::default()
-    }))
-}
-
 /// What Prometheus answers one batched signal query with for the whole fleet: one series per
 /// pod, labelled as the controller's queries group them.
 fn prometheus_answer(fleet: &[(ModelKey, Vec<VariantSpec>)]) -> Vec<u8> {
@@ -143,7 +94,7 @@ fn prometheus_answer(fleet: &[(ModelKey, Vec<VariantSpec>)]) -> Vec<u8> {
 
 /// One configuration, in this process: prints one line of JSON.
 fn run_one(variants: usize, shards: u32) {
-    let all = fleet(variants);
+    let all = fleet::layout(variants);
     let share: Vec<_> = all
         .iter()
         .filter(|(m, _)| shard_of(m, shards) == 0)
@@ -188,7 +139,7 @@ fn run_one(variants: usize, shards: u32) {
         }
         (registry, actors.log)
     });
-    let snapshots: Vec<Metrics> = (0..5).map(|p| snapshot(&share, p)).collect();
+    let snapshots: Vec<Metrics> = (0..5).map(|p| fleet::snapshot(&share, p)).collect();
     let mut times = Vec::new();
     let mut log_bytes = Vec::new();
     for tick in 1..=13i64 {

@@ -9,6 +9,7 @@ use wva_storage::{
 };
 
 use crate::timefmt::format_time;
+use wva_actors::policy::decision::Action;
 
 /// Output format of `history` and `replay`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -81,32 +82,21 @@ pub fn roles_by_cycle(records: &[(u64, Record)]) -> ByCycle<'_, RolesRecord> {
 /// What a decision did to a variant's desired count: against the count published before it
 /// (what the HPA was already told), or, for a variant's first decision, its replicas. A count
 /// held below the replicas while the HPA's scale-down window runs is no new action.
-pub fn change_of(
-    previous_desired: Option<u32>,
-    current_replicas: u32,
-    target: u32,
-) -> &'static str {
-    match target.cmp(&previous_desired.unwrap_or(current_replicas)) {
-        std::cmp::Ordering::Greater => "scale-up",
-        std::cmp::Ordering::Less => "scale-down",
-        std::cmp::Ordering::Equal => "no-change",
-    }
+fn target_change(c: &CycleRecord, t: &wva_storage::RecordedTarget) -> Action {
+    let input = c.variants.iter().find(|v| v.name == t.name);
+    let before = input.map_or(t.target, |v| {
+        v.previous_desired.unwrap_or(v.current_replicas)
+    });
+    Action::between(before, t.target)
 }
 
-/// Whether a cycle changed any variant's desired count (of `variant`, when given).
-fn changed_any(c: &CycleRecord, variant: Option<&String>) -> bool {
+/// How many desired counts a cycle changed (of `variant`, when given).
+fn changes_in(c: &CycleRecord, variant: Option<&String>) -> usize {
     c.targets
         .iter()
-        .any(|t| variant.is_none_or(|v| *v == t.name) && target_change(c, t) != "no-change")
-}
-
-fn target_change(c: &CycleRecord, t: &wva_storage::RecordedTarget) -> &'static str {
-    let input = c.variants.iter().find(|v| v.name == t.name);
-    change_of(
-        input.and_then(|v| v.previous_desired),
-        input.map_or(t.target, |v| v.current_replicas),
-        t.target,
-    )
+        .filter(|t| variant.is_none_or(|v| *v == t.name))
+        .filter(|t| target_change(c, t) != Action::NoChange)
+        .count()
 }
 
 /// Renders the records of `log` that match `filter`; with `changes_only`, only the decisions
@@ -135,19 +125,15 @@ pub fn render(
     let extras = model_based_by_cycle(&history.records);
     let capacity = slo_capacity_by_cycle(&history.records);
     let total_cycles = cycles.len();
-    let changes: usize = cycles
-        .iter()
-        .map(|(_, c)| {
-            c.targets
-                .iter()
-                .filter(|t| filter.variant.as_ref().is_none_or(|v| *v == t.name))
-                .filter(|t| target_change(c, t) != "no-change")
-                .count()
-        })
-        .sum();
-    let cycles: Vec<(u64, &CycleRecord)> = cycles
+    let counted: Vec<(u64, &CycleRecord, usize)> = cycles
         .into_iter()
-        .filter(|(_, c)| !changes_only || changed_any(c, filter.variant.as_ref()))
+        .map(|(seq, c)| (seq, c, changes_in(c, filter.variant.as_ref())))
+        .collect();
+    let changes: usize = counted.iter().map(|(.., n)| n).sum();
+    let cycles: Vec<(u64, &CycleRecord)> = counted
+        .into_iter()
+        .filter(|(.., n)| !changes_only || *n > 0)
+        .map(|(seq, c, _)| (seq, c))
         .collect();
     match format {
         OutputFormat::Json => {
@@ -185,7 +171,7 @@ pub fn render(
                         continue;
                     }
                     let action = target_change(c, t);
-                    if changes_only && action == "no-change" {
+                    if changes_only && action == Action::NoChange {
                         continue;
                     }
                     let input = c.variants.iter().find(|v| v.name == t.name);
@@ -202,7 +188,7 @@ pub fn render(
                             |v| format!("{}/{}", v.ready_replicas, v.current_replicas),
                         ),
                         t.target.to_string(),
-                        action.to_string(),
+                        action.as_str().to_string(),
                         c.trigger.clone(),
                         input.map_or_else(String::new, describe_pods),
                         match side {

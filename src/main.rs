@@ -62,12 +62,16 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let clock = match cli.command {
+    let level = cli.log_level.as_deref();
+    match cli.command {
         // A simulation logs in its own virtual time.
-        Command::Simulate(_) => telemetry::Clock(wva_sim::clock::now_ms),
-        _ => telemetry::Clock(|| None),
-    };
-    telemetry::init_with_clock(cli.log_level.as_deref(), cli.log_format, clock);
+        Command::Simulate(_) => telemetry::init_with_clock(
+            level,
+            cli.log_format,
+            telemetry::Clock(wva_sim::clock::now_ms),
+        ),
+        _ => telemetry::init(level, cli.log_format),
+    }
     match cli.command {
         Command::Run(args) => cli::run::main(*args),
         Command::Simulate(args) => cli::simulate::main(args),

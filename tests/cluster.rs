@@ -23,8 +23,9 @@ use wva_actors::publisher::Gather;
 
 const T: Duration = Duration::from_secs(120);
 
-async fn controller(client: &kube::Client, ns: &str, instance: Option<&str>) -> Running {
-    let settings = SettingsArgs {
+/// A controller's settings confined to `ns` (metrics come from a script, Prometheus is unused).
+fn settings(ns: &str, instance: Option<&str>) -> wva::config::settings::Settings {
+    SettingsArgs {
         prometheus_base_url: Some("http://unused:9090".into()),
         prometheus_allow_http: Some(true),
         pod_namespace: Some(ns.into()),
@@ -34,7 +35,25 @@ async fn controller(client: &kube::Client, ns: &str, instance: Option<&str>) -> 
         ..Default::default()
     }
     .resolve(None)
-    .unwrap();
+    .unwrap()
+}
+
+/// A fresh namespace named `<prefix>-<pid>`; delete it through the returned Api at the end.
+async fn fresh_namespace(client: &kube::Client, prefix: &str) -> (Api<Namespace>, String) {
+    let ns = format!("{prefix}-{}", std::process::id());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    (namespaces, ns)
+}
+
+async fn controller(client: &kube::Client, ns: &str, instance: Option<&str>) -> Running {
+    let settings = settings(ns, instance);
     let running = start(
         client.clone(),
         ControllerOptions {
@@ -149,15 +168,7 @@ async fn race_deletion_recovery_and_isolation_on_a_real_cluster() {
     .unwrap();
     wva::cli::run::check_crd(&client).await.unwrap();
 
-    let ns = format!("wva-test-{}", std::process::id());
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
-        )
-        .await
-        .unwrap();
+    let (namespaces, ns) = fresh_namespace(&client, "wva-test").await;
     let vas: Api<VariantAutoscaling> = Api::namespaced(client.clone(), &ns);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
 
@@ -253,15 +264,7 @@ async fn annotated_scalers_and_the_external_scaler_on_a_real_cluster() {
 
     wva::tls::install_default_provider();
     let client = kube::Client::try_default().await.expect("KUBECONFIG");
-    let ns = format!("wva-annotations-{}", std::process::id());
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
-        )
-        .await
-        .unwrap();
+    let (namespaces, ns) = fresh_namespace(&client, "wva-annotations").await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ns);
     for d in ["dep-h", "dep-s"] {
@@ -410,42 +413,22 @@ async fn annotated_scalers_and_the_external_scaler_on_a_real_cluster() {
 async fn shards_are_split_and_taken_over_on_a_real_cluster() {
     wva::tls::install_default_provider();
     let client = kube::Client::try_default().await.expect("KUBECONFIG");
-    let ns = format!("wva-shards-{}", std::process::id());
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
-        )
-        .await
-        .unwrap();
-    let replica = |identity: &str| {
-        let settings = SettingsArgs {
-            prometheus_base_url: Some("http://unused:9090".into()),
-            prometheus_allow_http: Some(true),
-            pod_namespace: Some(ns.clone()),
-            watch_namespace: Some(ns.clone()),
-            reconciliation_interval: Some("1h".into()),
-            ..Default::default()
-        }
-        .resolve(None)
-        .unwrap();
-        ControllerOptions {
-            settings,
-            data_dir: None,
-            metrics: support::apiserver::scripted_metrics(|_| "m"),
-            leader_election: Some((
-                "wva-shards".into(),
-                identity.into(),
-                wva::controller::leader::LeaseTiming {
-                    lease_duration: Duration::from_secs(6),
-                    renew_deadline: Duration::from_secs(4),
-                    retry_period: Duration::from_secs(1),
-                },
-            )),
-            shards: 4,
-            instance: identity.into(),
-        }
+    let (namespaces, ns) = fresh_namespace(&client, "wva-shards").await;
+    let replica = |identity: &str| ControllerOptions {
+        settings: settings(&ns, None),
+        data_dir: None,
+        metrics: support::apiserver::scripted_metrics(|_| "m"),
+        leader_election: Some((
+            "wva-shards".into(),
+            identity.into(),
+            wva::controller::leader::LeaseTiming {
+                lease_duration: Duration::from_secs(6),
+                renew_deadline: Duration::from_secs(4),
+                retry_period: Duration::from_secs(1),
+            },
+        )),
+        shards: 4,
+        instance: identity.into(),
     };
     let held = |running: &Running, n: usize| {
         let mut rx = running.shards.clone();

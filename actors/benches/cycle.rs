@@ -8,8 +8,6 @@
 //!   variants, as a restarting controller does;
 //! - resident memory with 10,000 variants managed (printed before the timings).
 
-use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -25,59 +23,12 @@ use wva_actors::system::SystemConfig;
 use wva_actors::telemetry::Telemetry;
 use wva_storage::{DecisionLog, Record, Retention, SledLog};
 
+#[path = "support/fleet.rs"]
+mod fleet;
+
 /// The allocator the `wva` binary runs with.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// Variants per model: the first `n - models` models get two, the rest one.
-fn layout(n: usize) -> Vec<(ModelKey, Vec<VariantSpec>)> {
-    let models = (2 * n).div_ceil(3);
-    let pairs = n - models;
-    (0..models)
-        .map(|m| {
-            let model = ModelKey::new(format!("ns-{}", m % 50), format!("model-{m}"));
-            let count = if m < pairs { 2 } else { 1 };
-            let specs = (0..count)
-                .map(|v| VariantSpec {
-                    key: VariantKey::new(model.namespace.clone(), format!("m{m}-v{v}")),
-                    model: model.clone(),
-                    deployment: format!("m{m}-v{v}"),
-                    cost: 10.0 + 30.0 * v as f64,
-                    accelerator: if v == 0 { "A100" } else { "H100" }.into(),
-                    status_desired: None,
-                    max_batch: wva_actors::messages::DEFAULT_MAX_BATCH,
-                    bounds: Default::default(),
-                    role: Default::default(),
-                })
-                .collect();
-            (model, specs)
-        })
-        .collect()
-}
-
-fn snapshot(layout: &[(ModelKey, Vec<VariantSpec>)], phase: usize) -> Metrics {
-    let mut by_model = HashMap::new();
-    for (i, (model, specs)) in layout.iter().enumerate() {
-        let kv = 0.3 + 0.1 * ((i + phase) % 5) as f64;
-        let samples = specs
-            .iter()
-            .flat_map(|s| {
-                (0..2).map(move |p| PodSample {
-                    pod: format!("{}-{p}", s.deployment),
-                    deployment: s.deployment.clone(),
-                    kv_cache_usage: Some(kv),
-                    queue_length: Some(1.0),
-                    ..Default::default()
-                })
-            })
-            .collect();
-        by_model.insert(model.clone(), samples);
-    }
-    Metrics::Read(Arc::new(MetricsSnapshot {
-        by_model,
-        ..Default::default()
-    }))
-}
 
 /// A registry with `n` variants on a sled log in `dir`.
 async fn populated(
@@ -102,7 +53,7 @@ async fn populated(
     })
     .expect("actor system")
     .registry;
-    let layout = layout(n);
+    let layout = fleet::layout(n);
     for (_, specs) in &layout {
         for s in specs {
             registry
@@ -145,7 +96,7 @@ fn report_memory() {
             registry
                 .send(Tick {
                     now: Timestamp(15_000 * (phase as i64 + 1)),
-                    metrics: snapshot(&layout, phase),
+                    metrics: fleet::snapshot(&layout, phase),
                 })
                 .await
                 .expect("tick");
@@ -168,7 +119,7 @@ fn bench_cycle(c: &mut Criterion) {
         let dir = tempfile::tempdir().expect("tempdir");
         let sys = System::new();
         let (registry, layout) = sys.block_on(populated(n, dir.path()));
-        let snapshots: Vec<Metrics> = (0..5).map(|p| snapshot(&layout, p)).collect();
+        let snapshots: Vec<Metrics> = (0..5).map(|p| fleet::snapshot(&layout, p)).collect();
         group.throughput(Throughput::Elements(n as u64));
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             let mut tick = 0i64;
@@ -192,7 +143,7 @@ fn bench_cycle(c: &mut Criterion) {
 
 fn typical_record(i: u64) -> Record {
     // The first model of a three-variant layout has two variants.
-    let layout = layout(3);
+    let layout = fleet::layout(3);
     let (model, specs) = &layout[0];
     let inputs: Vec<VariantInput> = specs
         .iter()

@@ -181,6 +181,22 @@ pub struct DeploymentInfo {
     pub role: Role,
 }
 
+/// The model a scale target serves: its `model_id` label, else its annotation.
+pub(crate) fn model_id_of(meta: &ObjectMeta) -> Option<String> {
+    meta.labels
+        .as_ref()
+        .and_then(|l| l.get(MODEL_ID_KEY))
+        .or_else(|| meta.annotations.as_ref().and_then(|a| a.get(MODEL_ID_KEY)))
+        .cloned()
+}
+
+/// The accelerator a pod template's node selector asks for.
+pub(crate) fn accelerator_in(node_selector: &BTreeMap<String, String>) -> Option<String> {
+    ACCELERATOR_NODE_LABELS
+        .iter()
+        .find_map(|k| node_selector.get(*k).cloned())
+}
+
 impl DeploymentInfo {
     pub fn from_deployment(d: &Deployment) -> Self {
         let spec = d.spec.as_ref();
@@ -189,26 +205,11 @@ impl DeploymentInfo {
         // status.replicas, else spec.replicas (a Deployment the controller has not seen yet).
         let replicas = status.and_then(|s| s.replicas).unwrap_or(spec_replicas);
         let ready = status.and_then(|s| s.ready_replicas).unwrap_or(0);
-        let model_id = d
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(MODEL_ID_KEY))
-            .or_else(|| {
-                d.metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(MODEL_ID_KEY))
-            })
-            .cloned();
-        let node_selector = spec
+        let model_id = model_id_of(&d.metadata);
+        let accelerator_device = spec
             .and_then(|s| s.template.spec.as_ref())
-            .and_then(|p| p.node_selector.as_ref());
-        let accelerator_device = node_selector.and_then(|sel| {
-            ACCELERATOR_NODE_LABELS
-                .iter()
-                .find_map(|k| sel.get(*k).cloned())
-        });
+            .and_then(|p| p.node_selector.as_ref())
+            .and_then(accelerator_in);
         Self {
             state: DeploymentState {
                 replicas: replicas.max(0) as u32,

@@ -112,6 +112,12 @@ impl Elector {
     /// One round: returns whether we hold the Lease afterwards.
     pub async fn try_acquire_or_renew(&self) -> Result<bool, kube::Error> {
         let current = self.api.get_opt(&self.name).await?;
+        self.round(current).await
+    }
+
+    /// One round on the Lease as just read (`None`: it does not exist); the update is a
+    /// compare-and-swap on what was read.
+    pub async fn round(&self, current: Option<Lease>) -> Result<bool, kube::Error> {
         let (now_ms, now) = now();
         let spec = current.as_ref().and_then(|l| l.spec.as_ref());
         let duration = i32::try_from(self.timing.lease_duration.as_secs()).unwrap_or(15);

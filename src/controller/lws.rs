@@ -10,7 +10,7 @@ use kube::CustomResource;
 use serde::{Deserialize, Serialize};
 use wva_actors::messages::DeploymentState;
 
-use super::inventory::{ACCELERATOR_NODE_LABELS, DeploymentInfo, MODEL_ID_KEY, role_of};
+use super::inventory::{DeploymentInfo, accelerator_in, model_id_of, role_of};
 
 /// The kind name in a `scaleTargetRef`.
 pub const KIND: &str = "LeaderWorkerSet";
@@ -74,19 +74,9 @@ pub fn info(lws: &LeaderWorkerSet) -> DeploymentInfo {
     ]
     .into_iter()
     .flatten()
-    .find_map(|spec| {
-        let selector = spec.node_selector?;
-        ACCELERATOR_NODE_LABELS
-            .iter()
-            .find_map(|k| selector.get(*k).cloned())
-    });
+    .find_map(|spec| accelerator_in(spec.node_selector.as_ref()?));
     let meta = &lws.metadata;
-    let model_id = meta
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(MODEL_ID_KEY))
-        .or_else(|| meta.annotations.as_ref().and_then(|a| a.get(MODEL_ID_KEY)))
-        .cloned();
+    let model_id = model_id_of(meta);
     DeploymentInfo {
         state: DeploymentState {
             replicas: replicas.max(0) as u32,

@@ -130,6 +130,13 @@ fn live_holder(spec: &LeaseSpec, now_ms: i64, default_duration: Duration) -> Opt
     (decide(Some(spec), "", now_ms, default_duration) == Step::Wait).then(|| holder.to_string())
 }
 
+/// One listing of the Leases.
+struct Look {
+    leases: BTreeMap<u32, Lease>,
+    states: Vec<ShardState>,
+    others: BTreeSet<String>,
+}
+
 /// Runs the shards of `id` for this replica until `stop`: the shards it holds go to `held`
 /// (as the models' filter) and whether it holds any to `leader`. On stop every Lease it holds
 /// is released, so the others need not wait for them to expire.
@@ -148,24 +155,25 @@ impl Coordinator {
         Elector::on(self.leases.clone(), name, &self.identity, self.timing)
     }
 
-    /// The shards' Leases and the other live replicas, as listed now.
-    async fn look(&self) -> Result<(Vec<ShardState>, BTreeSet<String>), kube::Error> {
+    /// The shards' Leases (as listed, for the round's compare-and-swap) and their states, and
+    /// the other live replicas.
+    async fn look(&self) -> Result<Look, kube::Error> {
         let list = self.leases.list(&ListParams::default()).await?;
         let now_ms = jiff::Timestamp::now().as_millisecond();
         let shard_prefix = format!("{}-shard-", self.id);
         let member_prefix = format!("{}-member-", self.id);
-        let mut specs: BTreeMap<u32, LeaseSpec> = BTreeMap::new();
+        let mut leases: BTreeMap<u32, Lease> = BTreeMap::new();
         let mut others = BTreeSet::new();
         for lease in list.items {
-            let name = lease.metadata.name.unwrap_or_default();
-            let spec = lease.spec.unwrap_or_default();
+            let name = lease.metadata.name.clone().unwrap_or_default();
             if let Some(i) = name
                 .strip_prefix(&shard_prefix)
                 .and_then(|i| i.parse().ok())
             {
-                specs.insert(i, spec);
+                leases.insert(i, lease);
             } else if name.starts_with(&member_prefix)
-                && let Some(holder) = live_holder(&spec, now_ms, self.timing.lease_duration)
+                && let Some(spec) = &lease.spec
+                && let Some(holder) = live_holder(spec, now_ms, self.timing.lease_duration)
                 && holder != self.identity
             {
                 others.insert(holder);
@@ -174,14 +182,18 @@ impl Coordinator {
         let states = (0..self.shards)
             .map(|i| {
                 state_of(
-                    specs.get(&i),
+                    leases.get(&i).and_then(|l| l.spec.as_ref()),
                     &self.identity,
                     now_ms,
                     self.timing.lease_duration,
                 )
             })
             .collect();
-        Ok((states, others))
+        Ok(Look {
+            leases,
+            states,
+            others,
+        })
     }
 
     pub async fn run(
@@ -211,11 +223,11 @@ impl Coordinator {
                 }
             }
             let planned = match self.look().await {
-                Ok((states, others)) => {
+                Ok(look) => {
                     if unlisted.take().is_some() {
                         tracing::info!("shards: the Leases can be listed again");
                     }
-                    Some(plan(&states, &others))
+                    Some((plan(&look.states, &look.others), look.leases))
                 }
                 Err(e) => {
                     let cause = e.to_string();
@@ -227,11 +239,12 @@ impl Coordinator {
                 }
             };
             let now = tokio::time::Instant::now();
-            if let Some(p) = &planned {
+            if let Some((p, mut leases)) = planned {
                 for &i in p.renew.iter().chain(&p.take) {
+                    // On the Lease as listed: no second read per shard.
                     match self
                         .elector(&shard_lease(&self.id, i))
-                        .try_acquire_or_renew()
+                        .round(leases.remove(&i))
                         .await
                     {
                         Ok(true) => {

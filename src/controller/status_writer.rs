@@ -13,7 +13,6 @@
 //! write forgets what was written, so the next cycle tries again.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -34,7 +33,7 @@ use super::status::{
     invalid_status, missing_target_status, truncate, typed_status,
 };
 use super::tasks::Current;
-use crate::crd::VariantAutoscaling;
+use crate::crd::{VariantAutoscaling, VariantAutoscalingStatus};
 
 /// Field manager of the status writes.
 pub const STATUS_FIELD_MANAGER: &str = "wva-controller-status";
@@ -57,9 +56,9 @@ struct Pending {
 #[derive(Debug, Default)]
 struct Queue {
     pending: Mutex<Pending>,
-    /// Per VA: the fingerprint of the last status queued for writing and when. The write task
-    /// removes an entry whose write failed.
-    written: Mutex<HashMap<(String, String), (u64, Instant)>>,
+    /// Per VA: the last status queued for writing (without `lastRunTime`) and when. The write
+    /// task removes an entry whose write failed.
+    written: Mutex<HashMap<(String, String), (VariantAutoscalingStatus, Instant)>>,
     ready: Notify,
 }
 
@@ -69,32 +68,32 @@ impl Queue {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn written(&self) -> MutexGuard<'_, HashMap<(String, String), (u64, Instant)>> {
+    fn written(
+        &self,
+    ) -> MutexGuard<'_, HashMap<(String, String), (VariantAutoscalingStatus, Instant)>> {
         self.written.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether a status with this fingerprint needs writing now; if so, it is noted as written.
-    fn claim_write(&self, key: &(String, String), fingerprint: u64, now: Instant) -> bool {
+    /// Whether `status` needs writing now: it says something the last one written did not
+    /// (`lastRunTime` aside: it changes every cycle), or that one is [`STATUS_REFRESH`] old. If
+    /// so, it is noted as written.
+    fn claim_write(
+        &self,
+        key: &(String, String),
+        status: &VariantAutoscalingStatus,
+        now: Instant,
+    ) -> bool {
+        let mut said = status.clone();
+        said.desired_optimized_alloc.last_run_time = None;
         let mut written = self.written();
         match written.get(key) {
-            Some((f, at)) if *f == fingerprint && now.duration_since(*at) < STATUS_REFRESH => false,
+            Some((last, at)) if *last == said && now.duration_since(*at) < STATUS_REFRESH => false,
             _ => {
-                written.insert(key.clone(), (fingerprint, now));
+                written.insert(key.clone(), (said, now));
                 true
             }
         }
     }
-}
-
-/// What a status says, `lastRunTime` aside (it changes every cycle).
-fn fingerprint(status: &crate::crd::VariantAutoscalingStatus) -> u64 {
-    let mut status = status.clone();
-    status.desired_optimized_alloc.last_run_time = None;
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    serde_json::to_string(&status)
-        .unwrap_or_default()
-        .hash(&mut hasher);
-    hasher.finish()
 }
 
 /// The writer actor.
@@ -157,10 +156,7 @@ impl StatusWriter {
             .or_default();
         let typed = typed_status(va, status, transitions, &now);
         let key = (va.namespace.clone(), va.name.clone());
-        if !self
-            .queue
-            .claim_write(&key, fingerprint(&typed), Instant::now())
-        {
+        if !self.queue.claim_write(&key, &typed, Instant::now()) {
             self.ops
                 .status_writes
                 .with_label_values(&["unchanged"])

@@ -96,26 +96,20 @@ impl<B: Backend> Log<B> {
             None => (0, 0, 0),
         };
         let mut next_seq = start;
-        // Who holds what is not stored: it is counted from the sequence index, which holds
-        // every record's key and length.
-        let mut usage = Usage::default();
+        // One pass over the sequence index: who holds what (not stored) from every entry, and
+        // the accounting of the entries appended after it was last stored.
+        let start_key = start.to_be_bytes();
         for entry in log.backend.scan_prefix(Tree::BySeq, &[]) {
-            let (_, v) = entry?;
-            if let Some((_, len, rkey)) = decode_seq_entry(&v) {
-                usage.add(rkey, accounted(u64::from(len), rkey.len() as u64));
-            }
-        }
-        log.usage = usage;
-        for entry in log.backend.scan_prefix(Tree::LastGood, &[]) {
             let (k, v) = entry?;
-            if let Some(lg) = decode_last_good(&v) {
-                log.last_good_written.insert(k, lg.desired);
+            let decoded = decode_seq_entry(&v);
+            if let Some((_, len, rkey)) = decoded {
+                log.usage
+                    .add(rkey, accounted(u64::from(len), rkey.len() as u64));
             }
-        }
-        for entry in log.backend.scan_from(Tree::BySeq, &start.to_be_bytes()) {
-            let (k, v) = entry?;
-            let (Some((_, len, rkey)), Ok(seq)) =
-                (decode_seq_entry(&v), <[u8; 8]>::try_from(k.as_slice()))
+            if k.as_slice() < start_key.as_slice() {
+                continue;
+            }
+            let (Some((_, len, rkey)), Ok(seq)) = (decoded, <[u8; 8]>::try_from(k.as_slice()))
             else {
                 return Ok(Err(Unusable(
                     "sequence index entry cannot be decoded".into(),
@@ -124,6 +118,12 @@ impl<B: Backend> Log<B> {
             bytes += accounted(u64::from(len), rkey.len() as u64);
             count += 1;
             next_seq = u64::from_be_bytes(seq) + 1;
+        }
+        for entry in log.backend.scan_prefix(Tree::LastGood, &[]) {
+            let (k, v) = entry?;
+            if let Some(lg) = decode_last_good(&v) {
+                log.last_good_written.insert(k, lg.desired);
+            }
         }
         log.next_seq = next_seq;
         log.bytes = bytes;

@@ -66,7 +66,8 @@ pub enum Action {
 }
 
 impl Action {
-    pub(crate) fn between(current: u32, target: u32) -> Self {
+    /// What moving from `current` to `target` is.
+    pub fn between(current: u32, target: u32) -> Self {
         match target.cmp(&current) {
             Ordering::Greater => Self::ScaleUp,
             Ordering::Less => Self::ScaleDown,
