@@ -431,10 +431,16 @@ pub fn main_config_map_keys() -> impl Iterator<Item = &'static str> {
     CONNECTION_KEYS.into_iter().chain(SETTING_KEYS)
 }
 
+/// Keys the main ConfigMap may carry that are settings of the process's start rather than of
+/// the controller: logging is set up before the ConfigMap is read, so they take effect from the
+/// environment only, but a ConfigMap holding them is a valid one.
+const PROCESS_KEYS: [&str; 1] = ["LOG_LEVEL"];
+
 /// The keys of a main ConfigMap's data that the controller does not read (a misspelt key would
 /// otherwise be a setting silently left at its default), each with what was expected.
 pub fn unknown_config_map_keys(data: &BTreeMap<String, String>) -> Vec<String> {
     data.keys()
+        .filter(|k| !PROCESS_KEYS.contains(&k.as_str()))
         .filter(|k| !main_config_map_keys().any(|known| known == k.as_str()))
         .map(|k| {
             format!(
@@ -763,6 +769,7 @@ mod tests {
         known.sort_unstable();
         assert_eq!(read, known);
         let data: BTreeMap<String, String> = [
+            ("LOG_LEVEL", "debug"),
             ("RECONCILIATION_INTERVAL", "1m"),
             ("RECONCILE_INTERVAL", "1m"),
         ]
