@@ -7,23 +7,13 @@ use std::collections::BTreeSet;
 
 use crate::messages::ModelKey;
 
-/// The shard of a model among `shards`: FNV-1a over `namespace \0 modelID`, stable across
-/// processes, builds and versions (every replica must agree, whatever it runs).
+/// The shard of a model among `shards`, by its stable hash (every replica must agree, whatever
+/// it runs).
 pub fn shard_of(model: &ModelKey, shards: u32) -> u32 {
     if shards <= 1 {
         return 0;
     }
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let bytes = model
-        .namespace
-        .bytes()
-        .chain(std::iter::once(0))
-        .chain(model.model_id.bytes());
-    for b in bytes {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    (hash % u64::from(shards)) as u32
+    (wva_storage::keys::model_hash(model) % u64::from(shards)) as u32
 }
 
 /// The shards this replica holds, out of how many.

@@ -12,10 +12,17 @@ pub enum Tree {
     BySeq,
     LastGood,
     Meta,
+    Journal,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 4] = [Tree::Records, Tree::BySeq, Tree::LastGood, Tree::Meta];
+    pub const ALL: [Tree; 5] = [
+        Tree::Records,
+        Tree::BySeq,
+        Tree::LastGood,
+        Tree::Meta,
+        Tree::Journal,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -23,6 +30,7 @@ impl Tree {
             Tree::BySeq => "by_seq",
             Tree::LastGood => "last_good",
             Tree::Meta => "meta",
+            Tree::Journal => "journal",
         }
     }
 }
@@ -39,6 +47,13 @@ pub trait Backend: Send {
     fn insert_many(&mut self, tree: Tree, entries: &[Entry]) -> Result<(), LogError> {
         for (k, v) in entries {
             self.insert(tree, k, v)?;
+        }
+        Ok(())
+    }
+    /// Removes many keys at once (one sled batch).
+    fn remove_many(&mut self, tree: Tree, keys: &[Vec<u8>]) -> Result<(), LogError> {
+        for k in keys {
+            self.remove(tree, k)?;
         }
         Ok(())
     }
@@ -127,7 +142,7 @@ impl Backend for MemBackend {
 #[derive(Debug, Clone)]
 pub struct SledBackend {
     db: sled::Db,
-    trees: [sled::Tree; 4],
+    trees: [sled::Tree; 5],
 }
 
 impl SledBackend {
@@ -138,6 +153,7 @@ impl SledBackend {
             open(Tree::BySeq)?,
             open(Tree::LastGood)?,
             open(Tree::Meta)?,
+            open(Tree::Journal)?,
         ];
         Ok(Self { db, trees })
     }
@@ -176,6 +192,15 @@ impl Backend for SledBackend {
         let mut batch = sled::Batch::default();
         for (k, v) in entries {
             batch.insert(k.as_slice(), v.as_slice());
+        }
+        self.tree(tree).apply_batch(batch)?;
+        Ok(())
+    }
+
+    fn remove_many(&mut self, tree: Tree, keys: &[Vec<u8>]) -> Result<(), LogError> {
+        let mut batch = sled::Batch::default();
+        for k in keys {
+            batch.remove(k.as_slice());
         }
         self.tree(tree).apply_batch(batch)?;
         Ok(())

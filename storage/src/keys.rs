@@ -2,8 +2,13 @@
 //! scan in append order; a second tree keyed by sequence alone orders everything by age for
 //! retention.
 //!
-//! `records`: `namespace \0 model_id \0 seq(u64 BE)` → encoded record
-//! `by_seq`:  `seq(u64 BE)` → `at(i64 BE) len(u32 BE) records-key`
+//! `records`: `namespace \0 model_id \0 seq(u64 BE)` → a segment of the model's records from
+//! `seq` on (or, written before segments, the single record `seq`)
+//! `by_seq`:  `seq(u64 BE)` → `0xff count(u32 BE) at(i64 BE) len(u32 BE) records-key` for a
+//! segment, `at` being its newest record's time; `at(i64 BE) len(u32 BE) records-key` for a
+//! single record
+//! `journal`: `slot(u16 BE) seq(u64 BE)` → a segment of the records of one append whose models
+//! fall in that slot, until the slot is sealed into per-model segments
 //! `last_good`: `namespace \0 variant` → `desired(u32 BE) at(i64 BE)`, `at` being when that
 //! count was first decided (the entry is rewritten only when the count changes)
 //! `meta`: `learner \0 namespace \0 variant` → the variant's latest learner state (encoded)
@@ -71,19 +76,78 @@ pub fn decode_last_good(bytes: &[u8]) -> Option<LastGood> {
     })
 }
 
-/// Value of the `by_seq` tree: when the record was made, its size, and where it is.
-pub fn encode_seq_entry(at: Timestamp, len: u32, record_key: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(12 + record_key.len());
-    v.extend_from_slice(&at.0.to_be_bytes());
-    v.extend_from_slice(&len.to_be_bytes());
-    v.extend_from_slice(record_key);
+/// Marks a `by_seq` entry of a segment. An entry of a single record starts with its time, whose
+/// first byte is 0 for any time before the year 4 million.
+const SEGMENT_ENTRY: u8 = 0xff;
+
+/// An entry of the `by_seq` tree: what is stored where, how big, how many records, and the time
+/// of its newest record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeqEntry<'a> {
+    pub at: Timestamp,
+    pub len: u32,
+    pub count: u32,
+    pub record_key: &'a [u8],
+}
+
+/// Value of the `by_seq` tree for a segment.
+pub fn encode_seq_entry(e: SeqEntry<'_>) -> Vec<u8> {
+    let mut v = Vec::with_capacity(17 + e.record_key.len());
+    v.push(SEGMENT_ENTRY);
+    v.extend_from_slice(&e.count.to_be_bytes());
+    v.extend_from_slice(&e.at.0.to_be_bytes());
+    v.extend_from_slice(&e.len.to_be_bytes());
+    v.extend_from_slice(e.record_key);
     v
 }
 
-pub fn decode_seq_entry(bytes: &[u8]) -> Option<(Timestamp, u32, &[u8])> {
-    let at = i64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
-    let len = u32::from_be_bytes(bytes.get(8..12)?.try_into().ok()?);
-    Some((Timestamp(at), len, &bytes[12..]))
+pub fn decode_seq_entry(bytes: &[u8]) -> Option<SeqEntry<'_>> {
+    let (count, rest) = match bytes.first()? {
+        &SEGMENT_ENTRY => (
+            u32::from_be_bytes(bytes.get(1..5)?.try_into().ok()?),
+            &bytes[5..],
+        ),
+        _ => (1, bytes),
+    };
+    let at = i64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+    let len = u32::from_be_bytes(rest.get(8..12)?.try_into().ok()?);
+    Some(SeqEntry {
+        at: Timestamp(at),
+        len,
+        count,
+        record_key: &rest[12..],
+    })
+}
+
+/// Key of a journal entry: the slot its models fall in, then the sequence number of its first
+/// record, so a slot is one range scan in append order.
+pub fn journal_key(slot: u16, seq: u64) -> [u8; 10] {
+    let mut k = [0u8; 10];
+    k[..2].copy_from_slice(&slot.to_be_bytes());
+    k[2..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// A model's hash: FNV-1a (64 bits) over `namespace \0 modelID`. Stable across processes,
+/// builds and versions: shards and journal slots are chosen by it, and every replica (and every
+/// release reading a log) must agree.
+pub fn model_hash(model: &ModelKey) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let bytes = model
+        .namespace
+        .bytes()
+        .chain(std::iter::once(0))
+        .chain(model.model_id.bytes());
+    for b in bytes {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// The journal slot of a model among `slots`.
+pub fn journal_slot(model: &ModelKey, slots: u16) -> u16 {
+    (model_hash(model) % u64::from(slots.max(1))) as u16
 }
 
 #[cfg(test)]
@@ -102,6 +166,32 @@ mod tests {
         );
         assert!(record_key(&a, 9).starts_with(&model_prefix(&a)));
         assert!(!record_key(&b, 9).starts_with(&model_prefix(&a)));
+    }
+
+    #[test]
+    fn seq_entries_of_segments_and_of_single_records_decode() {
+        let rkey = record_key(&ModelKey::new("ns", "m"), 7);
+        let entry = SeqEntry {
+            at: Timestamp(1_700_000_000_000),
+            len: 321,
+            count: 40,
+            record_key: &rkey,
+        };
+        assert_eq!(decode_seq_entry(&encode_seq_entry(entry)), Some(entry));
+        // As written before segments: time, length, key.
+        let mut single = 1_700_000_000_000i64.to_be_bytes().to_vec();
+        single.extend_from_slice(&99u32.to_be_bytes());
+        single.extend_from_slice(&rkey);
+        assert_eq!(
+            decode_seq_entry(&single),
+            Some(SeqEntry {
+                at: Timestamp(1_700_000_000_000),
+                len: 99,
+                count: 1,
+                record_key: &rkey,
+            })
+        );
+        assert_eq!(decode_seq_entry(&[0xff, 1]), None);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub use codec::{CodecError, decode, encode};
-pub use log::Log;
+pub use log::{DEFAULT_JOURNAL_SLOTS, Log};
 pub use memory::MemoryLog;
 pub use record::{
     CycleRecord, DemandRecord, LastGood, ModelBasedRecord, ModelKey, Record, RecordedAnalysis,

@@ -66,6 +66,10 @@ type Case = (
 );
 
 fn logs() -> Vec<Case> {
+    logs_with_slots(DEFAULT_JOURNAL_SLOTS)
+}
+
+fn logs_with_slots(slots: u16) -> Vec<Case> {
     let dir = tempfile::tempdir().expect("tempdir");
     let (sled, report) =
         SledLog::open(&dir.path().join("log"), Retention::default(), 0).expect("open");
@@ -73,10 +77,10 @@ fn logs() -> Vec<Case> {
     vec![
         (
             "memory",
-            Box::new(MemoryLog::in_memory(Retention::default())),
+            Box::new(MemoryLog::in_memory(Retention::default()).with_journal_slots(slots)),
             None,
         ),
-        ("sled", Box::new(sled), Some(dir)),
+        ("sled", Box::new(sled.with_journal_slots(slots)), Some(dir)),
     ]
 }
 
@@ -205,18 +209,23 @@ fn last_good_ignores_safety_net_decisions_and_forgets_removed_variants() {
 
 #[test]
 fn retention_by_age_then_by_size() {
-    for (name, mut log, _dir) in logs() {
+    for (name, mut log, _dir) in logs_with_slots(1) {
         let day = 24 * 3600 * 1000;
-        for i in 0..10 {
-            log.append(&cycle("ns", "m", i * day, &[("a", 1)], false))
-                .expect("append");
+        // A pass after each append, as the registry runs them; one journal slot, so each pass
+        // seals what was appended since the last one.
+        let mut removed = RetentionReport::default();
+        for i in 0..=10 {
+            if i < 10 {
+                log.append(&cycle("ns", "m", i * day, &[("a", 1)], false))
+                    .expect("append");
+            }
+            let r = log.enforce_retention(Timestamp(i * day)).expect("retention");
+            removed.removed_by_age += r.removed_by_age;
+            removed.removed_by_size += r.removed_by_size;
         }
-        // Default retention keeps 7 days: at day 10, the records of days 0..=2 are older.
-        let report = log
-            .enforce_retention(Timestamp(10 * day))
-            .expect("retention");
-        assert_eq!(report.removed_by_age, 3, "{name}");
-        assert_eq!(report.removed_by_size, 0, "{name}");
+        // Default retention keeps 7 days: by day 10, the records of days 0..=2 are older.
+        assert_eq!(removed.removed_by_age, 3, "{name}");
+        assert_eq!(removed.removed_by_size, 0, "{name}");
         let left = log.history(&HistoryFilter::default()).expect("history");
         assert_eq!(
             left.records.first().map(|(_, r)| r.at().millis()),
@@ -226,21 +235,29 @@ fn retention_by_age_then_by_size() {
         assert_eq!(log.stats().records, 7, "{name}");
     }
 
+    // One journal slot: a model's segment is sealed at every pass, so a segment is a record.
     let mut log = MemoryLog::in_memory(Retention {
         max_age: Duration::from_secs(3600),
         max_bytes: 4_000,
-    });
+    })
+    .with_journal_slots(1);
+    let mut removed_by_size = 0;
     for i in 0..40 {
-        log.append(&cycle("ns", "m", i, &[("a", 1)], false))
-            .expect("append");
+        // Distinct reasons, so that records do not compress to nothing.
+        let mut record = cycle("ns", "m", i, &[("a", 1)], false);
+        if let Record::Cycle(c) = &mut record {
+            c.targets[0].reason = format!("{:x}", (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        }
+        log.append(&record).expect("append");
+        removed_by_size += log
+            .enforce_retention(Timestamp(i))
+            .expect("retention")
+            .removed_by_size;
+        let after = log.stats();
+        assert!(after.bytes <= 4_000, "{after:?}");
+        assert_eq!(after.records, i as u64 + 1 - removed_by_size);
     }
-    let before = log.stats();
-    assert!(before.bytes > 4_000, "{before:?}");
-    let report = log.enforce_retention(Timestamp(40)).expect("retention");
-    assert!(report.removed_by_size > 0);
-    let after = log.stats();
-    assert!(after.bytes <= 4_000, "{after:?}");
-    assert_eq!(after.records, 40 - report.removed_by_size);
+    assert!(removed_by_size > 0);
     // The newest record is kept.
     let h = log.history(&HistoryFilter::default()).expect("history");
     assert_eq!(h.records.last().map(|(_, r)| r.at().millis()), Some(39));
@@ -288,9 +305,10 @@ fn undecodable_records_are_skipped_and_counted() {
         log.flush().expect("flush");
     }
     {
-        // Damage the first record behind the log's back.
+        // Damage the first append behind the log's back (still in the journal: no retention
+        // pass has sealed it).
         let db = sled::open(&path).expect("raw open");
-        let records = db.open_tree("records").expect("tree");
+        let records = db.open_tree("journal").expect("tree");
         let (key, mut value) = records
             .first()
             .expect("first")
@@ -527,10 +545,20 @@ fn one_namespace_flooding_the_log_does_not_push_out_another_s_history() {
         max_age: Duration::from_secs(24 * 3600),
         max_bytes: 400 * 1024,
     };
-    let long_names: Vec<String> = (0..50)
-        .map(|i| format!("{}-{i}", "v".repeat(200)))
-        .collect();
-    let hog_targets: Vec<(&str, u32)> = long_names.iter().map(|n| (n.as_str(), 1)).collect();
+    // Fifty variants whose long names change every cycle (a churn that compresses poorly).
+    let hog_names = |c: i64| -> Vec<String> {
+        (0..50u64)
+            .map(|i| {
+                let mut x = (c as u64 + 1) * 1_000 + i;
+                (0..13)
+                    .map(|_| {
+                        x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                        format!("{:016x}", x)
+                    })
+                    .collect()
+            })
+            .collect()
+    };
     let cycles = 120i64;
     for reopen in [false, true] {
         let (mut log, _) = SledLog::open(tmp.path(), retention, 0).expect("open");
@@ -541,6 +569,8 @@ fn one_namespace_flooding_the_log_does_not_push_out_another_s_history() {
         };
         for c in range {
             let at = c * 15_000;
+            let names = hog_names(c);
+            let hog_targets: Vec<(&str, u32)> = names.iter().map(|n| (n.as_str(), 1)).collect();
             log.append_batch(&[
                 cycle("quiet", "small-model", at, &[("a", 1)], false),
                 cycle("noisy", "flood", at, &hog_targets, false),
@@ -582,4 +612,119 @@ fn one_namespace_flooding_the_log_does_not_push_out_another_s_history() {
         noisy.last().map(|(_, r)| r.at().millis()),
         Some((2 * cycles - 1) * 15_000)
     );
+}
+
+/// A record of one model at cycle `c`, its signals moving as real ones do.
+fn moving(model: &str, c: i64) -> Record {
+    let mut record = cycle("ns", model, c * 15_000, &[("a", 2), ("b", 1)], false);
+    if let Record::Cycle(r) = &mut record {
+        for (i, v) in r.variants.iter_mut().enumerate() {
+            let kv = 0.4 + 0.3 * ((c as f64 / 7.0) + i as f64).sin();
+            v.pods[0].kv_cache_usage = Some(kv);
+        }
+        r.analysis.avg_spare_kv = 0.8 - 0.3 * (c as f64 / 7.0).sin();
+        r.analysis.reason = format!(
+            "spare KV {:.3} >= 0.1, queue 4.0 >= 3",
+            r.analysis.avg_spare_kv
+        );
+    }
+    record
+}
+
+/// Issue 17: records go to the journal at each append and into one segment per model a round
+/// of slots later; history sees every record exactly as appended, in order, before and after
+/// sealing and across a reopen, and a record costs a fraction of its size alone.
+#[test]
+fn segments_keep_every_record_exactly_and_take_a_fraction_of_the_bytes() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let models = ["m0", "m1", "m2"];
+    let cycles = 130i64;
+    let mut appended: Vec<Record> = Vec::new();
+    for half in [0..cycles / 2, cycles / 2..cycles] {
+        let (mut log, _) = SledLog::open(tmp.path(), Retention::default(), 0).expect("open");
+        assert_eq!(log.stats().records, appended.len() as u64, "counted at open");
+        for c in half {
+            let batch: Vec<Record> = models.iter().map(|m| moving(m, c)).collect();
+            log.append_batch(&batch).expect("append");
+            appended.extend(batch);
+            log.enforce_retention(Timestamp(c * 15_000)).expect("pass");
+        }
+        log.flush().expect("flush");
+    }
+    let (log, _) = SledLog::open(tmp.path(), Retention::default(), 0).expect("open");
+    assert_eq!(log.stats().records, appended.len() as u64);
+    for m in models {
+        let history = log
+            .history(&HistoryFilter {
+                namespace: Some("ns".into()),
+                model_id: Some(m.into()),
+                ..Default::default()
+            })
+            .expect("history");
+        let expected: Vec<&Record> = appended.iter().filter(|r| r.model().model_id == m).collect();
+        let got: Vec<&Record> = history.records.iter().map(|(_, r)| r).collect();
+        assert_eq!(got, expected, "{m}: every record, exactly, in order");
+        assert_eq!(history.undecodable, 0);
+    }
+    let all = log.history(&HistoryFilter::default()).expect("history");
+    let seqs: Vec<u64> = all.records.iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs, (0..appended.len() as u64).collect::<Vec<_>>());
+    let alone: u64 = appended
+        .iter()
+        .map(|r| wva_storage::encode(r).expect("encode").len() as u64)
+        .sum();
+    let kept = log.stats().bytes;
+    eprintln!(
+        "{} records: {kept} B kept, {alone} B as single records ({:.1}x)",
+        appended.len(),
+        alone as f64 / kept as f64
+    );
+    assert!(kept * 3 < alone, "{kept} B kept for {alone} B of records");
+}
+
+/// A log written before segments (format 1: one record per key) opens as it is: its records
+/// are read, counted and aged out, and new records follow their sequence numbers.
+#[test]
+fn a_log_of_single_records_is_read_and_continued() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("log");
+    let old = [cycle("ns", "m", 1_000, &[("a", 2)], false), cycle("ns", "m", 2_000, &[("a", 3)], false)];
+    {
+        let db = sled::open(&path).expect("raw open");
+        let meta = db.open_tree("meta").expect("meta");
+        meta.insert("format", "wva-decision-log/1").expect("marker");
+        let (records, by_seq) = (
+            db.open_tree("records").expect("records"),
+            db.open_tree("by_seq").expect("by_seq"),
+        );
+        for (seq, record) in old.iter().enumerate() {
+            let bytes = wva_storage::encode(record).expect("encode");
+            let rkey = wva_storage::keys::record_key(record.model(), seq as u64);
+            records.insert(&rkey, bytes.clone()).expect("record");
+            let mut entry = record.at().0.to_be_bytes().to_vec();
+            entry.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+            entry.extend_from_slice(&rkey);
+            by_seq.insert((seq as u64).to_be_bytes(), entry).expect("index");
+        }
+        let mut accounting = 2u64.to_be_bytes().to_vec();
+        accounting.extend_from_slice(&[0u8; 16]);
+        meta.insert("accounting", accounting).expect("accounting");
+        db.flush().expect("flush");
+    }
+    let (mut log, report) = SledLog::open(&path, Retention::default(), 0).expect("open");
+    assert_eq!(report.moved_aside, None, "read, not moved aside");
+    assert_eq!(log.stats().records, 2);
+    let seq = log
+        .append(&cycle("ns", "m", 3_000, &[("a", 4)], false))
+        .expect("append");
+    assert_eq!(seq, 2, "numbers continue");
+    let history = log.history(&HistoryFilter::default()).expect("history");
+    let got: Vec<Record> = history.records.into_iter().map(|(_, r)| r).collect();
+    assert_eq!(&got[..2], &old[..]);
+    // Age removes the old single records like segments.
+    let report = log
+        .enforce_retention(Timestamp(2_500 + 7 * 24 * 3600 * 1000))
+        .expect("retention");
+    assert_eq!(report.removed_by_age, 2);
+    assert_eq!(log.stats().records, 1);
 }
