@@ -5,7 +5,8 @@
 //!
 //! - the cycle time of the share (median and 90th percentile of 10 cycles after 3 warm-ups);
 //! - resident memory of the process holding the share;
-//! - decision-log bytes per cycle, and per variant per day at a 15 s interval;
+//! - decision-log bytes per cycle, and per variant per day at a 15 s interval, in steady state
+//!   (measured over a round of journal slots, after one), as the log counts them and on disk;
 //! - what Prometheus sends every replica per cycle: the answer to one batched signal query has one
 //!   series per pod of the whole fleet (the queries are per signal, not per model or shard), its
 //!   size and the time to read it.
@@ -111,6 +112,7 @@ fn run_one(variants: usize, shards: u32) {
             status: None,
             settings: PolicySettings::default(),
             telemetry: Telemetry::unregistered().expect("telemetry"),
+            model_threads: wva_actors::system::available_model_threads(),
         })
         .expect("actors");
         let registry: Addr<Registry> = actors.registry.clone();
@@ -140,36 +142,43 @@ fn run_one(variants: usize, shards: u32) {
         (registry, actors.log)
     });
     let snapshots: Vec<Metrics> = (0..5).map(|p| fleet::snapshot(&share, p)).collect();
-    let mut times = Vec::new();
-    let mut log_bytes = Vec::new();
-    for tick in 1..=13i64 {
-        let metrics = snapshots[tick as usize % snapshots.len()].clone();
-        let before = sys
-            .block_on(log.send(wva_actors::log_actor::Stats))
+    let stats = |sys: &SystemRunner| {
+        sys.block_on(log.send(wva_actors::log_actor::Stats))
             .ok()
             .and_then(Result::ok)
-            .map_or(0, |s| s.bytes);
+            .map_or(0, |s| s.bytes)
+    };
+    let tick = |sys: &SystemRunner, tick: i64| {
+        let metrics = snapshots[tick as usize % snapshots.len()].clone();
         let started = Instant::now();
         sys.block_on(registry.send(Tick {
             now: Timestamp(tick * 15_000),
             metrics,
         }))
         .expect("tick");
-        let elapsed = started.elapsed();
-        let after = sys
-            .block_on(log.send(wva_actors::log_actor::Stats))
-            .ok()
-            .and_then(Result::ok)
-            .map_or(0, |s| s.bytes);
-        if tick > 3 {
-            times.push(elapsed);
-            log_bytes.push(after.saturating_sub(before));
-        }
+        started.elapsed()
+    };
+    // Cycle time: 10 cycles after 3 warm-ups.
+    let times: Vec<_> = (1..=13i64).map(|t| (t, tick(&sys, t))).filter(|(t, _)| *t > 3).map(|(_, d)| d).collect();
+    let mut times = times;
+    // Log bytes in steady state: once a round of journal slots has passed (every model sealed
+    // once, the journal as full as it gets), the growth over the next round.
+    let round = i64::from(wva_storage::DEFAULT_JOURNAL_SLOTS);
+    let mut next = 14i64;
+    while next < 14 + round {
+        tick(&sys, next);
+        next += 1;
     }
+    let (bytes_before, disk_before) = (stats(&sys), dir_bytes(dir.path()));
+    for t in next..next + round {
+        tick(&sys, t);
+    }
+    let (bytes_after, disk_after) = (stats(&sys), dir_bytes(dir.path()));
     times.sort_unstable();
     let median = times[times.len() / 2];
     let p90 = times[times.len() * 9 / 10];
-    let per_cycle = log_bytes.iter().sum::<u64>() as f64 / log_bytes.len() as f64;
+    let per_cycle = bytes_after.saturating_sub(bytes_before) as f64 / round as f64;
+    let disk_per_cycle = disk_after.saturating_sub(disk_before) as f64 / round as f64;
     // Before the answer below is built: the share's memory, not the bench's.
     let rss = rss_mib();
     let answer = prometheus_answer(&all);
@@ -187,7 +196,8 @@ fn run_one(variants: usize, shards: u32) {
             "rssMiB": rss,
             "logBytesPerCycle": per_cycle,
             "logBytesPerVariantDay": per_cycle / share_variants.max(1) as f64 * 86_400.0 / INTERVAL_S,
-            "diskBytes": dir_bytes(dir.path()),
+            "diskBytes": disk_after,
+            "diskBytesPerVariantDay": disk_per_cycle / share_variants.max(1) as f64 * 86_400.0 / INTERVAL_S,
             "answerSeries": samples.len(),
             "answerBytes": answer.len(),
             "answerReadMs": read.as_secs_f64() * 1e3,
@@ -210,7 +220,7 @@ fn main() {
     let shard_counts = list("WVA_SCALE_SHARDS", &[1, 2, 4, 8]);
     let exe = std::env::current_exe().expect("this bench");
     println!(
-        "{:>8} {:>6} {:>7} {:>10} {:>10} {:>8} {:>11} {:>13} {:>10} {:>9} {:>9}",
+        "{:>8} {:>6} {:>7} {:>10} {:>10} {:>8} {:>11} {:>13} {:>14} {:>10} {:>9} {:>9}",
         "variants",
         "shards",
         "share",
@@ -219,6 +229,7 @@ fn main() {
         "RSS",
         "log/cycle",
         "log/var-day",
+        "disk/var-day",
         "prom series",
         "answer",
         "read"
@@ -242,7 +253,7 @@ fn main() {
             };
             let f = |k: &str| r[k].as_f64().unwrap_or(0.0);
             println!(
-                "{:>8} {:>6} {:>7} {:>8.1}ms {:>8.1}ms {:>5.0}MiB {:>9.0}KB {:>11.0}KB {:>10} {:>7.1}MB {:>7.1}ms",
+                "{:>8} {:>6} {:>7} {:>8.1}ms {:>8.1}ms {:>5.0}MiB {:>9.1}KB {:>11.1}KB {:>12.1}KB {:>10} {:>7.1}MB {:>7.1}ms",
                 variants,
                 shards,
                 f("share"),
@@ -251,6 +262,7 @@ fn main() {
                 f("rssMiB"),
                 f("logBytesPerCycle") / 1e3,
                 f("logBytesPerVariantDay") / 1e3,
+                f("diskBytesPerVariantDay") / 1e3,
                 f("answerSeries"),
                 f("answerBytes") / 1e6,
                 f("answerReadMs"),

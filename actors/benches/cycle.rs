@@ -50,6 +50,7 @@ async fn populated(
         status: None,
         settings: PolicySettings::default(),
         telemetry: Telemetry::unregistered().expect("telemetry"),
+        model_threads: wva_actors::system::available_model_threads(),
     })
     .expect("actor system")
     .registry;

@@ -8,7 +8,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use actix::prelude::*;
-use prometheus::{CounterVec, Encoder, GaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{CounterVec, Encoder, Gauge, GaugeVec, Opts, Registry, TextEncoder};
 use tokio::sync::watch;
 use wva_storage::VariantKey;
 
@@ -31,8 +31,18 @@ impl Default for PublisherConfig {
     }
 }
 
-/// A variant's accelerator label, and the (direction, reason) pairs its counter has used.
-type SeriesLabels = (String, BTreeSet<(&'static str, &'static str)>);
+/// A variant's series: its accelerator label, the (direction, reason) pairs its counter has
+/// used, and the handles of its gauges (looked up by label values once, not every cycle).
+#[derive(Debug)]
+struct VariantSeries {
+    accelerator: String,
+    changes: BTreeSet<(&'static str, &'static str)>,
+    desired: Gauge,
+    current: Gauge,
+    ratio: Gauge,
+    safety_net: Gauge,
+    metrics_missing: Gauge,
+}
 
 /// The published desired count of every variant, for readers that are not Prometheus (KEDA's
 /// external scaler): the same values as the series, changed at the same moments.
@@ -50,7 +60,7 @@ pub struct Publisher {
     safety_net: GaugeVec,
     metrics_missing: GaugeVec,
     /// Label values in use per variant, so that all of its series can be removed.
-    series: HashMap<VariantKey, SeriesLabels>,
+    series: HashMap<VariantKey, VariantSeries>,
     active: bool,
 }
 
@@ -165,10 +175,10 @@ impl Publisher {
     }
 
     fn publish(&mut self, p: &Published) {
-        self.board
-            .send_if_modified(|b| b.insert(p.variant.clone(), p.desired) != Some(p.desired));
-        if let Some((accelerator, _)) = self.series.get(&p.variant)
-            && *accelerator != p.accelerator
+        if self
+            .series
+            .get(&p.variant)
+            .is_some_and(|s| s.accelerator != p.accelerator)
         {
             self.remove(&p.variant);
         }
@@ -177,29 +187,34 @@ impl Publisher {
             p.variant.namespace.as_str(),
             p.accelerator.as_str(),
         ];
-        self.desired
-            .with_label_values(&labels)
-            .set(f64::from(p.desired));
-        self.current
-            .with_label_values(&labels)
-            .set(f64::from(p.current));
+        if !self.series.contains_key(&p.variant) {
+            let health = [labels[0], labels[1]];
+            let series = VariantSeries {
+                accelerator: p.accelerator.clone(),
+                changes: BTreeSet::new(),
+                desired: self.desired.with_label_values(&labels),
+                current: self.current.with_label_values(&labels),
+                ratio: self.ratio.with_label_values(&labels),
+                safety_net: self.safety_net.with_label_values(&health),
+                metrics_missing: self.metrics_missing.with_label_values(&health),
+            };
+            self.series.insert(p.variant.clone(), series);
+        }
+        let Some(series) = self.series.get_mut(&p.variant) else {
+            return;
+        };
+        series.desired.set(f64::from(p.desired));
+        series.current.set(f64::from(p.current));
         let ratio = if p.current == 0 {
             f64::from(p.desired)
         } else {
             f64::from(p.desired) / f64::from(p.current)
         };
-        self.ratio.with_label_values(&labels).set(ratio);
-        let health = [labels[0], labels[1]];
-        self.safety_net
-            .with_label_values(&health)
-            .set(f64::from(u8::from(p.safety_net)));
-        self.metrics_missing
-            .with_label_values(&health)
+        series.ratio.set(ratio);
+        series.safety_net.set(f64::from(u8::from(p.safety_net)));
+        series
+            .metrics_missing
             .set(f64::from(u8::from(p.metrics_missing)));
-        let entry = self
-            .series
-            .entry(p.variant.clone())
-            .or_insert_with(|| (p.accelerator.clone(), BTreeSet::new()));
         if let Some(change) = &p.change {
             self.scaling
                 .with_label_values(&[
@@ -210,13 +225,18 @@ impl Publisher {
                     change.reason,
                 ])
                 .inc();
-            entry.1.insert((change.direction, change.reason));
+            series.changes.insert((change.direction, change.reason));
         }
     }
 
     fn remove(&mut self, variant: &VariantKey) {
         self.board.send_if_modified(|b| b.remove(variant).is_some());
-        let Some((accelerator, changes)) = self.series.remove(variant) else {
+        let Some(VariantSeries {
+            accelerator,
+            changes,
+            ..
+        }) = self.series.remove(variant)
+        else {
             return;
         };
         let labels = [
@@ -269,6 +289,16 @@ impl Handler<Publish> for Publisher {
             for p in &msg.0 {
                 self.publish(p);
             }
+            // The board's readers are told once per batch, not once per variant.
+            self.board.send_if_modified(|b| {
+                msg.0.iter().fold(false, |changed, p| {
+                    if b.get(&p.variant) == Some(&p.desired) {
+                        return changed;
+                    }
+                    b.insert(p.variant.clone(), p.desired);
+                    true
+                })
+            });
         }
     }
 }
@@ -323,16 +353,7 @@ pub struct ReadDesired(pub VariantKey);
 impl Handler<ReadDesired> for Publisher {
     type Result = Option<u32>;
     fn handle(&mut self, msg: ReadDesired, _: &mut Context<Self>) -> Option<u32> {
-        let (accelerator, _) = self.series.get(&msg.0)?;
-        let labels = [
-            msg.0.name.as_str(),
-            msg.0.namespace.as_str(),
-            accelerator.as_str(),
-        ];
-        self.desired
-            .get_metric_with_label_values(&labels)
-            .ok()
-            .map(|g| g.get() as u32)
+        self.series.get(&msg.0).map(|s| s.desired.get() as u32)
     }
 }
 

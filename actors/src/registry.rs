@@ -36,14 +36,25 @@ pub struct Registry {
     ports: Ports,
     /// The models this replica decides (all, unless replicas share them by shard).
     filter: ShardFilter,
+    /// Threads the model supervisors (and their variant actors) run on, a model always on the
+    /// same one; none: the registry's own.
+    workers: Vec<Arbiter>,
 }
 
 impl Registry {
+    /// A registry whose supervisors run on `model_threads` threads of their own (on the
+    /// caller's when 1 or 0): a cycle decides models in parallel on as many cores.
     pub fn new(
         ports: Ports,
         settings: PolicySettings,
         recovered: BTreeMap<VariantKey, LastGood>,
+        model_threads: usize,
     ) -> Self {
+        let workers = if model_threads > 1 {
+            (0..model_threads).map(|_| Arbiter::new()).collect()
+        } else {
+            Vec::new()
+        };
         Self {
             supervisors: HashMap::new(),
             variants: HashMap::new(),
@@ -52,21 +63,27 @@ impl Registry {
             settings: Arc::new(settings),
             ports,
             filter: ShardFilter::all(),
+            workers,
         }
     }
 
     fn supervisor(&mut self, model: &ModelKey) -> Addr<ModelSupervisor> {
-        self.supervisors
-            .entry(model.clone())
-            .or_insert_with(|| {
-                ModelSupervisor::new(
-                    model.clone(),
-                    Arc::clone(&self.settings),
-                    self.ports.clone(),
-                )
-                .start()
-            })
-            .clone()
+        if let Some(sup) = self.supervisors.get(model) {
+            return sup.clone();
+        }
+        let sup = ModelSupervisor::new(
+            model.clone(),
+            Arc::clone(&self.settings),
+            self.ports.clone(),
+        );
+        let addr = if self.workers.is_empty() {
+            sup.start()
+        } else {
+            let worker = wva_storage::keys::model_hash(model) % self.workers.len() as u64;
+            ModelSupervisor::start_in_arbiter(&self.workers[worker as usize].handle(), |_| sup)
+        };
+        self.supervisors.insert(model.clone(), addr.clone());
+        addr
     }
 
     /// Removes a variant from its supervisor; stops the supervisor when it was the last.
@@ -80,6 +97,15 @@ impl Registry {
             self.supervisors.remove(&model);
         }
         Some(request)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        // The supervisors' threads go with the registry that started them.
+        for worker in &self.workers {
+            worker.stop();
+        }
     }
 }
 
@@ -284,14 +310,21 @@ impl Handler<Tick> for Registry {
             // Every model's record is appended and flushed in one batch before anything is
             // published: a decision that acted is always in the log.
             effects.apply(&ports).await;
+            // Housekeeping (sealing a journal slot, retention) runs on the log's thread after
+            // the cycle, off its path: nothing published waits for it, and the log's next append
+            // is queued behind it.
             let retention = ports.log.send(EnforceRetention(msg.now));
-            match tokio::time::timeout(crate::effects::LOG_WRITE_TIMEOUT, retention).await {
-                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "decision log: retention failed"),
-                Err(_) => {
-                    tracing::warn!("decision log: retention timed out; the next cycle retries")
+            actix::spawn(async move {
+                match tokio::time::timeout(crate::effects::LOG_WRITE_TIMEOUT, retention).await {
+                    Ok(Ok(Err(e))) => {
+                        tracing::warn!(error = %e, "decision log: retention failed")
+                    }
+                    Err(_) => {
+                        tracing::warn!("decision log: retention timed out; the next cycle retries")
+                    }
+                    _ => {}
                 }
-                _ => {}
-            }
+            });
             CycleSummary {
                 models: outcomes.len(),
                 variants: outcomes.iter().map(|o| o.decided).sum(),

@@ -39,7 +39,8 @@ use crate::variant::{Observation, Observe, RestoreLearner, StopVariant, UpdateSp
 #[derive(Debug)]
 struct Slot {
     addr: Addr<VariantActor>,
-    spec: VariantSpec,
+    /// Shared with each cycle's plan, which reads it without copying its strings.
+    spec: Arc<VariantSpec>,
     deployment: Option<DeploymentState>,
     /// The last desired count decided for it (in this process, or recovered from the log).
     last_desired: Option<u32>,
@@ -190,7 +191,7 @@ impl ModelSupervisor {
                     }
                     PlannedVariant {
                         addr: s.addr.clone(),
-                        spec: s.spec.clone(),
+                        spec: Arc::clone(&s.spec),
                         input,
                         recent: s.recent.iter().copied().collect(),
                         stalled,
@@ -227,7 +228,7 @@ impl ModelSupervisor {
             }
         }
         for name in &ran.faulted {
-            let Some(spec) = self.slots.get(name).map(|s| s.spec.clone()) else {
+            let Some(spec) = self.slots.get(name).map(|s| VariantSpec::clone(&s.spec)) else {
                 continue;
             };
             let addr = self.start_variant(spec);
@@ -400,7 +401,7 @@ impl Handler<AddVariant> for ModelSupervisor {
             name,
             Slot {
                 addr,
-                spec: msg.spec,
+                spec: Arc::new(msg.spec),
                 deployment: msg.deployment,
                 last_desired: msg.last_good,
                 recent: VecDeque::new(),
@@ -439,7 +440,7 @@ impl Handler<UpdateVariant> for ModelSupervisor {
     type Result = ();
     fn handle(&mut self, msg: UpdateVariant, _: &mut Context<Self>) {
         if let Some(slot) = self.slots.get_mut(&msg.0.key.name) {
-            slot.spec = msg.0.clone();
+            slot.spec = Arc::new(msg.0.clone());
             slot.addr.do_send(UpdateSpec(msg.0));
         }
     }
@@ -488,7 +489,7 @@ impl Handler<DeploymentUpdate> for ModelSupervisor {
             created |= slot.deployment.is_none() && msg.state.is_some();
             if deleted {
                 // Gone: nothing decided for it carries over, not even the VA status.
-                slot.spec.status_desired = None;
+                Arc::make_mut(&mut slot.spec).status_desired = None;
                 slot.last_desired = None;
                 effects.retired.push(slot.spec.key.clone());
                 effects.statuses.push(StatusUpdate::TargetMissing {
@@ -553,7 +554,7 @@ impl Handler<RunCycle> for ModelSupervisor {
 /// A variant as the cycle starts: its actor, its spec, and its input without pod signals.
 struct PlannedVariant {
     addr: Addr<VariantActor>,
-    spec: VariantSpec,
+    spec: Arc<VariantSpec>,
     input: VariantInput,
     recent: Vec<u32>,
     /// The desired count that went unreached past the transition timeout.
@@ -674,7 +675,7 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
         };
         let mut input = input.clone();
         input.replicas = observation.replicas;
-        let stale = snapshot.and_then(|s| {
+        let stale = snapshot.filter(|s| !s.stale.is_empty()).and_then(|s| {
             s.stale
                 .get(&(spec.key.namespace.clone(), spec.deployment.clone()))
                 .copied()
@@ -708,7 +709,7 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
         .for_model(&model.namespace, &model.model_id);
     let thresholds = config.thresholds;
     let metrics_error = prometheus_error.map(str::to_string).or(fault);
-    let specs: Vec<&VariantSpec> = variants.iter().map(|v| &v.spec).collect();
+    let specs: Vec<&VariantSpec> = variants.iter().map(|v| &*v.spec).collect();
     let model_inputs = (learn || scale_to_zero)
         .then(|| model_based_inputs(&settings, &model, &inputs, &specs, &learners, &served));
     let request_count = snapshot.and_then(|s| s.request_counts.get(&model).cloned());

@@ -20,6 +20,9 @@ pub struct SystemConfig {
     pub status: Option<Recipient<StatusBatch>>,
     pub settings: PolicySettings,
     pub telemetry: Telemetry,
+    /// Threads deciding models in parallel (see [`Registry::new`]); 1 keeps every actor on the
+    /// caller's thread, as the simulator needs for its virtual clock.
+    pub model_threads: usize,
 }
 
 impl std::fmt::Debug for SystemConfig {
@@ -69,6 +72,7 @@ pub fn start(config: SystemConfig) -> Result<ActorSystem, StartError> {
         },
         config.settings,
         recovered,
+        config.model_threads,
     )
     .start();
     Ok(ActorSystem {
@@ -78,4 +82,10 @@ pub fn start(config: SystemConfig) -> Result<ActorSystem, StartError> {
         log,
         recovery_problem,
     })
+}
+
+/// Threads for deciding models: the cores this process may use (its CPU limit, where the
+/// platform says), at most 8, at least 1.
+pub fn available_model_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
 }

@@ -60,6 +60,7 @@ fn start_on(
         status: Some(recorder.recipient()),
         settings,
         telemetry: telemetry.clone(),
+        model_threads: 1,
     })
     .expect("actor system");
     assert_eq!(system.recovery_problem, None);

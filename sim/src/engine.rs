@@ -502,6 +502,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
         status: None,
         settings,
         telemetry: Telemetry::unregistered().map_err(|e| e.to_string())?,
+        model_threads: 1,
     })
     .map_err(|e| e.to_string())?;
     if let Some(problem) = system.recovery_problem {

@@ -243,6 +243,7 @@ pub async fn start(
         status: Some(writer.clone().recipient()),
         settings: built.policy.clone(),
         telemetry: ops.actors.clone(),
+        model_threads: wva_actors::system::available_model_threads(),
     })?;
     if let Some(problem) = &actors.recovery_problem {
         tracing::error!(error = %problem, "cannot read the last good decisions; the safety net falls back to the VA statuses");

@@ -82,6 +82,25 @@ const MAX_SEGMENT_BYTES: usize = 256 * 1024 * 1024;
 /// per megabyte; higher levels gain little on these records.
 const SEGMENT_LEVEL: i32 = 1;
 
+thread_local! {
+    /// A compression context per thread (the log's), made once: making one per segment cost
+    /// more than compressing a small segment.
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn compress(raw: &[u8]) -> Result<Vec<u8>, CodecError> {
+    let failed = |e: std::io::Error| CodecError::Encode(format!("compression: {e}"));
+    COMPRESSOR.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let compressor = match cell.as_mut() {
+            Some(c) => c,
+            None => cell.insert(zstd::bulk::Compressor::new(SEGMENT_LEVEL).map_err(failed)?),
+        };
+        compressor.compress(raw).map_err(failed)
+    })
+}
+
 /// Records stored together: the first sequence number, then each record with the gap from the
 /// previous one (consecutive records of a model are usually a cycle's worth of sequence apart).
 type SegmentPayload<R> = (u64, Vec<(u64, R)>);
@@ -105,8 +124,7 @@ pub fn encode_segment(records: &[(u64, &Record)]) -> Result<Vec<u8>, CodecError>
     let raw = options()
         .serialize(&payload)
         .map_err(|e| CodecError::Encode(e.to_string()))?;
-    let compressed = zstd::bulk::compress(&raw, SEGMENT_LEVEL)
-        .map_err(|e| CodecError::Encode(format!("compression: {e}")))?;
+    let compressed = compress(&raw)?;
     let count = u32::try_from(records.len())
         .map_err(|_| CodecError::Encode("too many records in one segment".into()))?;
     let raw_len = u32::try_from(raw.len())
