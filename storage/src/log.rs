@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::backend::{Backend, Tree};
 use crate::codec::{
-    FORMAT_VERSION, decode_stored, decode_value, encode_segment, encode_value, stored_count,
+    Compression, FORMAT_VERSION, decode_stored, decode_value, encode_segment, encode_value, stored_count,
 };
 use crate::keys::{
     SeqEntry, decode_last_good, decode_seq_entry, encode_last_good, encode_seq_entry,
@@ -217,7 +217,7 @@ impl<B: Backend> Log<B> {
             records.sort_by_key(|(seq, _)| *seq);
             let first = records[0].0;
             let refs: Vec<(u64, &Record)> = records.iter().map(|(s, r)| (*s, r)).collect();
-            let value = encode_segment(&refs)?;
+            let value = encode_segment(&refs, Compression::Kept)?;
             let mut rkey = prefix;
             rkey.extend_from_slice(&first.to_be_bytes());
             let seq_key = first.to_be_bytes().to_vec();
@@ -343,7 +343,7 @@ impl<B: Backend> DecisionLog for Log<B> {
         }
         let mut journal = Vec::with_capacity(by_slot.len());
         for (slot, slot_records) in &by_slot {
-            let value = encode_segment(slot_records)?;
+            let value = encode_segment(slot_records, Compression::Journal)?;
             journal.push((journal_key(*slot, slot_records[0].0).to_vec(), value));
         }
         let next = first + records.len() as u64;

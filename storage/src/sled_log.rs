@@ -14,7 +14,7 @@ pub type SledLog = Log<SledBackend>;
 
 /// sled's page cache. Its default (1 GiB) is far more than a log that is written once and read
 /// rarely needs; this keeps the controller's resident memory small.
-const CACHE_BYTES: u64 = 32 * 1024 * 1024;
+const CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// What happened while opening.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
