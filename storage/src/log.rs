@@ -296,6 +296,27 @@ impl<B: Backend> Log<B> {
         Ok(true)
     }
 
+    /// Takes the oldest segments of the largest holders until under the size cap (or the pass's
+    /// removals are used up).
+    fn evict(&mut self, report: &mut RetentionReport) -> Result<(), LogError> {
+        let mut plan = self.usage.eviction();
+        while self.bytes > self.retention.max_bytes
+            && report.removed_by_age + report.removed_by_size < MAX_REMOVALS_PER_PASS
+        {
+            let Some(model) = plan.next(&self.usage) else {
+                break;
+            };
+            if !self.remove_oldest_of(&model)? {
+                // Counted but not stored (a crash between the two trees): stop counting it.
+                let held = self.usage.model_bytes(&model);
+                self.usage.sub_model(&model, held);
+                continue;
+            }
+            report.removed_by_size += 1;
+        }
+        Ok(())
+    }
+
     fn forget(&mut self, rkey: &[u8], accounted_bytes: u64, records: u32) {
         self.bytes = self.bytes.saturating_sub(accounted_bytes);
         self.count = self.count.saturating_sub(u64::from(records));
@@ -479,22 +500,21 @@ impl<B: Backend> DecisionLog for Log<B> {
             self.remove_entry(&k, &v)?;
             report.removed_by_age += 1;
         }
-        // Over the size cap: the largest holder gives up its oldest records first.
-        if self.bytes > self.retention.max_bytes {
-            let mut plan = self.usage.eviction();
-            while self.bytes > self.retention.max_bytes && removed(&report) < MAX_REMOVALS_PER_PASS
-            {
-                let Some(model) = plan.next(&self.usage) else {
-                    break;
-                };
-                if !self.remove_oldest_of(&model)? {
-                    // Counted but not stored (a crash between the two trees): stop counting it.
-                    let held = self.usage.model_bytes(&model);
-                    self.usage.sub_model(&model, held);
-                    continue;
-                }
-                report.removed_by_size += 1;
+        // Over the size cap: the largest holder gives up its oldest records first. The journal
+        // is nobody's until sealed, so when it holds a good part of the cap (a cap small next to
+        // a round of records) it is sealed whole first: who holds what is then known, and the
+        // cap always holds.
+        let journal_heavy = self.journal_bytes > self.retention.max_bytes / 4;
+        for seal_all in [journal_heavy, true] {
+            if self.bytes <= self.retention.max_bytes {
+                break;
             }
+            if seal_all && self.journal_bytes > 0 {
+                for slot in 0..self.slots {
+                    self.seal(slot)?;
+                }
+            }
+            self.evict(&mut report)?;
         }
         Ok(report)
     }
