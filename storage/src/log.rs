@@ -185,12 +185,20 @@ impl<B: Backend> Log<B> {
     /// Seals one journal slot: its entries become one segment per model, and leave the journal.
     /// Sealing again after a crash between the two writes the same segments again (same keys),
     /// so nothing is kept twice.
-    fn seal(&mut self, slot: u16) -> Result<(), LogError> {
+    /// Slots from `slots.start` up to (not including) `slots.end` are sealed together.
+    fn seal(&mut self, slots: std::ops::Range<u16>) -> Result<(), LogError> {
         let mut sealed_keys = Vec::new();
         let (mut released, mut journal_records) = (0u64, 0u64);
         let mut by_model: BTreeMap<Vec<u8>, Vec<(u64, Record)>> = BTreeMap::new();
-        for entry in self.backend.scan_prefix(Tree::Journal, &slot.to_be_bytes()) {
+        for entry in self
+            .backend
+            .scan_from(Tree::Journal, &journal_key(slots.start, 0))
+        {
             let (k, v) = entry?;
+            let slot = k.get(..2).map_or(u16::MAX, |s| u16::from_be_bytes([s[0], s[1]]));
+            if u32::from(slot) >= u32::from(slots.end) {
+                break;
+            }
             released += accounted_journal(v.len());
             journal_records += u64::from(stored_count(&v).unwrap_or(0));
             match decode_stored(&v, 0) {
@@ -465,11 +473,15 @@ impl<B: Backend> DecisionLog for Log<B> {
             let (k, v) = entry?;
             take(&v, k.len().checked_sub(8).and_then(|i| seq_at(&k, i)));
         }
-        // The newest records, not sealed yet: the model's slot, or every slot.
-        for entry in self
+        // The newest records, not sealed yet: the model's slot (and any beyond the log's count,
+        // left by a log written with more), or every slot.
+        let journal = self
             .backend
-            .scan_prefix(Tree::Journal, slot.as_ref().map_or(&[][..], |s| &s[..]))
-        {
+            .scan_prefix(Tree::Journal, slot.as_ref().map_or(&[][..], |s| &s[..]));
+        let beyond = slot
+            .is_some()
+            .then(|| self.backend.scan_from(Tree::Journal, &journal_key(self.slots, 0)));
+        for entry in journal.chain(beyond.into_iter().flatten()) {
             let (k, v) = entry?;
             take(&v, seq_at(&k, 2));
         }
@@ -482,10 +494,14 @@ impl<B: Backend> DecisionLog for Log<B> {
     fn enforce_retention(&mut self, now: Timestamp) -> Result<RetentionReport, LogError> {
         let max_age_ms = i64::try_from(self.retention.max_age.as_millis()).unwrap_or(i64::MAX);
         let cutoff = now.millis().saturating_sub(max_age_ms);
-        // One slot of the journal goes to its models' segments at every pass.
+        // One slot of the journal goes to its models' segments at every pass (with the first,
+        // any slot beyond the log's count, as a log written with more slots left).
         let slot = (self.passes % u64::from(self.slots)) as u16;
         self.passes += 1;
-        self.seal(slot)?;
+        self.seal(slot..slot + 1)?;
+        if slot == 0 {
+            self.seal(self.slots..u16::MAX)?;
+        }
         let mut report = RetentionReport::default();
         let removed = |r: &RetentionReport| r.removed_by_age + r.removed_by_size;
         // Age first, oldest first, for everyone alike.
@@ -510,9 +526,7 @@ impl<B: Backend> DecisionLog for Log<B> {
                 break;
             }
             if seal_all && self.journal_bytes > 0 {
-                for slot in 0..self.slots {
-                    self.seal(slot)?;
-                }
+                self.seal(0..u16::MAX)?;
             }
             self.evict(&mut report)?;
         }
