@@ -123,10 +123,7 @@ type SegmentPayload<R> = (u64, Vec<(u64, R)>);
 
 /// Encodes records, in sequence order, as one compressed segment. Records of one model in a row
 /// share most of their bytes, so the compression stores what changed from one to the next.
-pub fn encode_segment(
-    records: &[(u64, &Record)],
-    how: Compression,
-) -> Result<Vec<u8>, CodecError> {
+pub fn encode_segment(records: &[(u64, &Record)], how: Compression) -> Result<Vec<u8>, CodecError> {
     let first = records.first().map_or(0, |(seq, _)| *seq);
     let mut previous = first;
     let payload: SegmentPayload<&Record> = (
@@ -146,8 +143,8 @@ pub fn encode_segment(
     let compressed = compress(&raw, how)?;
     let count = u32::try_from(records.len())
         .map_err(|_| CodecError::Encode("too many records in one segment".into()))?;
-    let raw_len = u32::try_from(raw.len())
-        .map_err(|_| CodecError::Encode("segment over 4 GiB".into()))?;
+    let raw_len =
+        u32::try_from(raw.len()).map_err(|_| CodecError::Encode("segment over 4 GiB".into()))?;
     let mut out = Vec::with_capacity(SEGMENT_HEADER + compressed.len());
     out.push(SEGMENT_VERSION);
     out.extend_from_slice(&count.to_le_bytes());

@@ -5,12 +5,12 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::backend::{Backend, Tree};
 use crate::codec::{
-    Compression, FORMAT_VERSION, decode_stored, decode_value, encode_segment, encode_value, stored_count,
+    Compression, FORMAT_VERSION, decode_stored, decode_value, encode_segment, encode_value,
+    stored_count,
 };
 use crate::keys::{
-    SeqEntry, decode_last_good, decode_seq_entry, encode_last_good, encode_seq_entry,
-    journal_key, journal_slot, learner_key, model_prefix, namespace_prefix, parse_variant_key,
-    variant_key,
+    SeqEntry, decode_last_good, decode_seq_entry, encode_last_good, encode_seq_entry, journal_key,
+    journal_slot, learner_key, model_prefix, namespace_prefix, parse_variant_key, variant_key,
 };
 use crate::record::{LastGood, Record, RecordedLearner, Timestamp, VariantKey};
 use crate::usage::Usage;
@@ -195,7 +195,9 @@ impl<B: Backend> Log<B> {
             .scan_from(Tree::Journal, &journal_key(slots.start, 0))
         {
             let (k, v) = entry?;
-            let slot = k.get(..2).map_or(u16::MAX, |s| u16::from_be_bytes([s[0], s[1]]));
+            let slot = k
+                .get(..2)
+                .map_or(u16::MAX, |s| u16::from_be_bytes([s[0], s[1]]));
             if u32::from(slot) >= u32::from(slots.end) {
                 break;
             }
@@ -233,13 +235,21 @@ impl<B: Backend> Log<B> {
             if let Some(old) = self.backend.get(Tree::BySeq, &seq_key)?
                 && let Some(e) = decode_seq_entry(&old)
             {
-                self.forget(e.record_key, accounted(u64::from(e.len), e.record_key.len() as u64), e.count);
+                self.forget(
+                    e.record_key,
+                    accounted(u64::from(e.len), e.record_key.len() as u64),
+                    e.count,
+                );
             }
             let size = accounted(value.len() as u64, rkey.len() as u64);
             self.usage.add(&rkey, size);
             self.bytes += size;
             self.count += records.len() as u64;
-            let newest = records.iter().map(|(_, r)| r.at()).max().unwrap_or_default();
+            let newest = records
+                .iter()
+                .map(|(_, r)| r.at())
+                .max()
+                .unwrap_or_default();
             by_seq.push((
                 seq_key,
                 encode_seq_entry(SeqEntry {
@@ -383,7 +393,10 @@ impl<B: Backend> DecisionLog for Log<B> {
         self.backend.insert_many(Tree::Journal, &journal)?;
         self.backend.insert_many(Tree::LastGood, &last_good)?;
         self.backend.insert_many(Tree::Meta, &learners)?;
-        let added: u64 = journal.iter().map(|(_, v)| accounted_journal(v.len())).sum();
+        let added: u64 = journal
+            .iter()
+            .map(|(_, v)| accounted_journal(v.len()))
+            .sum();
         self.next_seq = next;
         self.journal_bytes += added;
         self.bytes += added;
@@ -457,11 +470,9 @@ impl<B: Backend> DecisionLog for Log<B> {
             .ok_or_else(|| "key".to_string())
             .and_then(|seq| decode_stored(value, seq).map_err(|e| e.to_string()))
         {
-            Ok(records) => history.records.extend(
-                records
-                    .into_iter()
-                    .filter(|(_, r)| filter.matches(r)),
-            ),
+            Ok(records) => history
+                .records
+                .extend(records.into_iter().filter(|(_, r)| filter.matches(r))),
             Err(_) => history.undecodable += u64::from(stored_count(value).unwrap_or(1)),
         };
         let seq_at = |k: &[u8], at: usize| {
@@ -478,9 +489,10 @@ impl<B: Backend> DecisionLog for Log<B> {
         let journal = self
             .backend
             .scan_prefix(Tree::Journal, slot.as_ref().map_or(&[][..], |s| &s[..]));
-        let beyond = slot
-            .is_some()
-            .then(|| self.backend.scan_from(Tree::Journal, &journal_key(self.slots, 0)));
+        let beyond = slot.is_some().then(|| {
+            self.backend
+                .scan_from(Tree::Journal, &journal_key(self.slots, 0))
+        });
         for entry in journal.chain(beyond.into_iter().flatten()) {
             let (k, v) = entry?;
             take(&v, seq_at(&k, 2));

@@ -219,7 +219,9 @@ fn retention_by_age_then_by_size() {
                 log.append(&cycle("ns", "m", i * day, &[("a", 1)], false))
                     .expect("append");
             }
-            let r = log.enforce_retention(Timestamp(i * day)).expect("retention");
+            let r = log
+                .enforce_retention(Timestamp(i * day))
+                .expect("retention");
             removed.removed_by_age += r.removed_by_age;
             removed.removed_by_size += r.removed_by_size;
         }
@@ -246,7 +248,8 @@ fn retention_by_age_then_by_size() {
         // Distinct reasons, so that records do not compress to nothing.
         let mut record = cycle("ns", "m", i, &[("a", 1)], false);
         if let Record::Cycle(c) = &mut record {
-            c.targets[0].reason = format!("{:x}", (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            c.targets[0].reason =
+                format!("{:x}", (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
         }
         log.append(&record).expect("append");
         removed_by_size += log
@@ -642,7 +645,11 @@ fn segments_keep_every_record_exactly_and_take_a_fraction_of_the_bytes() {
     let mut appended: Vec<Record> = Vec::new();
     for half in [0..cycles / 2, cycles / 2..cycles] {
         let (mut log, _) = SledLog::open(tmp.path(), Retention::default(), 0).expect("open");
-        assert_eq!(log.stats().records, appended.len() as u64, "counted at open");
+        assert_eq!(
+            log.stats().records,
+            appended.len() as u64,
+            "counted at open"
+        );
         for c in half {
             let batch: Vec<Record> = models.iter().map(|m| moving(m, c)).collect();
             log.append_batch(&batch).expect("append");
@@ -661,7 +668,10 @@ fn segments_keep_every_record_exactly_and_take_a_fraction_of_the_bytes() {
                 ..Default::default()
             })
             .expect("history");
-        let expected: Vec<&Record> = appended.iter().filter(|r| r.model().model_id == m).collect();
+        let expected: Vec<&Record> = appended
+            .iter()
+            .filter(|r| r.model().model_id == m)
+            .collect();
         let got: Vec<&Record> = history.records.iter().map(|(_, r)| r).collect();
         assert_eq!(got, expected, "{m}: every record, exactly, in order");
         assert_eq!(history.undecodable, 0);
@@ -688,7 +698,10 @@ fn segments_keep_every_record_exactly_and_take_a_fraction_of_the_bytes() {
 fn a_log_of_single_records_is_read_and_continued() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let path = tmp.path().join("log");
-    let old = [cycle("ns", "m", 1_000, &[("a", 2)], false), cycle("ns", "m", 2_000, &[("a", 3)], false)];
+    let old = [
+        cycle("ns", "m", 1_000, &[("a", 2)], false),
+        cycle("ns", "m", 2_000, &[("a", 3)], false),
+    ];
     {
         let db = sled::open(&path).expect("raw open");
         let meta = db.open_tree("meta").expect("meta");
@@ -704,7 +717,9 @@ fn a_log_of_single_records_is_read_and_continued() {
             let mut entry = record.at().0.to_be_bytes().to_vec();
             entry.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
             entry.extend_from_slice(&rkey);
-            by_seq.insert((seq as u64).to_be_bytes(), entry).expect("index");
+            by_seq
+                .insert((seq as u64).to_be_bytes(), entry)
+                .expect("index");
         }
         let mut accounting = 2u64.to_be_bytes().to_vec();
         accounting.extend_from_slice(&[0u8; 16]);
