@@ -592,7 +592,7 @@ struct RanCycle {
 async fn run_cycle(plan: CyclePlan) -> RanCycle {
     let CyclePlan {
         model,
-        variants,
+        mut variants,
         settings,
         at,
         metrics,
@@ -643,7 +643,7 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
         input,
         recent,
         ..
-    } in &variants
+    } in &mut variants
     {
         let samples = by_deployment
             .remove(spec.deployment.as_str())
@@ -673,7 +673,8 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
                 faulted(&mut ran, &mut fault, &model, spec, problem, learn)
             }
         };
-        let mut input = input.clone();
+        // Taken, not copied: the plan's input is not read again.
+        let mut input = std::mem::take(input);
         input.replicas = observation.replicas;
         let stale = snapshot.filter(|s| !s.stale.is_empty()).and_then(|s| {
             s.stale
@@ -731,7 +732,7 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
         roles: &roles,
     });
     // Say so where a desired count was given up on (the policy decided without it).
-    for v in &variants {
+    for (v, input) in variants.iter().zip(&inputs) {
         let Some(given_up) = v.stalled else { continue };
         if let Some(t) = decided
             .decision
@@ -742,7 +743,7 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
             t.reason = format!(
                 "{}; the Deployment stayed at {} instead of the desired {given_up} for over {} min (a scaler bound or a quota may hold it), so that count is no longer waited for",
                 t.reason,
-                v.input.current_replicas,
+                input.current_replicas,
                 TRANSITION_TIMEOUT_MS / 60_000
             );
         }

@@ -1,5 +1,5 @@
-//! The variant actor: the live state of one variant (the signals of its pods, checked, and its
-//! latency learner).
+//! The variant actor: the live state of one variant (its latency learner and ITL fit), fed the
+//! signals of its pods, checked, each cycle.
 
 use actix::prelude::*;
 
@@ -8,12 +8,12 @@ use crate::policy::ReplicaSignals;
 use crate::policy::learner::{LatencyLearner, LatencyObservation};
 use crate::policy::slo_capacity::{ItlFit, ServingSummary};
 
-/// State of one variant: the signals of its pods and what it has learned of its latency.
-/// Its Deployment and its desired counts are the supervisor's: the supervisor decides.
+/// State of one variant: what it has learned of its latency. Its pods' signals pass through each
+/// cycle (they are in the decision log, not kept here); its Deployment and its desired counts
+/// are the supervisor's: the supervisor decides.
 #[derive(Debug)]
 pub struct VariantActor {
     spec: VariantSpec,
-    pods: Vec<PodSample>,
     learner: LatencyLearner,
     itl_fit: ItlFit,
 }
@@ -22,7 +22,6 @@ impl VariantActor {
     pub fn new(spec: VariantSpec) -> Self {
         Self {
             spec,
-            pods: Vec::new(),
             learner: LatencyLearner::default(),
             itl_fit: ItlFit::default(),
         }
@@ -146,8 +145,7 @@ impl Handler<Observe> for VariantActor {
                 problem,
             });
         }
-        self.pods = msg.samples;
-        let pool = pool(&self.pods);
+        let pool = pool(&msg.samples);
         if msg.learn
             && let Some(o) = pool.as_ref().and_then(LatencyObservation::of)
         {
@@ -158,11 +156,11 @@ impl Handler<Observe> for VariantActor {
             self.itl_fit.observe(s);
         }
         Ok(Observation {
-            replicas: self
-                .pods
-                .iter()
+            replicas: msg
+                .samples
+                .into_iter()
                 .map(|p| ReplicaSignals {
-                    pod: p.pod.clone(),
+                    pod: p.pod,
                     kv_cache_usage: p.kv_cache_usage,
                     queue_length: p.queue_length,
                 })

@@ -40,8 +40,15 @@ pub fn record_key(model: &ModelKey, seq: u64) -> Vec<u8> {
 }
 
 pub fn variant_key(v: &VariantKey) -> Vec<u8> {
-    let mut k = namespace_prefix(&v.namespace);
-    k.extend_from_slice(v.name.as_bytes());
+    variant_key_of(&v.namespace, &v.name)
+}
+
+/// [`variant_key`] from its parts.
+pub fn variant_key_of(namespace: &str, name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(namespace.len() + name.len() + 1);
+    k.extend_from_slice(namespace.as_bytes());
+    k.push(0);
+    k.extend_from_slice(name.as_bytes());
     k
 }
 

@@ -143,8 +143,9 @@ pub trait DecisionLog: Send {
     fn stats(&self) -> LogStats;
 }
 
-/// The last-good updates a record implies: (variant, desired, time) for each non-fallback target.
-pub(crate) fn last_good_updates(record: &Record) -> Vec<(VariantKey, LastGood)> {
+/// The last-good updates a record implies: (variant's key in the last-good index, desired, time)
+/// for each non-fallback target.
+pub(crate) fn last_good_updates(record: &Record) -> Vec<(Vec<u8>, LastGood)> {
     match record {
         Record::Cycle(c) if !c.safety_net => c
             .targets
@@ -152,10 +153,7 @@ pub(crate) fn last_good_updates(record: &Record) -> Vec<(VariantKey, LastGood)> 
             .filter(|t| t.fallback_source.is_none())
             .map(|t| {
                 (
-                    VariantKey {
-                        namespace: c.model.namespace.clone(),
-                        name: t.name.clone(),
-                    },
+                    keys::variant_key_of(&c.model.namespace, &t.name),
                     LastGood {
                         desired: t.target,
                         at: c.at,

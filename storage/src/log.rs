@@ -361,8 +361,7 @@ impl<B: Backend> DecisionLog for Log<B> {
                 .entry(journal_slot(record.model(), self.slots))
                 .or_default()
                 .push((seq, record));
-            for (variant, lg) in last_good_updates(record) {
-                let key = variant_key(&variant);
+            for (key, lg) in last_good_updates(record) {
                 // The entry keeps the time its count was first decided; only a new count is
                 // written.
                 if self.last_good_written.get(&key) != Some(&lg.desired) {

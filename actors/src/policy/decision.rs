@@ -33,7 +33,7 @@ impl std::fmt::Display for FallbackSource {
 }
 
 /// Everything the policy needs to know about one variant for one cycle.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VariantInput {
     pub name: String,
