@@ -7,7 +7,7 @@
 //! message of this supervisor is handled, so a variant added or dropped meanwhile waits for the
 //! cycle to end and is never overwritten by it.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -616,15 +616,11 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
         Metrics::Read(snapshot) => (Some(snapshot), None),
         Metrics::Failed(e) => (None, Some(e.as_str())),
     };
-    let mut by_deployment: HashMap<&str, Vec<PodSample>> = HashMap::new();
-    if let Some(samples) = snapshot.and_then(|s| s.by_model.get(&model)) {
-        for s in samples {
-            by_deployment
-                .entry(s.deployment.as_str())
-                .or_default()
-                .push(s.clone());
-        }
-    }
+    let model_samples: &[PodSample] = snapshot
+        .and_then(|s| s.by_model.get(&model))
+        .map_or(&[], Vec::as_slice);
+    // A Deployment's pods go to the first variant on it, once.
+    let mut given: Vec<&str> = Vec::with_capacity(variants.len());
 
     // 1. Fan the snapshot out to the variants; each answers with its signals, checked.
     let learn = settings.mode != OperatingMode::CapacityOnly;
@@ -637,32 +633,46 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
     // Every pod the variants accepted, pooled for the model's workload.
     let mut served: Vec<PodSample> = Vec::new();
     let mut fault = None;
-    for PlannedVariant {
-        addr,
-        spec,
-        input,
-        recent,
-        ..
-    } in &mut variants
-    {
-        let samples = by_deployment
-            .remove(spec.deployment.as_str())
-            .unwrap_or_default();
-        // The model's workload pools what the variants accepted (model-based inputs).
-        let accepted = if learn || scale_to_zero {
-            samples.clone()
-        } else {
-            Vec::new()
-        };
-        let observed = addr
-            .send(Observe {
+    // Every variant is asked at once; the answers are taken in order.
+    let asked: Vec<_> = variants
+        .iter()
+        .map(|PlannedVariant { addr, spec, .. }| {
+            let samples: Vec<PodSample> = if given.contains(&spec.deployment.as_str()) {
+                Vec::new()
+            } else {
+                given.push(spec.deployment.as_str());
+                model_samples
+                    .iter()
+                    .filter(|p| p.deployment == spec.deployment)
+                    .cloned()
+                    .collect()
+            };
+            // The model's workload pools what the variants accepted (model-based inputs).
+            let accepted = if learn || scale_to_zero {
+                samples.clone()
+            } else {
+                Vec::new()
+            };
+            let observed = addr.send(Observe {
                 variant: spec.key.clone(),
                 samples,
                 learn,
                 fit_itl,
-            })
-            .await;
-        let observation = match observed {
+            });
+            (observed, accepted)
+        })
+        .collect();
+    for (
+        PlannedVariant {
+            spec,
+            input,
+            recent,
+            ..
+        },
+        (observed, accepted),
+    ) in variants.iter_mut().zip(asked)
+    {
+        let observation = match observed.await {
             Ok(Ok(o)) => {
                 served.extend(accepted);
                 o
