@@ -59,8 +59,9 @@ pub struct Publisher {
     scaling: CounterVec,
     safety_net: GaugeVec,
     metrics_missing: GaugeVec,
-    /// Label values in use per variant, so that all of its series can be removed.
-    series: HashMap<VariantKey, VariantSeries>,
+    /// Label values in use per variant, so that all of its series can be removed. A fast
+    /// hasher: the map is read for every variant every cycle, and its keys are our own.
+    series: HashMap<VariantKey, VariantSeries, foldhash::fast::RandomState>,
     active: bool,
 }
 
@@ -146,7 +147,7 @@ impl Publisher {
             scaling,
             safety_net,
             metrics_missing,
-            series: HashMap::new(),
+            series: HashMap::default(),
             active: true,
         })
     }
@@ -175,58 +176,32 @@ impl Publisher {
     }
 
     fn publish(&mut self, p: &Published) {
-        if self
-            .series
-            .get(&p.variant)
-            .is_some_and(|s| s.accelerator != p.accelerator)
-        {
-            self.remove(&p.variant);
+        match self.series.get_mut(&p.variant) {
+            Some(series) if series.accelerator == p.accelerator => {
+                series.set(p, &self.scaling);
+                return;
+            }
+            // Another accelerator: its series go, new ones come.
+            Some(_) => self.remove(&p.variant),
+            None => {}
         }
         let labels = [
             p.variant.name.as_str(),
             p.variant.namespace.as_str(),
             p.accelerator.as_str(),
         ];
-        if !self.series.contains_key(&p.variant) {
-            let health = [labels[0], labels[1]];
-            let series = VariantSeries {
-                accelerator: p.accelerator.clone(),
-                changes: BTreeSet::new(),
-                desired: self.desired.with_label_values(&labels),
-                current: self.current.with_label_values(&labels),
-                ratio: self.ratio.with_label_values(&labels),
-                safety_net: self.safety_net.with_label_values(&health),
-                metrics_missing: self.metrics_missing.with_label_values(&health),
-            };
-            self.series.insert(p.variant.clone(), series);
-        }
-        let Some(series) = self.series.get_mut(&p.variant) else {
-            return;
+        let health = [labels[0], labels[1]];
+        let mut series = VariantSeries {
+            accelerator: p.accelerator.clone(),
+            changes: BTreeSet::new(),
+            desired: self.desired.with_label_values(&labels),
+            current: self.current.with_label_values(&labels),
+            ratio: self.ratio.with_label_values(&labels),
+            safety_net: self.safety_net.with_label_values(&health),
+            metrics_missing: self.metrics_missing.with_label_values(&health),
         };
-        series.desired.set(f64::from(p.desired));
-        series.current.set(f64::from(p.current));
-        let ratio = if p.current == 0 {
-            f64::from(p.desired)
-        } else {
-            f64::from(p.desired) / f64::from(p.current)
-        };
-        series.ratio.set(ratio);
-        series.safety_net.set(f64::from(u8::from(p.safety_net)));
-        series
-            .metrics_missing
-            .set(f64::from(u8::from(p.metrics_missing)));
-        if let Some(change) = &p.change {
-            self.scaling
-                .with_label_values(&[
-                    labels[0],
-                    labels[1],
-                    labels[2],
-                    change.direction,
-                    change.reason,
-                ])
-                .inc();
-            series.changes.insert((change.direction, change.reason));
-        }
+        series.set(p, &self.scaling);
+        self.series.insert(p.variant.clone(), series);
     }
 
     fn remove(&mut self, variant: &VariantKey) {
@@ -265,6 +240,35 @@ impl Publisher {
                 tracing::error!(error = %e, "cannot encode the published metrics");
                 String::new()
             }
+        }
+    }
+}
+
+impl VariantSeries {
+    /// Sets the values of a variant's series from what was decided.
+    fn set(&mut self, p: &Published, scaling: &CounterVec) {
+        self.desired.set(f64::from(p.desired));
+        self.current.set(f64::from(p.current));
+        let ratio = if p.current == 0 {
+            f64::from(p.desired)
+        } else {
+            f64::from(p.desired) / f64::from(p.current)
+        };
+        self.ratio.set(ratio);
+        self.safety_net.set(f64::from(u8::from(p.safety_net)));
+        self.metrics_missing
+            .set(f64::from(u8::from(p.metrics_missing)));
+        if let Some(change) = &p.change {
+            scaling
+                .with_label_values(&[
+                    p.variant.name.as_str(),
+                    p.variant.namespace.as_str(),
+                    p.accelerator.as_str(),
+                    change.direction,
+                    change.reason,
+                ])
+                .inc();
+            self.changes.insert((change.direction, change.reason));
         }
     }
 }
