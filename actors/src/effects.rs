@@ -70,29 +70,7 @@ impl Effects {
                 vec![appended, flushed]
             };
             for result in results {
-                let outcome = match result {
-                    Ok(Ok(Ok(()))) => "ok",
-                    Ok(Ok(Err(e))) => {
-                        tracing::warn!(error = %e, "decision log: write failed; deciding and publishing without it");
-                        "error"
-                    }
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "decision log: unavailable");
-                        "error"
-                    }
-                    Err(_) => {
-                        tracing::warn!(
-                            timeout_s = LOG_WRITE_TIMEOUT.as_secs(),
-                            "decision log: write timed out; publishing without waiting"
-                        );
-                        "timeout"
-                    }
-                };
-                ports
-                    .telemetry
-                    .log_writes
-                    .with_label_values(&[outcome])
-                    .inc();
+                note_log_write(ports, result);
             }
         }
         for variant in self.retired {
@@ -108,6 +86,68 @@ impl Effects {
             && !self.statuses.is_empty()
         {
             let _ = status.send(StatusBatch(self.statuses)).await;
+        }
+    }
+}
+
+/// What one log write came to, within its timeout.
+type LogWrite =
+    Result<Result<Result<(), wva_storage::LogError>, MailboxError>, tokio::time::error::Elapsed>;
+
+/// Counts a log write by outcome, and says why one failed.
+fn note_log_write(ports: &Ports, result: LogWrite) {
+    let outcome = match result {
+        Ok(Ok(Ok(()))) => "ok",
+        Ok(Ok(Err(e))) => {
+            tracing::warn!(error = %e, "decision log: write failed; deciding and publishing without it");
+            "error"
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "decision log: unavailable");
+            "error"
+        }
+        Err(_) => {
+            tracing::warn!(
+                timeout_s = LOG_WRITE_TIMEOUT.as_secs(),
+                "decision log: write timed out; publishing without waiting"
+            );
+            "timeout"
+        }
+    };
+    ports
+        .telemetry
+        .log_writes
+        .with_label_values(&[outcome])
+        .inc();
+}
+
+/// Records sent to the log while the rest of their cycle is still being decided, so that the
+/// log's thread encodes them meanwhile. They are made durable by the cycle's flush, in
+/// [`Effects::apply`]; [`EarlyAppends::settle`] waits for them before it.
+#[derive(Default)]
+pub struct EarlyAppends(Vec<Request<LogActor, AppendBatch>>);
+
+impl std::fmt::Debug for EarlyAppends {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EarlyAppends")
+            .field("pending", &self.0.len())
+            .finish()
+    }
+}
+
+impl EarlyAppends {
+    pub fn send(&mut self, ports: &Ports, records: Vec<Record>) {
+        self.0.push(ports.log.send(AppendBatch(records)));
+    }
+
+    /// Waits for every early append (within one write's timeout in all) and counts each.
+    pub async fn settle(self, ports: &Ports) {
+        let deadline = tokio::time::Instant::now() + LOG_WRITE_TIMEOUT;
+        for request in self.0 {
+            let result = tokio::time::timeout_at(deadline, request)
+                .await
+                .map(|r| r.map(|r| r.map(|_| ())));
+            note_log_write(ports, result);
         }
     }
 }

@@ -6,10 +6,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use actix::prelude::*;
+use futures_util::StreamExt;
 use futures_util::future::join_all;
+use futures_util::stream::FuturesOrdered;
 use wva_storage::LastGood;
 
-use crate::effects::{Effects, Ports};
+use crate::effects::{EarlyAppends, Effects, Ports};
+
+/// Records of a cycle sent to the log ahead of the rest, at a time, once twice as many are in.
+const EARLY_APPEND_RECORDS: usize = 1024;
 use crate::log_actor::EnforceRetention;
 use crate::messages::{
     DeploymentState, Metrics, ModelKey, PolicySettings, Timestamp, VariantKey, VariantSpec,
@@ -303,12 +308,26 @@ impl Handler<Tick> for Registry {
         Box::pin(async move {
             let mut outcomes = Vec::with_capacity(runs.len());
             let mut effects = Effects::default();
-            for cycle in join_all(runs).await.into_iter().flatten() {
+            let mut early = EarlyAppends::default();
+            // Models' results in a fixed order (the records' sequence follows it), each taken as
+            // soon as it and those before it are in.
+            let mut results: FuturesOrdered<_> = runs.into_iter().collect();
+            while let Some(cycle) = results.next().await {
+                let Ok(cycle) = cycle else { continue };
                 outcomes.push(cycle.outcome);
                 effects.merge(cycle.effects);
+                // The log's thread encodes records while later models are still deciding; the
+                // last part always goes with the cycle's own append and flush.
+                if effects.records.len() >= 2 * EARLY_APPEND_RECORDS {
+                    early.send(
+                        &ports,
+                        effects.records.drain(..EARLY_APPEND_RECORDS).collect(),
+                    );
+                }
             }
-            // Every model's record is appended and flushed in one batch before anything is
-            // published: a decision that acted is always in the log.
+            // Every model's record is appended and flushed before anything is published: a
+            // decision that acted is always in the log.
+            early.settle(&ports).await;
             effects.apply(&ports).await;
             // Housekeeping (sealing a journal slot, retention) runs on the log's thread after
             // the cycle, off its path: nothing published waits for it, and the log's next append

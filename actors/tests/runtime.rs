@@ -48,6 +48,15 @@ fn start_on(
     instance: Option<&str>,
     settings: PolicySettings,
 ) -> Harness {
+    start_threads(log, instance, settings, 1)
+}
+
+fn start_threads(
+    log: Box<dyn DecisionLog>,
+    instance: Option<&str>,
+    settings: PolicySettings,
+    model_threads: usize,
+) -> Harness {
     let statuses = Arc::new(Mutex::new(Vec::new()));
     let recorder = StatusRecorder(Arc::clone(&statuses)).start();
     let telemetry = wva_actors::telemetry::Telemetry::unregistered().expect("telemetry");
@@ -60,7 +69,7 @@ fn start_on(
         status: Some(recorder.recipient()),
         settings,
         telemetry: telemetry.clone(),
-        model_threads: 1,
+        model_threads,
     })
     .expect("actor system");
     assert_eq!(system.recovery_problem, None);
@@ -1045,4 +1054,49 @@ async fn a_stalled_disk_delays_a_decision_by_at_most_the_write_timeouts() {
     eprintln!("a cycle on a stalled disk took {took:?}");
     assert_eq!(desired(&h, "ns", "cheap").await, Some(3));
     assert!(log_writes(&h, "timeout") >= 1);
+}
+
+/// Issue 17: a cycle of thousands of models, decided on two threads, reaches the log whole and
+/// in one sequence (its first records sent ahead while the rest decide), every write counted,
+/// and every variant is published.
+#[actix::test]
+async fn a_large_cycle_on_several_threads_reaches_the_log_whole_before_it_is_published() {
+    let h = start_threads(
+        Box::new(MemoryLog::in_memory(Retention::default())),
+        None,
+        PolicySettings::default(),
+        2,
+    );
+    let models = 2_500;
+    let mut entries = Vec::new();
+    for m in 0..models {
+        let name = format!("v{m}");
+        add(&h, spec("ns", &name, &format!("model-{m}"), 10.0), 2).await;
+        entries.push((
+            ModelKey::new("ns", format!("model-{m}")),
+            samples(&name, &[(0.5, 1.0), (0.5, 1.0)]),
+        ));
+    }
+    let summary = tick(&h, 15_000, snapshot(entries)).await;
+    assert_eq!(summary.models, models);
+    let logged = history(&h).await;
+    let seqs: Vec<u64> = logged.records.iter().map(|(s, _)| *s).collect();
+    assert_eq!(
+        seqs,
+        (0..models as u64).collect::<Vec<_>>(),
+        "one record per model, in one sequence"
+    );
+    let mut logged_models: Vec<String> = logged
+        .records
+        .iter()
+        .map(|(_, r)| r.model().model_id.clone())
+        .collect();
+    logged_models.sort();
+    logged_models.dedup();
+    assert_eq!(logged_models.len(), models);
+    // Sent ahead once (1,024 of 2,500), then the cycle's own append and its flush.
+    assert_eq!(log_writes(&h, "ok"), 3);
+    for m in [0, models / 2, models - 1] {
+        assert_eq!(desired(&h, "ns", &format!("v{m}")).await, Some(2), "v{m}");
+    }
 }
