@@ -182,10 +182,9 @@ impl<B: Backend> Log<B> {
         self
     }
 
-    /// Seals one journal slot: its entries become one segment per model, and leave the journal.
-    /// Sealing again after a crash between the two writes the same segments again (same keys),
-    /// so nothing is kept twice.
-    /// Slots from `slots.start` up to (not including) `slots.end` are sealed together.
+    /// Seals the journal slots in `slots`: their entries become one segment per model, and leave
+    /// the journal. Sealing again after a crash between the two writes the same segments again
+    /// (same keys), so nothing is kept twice.
     fn seal(&mut self, slots: std::ops::Range<u16>) -> Result<(), LogError> {
         let mut sealed_keys = Vec::new();
         let (mut released, mut journal_records) = (0u64, 0u64);
