@@ -2573,4 +2573,15 @@ fn shards_pass_the_flag_and_the_lease_access() {
             && error.contains("wva.leaderElection.enabled"),
         "{error}"
     );
+
+    // A replica's external scaler knows only its own shards: refused, naming both values.
+    let error = helm_error(&format!(
+        "helm install wva ./workload-variant-autoscaler -n {CONTROLLER_NS} --set wva.shards=4 \
+           --set wva.workload=StatefulSet --set wva.replicaCount=2 \
+           --set wva.externalScaler.enabled=true"
+    ));
+    assert!(
+        error.contains("wva.externalScaler.enabled") && error.contains("wva.shards: 4"),
+        "{error}"
+    );
 }

@@ -61,7 +61,7 @@ fn help_documents_every_flag_with_its_environment_variable() {
 
 #[test]
 fn unusable_settings_exit_2_naming_the_setting() {
-    let cases: [(&[(&str, &str)], &str); 9] = [
+    let cases: [(&[(&str, &str)], &str); 10] = [
         (
             &[("PROMETHEUS_QUERY_TIMEOUT", "soon")],
             "PROMETHEUS_QUERY_TIMEOUT",
@@ -97,6 +97,15 @@ fn unusable_settings_exit_2_naming_the_setting() {
         // Shards are held through Leases.
         (&[("WVA_SHARDS", "4")], "WVA_SHARDS (--shards): 4 shards"),
         (&[("WVA_SHARDS", "0")], "--shards"),
+        // A replica's external scaler knows only its own shards.
+        (
+            &[
+                ("WVA_SHARDS", "4"),
+                ("LEADER_ELECT", "true"),
+                ("EXTERNAL_SCALER_BIND_ADDRESS", "127.0.0.1:0"),
+            ],
+            "4 shards with EXTERNAL_SCALER_BIND_ADDRESS",
+        ),
     ];
     for (env, name) in cases {
         let out = wva().arg("run").envs(env.iter().copied()).output().unwrap();

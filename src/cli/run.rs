@@ -205,6 +205,22 @@ async fn controller_main(args: RunArgs) -> ExitCode {
             INVALID_INPUT,
         );
     }
+    // KEDA's calls reach any replica through the scaler's Service, and a replica answers only
+    // for the models of its own shards: the others would be NOT_FOUND half the time.
+    if args.shards > 1
+        && args
+            .external_scaler_bind_address
+            .as_deref()
+            .is_some_and(|a| !a.trim().is_empty())
+    {
+        return fail(
+            &format!(
+                "WVA_SHARDS (--shards): {} shards with EXTERNAL_SCALER_BIND_ADDRESS: a replica's external scaler answers only for the models of its own shards; with shards, let KEDA read the published series (its Prometheus trigger) and leave EXTERNAL_SCALER_BIND_ADDRESS unset",
+                args.shards
+            ),
+            INVALID_INPUT,
+        );
+    }
     let client = match kube::Client::try_default().await {
         Ok(c) => c,
         Err(e) => {

@@ -47,6 +47,9 @@ template:
           {{- if not .Values.wva.leaderElection.enabled }}
           {{- fail (printf "wva.shards: %d shards are held through Leases; set wva.leaderElection.enabled: true" (int .Values.wva.shards)) }}
           {{- end }}
+          {{- if .Values.wva.externalScaler.enabled }}
+          {{- fail (printf "wva.externalScaler.enabled: a replica's external scaler answers only for the models of its own shards (wva.shards: %d); with shards, use keda.mode: prometheus and leave wva.externalScaler.enabled false" (int .Values.wva.shards)) }}
+          {{- end }}
           - --shards={{ int .Values.wva.shards }}
           {{- end }}
         env:
