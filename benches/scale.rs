@@ -20,7 +20,7 @@ use std::time::Instant;
 use actix::prelude::*;
 use wva_actors::messages::*;
 use wva_actors::publisher::PublisherConfig;
-use wva_actors::registry::{DeploymentEvent, Registry, Tick, UpsertVariant};
+use wva_actors::registry::{Registry, Tick};
 use wva_actors::shards::shard_of;
 use wva_actors::system::SystemConfig;
 use wva_actors::telemetry::Telemetry;
@@ -116,29 +116,7 @@ fn run_one(variants: usize, shards: u32) {
         })
         .expect("actors");
         let registry: Addr<Registry> = actors.registry.clone();
-        for (_, specs) in &share {
-            for s in specs {
-                registry
-                    .send(DeploymentEvent {
-                        namespace: s.key.namespace.clone(),
-                        name: s.deployment.clone(),
-                        state: Some(DeploymentState {
-                            replicas: 2,
-                            ready: 2,
-                        }),
-                        at: Timestamp(0),
-                    })
-                    .await
-                    .expect("deployment");
-                registry
-                    .send(UpsertVariant {
-                        spec: s.clone(),
-                        at: Timestamp(0),
-                    })
-                    .await
-                    .expect("variant");
-            }
-        }
+        fleet::populate(&registry, &share).await;
         (registry, actors.log)
     });
     let snapshots: Vec<Metrics> = (0..5).map(|p| fleet::snapshot(&share, p)).collect();

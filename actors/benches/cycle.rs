@@ -20,7 +20,7 @@ use wva_actors::policy::{
 };
 use wva_actors::publisher::PublisherConfig;
 use wva_actors::record::{CycleFacts, cycle_record};
-use wva_actors::registry::{DeploymentEvent, Registry, Tick, UpsertVariant};
+use wva_actors::registry::{Registry, Tick};
 use wva_actors::system::SystemConfig;
 use wva_actors::telemetry::Telemetry;
 use wva_storage::{DecisionLog, Record, Retention, SledLog};
@@ -61,29 +61,7 @@ async fn populated(
     .expect("actor system");
     let (registry, log) = (actors.registry, actors.log);
     let layout = fleet::layout(n);
-    for (_, specs) in &layout {
-        for s in specs {
-            registry
-                .send(DeploymentEvent {
-                    namespace: s.key.namespace.clone(),
-                    name: s.deployment.clone(),
-                    state: Some(DeploymentState {
-                        replicas: 2,
-                        ready: 2,
-                    }),
-                    at: Timestamp(0),
-                })
-                .await
-                .expect("deployment");
-            registry
-                .send(UpsertVariant {
-                    spec: s.clone(),
-                    at: Timestamp(0),
-                })
-                .await
-                .expect("upsert");
-        }
-    }
+    fleet::populate(&registry, &layout).await;
     (registry, log, layout)
 }
 

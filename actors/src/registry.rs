@@ -12,9 +12,6 @@ use futures_util::stream::FuturesOrdered;
 use wva_storage::LastGood;
 
 use crate::effects::{EarlyAppends, Effects, Ports};
-
-/// Records of a cycle sent to the log ahead of the rest, at a time, once twice as many are in.
-const EARLY_APPEND_RECORDS: usize = 1024;
 use crate::log_actor::EnforceRetention;
 use crate::messages::{
     DeploymentState, Metrics, ModelKey, PolicySettings, Timestamp, VariantKey, VariantSpec,
@@ -25,6 +22,9 @@ use crate::supervisor::{
     AddVariant, DeploymentUpdate, DropVariant, ModelSupervisor, Restarts, Resume, RunCycle,
     SetSettings, UpdateVariant,
 };
+
+/// Records of a cycle sent to the log ahead of the rest, at a time, once twice as many are in.
+const EARLY_APPEND_RECORDS: usize = 1024;
 
 /// The root actor.
 #[derive(Debug)]

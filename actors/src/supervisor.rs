@@ -631,25 +631,25 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
     let mut learners: Vec<LatencyLearner> = Vec::new();
     let mut facts: Vec<VariantFacts> = Vec::with_capacity(variants.len());
     // Every pod the variants accepted, pooled for the model's workload.
-    let mut served: Vec<PodSample> = Vec::new();
+    let mut served: Vec<&PodSample> = Vec::new();
     let mut fault = None;
     // Every variant is asked at once; the answers are taken in order.
     let asked: Vec<_> = variants
         .iter()
         .map(|PlannedVariant { addr, spec, .. }| {
-            let samples: Vec<PodSample> = if given.contains(&spec.deployment.as_str()) {
+            let mine: Vec<&PodSample> = if given.contains(&spec.deployment.as_str()) {
                 Vec::new()
             } else {
                 given.push(spec.deployment.as_str());
                 model_samples
                     .iter()
                     .filter(|p| p.deployment == spec.deployment)
-                    .cloned()
                     .collect()
             };
+            let samples = mine.iter().map(|&p| p.clone()).collect();
             // The model's workload pools what the variants accepted (model-based inputs).
             let accepted = if learn || scale_to_zero {
-                samples.clone()
+                mine
             } else {
                 Vec::new()
             };
@@ -947,10 +947,10 @@ fn model_based_inputs(
     inputs: &[VariantInput],
     specs: &[&VariantSpec],
     learners: &[LatencyLearner],
-    served: &[PodSample],
+    served: &[&PodSample],
 ) -> ModelBasedInputs {
     // Every pod of the model pooled: rates add up, means are weighted by each pod's rate.
-    let workload = crate::variant::pool(served).map(|pool| {
+    let workload = crate::variant::pool(served.iter().copied()).map(|pool| {
         // Requests still queued are demand the completion rate does not show yet: count the
         // queue as arriving within the next minute.
         let queued = pool.waiting * pool.pods as f64;

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use actix::Addr;
 use wva_actors::messages::*;
+use wva_actors::registry::{DeploymentEvent, Registry, UpsertVariant};
 
 /// Variants per model: the first `n - models` models get two, the rest one.
 pub fn layout(n: usize) -> Vec<(ModelKey, Vec<VariantSpec>)> {
@@ -54,4 +56,31 @@ pub fn snapshot(layout: &[(ModelKey, Vec<VariantSpec>)], phase: usize) -> Metric
         by_model,
         ..Default::default()
     }))
+}
+
+/// Gives the registry every variant of `layout`, each on a Deployment of two ready pods.
+pub async fn populate(registry: &Addr<Registry>, layout: &[(ModelKey, Vec<VariantSpec>)]) {
+    for (_, specs) in layout {
+        for s in specs {
+            registry
+                .send(DeploymentEvent {
+                    namespace: s.key.namespace.clone(),
+                    name: s.deployment.clone(),
+                    state: Some(DeploymentState {
+                        replicas: 2,
+                        ready: 2,
+                    }),
+                    at: Timestamp(0),
+                })
+                .await
+                .expect("deployment");
+            registry
+                .send(UpsertVariant {
+                    spec: s.clone(),
+                    at: Timestamp(0),
+                })
+                .await
+                .expect("variant");
+        }
+    }
 }
