@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use wva_storage::{
     CycleRecord, DecisionLog, DemandRecord, HistoryFilter, ModelBasedRecord, ModelKey, Record,
-    RolesRecord, SloCapacityRecord, Timestamp,
+    RequestSeriesMissingRecord, RolesRecord, SloCapacityRecord, Timestamp,
 };
 
 use crate::timefmt::format_time;
@@ -75,6 +75,16 @@ pub fn demand_by_cycle(records: &[(u64, Record)]) -> ByCycle<'_, DemandRecord> {
 pub fn roles_by_cycle(records: &[(u64, Record)]) -> ByCycle<'_, RolesRecord> {
     by_cycle(records, |r| match r {
         Record::Roles(roles) => Some(roles),
+        _ => None,
+    })
+}
+
+/// The cycles whose model's request series was absent over its scale-to-zero window.
+pub fn request_series_missing_by_cycle(
+    records: &[(u64, Record)],
+) -> ByCycle<'_, RequestSeriesMissingRecord> {
+    by_cycle(records, |r| match r {
+        Record::RequestSeriesMissing(m) => Some(m),
         _ => None,
     })
 }

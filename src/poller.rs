@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use wva_actors::messages::{Metrics, MetricsSnapshot, ModelKey, PodSample, ServingStats};
-use wva_actors::policy::model_based::RequestCount;
+use wva_actors::policy::scale_to_zero::RequestCount;
 
 use crate::prometheus_api::{PrometheusClient, QueryError, Sample};
 use crate::queries::{self, PodValue};

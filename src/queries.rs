@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use wva_actors::messages::ModelKey;
-use wva_actors::policy::model_based::RequestCount;
+use wva_actors::policy::scale_to_zero::RequestCount;
 
 use crate::prometheus_api::Sample;
 

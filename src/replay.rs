@@ -18,8 +18,8 @@ use wva_storage::{
 };
 
 use crate::history::{
-    OutputFormat, demand_by_cycle, model_based_by_cycle, roles_by_cycle, slo_capacity_by_cycle,
-    table,
+    OutputFormat, demand_by_cycle, model_based_by_cycle, request_series_missing_by_cycle,
+    roles_by_cycle, slo_capacity_by_cycle, table,
 };
 use crate::timefmt::format_time;
 use wva_actors::policy::roles::Role;
@@ -87,6 +87,8 @@ struct Recorded<'a> {
     capacity: Option<&'a SloCapacityRecord>,
     demand: Option<&'a DemandRecord>,
     roles: Option<&'a RolesRecord>,
+    /// The request series was absent (not flat) over the scale-to-zero window.
+    series_missing: bool,
 }
 
 /// Decides a recorded cycle again in `mode` with `analyzer`, with the records beside it.
@@ -102,6 +104,7 @@ fn redecide(
         capacity,
         demand,
         roles,
+        series_missing,
     } = recorded;
     let inputs = recorded_inputs(record);
     // Roles in the order of the inputs; a variant the record does not name is an ordinary one.
@@ -127,7 +130,7 @@ fn redecide(
         None => recorded_thresholds(record),
     };
     let model_inputs = extras.map(recorded_model_inputs);
-    let request_count = extras.and_then(recorded_request_count);
+    let request_count = extras.and_then(|e| recorded_request_count(e, series_missing));
     let views = capacity.map(|r| recorded_capacity_views(record, r));
     decide_cycle(CycleInputs {
         mode,
@@ -158,6 +161,7 @@ pub fn replay(log: &dyn DecisionLog, options: &ReplayOptions) -> Result<ReplayRe
     let capacity = slo_capacity_by_cycle(&history.records);
     let demand = demand_by_cycle(&history.records);
     let roles = roles_by_cycle(&history.records);
+    let missing = request_series_missing_by_cycle(&history.records);
     for (seq, record) in &history.records {
         let Record::Cycle(c) = record else {
             continue;
@@ -193,6 +197,7 @@ pub fn replay(log: &dyn DecisionLog, options: &ReplayOptions) -> Result<ReplayRe
             capacity: recorded_capacity,
             demand: held,
             roles: roles.get(&(&c.model, c.at)).copied(),
+            series_missing: missing.contains_key(&(&c.model, c.at)),
         };
         let decision = redecide(recorded, mode, analyzer, options);
         let mut differs = false;

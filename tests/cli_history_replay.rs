@@ -314,7 +314,7 @@ fn log_one_cycle(
     beside: Record,
 ) -> wva_actors::policy::cycle::CycleDecision {
     use wva_actors::policy::cycle::{CycleInputs, decide_cycle};
-    use wva_actors::policy::model_based::RequestCount;
+    use wva_actors::policy::scale_to_zero::RequestCount;
 
     let (mut log, _) = SledLog::open(dir, Retention::default(), 0).expect("open");
     let thresholds = Thresholds::default();
@@ -469,4 +469,82 @@ fn bad_paths_and_misspelt_replay_keys_exit_2_naming_them() {
     assert_eq!(code, Some(2), "{err}");
     assert!(out.is_empty(), "no replay report: {out}");
     assert!(err.contains("kvCacheThreshhold"), "{err}");
+}
+
+/// A model held instead of scaled to zero because its request series was absent while replicas
+/// were ready replays as held: the log says the series was absent, not flat. A log without that
+/// record (written before it existed) reads the count as flat, and replay says where it differs.
+#[test]
+fn a_missing_request_series_is_recorded_and_replayed_as_blind() {
+    use wva_actors::policy::cycle::{CycleInputs, ModelBasedInputs, decide_cycle};
+    use wva_actors::policy::scale_to_zero::RequestCount;
+    use wva_actors::record::model_based_record;
+    use wva_storage::RequestSeriesMissingRecord;
+
+    let model = ModelKey::new("llm-d", "llama");
+    let inputs = [variant("v", 10.0, &[0.1, 0.1], Some(2))];
+    let thresholds = Thresholds::default();
+    let decided = decide_cycle(CycleInputs {
+        scale_to_zero: true,
+        request_count: Some(&RequestCount::NoSeries),
+        ..CycleInputs::capacity(&thresholds, &inputs)
+    });
+    assert!(decided.blind.is_some(), "{decided:?}");
+    assert_eq!(decided.decision.variants[0].target, 2);
+    let side = model_based_record(
+        &model,
+        Timestamp(T0),
+        OperatingMode::CapacityOnly,
+        &ModelBasedInputs {
+            workload: None,
+            targets: Default::default(),
+            variants: Vec::new(),
+        },
+        &[],
+        (true, Some(&RequestCount::NoSeries)),
+        &decided,
+    );
+    let cycle = cycle_record(CycleFacts {
+        model: &model,
+        at: Timestamp(T0),
+        mode: OperatingMode::CapacityOnly,
+        config_version: "test",
+        thresholds,
+        metrics_error: None,
+        inputs: &inputs,
+        decision: &decided.decision,
+        trigger: "tick",
+    });
+    let write = |dir: &Path, with_missing: bool| {
+        let (mut log, _) = SledLog::open(dir, Retention::default(), 0).expect("open");
+        log.append(&Record::Cycle(cycle.clone())).expect("append");
+        log.append(&Record::ModelBased(side.clone()))
+            .expect("append");
+        if with_missing {
+            log.append(&Record::RequestSeriesMissing(RequestSeriesMissingRecord {
+                model: model.clone(),
+                at: Timestamp(T0),
+            }))
+            .expect("append");
+        }
+        log.flush().expect("flush");
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let now = tmp.path().join("now");
+    write(&now, true);
+    let (code, out, err) = wva(&["replay", "--data-dir", now.to_str().expect("utf8")]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "replayed 1 cycles, 0 decisions differ\n");
+    let (code, out, err) = wva(&["history", "--data-dir", now.to_str().expect("utf8")]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("cannot tell idle from unseen"), "{out}");
+
+    let older = tmp.path().join("older");
+    write(&older, false);
+    let (code, out, err) = wva(&["replay", "--data-dir", older.to_str().expect("utf8")]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.ends_with("replayed 1 cycles, 1 decisions differ\n"),
+        "{out}"
+    );
 }

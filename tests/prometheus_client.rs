@@ -118,7 +118,7 @@ async fn the_batched_read_covers_both_name_generations_and_drops_foreign_pods() 
         );
     }
     assert!(
-        matches!(snapshot.request_counts[&model], wva_actors::policy::model_based::RequestCount::Read(n) if n > 0.0),
+        matches!(snapshot.request_counts[&model], wva_actors::policy::scale_to_zero::RequestCount::Read(n) if n > 0.0),
         "{:?}",
         snapshot.request_counts
     );
@@ -355,7 +355,7 @@ async fn the_epp_queue_is_read_under_both_names_and_wakes_a_model_at_zero() {
     use wva_actors::policy::Thresholds;
     use wva_actors::policy::cycle::{CycleInputs, decide_cycle};
     use wva_actors::policy::decision::VariantInput;
-    use wva_actors::policy::model_based::RequestCount;
+    use wva_actors::policy::scale_to_zero::RequestCount;
 
     wva::tls::install_default_provider();
     // Two models at zero behind their schedulers: every request waits in the EPP's queue.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use support::{Emulator, Prometheus, Target};
 use wva::queries::{read_request_counts, request_count};
 use wva_actors::messages::ModelKey;
-use wva_actors::policy::model_based::{RequestCount, scale_to_zero};
+use wva_actors::policy::scale_to_zero::{RequestCount, Sight, ZeroVerdict, scale_to_zero};
 
 #[test]
 fn busy_idle_and_absent_models() {
@@ -43,9 +43,20 @@ fn busy_idle_and_absent_models() {
         );
         std::thread::sleep(Duration::from_millis(500));
     };
-    assert!(!scale_to_zero(true, counts.get(&models[0])).0);
+    // One ready pod each, seen: the busy one stays, the idle one may go.
+    let seen = Sight {
+        ready: 1,
+        reporting: 1,
+    };
+    assert!(matches!(
+        scale_to_zero(true, counts.get(&models[0]), seen),
+        ZeroVerdict::Keep(_)
+    ));
     assert_eq!(counts[&models[1]], RequestCount::Read(0.0));
-    assert!(scale_to_zero(true, counts.get(&models[1])).0);
+    assert!(matches!(
+        scale_to_zero(true, counts.get(&models[1]), seen),
+        ZeroVerdict::Zero(_)
+    ));
     assert_eq!(counts[&models[2]], RequestCount::NoSeries);
     // Another namespace's query sees none of them.
     let other = request_count(Duration::from_secs(600), &["team-b".to_string()]);

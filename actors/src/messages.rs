@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 pub use wva_storage::{ModelKey, Timestamp, VariantKey};
 
-use crate::policy::model_based::RequestCount;
 pub use crate::policy::outputs::{MetricsState, OptimizationState, StatusUpdate};
 use crate::policy::queueing::LatencyTargets;
+use crate::policy::scale_to_zero::RequestCount;
 use crate::policy::slo_capacity::SloCapacityConfig;
 use crate::policy::{Analyzer, OperatingMode, ScalingConfig};
 

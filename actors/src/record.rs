@@ -10,8 +10,9 @@ use wva_storage::{
 use crate::policy::cycle::SloCapacityOutcome;
 use crate::policy::cycle::{CycleDecision, ModelBasedInputs};
 use crate::policy::learner::{LatencyLearner, LineFit};
-use crate::policy::model_based::{ModelVariantInput, RequestCount};
+use crate::policy::model_based::ModelVariantInput;
 use crate::policy::queueing::{LatencyTargets, Workload};
+use crate::policy::scale_to_zero::RequestCount;
 use crate::policy::slo_capacity::{CapacityVariant, ItlFit, ServingSummary, SloCapacityConfig};
 use crate::policy::{
     CapacityAnalysis, ModelDecision, OperatingMode, ReplicaSignals, Thresholds, VariantInput,
@@ -230,10 +231,12 @@ pub fn model_based_record(
     }
 }
 
-/// The scale-to-zero inputs a recorded cycle ran with (for replay).
-pub fn recorded_request_count(r: &ModelBasedRecord) -> Option<RequestCount> {
+/// The scale-to-zero inputs a recorded cycle ran with (for replay); `series_missing` when a
+/// [`wva_storage::RequestSeriesMissingRecord`] stands beside it.
+pub fn recorded_request_count(r: &ModelBasedRecord, series_missing: bool) -> Option<RequestCount> {
     match (&r.request_count_error, r.request_count) {
         (Some(e), _) => Some(RequestCount::Failed(e.clone())),
+        (None, Some(_)) if series_missing => Some(RequestCount::NoSeries),
         (None, Some(n)) => Some(RequestCount::Read(n)),
         (None, None) => None,
     }

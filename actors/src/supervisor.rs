@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use tracing::Instrument;
-use wva_storage::{DemandRecord, Record, RolesRecord};
+use wva_storage::{DemandRecord, Record, RequestSeriesMissingRecord, RolesRecord};
 
 use crate::policy::roles::Role;
 
@@ -27,6 +27,7 @@ use crate::policy::learner::LatencyLearner;
 use crate::policy::model_based::ModelVariantInput;
 use crate::policy::outputs::{MetricsState, VariantFacts, cycle_outputs};
 use crate::policy::queueing::Workload;
+use crate::policy::scale_to_zero::RequestCount;
 use crate::policy::slo_capacity::CapacityVariant;
 use crate::policy::{OperatingMode, VariantInput};
 use crate::record::{
@@ -809,6 +810,14 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
                 outcome,
             )));
     }
+    if scale_to_zero && request_count == Some(RequestCount::NoSeries) {
+        ran.effects
+            .records
+            .push(Record::RequestSeriesMissing(RequestSeriesMissingRecord {
+                model: model.clone(),
+                at,
+            }));
+    }
     if let Some(m) = &model_inputs {
         let learners = if learners.len() == inputs.len() {
             learners
@@ -863,6 +872,10 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
     telemetry
         .variant_restarts
         .inc_by(ran.outcome.restarted as u64);
+    if let Some(why) = &decided.blind {
+        telemetry.scale_to_zero_blind.inc();
+        tracing::warn!(model = %model, %why, "scale to zero held: the model cannot be seen whole");
+    }
     ran
 }
 

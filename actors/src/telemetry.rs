@@ -19,6 +19,9 @@ pub struct Telemetry {
     pub log_writes: IntCounterVec,
     /// `wva_variant_actor_restarts_total`: variant actors restarted after refusing bad input.
     pub variant_restarts: IntCounter,
+    /// `wva_scale_to_zero_blind_total`: model cycles held at their last good counts instead of
+    /// going to zero, because the model could not be seen whole (CONTRACT section 7).
+    pub scale_to_zero_blind: IntCounter,
 }
 
 impl Telemetry {
@@ -28,6 +31,7 @@ impl Telemetry {
         registry.register(Box::new(t.model_decision_seconds.clone()))?;
         registry.register(Box::new(t.log_writes.clone()))?;
         registry.register(Box::new(t.variant_restarts.clone()))?;
+        registry.register(Box::new(t.scale_to_zero_blind.clone()))?;
         Ok(t)
     }
 
@@ -51,6 +55,10 @@ impl Telemetry {
             variant_restarts: IntCounter::new(
                 "wva_variant_actor_restarts_total",
                 "Variant actors restarted after they refused their input.",
+            )?,
+            scale_to_zero_blind: IntCounter::new(
+                "wva_scale_to_zero_blind_total",
+                "Model cycles held at their last good counts instead of going to zero: no request series, or ready replicas that report nothing.",
             )?,
         })
     }

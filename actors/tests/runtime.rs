@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use actix::prelude::*;
 use wva_actors::log_actor::{LogActor, ReadHistory};
 use wva_actors::messages::*;
-use wva_actors::policy::model_based::RequestCount;
+use wva_actors::policy::scale_to_zero::RequestCount;
 use wva_actors::publisher::{Gather, Publisher, PublisherConfig, ReadDesired};
 use wva_actors::registry::*;
 use wva_actors::system::SystemConfig;
@@ -314,7 +314,7 @@ async fn the_safety_net_falls_back_to_the_last_good_desired_from_the_log() {
         .filter_map(|s| match s {
             StatusUpdate::Decided {
                 variant,
-                optimization: OptimizationState::SafetyNet(source),
+                optimization: OptimizationState::SafetyNet { source, .. },
                 metrics: MetricsState::PrometheusError(_),
                 ..
             } => Some((variant.name.clone(), source.as_str())),
@@ -520,9 +520,10 @@ async fn with_an_empty_log_the_safety_net_falls_back_to_the_va_status() {
             s,
             StatusUpdate::Decided {
                 desired: 5,
-                optimization: OptimizationState::SafetyNet(
-                    wva_actors::policy::FallbackSource::PreviousDesired
-                ),
+                optimization: OptimizationState::SafetyNet {
+                    source: wva_actors::policy::FallbackSource::PreviousDesired,
+                    ..
+                },
                 ..
             }
         )),
@@ -733,14 +734,37 @@ async fn scale_to_zero_publishes_zero_only_when_on_and_the_count_is_zero() {
         text.contains(r#"direction="down",namespace="ns",reason="scale-to-zero""#),
         "{text}"
     );
-    let history = history(&h).await;
-    let side = history.records.iter().find_map(|(_, r)| match r {
+    let recorded = history(&h).await;
+    let side = recorded.records.iter().find_map(|(_, r)| match r {
         Record::ModelBased(m) => Some(m),
         _ => None,
     });
     let side = side.expect("scale to zero records its inputs");
     assert_eq!(side.request_count, Some(0.0));
     assert!(side.scaled_to_zero.is_some());
+
+    // On, but no request series while two replicas are ready: blind, not idle. The count
+    // holds (the current one: nothing was decided before), and the log says the series was
+    // absent so that replay decides the same.
+    let h = start_with(MemoryLog::in_memory(Retention::default()), None, on.clone());
+    add(&h, spec("ns", "v", "llama", 10.0), 2).await;
+    tick(
+        &h,
+        15_000,
+        with_count(idle(), &model, RequestCount::NoSeries),
+    )
+    .await;
+    assert_eq!(desired(&h, "ns", "v").await, Some(2));
+    let recorded = history(&h).await;
+    assert!(
+        recorded
+            .records
+            .iter()
+            .any(|(_, r)| matches!(r, Record::RequestSeriesMissing(m) if m.model == model)),
+        "{:?}",
+        recorded.records
+    );
+    assert_eq!(h.telemetry.scale_to_zero_blind.get(), 1);
 
     // On, but the count could not be read: the capacity decision stands (here: one fewer).
     let h = start_with(MemoryLog::in_memory(Retention::default()), None, on);

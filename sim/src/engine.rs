@@ -17,7 +17,7 @@ use wva_actors::messages::{
     DEFAULT_MAX_BATCH, DeploymentState, Metrics, MetricsSnapshot, ModelKey, PodSample,
     PolicySettings, ReplicaBounds, ServingStats, Timestamp, VariantKey, VariantSpec,
 };
-use wva_actors::policy::model_based::RequestCount;
+use wva_actors::policy::scale_to_zero::RequestCount;
 use wva_actors::policy::slo_capacity::DEFAULT_BUDGET_SHARE;
 use wva_actors::policy::{Analyzer, OperatingMode};
 use wva_actors::publisher::{Gather, PublisherConfig, ReadDesired};

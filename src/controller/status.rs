@@ -118,11 +118,30 @@ pub fn decided_status(decided: &[&StatusUpdate], problem: Option<&str>) -> Optio
         ),
     };
     let optimization_cond = match (&optimization, problem) {
-        (OptimizationState::SafetyNet(source), _) => cond(
+        (
+            OptimizationState::SafetyNet {
+                source,
+                blind: None,
+            },
+            _,
+        ) => cond(
             "OptimizationReady",
             false,
             "SafetyNetActive",
             format!("analysis could not run; emitting {desired} replicas ({source})"),
+        ),
+        // The words are the policy's own (counts of replicas), never an error's text.
+        (
+            OptimizationState::SafetyNet {
+                source,
+                blind: Some(why),
+            },
+            _,
+        ) => cond(
+            "OptimizationReady",
+            false,
+            "SafetyNetActive",
+            format!("not scaled to zero: {why}; emitting {desired} replicas ({source})"),
         ),
         (OptimizationState::InvalidConfiguration(m), _) => cond(
             "OptimizationReady",
@@ -340,7 +359,7 @@ impl Entered {
                 metrics,
                 ..
             } => Self {
-                safety_net: matches!(optimization, OptimizationState::SafetyNet(_)),
+                safety_net: matches!(optimization, OptimizationState::SafetyNet { .. }),
                 metrics_missing: metrics.is_missing(),
             },
             StatusUpdate::TargetMissing { .. } => Self::default(),
@@ -388,7 +407,7 @@ pub fn decision_events(update: &StatusUpdate, was: Entered) -> Vec<EventSpec> {
             format!("{}: {}", variant.name, missing_message(hint.as_deref())),
         ));
     }
-    if let OptimizationState::SafetyNet(source) = optimization
+    if let OptimizationState::SafetyNet { source, .. } = optimization
         && !was.safety_net
     {
         out.push(EventSpec::warning(
@@ -450,7 +469,10 @@ mod tests {
             2,
             None,
             MetricsState::Stale { newest_age_s: 400 },
-            OptimizationState::SafetyNet(FallbackSource::PreviousDesired),
+            OptimizationState::SafetyNet {
+                source: FallbackSource::PreviousDesired,
+                blind: None,
+            },
         );
         let s = decided_status(&[&stale], None).expect("status");
         assert_eq!(by_type(&s, "MetricsAvailable").reason, "MetricsStale");
@@ -575,7 +597,10 @@ mod tests {
             3,
             None,
             MetricsState::PrometheusError("down".into()),
-            OptimizationState::SafetyNet(FallbackSource::CurrentReplicas),
+            OptimizationState::SafetyNet {
+                source: FallbackSource::CurrentReplicas,
+                blind: None,
+            },
         );
         let s = decided_status(&[&err], None).expect("status");
         let body = apply_patch(&va, &typed_status(&va, &s, &mut t, "T3"));
@@ -609,7 +634,10 @@ mod tests {
             2,
             Some(2),
             MetricsState::PrometheusError("x".into()),
-            OptimizationState::SafetyNet(FallbackSource::PreviousDesired),
+            OptimizationState::SafetyNet {
+                source: FallbackSource::PreviousDesired,
+                blind: None,
+            },
         );
         assert_eq!(
             decision_events(&net, Entered::default())[0].reason,

@@ -29,7 +29,7 @@ pub use record::{
     CycleRecord, DemandRecord, LastGood, ModelBasedRecord, ModelKey, Record, RecordedAnalysis,
     RecordedCapacityVariant, RecordedLearner, RecordedLineFit, RecordedModelVariant, RecordedPod,
     RecordedServing, RecordedTarget, RecordedThresholds, RecordedVariant, RecordedWorkload,
-    RolesRecord, SloCapacityRecord, Timestamp, VariantKey,
+    RequestSeriesMissingRecord, RolesRecord, SloCapacityRecord, Timestamp, VariantKey,
 };
 pub use sled_log::{OpenReport, SledLog};
 

@@ -220,7 +220,8 @@ pub struct ModelBasedRecord {
     pub variants: Vec<RecordedModelVariant>,
     /// Whether scale to zero was on for the model.
     pub scale_to_zero: bool,
-    /// Successful requests over the retention window (when read); 0 also stands for "no series".
+    /// Successful requests over the retention window (when read). "No series" is recorded as 0
+    /// with a [`RequestSeriesMissingRecord`] beside it (older logs have the 0 alone).
     pub request_count: Option<f64>,
     /// Why the request count could not be read.
     pub request_count_error: Option<String>,
@@ -302,6 +303,16 @@ pub struct RolesRecord {
     pub roles: Vec<(String, String)>,
 }
 
+/// The model's request series was absent over its scale-to-zero window, recorded next to its
+/// [`ModelBasedRecord`] (same model and time): absent is not the same as flat, since a failing
+/// scrape also makes a series absent, so replay must know which it was.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestSeriesMissingRecord {
+    pub model: ModelKey,
+    pub at: Timestamp,
+}
+
 /// Everything the log holds. New kinds go at the end, so older records still decode.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Record {
@@ -310,6 +321,7 @@ pub enum Record {
     SloCapacity(SloCapacityRecord),
     Demand(DemandRecord),
     Roles(RolesRecord),
+    RequestSeriesMissing(RequestSeriesMissingRecord),
 }
 
 impl Record {
@@ -320,6 +332,7 @@ impl Record {
             Self::SloCapacity(s) => &s.model,
             Self::Demand(d) => &d.model,
             Self::Roles(r) => &r.model,
+            Self::RequestSeriesMissing(r) => &r.model,
         }
     }
 
@@ -330,6 +343,7 @@ impl Record {
             Self::SloCapacity(s) => s.at,
             Self::Demand(d) => d.at,
             Self::Roles(r) => r.at,
+            Self::RequestSeriesMissing(r) => r.at,
         }
     }
 
@@ -343,7 +357,7 @@ impl Record {
             Self::ModelBased(m) => m.variants.iter().any(|v| v.name == name),
             Self::SloCapacity(s) => s.variants.iter().any(|v| v.name == name),
             // Model-wide: it concerns every variant of its model.
-            Self::Demand(_) => true,
+            Self::Demand(_) | Self::RequestSeriesMissing(_) => true,
             Self::Roles(r) => r.roles.iter().any(|(v, _)| v == name),
         }
     }

@@ -6,12 +6,12 @@ use serde::{Deserialize, Serialize};
 
 use super::decision::{Action, ModelDecision, VariantInput, VariantTarget};
 use super::model_based::{
-    Arbitration, ModelProposal, ModelVariantInput, RequestCount, Winner, arbitrate, optimize,
-    scale_to_zero,
+    Arbitration, ModelProposal, ModelVariantInput, Winner, arbitrate, optimize,
 };
 use super::queueing::{LatencyTargets, Workload};
 use super::roles::Role;
 use super::saturation::CapacityAnalysis;
+use super::scale_to_zero::{RequestCount, Sight, ZeroVerdict, scale_to_zero};
 use super::slo_capacity::{
     CapacityEstimate, CapacityVariant, SloCapacityConfig, decide_slo_capacity,
 };
@@ -45,6 +45,9 @@ pub struct CycleDecision {
     pub model_based: Option<ModelBasedOutcome>,
     /// Why every variant went to 0, when scale to zero applied.
     pub scaled_to_zero: Option<String>,
+    /// Why the model held its last good counts instead of going to zero: it may be idle, but
+    /// part of it cannot be seen (CONTRACT section 7).
+    pub blind: Option<String>,
     /// What the `slo-capacity` analyzer saw, when it decided.
     pub slo_capacity: Option<SloCapacityOutcome>,
 }
@@ -122,18 +125,40 @@ impl<'a> CycleInputs<'a> {
 /// Decides one model's cycle: each role apart when its variants have roles (prefill, decode),
 /// else the model as a whole.
 pub fn decide_cycle(i: CycleInputs<'_>) -> CycleDecision {
+    let zero = zero_verdict(&i);
+    if let ZeroVerdict::Blind(why) = &zero {
+        return CycleDecision {
+            decision: safety_net_decision(i.variants, why),
+            model_based: None,
+            scaled_to_zero: None,
+            blind: Some(why.clone()),
+            slo_capacity: None,
+        };
+    }
     let split = i.roles.len() == i.variants.len() && i.roles.iter().any(|r| *r != Role::Both);
     if split {
-        decide_by_role(i)
+        decide_by_role(i, &zero)
     } else {
-        decide_with_held(CycleInputs { roles: &[], ..i })
+        decide_with_held(CycleInputs { roles: &[], ..i }, &zero)
     }
+}
+
+/// Scale to zero's verdict on the whole model (every role together): only when the metrics
+/// were read, and never while the scheduler holds requests for it (it is not idle).
+fn zero_verdict(i: &CycleInputs<'_>) -> ZeroVerdict {
+    if i.metrics_error.is_some() {
+        return ZeroVerdict::Keep("metrics unavailable; the safety net decides".into());
+    }
+    if i.held_requests.is_some_and(|q| q.is_finite() && q > 0.0) {
+        return ZeroVerdict::Keep("requests wait in the llm-d scheduler's queue".into());
+    }
+    scale_to_zero(i.scale_to_zero, i.request_count, Sight::of(i.variants))
 }
 
 /// Each role's variants decided as a model of their own by the capacity analysis, on the
 /// role's signals; requests held by the scheduler go to the role that takes new requests
 /// (prefill, else `both`), or to every role when the whole model is at zero.
-fn decide_by_role(i: CycleInputs<'_>) -> CycleDecision {
+fn decide_by_role(i: CycleInputs<'_>, zero: &ZeroVerdict) -> CycleDecision {
     let has = |role: Role| i.roles.contains(&role);
     let at_zero = i.variants.iter().all(|v| v.current_replicas == 0);
     let entry = if has(Role::Prefill) {
@@ -156,16 +181,19 @@ fn decide_by_role(i: CycleInputs<'_>) -> CycleDecision {
             .iter()
             .map(|&k| role.signals(&i.variants[k]))
             .collect();
-        let part = decide_with_held(CycleInputs {
-            variants: &variants,
-            roles: &[],
-            mode: OperatingMode::CapacityOnly,
-            model_based: None,
-            analyzer: Analyzer::SaturationV1,
-            slo_capacity: None,
-            held_requests: i.held_requests.filter(|_| at_zero || role == entry),
-            ..i
-        });
+        let part = decide_with_held(
+            CycleInputs {
+                variants: &variants,
+                roles: &[],
+                mode: OperatingMode::CapacityOnly,
+                model_based: None,
+                analyzer: Analyzer::SaturationV1,
+                slo_capacity: None,
+                held_requests: i.held_requests.filter(|_| at_zero || role == entry),
+                ..i
+            },
+            zero,
+        );
         for (&k, t) in members.iter().zip(&part.decision.variants) {
             let mut t = t.clone();
             t.reason = format!("{}: {}", role.as_str(), t.reason);
@@ -202,6 +230,7 @@ fn decide_by_role(i: CycleInputs<'_>) -> CycleDecision {
         },
         model_based: None,
         scaled_to_zero: parts.iter().find_map(|(_, p)| p.scaled_to_zero.clone()),
+        blind: None,
         slo_capacity: None,
     }
 }
@@ -209,22 +238,25 @@ fn decide_by_role(i: CycleInputs<'_>) -> CycleDecision {
 /// Decides one model (or one role of it). Requests held in the scheduler's queue count as
 /// waiting demand spread over the reporting replicas; a model at zero with requests held wakes
 /// one replica of its cheapest variant, and is never scaled to zero while they wait.
-fn decide_with_held(i: CycleInputs<'_>) -> CycleDecision {
+fn decide_with_held(i: CycleInputs<'_>, zero: &ZeroVerdict) -> CycleDecision {
     let held = i.held_requests.filter(|q| q.is_finite() && *q > 0.0);
     let Some(held) = held.filter(|_| i.metrics_error.is_none()) else {
-        return decide_measured(i);
+        return decide_measured(i, zero);
     };
     let variants = spread_held(i.variants, held);
     let views = i
         .slo_capacity
         .map(|(vs, config)| (spread_held_views(vs, &variants, held), config));
-    let mut cycle = decide_measured(CycleInputs {
-        variants: &variants,
-        slo_capacity: views.as_ref().map(|(vs, c)| (vs.as_slice(), *c)),
-        // Requests are waiting: the model is not idle, whatever its success count says.
-        scale_to_zero: false,
-        ..i
-    });
+    // Requests are waiting: the model is not idle, whatever its success count says.
+    let not_idle = ZeroVerdict::Keep("requests wait in the llm-d scheduler's queue".into());
+    let mut cycle = decide_measured(
+        CycleInputs {
+            variants: &variants,
+            slo_capacity: views.as_ref().map(|(vs, c)| (vs.as_slice(), *c)),
+            ..i
+        },
+        &not_idle,
+    );
     wake_from_zero(&mut cycle, i.variants, held);
     cycle
 }
@@ -306,7 +338,7 @@ fn wake_from_zero(cycle: &mut CycleDecision, variants: &[VariantInput], held: f6
     cycle.scaled_to_zero = None;
 }
 
-fn decide_measured(i: CycleInputs<'_>) -> CycleDecision {
+fn decide_measured(i: CycleInputs<'_>, zero: &ZeroVerdict) -> CycleDecision {
     let mut slo_capacity = None;
     let mut decision = match i.metrics_error {
         Some(why) => safety_net_decision(i.variants, why),
@@ -331,6 +363,7 @@ fn decide_measured(i: CycleInputs<'_>) -> CycleDecision {
             decision,
             model_based: None,
             scaled_to_zero: None,
+            blind: None,
             slo_capacity: None,
         };
     }
@@ -367,14 +400,16 @@ fn decide_measured(i: CycleInputs<'_>) -> CycleDecision {
         }
     };
 
-    let (zero, why) = scale_to_zero(i.scale_to_zero, i.request_count);
-    let scaled_to_zero = zero.then(|| {
-        for t in decision.variants.iter_mut() {
-            t.target = 0;
-            t.reason = format!("scale to zero: {why}");
+    let scaled_to_zero = match zero {
+        ZeroVerdict::Zero(why) => {
+            for t in decision.variants.iter_mut() {
+                t.target = 0;
+                t.reason = format!("scale to zero: {why}");
+            }
+            Some(why.clone())
         }
-        why
-    });
+        ZeroVerdict::Keep(_) | ZeroVerdict::Blind(_) => None,
+    };
     for (t, v) in decision.variants.iter_mut().zip(i.variants) {
         t.action = Action::between(v.current_replicas, t.target);
     }
@@ -382,6 +417,7 @@ fn decide_measured(i: CycleInputs<'_>) -> CycleDecision {
         decision,
         model_based,
         scaled_to_zero,
+        blind: None,
         slo_capacity,
     }
 }
@@ -651,6 +687,87 @@ mod tests {
         let kept = with_held(&vs, true, Some(&idle), Some(2.0), None);
         assert!(kept.scaled_to_zero.is_none());
         assert!(kept.decision.variants[0].target >= 1);
+    }
+
+    /// CONTRACT section 7: a lost scrape is not an idle model. Six ready replicas serving, then
+    /// their request series vanishes: the last good count holds and says why.
+    #[test]
+    fn a_missing_request_series_with_ready_replicas_holds_the_last_good_count() {
+        let mut v = variant("a", 5.0, &[(0.3, 0.0); 6]);
+        v.previous_desired = Some(6);
+        let vs = [v];
+        let d = with_held(&vs, true, Some(&RequestCount::NoSeries), None, None);
+        assert!(d.decision.safety_net, "{d:?}");
+        assert!(d.scaled_to_zero.is_none());
+        assert_eq!(d.decision.variants[0].target, 6);
+        let why = d.blind.as_deref().expect("blind says why");
+        assert!(why.contains("6 replicas are ready"), "{why}");
+        assert!(
+            d.decision.analysis.reason.contains("cannot tell idle"),
+            "{d:?}"
+        );
+        // Its other series gone too (the scrape failed for good): still held, never zero.
+        let mut silent = vs[0].clone();
+        silent.replicas.clear();
+        let d = with_held(
+            &[silent.clone()],
+            true,
+            Some(&RequestCount::NoSeries),
+            None,
+            None,
+        );
+        assert_eq!(d.decision.variants[0].target, 6);
+        assert!(d.blind.is_some());
+        // A flat count while one ready replica reports nothing: held as well.
+        let mut partial = vs[0].clone();
+        partial.replicas.pop();
+        let idle = RequestCount::Read(0.0);
+        let d = with_held(&[partial], true, Some(&idle), None, None);
+        assert_eq!(d.decision.variants[0].target, 6);
+        assert!(d.blind.as_deref().is_some_and(|w| w.contains("1 of 6")));
+        // Flat and every ready replica seen: positive evidence, so zero.
+        let d = with_held(&vs, true, Some(&idle), None, None);
+        assert!(d.scaled_to_zero.is_some() && d.blind.is_none());
+        assert_eq!(d.decision.variants[0].target, 0);
+        // Scale to zero off: nothing is blind, the analysis decides as usual.
+        let d = with_held(&vs, false, Some(&RequestCount::NoSeries), None, None);
+        assert!(d.blind.is_none() && !d.decision.safety_net);
+        // Requests held by the scheduler: not idle, so not blind either.
+        let d = with_held(&vs, true, Some(&RequestCount::NoSeries), Some(2.0), None);
+        assert!(d.blind.is_none() && !d.decision.safety_net, "{d:?}");
+        assert!(d.decision.variants[0].target >= 1);
+    }
+
+    #[test]
+    fn a_model_at_zero_with_no_series_stays_at_zero() {
+        let mut v = variant("a", 5.0, &[]);
+        v.current_replicas = 0;
+        v.ready_replicas = 0;
+        v.previous_desired = Some(0);
+        let d = with_held(&[v], true, Some(&RequestCount::NoSeries), None, None);
+        assert!(d.blind.is_none());
+        assert_eq!(d.decision.variants[0].target, 0);
+    }
+
+    #[test]
+    fn roles_are_judged_blind_or_idle_as_one_model() {
+        let roles = [Role::Prefill, Role::Decode];
+        let mut prefill = variant("prefill", 2.0, &[(0.1, 0.0)]);
+        let mut decode = variant("decode", 9.0, &[(0.1, 0.0)]);
+        prefill.previous_desired = Some(1);
+        decode.previous_desired = Some(1);
+        // The decode server is ready but unseen: the whole model holds, prefill included.
+        decode.replicas.clear();
+        let vs = [prefill, decode];
+        let idle = RequestCount::Read(0.0);
+        let d = decide_cycle(CycleInputs {
+            scale_to_zero: true,
+            request_count: Some(&idle),
+            roles: &roles,
+            ..CycleInputs::capacity(&Thresholds::default(), &vs)
+        });
+        assert!(d.blind.is_some(), "{d:?}");
+        assert!(d.decision.variants.iter().all(|t| t.target == 1), "{d:?}");
     }
 
     fn with_roles(variants: &[VariantInput], roles: &[Role], held: Option<f64>) -> CycleDecision {

@@ -13,8 +13,8 @@
 //! - [`learner`]: online estimation of a variant's latency parameters.
 //! - [`slo_capacity`]: the default analyzer: demand against learned per-replica capacity at
 //!   a share of the latency objectives, cost-aware placement, stabilised scale-down.
-//! - [`model_based`]: the model-based optimizer, its arbitration with the capacity analyzer,
-//!   and scale to zero.
+//! - [`model_based`]: the model-based optimizer and its arbitration with the capacity analyzer.
+//! - [`scale_to_zero`]: when a model may go to zero, and when the controller cannot tell.
 //! - [`roles`]: prefill and decode variants, decided apart.
 
 pub mod cycle;
@@ -27,6 +27,7 @@ pub mod queueing;
 pub mod roles;
 pub mod safety_net;
 pub mod saturation;
+pub mod scale_to_zero;
 pub mod scaling_config;
 pub mod slo_capacity;
 pub mod targets;

@@ -1,6 +1,6 @@
 //! The model-based optimizer (hybrid and model-only modes): replicas per variant from the
 //! queueing model and the learned latency parameters, at least cost; its arbitration with the
-//! capacity analyzer (CONTRACT section 4); and scale to zero (section 7).
+//! capacity analyzer (CONTRACT section 4).
 
 use serde::{Deserialize, Serialize};
 
@@ -260,38 +260,6 @@ pub fn arbitrate(
         .collect()
 }
 
-/// The model's request count over its retention window, as read for scale to zero.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RequestCount {
-    /// `sum(increase(vllm:request_success_total[retention]))` for the model.
-    Read(f64),
-    /// No series at all for the model (no pod ever served it in the window).
-    NoSeries,
-    Failed(String),
-}
-
-/// Whether scale to zero takes every variant of the model to 0 this cycle, and why (or why not).
-pub fn scale_to_zero(enabled: bool, count: Option<&RequestCount>) -> (bool, String) {
-    if !enabled {
-        return (false, "scale to zero is off".into());
-    }
-    match count {
-        Some(RequestCount::Read(n)) if *n <= 0.0 => {
-            (true, "no successful request in the retention window".into())
-        }
-        Some(RequestCount::NoSeries) => (
-            true,
-            "no request series for the model in the retention window".into(),
-        ),
-        Some(RequestCount::Read(n)) => (false, format!("{n:.0} requests in the retention window")),
-        Some(RequestCount::Failed(e)) => (
-            false,
-            format!("request count unavailable ({e}); targets kept"),
-        ),
-        None => (false, "request count not read; targets kept".into()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::decision::VariantTarget;
@@ -520,16 +488,5 @@ mod tests {
             one(ModelOnly, 1, None, true),
             row(1, Winner::Capacity, "no-model-proposal")
         );
-    }
-
-    #[test]
-    fn scale_to_zero_on_off_and_error() {
-        assert!(!scale_to_zero(false, Some(&RequestCount::Read(0.0))).0);
-        assert!(scale_to_zero(true, Some(&RequestCount::Read(0.0))).0);
-        assert!(scale_to_zero(true, Some(&RequestCount::NoSeries)).0);
-        assert!(!scale_to_zero(true, Some(&RequestCount::Read(3.0))).0);
-        let (zero, why) = scale_to_zero(true, Some(&RequestCount::Failed("timeout".into())));
-        assert!(!zero && why.contains("targets kept"), "{why}");
-        assert!(!scale_to_zero(true, None).0);
     }
 }

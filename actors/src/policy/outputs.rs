@@ -78,7 +78,12 @@ impl MetricsState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OptimizationState {
     Succeeded,
-    SafetyNet(FallbackSource),
+    /// The safety net chose the count; `blind` says why when the model was held instead of
+    /// going to zero because part of it could not be seen.
+    SafetyNet {
+        source: FallbackSource,
+        blind: Option<String>,
+    },
     /// Decided on the default thresholds because the model's override is invalid.
     InvalidConfiguration(String),
     /// Hybrid or model-only mode, but the model-based optimizer proposed nothing (why): the
@@ -97,7 +102,10 @@ impl OptimizationState {
             .as_ref()
             .filter(|m| m.proposal.variants.iter().all(|v| v.target.is_none()));
         match (fallback, problems.first(), abstained) {
-            (Some(source), _, _) if decided.decision.safety_net => Self::SafetyNet(source),
+            (Some(source), _, _) if decided.decision.safety_net => Self::SafetyNet {
+                source,
+                blind: decided.blind.clone(),
+            },
             (_, Some(problem), _) => Self::InvalidConfiguration(problem.message.clone()),
             (_, _, Some(m)) => Self::ModelAbstained(m.proposal.reason.clone()),
             _ => Self::Succeeded,
@@ -322,7 +330,10 @@ mod tests {
         assert_eq!(*desired, 3);
         assert_eq!(
             *optimization,
-            OptimizationState::SafetyNet(FallbackSource::PreviousDesired)
+            OptimizationState::SafetyNet {
+                source: FallbackSource::PreviousDesired,
+                blind: None
+            }
         );
         assert_eq!(
             *metrics,
