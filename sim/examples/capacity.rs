@@ -4,7 +4,7 @@
 
 use wva_sim::capacity::sustainable_rate;
 use wva_sim::profiles::{a100, h100};
-use wva_sim::report::SloTargets;
+use wva_sim::results::SloTargets;
 
 fn main() {
     let mix: Vec<(u32, u32)> = match std::env::args().nth(1) {

@@ -5,7 +5,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Exp};
 use wva_sim::capacity::attainment_at;
 use wva_sim::profiles::{a100, h100};
-use wva_sim::report::SloTargets;
+use wva_sim::results::SloTargets;
 use wva_sim::server::{Request, Server};
 
 fn main() {

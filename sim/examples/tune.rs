@@ -5,9 +5,10 @@
 
 use std::path::PathBuf;
 
-use wva_sim::engine::{Policy, RunOptions};
+use wva_sim::engine::RunOptions;
 use wva_sim::frontier::{FrontierRequest, measure};
-use wva_sim::report::SloTargets;
+use wva_sim::policy::Policy;
+use wva_sim::results::SloTargets;
 use wva_sim::simulate::{SimulateRequest, workloads};
 
 fn main() -> Result<(), String> {

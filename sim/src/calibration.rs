@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::engine::percentile;
 use crate::profiles::{AcceleratorProfile, Calibration, Datasheet};
+use crate::results::percentile;
 use crate::server::{Completed, Request, Server};
 
 /// The published runs, embedded so that the calibration test runs offline.

@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Exp};
 
 use crate::profiles::AcceleratorProfile;
-use crate::report::SloTargets;
+use crate::results::SloTargets;
 use crate::server::{Completed, Request, Server};
 
 /// How long each trial rate runs, and the warm-up it discards.

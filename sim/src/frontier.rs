@@ -15,9 +15,12 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::engine::{Policy, RunOptions, Scenario, run};
+use crate::engine::{RunOptions, run};
 use crate::plot::Plot;
-use crate::report::{SloTargets, Summary, summarize};
+use crate::policy::Policy;
+use crate::report::{Summary, summarize};
+use crate::results::SloTargets;
+use crate::scenario::Scenario;
 
 /// One run of one policy at one knob setting.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -129,7 +132,8 @@ pub fn measure(
             .iter()
             .any(|p| matches!(p, Policy::Clairvoyant { .. }))
         {
-            options.clairvoyant_capacity = Some(crate::engine::replica_capacities(scenario)?);
+            options.clairvoyant_capacity =
+                Some(crate::peers::clairvoyant::replica_capacities(scenario)?);
         }
         options_by_workload.push(options);
     }

@@ -6,12 +6,16 @@
 //! - [`cluster`]: the variants' replicas and the gateway in front of them.
 //! - [`hpa`]: the HorizontalPodAutoscaler's algorithm.
 //! - [`load`], [`scenario`]: request arrivals (shapes and traces) and the built-in runs.
-//! - [`engine`]: virtual time, the scrape, the autoscaler's cycle, and the results.
+//! - [`engine`]: virtual time and the run, one step per event.
+//! - [`policy`], [`autoscaler`]: the policies by name and knob, and how each acts (one trait).
+//! - [`scrape`]: the emulated Prometheus.
+//! - [`results`]: what a run produces and how it is judged (objectives, percentiles).
 //! - [`report`], [`plot`]: the summary, `summary.json`, and the plots.
 //! - [`simulate`]: one run or several policies on the same load.
 //! - [`frontier`]: every policy across its knob's settings, the Pareto points, the figures.
 //! - [`emulate`], [`exposition`]: emulated servers over HTTP for a real Prometheus.
 
+pub mod autoscaler;
 pub mod calibration;
 pub mod capacity;
 pub mod clock;
@@ -25,8 +29,11 @@ pub mod learning;
 pub mod load;
 pub mod peers;
 pub mod plot;
+pub mod policy;
 pub mod profiles;
 pub mod report;
+pub mod results;
 pub mod scenario;
+pub mod scrape;
 pub mod server;
 pub mod simulate;

@@ -7,25 +7,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::engine::{ModelBasedTally, RunResult, Sample, VariantResult, VariantSample, percentile};
 use super::plot::{Figure, Plot, Series};
-
-/// Latency objectives a request is judged against.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SloTargets {
-    pub ttft_ms: f64,
-    pub itl_ms: f64,
-}
-
-impl Default for SloTargets {
-    fn default() -> Self {
-        Self {
-            ttft_ms: 1_000.0,
-            itl_ms: 50.0,
-        }
-    }
-}
+use super::results::{
+    ModelBasedTally, RunResult, Sample, SloTargets, VariantResult, VariantSample, percentile,
+};
 
 /// The numbers of one run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -355,7 +340,7 @@ pub fn write_figures(dir: &Path, figures: &[(&str, Figure)]) -> Result<Vec<PathB
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::VariantSample;
+    use crate::results::VariantSample;
     use std::collections::BTreeMap;
 
     /// A run of two variants over ten minutes: the H100 one follows its desired count with a

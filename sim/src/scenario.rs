@@ -1,10 +1,33 @@
 //! Scenarios: the built-in one (two variants of one model on different accelerators, a bursty
 //! day compressed into the run), and trace replays on the same cluster.
 
-use super::engine::{Scenario, VariantScenario};
 use super::hpa::{Behavior, HpaSpec};
 use super::load::{Arrivals, RateShape, SyntheticLoad, TokenLengths};
 use super::server::Request;
+
+/// One variant of the simulated model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VariantScenario {
+    pub name: String,
+    pub accelerator: String,
+    /// Cost of one replica per hour; also the VA's `variantCost`.
+    pub cost_per_hour: f64,
+    pub initial_replicas: u32,
+    pub max_replicas: u32,
+}
+
+/// Everything a run needs.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub namespace: String,
+    pub model_id: String,
+    pub variants: Vec<VariantScenario>,
+    pub requests: Vec<Request>,
+    pub duration_s: f64,
+    pub startup_s: f64,
+    pub control_interval_s: f64,
+    pub hpa: HpaSpec,
+}
 
 fn cluster(requests: Vec<Request>, duration_s: f64) -> Scenario {
     Scenario {

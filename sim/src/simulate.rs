@@ -3,11 +3,15 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::engine::{Policy, RunOptions, RunResult, Scenario, run};
+use crate::engine::{RunOptions, run};
 use crate::frontier::{FrontierRequest, WorkloadFrontier};
 use crate::load::parse_trace;
-use crate::report::{SloTargets, Summary, summarize, table, write};
+use crate::policy::Policy;
+use crate::report::{Summary, summarize, table, write};
+use crate::results::RunResult;
+use crate::results::SloTargets;
 use crate::scenario;
+use crate::scenario::Scenario;
 
 /// What `wva simulate` was asked to do.
 #[derive(Debug, Clone)]

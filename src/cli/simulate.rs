@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use wva_sim::engine::{Policy, RunOptions};
+use wva_sim::engine::RunOptions;
+use wva_sim::policy::Policy;
 use wva_sim::simulate::{SimulateRequest, compare, compare_table, frontier, render, simulate};
 
 use std::collections::BTreeMap;

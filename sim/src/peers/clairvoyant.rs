@@ -17,6 +17,11 @@
 //! and how the router spreads them. It is a bound on what any autoscaler could do with the same
 //! replicas and start-up delay, not an exact optimum.
 
+use crate::autoscaler::{Actuation, Autoscaler, View};
+use crate::capacity::sustainable_rate;
+use crate::profiles;
+use crate::results::SloTargets;
+use crate::scenario::Scenario;
 use crate::server::Request;
 
 /// One variant as the schedule sees it.
@@ -108,6 +113,103 @@ pub fn plan(
         })
         .collect();
     Schedule { slot_ms, targets }
+}
+
+/// What one replica of each variant carries within the objectives, for the scenario's mix of
+/// request lengths.
+pub fn replica_capacities(scenario: &Scenario) -> Result<Vec<f64>, String> {
+    let mix: Vec<(u32, u32)> = scenario
+        .requests
+        .iter()
+        .map(|r| (r.prompt_tokens, r.output_tokens))
+        .collect();
+    scenario
+        .variants
+        .iter()
+        .map(|v| {
+            let profile = profiles::by_name(&v.accelerator)
+                .ok_or_else(|| format!("variant {}: unknown accelerator", v.name))?;
+            Ok(sustainable_rate(
+                &profile,
+                &mix,
+                SloTargets::default(),
+                CLAIRVOYANT_SHARE,
+                7,
+            ))
+        })
+        .collect()
+}
+
+/// The share of requests within the objectives the clairvoyant bound sizes replicas for.
+pub const CLAIRVOYANT_SHARE: f64 = 0.95;
+
+pub fn clairvoyant_schedule(
+    scenario: &Scenario,
+    utilization: f64,
+    capacities: Option<&[f64]>,
+) -> Result<Schedule, String> {
+    let capacities = match capacities {
+        Some(c) => c.to_vec(),
+        None => replica_capacities(scenario)?,
+    };
+    let planned: Vec<PlannedVariant> = scenario
+        .variants
+        .iter()
+        .zip(capacities)
+        .map(|(v, capacity_rps)| PlannedVariant {
+            capacity_rps,
+            cost_per_hour: v.cost_per_hour,
+            min_replicas: scenario.hpa.min_replicas,
+            max_replicas: v.max_replicas,
+        })
+        .collect();
+    Ok(plan(
+        &scenario.requests,
+        &planned,
+        scenario.duration_s * 1e3,
+        scenario.startup_s * 1e3,
+        utilization,
+        scenario.control_interval_s * 1e3,
+    ))
+}
+
+/// A schedule as an autoscaler: it sets each variant's replicas to the schedule's targets every
+/// `interval_ms`.
+#[derive(Debug)]
+pub struct ScheduleScaler {
+    schedule: Schedule,
+    interval_ms: f64,
+}
+
+impl ScheduleScaler {
+    pub fn new(schedule: Schedule, interval_ms: f64) -> Self {
+        Self {
+            schedule,
+            interval_ms,
+        }
+    }
+}
+
+impl Autoscaler for ScheduleScaler {
+    fn actuation(&self) -> Actuation {
+        Actuation::Direct {
+            interval_ms: self.interval_ms,
+        }
+    }
+
+    fn direct_targets(&mut self, view: &View<'_>) -> Vec<u32> {
+        let targets = self.schedule.at(view.now_ms);
+        view.cluster
+            .variants
+            .iter()
+            .enumerate()
+            .map(|(vi, v)| {
+                targets
+                    .and_then(|t| t.get(vi).copied())
+                    .unwrap_or(v.replicas())
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -7,8 +7,10 @@
 
 use std::collections::VecDeque;
 
+use crate::autoscaler::{Actuation, Autoscaler, View};
+use crate::hpa::Behavior;
 use crate::peers::RecentRequests;
-use crate::report::SloTargets;
+use crate::results::SloTargets;
 
 /// The guide's numbers; the target is the knob, the scale-down threshold keeps its ratio.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -68,6 +70,51 @@ impl KedaSlo {
             config.target
         };
         Some(per_replica * f64::from(current))
+    }
+}
+
+/// The setup as an autoscaler: KEDA's HPA per variant, on the per-replica ratio, with the
+/// chart's behaviour.
+#[derive(Debug)]
+pub struct KedaSloScaler {
+    config: KedaSloConfig,
+    windows: Vec<KedaSlo>,
+    behavior: Behavior,
+}
+
+impl KedaSloScaler {
+    pub fn new(target: f64, variants: usize, behavior: Behavior) -> Self {
+        Self {
+            config: KedaSloConfig::with_target(target),
+            windows: (0..variants).map(|_| KedaSlo::default()).collect(),
+            behavior,
+        }
+    }
+}
+
+impl Autoscaler for KedaSloScaler {
+    fn actuation(&self) -> Actuation {
+        Actuation::Hpa {
+            target_average_value: self.config.target,
+            behavior: self.behavior.clone(),
+        }
+    }
+
+    fn hpa_metrics(&mut self, view: &View<'_>) -> Vec<Option<f64>> {
+        self.windows
+            .iter_mut()
+            .zip(view.recent)
+            .zip(&view.cluster.variants)
+            .map(|((window, recent), v)| {
+                window.metric(
+                    view.now_ms,
+                    recent,
+                    SloTargets::default(),
+                    v.replicas(),
+                    &self.config,
+                )
+            })
+            .collect()
     }
 }
 

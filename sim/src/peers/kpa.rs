@@ -4,6 +4,8 @@
 
 use std::collections::VecDeque;
 
+use crate::autoscaler::{Actuation, Autoscaler, View};
+
 /// Knative's windows over one variant's concurrency samples.
 #[derive(Debug, Default)]
 pub struct KpaState {
@@ -55,6 +57,60 @@ impl KpaState {
         };
         // At most halve the ready pods per decision (max-scale-down-rate 2).
         desired.max(ready.div_ceil(2)).clamp(1, max)
+    }
+}
+
+/// Knative's autoscaler on every variant: it sets the replicas itself every two seconds.
+#[derive(Debug)]
+pub struct KpaScaler {
+    target_concurrency: f64,
+    states: Vec<KpaState>,
+    max_replicas: Vec<u32>,
+}
+
+impl KpaScaler {
+    pub fn new(target_concurrency: f64, max_replicas: Vec<u32>) -> Self {
+        Self {
+            target_concurrency,
+            states: max_replicas.iter().map(|_| KpaState::default()).collect(),
+            max_replicas,
+        }
+    }
+}
+
+impl Autoscaler for KpaScaler {
+    fn actuation(&self) -> Actuation {
+        Actuation::Direct {
+            interval_ms: KpaState::INTERVAL_MS,
+        }
+    }
+
+    fn direct_targets(&mut self, view: &View<'_>) -> Vec<u32> {
+        let t = view.now_ms;
+        // Requests held at the gateway (Knative's activator) count for every revision.
+        let held = view.cluster.gateway.len() as f64 / view.cluster.variants.len() as f64;
+        self.states
+            .iter_mut()
+            .zip(&view.cluster.variants)
+            .zip(&self.max_replicas)
+            .map(|((state, v), &max)| {
+                let concurrency = v
+                    .servers
+                    .iter()
+                    .filter(|s| s.is_ready(t))
+                    .map(|s| s.in_system() as f64)
+                    .sum::<f64>()
+                    + held;
+                state.desired(
+                    t,
+                    concurrency,
+                    self.target_concurrency,
+                    v.replicas(),
+                    v.ready(t),
+                    max,
+                )
+            })
+            .collect()
     }
 }
 

@@ -69,8 +69,8 @@ impl RecentRequests {
 
     /// The `q` quantile of TTFT and of ITL (requests with more than one output token).
     pub fn latency_quantiles(&self, q: f64) -> Option<(f64, f64)> {
-        let ttft = crate::engine::percentile(self.done.iter().map(|d| d.1).collect(), q)?;
-        let itl = crate::engine::percentile(
+        let ttft = crate::results::percentile(self.done.iter().map(|d| d.1).collect(), q)?;
+        let itl = crate::results::percentile(
             self.done.iter().filter(|d| d.4 > 1).map(|d| d.2).collect(),
             q,
         )

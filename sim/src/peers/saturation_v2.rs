@@ -17,6 +17,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use crate::autoscaler::{Actuation, Autoscaler, View};
 use crate::cluster::Cluster;
 use crate::peers::RecentRequests;
 use crate::profiles::BLOCK_TOKENS;
@@ -189,6 +190,44 @@ fn plan(caps: &[VariantCapacity], config: &SaturationV2Config) -> Vec<u32> {
         }
     }
     targets
+}
+
+/// The analyzer as an autoscaler: it decides on this controller's cycle, and an HPA with the
+/// chart's behaviour acts on its desired counts.
+#[derive(Debug)]
+pub struct SaturationV2Scaler {
+    analyzer: SaturationV2,
+    config: SaturationV2Config,
+    desired: Vec<Option<u32>>,
+    actuation: Actuation,
+}
+
+impl SaturationV2Scaler {
+    pub fn new(scale_up_threshold: f64, variants: usize, actuation: Actuation) -> Self {
+        Self {
+            analyzer: SaturationV2::default(),
+            config: SaturationV2Config::with_scale_up(scale_up_threshold),
+            desired: vec![None; variants],
+            actuation,
+        }
+    }
+}
+
+impl Autoscaler for SaturationV2Scaler {
+    fn actuation(&self) -> Actuation {
+        self.actuation.clone()
+    }
+
+    fn on_cycle(&mut self, view: &View<'_>) {
+        let desired = self
+            .analyzer
+            .desired(view.now_ms, view.cluster, view.recent, &self.config);
+        self.desired = desired.into_iter().map(Some).collect();
+    }
+
+    fn hpa_metrics(&mut self, _view: &View<'_>) -> Vec<Option<f64>> {
+        self.desired.iter().map(|d| d.map(f64::from)).collect()
+    }
 }
 
 #[cfg(test)]
