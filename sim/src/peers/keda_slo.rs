@@ -4,6 +4,14 @@
 //! replica and does not scale down until it falls below 0.40 (hysteresis). The metric is a
 //! per-replica ratio over all current replicas, so replicas that are still starting are
 //! credited: a burst is not answered twice.
+//!
+//! A variant that finished nothing in the window (idle, or so overloaded that nothing
+//! completes) has no P90: `histogram_quantile` over all-zero rates is NaN, and an average over
+//! a window holding a NaN stays NaN while it is in the window. KEDA's Prometheus scaler
+//! rejects only an empty answer (unless `ignoreNullValues`, its default, turns that into 0) and
+//! ±Inf; a NaN goes through, and the HPA reads it as no load. Either way the HPA sees nothing
+//! to carry and goes down to its minimum at the pace its behaviour allows, which is what is
+//! emulated here: a metric of 0 while a NaN is in the smoothing window.
 
 use std::collections::VecDeque;
 
@@ -34,10 +42,11 @@ impl KedaSloConfig {
     }
 }
 
-/// One variant's smoothing window.
+/// One variant's smoothing window: the ratio at each poll, `None` where it was NaN (nothing
+/// finished in the window).
 #[derive(Debug, Default)]
 pub struct KedaSlo {
-    ratios: VecDeque<(f64, f64)>,
+    ratios: VecDeque<(f64, Option<f64>)>,
 }
 
 impl KedaSlo {
@@ -52,9 +61,9 @@ impl KedaSlo {
         current: u32,
         config: &KedaSloConfig,
     ) -> Option<f64> {
-        // No finished request in the window: no data, the HPA keeps the count.
-        let (ttft, itl) = recent.latency_quantiles(config.quantile)?;
-        let ratio = (ttft / slo.ttft_ms).max(itl / slo.itl_ms).min(config.cap);
+        let ratio = recent
+            .latency_quantiles(config.quantile)
+            .map(|(ttft, itl)| (ttft / slo.ttft_ms).max(itl / slo.itl_ms).min(config.cap));
         self.ratios.push_back((now_ms, ratio));
         while self
             .ratios
@@ -63,7 +72,11 @@ impl KedaSlo {
         {
             self.ratios.pop_front();
         }
-        let smoothed = self.ratios.iter().map(|r| r.1).sum::<f64>() / self.ratios.len() as f64;
+        // A NaN in the window: the HPA reads no load.
+        let Some(sum) = self.ratios.iter().map(|r| r.1).sum::<Option<f64>>() else {
+            return Some(0.0);
+        };
+        let smoothed = sum / self.ratios.len() as f64;
         let per_replica = if smoothed > config.target || smoothed < config.scale_down_below {
             smoothed
         } else {
@@ -166,9 +179,35 @@ mod tests {
             .metric(0.0, &recent(100.0, 10.0), slo, 3, &config)
             .expect("data");
         assert!(m < 0.40 * 3.0, "{m}");
-        assert!(
-            idle.metric(0.0, &RecentRequests::default(), slo, 3, &config)
-                .is_none()
-        );
+    }
+
+    /// Nothing finished in the window: the guide's query is NaN, which KEDA passes on and the
+    /// HPA reads as no load, for as long as the NaN stays in the smoothing window.
+    #[test]
+    fn an_idle_variant_reads_as_no_load_until_the_window_forgets_it() {
+        let config = KedaSloConfig::with_target(0.55);
+        let slo = SloTargets::default();
+        let mut k = KedaSlo::default();
+        let busy = recent(100.0, 40.0);
+        assert!(k.metric(0.0, &busy, slo, 3, &config).expect("value") > 0.0);
+        let idle = RecentRequests::default();
+        assert_eq!(k.metric(15_000.0, &idle, slo, 3, &config), Some(0.0));
+        // Busy again, but the NaN of 15 s is still within the 45 s window.
+        assert_eq!(k.metric(30_000.0, &busy, slo, 3, &config), Some(0.0));
+        assert_eq!(k.metric(60_000.0, &busy, slo, 3, &config), Some(0.0));
+        // Once it has left the window, the ratio is back.
+        let m = k.metric(75_000.0, &busy, slo, 3, &config).expect("value");
+        assert!((m - 0.8 * 3.0).abs() < 1e-9, "{m}");
+        // The HPA the chart renders takes a metric of 0 down to its minimum, after its
+        // scale-down window.
+        let mut hpa = crate::hpa::Hpa::new(crate::hpa::HpaSpec {
+            behavior: crate::hpa::Behavior::chart(),
+            ..Default::default()
+        });
+        let mut replicas = 4;
+        for i in 0..20 {
+            replicas = hpa.sync(f64::from(i) * 15_000.0, replicas, Some(0.0));
+        }
+        assert_eq!(replicas, 1);
     }
 }
