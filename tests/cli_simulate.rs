@@ -443,7 +443,38 @@ fn frontier_and_trace_arguments_are_checked() {
     assert!(err.contains("--frontier") && err.contains("nope"), "{err}");
     let (code, _, err) = simulate(&["--trace", "a.csv", "--trace", "b.csv"], dir.path());
     assert_eq!(code, Some(2));
-    assert!(err.contains("several traces only with --frontier"), "{err}");
+    assert!(
+        err.contains("several workloads only with --frontier or --compare"),
+        "{err}"
+    );
+    let (code, _, err) = simulate(&["--frontier", "wva", "--workloads", "testing"], dir.path());
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("--workloads: expected training, validation, zoo or all"),
+        "{err}"
+    );
+    let (code, _, err) = simulate(&["--trace", "zoo:nope"], dir.path());
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("expected one of zoo:prefill-heavy-surge"),
+        "{err}"
+    );
+    let (code, _, err) = simulate(
+        &[
+            "--compare",
+            "wva",
+            "--workloads",
+            "validation",
+            "--traces-dir",
+            "/nonexistent",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("--workloads validation") && err.contains("/nonexistent/"),
+        "{err}"
+    );
     let (code, _, err) = simulate(&["--policy", "wva=abc"], dir.path());
     assert_eq!(code, Some(2));
     assert!(err.contains("budget share"), "{err}");

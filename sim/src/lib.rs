@@ -6,6 +6,7 @@
 //! - [`cluster`]: the variants' replicas and the gateway in front of them.
 //! - [`hpa`]: the HorizontalPodAutoscaler's algorithm.
 //! - [`load`], [`scenario`]: request arrivals (shapes and traces) and the built-in runs.
+//! - [`workloads`]: the training and validation split of the traces, and the zoo of shapes.
 //! - [`engine`]: virtual time and the run, one step per event.
 //! - [`policy`], [`autoscaler`]: the policies by name and knob, and how each acts (one trait).
 //! - [`scrape`]: the emulated Prometheus.
@@ -37,3 +38,4 @@ pub mod scenario;
 pub mod scrape;
 pub mod server;
 pub mod simulate;
+pub mod workloads;

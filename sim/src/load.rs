@@ -1,11 +1,12 @@
 //! Load for the emulated cluster: a request rate that changes over time (constant, ramp,
-//! square-wave bursts, diurnal), arrivals that are Poisson or burstier (gamma inter-arrival
-//! times with a coefficient of variation above 1), token lengths from log-normal distributions,
-//! or the replay of a recorded trace (`TIMESTAMP,ContextTokens,GeneratedTokens`).
+//! square-wave bursts, diurnal, a surge), arrivals that are Poisson or burstier (gamma
+//! inter-arrival times with a coefficient of variation above 1, or clumps of requests arriving
+//! together), token lengths from log-normal distributions, mixes of several populations, or the
+//! replay of a recorded trace (`TIMESTAMP,ContextTokens,GeneratedTokens`).
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand_distr::{Distribution, Gamma, LogNormal};
+use rand_distr::{Distribution, Gamma, LogNormal, Poisson};
 
 use super::server::Request;
 
@@ -32,6 +33,14 @@ pub enum RateShape {
         mean: f64,
         amplitude: f64,
         period_s: f64,
+    },
+    /// `base`, multiplied by `factor` from `start_s` for `len_s` (a step up and back down; a
+    /// surge that lasts to the end when it outlasts the run).
+    Surge {
+        base: f64,
+        factor: f64,
+        start_s: f64,
+        len_s: f64,
     },
     /// A diurnal curve with square-wave bursts on top (the built-in scenario's day).
     BurstyDay {
@@ -69,6 +78,18 @@ impl RateShape {
                 amplitude,
                 period_s,
             } => mean - amplitude * (tau * t_s / period_s).cos(),
+            Self::Surge {
+                base,
+                factor,
+                start_s,
+                len_s,
+            } => {
+                if (start_s..start_s + len_s).contains(&t_s) {
+                    base * factor
+                } else {
+                    base
+                }
+            }
             Self::BurstyDay {
                 mean,
                 amplitude,
@@ -147,6 +168,7 @@ impl RateShape {
             Self::Diurnal {
                 mean, amplitude, ..
             } => mean + amplitude.abs(),
+            Self::Surge { base, factor, .. } => base * factor.max(1.0),
             Self::BurstyDay {
                 mean,
                 amplitude,
@@ -164,6 +186,12 @@ pub enum Arrivals {
     /// Gamma inter-arrival times with this coefficient of variation (1 is Poisson).
     Gamma {
         cv: f64,
+    },
+    /// Requests in clumps that arrive together (a client sending a batch, an agent fanning
+    /// out): clumps as a Poisson process at the rate divided by `mean_size`, each of
+    /// 1 + Poisson(`mean_size` − 1) requests within the same 100 ms.
+    Clumps {
+        mean_size: f64,
     },
 }
 
@@ -207,19 +235,25 @@ impl SyntheticLoad {
             None => l.mean as u32,
         };
         // Gamma gaps of mean 1 in "operational time", thinned against the varying rate; with
-        // cv = 1 this is the classic thinning of a Poisson process.
-        let cv = match self.arrivals {
-            Arrivals::Poisson => 1.0,
-            Arrivals::Gamma { cv } => cv.max(0.05),
+        // cv = 1 this is the classic thinning of a Poisson process. Clumps thin events at the
+        // rate of clumps, each bringing several requests.
+        let (cv, clump) = match self.arrivals {
+            Arrivals::Poisson => (1.0, 1.0),
+            Arrivals::Gamma { cv } => (cv.max(0.05), 1.0),
+            Arrivals::Clumps { mean_size } => (1.0, mean_size.max(1.0)),
         };
         let shape_k = 1.0 / (cv * cv);
-        let Ok(gap) = Gamma::new(shape_k, 1.0 / shape_k) else {
+        let (Ok(gap), Ok(extra)) = (
+            Gamma::new(shape_k, 1.0 / shape_k),
+            Poisson::new((clump - 1.0).max(1e-9)),
+        ) else {
             return out;
         };
+        let event_rate = max_rate / clump;
         let mut t = 0.0f64;
         let mut id = 0u64;
         loop {
-            t += gap.sample(&mut rng) / max_rate;
+            t += gap.sample(&mut rng) / event_rate;
             if t >= duration_s {
                 break;
             }
@@ -227,15 +261,48 @@ impl SyntheticLoad {
             if accept * max_rate > self.shape.rate(t, duration_s) {
                 continue;
             }
-            out.push(Request {
-                id,
-                arrival_ms: t * 1e3,
-                prompt_tokens: draw(&prompt, &self.prompt, &mut rng),
-                output_tokens: draw(&output, &self.output, &mut rng),
-            });
-            id += 1;
+            let size = if clump > 1.0 {
+                1 + extra.sample(&mut rng) as u64
+            } else {
+                1
+            };
+            for k in 0..size {
+                let spread: f64 = if k == 0 {
+                    0.0
+                } else {
+                    rand::Rng::random::<f64>(&mut rng) * 0.1
+                };
+                out.push(Request {
+                    id,
+                    arrival_ms: (t + spread) * 1e3,
+                    prompt_tokens: draw(&prompt, &self.prompt, &mut rng),
+                    output_tokens: draw(&output, &self.output, &mut rng),
+                });
+                id += 1;
+            }
         }
+        sort_by_arrival(&mut out);
         out
+    }
+}
+
+/// Several populations of requests over the same run, each from its own load and seed, merged
+/// in arrival order (ids renumbered).
+pub fn mix(loads: &[SyntheticLoad], duration_s: f64, seed: u64) -> Vec<Request> {
+    let mut out: Vec<Request> = loads
+        .iter()
+        .enumerate()
+        .flat_map(|(i, l)| l.generate(duration_s, seed.wrapping_add(1_000_003 * i as u64)))
+        .collect();
+    sort_by_arrival(&mut out);
+    out
+}
+
+/// Sorts by arrival (stable, so ties keep their order) and numbers the requests in that order.
+fn sort_by_arrival(requests: &mut [Request]) {
+    requests.sort_by(|a, b| a.arrival_ms.total_cmp(&b.arrival_ms));
+    for (i, r) in requests.iter_mut().enumerate() {
+        r.id = i as u64;
     }
 }
 
@@ -511,23 +578,24 @@ mod tests {
         }
     }
 
+    /// The shared traces' exact form: seven fractional digits, no newline after the last row,
+    /// an hour of arrivals; every row but the header is a request, in order.
     #[test]
-    fn the_shared_traces_parse_when_present() {
-        // The workplace's traces sit beside the repository (never inside it).
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/traces");
-        for file in ["azure-llm-2023-code.csv", "azure-llm-2023-conv.csv"] {
-            let Ok(text) = std::fs::read_to_string(dir.join(file)) else {
-                continue;
-            };
-            // Every non-empty line but the header is a request.
-            let rows = text.split('\n').filter(|l| !l.trim().is_empty()).count() - 1;
-            let reqs = parse_trace(&text, 1.0).expect(file);
-            assert_eq!(reqs.len(), rows, "{file}");
-            let span_min = reqs.last().map_or(0.0, |r| r.arrival_ms) / 60_000.0;
-            assert!(
-                (50.0..70.0).contains(&span_min),
-                "{file}: {span_min} minutes"
-            );
+    fn a_trace_in_the_shared_form_parses_whole() {
+        let mut text = String::from("TIMESTAMP,ContextTokens,GeneratedTokens");
+        for i in 0..3_600u32 {
+            let (m, sec) = (i / 60, i % 60);
+            text.push_str(&format!(
+                "\n2025-01-01 00:{m:02}:{sec:02}.1234567,{},{}",
+                100 + i,
+                i % 7
+            ));
         }
+        let reqs = parse_trace(&text, 1.0).expect("parses");
+        assert_eq!(reqs.len(), 3_600);
+        let span_min = reqs.last().map_or(0.0, |r| r.arrival_ms) / 60_000.0;
+        assert!((59.9..60.0).contains(&span_min), "{span_min} minutes");
+        assert_eq!(reqs[3_599].prompt_tokens, 3_699);
+        assert_eq!(reqs[7].output_tokens, 1, "a zero output is one token");
     }
 }

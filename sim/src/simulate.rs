@@ -1,26 +1,30 @@
 //! `wva simulate`: the autoscaler against the emulated cluster, in virtual time.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::engine::{RunOptions, run};
 use crate::frontier::{FrontierRequest, WorkloadFrontier};
-use crate::load::parse_trace;
 use crate::policy::Policy;
 use crate::report::{Summary, summarize, table, write};
 use crate::results::RunResult;
 use crate::results::SloTargets;
-use crate::scenario;
 use crate::scenario::Scenario;
+use crate::workloads::{WorkloadSet, WorkloadSource};
 
 /// What `wva simulate` was asked to do.
 #[derive(Debug, Clone)]
 pub struct SimulateRequest {
     pub seed: u64,
     pub duration_s: Option<f64>,
-    /// Traces to replay (`builtin` names the built-in load); none: the built-in load. One run
-    /// takes at most one; a frontier takes each as a workload.
+    /// Workloads by name or path: `builtin`, `zoo:NAME`, a trace of the split by name, or a
+    /// trace file; none: the built-in load. One run takes at most one; a frontier or a
+    /// comparison takes each as a workload.
     pub trace: Vec<PathBuf>,
+    /// A whole set of workloads (before those of `trace`).
+    pub workloads: Option<WorkloadSet>,
+    /// Where the split's traces are read from.
+    pub traces_dir: PathBuf,
     pub trace_speedup: f64,
     pub report: PathBuf,
     pub options: RunOptions,
@@ -30,22 +34,17 @@ pub struct SimulateRequest {
 }
 
 /// The name that stands for the built-in load where a trace is expected.
-pub const BUILTIN: &str = "builtin";
+pub const BUILTIN: &str = crate::workloads::BUILTIN;
 
 /// The scenario a single run's request describes.
 pub fn scenario_for(req: &SimulateRequest) -> Result<Scenario, String> {
-    match req.trace.as_slice() {
-        [] => Ok(builtin(req)),
-        [path] => workload(req, path).map(|(_, s)| s),
-        _ => Err("--trace: one run replays one trace (several only with --frontier)".into()),
+    match workloads(req)?.as_slice() {
+        [(_, scenario)] => Ok(scenario.clone()),
+        _ => Err(
+            "--trace: one run replays one workload (several only with --frontier or --compare)"
+                .into(),
+        ),
     }
-}
-
-fn builtin(req: &SimulateRequest) -> Scenario {
-    priced(
-        scenario::builtin(req.duration_s.unwrap_or(3_600.0), req.seed),
-        &req.prices,
-    )
 }
 
 fn priced(mut scenario: Scenario, prices: &BTreeMap<String, f64>) -> Scenario {
@@ -57,31 +56,30 @@ fn priced(mut scenario: Scenario, prices: &BTreeMap<String, f64>) -> Scenario {
     scenario
 }
 
-/// One workload by path (or [`BUILTIN`]), named by its file stem.
-fn workload(req: &SimulateRequest, path: &Path) -> Result<(String, Scenario), String> {
-    if path.as_os_str() == BUILTIN {
-        return Ok((BUILTIN.into(), builtin(req)));
-    }
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("--trace {}: {e}", path.display()))?;
-    let requests = parse_trace(&text, req.trace_speedup)
-        .map_err(|e| format!("--trace {}: {e}", path.display()))?;
-    let name = path.file_stem().map_or_else(
-        || path.display().to_string(),
-        |s| s.to_string_lossy().into(),
-    );
-    Ok((
-        name,
-        priced(scenario::trace(requests, req.duration_s), &req.prices),
-    ))
-}
-
-/// Every workload of a request: each trace, or the built-in load.
+/// Every workload of a request: a set, then each named one, or the built-in load alone.
 pub fn workloads(req: &SimulateRequest) -> Result<Vec<(String, Scenario)>, String> {
-    if req.trace.is_empty() {
-        return Ok(vec![(BUILTIN.into(), builtin(req))]);
+    let source = WorkloadSource {
+        traces_dir: req.traces_dir.clone(),
+        seed: req.seed,
+        duration_s: req.duration_s,
+        trace_speedup: req.trace_speedup,
+    };
+    let mut out = match req.workloads {
+        Some(set) => crate::workloads::of_set(&source, set)
+            .map_err(|e| format!("--workloads {}: {e}", set.as_str()))?,
+        None => Vec::new(),
+    };
+    for name in &req.trace {
+        let name = name.to_string_lossy();
+        out.push(crate::workloads::workload(&source, &name).map_err(|e| format!("--trace {e}"))?);
     }
-    req.trace.iter().map(|p| workload(req, p)).collect()
+    if out.is_empty() {
+        out.push(crate::workloads::workload(&source, BUILTIN)?);
+    }
+    Ok(out
+        .into_iter()
+        .map(|(name, s)| (name, priced(s, &req.prices)))
+        .collect())
 }
 
 /// The cost–SLO frontier of `policies` on every workload of the request, against `wva-v1`'s
@@ -143,26 +141,41 @@ fn run_one(
 pub const COMPARE_DIR: &str = "compare";
 
 /// The same scenario (the same requests) through each policy; reports go to
-/// `<report>/<policy>/`, and figures with one line per policy to `<report>/compare/`.
-pub fn compare(req: &SimulateRequest, policies: &[Policy]) -> Result<Vec<Summary>, String> {
-    let scenario = scenario_for(req)?;
-    let runs = policies
-        .iter()
-        .map(|policy| {
-            let options = RunOptions {
-                policy: *policy,
-                progress: false,
-                ..req.options.clone()
+/// `<report>/<policy>/`, and figures with one line per policy to `<report>/compare/` (under
+/// `<report>/<workload>/` when there are several workloads). One list of summaries per
+/// workload, with its name.
+pub fn compare(
+    req: &SimulateRequest,
+    policies: &[Policy],
+) -> Result<Vec<(String, Vec<Summary>)>, String> {
+    let all = workloads(req)?;
+    let several = all.len() > 1;
+    all.into_iter()
+        .map(|(name, scenario)| {
+            let report = if several {
+                req.report.join(name.replace(':', "-"))
+            } else {
+                req.report.clone()
             };
-            run_one(&scenario, &options, &req.report.join(policy.name()))
+            let runs = policies
+                .iter()
+                .map(|policy| {
+                    let options = RunOptions {
+                        policy: *policy,
+                        progress: false,
+                        ..req.options.clone()
+                    };
+                    run_one(&scenario, &options, &report.join(policy.name()))
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            let pairs: Vec<(&Summary, &RunResult)> = runs.iter().map(|(s, r)| (s, r)).collect();
+            crate::report::write_figures(
+                &report.join(COMPARE_DIR),
+                &crate::report::compare_figures(&pairs),
+            )?;
+            Ok((name, runs.into_iter().map(|(s, _)| s).collect()))
         })
-        .collect::<Result<Vec<_>, String>>()?;
-    let pairs: Vec<(&Summary, &RunResult)> = runs.iter().map(|(s, r)| (s, r)).collect();
-    crate::report::write_figures(
-        &req.report.join(COMPARE_DIR),
-        &crate::report::compare_figures(&pairs),
-    )?;
-    Ok(runs.into_iter().map(|(s, _)| s).collect())
+        .collect()
 }
 
 /// Summaries side by side, one column per policy.

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use wva_sim::engine::RunOptions;
 use wva_sim::policy::Policy;
 use wva_sim::simulate::{SimulateRequest, compare, compare_table, frontier, render, simulate};
+use wva_sim::workloads::WorkloadSet;
 
 use std::collections::BTreeMap;
 
@@ -29,10 +30,21 @@ pub struct SimulateArgs {
     pub duration: Option<String>,
     /// Replay a CSV trace (TIMESTAMP,ContextTokens,GeneratedTokens) instead of the built-in load.
     /// TIMESTAMP is `YYYY-MM-DD HH:MM:SS[.fffffff]` (UTC) or RFC 3339 (`2023-11-16T18:17:03Z`);
-    /// rows sorted by time. With --frontier it may be given several times, and `builtin` names
-    /// the built-in load.
+    /// rows sorted by time. Also a workload by name: `builtin` (the built-in load), `zoo:NAME`
+    /// (a synthetic shape: zoo:prefill-heavy-surge, zoo:decode-heavy, zoo:long-context,
+    /// zoo:bursty-chat, zoo:ramp, zoo:sharp-surge, zoo:diurnal, zoo:mix) or one of the split's
+    /// traces by name (read from --traces-dir). With --frontier or --compare it may be given
+    /// several times.
     #[arg(long)]
     pub trace: Vec<PathBuf>,
+    /// Run a whole set of workloads (with --frontier or --compare): training (the loads settings
+    /// are chosen on), validation (real traces no setting was chosen on), zoo (synthetic shapes
+    /// no setting was chosen on) or all.
+    #[arg(long)]
+    pub workloads: Option<String>,
+    /// Where the split's traces are read from.
+    #[arg(long, env = "WVA_TRACES_DIR", default_value = "../shared/traces")]
+    pub traces_dir: PathBuf,
     /// Divide the trace's inter-arrival times by this.
     #[arg(long, default_value_t = 1.0)]
     pub trace_speedup: f64,
@@ -178,8 +190,19 @@ fn request(args: &SimulateArgs) -> Result<(SimulateRequest, Task), String> {
         (None, Some(names)) => Task::Frontier(policies(names, "--frontier")?),
         (None, None) => Task::One,
     };
-    if args.trace.len() > 1 && !matches!(task, Task::Frontier(_)) {
-        return Err("--trace: several traces only with --frontier".into());
+    let workload_set = args
+        .workloads
+        .as_deref()
+        .map(|w| {
+            WorkloadSet::parse(w).ok_or_else(|| {
+                format!("--workloads: expected training, validation, zoo or all, got {w:?}")
+            })
+        })
+        .transpose()?;
+    if (args.trace.len() > 1 || workload_set.is_some()) && matches!(task, Task::One) {
+        return Err(
+            "--trace, --workloads: several workloads only with --frontier or --compare".into(),
+        );
     }
     if matches!(task, Task::Compare(_)) && args.data_dir.is_some() {
         return Err(
@@ -211,6 +234,8 @@ fn request(args: &SimulateArgs) -> Result<(SimulateRequest, Task), String> {
         seed: args.seed,
         duration_s,
         trace: args.trace.clone(),
+        workloads: workload_set,
+        traces_dir: args.traces_dir.clone(),
         trace_speedup: args.trace_speedup,
         report: args.report.clone(),
         options: RunOptions {
@@ -233,13 +258,24 @@ fn request(args: &SimulateArgs) -> Result<(SimulateRequest, Task), String> {
 fn run(request: &SimulateRequest, task: &Task) -> ExitCode {
     match task {
         Task::Compare(policies) => match compare(request, policies) {
-            Ok(summaries) => super::print_out(&format!(
+            Ok(by_workload) if by_workload.len() == 1 => super::print_out(&format!(
                 "{}\nreports: {}/<policy>\npolicies over each other: {}/{}/\n",
-                compare_table(&summaries),
+                compare_table(&by_workload[0].1),
                 request.report.display(),
                 request.report.display(),
                 wva_sim::simulate::COMPARE_DIR
             )),
+            Ok(by_workload) => {
+                let mut out = String::new();
+                for (name, summaries) in &by_workload {
+                    out.push_str(&format!("== {name} ==\n{}\n", compare_table(summaries)));
+                }
+                out.push_str(&format!(
+                    "reports: {}/<workload>/<policy>\n",
+                    request.report.display()
+                ));
+                super::print_out(&out)
+            }
             Err(e) => fail("simulate", &e, 1),
         },
         Task::Frontier(policies) => match frontier(request, policies) {
