@@ -398,7 +398,7 @@ fn a_frontier_sweeps_each_knob_marks_the_pareto_points_and_is_reproducible() {
         let (code, out, err) = simulate(
             &[
                 "--frontier",
-                "wva,wva-v1,clairvoyant",
+                "wva,wva-v1,hindsight",
                 "--duration",
                 "10m",
                 "--seed",
@@ -416,7 +416,7 @@ fn a_frontier_sweeps_each_knob_marks_the_pareto_points_and_is_reproducible() {
     let text = std::fs::read_to_string(report.join("frontier.json")).expect("frontier.json");
     let frontier: Value = serde_json::from_str(&text).expect("json");
     let points = frontier[0]["points"].as_array().expect("points");
-    for policy in ["wva", "wva-v1", "clairvoyant"] {
+    for policy in ["wva", "wva-v1", "hindsight"] {
         let settings = points.iter().filter(|p| p["policy"] == policy).count();
         assert!(settings >= 6, "{policy}: {settings} settings");
     }

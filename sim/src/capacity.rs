@@ -1,6 +1,6 @@
 //! What one replica can carry: the highest steady request rate at which one emulated server
 //! keeps a given share of requests within the latency objectives, for a given mix of request
-//! lengths. The clairvoyant bound sizes its schedule with it.
+//! lengths. The hindsight bound orders its fleets with it.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -1,6 +1,11 @@
 //! The emulated cluster of one model: per variant, a Deployment of emulated vLLM servers that
 //! start after a delay; a gateway that routes each request to the least-loaded ready replica of
 //! any variant (as llm-d's scheduler prefers) and holds requests while no replica is ready.
+//!
+//! A replica removed by a scale-down terminates gracefully, as a Kubernetes pod does: it leaves
+//! the router at once, finishes the requests it holds within the termination grace period
+//! (Kubernetes' default, 30 s) while its GPU is still paid for, and hands back to the gateway
+//! whatever is left when the period ends (the client retries).
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -9,6 +14,18 @@ use super::server::{Completed, Request, Server};
 
 /// Requests that wait longer than this at the gateway fail (client timeout).
 pub const GATEWAY_TIMEOUT_MS: f64 = 300_000.0;
+
+/// How long a terminating replica may finish its requests (`terminationGracePeriodSeconds`).
+pub const TERMINATION_GRACE_MS: f64 = 30_000.0;
+
+/// A replica removed by a scale-down, finishing what it holds.
+#[derive(Debug, Clone)]
+pub struct Terminating {
+    pub server: Server,
+    pub busy_until: Option<f64>,
+    /// When the grace period ends.
+    pub until_ms: f64,
+}
 
 /// One variant's Deployment.
 #[derive(Debug, Clone)]
@@ -29,6 +46,8 @@ pub struct Variant {
     pub completed: usize,
     next_pod: u64,
     pub pod_names: Vec<String>,
+    /// Replicas scaled away that still finish their requests.
+    pub terminating: Vec<Terminating>,
 }
 
 impl Variant {
@@ -52,6 +71,7 @@ impl Variant {
             completed: 0,
             next_pod: 0,
             pod_names: Vec::new(),
+            terminating: Vec::new(),
         };
         for _ in 0..replicas {
             // Initial replicas are already up when the run starts.
@@ -76,6 +96,11 @@ impl Variant {
 
     pub fn ready(&self, now_ms: f64) -> u32 {
         self.servers.iter().filter(|s| s.is_ready(now_ms)).count() as u32
+    }
+
+    /// GPUs held: the Deployment's replicas and those still terminating.
+    pub fn allocated(&self) -> u32 {
+        (self.servers.len() + self.terminating.len()) as u32
     }
 }
 
@@ -119,6 +144,7 @@ impl Cluster {
     /// are idle but were given work. Finished requests are added to `completed` (and counted
     /// per variant); `on_done` sees each with its (variant, server).
     pub fn advance(&mut self, now_ms: f64, mut on_done: impl FnMut(usize, usize, &Completed)) {
+        let mut handed_back = false;
         for (vi, v) in self.variants.iter_mut().enumerate() {
             for (si, (server, busy_until)) in v
                 .servers
@@ -139,7 +165,56 @@ impl Cluster {
                     on_done(vi, si, c);
                 }
             }
+            let base = v.servers.len();
+            for (j, t) in v.terminating.iter_mut().enumerate() {
+                let finished = self.completed.len();
+                while let Some(until) = t.busy_until.filter(|u| *u <= now_ms) {
+                    t.busy_until = t.server.step(until, &mut self.completed);
+                }
+                if t.busy_until.is_none() && !t.server.is_idle() && now_ms < t.until_ms {
+                    t.busy_until = t.server.step(now_ms, &mut self.completed);
+                }
+                v.completed += self.completed.len() - finished;
+                for c in &self.completed[finished..] {
+                    on_done(vi, base + j, c);
+                }
+            }
+            // Gone once done, or at the end of the grace period with what is left handed back.
+            let mut k = 0;
+            while k < v.terminating.len() {
+                let t = &mut v.terminating[k];
+                if t.server.is_idle() && t.busy_until.is_none() {
+                    v.terminating.swap_remove(k);
+                } else if now_ms >= t.until_ms {
+                    let orphans = t.server.drain();
+                    handed_back |= !orphans.is_empty();
+                    self.gateway.extend(orphans);
+                    v.terminating.swap_remove(k);
+                } else {
+                    k += 1;
+                }
+            }
         }
+        // Keep the gateway in arrival order so timeouts stay correct.
+        if handed_back {
+            self.gateway
+                .make_contiguous()
+                .sort_by(|a, b| a.arrival_ms.total_cmp(&b.arrival_ms));
+        }
+    }
+
+    /// When the next iteration of any replica ends, or a grace period runs out.
+    pub fn next_step(&self) -> f64 {
+        self.variants
+            .iter()
+            .flat_map(|v| {
+                v.busy_until.iter().flatten().copied().chain(
+                    v.terminating
+                        .iter()
+                        .map(|t| t.busy_until.map_or(t.until_ms, |b| b.min(t.until_ms))),
+                )
+            })
+            .fold(f64::INFINITY, f64::min)
     }
 
     /// Sends held requests to replicas that became ready; fails those held too long.
@@ -161,7 +236,7 @@ impl Cluster {
     }
 
     /// Sets a variant's replica count. New replicas start after the start-up delay; removed
-    /// ones (starting first, then the least loaded) hand their requests back to the gateway.
+    /// ones (starting first, then the least loaded) leave the router and terminate gracefully.
     pub fn scale(&mut self, vi: usize, replicas: u32, now_ms: f64) {
         let v = &mut self.variants[vi];
         let current = v.replicas();
@@ -187,16 +262,18 @@ impl Cluster {
                     )
                 })
                 .unwrap_or(0);
-            let mut server = v.servers.remove(victim);
-            v.busy_until.remove(victim);
+            let server = v.servers.remove(victim);
+            let busy_until = v.busy_until.remove(victim);
             v.pod_names.remove(victim);
-            let orphans = server.drain();
-            self.gateway.extend(orphans);
+            // One that never started holds nothing and goes at once.
+            if server.is_ready(now_ms) && !server.is_idle() {
+                v.terminating.push(Terminating {
+                    server,
+                    busy_until,
+                    until_ms: now_ms + TERMINATION_GRACE_MS,
+                });
+            }
         }
-        // Keep the gateway in arrival order so timeouts stay correct.
-        self.gateway
-            .make_contiguous()
-            .sort_by(|a, b| a.arrival_ms.total_cmp(&b.arrival_ms));
     }
 
     /// Replica counts per variant: name → (replicas, ready).

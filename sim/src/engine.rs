@@ -31,6 +31,7 @@ use crate::autoscaler::{Actuation, Autoscaler, View};
 use crate::cluster::{Cluster, Variant};
 use crate::hpa::{Hpa, HpaSpec};
 use crate::peers::RecentRequests;
+use crate::peers::hindsight::MissTable;
 use crate::policy::{Policy, autoscaler, policy_settings};
 use crate::profiles;
 use crate::results::{
@@ -56,9 +57,9 @@ pub struct RunOptions {
     /// Run virtual time at most this many times faster than real time (`None`: as fast as
     /// possible). Lets a run be watched, scraped or interrupted while it goes.
     pub pace: Option<f64>,
-    /// The clairvoyant bound's per-replica capacities, when already measured (a frontier
-    /// measures them once for all its settings).
-    pub clairvoyant_capacity: Option<Vec<f64>>,
+    /// The hindsight bound's measured misses, when already measured (a frontier measures them
+    /// once per workload for all its settings).
+    pub hindsight: Option<Arc<MissTable>>,
     /// `settings` are the user's configuration: the `wva` policy runs them as they are.
     pub configured: bool,
 }
@@ -116,8 +117,19 @@ struct Run<'a> {
     wall_start: std::time::Instant,
 }
 
-/// Runs a scenario to the end. Must be called inside an actix System.
+/// Runs a scenario to the end under its policy. Must be called inside an actix System.
 pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult, String> {
+    let autoscaler = autoscaler(options.policy, scenario, options.hindsight.as_deref())?;
+    run_with(scenario, options, autoscaler).await
+}
+
+/// Runs a scenario to the end with this autoscaler acting on the Deployments (this
+/// controller's actors decide in every run, under `options.policy`'s settings).
+pub async fn run_with(
+    scenario: &Scenario,
+    options: &RunOptions,
+    autoscaler: Box<dyn Autoscaler>,
+) -> Result<RunResult, String> {
     // Log lines carry the run's virtual time while it goes, the host's again after.
     struct VirtualTime;
     impl Drop for VirtualTime {
@@ -127,7 +139,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
     }
     let _virtual_time = VirtualTime;
     crate::clock::set(Some(VIRTUAL_EPOCH_MS));
-    let mut run = Run::start(scenario, options).await?;
+    let mut run = Run::start(scenario, options, autoscaler).await?;
     loop {
         let t = run.next_event();
         if t >= run.end_ms {
@@ -136,11 +148,19 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
         }
         run.step(t).await?;
     }
+    run.drain();
     run.finish().await
 }
 
+/// How long requests that arrived before the end of a run may take to finish after it.
+const DRAIN_LIMIT_MS: f64 = 600_000.0;
+
 impl<'a> Run<'a> {
-    async fn start(scenario: &'a Scenario, options: &'a RunOptions) -> Result<Self, String> {
+    async fn start(
+        scenario: &'a Scenario,
+        options: &'a RunOptions,
+        autoscaler: Box<dyn Autoscaler>,
+    ) -> Result<Self, String> {
         let settings = policy_settings(&options.settings, options.policy, options.configured);
         let system = wva_actors::system::start(SystemConfig {
             log: open_log(options)?,
@@ -172,11 +192,6 @@ impl<'a> Run<'a> {
                 v.initial_replicas,
             ));
         }
-        let autoscaler = autoscaler(
-            options.policy,
-            scenario,
-            options.clairvoyant_capacity.as_deref(),
-        )?;
         let interval_ms = scenario.control_interval_s * 1e3;
         let (hpas, direct_interval) = match autoscaler.actuation() {
             Actuation::Hpa {
@@ -291,14 +306,8 @@ impl<'a> Run<'a> {
     /// a control cycle, an HPA sync or a direct scaling.
     fn next_event(&self) -> f64 {
         let next_arrival = self.next_arrival();
-        let next_step = self
-            .cluster
-            .variants
-            .iter()
-            .flat_map(|v| v.busy_until.iter().flatten())
-            .fold(f64::INFINITY, |a, &b| a.min(b));
         next_arrival
-            .min(next_step)
+            .min(self.cluster.next_step())
             .min(self.next_ready())
             .min(self.next_control)
             .min(self.next_hpa)
@@ -321,10 +330,10 @@ impl<'a> Run<'a> {
             .fold(f64::INFINITY, f64::min)
     }
 
-    /// Replica-time up to `t`: every replica counts, starting or ready.
+    /// Replica-time up to `t`: every replica counts, starting, ready or terminating.
     fn account_replicas(&mut self, t: f64) {
         for v in &mut self.cluster.variants {
-            v.replica_ms += f64::from(v.replicas()) * (t - self.last_t);
+            v.replica_ms += f64::from(v.allocated()) * (t - self.last_t);
         }
     }
 
@@ -361,6 +370,23 @@ impl<'a> Run<'a> {
         // Requests handed back or released by the steps above start now, not at the next event.
         self.advance(t);
         Ok(())
+    }
+
+    /// After the end: the requests that arrived before it finish on the replicas there are, with
+    /// no new arrivals and no decisions, so that the run's last seconds are judged like the
+    /// others rather than cut off. The replicas' time after the end is not counted: the load,
+    /// and what it costs to serve, ends there.
+    fn drain(&mut self) {
+        self.last_t = self.end_ms;
+        loop {
+            let t = self.cluster.next_step().min(self.next_ready());
+            if !t.is_finite() || t > self.end_ms + DRAIN_LIMIT_MS {
+                break;
+            }
+            self.last_t = t;
+            self.cluster.release_gateway(t);
+            self.advance(t);
+        }
     }
 
     /// Routes every request that has arrived by `t`.
@@ -599,7 +625,13 @@ impl<'a> Run<'a> {
             .map_err(|e| e.to_string())?;
         let model_based = model_based_tally(&self.log).await?;
         let cluster = self.cluster;
-        let servers = || cluster.variants.iter().flat_map(|v| &v.servers);
+        let servers = || {
+            cluster.variants.iter().flat_map(|v| {
+                v.servers
+                    .iter()
+                    .chain(v.terminating.iter().map(|t| &t.server))
+            })
+        };
         let unfinished = cluster.gateway.len() + servers().map(|s| s.in_system()).sum::<usize>();
         let failed = cluster.failed + servers().map(|s| s.counters.request_failed).sum::<u64>();
         let variants = cluster

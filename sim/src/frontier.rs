@@ -15,9 +15,10 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::engine::{RunOptions, run};
+use crate::engine::RunOptions;
+use crate::peers::hindsight::MissTable;
 use crate::plot::Plot;
-use crate::policy::Policy;
+use crate::policy::{BoundTarget, Policy};
 use crate::report::{Summary, summarize};
 use crate::results::SloTargets;
 use crate::scenario::Scenario;
@@ -29,6 +30,9 @@ pub struct FrontierPoint {
     pub policy: String,
     pub knob: Option<String>,
     pub setting: Option<f64>,
+    /// The bound's rounds: how many times its plan had been mended for this point.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mended: Option<u32>,
     pub cost: f64,
     pub gpu_hours: f64,
     pub slo_attainment: f64,
@@ -47,6 +51,10 @@ impl FrontierPoint {
             policy: policy.name().into(),
             knob: knob.map(|(name, _)| name.into()),
             setting: knob.map(|(_, v)| v),
+            mended: match policy {
+                Policy::Hindsight { mended, .. } => Some(*mended),
+                _ => None,
+            },
             cost: s.cost,
             gpu_hours: s.gpu_hours,
             slo_attainment: s.slo_attainment,
@@ -83,6 +91,9 @@ pub struct WorkloadFrontier {
     pub reference_cost: Option<f64>,
     pub points: Vec<FrontierPoint>,
     pub summaries: Vec<PolicySummary>,
+    /// Points of other policies that the hindsight bound does not dominate (no bound point as
+    /// cheap and as good); empty when the bound was measured and holds, or was not measured.
+    pub beyond_bound: Vec<FrontierPoint>,
 }
 
 /// What a frontier measures.
@@ -123,26 +134,125 @@ pub fn measure(
     if !settings.contains(&req.reference) {
         settings.push(req.reference);
     }
-    // The clairvoyant schedule needs each variant's capacity on the workload: measured once
-    // per workload, shared by all its settings.
-    let mut options_by_workload = Vec::with_capacity(req.workloads.len());
-    for (_, scenario) in &req.workloads {
-        let mut options = req.options.clone();
-        if settings
-            .iter()
-            .any(|p| matches!(p, Policy::Clairvoyant { .. }))
-        {
-            options.clairvoyant_capacity =
-                Some(crate::peers::clairvoyant::replica_capacities(scenario)?);
-        }
-        options_by_workload.push(options);
-    }
-    let jobs: Vec<(usize, Policy)> = (0..req.workloads.len())
-        .flat_map(|w| settings.iter().map(move |p| (w, *p)))
+    // The hindsight bound measures each workload's misses per minute and fleet: once per
+    // workload, shared by all its settings, the workloads on as many threads as there are cores.
+    let bound = settings
+        .iter()
+        .any(|p| matches!(p, Policy::Hindsight { .. }));
+    let tables: Vec<Option<std::sync::Arc<MissTable>>> = if bound {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = req
+                .workloads
+                .iter()
+                .map(|(_, scenario)| scope.spawn(|| MissTable::measure(scenario, req.slo)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .map_err(|_| "the hindsight bound's measurement panicked".to_string())?
+                        .map(|t| Some(std::sync::Arc::new(t)))
+                })
+                .collect::<Result<Vec<_>, String>>()
+        })?
+    } else {
+        vec![None; req.workloads.len()]
+    };
+    // The bound's prices are chosen per workload, where its schedules differ.
+    let jobs: Vec<(usize, Policy)> = tables
+        .iter()
+        .enumerate()
+        .flat_map(|(w, table)| {
+            let mut mine: Vec<Policy> = settings
+                .iter()
+                .filter(|p| table.is_none() || !matches!(p, Policy::Hindsight { .. }))
+                .copied()
+                .collect();
+            if let Some(t) = table {
+                let first: Vec<u32> = req.workloads[w]
+                    .1
+                    .variants
+                    .iter()
+                    .map(|v| v.initial_replicas)
+                    .collect();
+                mine.extend(t.spanning_prices(&first, BOUND_POINTS).into_iter().map(
+                    |miss_price| Policy::Hindsight {
+                        target: BoundTarget::Price(miss_price),
+                        mended: crate::policy::MENDED,
+                    },
+                ));
+            }
+            mine.into_iter().map(move |p| (w, p))
+        })
         .collect();
+    let options_by_workload: Vec<RunOptions> = tables
+        .into_iter()
+        .map(|hindsight| RunOptions {
+            hindsight,
+            ..req.options.clone()
+        })
+        .collect();
+    let mut runs_by_workload: Vec<Vec<(Policy, FrontierPoint)>> =
+        vec![Vec::new(); req.workloads.len()];
+    for ((w, policy), point) in run_jobs(req, &jobs, &options_by_workload, &progress)? {
+        runs_by_workload[w].push((policy, point));
+    }
+    // Where a point lies beyond the bound's, the bound is also run at the price whose plan is
+    // expected to cost a little less than that point: its frontier sampled where it is compared.
+    let mut closer: Vec<(usize, Policy)> = Vec::new();
+    for (w, runs) in runs_by_workload.iter().enumerate() {
+        if options_by_workload[w].hindsight.is_none() {
+            continue;
+        }
+        let points: Vec<FrontierPoint> = runs.iter().map(|(_, p)| p.clone()).collect();
+        for p in beyond_bound(&points) {
+            for share in [0.95, 0.98, 1.0] {
+                let setting = (
+                    w,
+                    Policy::Hindsight {
+                        target: BoundTarget::Budget(round_to(share * p.cost, 3)),
+                        mended: crate::policy::MENDED,
+                    },
+                );
+                if !closer.contains(&setting) {
+                    closer.push(setting);
+                }
+            }
+        }
+    }
+    for ((w, policy), point) in run_jobs(req, &closer, &options_by_workload, &progress)? {
+        runs_by_workload[w].push((policy, point));
+    }
+    Ok(req
+        .workloads
+        .iter()
+        .zip(runs_by_workload)
+        .map(|((name, _), runs)| {
+            assess(
+                name,
+                runs,
+                &req.policies,
+                &req.reference,
+                req.target_attainment,
+            )
+        })
+        .collect())
+}
+
+/// A point of a workload (by index) with the setting it was run at.
+type WorkloadPoint = ((usize, Policy), FrontierPoint);
+
+/// Runs every (workload, setting) on as many threads as the machine has cores.
+fn run_jobs(
+    req: &FrontierRequest,
+    jobs: &[(usize, Policy)],
+    options_by_workload: &[RunOptions],
+    progress: &(impl Fn(usize, usize) + Sync),
+) -> Result<Vec<WorkloadPoint>, String> {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let done = std::sync::atomic::AtomicUsize::new(0);
-    let results: std::sync::Mutex<Vec<Option<Result<FrontierPoint, String>>>> =
+    type Points = Vec<(Policy, FrontierPoint)>;
+    let results: std::sync::Mutex<Vec<Option<Result<Points, String>>>> =
         std::sync::Mutex::new(vec![None; jobs.len()]);
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -164,9 +274,15 @@ pub fn measure(
                     };
                     let system = actix::System::new();
                     let point = system
-                        .block_on(run(scenario, &options))
-                        .map(|result| {
-                            FrontierPoint::of(&policy, &summarize(policy.name(), &result, req.slo))
+                        .block_on(crate::bound::run_rounds(scenario, &options))
+                        .map(|rounds| {
+                            rounds
+                                .into_iter()
+                                .map(|(setting, result)| {
+                                    let summary = summarize(setting.name(), &result, req.slo);
+                                    (setting, FrontierPoint::of(&setting, &summary))
+                                })
+                                .collect::<Vec<_>>()
                         })
                         .map_err(|e| format!("{name}, {}: {e}", policy.name()));
                     if let Ok(mut results) = results.lock() {
@@ -181,26 +297,12 @@ pub fn measure(
     let results = results
         .into_inner()
         .map_err(|_| "a frontier run panicked".to_string())?;
-    let mut runs_by_workload: Vec<Vec<(Policy, FrontierPoint)>> =
-        vec![Vec::new(); req.workloads.len()];
+    let mut out = Vec::new();
     for (&(w, policy), result) in jobs.iter().zip(results) {
-        let point = result.ok_or_else(|| format!("{}: a run did not finish", policy.name()))??;
-        runs_by_workload[w].push((policy, point));
+        let points = result.ok_or_else(|| format!("{}: a run did not finish", policy.name()))??;
+        out.extend(points.into_iter().map(|(setting, p)| ((w, setting), p)));
     }
-    Ok(req
-        .workloads
-        .iter()
-        .zip(runs_by_workload)
-        .map(|((name, _), runs)| {
-            assess(
-                name,
-                runs,
-                &req.policies,
-                &req.reference,
-                req.target_attainment,
-            )
-        })
-        .collect())
+    Ok(out)
 }
 
 /// Marks the Pareto points and reads each policy's figures off its runs.
@@ -254,6 +356,7 @@ pub fn assess(
             }
         })
         .collect();
+    let beyond_bound = beyond_bound(&points);
     WorkloadFrontier {
         workload: workload.into(),
         target_attainment,
@@ -261,7 +364,43 @@ pub fn assess(
         reference_cost,
         points,
         summaries,
+        beyond_bound,
     }
+}
+
+/// `x` to `digits` significant digits (settings that read as settings).
+fn round_to(x: f64, digits: i32) -> f64 {
+    if x <= 0.0 || !x.is_finite() {
+        return x;
+    }
+    let scale = 10f64.powi(digits - 1 - x.log10().floor() as i32);
+    (x * scale).round() / scale
+}
+
+/// How many settings of the hindsight bound a frontier runs per workload.
+pub const BOUND_POINTS: usize = 16;
+
+/// The name the hindsight bound's points carry.
+pub const BOUND: &str = "hindsight";
+
+/// The points the bound does not dominate: for each, no bound point is at most as dear and at
+/// least as good (a bound point is taken as it was measured, never interpolated). Empty when
+/// the bound was not run.
+pub fn beyond_bound(points: &[FrontierPoint]) -> Vec<FrontierPoint> {
+    let bound: Vec<&FrontierPoint> = points.iter().filter(|p| p.policy == BOUND).collect();
+    if bound.is_empty() {
+        return Vec::new();
+    }
+    points
+        .iter()
+        .filter(|p| p.policy != BOUND)
+        .filter(|p| {
+            !bound
+                .iter()
+                .any(|b| b.cost <= p.cost + 1e-9 && b.slo_attainment >= p.slo_attainment - 1e-9)
+        })
+        .cloned()
+        .collect()
 }
 
 /// `(cost, best attainment at or below that cost)` at each of the points' costs, cheapest
@@ -317,8 +456,9 @@ pub fn render(frontiers: &[WorkloadFrontier]) -> String {
             "policy", "setting", "cost", "SLO att.", "TTFT p99", "ITL p99", "actions", "pareto"
         ));
         for p in &f.points {
-            let setting = match (&p.knob, p.setting) {
-                (Some(k), Some(v)) => format!("{k} {v}"),
+            let setting = match (&p.knob, p.setting, p.mended) {
+                (Some(k), Some(v), Some(m)) if m > 0 => format!("{k} {v} +{m}"),
+                (Some(k), Some(v), _) => format!("{k} {v}"),
                 _ => "-".into(),
             };
             out.push_str(&format!(
@@ -353,6 +493,20 @@ pub fn render(frontiers: &[WorkloadFrontier]) -> String {
                     .map_or("dearer".into(), |a| format!("{:.1} %", a * 100.0)),
                 s.actions_at_target.map_or("-".into(), |a| a.to_string()),
             ));
+        }
+        if f.points.iter().any(|p| p.policy == BOUND) {
+            if f.beyond_bound.is_empty() {
+                out.push_str("the hindsight bound dominates every other point\n");
+            }
+            for p in &f.beyond_bound {
+                out.push_str(&format!(
+                    "BEYOND THE BOUND: {} {} at {:.2} for {:.1} %\n",
+                    p.policy,
+                    p.setting.map_or("-".into(), |v| v.to_string()),
+                    p.cost,
+                    p.slo_attainment * 100.0
+                ));
+            }
         }
         out.push('\n');
     }
@@ -430,6 +584,7 @@ mod tests {
             policy: policy.into(),
             knob: Some("k".into()),
             setting: Some(setting),
+            mended: None,
             cost,
             gpu_hours: cost,
             slo_attainment: attainment,

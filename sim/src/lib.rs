@@ -17,6 +17,7 @@
 //! - [`emulate`], [`exposition`]: emulated servers over HTTP for a real Prometheus.
 
 pub mod autoscaler;
+pub mod bound;
 pub mod calibration;
 pub mod capacity;
 pub mod clock;

@@ -2,10 +2,12 @@
 //! settings and sweeps. How each acts is [`crate::autoscaler`]'s.
 
 use crate::autoscaler::{Actuation, Autoscaler, HpaOnKvCache, ThisController};
-use crate::peers::clairvoyant::{ScheduleScaler, clairvoyant_schedule};
+pub use crate::peers::hindsight::BoundTarget;
+use crate::peers::hindsight::{HindsightScaler, MissTable};
 use crate::peers::keda_slo::KedaSloScaler;
 use crate::peers::kpa::KpaScaler;
 use crate::peers::saturation_v2::SaturationV2Scaler;
+use crate::results::SloTargets;
 use crate::scenario::Scenario;
 use wva_actors::messages::PolicySettings;
 use wva_actors::policy::slo_capacity::DEFAULT_BUDGET_SHARE;
@@ -33,9 +35,10 @@ pub enum Policy {
     HpaKv { target: f64 },
     /// Knative's pod autoscaler, on concurrency per pod.
     Kpa { target_concurrency: f64 },
-    /// The schedule computed from the known future load; the knob is how full it fills each
-    /// replica's measured capacity.
-    Clairvoyant { utilization: f64 },
+    /// The hindsight bound: the schedule chosen with the whole load known in advance, at a
+    /// price per missed request or within a budget; `mended`: how many times the plan was run
+    /// and mended where it missed more than expected.
+    Hindsight { target: BoundTarget, mended: u32 },
 }
 
 impl Default for Policy {
@@ -46,6 +49,9 @@ impl Default for Policy {
     }
 }
 
+/// How many times the bound's plan is run and mended by default.
+pub const MENDED: u32 = 3;
+
 /// Every policy by name, in the order comparisons list them.
 pub const POLICY_NAMES: [&str; 8] = [
     "wva",
@@ -55,7 +61,7 @@ pub const POLICY_NAMES: [&str; 8] = [
     "keda-slo",
     "hpa-kv",
     "kpa",
-    "clairvoyant",
+    "hindsight",
 ];
 
 impl Policy {
@@ -68,7 +74,7 @@ impl Policy {
             Self::KedaSlo { .. } => "keda-slo",
             Self::HpaKv { .. } => "hpa-kv",
             Self::Kpa { .. } => "kpa",
-            Self::Clairvoyant { .. } => "clairvoyant",
+            Self::Hindsight { .. } => "hindsight",
         }
     }
 
@@ -107,7 +113,10 @@ impl Policy {
             "kpa" => Ok(Self::Kpa {
                 target_concurrency: 48.0,
             }),
-            "clairvoyant" => Ok(Self::Clairvoyant { utilization: 0.9 }),
+            "hindsight" => Ok(Self::Hindsight {
+                target: BoundTarget::Price(0.001),
+                mended: MENDED,
+            }),
             other => Err(format!(
                 "expected one of {}, got {other:?}",
                 POLICY_NAMES.join(", ")
@@ -127,7 +136,14 @@ impl Policy {
             Self::KedaSlo { target } => Some(("target ratio", target)),
             Self::HpaKv { target } => Some(("KV target", target)),
             Self::Kpa { target_concurrency } => Some(("target concurrency", target_concurrency)),
-            Self::Clairvoyant { utilization } => Some(("utilization", utilization)),
+            Self::Hindsight {
+                target: BoundTarget::Price(p),
+                ..
+            } => Some(("miss price", p)),
+            Self::Hindsight {
+                target: BoundTarget::Budget(b),
+                ..
+            } => Some(("budget", b)),
         }
     }
 
@@ -147,7 +163,13 @@ impl Policy {
             Self::Kpa { .. } => Self::Kpa {
                 target_concurrency: k,
             },
-            Self::Clairvoyant { .. } => Self::Clairvoyant { utilization: k },
+            Self::Hindsight { target, mended } => Self::Hindsight {
+                target: match target {
+                    BoundTarget::Price(_) => BoundTarget::Price(k),
+                    BoundTarget::Budget(_) => BoundTarget::Budget(k),
+                },
+                mended,
+            },
         }
     }
 
@@ -161,7 +183,10 @@ impl Policy {
             Self::KedaSlo { .. } => vec![0.25, 0.35, 0.45, 0.55, 0.7, 0.85],
             Self::HpaKv { .. } => vec![0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
             Self::Kpa { .. } => vec![8.0, 16.0, 24.0, 32.0, 48.0, 64.0],
-            Self::Clairvoyant { .. } => vec![0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
+            // From about the minimum fleet throughout to about every request it can serve.
+            Self::Hindsight { .. } => vec![
+                1e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 1.0,
+            ],
         }
     }
 
@@ -202,7 +227,7 @@ pub fn policy_settings(base: &PolicySettings, policy: Policy, configured: bool) 
 pub fn autoscaler(
     policy: Policy,
     scenario: &Scenario,
-    capacities: Option<&[f64]>,
+    hindsight: Option<&MissTable>,
 ) -> Result<Box<dyn Autoscaler>, String> {
     let through_chart = Actuation::Hpa {
         target_average_value: scenario.hpa.target_average_value,
@@ -228,9 +253,25 @@ pub fn autoscaler(
             target_concurrency,
             scenario.variants.iter().map(|v| v.max_replicas).collect(),
         )),
-        Policy::Clairvoyant { utilization } => Box::new(ScheduleScaler::new(
-            clairvoyant_schedule(scenario, utilization, capacities)?,
-            scenario.control_interval_s * 1e3,
-        )),
+        Policy::Hindsight { target, .. } => {
+            let measured;
+            let table = match hindsight {
+                Some(t) => t,
+                None => {
+                    measured = MissTable::measure(scenario, SloTargets::default())?;
+                    &measured
+                }
+            };
+            let first: Vec<u32> = scenario
+                .variants
+                .iter()
+                .map(|v| v.initial_replicas)
+                .collect();
+            Box::new(HindsightScaler::new(
+                table.fleets(&table.plan_for(target, &first)),
+                scenario.startup_s * 1e3,
+                scenario.control_interval_s * 1e3,
+            ))
+        }
     })
 }

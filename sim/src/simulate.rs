@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::engine::{RunOptions, run};
+use crate::engine::RunOptions;
 use crate::frontier::{FrontierRequest, WorkloadFrontier};
 use crate::policy::Policy;
 use crate::report::{Summary, summarize, table, write};
@@ -131,7 +131,7 @@ fn run_one(
     report: &std::path::Path,
 ) -> Result<(Summary, RunResult), String> {
     let system = actix::System::new();
-    let result = system.block_on(run(scenario, options))?;
+    let result = system.block_on(crate::bound::run_policy(scenario, options))?;
     let summary = summarize(options.policy.name(), &result, SloTargets::default());
     write(report, &summary, &result)?;
     Ok((summary, result))

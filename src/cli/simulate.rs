@@ -67,19 +67,19 @@ pub struct SimulateArgs {
     /// The autoscaler to drive the replicas: wva (this controller, its default slo-capacity
     /// analyzer), wva-v1 (this controller, saturation-v1 analyzer), wva-hybrid (hybrid mode),
     /// saturation-v2 (upstream v0.9's analyzer), keda-slo (llm-d's SLO-aware KEDA setup),
-    /// hpa-kv (an HPA on KV-cache use), kpa (Knative's concurrency autoscaler) or clairvoyant
-    /// (the offline bound that knows the future load).
+    /// hpa-kv (an HPA on KV-cache use), kpa (Knative's concurrency autoscaler) or hindsight
+    /// (the bound: the schedule chosen with the whole load known in advance).
     #[arg(long, default_value = "wva")]
     pub policy: String,
     /// Run the same load through several policies and print them side by side
     /// [default list: every policy].
-    #[arg(long, num_args = 0..=1, default_missing_value = "wva,wva-v1,wva-hybrid,saturation-v2,keda-slo,hpa-kv,kpa,clairvoyant", value_delimiter = ',')]
+    #[arg(long, num_args = 0..=1, default_missing_value = "wva,wva-v1,wva-hybrid,saturation-v2,keda-slo,hpa-kv,kpa,hindsight", value_delimiter = ',')]
     pub compare: Option<Vec<String>>,
     /// Measure the cost–SLO frontier: each policy (default: every one with a knob) at every
     /// setting of its knob, on the built-in load or each --trace; prints every point with the
     /// Pareto-optimal ones marked and, per policy, the cost at 95 % attainment and the
     /// attainment at wva-v1's cost; writes frontier.json and plots into --report.
-    #[arg(long, num_args = 0..=1, default_missing_value = "wva,wva-v1,saturation-v2,keda-slo,hpa-kv,kpa,clairvoyant", value_delimiter = ',', conflicts_with_all = ["compare", "data_dir"])]
+    #[arg(long, num_args = 0..=1, default_missing_value = "wva,wva-v1,saturation-v2,keda-slo,hpa-kv,kpa,hindsight", value_delimiter = ',', conflicts_with_all = ["compare", "data_dir"])]
     pub frontier: Option<Vec<String>>,
     /// ConfigMap manifests to run this controller with, as `wva run` reads them: the main
     /// ConfigMap (mode, analyzer), capacity-scaling-config, the accelerator costs (which also
@@ -245,7 +245,7 @@ fn request(args: &SimulateArgs) -> Result<(SimulateRequest, Task), String> {
             settings,
             progress: !args.no_progress,
             pace: args.pace,
-            clairvoyant_capacity: None,
+            hindsight: None,
             configured: configured.is_some(),
         },
         prices,

@@ -6,12 +6,12 @@
 //! - [`keda_slo`]: the SLO-aware KEDA setup of llm-d's guide: P90 TTFT and ITL over their
 //!   objectives, capped, smoothed, with hysteresis, through KEDA's HPA.
 //! - [`kpa`]: Knative's concurrency autoscaler.
-//! - [`clairvoyant`]: a schedule computed offline from the known future load: the physical
-//!   limit the others are measured against.
+//! - [`hindsight`]: the schedule chosen with the whole load known in advance: the bound the
+//!   others are measured against.
 //!
 //! The plain HPA on KV-cache use needs no state beyond the HPA's ([`crate::hpa`]).
 
-pub mod clairvoyant;
+pub mod hindsight;
 pub mod keda_slo;
 pub mod kpa;
 pub mod saturation_v2;

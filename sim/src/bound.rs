@@ -1,0 +1,67 @@
+//! Runs of the hindsight bound: its plan at a price, run on the emulated cluster, then mended
+//! where the run missed more than the plan expected, and run again (the simulator as the
+//! judge). Every round is a schedule computed from the whole load, so each is a point of the
+//! bound. Every other policy is one run of [`crate::engine::run`].
+
+use crate::engine::{RunOptions, run, run_with};
+use crate::peers::hindsight::{HindsightScaler, MissTable, misses_per_minute};
+use crate::policy::Policy;
+use crate::results::{RunResult, SloTargets};
+use crate::scenario::Scenario;
+
+/// A run of `options.policy` (for the bound: its last round).
+pub async fn run_policy(scenario: &Scenario, options: &RunOptions) -> Result<RunResult, String> {
+    let mut rounds = run_rounds(scenario, options).await?;
+    rounds
+        .pop()
+        .map(|(_, r)| r)
+        .ok_or_else(|| "the run produced nothing".to_string())
+}
+
+/// Every run `options.policy` makes, with the setting each stands for: one for a policy, one
+/// per round for the bound (its plan, then each mended plan, up to `mended` times, stopping
+/// when nothing is left to mend).
+pub async fn run_rounds(
+    scenario: &Scenario,
+    options: &RunOptions,
+) -> Result<Vec<(Policy, RunResult)>, String> {
+    let Policy::Hindsight { target, mended } = options.policy else {
+        return Ok(vec![(options.policy, run(scenario, options).await?)]);
+    };
+    let measured;
+    let table = match options.hindsight.as_deref() {
+        Some(t) => t,
+        None => {
+            measured = MissTable::measure(scenario, SloTargets::default())?;
+            &measured
+        }
+    };
+    let first: Vec<u32> = scenario
+        .variants
+        .iter()
+        .map(|v| v.initial_replicas)
+        .collect();
+    let mut plan = table.plan_for(target, &first);
+    let mut out = Vec::new();
+    for round in 0..=mended {
+        let scaler = HindsightScaler::new(
+            table.fleets(&plan),
+            scenario.startup_s * 1e3,
+            scenario.control_interval_s * 1e3,
+        );
+        let result = run_with(scenario, options, Box::new(scaler)).await?;
+        let realized =
+            misses_per_minute(&scenario.requests, &result.completed, SloTargets::default());
+        out.push((
+            Policy::Hindsight {
+                target,
+                mended: round,
+            },
+            result,
+        ));
+        if !table.repair(&mut plan, &realized) {
+            break;
+        }
+    }
+    Ok(out)
+}
