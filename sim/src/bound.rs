@@ -1,10 +1,11 @@
-//! Runs of the hindsight bound: its plan at a price, run on the emulated cluster, then mended
-//! where the run missed more than the plan expected, and run again (the simulator as the
-//! judge). Every round is a schedule computed from the whole load, so each is a point of the
-//! bound. Every other policy is one run of [`crate::engine::run`].
+//! Runs of the hindsight bound: its plan, run on the emulated cluster, then mended where the
+//! run missed more than the plan expected (or, for a searched plan, with capacity moved from
+//! where nothing was missed to where most was), and run again: the simulator as the judge.
+//! Every round is a schedule computed from the whole load, so each is a point of the bound.
+//! Every other policy is one run of [`crate::engine::run`].
 
 use crate::engine::{RunOptions, run, run_with};
-use crate::peers::hindsight::{HindsightScaler, MissTable, misses_per_minute};
+use crate::peers::hindsight::{BoundTarget, HindsightScaler, MissTable, misses_per_minute};
 use crate::policy::Policy;
 use crate::results::{RunResult, SloTargets};
 use crate::scenario::Scenario;
@@ -52,6 +53,7 @@ pub async fn run_rounds(
         let result = run_with(scenario, options, Box::new(scaler)).await?;
         let realized =
             misses_per_minute(&scenario.requests, &result.completed, SloTargets::default());
+        let spent: f64 = result.variants.iter().map(|v| v.cost).sum();
         out.push((
             Policy::Hindsight {
                 target,
@@ -59,7 +61,13 @@ pub async fn run_rounds(
             },
             result,
         ));
-        if !table.repair(&mut plan, &realized) {
+        let changed = match target {
+            BoundTarget::Searched(budget) => {
+                table.search_step(&mut plan, &realized, budget, spent, &first)
+            }
+            _ => table.repair(&mut plan, &realized),
+        };
+        if !changed {
             break;
         }
     }

@@ -144,6 +144,22 @@ impl Policy {
                 target: BoundTarget::Budget(b),
                 ..
             } => Some(("budget", b)),
+            Self::Hindsight {
+                target: BoundTarget::Headroom(h),
+                ..
+            } => Some(("fleets of headroom", f64::from(h))),
+            Self::Hindsight {
+                target: BoundTarget::BudgetWithHeadroom(b),
+                ..
+            } => Some(("budget with headroom", b)),
+            Self::Hindsight {
+                target: BoundTarget::BudgetHeld(b),
+                ..
+            } => Some(("budget, held", b)),
+            Self::Hindsight {
+                target: BoundTarget::Searched(b),
+                ..
+            } => Some(("budget, searched", b)),
         }
     }
 
@@ -167,6 +183,10 @@ impl Policy {
                 target: match target {
                     BoundTarget::Price(_) => BoundTarget::Price(k),
                     BoundTarget::Budget(_) => BoundTarget::Budget(k),
+                    BoundTarget::Headroom(_) => BoundTarget::Headroom(k.round() as u32),
+                    BoundTarget::BudgetWithHeadroom(_) => BoundTarget::BudgetWithHeadroom(k),
+                    BoundTarget::BudgetHeld(_) => BoundTarget::BudgetHeld(k),
+                    BoundTarget::Searched(_) => BoundTarget::Searched(k),
                 },
                 mended,
             },

@@ -38,6 +38,19 @@ pub enum BoundTarget {
     /// The fewest misses the plan is expected to have for at most this cost (what hindsight
     /// buys with what another policy spent).
     Budget(f64),
+    /// The plan that avoids every miss it can foresee, with this many fleets of the ladder
+    /// more in every minute: headroom for what no measurement of a minute alone shows.
+    Headroom(u32),
+    /// A plan one fleet up in every minute from the plan it raises, all within this budget:
+    /// spread headroom instead of capacity placed where a minute alone needs it.
+    BudgetWithHeadroom(f64),
+    /// A plan in which every minute keeps the largest fleet of the minutes around it (two
+    /// each side), within this budget: for loads whose bursts carry over from one minute into
+    /// the next.
+    BudgetHeld(f64),
+    /// A plan searched within this budget with the simulator as the judge: after each run,
+    /// capacity moves from minutes that missed nothing to the minutes that missed most.
+    Searched(f64),
 }
 
 /// The length of the schedule's steps.
@@ -101,23 +114,36 @@ pub fn ladder(scenario: &Scenario, capacities: &[f64]) -> Vec<Fleet> {
 }
 
 /// What one replica of each variant carries for the scenario's mix of lengths: the steady rate
-/// at which half its requests still meet both objectives (a share every load reaches, even one
-/// whose longest prompts never can).
+/// at which nine requests in ten still meet both objectives (a card that serves long prompts
+/// too slowly carries little however many there are), or half of them for a load whose longest
+/// prompts no card serves in time.
 pub fn replica_capacities(scenario: &Scenario, slo: SloTargets) -> Result<Vec<f64>, String> {
     let mix: Vec<(u32, u32)> = scenario
         .requests
         .iter()
         .map(|r| (r.prompt_tokens, r.output_tokens))
         .collect();
-    scenario
+    let profiles = scenario
         .variants
         .iter()
         .map(|v| {
-            let profile = profiles::by_name(&v.accelerator)
-                .ok_or_else(|| format!("variant {}: unknown accelerator", v.name))?;
-            Ok(sustainable_rate(&profile, &mix, slo, 0.5, 7).max(1e-3))
+            profiles::by_name(&v.accelerator)
+                .ok_or_else(|| format!("variant {}: unknown accelerator", v.name))
         })
-        .collect()
+        .collect::<Result<Vec<_>, String>>()?;
+    let at = |share: f64| -> Vec<f64> {
+        profiles
+            .iter()
+            .map(|p| sustainable_rate(p, &mix, slo, share, 7))
+            .collect()
+    };
+    let strict = at(0.9);
+    let capacities = if strict.iter().any(|&c| c > 0.0) {
+        strict
+    } else {
+        at(0.5)
+    };
+    Ok(capacities.into_iter().map(|c| c.max(1e-3)).collect())
 }
 
 impl MissTable {
@@ -312,6 +338,47 @@ impl MissTable {
         changed
     }
 
+    /// One step of the search within `budget`: given what a run of `plan` missed each minute,
+    /// raise the minutes that missed most while the expected cost stays within the budget; if
+    /// the plan is over the budget, first lower the minutes that missed nothing and would miss
+    /// least one fleet down. Returns whether anything changed.
+    pub fn search_step(
+        &self,
+        plan: &mut [usize],
+        realized: &[u32],
+        budget: f64,
+        spent: f64,
+        first: &[u32],
+    ) -> bool {
+        let before = plan.to_vec();
+        // The budget in the measure the plan's expected cost is in: what the run spent may
+        // differ from what was expected (replicas held for minutes ahead, gone early).
+        let budget = budget * self.predicted_cost(plan, first) / spent.max(1e-9);
+        let missed = |k: usize| realized.get(k).copied().unwrap_or(0);
+        let mut idle: Vec<usize> = (0..plan.len())
+            .filter(|&k| plan[k] > 0 && missed(k) == 0)
+            .collect();
+        idle.sort_by_key(|&k| self.misses(k, plan[k] - 1));
+        for k in idle {
+            if self.predicted_cost(plan, first) <= budget * 0.97 {
+                break;
+            }
+            plan[k] -= 1;
+        }
+        let top = self.ladder.len().saturating_sub(1);
+        let mut short: Vec<usize> = (0..plan.len())
+            .filter(|&k| missed(k) > 0 && plan[k] < top)
+            .collect();
+        short.sort_by_key(|&k| std::cmp::Reverse(missed(k)));
+        for k in short {
+            plan[k] += 1;
+            if self.predicted_cost(plan, first) > budget {
+                plan[k] -= 1;
+            }
+        }
+        *plan != before[..]
+    }
+
     /// The replicas of each minute of a plan.
     pub fn fleets(&self, plan: &[usize]) -> Vec<Vec<u32>> {
         plan.iter()
@@ -329,7 +396,46 @@ impl MissTable {
         match target {
             BoundTarget::Price(p) => self.plan_from(p, first),
             BoundTarget::Budget(b) => self.plan_within(b, first),
+            BoundTarget::Headroom(h) => {
+                self.raised(self.plan_from(grid_price(GRID_STEPS), first), h)
+            }
+            BoundTarget::BudgetWithHeadroom(b) => {
+                self.fitted(b, first, |plan| self.raised(plan, 1))
+            }
+            BoundTarget::BudgetHeld(b) => self.fitted(b, first, |plan| held(&plan, 2)),
+            // The search starts under its budget, with room to move capacity.
+            BoundTarget::Searched(b) => self.plan_within(0.9 * b, first),
         }
+    }
+
+    /// The plan within the largest inner budget whose plan, once `shape`d, still fits `budget`.
+    fn fitted(
+        &self,
+        budget: f64,
+        first: &[u32],
+        shape: impl Fn(Vec<usize>) -> Vec<usize>,
+    ) -> Vec<usize> {
+        let (mut lo, mut hi) = (0.0, budget);
+        let mut best = shape(self.plan_within(0.0, first));
+        for _ in 0..20 {
+            let mid = (lo + hi) / 2.0;
+            let plan = shape(self.plan_within(mid, first));
+            if self.predicted_cost(&plan, first) <= budget {
+                best = plan;
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        best
+    }
+
+    /// A plan `by` fleets up in every minute (at most the top of the ladder).
+    fn raised(&self, plan: Vec<usize>, by: u32) -> Vec<usize> {
+        let top = self.ladder.len().saturating_sub(1);
+        plan.into_iter()
+            .map(|f| (f + by as usize).min(top))
+            .collect()
     }
 
     /// The plan expected to miss least for at most `budget`: the plan of the highest price
@@ -418,6 +524,20 @@ impl MissTable {
             .unwrap_or(0)
     }
 }
+
+/// Every minute at the largest fleet (ladder index) of the `around` minutes each side of it.
+fn held(plan: &[usize], around: usize) -> Vec<usize> {
+    (0..plan.len())
+        .map(|k| {
+            let from = k.saturating_sub(around);
+            let to = (k + around).min(plan.len().saturating_sub(1));
+            plan[from..=to].iter().copied().max().unwrap_or(0)
+        })
+        .collect()
+}
+
+/// The last step of the grid of prices.
+const GRID_STEPS: u32 = 100;
 
 /// The prices tried, from 1e-7 to 100 in 101 steps, to three significant digits (so that they
 /// read as settings).
