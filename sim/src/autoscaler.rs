@@ -48,6 +48,14 @@ pub trait Autoscaler {
         Vec::new()
     }
 
+    /// What it asks its scaler for, in total over the variants, when that differs from what
+    /// the scaler then does (this controller's published counts, an analyzer's desired
+    /// counts); `None` when asking and scaling are one act (an HPA on a metric, direct
+    /// scaling), or before its first answer.
+    fn asked(&self, _view: &View<'_>) -> Option<u32> {
+        None
+    }
+
     /// The replicas each variant should have now, in order (`Actuation::Direct`).
     fn direct_targets(&mut self, view: &View<'_>) -> Vec<u32> {
         view.cluster.variants.iter().map(|v| v.replicas()).collect()
@@ -68,6 +76,10 @@ impl Autoscaler for ThisController {
 
     fn hpa_metrics(&mut self, view: &View<'_>) -> Vec<Option<f64>> {
         view.published.iter().map(|d| d.map(f64::from)).collect()
+    }
+
+    fn asked(&self, view: &View<'_>) -> Option<u32> {
+        view.published.iter().copied().sum()
     }
 }
 

@@ -30,12 +30,13 @@ use wva_storage::{DecisionLog, MemoryLog, Retention};
 use crate::autoscaler::{Actuation, Autoscaler, View};
 use crate::cluster::{Cluster, Variant};
 use crate::hpa::{Hpa, HpaSpec};
+use crate::misses::{Timeline, attribute};
 use crate::peers::RecentRequests;
 use crate::peers::hindsight::MissTable;
 use crate::policy::{Policy, autoscaler, policy_settings};
 use crate::profiles;
 use crate::results::{
-    ModelBasedTally, RunResult, Sample, VariantResult, VariantSample, percentile,
+    ModelBasedTally, RunResult, Sample, SloTargets, VariantResult, VariantSample, percentile,
 };
 use crate::scenario::Scenario;
 use crate::scrape::Scrapes;
@@ -115,6 +116,8 @@ struct Run<'a> {
     done_since_sample: usize,
     progress: ProgressBar,
     wall_start: std::time::Instant,
+    /// What the autoscaler observed, asked for and got, for the attribution of misses.
+    timeline: Timeline,
 }
 
 /// Runs a scenario to the end under its policy. Must be called inside an actix System.
@@ -264,7 +267,10 @@ impl<'a> Run<'a> {
             done_since_sample: 0,
             progress,
             wall_start: std::time::Instant::now(),
+            timeline: Timeline::default(),
         };
+        let total = run.cluster.variants.iter().map(|v| v.replicas()).sum();
+        run.timeline.grant(0.0, total);
         run.report_deployments(0.0).await?;
         run.register_variants().await?;
         Ok(run)
@@ -471,12 +477,18 @@ impl<'a> Run<'a> {
             r.trim(t);
         }
         let published = self.published().await?;
-        self.autoscaler.on_cycle(&View {
+        let view = View {
             now_ms: t,
             cluster: &self.cluster,
             recent: &self.recent,
             published: &published,
-        });
+        };
+        self.autoscaler.on_cycle(&view);
+        // An autoscaler that asks observes at this cycle; one that does not, when it scales.
+        if let Some(asked) = self.autoscaler.asked(&view) {
+            self.timeline.observations.push(t);
+            self.timeline.ask(t, asked);
+        }
         self.sample(t, &published);
         Ok(())
     }
@@ -590,11 +602,24 @@ impl<'a> Run<'a> {
             recent: &self.recent,
             published: &[],
         });
+        self.timeline.observations.push(t);
         for (vi, target) in targets.into_iter().enumerate() {
-            self.cluster.scale(vi, target, t);
+            self.scale(vi, target, t);
         }
         self.cluster.release_gateway(t);
         self.report_deployments(t).await
+    }
+
+    /// Sets a variant's replicas, noting what the model got and what starts.
+    fn scale(&mut self, vi: usize, target: u32, t: f64) {
+        let before = self.cluster.variants[vi].replicas();
+        self.cluster.scale(vi, target, t);
+        let startup_ms = self.scenario.startup_s * 1e3;
+        for _ in before..target {
+            self.timeline.starting.push((t, t + startup_ms));
+        }
+        let total = self.cluster.variants.iter().map(|v| v.replicas()).sum();
+        self.timeline.grant(t, total);
     }
 
     /// Each variant's HPA on the autoscaler's metric.
@@ -606,10 +631,13 @@ impl<'a> Run<'a> {
             recent: &self.recent,
             published: &published,
         });
-        for (vi, hpa) in self.hpas.iter_mut().enumerate() {
+        if self.timeline.asked.is_empty() {
+            self.timeline.observations.push(t);
+        }
+        for vi in 0..self.hpas.len() {
             let current = self.cluster.variants[vi].replicas();
-            let target = hpa.sync(t, current, metrics.get(vi).copied().flatten());
-            self.cluster.scale(vi, target, t);
+            let target = self.hpas[vi].sync(t, current, metrics.get(vi).copied().flatten());
+            self.scale(vi, target, t);
         }
         self.cluster.release_gateway(t);
         self.report_deployments(t).await
@@ -624,6 +652,13 @@ impl<'a> Run<'a> {
             .await
             .map_err(|e| e.to_string())?;
         let model_based = model_based_tally(&self.log).await?;
+        let requests = &self.scenario.requests[..self.next_request];
+        let misses = attribute(
+            requests,
+            &self.cluster.completed,
+            SloTargets::default(),
+            &self.timeline,
+        );
         let cluster = self.cluster;
         let servers = || {
             cluster.variants.iter().flat_map(|v| {
@@ -668,6 +703,7 @@ impl<'a> Run<'a> {
             .scaling
             .default
             .thresholds,
+            misses,
         })
     }
 }

@@ -11,6 +11,7 @@
 //! - [`policy`], [`autoscaler`]: the policies by name and knob, and how each acts (one trait).
 //! - [`scrape`]: the emulated Prometheus.
 //! - [`results`]: what a run produces and how it is judged (objectives, percentiles).
+//! - [`misses`]: where attainment was lost (trigger, ask, grant, warm-up, never asked).
 //! - [`report`], [`plot`]: the summary, `summary.json`, and the plots.
 //! - [`simulate`]: one run or several policies on the same load.
 //! - [`frontier`]: every policy across its knob's settings, the Pareto points, the figures.
@@ -29,6 +30,7 @@ pub mod frontier;
 pub mod hpa;
 pub mod learning;
 pub mod load;
+pub mod misses;
 pub mod peers;
 pub mod plot;
 pub mod policy;

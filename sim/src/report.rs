@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::misses::MissBreakdown;
 use super::plot::{Figure, Plot, Series};
 use super::results::{
     ModelBasedTally, RunResult, Sample, SloTargets, VariantResult, VariantSample, percentile,
@@ -37,6 +38,8 @@ pub struct Summary {
     /// Hybrid and model-only runs: cycles in which the model-based optimizer proposed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_based: Option<ModelBasedTally>,
+    /// The requests that missed an objective, by the stage of scaling they waited on.
+    pub misses: MissBreakdown,
     pub variants: Vec<VariantResult>,
 }
 
@@ -83,6 +86,7 @@ pub fn summarize(policy: &str, result: &RunResult, slo: SloTargets) -> Summary {
         cycles: result.cycles,
         safety_net_cycles: result.safety_net_cycles,
         model_based: result.model_based.clone(),
+        misses: result.misses,
         variants: result.variants.clone(),
     }
 }
@@ -127,6 +131,12 @@ pub fn table(s: &Summary) -> String {
         out,
         "autoscaler cycles   {} ({} on the safety net)",
         s.cycles, s.safety_net_cycles
+    );
+    let m = &s.misses;
+    let _ = writeln!(
+        out,
+        "misses by cause     trigger {}, ask {}, grant {}, warm-up {}, never asked {}",
+        m.trigger, m.ask, m.grant, m.warm_up, m.never_asked
     );
     if let Some(m) = &s.model_based {
         let _ = writeln!(
@@ -382,6 +392,7 @@ mod tests {
             safety_net_cycles: 0,
             model_based: None,
             thresholds: wva_actors::policy::Thresholds::default(),
+            misses: Default::default(),
         }
     }
 

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::misses::MissBreakdown;
 use crate::server::Completed;
 
 /// Latency objectives a request is judged against.
@@ -84,6 +85,8 @@ pub struct RunResult {
     pub model_based: Option<ModelBasedTally>,
     /// The saturation thresholds the run's configuration set (drawn on the plots).
     pub thresholds: wva_actors::policy::Thresholds,
+    /// Where the misses came from.
+    pub misses: MissBreakdown,
 }
 
 /// Cycles in which the model-based optimizer (hybrid, model-only) proposed targets.

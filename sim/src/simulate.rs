@@ -199,6 +199,11 @@ pub fn compare_table(summaries: &[Summary]) -> String {
     row("GPU-hours", &|s| format!("{:.2}", s.gpu_hours));
     row("cost", &|s| format!("{:.2}", s.cost));
     row("scaling actions", &|s| s.scaling_actions.to_string());
+    row("misses: trigger", &|s| s.misses.trigger.to_string());
+    row("misses: ask", &|s| s.misses.ask.to_string());
+    row("misses: grant", &|s| s.misses.grant.to_string());
+    row("misses: warm-up", &|s| s.misses.warm_up.to_string());
+    row("misses: never asked", &|s| s.misses.never_asked.to_string());
     row("peak replicas", &|s| s.peak_replicas.to_string());
     let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
     let col = rows

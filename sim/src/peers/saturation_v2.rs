@@ -228,6 +228,10 @@ impl Autoscaler for SaturationV2Scaler {
     fn hpa_metrics(&mut self, _view: &View<'_>) -> Vec<Option<f64>> {
         self.desired.iter().map(|d| d.map(f64::from)).collect()
     }
+
+    fn asked(&self, _view: &View<'_>) -> Option<u32> {
+        self.desired.iter().copied().sum()
+    }
 }
 
 #[cfg(test)]
