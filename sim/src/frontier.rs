@@ -625,6 +625,7 @@ pub fn plot(f: &WorkloadFrontier) -> Plot {
     )
     .against("cost", 1.0)
     .with_markers()
+    .zoomed_below(100.0)
 }
 
 /// A file-name-safe form of a workload name.

@@ -32,6 +32,8 @@ pub struct Plot {
     pub integer_y: bool,
     /// Values on a logarithmic axis, ticks at decades (latencies spanning orders of magnitude).
     pub log_y: bool,
+    /// Zoomed to where the values are, never above this (an attainment's 100 %).
+    pub y_cap: Option<f64>,
     pub x_label: String,
     /// x values are divided by this before drawing (60: seconds shown as minutes).
     pub x_per_unit: f64,
@@ -142,6 +144,21 @@ pub fn round_ticks(max: f64, integer: bool) -> Vec<f64> {
     (0..=steps).map(|i| i as f64 * step).collect()
 }
 
+/// Round ticks from just below `lo` up to `cap`: the step 1, 2 or 5 times a power of ten,
+/// about [`TICKS`] of them, the last one `cap` itself.
+pub fn zoomed_ticks(lo: f64, cap: f64) -> Vec<f64> {
+    let span = (cap - lo).max(cap.abs() * 1e-3).max(1e-9);
+    let raw = span / TICKS as f64;
+    let magnitude = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * magnitude)
+        .find(|s| *s >= raw * (1.0 - 1e-9))
+        .unwrap_or(10.0 * magnitude);
+    let steps = ((cap - lo) / step + 1e-9).ceil().max(1.0) as usize;
+    (0..=steps).rev().map(|i| cap - i as f64 * step).collect()
+}
+
 /// Decade ticks (as powers of ten: 1.0 is 10) covering positive values from `min` to `max`.
 pub fn decade_ticks(min: f64, max: f64) -> Vec<f64> {
     let lo = if min.is_finite() && min > 0.0 {
@@ -166,6 +183,7 @@ impl Plot {
             series,
             integer_y: false,
             log_y: false,
+            y_cap: None,
             x_label: "minutes".into(),
             x_per_unit: 60.0,
             markers: false,
@@ -190,6 +208,12 @@ impl Plot {
     /// The same plot with whole-number y ticks.
     pub fn integers(mut self) -> Self {
         self.integer_y = true;
+        self
+    }
+
+    /// The same plot with its y axis zoomed to where the values are, up to `cap` at most.
+    pub fn zoomed_below(mut self, cap: f64) -> Self {
+        self.y_cap = Some(cap);
         self
     }
 
@@ -231,6 +255,11 @@ impl Plot {
             .flat_map(|(_, p)| p.iter().map(|p| p.1))
             .chain(self.references.iter().map(|r| r.1))
             .filter(|y| y.is_finite());
+        if let Some(cap) = self.y_cap.filter(|_| !self.log_y) {
+            let values: Vec<f64> = values.map(|y| y.min(cap)).collect();
+            let lo = values.iter().copied().fold(cap, f64::min);
+            return zoomed_ticks(lo, cap);
+        }
         if self.log_y {
             let positive: Vec<f64> = values.filter(|y| *y > 0.0).collect();
             let min = positive.iter().copied().fold(f64::INFINITY, f64::min);
@@ -428,6 +457,29 @@ fn short(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Attainment never drawn above 100 %, and zoomed to where the points are.
+    #[test]
+    fn a_zoomed_axis_ends_at_its_cap_and_starts_just_below_the_points() {
+        let p = Plot::new(
+            "frontier",
+            "SLO attainment (%)",
+            vec![("a".into(), vec![(10.0, 91.3), (20.0, 99.7), (30.0, 100.0)])],
+        )
+        .zoomed_below(100.0);
+        let ticks = p.y_ticks();
+        assert_eq!(ticks.last(), Some(&100.0));
+        assert!(ticks[0] <= 91.3 && ticks[0] > 85.0, "{ticks:?}");
+        assert!(ticks.windows(2).all(|w| w[1] > w[0]));
+        // All the way down when a point is far below.
+        let low = Plot::new("f", "%", vec![("a".into(), vec![(1.0, 6.4), (2.0, 99.0)])])
+            .zoomed_below(100.0)
+            .y_ticks();
+        assert!(
+            low[0] <= 6.4 && *low.last().expect("ticks") == 100.0,
+            "{low:?}"
+        );
+    }
 
     fn sample() -> Plot {
         Plot::new(
