@@ -25,6 +25,7 @@ fn main() -> Result<(), String> {
         report: PathBuf::from("unused"),
         options: RunOptions::default(),
         prices: Default::default(),
+        engine: Default::default(),
     };
     let workloads = workloads(&request)?;
     let combos: Vec<(usize, f64)> = std::env::var("TUNE")

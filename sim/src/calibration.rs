@@ -1,7 +1,12 @@
 //! The server model against published vLLM measurements: the same requests replayed through
 //! [`Server`], and the figures the benchmark reports computed the way the benchmark computes
-//! them. The data (`sim/data/lambdalabs-llama3-8b.json`) are LambdaLabsML/vllm-benchmark's runs
-//! of Llama-3-8B-Instruct on one A100 and one H100 with 10, 80 and 320 requests sent at once.
+//! them. Two sets of data, one per engine generation:
+//!
+//! - vLLM 0.5.4 (`sim/data/lambdalabs-llama3-8b.json`): LambdaLabsML/vllm-benchmark's runs of
+//!   Llama-3-8B-Instruct on one A100 and one H100 with 10, 80 and 320 requests sent at once;
+//! - vLLM 0.15.1, the V1 engine (`sim/data/inference-sim-llama31-8b-h100-vllm-0.15.json`): the
+//!   ground truth of inference-sim's sim-to-real validation, Llama-3.1-8B-Instruct on one H100
+//!   under constant-rate stages of four workloads (general, codegen, roleplay, reasoning).
 
 use std::collections::BTreeMap;
 
@@ -13,6 +18,137 @@ use crate::server::{Completed, Request, Server};
 
 /// The published runs, embedded so that the calibration test runs offline.
 pub const LLAMA3_8B: &str = include_str!("../data/lambdalabs-llama3-8b.json");
+
+/// The V1 engine's published runs, embedded likewise.
+pub const LLAMA31_8B_V1: &str =
+    include_str!("../data/inference-sim-llama31-8b-h100-vllm-0.15.json");
+
+/// Runs of one model under constant-rate load stages (inference-perf's `constant` load).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StagedBenchmark {
+    pub source: String,
+    pub engine: String,
+    pub runs: Vec<StagedRun>,
+}
+
+/// One run: its stages, request lengths and engine settings, and what it measured.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StagedRun {
+    pub name: String,
+    pub experiment: String,
+    pub stages: Vec<Stage>,
+    /// The shared system prompt, found in vLLM's prefix cache after its first use.
+    pub cached_prefix_tokens: u32,
+    pub prompt_tokens: u32,
+    /// The mean output length the published figures imply.
+    pub output_tokens: u32,
+    /// The length the load generator asked for.
+    pub nominal_output_tokens: u32,
+    pub max_batched_tokens: u32,
+    pub measured: StagedFigures,
+}
+
+/// One stage of constant-rate load.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stage {
+    pub rate: f64,
+    pub duration_s: f64,
+}
+
+/// A run's means, as inference-perf reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StagedFigures {
+    pub ttft_mean_ms: f64,
+    pub itl_mean_ms: f64,
+    pub e2e_mean_ms: f64,
+}
+
+impl StagedBenchmark {
+    pub fn llama31_8b_v1() -> Result<Self, serde_json::Error> {
+        serde_json::from_str(LLAMA31_8B_V1)
+    }
+}
+
+/// The V1 engine's runs used: `max-num-seqs` 128.
+const STAGED_MAX_NUM_SEQS: u32 = 128;
+
+/// Replays a staged run on one server of `profile` (with the run's engine settings): requests
+/// at constant intervals, the cached prefix served from the prefix cache (resident, read by
+/// attention, not computed again).
+pub fn replay_staged(profile: &AcceleratorProfile, run: &StagedRun) -> StagedFigures {
+    let mut profile = profile.clone();
+    profile.max_num_seqs = STAGED_MAX_NUM_SEQS;
+    profile.max_batched_tokens = run.max_batched_tokens;
+    let mut server = Server::new(profile, 0.0).with_cached_prefix(run.cached_prefix_tokens);
+    let mut arrivals = Vec::new();
+    let mut start = 0.0;
+    for stage in &run.stages {
+        let gap = 1e3 / stage.rate;
+        let n = (stage.duration_s * stage.rate).round() as usize;
+        arrivals.extend((0..n).map(|i| start + i as f64 * gap));
+        start += stage.duration_s * 1e3;
+    }
+    let mut done: Vec<Completed> = Vec::with_capacity(arrivals.len());
+    let mut next = 0;
+    let mut now = 0.0f64;
+    loop {
+        while arrivals.get(next).is_some_and(|&a| a <= now) {
+            server.enqueue(Request {
+                id: next as u64,
+                arrival_ms: arrivals[next],
+                prompt_tokens: run.prompt_tokens.max(1),
+                output_tokens: run.output_tokens.max(1),
+            });
+            next += 1;
+        }
+        now = match server.step(now, &mut done) {
+            Some(end) => end,
+            None => match arrivals.get(next) {
+                Some(&a) => a,
+                None => break,
+            },
+        };
+    }
+    let n = done.len().max(1) as f64;
+    StagedFigures {
+        ttft_mean_ms: done.iter().map(|c| c.ttft_ms).sum::<f64>() / n,
+        itl_mean_ms: done.iter().map(|c| c.itl_ms).sum::<f64>() / n,
+        e2e_mean_ms: done.iter().map(|c| c.finish_ms - c.arrival_ms).sum::<f64>() / n,
+    }
+}
+
+/// Every staged run beside the model's figures for it on `card` under `calibration`.
+pub fn compare_staged(
+    benchmark: &StagedBenchmark,
+    card: &Datasheet,
+    calibration: &Calibration,
+) -> Vec<(StagedRun, StagedFigures)> {
+    let profile = card.profile(calibration);
+    benchmark
+        .runs
+        .iter()
+        .map(|r| (r.clone(), replay_staged(&profile, r)))
+        .collect()
+}
+
+/// The largest relative error over the staged figures (mean TTFT, ITL and end-to-end).
+pub fn worst_staged_error(pairs: &[(StagedRun, StagedFigures)]) -> f64 {
+    pairs
+        .iter()
+        .flat_map(|(r, m)| {
+            [
+                m.ttft_mean_ms / r.measured.ttft_mean_ms,
+                m.itl_mean_ms / r.measured.itl_mean_ms,
+                m.e2e_mean_ms / r.measured.e2e_mean_ms,
+            ]
+        })
+        .map(|ratio| (ratio - 1.0).abs())
+        .fold(0.0, f64::max)
+}
 
 /// A set of published runs of one model.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -130,13 +266,13 @@ pub fn worst_error(pairs: &[(Measurement, Replayed)]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profiles::{A100_SXM, CALIBRATION, H100_SXM};
+    use crate::profiles::{A100_SXM, H100_SXM, VLLM_05, VLLM_V1};
 
     #[test]
     fn the_model_reproduces_every_published_figure_within_a_quarter() {
         let benchmark = Benchmark::llama3_8b().expect("embedded data parse");
         assert_eq!(benchmark.measurements.len(), 6);
-        let pairs = compare(&benchmark, &[A100_SXM, H100_SXM], &CALIBRATION);
+        let pairs = compare(&benchmark, &[A100_SXM, H100_SXM], &VLLM_05);
         assert_eq!(pairs.len(), 6, "every measurement has its card");
         for (m, r) in &pairs {
             let tpot = r.median_tpot_ms / m.median_tpot_ms;
@@ -168,5 +304,29 @@ mod tests {
             }
         }
         assert!(worst_error(&pairs) <= 0.25);
+    }
+
+    /// vLLM's V1 engine (0.15.1): mean TTFT, ITL and end-to-end latency of the six published
+    /// runs of Llama-3.1-8B-Instruct on one H100, each within a quarter.
+    #[test]
+    fn the_v1_model_reproduces_every_published_figure_within_a_quarter() {
+        let benchmark = StagedBenchmark::llama31_8b_v1().expect("embedded data parse");
+        assert_eq!(benchmark.runs.len(), 6);
+        let pairs = compare_staged(&benchmark, &H100_SXM, &VLLM_V1);
+        for (run, model) in &pairs {
+            let m = run.measured;
+            for (what, measured, modelled) in [
+                ("TTFT", m.ttft_mean_ms, model.ttft_mean_ms),
+                ("ITL", m.itl_mean_ms, model.itl_mean_ms),
+                ("E2E", m.e2e_mean_ms, model.e2e_mean_ms),
+            ] {
+                assert!(
+                    (0.75..=1.25).contains(&(modelled / measured)),
+                    "{}: mean {what} {modelled:.1} ms, measured {measured:.1} ms",
+                    run.name
+                );
+            }
+        }
+        assert!(worst_staged_error(&pairs) <= 0.25);
     }
 }

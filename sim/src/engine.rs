@@ -181,12 +181,13 @@ impl<'a> Run<'a> {
         let (scale_to_zero, retention) = options.settings.scale_to_zero_for(&model);
         let mut variants = Vec::new();
         for v in &scenario.variants {
-            let profile = profiles::by_name(&v.accelerator).ok_or_else(|| {
-                format!(
-                    "variant {}: accelerator: expected H100, A100 or L40S, got {:?}",
-                    v.name, v.accelerator
-                )
-            })?;
+            let profile =
+                profiles::by_name_for(scenario.engine, &v.accelerator).ok_or_else(|| {
+                    format!(
+                        "variant {}: accelerator: expected H100, A100 or L40S, got {:?}",
+                        v.name, v.accelerator
+                    )
+                })?;
             variants.push(Variant::new(
                 &v.name,
                 profile,

@@ -95,10 +95,11 @@ pub fn attribute(
 ) -> MissBreakdown {
     let mut met = vec![false; requests.len()];
     for c in completed {
-        if c.ttft_ms <= slo.ttft_ms && c.itl_ms <= slo.itl_ms {
-            if let Some(m) = met.get_mut(c.id as usize) {
-                *m = true;
-            }
+        if c.ttft_ms <= slo.ttft_ms
+            && c.itl_ms <= slo.itl_ms
+            && let Some(m) = met.get_mut(c.id as usize)
+        {
+            *m = true;
         }
     }
     let mut missed: Vec<f64> = requests

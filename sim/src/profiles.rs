@@ -6,8 +6,9 @@
 //!   memory, bandwidth and dense bf16 throughput of each card (H100 SXM 80 GB, 3.35 TB/s,
 //!   989 TFLOPS; A100 SXM 80 GB, 2.0 TB/s, 312 TFLOPS; L40S 48 GB, 0.864 TB/s, 362 TFLOPS);
 //!   vLLM's defaults (`gpu-memory-utilization` 0.9, 16-token blocks, `max-num-seqs` 256);
-//! - [`CALIBRATION`]: how much of that peak a real vLLM achieves, fitted to published vLLM
-//!   measurements of this model on these cards (`calibration.rs`, `docs/simulation.md`).
+//! - a [`Calibration`] per [`Engine`]: how much of that peak a real vLLM achieves, fitted to
+//!   published vLLM measurements of this model on these cards (`calibration.rs`,
+//!   `docs/simulation.md`): vLLM 0.5.4, and vLLM's V1 engine (0.15.1), the default.
 //!
 //! A decode iteration reads the weights once and the resident KV cache (memory-bound, at the
 //! calibrated share of peak bandwidth), plus a fixed cost per step and a cost per sequence in
@@ -15,7 +16,7 @@
 //! costs 2 × 8e9 FLOP at the calibrated prefill efficiency.
 
 /// How much of the hardware's peak vLLM achieves; fitted by `cargo run -p wva-sim --example
-/// calibrate` to the measurements in `sim/data/`.
+/// calibrate [vllm-v1]` to the measurements in `sim/data/`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Calibration {
     /// Share of peak memory bandwidth a decode step achieves reading weights and KV cache.
@@ -28,16 +29,79 @@ pub struct Calibration {
     pub per_seq_overhead_ms: f64,
     /// Share of peak bf16 throughput a prefill achieves.
     pub prefill_efficiency: f64,
+    pub step_model: StepModel,
+    /// Time a request spends outside the GPU's iterations before its first token reaches the
+    /// client (the API server tokenising it, handing it to the engine, streaming), ms.
+    pub request_overhead_ms: f64,
 }
 
-/// The fit (see `docs/simulation.md` for the figures it reproduces).
-pub const CALIBRATION: Calibration = Calibration {
+/// How an iteration's parts add up: in sequence (the fit to vLLM 0.5.4), or as a roofline,
+/// where the compute of the decodes and prefill chunks overlaps reading the weights and KV
+/// cache and the slower of the two sets the pace (vLLM's V1 engine runs both in one forward
+/// pass; a memory-bound step carries small prefill chunks almost for free).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepModel {
+    Sum,
+    Roofline,
+}
+
+/// The fit to vLLM 0.5.4 (see `docs/simulation.md` for the figures it reproduces).
+pub const VLLM_05: Calibration = Calibration {
     bandwidth_efficiency: 0.9,
     step_overhead_ms: 3.0,
     decode_efficiency: 0.8,
     per_seq_overhead_ms: 0.015,
     prefill_efficiency: 0.5,
+    step_model: StepModel::Sum,
+    request_overhead_ms: 0.0,
 };
+
+/// The fit to vLLM 0.15.1, the V1 engine, on one H100 (see `docs/simulation.md`). Those runs
+/// barely prefill (their prompts repeat and come from the prefix cache), so the prefill
+/// efficiency is 0.5.4's; the A100's profile takes the same shares of its own datasheet.
+pub const VLLM_V1: Calibration = Calibration {
+    bandwidth_efficiency: 0.95,
+    step_overhead_ms: 3.0,
+    decode_efficiency: 0.8,
+    per_seq_overhead_ms: 0.016,
+    prefill_efficiency: 0.5,
+    step_model: StepModel::Roofline,
+    request_overhead_ms: 25.0,
+};
+
+/// Which vLLM the emulated servers behave like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Engine {
+    /// vLLM 0.5.4 (2024), the first calibration.
+    Vllm05,
+    /// vLLM's V1 engine, calibrated on 0.15.1: what users run today.
+    #[default]
+    VllmV1,
+}
+
+impl Engine {
+    pub fn calibration(self) -> Calibration {
+        match self {
+            Self::Vllm05 => VLLM_05,
+            Self::VllmV1 => VLLM_V1,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Vllm05 => "vllm-0.5",
+            Self::VllmV1 => "vllm-v1",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "vllm-0.5" => Ok(Self::Vllm05),
+            "vllm-v1" => Ok(Self::VllmV1),
+            other => Err(format!("expected vllm-v1 or vllm-0.5, got {other:?}")),
+        }
+    }
+}
 
 /// How one accelerator type serves the model.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +121,12 @@ pub struct AcceleratorProfile {
     pub prefill_ms_per_token: f64,
     /// Added per 1,000 tokens resident in the KV cache (attention reads them).
     pub per_resident_ktoken_ms: f64,
+    /// The parts of `base_ms` and `per_seq_ms` that are host-side overhead (never overlapped).
+    pub step_overhead_ms: f64,
+    pub per_seq_overhead_ms: f64,
+    pub step_model: StepModel,
+    /// Added to what every request's client sees (see [`Calibration::request_overhead_ms`]).
+    pub request_overhead_ms: f64,
     /// Default cost of one replica per hour (on-demand list prices, rounded).
     pub cost_per_hour: f64,
 }
@@ -70,6 +140,22 @@ const ACTIVATIONS_GB: f64 = 3.0;
 const FLOP_PER_TOKEN: f64 = 2.0 * 8.0e9;
 
 impl AcceleratorProfile {
+    /// How long an iteration takes with `decodes` sequences decoding, `prefill_tokens` prompt
+    /// tokens prefilled and `resident` tokens in the KV cache.
+    pub fn step_ms(&self, decodes: u32, prefill_tokens: u32, resident: u64) -> f64 {
+        let decodes = f64::from(decodes);
+        let prefill = self.prefill_ms_per_token * f64::from(prefill_tokens);
+        let kv = self.per_resident_ktoken_ms * resident as f64 / 1_000.0;
+        match self.step_model {
+            StepModel::Sum => self.base_ms + self.per_seq_ms * decodes + prefill + kv,
+            StepModel::Roofline => {
+                let memory = self.base_ms - self.step_overhead_ms + kv;
+                let compute = (self.per_seq_ms - self.per_seq_overhead_ms) * decodes + prefill;
+                self.step_overhead_ms + self.per_seq_overhead_ms * decodes + memory.max(compute)
+            }
+        }
+    }
+
     /// Tokens the KV cache holds.
     pub fn kv_tokens(&self) -> u32 {
         self.kv_blocks.saturating_mul(BLOCK_TOKENS)
@@ -142,34 +228,44 @@ impl Datasheet {
                 + c.per_seq_overhead_ms,
             prefill_ms_per_token: FLOP_PER_TOKEN / (flops * c.prefill_efficiency) * 1e3,
             per_resident_ktoken_ms: 1_000.0 * KV_BYTES_PER_TOKEN / effective_bw * 1e3,
+            step_overhead_ms: c.step_overhead_ms,
+            per_seq_overhead_ms: c.per_seq_overhead_ms,
+            step_model: c.step_model,
+            request_overhead_ms: c.request_overhead_ms,
             cost_per_hour: self.cost_per_hour,
         }
     }
 }
 
-/// H100 SXM 80 GB.
+/// H100 SXM 80 GB under the default engine.
 pub fn h100() -> AcceleratorProfile {
-    H100_SXM.profile(&CALIBRATION)
+    H100_SXM.profile(&Engine::default().calibration())
 }
 
-/// A100 SXM 80 GB.
+/// A100 SXM 80 GB under the default engine.
 pub fn a100() -> AcceleratorProfile {
-    A100_SXM.profile(&CALIBRATION)
+    A100_SXM.profile(&Engine::default().calibration())
 }
 
-/// L40S 48 GB.
+/// L40S 48 GB under the default engine.
 pub fn l40s() -> AcceleratorProfile {
-    L40S.profile(&CALIBRATION)
+    L40S.profile(&Engine::default().calibration())
 }
 
-/// The profile of a named accelerator (case-insensitive).
+/// The profile of a named accelerator (case-insensitive) under the default engine.
 pub fn by_name(name: &str) -> Option<AcceleratorProfile> {
-    match name.to_ascii_uppercase().as_str() {
-        "H100" => Some(h100()),
-        "A100" => Some(a100()),
-        "L40S" => Some(l40s()),
-        _ => None,
-    }
+    by_name_for(Engine::default(), name)
+}
+
+/// The profile of a named accelerator (case-insensitive) under an engine.
+pub fn by_name_for(engine: Engine, name: &str) -> Option<AcceleratorProfile> {
+    let card = match name.to_ascii_uppercase().as_str() {
+        "H100" => H100_SXM,
+        "A100" => A100_SXM,
+        "L40S" => L40S,
+        _ => return None,
+    };
+    Some(card.profile(&engine.calibration()))
 }
 
 #[cfg(test)]

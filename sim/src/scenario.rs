@@ -3,6 +3,7 @@
 
 use super::hpa::{Behavior, HpaSpec};
 use super::load::{Arrivals, RateShape, SyntheticLoad, TokenLengths};
+use super::profiles::Engine;
 use super::server::Request;
 
 /// One variant of the simulated model.
@@ -27,6 +28,8 @@ pub struct Scenario {
     pub startup_s: f64,
     pub control_interval_s: f64,
     pub hpa: HpaSpec,
+    /// Which vLLM the servers behave like.
+    pub engine: Engine,
 }
 
 fn cluster(requests: Vec<Request>, duration_s: f64) -> Scenario {
@@ -58,6 +61,7 @@ fn cluster(requests: Vec<Request>, duration_s: f64) -> Scenario {
             behavior: Behavior::chart(),
             ..HpaSpec::default()
         },
+        engine: Engine::default(),
     }
 }
 

@@ -83,10 +83,20 @@ pub struct Server {
     running: Vec<Sequence>,
     used_blocks: u32,
     admitted: u64,
+    /// Leading prompt tokens every request finds in the prefix cache (computed already, still
+    /// resident and read by attention); 0 unless a benchmark's prompts repeat.
+    cached_prefix_tokens: u32,
     pub counters: Counters,
 }
 
 impl Server {
+    /// The same server with the first `tokens` of every prompt served from the prefix cache
+    /// (at least the last prompt token is still computed, as vLLM does).
+    pub fn with_cached_prefix(mut self, tokens: u32) -> Self {
+        self.cached_prefix_tokens = tokens;
+        self
+    }
+
     pub fn new(profile: AcceleratorProfile, ready_at_ms: f64) -> Self {
         Self {
             profile,
@@ -95,6 +105,7 @@ impl Server {
             running: Vec::new(),
             used_blocks: 0,
             admitted: 0,
+            cached_prefix_tokens: 0,
             counters: Counters::default(),
         }
     }
@@ -162,9 +173,12 @@ impl Server {
             };
             self.used_blocks += need;
             self.admitted += 1;
+            let cached = self
+                .cached_prefix_tokens
+                .min(request.prompt_tokens.saturating_sub(1));
             self.running.push(Sequence {
                 request,
-                prefilled: 0,
+                prefilled: cached,
                 generated: 0,
                 blocks: need,
                 first_token_ms: None,
@@ -253,11 +267,7 @@ impl Server {
             .iter()
             .map(|s| u64::from(s.resident_tokens()))
             .sum();
-        let p = &self.profile;
-        let duration = p.base_ms
-            + p.per_seq_ms * f64::from(decodes)
-            + p.prefill_ms_per_token * f64::from(prefill_tokens)
-            + p.per_resident_ktoken_ms * resident as f64 / 1_000.0;
+        let duration = self.profile.step_ms(decodes, prefill_tokens, resident);
         let end = now_ms + duration;
 
         self.counters.prompt_tokens += u64::from(prefill_tokens);
@@ -290,11 +300,14 @@ impl Server {
             self.counters.request_success += 1;
             self.counters.request_prompt_tokens_sum += u64::from(s.request.prompt_tokens);
             self.counters.request_generation_tokens_sum += u64::from(s.generated);
+            // The API server's share (tokenising, handing over, streaming) delays what the
+            // client sees by the same time at both ends.
+            let overhead = self.profile.request_overhead_ms;
             done.push(Completed {
                 id: s.request.id,
                 arrival_ms: s.request.arrival_ms,
-                finish_ms: end,
-                ttft_ms: first - s.request.arrival_ms,
+                finish_ms: end + overhead,
+                ttft_ms: first + overhead - s.request.arrival_ms,
                 itl_ms: if s.generated > 1 {
                     (end - first) / f64::from(s.generated - 1)
                 } else {

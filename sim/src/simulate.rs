@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use crate::engine::RunOptions;
 use crate::frontier::{FrontierRequest, WorkloadFrontier};
 use crate::policy::Policy;
+use crate::profiles::Engine;
 use crate::report::{Summary, summarize, table, write};
 use crate::results::RunResult;
 use crate::results::SloTargets;
@@ -31,6 +32,8 @@ pub struct SimulateRequest {
     /// Price per replica-hour by accelerator, replacing the scenario's where given (the
     /// user's accelerator-cost ConfigMap).
     pub prices: BTreeMap<String, f64>,
+    /// Which vLLM the emulated servers behave like.
+    pub engine: Engine,
 }
 
 /// The name that stands for the built-in load where a trace is expected.
@@ -78,7 +81,10 @@ pub fn workloads(req: &SimulateRequest) -> Result<Vec<(String, Scenario)>, Strin
     }
     Ok(out
         .into_iter()
-        .map(|(name, s)| (name, priced(s, &req.prices)))
+        .map(|(name, mut s)| {
+            s.engine = req.engine;
+            (name, priced(s, &req.prices))
+        })
         .collect())
 }
 

@@ -42,6 +42,10 @@ pub struct SimulateArgs {
     /// no setting was chosen on) or all.
     #[arg(long)]
     pub workloads: Option<String>,
+    /// Which vLLM the emulated servers behave like: vllm-v1 (the V1 engine, calibrated on vLLM
+    /// 0.15.1) or vllm-0.5 (calibrated on vLLM 0.5.4).
+    #[arg(long, default_value = "vllm-v1")]
+    pub engine: String,
     /// Where the split's traces are read from.
     #[arg(long, env = "WVA_TRACES_DIR", default_value = "../shared/traces")]
     pub traces_dir: PathBuf,
@@ -249,6 +253,8 @@ fn request(args: &SimulateArgs) -> Result<(SimulateRequest, Task), String> {
             configured: configured.is_some(),
         },
         prices,
+        engine: wva_sim::profiles::Engine::parse(&args.engine)
+            .map_err(|e| format!("--engine: {e}"))?,
     };
     // A trace that cannot be read is bad input, said before anything runs.
     wva_sim::simulate::workloads(&request)?;

@@ -127,7 +127,7 @@ pub fn replica_capacities(scenario: &Scenario, slo: SloTargets) -> Result<Vec<f6
         .variants
         .iter()
         .map(|v| {
-            profiles::by_name(&v.accelerator)
+            profiles::by_name_for(scenario.engine, &v.accelerator)
                 .ok_or_else(|| format!("variant {}: unknown accelerator", v.name))
         })
         .collect::<Result<Vec<_>, String>>()?;
@@ -161,7 +161,7 @@ fn measure_misses(scenario: &Scenario, slo: SloTargets) -> Result<MissTable, Str
         .variants
         .iter()
         .map(|v| {
-            profiles::by_name(&v.accelerator)
+            profiles::by_name_for(scenario.engine, &v.accelerator)
                 .ok_or_else(|| format!("variant {}: unknown accelerator", v.name))
         })
         .collect::<Result<Vec<_>, String>>()?;
