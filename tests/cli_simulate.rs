@@ -411,7 +411,7 @@ fn a_frontier_sweeps_each_knob_marks_the_pareto_points_and_is_reproducible() {
     };
     let (out, report) = run("a");
     assert!(out.contains("== builtin =="), "{out}");
-    assert!(out.contains("cost at 95 %"), "{out}");
+    assert!(out.contains("cost at 95.0 %"), "{out}");
     assert!(out.contains("attainment at cost"), "{out}");
     let text = std::fs::read_to_string(report.join("frontier.json")).expect("frontier.json");
     let frontier: Value = serde_json::from_str(&text).expect("json");

@@ -137,30 +137,10 @@ pub fn measure(
     if !settings.contains(&req.reference) {
         settings.push(req.reference);
     }
-    // The hindsight bound measures each workload's misses per minute and fleet: once per
-    // workload, shared by all its settings, the workloads on as many threads as there are cores.
     let bound = settings
         .iter()
         .any(|p| matches!(p, Policy::Hindsight { .. }));
-    let tables: Vec<Option<std::sync::Arc<MissTable>>> = if bound {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = req
-                .workloads
-                .iter()
-                .map(|(_, scenario)| scope.spawn(|| MissTable::measure(scenario, req.slo)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .map_err(|_| "the hindsight bound's measurement panicked".to_string())?
-                        .map(|t| Some(std::sync::Arc::new(t)))
-                })
-                .collect::<Result<Vec<_>, String>>()
-        })?
-    } else {
-        vec![None; req.workloads.len()]
-    };
+    let tables = miss_tables(req, bound)?;
     // The bound's prices are chosen per workload, where its schedules differ.
     let jobs: Vec<(usize, Policy)> = tables
         .iter()
@@ -200,6 +180,56 @@ pub fn measure(
     for ((w, policy), point) in run_jobs(req, &jobs, &options_by_workload, &progress)? {
         runs_by_workload[w].push((policy, point));
     }
+    refine_bound(req, &mut runs_by_workload, &options_by_workload, &progress)?;
+    Ok(req
+        .workloads
+        .iter()
+        .zip(runs_by_workload)
+        .map(|((name, _), runs)| {
+            assess(
+                name,
+                runs,
+                &req.policies,
+                &req.reference,
+                req.target_attainment,
+            )
+        })
+        .collect())
+}
+
+/// The hindsight bound's misses per minute and fleet for each workload, when the bound runs:
+/// measured once per workload and shared by all its settings, one thread per workload.
+fn miss_tables(
+    req: &FrontierRequest,
+    bound: bool,
+) -> Result<Vec<Option<std::sync::Arc<MissTable>>>, String> {
+    if !bound {
+        return Ok(vec![None; req.workloads.len()]);
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = req
+            .workloads
+            .iter()
+            .map(|(_, scenario)| scope.spawn(|| MissTable::measure(scenario, req.slo)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| "the hindsight bound's measurement panicked".to_string())?
+                    .map(|t| Some(std::sync::Arc::new(t)))
+            })
+            .collect()
+    })
+}
+
+/// Runs the bound again where a point of another policy lies beyond it.
+fn refine_bound(
+    req: &FrontierRequest,
+    runs_by_workload: &mut [Vec<(Policy, FrontierPoint)>],
+    options_by_workload: &[RunOptions],
+    progress: &(impl Fn(usize, usize) + Sync),
+) -> Result<(), String> {
     // Where a point lies beyond the bound's, the bound is also run within that point's budget
     // (its frontier sampled where it is compared), the budget corrected by what the last try
     // cost; above the bound's best, with headroom.
@@ -258,7 +288,7 @@ pub fn measure(
         if closer.is_empty() {
             break;
         }
-        for ((w, policy), point) in run_jobs(req, &closer, &options_by_workload, &progress)? {
+        for ((w, policy), point) in run_jobs(req, &closer, options_by_workload, progress)? {
             if let Policy::Hindsight {
                 target: BoundTarget::Budget(b),
                 mended: 0,
@@ -269,20 +299,7 @@ pub fn measure(
             runs_by_workload[w].push((policy, point));
         }
     }
-    Ok(req
-        .workloads
-        .iter()
-        .zip(runs_by_workload)
-        .map(|((name, _), runs)| {
-            assess(
-                name,
-                runs,
-                &req.policies,
-                &req.reference,
-                req.target_attainment,
-            )
-        })
-        .collect())
+    Ok(())
 }
 
 /// A point of a workload (by index) with the setting it was run at.
@@ -381,6 +398,14 @@ pub fn assess(
     for (p, d) in points.iter_mut().zip(dominated) {
         p.pareto = !d;
     }
+    // Where no policy reaches the target, the figures are read two points under the best
+    // attainment any policy reaches (the bound included), so that the load still ranks them.
+    let best = points.iter().map(|p| p.slo_attainment).fold(0.0, f64::max);
+    let target_attainment = if best >= target_attainment {
+        target_attainment
+    } else {
+        best - 0.02
+    };
     let summaries = policies
         .iter()
         .map(|policy| {
@@ -542,7 +567,7 @@ pub fn render(frontiers: &[WorkloadFrontier]) -> String {
         out.push_str(&format!(
             "\n{:<14} {:>22} {:>28} {:>18}\n",
             "policy",
-            format!("cost at {:.0} %", f.target_attainment * 100.0),
+            format!("cost at {:.1} %", f.target_attainment * 100.0),
             format!("attainment at cost {reference}"),
             "actions at target"
         ));

@@ -12,9 +12,7 @@
 //!   **ask** when it observed after `a` and still waited;
 //! - **never asked**: nothing was asked for while the misses lasted (capacity never requested).
 
-use serde::Serialize;
-
-use crate::results::SloTargets;
+use crate::results::{MissBreakdown, SloTargets};
 use crate::server::{Completed, Request};
 
 /// Misses less than this apart belong to one episode.
@@ -66,23 +64,6 @@ impl Timeline {
             .filter(|w| w[1].1 > w[0].1)
             .map(|w| w[1].0)
             .collect()
-    }
-}
-
-/// The misses of a run by cause.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MissBreakdown {
-    pub trigger: usize,
-    pub ask: usize,
-    pub grant: usize,
-    pub warm_up: usize,
-    pub never_asked: usize,
-}
-
-impl MissBreakdown {
-    pub fn total(&self) -> usize {
-        self.trigger + self.ask + self.grant + self.warm_up + self.never_asked
     }
 }
 

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::misses::MissBreakdown;
 use super::plot::{Figure, Plot, Series};
 use super::results::{
-    ModelBasedTally, RunResult, Sample, SloTargets, VariantResult, VariantSample, percentile,
+    MissBreakdown, ModelBasedTally, RunResult, Sample, SloTargets, VariantResult, VariantSample,
+    percentile,
 };
 
 /// The numbers of one run.

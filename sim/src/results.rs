@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::misses::MissBreakdown;
 use crate::server::Completed;
 
 /// Latency objectives a request is judged against.
@@ -107,4 +106,21 @@ pub fn percentile(mut values: Vec<f64>, q: f64) -> Option<f64> {
     values.sort_by(f64::total_cmp);
     let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
     Some(values[rank - 1])
+}
+
+/// The misses of a run by cause (see [`crate::misses`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MissBreakdown {
+    pub trigger: usize,
+    pub ask: usize,
+    pub grant: usize,
+    pub warm_up: usize,
+    pub never_asked: usize,
+}
+
+impl MissBreakdown {
+    pub fn total(&self) -> usize {
+        self.trigger + self.ask + self.grant + self.warm_up + self.never_asked
+    }
 }
