@@ -108,7 +108,7 @@ pub fn percentile(mut values: Vec<f64>, q: f64) -> Option<f64> {
     Some(values[rank - 1])
 }
 
-/// The misses of a run by cause (see [`crate::misses`]).
+/// The misses of a run by cause (how each is attributed: the `misses` module).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MissBreakdown {
