@@ -29,19 +29,8 @@ pub async fn run_rounds(
     let Policy::Hindsight { target, mended } = options.policy else {
         return Ok(vec![(options.policy, run(scenario, options).await?)]);
     };
-    let measured;
-    let table = match options.hindsight.as_deref() {
-        Some(t) => t,
-        None => {
-            measured = MissTable::measure(scenario, SloTargets::default())?;
-            &measured
-        }
-    };
-    let first: Vec<u32> = scenario
-        .variants
-        .iter()
-        .map(|v| v.initial_replicas)
-        .collect();
+    let table = MissTable::given_or_measured(options.hindsight.as_deref(), scenario)?;
+    let first = scenario.initial_replicas();
     let mut plan = table.plan_for(target, &first);
     let mut out = Vec::new();
     for round in 0..=mended {

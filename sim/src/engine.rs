@@ -34,7 +34,6 @@ use crate::misses::{Timeline, attribute};
 use crate::peers::RecentRequests;
 use crate::peers::hindsight::MissTable;
 use crate::policy::{Policy, autoscaler, policy_settings};
-use crate::profiles;
 use crate::results::{
     ModelBasedTally, RunResult, Sample, SloTargets, VariantResult, VariantSample, percentile,
 };
@@ -179,23 +178,20 @@ impl<'a> Run<'a> {
         }
         let model = ModelKey::new(scenario.namespace.clone(), scenario.model_id.clone());
         let (scale_to_zero, retention) = options.settings.scale_to_zero_for(&model);
-        let mut variants = Vec::new();
-        for v in &scenario.variants {
-            let profile =
-                profiles::by_name_for(scenario.engine, &v.accelerator).ok_or_else(|| {
-                    format!(
-                        "variant {}: accelerator: expected H100, A100 or L40S, got {:?}",
-                        v.name, v.accelerator
-                    )
-                })?;
-            variants.push(Variant::new(
-                &v.name,
-                profile,
-                v.cost_per_hour,
-                scenario.startup_s * 1e3,
-                v.initial_replicas,
-            ));
-        }
+        let variants = scenario
+            .variants
+            .iter()
+            .zip(scenario.profiles()?)
+            .map(|(v, profile)| {
+                Variant::new(
+                    &v.name,
+                    profile,
+                    v.cost_per_hour,
+                    scenario.startup_s * 1e3,
+                    v.initial_replicas,
+                )
+            })
+            .collect();
         let interval_ms = scenario.control_interval_s * 1e3;
         let (hpas, direct_interval) = match autoscaler.actuation() {
             Actuation::Hpa {

@@ -152,12 +152,7 @@ pub fn measure(
                 .copied()
                 .collect();
             if let Some(t) = table {
-                let first: Vec<u32> = req.workloads[w]
-                    .1
-                    .variants
-                    .iter()
-                    .map(|v| v.initial_replicas)
-                    .collect();
+                let first = req.workloads[w].1.initial_replicas();
                 mine.extend(t.spanning_prices(&first, BOUND_POINTS).into_iter().map(
                     |miss_price| Policy::Hindsight {
                         target: BoundTarget::Price(miss_price),

@@ -7,7 +7,6 @@ use crate::peers::hindsight::{HindsightScaler, MissTable};
 use crate::peers::keda_slo::KedaSloScaler;
 use crate::peers::kpa::KpaScaler;
 use crate::peers::saturation_v2::SaturationV2Scaler;
-use crate::results::SloTargets;
 use crate::scenario::Scenario;
 use wva_actors::messages::PolicySettings;
 use wva_actors::policy::slo_capacity::DEFAULT_BUDGET_SHARE;
@@ -274,19 +273,8 @@ pub fn autoscaler(
             scenario.variants.iter().map(|v| v.max_replicas).collect(),
         )),
         Policy::Hindsight { target, .. } => {
-            let measured;
-            let table = match hindsight {
-                Some(t) => t,
-                None => {
-                    measured = MissTable::measure(scenario, SloTargets::default())?;
-                    &measured
-                }
-            };
-            let first: Vec<u32> = scenario
-                .variants
-                .iter()
-                .map(|v| v.initial_replicas)
-                .collect();
+            let table = MissTable::given_or_measured(hindsight, scenario)?;
+            let first = scenario.initial_replicas();
             Box::new(HindsightScaler::new(
                 table.fleets(&table.plan_for(target, &first)),
                 scenario.startup_s * 1e3,

@@ -3,7 +3,7 @@
 
 use super::hpa::{Behavior, HpaSpec};
 use super::load::{Arrivals, RateShape, SyntheticLoad, TokenLengths};
-use super::profiles::Engine;
+use super::profiles::{AcceleratorProfile, Engine, by_name_for};
 use super::server::Request;
 
 /// One variant of the simulated model.
@@ -30,6 +30,28 @@ pub struct Scenario {
     pub hpa: HpaSpec,
     /// Which vLLM the servers behave like.
     pub engine: Engine,
+}
+
+impl Scenario {
+    /// The replicas each variant starts with.
+    pub fn initial_replicas(&self) -> Vec<u32> {
+        self.variants.iter().map(|v| v.initial_replicas).collect()
+    }
+
+    /// How each variant's servers serve, under the scenario's engine.
+    pub fn profiles(&self) -> Result<Vec<AcceleratorProfile>, String> {
+        self.variants
+            .iter()
+            .map(|v| {
+                by_name_for(self.engine, &v.accelerator).ok_or_else(|| {
+                    format!(
+                        "variant {}: accelerator: expected H100, A100 or L40S, got {:?}",
+                        v.name, v.accelerator
+                    )
+                })
+            })
+            .collect()
+    }
 }
 
 fn cluster(requests: Vec<Request>, duration_s: f64) -> Scenario {

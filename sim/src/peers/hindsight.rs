@@ -123,14 +123,7 @@ pub fn replica_capacities(scenario: &Scenario, slo: SloTargets) -> Result<Vec<f6
         .iter()
         .map(|r| (r.prompt_tokens, r.output_tokens))
         .collect();
-    let profiles = scenario
-        .variants
-        .iter()
-        .map(|v| {
-            profiles::by_name_for(scenario.engine, &v.accelerator)
-                .ok_or_else(|| format!("variant {}: unknown accelerator", v.name))
-        })
-        .collect::<Result<Vec<_>, String>>()?;
+    let profiles = scenario.profiles()?;
     let at = |share: f64| -> Vec<f64> {
         profiles
             .iter()
@@ -151,20 +144,25 @@ impl MissTable {
     pub fn measure(scenario: &Scenario, slo: SloTargets) -> Result<Self, String> {
         measure_misses(scenario, slo)
     }
+
+    /// `table` when it was measured already (a frontier measures once per workload), else the
+    /// scenario's, measured now.
+    pub fn given_or_measured<'t>(
+        table: Option<&'t MissTable>,
+        scenario: &Scenario,
+    ) -> Result<std::borrow::Cow<'t, MissTable>, String> {
+        Ok(match table {
+            Some(t) => std::borrow::Cow::Borrowed(t),
+            None => std::borrow::Cow::Owned(Self::measure(scenario, SloTargets::default())?),
+        })
+    }
 }
 
 fn measure_misses(scenario: &Scenario, slo: SloTargets) -> Result<MissTable, String> {
     let capacities = replica_capacities(scenario, slo)?;
     let ladder = ladder(scenario, &capacities);
     let minutes = (scenario.duration_s * 1e3 / WINDOW_MS).ceil().max(1.0) as usize;
-    let profiles = scenario
-        .variants
-        .iter()
-        .map(|v| {
-            profiles::by_name_for(scenario.engine, &v.accelerator)
-                .ok_or_else(|| format!("variant {}: unknown accelerator", v.name))
-        })
-        .collect::<Result<Vec<_>, String>>()?;
+    let profiles = scenario.profiles()?;
     let requests = &scenario.requests;
     let misses = (0..minutes)
         .map(|k| {
