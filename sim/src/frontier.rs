@@ -394,8 +394,14 @@ pub fn assess(
         p.pareto = !d;
     }
     // Where no policy reaches the target, the figures are read two points under the best
-    // attainment any policy reaches (the bound included), so that the load still ranks them.
-    let best = points.iter().map(|p| p.slo_attainment).fold(0.0, f64::max);
+    // attainment any policy reaches (the bound is the yardstick, not one of them), so that the
+    // load still ranks them.
+    let only_bound = points.iter().all(|p| p.policy == BOUND);
+    let best = points
+        .iter()
+        .filter(|p| only_bound || p.policy != BOUND)
+        .map(|p| p.slo_attainment)
+        .fold(0.0, f64::max);
     let target_attainment = if best >= target_attainment {
         target_attainment
     } else {
