@@ -627,20 +627,23 @@ pub fn write(
     Ok(written)
 }
 
-/// Attainment (%) against cost, one curve per policy through its settings by cost.
+/// Attainment (%) against cost, one curve per policy through its settings by cost; the
+/// bound's as its envelope (the best it reaches at or below each cost), its many samples being
+/// one frontier.
 pub fn plot(f: &WorkloadFrontier) -> Plot {
     let mut names: Vec<&str> = f.points.iter().map(|p| p.policy.as_str()).collect();
     names.dedup();
     let series = names
         .iter()
         .map(|name| {
-            let mut points: Vec<(f64, f64)> = f
-                .points
-                .iter()
-                .filter(|p| p.policy == *name)
-                .map(|p| (p.cost, p.slo_attainment * 100.0))
-                .collect();
+            let mine: Vec<&FrontierPoint> = f.points.iter().filter(|p| p.policy == *name).collect();
+            let mut points: Vec<(f64, f64)> = if *name == BOUND {
+                envelope(&mine)
+            } else {
+                mine.iter().map(|p| (p.cost, p.slo_attainment)).collect()
+            };
             points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let points = points.into_iter().map(|(c, a)| (c, a * 100.0)).collect();
             (name.to_string(), points)
         })
         .collect();
