@@ -89,9 +89,11 @@ mod tests {
             );
             // The line's use is the ITL it predicts at the batches the servers run: within a
             // fifth of the emulated step at a light and a busy batch.
-            for batch in [10.0, 40.0] {
-                let learned = p.alpha_ms + p.beta_ms * batch;
-                let emulated = profile.base_ms + beta * batch;
+            for batch in [10u32, 40] {
+                let learned = p.alpha_ms + p.beta_ms * f64::from(batch);
+                // The server's own step at that batch, each sequence holding about the prompt
+                // and half the output.
+                let emulated = profile.step_ms(batch, 0, u64::from(batch) * 675);
                 assert!(
                     within(learned, emulated, 0.2),
                     "{} at batch {batch}: learned {learned:.2} ms, emulated {emulated:.2} ms ({p:?})",
@@ -101,7 +103,7 @@ mod tests {
             // Prefill of 600 tokens: predicted from the line, against the emulated cost (one
             // iteration carrying the prompt and the running decodes).
             let predicted = p.gamma_ms + p.delta_ms * 600.0;
-            let emulated = profile.base_ms + profile.prefill_ms_per_token * 600.0;
+            let emulated = profile.step_ms(0, 600, 0);
             assert!(
                 within(predicted, emulated, 0.5),
                 "{}: prefill {predicted} vs {emulated}",
