@@ -56,6 +56,12 @@ pub trait Autoscaler {
         None
     }
 
+    /// For an autoscaler that sets replicas at moments of its own rather than every interval
+    /// (a replayed schedule): its first moment after `after_ms`; `None` to act every interval.
+    fn next_moment(&self, _after_ms: f64) -> Option<f64> {
+        None
+    }
+
     /// The replicas each variant should have now, in order (`Actuation::Direct`).
     fn direct_targets(&mut self, view: &View<'_>) -> Vec<u32> {
         view.cluster.variants.iter().map(|v| v.replicas()).collect()

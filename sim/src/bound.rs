@@ -5,7 +5,10 @@
 //! Every other policy is one run of [`crate::engine::run`].
 
 use crate::engine::{RunOptions, run, run_with};
-use crate::peers::hindsight::{BoundTarget, HindsightScaler, MissTable, misses_per_minute};
+use crate::peers::hindsight::{
+    BoundTarget, HindsightScaler, MissTable, WINDOW_MS, misses_per_minute,
+};
+use crate::peers::replay::{Replay, ReplayScaler};
 use crate::policy::Policy;
 use crate::results::{RunResult, SloTargets};
 use crate::scenario::Scenario;
@@ -29,6 +32,9 @@ pub async fn run_rounds(
     let Policy::Hindsight { target, mended } = options.policy else {
         return Ok(vec![(options.policy, run(scenario, options).await?)]);
     };
+    if let BoundTarget::Replayed(seed) = target {
+        return replay_rounds(scenario, options, seed, mended).await;
+    }
     let table = MissTable::given_or_measured(options.hindsight.as_deref(), scenario)?;
     let first = scenario.initial_replicas();
     let mut plan = table.plan_for(target, &first);
@@ -57,6 +63,59 @@ pub async fn run_rounds(
             _ => table.repair(&mut plan, &realized),
         };
         if !changed {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// The bound's rounds on another policy's schedule: that policy's run (the seed), its schedule
+/// replayed, then improved up to `mended` times.
+async fn replay_rounds(
+    scenario: &Scenario,
+    options: &RunOptions,
+    seed: u32,
+    mended: u32,
+) -> Result<Vec<(Policy, RunResult)>, String> {
+    let seed_policy = *options
+        .replay_seeds
+        .get(seed as usize)
+        .ok_or_else(|| format!("replay of seed {seed}: the run was given no such seed"))?;
+    if matches!(seed_policy, Policy::Hindsight { .. }) {
+        return Err(format!(
+            "replay of seed {seed}: the seed is the bound itself, which needs no replay"
+        ));
+    }
+    let seeded = run(
+        scenario,
+        &RunOptions {
+            policy: seed_policy,
+            ..options.clone()
+        },
+    )
+    .await?;
+    let mut replay = Replay::new(scenario, seeded.scaling);
+    let mut arrived = vec![0u32; (scenario.duration_s / 60.0).ceil().max(1.0) as usize];
+    for r in &scenario.requests {
+        let minute = (r.arrival_ms / WINDOW_MS) as usize;
+        if let Some(n) = arrived.get_mut(minute) {
+            *n += 1;
+        }
+    }
+    let mut out = Vec::new();
+    for round in 0..=mended {
+        let scaler = ReplayScaler::new(replay.clone(), scenario.initial_replicas());
+        let result = run_with(scenario, options, Box::new(scaler)).await?;
+        let realized =
+            misses_per_minute(&scenario.requests, &result.completed, SloTargets::default());
+        out.push((
+            Policy::Hindsight {
+                target: BoundTarget::Replayed(seed),
+                mended: round,
+            },
+            result,
+        ));
+        if !replay.step(&realized, &arrived) {
             break;
         }
     }

@@ -35,7 +35,8 @@ use crate::peers::RecentRequests;
 use crate::peers::hindsight::MissTable;
 use crate::policy::{Policy, autoscaler, policy_settings};
 use crate::results::{
-    ModelBasedTally, RunResult, Sample, SloTargets, VariantResult, VariantSample, percentile,
+    ModelBasedTally, RunResult, Sample, ScalingEvent, SloTargets, VariantResult, VariantSample,
+    percentile,
 };
 use crate::scenario::Scenario;
 use crate::scrape::Scrapes;
@@ -60,6 +61,8 @@ pub struct RunOptions {
     /// The hindsight bound's measured misses, when already measured (a frontier measures them
     /// once per workload for all its settings).
     pub hindsight: Option<Arc<MissTable>>,
+    /// The policies whose runs the bound replays (`BoundTarget::Replayed` indexes them).
+    pub replay_seeds: Vec<Policy>,
     /// `settings` are the user's configuration: the `wva` policy runs them as they are.
     pub configured: bool,
 }
@@ -117,6 +120,7 @@ struct Run<'a> {
     wall_start: std::time::Instant,
     /// What the autoscaler observed, asked for and got, for the attribution of misses.
     timeline: Timeline,
+    scaling: Vec<ScalingEvent>,
 }
 
 /// Runs a scenario to the end under its policy. Must be called inside an actix System.
@@ -225,6 +229,7 @@ impl<'a> Run<'a> {
             ProgressStyle::with_template("{bar:25} {percent:>3}%  {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
+        let first_direct = autoscaler.next_moment(0.0).unwrap_or(direct_interval);
         let mut run = Self {
             scenario,
             options,
@@ -255,7 +260,7 @@ impl<'a> Run<'a> {
             end_ms,
             interval_ms,
             next_control: interval_ms,
-            next_direct: direct_interval,
+            next_direct: first_direct,
             direct_interval,
             last_t: 0.0,
             samples: Vec::new(),
@@ -265,6 +270,7 @@ impl<'a> Run<'a> {
             progress,
             wall_start: std::time::Instant::now(),
             timeline: Timeline::default(),
+            scaling: Vec::new(),
         };
         let total = run.cluster.variants.iter().map(|v| v.replicas()).sum();
         run.timeline.grant(0.0, total);
@@ -363,7 +369,10 @@ impl<'a> Run<'a> {
             self.control_cycle(t).await?;
         }
         if self.next_direct <= t {
-            self.next_direct += self.direct_interval;
+            self.next_direct = self
+                .autoscaler
+                .next_moment(t)
+                .unwrap_or(self.next_direct + self.direct_interval);
             self.scale_directly(t).await?;
         }
         if self.next_hpa <= t {
@@ -611,6 +620,14 @@ impl<'a> Run<'a> {
     fn scale(&mut self, vi: usize, target: u32, t: f64) {
         let before = self.cluster.variants[vi].replicas();
         self.cluster.scale(vi, target, t);
+        let after = self.cluster.variants[vi].replicas();
+        if after != before {
+            self.scaling.push(ScalingEvent {
+                t_ms: t,
+                variant: vi,
+                replicas: after,
+            });
+        }
         let startup_ms = self.scenario.startup_s * 1e3;
         for _ in before..target {
             self.timeline.starting.push((t, t + startup_ms));
@@ -701,6 +718,7 @@ impl<'a> Run<'a> {
             .default
             .thresholds,
             misses,
+            scaling: self.scaling,
         })
     }
 }

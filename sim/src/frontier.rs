@@ -163,7 +163,7 @@ pub fn measure(
             mine.into_iter().map(move |p| (w, p))
         })
         .collect();
-    let options_by_workload: Vec<RunOptions> = tables
+    let mut options_by_workload: Vec<RunOptions> = tables
         .into_iter()
         .map(|hindsight| RunOptions {
             hindsight,
@@ -176,6 +176,12 @@ pub fn measure(
         runs_by_workload[w].push((policy, point));
     }
     refine_bound(req, &mut runs_by_workload, &options_by_workload, &progress)?;
+    replay_beyond(
+        req,
+        &mut runs_by_workload,
+        &mut options_by_workload,
+        &progress,
+    )?;
     Ok(req
         .workloads
         .iter()
@@ -293,6 +299,45 @@ fn refine_bound(
             }
             runs_by_workload[w].push((policy, point));
         }
+    }
+    Ok(())
+}
+
+/// Where a point still lies beyond the bound's, the bound replays that point's own run and
+/// improves it with hindsight ([`crate::peers::replay`]): its frontier is then never behind it.
+fn replay_beyond(
+    req: &FrontierRequest,
+    runs_by_workload: &mut [Vec<(Policy, FrontierPoint)>],
+    options_by_workload: &mut [RunOptions],
+    progress: &(impl Fn(usize, usize) + Sync),
+) -> Result<(), String> {
+    let mut jobs: Vec<(usize, Policy)> = Vec::new();
+    for (w, runs) in runs_by_workload.iter().enumerate() {
+        if options_by_workload[w].hindsight.is_none() {
+            continue;
+        }
+        let points: Vec<FrontierPoint> = runs.iter().map(|(_, p)| p.clone()).collect();
+        for beyond in beyond_bound(&points) {
+            let Some((seed, _)) = runs
+                .iter()
+                .find(|(q, p)| !matches!(q, Policy::Hindsight { .. }) && *p == beyond)
+            else {
+                continue;
+            };
+            let seeds = &mut options_by_workload[w].replay_seeds;
+            let index = seeds.len() as u32;
+            seeds.push(*seed);
+            jobs.push((
+                w,
+                Policy::Hindsight {
+                    target: BoundTarget::Replayed(index),
+                    mended: crate::policy::MENDED,
+                },
+            ));
+        }
+    }
+    for ((w, policy), point) in run_jobs(req, &jobs, options_by_workload, progress)? {
+        runs_by_workload[w].push((policy, point));
     }
     Ok(())
 }

@@ -159,6 +159,10 @@ impl Policy {
                 target: BoundTarget::Searched(b),
                 ..
             } => Some(("budget, searched", b)),
+            Self::Hindsight {
+                target: BoundTarget::Replayed(seed),
+                ..
+            } => Some(("replay of seed", f64::from(seed))),
         }
     }
 
@@ -186,6 +190,7 @@ impl Policy {
                     BoundTarget::BudgetWithHeadroom(_) => BoundTarget::BudgetWithHeadroom(k),
                     BoundTarget::BudgetHeld(_) => BoundTarget::BudgetHeld(k),
                     BoundTarget::Searched(_) => BoundTarget::Searched(k),
+                    BoundTarget::Replayed(_) => BoundTarget::Replayed(k.round() as u32),
                 },
                 mended,
             },
@@ -272,6 +277,15 @@ pub fn autoscaler(
             target_concurrency,
             scenario.variants.iter().map(|v| v.max_replicas).collect(),
         )),
+        Policy::Hindsight {
+            target: BoundTarget::Replayed(seed),
+            ..
+        } => {
+            return Err(format!(
+                "replay of seed {seed}: a replay starts from its seed's run, which the bound's \
+                 rounds make (wva_sim::bound::run_rounds)"
+            ));
+        }
         Policy::Hindsight { target, .. } => {
             let table = MissTable::given_or_measured(hindsight, scenario)?;
             let first = scenario.initial_replicas();

@@ -393,6 +393,7 @@ mod tests {
             model_based: None,
             thresholds: wva_actors::policy::Thresholds::default(),
             misses: Default::default(),
+            scaling: Vec::new(),
         }
     }
 

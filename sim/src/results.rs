@@ -86,6 +86,18 @@ pub struct RunResult {
     pub thresholds: wva_actors::policy::Thresholds,
     /// Where the misses came from.
     pub misses: MissBreakdown,
+    /// Every change of a Deployment's replicas, in order: the run's schedule, which the bound
+    /// can replay.
+    pub scaling: Vec<ScalingEvent>,
+}
+
+/// One change of one variant's replicas.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScalingEvent {
+    pub t_ms: f64,
+    /// The variant's index in the scenario.
+    pub variant: usize,
+    pub replicas: u32,
 }
 
 /// Cycles in which the model-based optimizer (hybrid, model-only) proposed targets.

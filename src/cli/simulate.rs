@@ -250,6 +250,7 @@ fn request(args: &SimulateArgs) -> Result<(SimulateRequest, Task), String> {
             progress: !args.no_progress,
             pace: args.pace,
             hindsight: None,
+            replay_seeds: Vec::new(),
             configured: configured.is_some(),
         },
         prices,

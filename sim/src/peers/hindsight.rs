@@ -51,6 +51,10 @@ pub enum BoundTarget {
     /// A plan searched within this budget with the simulator as the judge: after each run,
     /// capacity moves from minutes that missed nothing to the minutes that missed most.
     Searched(f64),
+    /// The run of the frontier's point with this index among the seeds the run is given
+    /// (`RunOptions::replay_seeds`), replayed and then improved with hindsight
+    /// ([`crate::peers::replay`]).
+    Replayed(u32),
 }
 
 /// The length of the schedule's steps.
@@ -403,6 +407,8 @@ impl MissTable {
             BoundTarget::BudgetHeld(b) => self.fitted(b, first, |plan| held(&plan, 2)),
             // The search starts under its budget, with room to move capacity.
             BoundTarget::Searched(b) => self.plan_within(0.9 * b, first),
+            // A replay is not planned from the table; as a plan, it is the cheapest.
+            BoundTarget::Replayed(_) => self.plan_from(0.0, first),
         }
     }
 

@@ -8,12 +8,15 @@
 //! - [`kpa`]: Knative's concurrency autoscaler.
 //! - [`hindsight`]: the schedule chosen with the whole load known in advance: the bound the
 //!   others are measured against.
+//! - [`replay`]: another run's schedule replayed, then improved with hindsight: the bound's
+//!   answer where a policy's steady headroom beats the schedules it plans.
 //!
 //! The plain HPA on KV-cache use needs no state beyond the HPA's ([`crate::hpa`]).
 
 pub mod hindsight;
 pub mod keda_slo;
 pub mod kpa;
+pub mod replay;
 pub mod saturation_v2;
 
 use std::collections::VecDeque;
