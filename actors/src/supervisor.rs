@@ -872,6 +872,14 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
     telemetry
         .variant_restarts
         .inc_by(ran.outcome.restarted as u64);
+    if let Some(o) = decided
+        .slo_capacity
+        .as_ref()
+        .filter(|o| !o.fallback.is_empty())
+    {
+        telemetry.saturation_fallback.inc();
+        tracing::debug!(model = %model, variants = %o.fallback.join("; "), "slo-capacity fell back to the saturation analysis");
+    }
     if let Some(why) = &decided.blind {
         telemetry.scale_to_zero_blind.inc();
         tracing::warn!(model = %model, %why, "scale to zero held: the model cannot be seen whole");

@@ -22,6 +22,9 @@ pub struct Telemetry {
     /// `wva_scale_to_zero_blind_total`: model cycles held at their last good counts instead of
     /// going to zero, because the model could not be seen whole (CONTRACT section 7).
     pub scale_to_zero_blind: IntCounter,
+    /// `wva_saturation_fallback_total`: model cycles in which `slo-capacity` could not learn
+    /// some variant's capacity and the saturation analysis decided it (CONTRACT section 12).
+    pub saturation_fallback: IntCounter,
 }
 
 impl Telemetry {
@@ -32,6 +35,7 @@ impl Telemetry {
         registry.register(Box::new(t.log_writes.clone()))?;
         registry.register(Box::new(t.variant_restarts.clone()))?;
         registry.register(Box::new(t.scale_to_zero_blind.clone()))?;
+        registry.register(Box::new(t.saturation_fallback.clone()))?;
         Ok(t)
     }
 
@@ -59,6 +63,10 @@ impl Telemetry {
             scale_to_zero_blind: IntCounter::new(
                 "wva_scale_to_zero_blind_total",
                 "Model cycles held at their last good counts instead of going to zero: no request series, or ready replicas that report nothing.",
+            )?,
+            saturation_fallback: IntCounter::new(
+                "wva_saturation_fallback_total",
+                "Model cycles in which slo-capacity could not learn a variant's capacity (no latency histograms, too little traffic) and the saturation analysis decided it.",
             )?,
         })
     }

@@ -17,6 +17,9 @@ pub enum MetricNames {
     Current,
     /// `vllm:gpu_cache_usage_perc`, `vllm:time_per_output_token_seconds` (before the V1 engine).
     Legacy,
+    /// The current names without the latency histograms (TTFT, ITL, end-to-end): servers
+    /// behind an exporter that keeps only the gauges and counters.
+    NoLatency,
 }
 
 impl MetricNames {
@@ -24,20 +27,23 @@ impl MetricNames {
         match text {
             "current" | "new" | "v1" => Ok(Self::Current),
             "legacy" | "old" | "v0" => Ok(Self::Legacy),
-            other => Err(format!("expected current or legacy, got {other:?}")),
+            "no-latency" => Ok(Self::NoLatency),
+            other => Err(format!(
+                "expected current, legacy or no-latency, got {other:?}"
+            )),
         }
     }
 
     fn kv_usage(self) -> &'static str {
         match self {
-            Self::Current => "vllm:kv_cache_usage_perc",
+            Self::Current | Self::NoLatency => "vllm:kv_cache_usage_perc",
             Self::Legacy => "vllm:gpu_cache_usage_perc",
         }
     }
 
     fn inter_token(self) -> &'static str {
         match self {
-            Self::Current => "vllm:inter_token_latency_seconds",
+            Self::Current | Self::NoLatency => "vllm:inter_token_latency_seconds",
             Self::Legacy => "vllm:time_per_output_token_seconds",
         }
     }
@@ -46,7 +52,7 @@ impl MetricNames {
     /// family, `inference_extension_` before.
     fn epp_queue(self) -> &'static str {
         match self {
-            Self::Current => "llm_d_epp_flow_control_queue_size",
+            Self::Current | Self::NoLatency => "llm_d_epp_flow_control_queue_size",
             Self::Legacy => "inference_extension_flow_control_queue_size",
         }
     }
@@ -122,9 +128,10 @@ pub struct ServerMetrics {
     prompt_tokens: CounterVec,
     generation_tokens: CounterVec,
     success: CounterVec,
-    ttft: HistogramVec,
-    itl: HistogramVec,
-    e2e: HistogramVec,
+    /// The latency histograms (none with [`MetricNames::NoLatency`]).
+    ttft: Option<HistogramVec>,
+    itl: Option<HistogramVec>,
+    e2e: Option<HistogramVec>,
     request_prompt_tokens: HistogramVec,
     request_generation_tokens: HistogramVec,
     /// The server's counters as last exposed, so that the exposed counters only move forward
@@ -157,6 +164,7 @@ impl ServerMetrics {
                 registry.register(Box::new(h.clone()))?;
                 Ok(h)
             };
+        let latency = names != MetricNames::NoLatency;
         Ok(Self {
             running: gauge(
                 "vllm:num_requests_running",
@@ -175,21 +183,33 @@ impl ServerMetrics {
                 "Finished requests.",
                 &["finished_reason"],
             )?,
-            ttft: histogram(
-                "vllm:time_to_first_token_seconds",
-                "Time to first token.",
-                TTFT_BOUNDS,
-            )?,
-            itl: histogram(
-                names.inter_token(),
-                "Time between output tokens.",
-                ITL_BOUNDS,
-            )?,
-            e2e: histogram(
-                "vllm:e2e_request_latency_seconds",
-                "End-to-end request latency.",
-                TTFT_BOUNDS,
-            )?,
+            ttft: latency
+                .then(|| {
+                    histogram(
+                        "vllm:time_to_first_token_seconds",
+                        "Time to first token.",
+                        TTFT_BOUNDS,
+                    )
+                })
+                .transpose()?,
+            itl: latency
+                .then(|| {
+                    histogram(
+                        names.inter_token(),
+                        "Time between output tokens.",
+                        ITL_BOUNDS,
+                    )
+                })
+                .transpose()?,
+            e2e: latency
+                .then(|| {
+                    histogram(
+                        "vllm:e2e_request_latency_seconds",
+                        "End-to-end request latency.",
+                        TTFT_BOUNDS,
+                    )
+                })
+                .transpose()?,
             request_prompt_tokens: histogram(
                 "vllm:request_prompt_tokens",
                 "Prompt tokens per request.",
@@ -210,16 +230,19 @@ impl ServerMetrics {
     /// as vLLM does.
     pub fn record(&self, done: &Completed) {
         let model = [self.model_name.as_str()];
-        self.ttft
-            .with_label_values(&model)
-            .observe(done.ttft_ms / 1e3);
-        let itl = self.itl.with_label_values(&model);
-        for _ in 1..done.output_tokens {
-            itl.observe(done.itl_ms / 1e3);
+        if let Some(ttft) = &self.ttft {
+            ttft.with_label_values(&model).observe(done.ttft_ms / 1e3);
         }
-        self.e2e
-            .with_label_values(&model)
-            .observe((done.finish_ms - done.arrival_ms).max(0.0) / 1e3);
+        if let Some(itl) = &self.itl {
+            let itl = itl.with_label_values(&model);
+            for _ in 1..done.output_tokens {
+                itl.observe(done.itl_ms / 1e3);
+            }
+        }
+        if let Some(e2e) = &self.e2e {
+            e2e.with_label_values(&model)
+                .observe((done.finish_ms - done.arrival_ms).max(0.0) / 1e3);
+        }
         self.request_prompt_tokens
             .with_label_values(&model)
             .observe(f64::from(done.prompt_tokens));
@@ -320,6 +343,16 @@ mod tests {
         let page = legacy.render(&server);
         assert!(page.contains("vllm:gpu_cache_usage_perc{model_name=\"m\"} 0"));
         assert!(page.contains("vllm:time_per_output_token_seconds_count{model_name=\"m\"} 40"));
+        // Without latency histograms: the gauges and counters, no TTFT, ITL or E2E.
+        let mut bare = ServerMetrics::new("m", MetricNames::NoLatency).expect("metrics");
+        bare.record(&done(41));
+        let page = bare.render(&server);
+        assert!(page.contains("vllm:kv_cache_usage_perc{model_name=\"m\"} 0"));
+        assert!(page.contains("vllm:request_generation_tokens_count{model_name=\"m\"} 1"));
+        assert!(
+            !page.contains("latency_seconds") && !page.contains("first_token"),
+            "{page}"
+        );
         assert!(page.contains("vllm:request_prompt_tokens_sum{model_name=\"m\"} 300"));
         assert!(MetricNames::parse("bogus").is_err());
 

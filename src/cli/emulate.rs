@@ -31,8 +31,9 @@ pub struct EmulateArgs {
     /// The `model_name` label and the model the completions endpoint serves.
     #[arg(long, default_value = "meta-llama/Llama-3.1-8B-Instruct")]
     pub model: String,
-    /// vLLM metric-name generation: current (kv_cache_usage_perc, inter_token_latency) or
-    /// legacy (gpu_cache_usage_perc, time_per_output_token).
+    /// vLLM metric-name generation: current (kv_cache_usage_perc, inter_token_latency),
+    /// legacy (gpu_cache_usage_perc, time_per_output_token), or no-latency (current names
+    /// without the TTFT, ITL and end-to-end histograms).
     #[arg(long, default_value = "current")]
     pub metric_names: String,
     /// Background load: constant:RPS, ramp:FROM:TO, square:LOW:HIGH:PERIOD_S[:DUTY],

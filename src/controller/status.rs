@@ -149,9 +149,12 @@ pub fn decided_status(decided: &[&StatusUpdate], problem: Option<&str>) -> Optio
             "InvalidConfiguration",
             m.clone(),
         ),
-        (OptimizationState::Succeeded | OptimizationState::ModelAbstained(_), Some(p)) => {
-            cond("OptimizationReady", false, "InvalidConfiguration", p)
-        }
+        (
+            OptimizationState::Succeeded
+            | OptimizationState::ModelAbstained(_)
+            | OptimizationState::SaturationFallback(_),
+            Some(p),
+        ) => cond("OptimizationReady", false, "InvalidConfiguration", p),
         // Decided, but not the way the mode promises: say why the optimizer stayed out.
         (OptimizationState::ModelAbstained(why), None) => cond(
             "OptimizationReady",
@@ -159,6 +162,15 @@ pub fn decided_status(decided: &[&StatusUpdate], problem: Option<&str>) -> Optio
             "ModelBasedAbstained",
             format!(
                 "desired {desired} replicas on {accelerator} from the capacity analyzer alone; the model-based optimizer proposed nothing: {why}"
+            ),
+        ),
+        // Decided, by the saturation analysis where the default could not size: say which.
+        (OptimizationState::SaturationFallback(which), None) => cond(
+            "OptimizationReady",
+            true,
+            "SaturationFallback",
+            format!(
+                "desired {desired} replicas on {accelerator}; slo-capacity cannot size {which}, so the saturation analysis decides it, up and down"
             ),
         ),
         (OptimizationState::Succeeded, None) => cond(
@@ -551,6 +563,22 @@ mod tests {
             "{}",
             c.message
         );
+    }
+
+    #[test]
+    fn a_saturation_fallback_is_said_in_the_condition() {
+        let blind = decided(
+            5,
+            Some(6),
+            MetricsState::Found,
+            OptimizationState::SaturationFallback("v (learning its latency (0/4 windows))".into()),
+        );
+        let s = decided_status(&[&blind], None).expect("status");
+        let c = by_type(&s, "OptimizationReady");
+        assert!(c.status, "a decision was made");
+        assert_eq!(c.reason, "SaturationFallback");
+        assert!(c.message.contains("0/4 windows"), "{}", c.message);
+        assert!(c.message.contains("up and down"), "{}", c.message);
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub struct CycleDecision {
 pub struct SloCapacityOutcome {
     pub demand_rps: f64,
     pub estimates: Vec<CapacityEstimate>,
+    /// Variants the saturation analysis decided instead, with why.
+    pub fallback: Vec<String>,
 }
 
 impl CycleDecision {
@@ -351,6 +353,7 @@ fn decide_measured(i: CycleInputs<'_>, zero: &ZeroVerdict) -> CycleDecision {
                 slo_capacity = Some(SloCapacityOutcome {
                     demand_rps: d.demand_rps,
                     estimates: d.estimates,
+                    fallback: d.fallback,
                 });
                 d.decision
             }

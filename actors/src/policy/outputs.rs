@@ -89,6 +89,9 @@ pub enum OptimizationState {
     /// Hybrid or model-only mode, but the model-based optimizer proposed nothing (why): the
     /// capacity analyzer decided alone.
     ModelAbstained(String),
+    /// `slo-capacity` could not learn the capacity of some variants (which, and why): the
+    /// saturation analysis decided them, in both directions (CONTRACT section 12).
+    SaturationFallback(String),
 }
 
 impl OptimizationState {
@@ -108,7 +111,14 @@ impl OptimizationState {
             },
             (_, Some(problem), _) => Self::InvalidConfiguration(problem.message.clone()),
             (_, _, Some(m)) => Self::ModelAbstained(m.proposal.reason.clone()),
-            _ => Self::Succeeded,
+            _ => match decided
+                .slo_capacity
+                .as_ref()
+                .filter(|o| !o.fallback.is_empty())
+            {
+                Some(o) => Self::SaturationFallback(o.fallback.join("; ")),
+                None => Self::Succeeded,
+            },
         }
     }
 }

@@ -22,8 +22,11 @@
 //! - **Stabilised scale-down.** Scale-up is immediate and counts the replicas still starting
 //!   (targets are totals, so a burst is not answered twice); scale-down goes only as low as the
 //!   highest recommendation of the last [`SloCapacityConfig::stabilization_cycles`] cycles.
-//! - **No guess from nothing.** A variant whose capacity is not known yet keeps its replicas,
-//!   and what it serves is counted as covered; a KV cache at its threshold still adds a replica.
+//! - **No guess from nothing, no freeze either.** A variant whose capacity cannot be learned
+//!   (its pods export no latency histograms, too little traffic, an engine with other metric
+//!   names) is decided by the saturation analysis, up and down, and what it serves is counted
+//!   as covered; the decision says so ([`SloCapacityDecision::fallback`]). A KV cache at its
+//!   threshold still adds a replica.
 
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +34,7 @@ use super::decision::{Action, ModelDecision, VariantInput, VariantTarget};
 use super::learner::LineFit;
 use super::queueing::LatencyTargets;
 use super::saturation::{ReplicaAssessment, analyze_capacity, assess_replica};
+use super::targets::decide_capacity;
 use super::thresholds::Thresholds;
 
 /// Observations of the ITL line needed before it sizes anything.
@@ -183,6 +187,9 @@ pub struct SloCapacityDecision {
     pub decision: ModelDecision,
     pub demand_rps: f64,
     pub estimates: Vec<CapacityEstimate>,
+    /// The variants the saturation analysis decided because their capacity could not be
+    /// learned, with why: "name (why)".
+    pub fallback: Vec<String>,
 }
 
 /// When a variant's lightest step alone exceeds the ITL budget, more replicas cannot bring ITL
@@ -275,7 +282,7 @@ pub fn decide_slo_capacity(
         .filter_map(|v| v.serving)
         .map(|s| s.demand_rps(c.window_s, c.drain_s))
         .sum();
-    let capacities: Vec<(Option<f64>, String)> = variants
+    let mut capacities: Vec<(Option<f64>, String)> = variants
         .iter()
         .map(|v| per_replica_capacity(v, c))
         .collect();
@@ -289,19 +296,34 @@ pub fn decide_slo_capacity(
     let ceiling = |v: &CapacityVariant| v.max_replicas.unwrap_or(u32::MAX);
     let mut recommended: Vec<u32> = variants.iter().map(floor).collect();
     let mut covered = 0.0;
+    // Where a capacity cannot be learned, the saturation analysis decides that variant, in
+    // both directions: unknown capacity is no reason to freeze a model at its peak.
+    let saturation = capacities.iter().any(|(rps, _)| rps.is_none()).then(|| {
+        decide_capacity(
+            thresholds,
+            &variants.iter().map(|v| v.input.clone()).collect::<Vec<_>>(),
+        )
+    });
+    let mut fell_back = Vec::new();
     for (i, v) in variants.iter().enumerate() {
-        match capacities[i].0 {
-            Some(rps) => covered += f64::from(recommended[i]) * rps,
-            None => {
-                // Unknown capacity is no reason to go down: keep what it has, and what was
-                // already asked of it (a scale-up whose replicas have not started yet).
-                recommended[i] = recommended[i]
-                    .max(v.input.current_replicas)
-                    .max(v.input.previous_desired.unwrap_or(0));
+        match (capacities[i].0, &saturation) {
+            (Some(rps), _) => covered += f64::from(recommended[i]) * rps,
+            (None, Some(sat)) => {
+                let says = sat
+                    .variants
+                    .get(i)
+                    .map_or(v.input.current_replicas, |t| t.target);
+                recommended[i] = recommended[i].max(says);
                 covered += v
                     .serving
                     .map_or(0.0, |s| s.demand_rps(c.window_s, c.drain_s));
+                fell_back.push(format!("{} ({})", v.input.name, capacities[i].1));
+                capacities[i].1 = format!(
+                    "{}; the saturation analysis decides: {says} ({})",
+                    capacities[i].1, sat.analysis.reason
+                );
             }
+            (None, None) => {}
         }
     }
     let mut order: Vec<usize> = (0..variants.len())
@@ -433,6 +455,7 @@ pub fn decide_slo_capacity(
         },
         demand_rps,
         estimates,
+        fallback: fell_back,
     }
 }
 
@@ -523,7 +546,7 @@ mod tests {
     }
 
     #[test]
-    fn scale_down_waits_for_the_window_and_unknown_capacity_holds() {
+    fn scale_down_waits_for_the_window_and_unknown_capacity_falls_back_both_ways() {
         let config = SloCapacityConfig::default();
         let mut busy = variant("h100", 6.9, 4, 8.0, learned(8.0, 40.0));
         busy.recent = vec![4, 4, 3];
@@ -532,11 +555,51 @@ mod tests {
         busy.recent = vec![1, 1, 1];
         let d = decide_slo_capacity(&[busy], &Thresholds::default(), &config);
         assert_eq!(d.decision.variants[0].target, 1, "steady low: down");
-        // Nothing learned, nothing over budget: keep what it has.
+        // Nothing learned, nothing over budget: the saturation analysis decides, and says so.
+        // Three replicas at KV 0.3 with empty queues: one fewer is safe.
         let unknown = variant("new", 6.9, 3, 2.0, ItlFit::default());
-        let d = decide_slo_capacity(&[unknown], &Thresholds::default(), &config);
-        assert_eq!(d.decision.variants[0].target, 3);
-        assert!(d.decision.variants[0].reason.contains("learning"));
+        let d = decide_slo_capacity(&[unknown.clone()], &Thresholds::default(), &config);
+        assert_eq!(
+            d.decision.variants[0].target, 2,
+            "{:?}",
+            d.decision.variants[0]
+        );
+        let reason = &d.decision.variants[0].reason;
+        assert!(
+            reason.contains("learning") && reason.contains("saturation analysis"),
+            "{reason}"
+        );
+        assert_eq!(d.fallback.len(), 1);
+        assert!(d.fallback[0].starts_with("new ("), "{:?}", d.fallback);
+        // No serving statistics at all (no latency histograms): the same, down on idle load...
+        let mut blind = unknown.clone();
+        blind.serving = None;
+        let d = decide_slo_capacity(&[blind.clone()], &Thresholds::default(), &config);
+        assert_eq!(d.decision.variants[0].target, 2);
+        assert!(
+            d.fallback[0].contains("no serving statistics"),
+            "{:?}",
+            d.fallback
+        );
+        // ...and up when its KV caches fill.
+        for r in &mut blind.input.replicas {
+            r.kv_cache_usage = Some(0.9);
+        }
+        let d = decide_slo_capacity(&[blind], &Thresholds::default(), &config);
+        assert!(
+            d.decision.variants[0].target > 3,
+            "{:?}",
+            d.decision.variants[0]
+        );
+        // A learned variant next to it is sized on its line, not by the fallback.
+        let known = variant("h100", 6.9, 1, 5.0, learned(8.0, 40.0));
+        let d = decide_slo_capacity(&[known, unknown], &Thresholds::default(), &config);
+        assert_eq!(d.fallback.len(), 1);
+        assert!(
+            !d.decision.variants[0]
+                .reason
+                .contains("saturation analysis")
+        );
     }
 
     #[test]
