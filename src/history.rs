@@ -4,8 +4,9 @@ use serde::Serialize;
 use std::collections::HashMap;
 
 use wva_storage::{
-    CycleRecord, DecisionLog, DemandRecord, HistoryFilter, ModelBasedRecord, ModelKey, Record,
-    RequestSeriesMissingRecord, RolesRecord, SloCapacityRecord, Timestamp,
+    CycleRecord, DecisionLog, DemandRecord, HistoryFilter, ModelBasedRecord, ModelKey,
+    PrefillFitRecord, Record, RequestSeriesMissingRecord, RolesRecord, SloCapacityRecord,
+    Timestamp,
 };
 
 use crate::timefmt::format_time;
@@ -32,6 +33,9 @@ struct JsonEntry<'a> {
     /// The `slo-capacity` analyzer's side of the cycle.
     #[serde(skip_serializing_if = "Option::is_none")]
     slo_capacity: Option<&'a SloCapacityRecord>,
+    /// Its prefill lines (TTFT against prompt tokens held), when some variant has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prefill_fit: Option<&'a PrefillFitRecord>,
 }
 
 /// Records that go with a cycle record, keyed like it (same model, same time).
@@ -59,6 +63,14 @@ pub fn model_based_by_cycle(records: &[(u64, Record)]) -> ByCycle<'_, ModelBased
 pub fn slo_capacity_by_cycle(records: &[(u64, Record)]) -> ByCycle<'_, SloCapacityRecord> {
     by_cycle(records, |r| match r {
         Record::SloCapacity(s) => Some(s),
+        _ => None,
+    })
+}
+
+/// The `slo-capacity` prefill lines of each cycle that had some.
+pub fn prefill_fit_by_cycle(records: &[(u64, Record)]) -> ByCycle<'_, PrefillFitRecord> {
+    by_cycle(records, |r| match r {
+        Record::PrefillFit(p) => Some(p),
         _ => None,
     })
 }
@@ -134,6 +146,7 @@ pub fn render(
         .collect();
     let extras = model_based_by_cycle(&history.records);
     let capacity = slo_capacity_by_cycle(&history.records);
+    let prefill = prefill_fit_by_cycle(&history.records);
     let total_cycles = cycles.len();
     let counted: Vec<(u64, &CycleRecord, usize)> = cycles
         .into_iter()
@@ -155,6 +168,7 @@ pub fn render(
                     record: c,
                     model_based: extras.get(&(&c.model, c.at)).copied(),
                     slo_capacity: capacity.get(&(&c.model, c.at)).copied(),
+                    prefill_fit: prefill.get(&(&c.model, c.at)).copied(),
                 })
                 .collect();
             serde_json::to_string_pretty(&entries).map_err(|e| e.to_string())

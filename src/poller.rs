@@ -254,7 +254,13 @@ pub fn assemble(
                 continue;
             };
             // With no request in the window the means are 0/0: zero, as the learner expects.
-            let mean = |m: &HashMap<PodKey, f64>| m.get(&key).copied().unwrap_or(0.0);
+            // So is a mean with nothing to average (no ITL from one-token outputs).
+            let mean = |m: &HashMap<PodKey, f64>| {
+                m.get(&key)
+                    .copied()
+                    .filter(|v| v.is_finite())
+                    .unwrap_or(0.0)
+            };
             let stats = ServingStats {
                 request_rate_rps: rps,
                 mean_input_tokens: mean(&input),

@@ -13,13 +13,13 @@ use wva_actors::record::{
     recorded_thresholds,
 };
 use wva_storage::{
-    CycleRecord, DecisionLog, DemandRecord, HistoryFilter, ModelBasedRecord, Record, RolesRecord,
-    SloCapacityRecord,
+    CycleRecord, DecisionLog, DemandRecord, HistoryFilter, ModelBasedRecord, PrefillFitRecord,
+    Record, RolesRecord, SloCapacityRecord,
 };
 
 use crate::history::{
-    OutputFormat, demand_by_cycle, model_based_by_cycle, request_series_missing_by_cycle,
-    roles_by_cycle, slo_capacity_by_cycle, table,
+    OutputFormat, demand_by_cycle, model_based_by_cycle, prefill_fit_by_cycle,
+    request_series_missing_by_cycle, roles_by_cycle, slo_capacity_by_cycle, table,
 };
 use crate::timefmt::format_time;
 use wva_actors::policy::roles::Role;
@@ -85,6 +85,7 @@ struct Recorded<'a> {
     cycle: &'a CycleRecord,
     model_based: Option<&'a ModelBasedRecord>,
     capacity: Option<&'a SloCapacityRecord>,
+    prefill: Option<&'a PrefillFitRecord>,
     demand: Option<&'a DemandRecord>,
     roles: Option<&'a RolesRecord>,
     /// The request series was absent (not flat) over the scale-to-zero window.
@@ -102,6 +103,7 @@ fn redecide(
         cycle: record,
         model_based: extras,
         capacity,
+        prefill,
         demand,
         roles,
         series_missing,
@@ -131,7 +133,7 @@ fn redecide(
     };
     let model_inputs = extras.map(recorded_model_inputs);
     let request_count = extras.and_then(|e| recorded_request_count(e, series_missing));
-    let views = capacity.map(|r| recorded_capacity_views(record, r));
+    let views = capacity.map(|r| recorded_capacity_views(record, r, prefill));
     decide_cycle(CycleInputs {
         mode,
         thresholds: &thresholds,
@@ -159,6 +161,7 @@ pub fn replay(log: &dyn DecisionLog, options: &ReplayOptions) -> Result<ReplayRe
     // The model-based record of a cycle has the cycle's model and time.
     let extras = model_based_by_cycle(&history.records);
     let capacity = slo_capacity_by_cycle(&history.records);
+    let prefill = prefill_fit_by_cycle(&history.records);
     let demand = demand_by_cycle(&history.records);
     let roles = roles_by_cycle(&history.records);
     let missing = request_series_missing_by_cycle(&history.records);
@@ -195,6 +198,7 @@ pub fn replay(log: &dyn DecisionLog, options: &ReplayOptions) -> Result<ReplayRe
             cycle: c,
             model_based: extra,
             capacity: recorded_capacity,
+            prefill: prefill.get(&(&c.model, c.at)).copied(),
             demand: held,
             roles: roles.get(&(&c.model, c.at)).copied(),
             series_missing: missing.contains_key(&(&c.model, c.at)),

@@ -354,6 +354,20 @@ fn the_default_analyzer_records_its_judgement_and_replays_identically() {
         assert!(v["perReplicaRps"].as_f64().expect("capacity") > 0.0, "{v}");
         assert!(v["fit"]["accepted"].as_u64().expect("fit") >= 4, "{v}");
     }
+    // Both phases are learned and logged: the prefill line of every variant beside the cycle,
+    // and reasons that say which phase bound.
+    let prefill = entries
+        .last()
+        .and_then(|e| e.get("prefillFit"))
+        .expect("the prefill lines are logged");
+    let fits = prefill["fits"].as_array().expect("fits");
+    assert_eq!(
+        fits.len(),
+        last["variants"].as_array().expect("variants").len()
+    );
+    for fit in fits {
+        assert!(fit[1]["accepted"].as_u64().expect("accepted") >= 4, "{fit}");
+    }
     let reasons: Vec<&str> = entries
         .iter()
         .flat_map(|e| e["targets"].as_array().expect("targets"))
@@ -361,6 +375,10 @@ fn the_default_analyzer_records_its_judgement_and_replays_identically() {
         .collect();
     assert!(
         reasons.iter().any(|r| r.contains("rps per replica")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("binds before")),
         "{reasons:?}"
     );
 

@@ -1,10 +1,10 @@
 //! Conversions between the policy's types and the decision log's persistent records.
 
 use wva_storage::{
-    CycleRecord, ModelBasedRecord, ModelKey, RecordedAnalysis, RecordedCapacityVariant,
-    RecordedLearner, RecordedLineFit, RecordedModelVariant, RecordedPod, RecordedServing,
-    RecordedTarget, RecordedThresholds, RecordedVariant, RecordedWorkload, SloCapacityRecord,
-    Timestamp,
+    CycleRecord, ModelBasedRecord, ModelKey, PrefillFitRecord, RecordedAnalysis,
+    RecordedCapacityVariant, RecordedLearner, RecordedLineFit, RecordedModelVariant, RecordedPod,
+    RecordedServing, RecordedTarget, RecordedThresholds, RecordedVariant, RecordedWorkload,
+    SloCapacityRecord, Timestamp,
 };
 
 use crate::policy::cycle::SloCapacityOutcome;
@@ -13,7 +13,9 @@ use crate::policy::learner::{LatencyLearner, LineFit};
 use crate::policy::model_based::ModelVariantInput;
 use crate::policy::queueing::{LatencyTargets, Workload};
 use crate::policy::scale_to_zero::RequestCount;
-use crate::policy::slo_capacity::{CapacityVariant, ItlFit, ServingSummary, SloCapacityConfig};
+use crate::policy::slo_capacity::{
+    CapacityVariant, ItlFit, ServingSummary, SloCapacityConfig, TtftFit,
+};
 use crate::policy::{
     CapacityAnalysis, ModelDecision, OperatingMode, ReplicaSignals, Thresholds, VariantInput,
 };
@@ -339,11 +341,35 @@ pub fn slo_capacity_record(
     }
 }
 
+/// The prefill lines of a cycle's `slo-capacity` views, for the log: `None` when no variant
+/// has begun one (older logs, and pods without TTFT, have none).
+pub fn prefill_fit_record(
+    model: &ModelKey,
+    at: Timestamp,
+    views: &[CapacityVariant],
+) -> Option<PrefillFitRecord> {
+    let fits: Vec<(String, RecordedLineFit)> = views
+        .iter()
+        .filter_map(|v| {
+            v.prefill_fit
+                .line
+                .as_ref()
+                .map(|l| (v.input.name.clone(), recorded_fit(l)))
+        })
+        .collect();
+    (!fits.is_empty()).then(|| PrefillFitRecord {
+        model: model.clone(),
+        at,
+        fits,
+    })
+}
+
 /// The analyzer's view of a recorded cycle, in the order of the cycle's variants, with the
-/// settings it decided under.
+/// settings it decided under and the prefill lines recorded beside it.
 pub fn recorded_capacity_views(
     cycle: &CycleRecord,
     r: &SloCapacityRecord,
+    prefill: Option<&PrefillFitRecord>,
 ) -> (Vec<CapacityVariant>, SloCapacityConfig) {
     let views = recorded_inputs(cycle)
         .into_iter()
@@ -353,6 +379,14 @@ pub fn recorded_capacity_views(
                 serving: recorded.and_then(|v| v.serving.as_ref().map(serving_of)),
                 fit: ItlFit {
                     line: recorded.and_then(|v| v.fit.as_ref().map(fit_of)),
+                },
+                prefill_fit: TtftFit {
+                    line: prefill.and_then(|p| {
+                        p.fits
+                            .iter()
+                            .find(|(name, _)| *name == input.name)
+                            .map(|(_, f)| fit_of(f))
+                    }),
                 },
                 max_batch: recorded.map_or(crate::messages::DEFAULT_MAX_BATCH, |v| v.max_batch),
                 min_replicas: recorded.and_then(|v| v.min_replicas),

@@ -31,7 +31,8 @@ use crate::policy::scale_to_zero::RequestCount;
 use crate::policy::slo_capacity::CapacityVariant;
 use crate::policy::{OperatingMode, VariantInput};
 use crate::record::{
-    CycleFacts, cycle_record, learner_of, model_based_record, slo_capacity_record,
+    CycleFacts, cycle_record, learner_of, model_based_record, prefill_fit_record,
+    slo_capacity_record,
 };
 use crate::telemetry::Telemetry;
 use crate::variant::{Observation, Observe, RestoreLearner, StopVariant, UpdateSpec, VariantActor};
@@ -704,6 +705,7 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
                 input: input.clone(),
                 serving: observation.serving,
                 fit: observation.itl_fit.unwrap_or_default(),
+                prefill_fit: observation.ttft_fit.unwrap_or_default(),
                 max_batch: spec.max_batch,
                 min_replicas: spec.bounds.min,
                 max_replicas: spec.bounds.max,
@@ -809,6 +811,9 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
                 &slo_config,
                 outcome,
             )));
+        ran.effects
+            .records
+            .extend(prefill_fit_record(&model, at, &capacity_views).map(Record::PrefillFit));
     }
     if scale_to_zero && request_count == Some(RequestCount::NoSeries) {
         ran.effects
@@ -906,6 +911,7 @@ fn faulted(
         learner: learn.then(LatencyLearner::default),
         serving: None,
         itl_fit: None,
+        ttft_fit: None,
     }
 }
 

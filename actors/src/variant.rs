@@ -6,7 +6,7 @@ use actix::prelude::*;
 use crate::messages::{PodSample, VariantKey, VariantSpec};
 use crate::policy::ReplicaSignals;
 use crate::policy::learner::{LatencyLearner, LatencyObservation};
-use crate::policy::slo_capacity::{ItlFit, ServingSummary};
+use crate::policy::slo_capacity::{ItlFit, ServingSummary, TtftFit};
 
 /// State of one variant: what it has learned of its latency. Its pods' signals pass through each
 /// cycle (they are in the decision log, not kept here); its Deployment and its desired counts
@@ -16,6 +16,7 @@ pub struct VariantActor {
     spec: VariantSpec,
     learner: LatencyLearner,
     itl_fit: ItlFit,
+    ttft_fit: TtftFit,
 }
 
 impl VariantActor {
@@ -24,6 +25,7 @@ impl VariantActor {
             spec,
             learner: LatencyLearner::default(),
             itl_fit: ItlFit::default(),
+            ttft_fit: TtftFit::default(),
         }
     }
 }
@@ -47,6 +49,8 @@ pub struct Observation {
     /// statistics are read).
     pub serving: Option<ServingSummary>,
     pub itl_fit: Option<ItlFit>,
+    /// Its prefill line after this cycle (with the ITL fit).
+    pub ttft_fit: Option<TtftFit>,
 }
 
 /// What a set of pods (a variant's, or a whole model's) served over the window, pooled: rates
@@ -154,6 +158,7 @@ impl Handler<Observe> for VariantActor {
         let serving = pool.filter(|_| msg.fit_itl);
         if let Some(s) = &serving {
             self.itl_fit.observe(s);
+            self.ttft_fit.observe(s);
         }
         Ok(Observation {
             replicas: msg
@@ -168,6 +173,7 @@ impl Handler<Observe> for VariantActor {
             learner: msg.learn.then(|| self.learner.clone()),
             serving,
             itl_fit: msg.fit_itl.then_some(self.itl_fit),
+            ttft_fit: msg.fit_itl.then_some(self.ttft_fit),
         })
     }
 }

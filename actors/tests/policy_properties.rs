@@ -81,6 +81,7 @@ fn views(variants: &[VariantInput], rate_per_pod: f64) -> Vec<CapacityVariant> {
                     waiting_peak: 0.0,
                 }),
                 fit,
+                prefill_fit: Default::default(),
                 max_batch: 256,
                 min_replicas: None,
                 max_replicas: None,

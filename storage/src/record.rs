@@ -313,6 +313,18 @@ pub struct RequestSeriesMissingRecord {
     pub at: Timestamp,
 }
 
+/// The `slo-capacity` analyzer's prefill lines (TTFT against prompt tokens held), recorded
+/// next to its [`SloCapacityRecord`] (same model and time) when some variant has one: the
+/// second phase its capacity is bounded by.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrefillFitRecord {
+    pub model: ModelKey,
+    pub at: Timestamp,
+    /// (variant, its prefill line after this cycle's window).
+    pub fits: Vec<(String, RecordedLineFit)>,
+}
+
 /// Everything the log holds. New kinds go at the end, so older records still decode.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Record {
@@ -322,6 +334,7 @@ pub enum Record {
     Demand(DemandRecord),
     Roles(RolesRecord),
     RequestSeriesMissing(RequestSeriesMissingRecord),
+    PrefillFit(PrefillFitRecord),
 }
 
 impl Record {
@@ -333,6 +346,7 @@ impl Record {
             Self::Demand(d) => &d.model,
             Self::Roles(r) => &r.model,
             Self::RequestSeriesMissing(r) => &r.model,
+            Self::PrefillFit(p) => &p.model,
         }
     }
 
@@ -344,6 +358,7 @@ impl Record {
             Self::Demand(d) => d.at,
             Self::Roles(r) => r.at,
             Self::RequestSeriesMissing(r) => r.at,
+            Self::PrefillFit(p) => p.at,
         }
     }
 
@@ -359,6 +374,7 @@ impl Record {
             // Model-wide: it concerns every variant of its model.
             Self::Demand(_) | Self::RequestSeriesMissing(_) => true,
             Self::Roles(r) => r.roles.iter().any(|(v, _)| v == name),
+            Self::PrefillFit(p) => p.fits.iter().any(|(v, _)| v == name),
         }
     }
 }

@@ -571,6 +571,7 @@ mod tests {
                         waiting_peak: 0.0,
                     }),
                     fit: ItlFit::default(),
+                    prefill_fit: Default::default(),
                     max_batch: 256,
                     min_replicas: None,
                     max_replicas: None,

@@ -37,6 +37,10 @@ use super::saturation::{ReplicaAssessment, analyze_capacity, assess_replica};
 use super::targets::decide_capacity;
 use super::thresholds::Thresholds;
 
+/// The largest share of a window's TTFT the queueing wait may take for the window to teach
+/// the prefill line.
+const MAX_QUEUE_SHARE: f64 = 0.5;
+
 /// Observations of the ITL line needed before it sizes anything.
 pub const MIN_FIT_SAMPLES: u32 = 4;
 
@@ -112,6 +116,71 @@ impl ItlFit {
     }
 }
 
+/// The online fit of a variant's mean TTFT against its prefill load: the prompt tokens per
+/// second a replica takes in, times its TTFT in seconds (the prompt tokens it holds waiting
+/// for or in prefill, by Little's law), in thousands. The same queueing form as the ITL line:
+/// a server that prefills `P` tokens per second has `ttft = b / (1 − u/P)` at `u` tokens per
+/// second, which is `ttft = b + (1/P)·u·ttft`.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TtftFit {
+    pub line: Option<LineFit>,
+}
+
+impl TtftFit {
+    /// Learns from one window; windows that served nothing, or whose pods export no TTFT,
+    /// teach nothing. The wait in the waiting queue (its mean over the rate, Little's law) is
+    /// taken out first: a queue that stands because the batch or the KV cache is full, or
+    /// because the router piled requests on one server, says nothing of prefill, so windows
+    /// where it is most of the TTFT teach nothing either.
+    pub fn observe(&mut self, s: &ServingSummary) -> bool {
+        let usable = s.pods > 0
+            && s.rate_rps > 0.0
+            && s.mean_input_tokens > 0.0
+            && s.ttft_ms.is_finite()
+            && s.ttft_ms > 0.0;
+        if !usable {
+            return false;
+        }
+        let rate = s.rate_rps / s.pods as f64;
+        let wait_ms = 1e3 * s.waiting / rate;
+        if wait_ms > MAX_QUEUE_SHARE * s.ttft_ms {
+            return false;
+        }
+        let prefill_ms = s.ttft_ms - wait_ms;
+        let load = prefill_load_of(rate * s.mean_input_tokens, prefill_ms);
+        let share = load / (1.0 + load);
+        match &mut self.line {
+            Some(fit) => fit.observe(load, prefill_ms, share),
+            None => {
+                self.line = Some(LineFit::seeded(load, prefill_ms, share));
+                true
+            }
+        }
+    }
+
+    /// `(b: ms, J: ms per thousand prompt tokens held)` once enough windows were learned.
+    pub fn line(&self) -> Option<(f64, f64)> {
+        self.line
+            .filter(|l| l.accepted >= MIN_FIT_SAMPLES && l.slope > 0.0)
+            .map(|l| (l.intercept, l.slope))
+    }
+
+    pub fn samples(&self) -> u32 {
+        self.line.map_or(0, |l| l.accepted)
+    }
+}
+
+/// A replica's prefill load: prompt tokens per second times TTFT in seconds, in thousands.
+fn prefill_load_of(tokens_per_s: f64, ttft_ms: f64) -> f64 {
+    tokens_per_s * ttft_ms / 1e6
+}
+
+/// The prompt tokens per second per replica at which `ttft = b + J·load` reaches `budget_ms`.
+fn prompt_tokens_at(b: f64, j: f64, budget_ms: f64) -> f64 {
+    1e6 * (budget_ms - b).max(0.0) / (j * budget_ms)
+}
+
 /// A replica's load: its requests per second times its step in seconds.
 fn load_of(rate_per_replica: f64, itl_ms: f64) -> f64 {
     rate_per_replica * itl_ms / 1e3
@@ -129,6 +198,9 @@ pub struct CapacityVariant {
     pub input: VariantInput,
     pub serving: Option<ServingSummary>,
     pub fit: ItlFit,
+    /// The prefill line (TTFT against prompt tokens held).
+    #[serde(default)]
+    pub prefill_fit: TtftFit,
     pub max_batch: u32,
     /// Bounds of the scaler acting on the variant, when known.
     pub min_replicas: Option<u32>,
@@ -215,15 +287,46 @@ fn per_replica_capacity(v: &CapacityVariant, c: &SloCapacityConfig) -> (Option<f
     };
     // The running batch stays under the server's limit (by Little's law, at the budget).
     let batch_limit = 0.9 * f64::from(v.max_batch) * 1e3 / (output * itl_budget);
-    let mut estimate: Option<(f64, String)> = line.map(|(a, k)| {
+    let decode: Option<(f64, String)> = line.map(|(a, k)| {
         let rps = rate_at(a, k, itl_budget).min(batch_limit);
         (
             rps,
             format!(
-                "learned itl {a:.1} + {k:.1}·load ms: {rps:.2} rps per replica at itl {itl_budget:.0} ms"
+                "decode: learned itl {a:.1} + {k:.1}·load ms, {rps:.2} rps per replica at itl {itl_budget:.0} ms"
             ),
         )
     });
+    // The prefill bound, in prompt tokens per second, turned into requests at the variant's
+    // mean prompt: more tokens per request, fewer requests per replica.
+    let prefill: Option<(f64, String)> = v
+        .prefill_fit
+        .line()
+        .filter(|_| s.mean_input_tokens > 0.0)
+        .map(|(b, j)| {
+            let budget = ttft_budget.max(b * (1.0 + INTRINSIC_SLACK));
+            let tokens = prompt_tokens_at(b, j, budget);
+            let rps = tokens / s.mean_input_tokens;
+            (
+                rps,
+                format!(
+                    "prefill: learned ttft {b:.0} + {j:.1}·load ms, {tokens:.0} prompt tokens/s ({rps:.2} rps at {:.0} tokens) per replica at ttft {budget:.0} ms",
+                    s.mean_input_tokens
+                ),
+            )
+        });
+    // Both phases bound a replica; the one that binds first sizes it. A phase not learned yet
+    // (no ITL from one-token outputs, no TTFT histogram) leaves the other to size alone.
+    let mut estimate: Option<(f64, String)> = match (decode, prefill) {
+        (Some(d), Some(p)) if p.0 < d.0 => Some((
+            p.0,
+            format!("{}, binds before decode ({:.2} rps)", p.1, d.0),
+        )),
+        (Some(d), Some(p)) => Some((
+            d.0,
+            format!("{}, binds before prefill ({:.2} rps)", d.1, p.0),
+        )),
+        (d, p) => d.or(p),
+    };
     // Over budget now: what it carries is at most what the observation says.
     if s.itl_ms > itl_budget {
         // With the line: itl = a / (1 − rate/max), so the rate scales by (1 − a/budget) /
@@ -262,8 +365,9 @@ fn per_replica_capacity(v: &CapacityVariant, c: &SloCapacityConfig) -> (Option<f
         None => (
             None,
             format!(
-                "learning its latency ({}/{MIN_FIT_SAMPLES} windows)",
-                v.fit.samples()
+                "learning its latency ({}/{MIN_FIT_SAMPLES} windows of ITL, {}/{MIN_FIT_SAMPLES} of TTFT)",
+                v.fit.samples(),
+                v.prefill_fit.samples()
             ),
         ),
     }
@@ -495,6 +599,7 @@ mod tests {
             input,
             serving: Some(serving(pods, rate, 15.0, 10.0)),
             fit,
+            prefill_fit: TtftFit::default(),
             max_batch: 256,
             min_replicas: Some(1),
             max_replicas: Some(10),
@@ -512,6 +617,82 @@ mod tests {
         let (rps, _) = per_replica_capacity(&v, &SloCapacityConfig::default());
         let rps = rps.expect("known");
         assert!((rps - 17.0).abs() < 1.0, "{rps}");
+    }
+
+    /// A prefill line learned from a server that prefills `p` prompt tokens per second with a
+    /// lightest TTFT of `b` ms: `ttft = b / (1 − u/p)` at `u` tokens per second.
+    fn learned_prefill(b: f64, p: f64, prompt: f64) -> TtftFit {
+        let mut fit = TtftFit::default();
+        for share in [0.1, 0.3, 0.5, 0.7, 0.2, 0.6, 0.4] {
+            let u = share * p;
+            let ttft = b / (1.0 - share);
+            fit.observe(&ServingSummary {
+                mean_input_tokens: prompt,
+                ttft_ms: ttft,
+                ..serving(1, u / prompt, 15.0, 10.0)
+            });
+        }
+        fit
+    }
+
+    #[test]
+    fn the_prefill_line_is_learned_and_sizes_where_prefill_binds() {
+        // 20 000 prompt tokens per second, 100 ms lightest TTFT: at the 500 ms budget a replica
+        // takes u = p · (1 − b/T) = 16 000 tokens per second.
+        let fit = learned_prefill(100.0, 20_000.0, 800.0);
+        let (b, j) = fit.line().expect("learned");
+        assert!((b - 100.0).abs() < 5.0 && (j - 50.0).abs() < 3.0, "{b} {j}");
+        let config = SloCapacityConfig::default();
+        // One-token outputs: no ITL to learn, the prefill line alone sizes: 16 000 / 800 = 20
+        // rps per replica.
+        let mut prefill_only = variant("h100", 6.9, 2, 30.0, ItlFit::default());
+        prefill_only.prefill_fit = fit;
+        prefill_only.serving = Some(ServingSummary {
+            mean_output_tokens: 1.0,
+            itl_ms: 0.0,
+            ..serving(2, 30.0, 0.0, 1.0)
+        });
+        let (rps, why) = per_replica_capacity(&prefill_only, &config);
+        let rps = rps.expect("known from prefill");
+        assert!((rps - 20.0).abs() < 1.5, "{rps}: {why}");
+        assert!(why.starts_with("prefill:"), "{why}");
+        // Twice the prompt, half the requests per replica: demand counts tokens.
+        prefill_only.serving = prefill_only.serving.map(|s| ServingSummary {
+            mean_input_tokens: 1600.0,
+            ..s
+        });
+        let (longer, _) = per_replica_capacity(&prefill_only, &config);
+        assert!((longer.expect("known") * 2.0 - rps).abs() < 0.5);
+        // 90 rps needs five replicas, and the reason says prefill sized it.
+        prefill_only.serving = prefill_only.serving.map(|s| ServingSummary {
+            mean_input_tokens: 800.0,
+            rate_rps: 90.0,
+            ..s
+        });
+        let d = decide_slo_capacity(&[prefill_only.clone()], &Thresholds::default(), &config);
+        assert_eq!(
+            d.decision.variants[0].target, 5,
+            "{:?}",
+            d.decision.variants[0]
+        );
+        assert!(d.fallback.is_empty());
+        // With both lines, the phase that binds first sizes: decode carries 17 rps here.
+        let mut both = prefill_only;
+        both.fit = learned(8.0, 40.0);
+        let (rps, why) = per_replica_capacity(&both, &config);
+        assert!((rps.expect("known") - 17.0).abs() < 1.0, "{why}");
+        assert!(
+            why.starts_with("decode:") && why.contains("binds before prefill"),
+            "{why}"
+        );
+        // Long prompts make prefill bind: 16 000 / 4 000 = 4 rps.
+        both.serving = both.serving.map(|s| ServingSummary {
+            mean_input_tokens: 4000.0,
+            ..s
+        });
+        let (rps, why) = per_replica_capacity(&both, &config);
+        assert!((rps.expect("known") - 4.0).abs() < 0.4, "{why}");
+        assert!(why.contains("binds before decode"), "{why}");
     }
 
     #[test]
