@@ -29,7 +29,7 @@ pub const ACCELERATOR_NAME_LABEL: &str = "inference.optimization/acceleratorName
     shortname = "va",
     namespaced,
     status = "VariantAutoscalingStatus",
-    doc = "Autoscaling of one variant of a served model, driven by KV-cache and queue saturation.",
+    doc = "Autoscaling of one variant of a served model, driven by its demand and what a replica carries within the latency objectives.",
     printcolumn(
         name = "Target",
         type_ = "string",

@@ -11,7 +11,9 @@ use wva::cli;
 use wva::telemetry::{self, LogFormat};
 
 /// Autoscaler for LLM inference servers: decides how many replicas each model variant needs from
-/// vLLM's KV-cache and queue saturation, and publishes the answer for HPA or KEDA.
+/// the demand its vLLM servers see and what one replica carries within the latency objectives
+/// (prefill and decode, learned from each variant's own servers; KV-cache and queue saturation
+/// where that cannot be learned), and publishes the answer for HPA or KEDA.
 #[derive(Debug, Parser)]
 #[command(name = "wva", version)]
 struct Cli {

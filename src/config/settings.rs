@@ -106,9 +106,10 @@ pub struct SettingsArgs {
     /// Prefix of the emitted metric names.
     #[arg(long, env = "WVA_METRICS_PREFIX", value_enum)]
     pub metrics_prefix: Option<MetricsPrefix>,
-    /// The analyzer of capacity mode: slo-capacity (demand against learned per-replica capacity
-    /// within the latency objectives) or saturation-v1 (the seeds' saturation analyzer)
-    /// [default: slo-capacity].
+    /// The analyzer of capacity mode: slo-capacity (demand in requests and prompt tokens against
+    /// what one replica carries within the TTFT and ITL objectives, prefill and decode learned
+    /// per variant; the saturation analysis where that cannot be learned) or saturation-v1 (the
+    /// seeds' KV-cache and queue saturation analyzer) [default: slo-capacity].
     #[arg(long, env = "SCALING_ANALYZER")]
     pub scaling_analyzer: Option<String>,
     /// slo-capacity: the share of the service class's TTFT and ITL objectives the mean may use
