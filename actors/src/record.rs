@@ -388,6 +388,8 @@ pub fn recorded_capacity_views(
                             .map(|(_, f)| fit_of(f))
                     }),
                 },
+                // The roles record beside the cycle says it; the role split sets it.
+                role: Default::default(),
                 max_batch: recorded.map_or(crate::messages::DEFAULT_MAX_BATCH, |v| v.max_batch),
                 min_replicas: recorded.and_then(|v| v.min_replicas),
                 max_replicas: recorded.and_then(|v| v.max_replicas),

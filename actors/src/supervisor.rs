@@ -706,6 +706,7 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
                 serving: observation.serving,
                 fit: observation.itl_fit.unwrap_or_default(),
                 prefill_fit: observation.ttft_fit.unwrap_or_default(),
+                role: spec.role,
                 max_batch: spec.max_batch,
                 min_replicas: spec.bounds.min,
                 max_replicas: spec.bounds.max,

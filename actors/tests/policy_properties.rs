@@ -82,6 +82,7 @@ fn views(variants: &[VariantInput], rate_per_pod: f64) -> Vec<CapacityVariant> {
                 }),
                 fit,
                 prefill_fit: Default::default(),
+                role: Default::default(),
                 max_batch: 256,
                 min_replicas: None,
                 max_replicas: None,

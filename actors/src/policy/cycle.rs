@@ -157,9 +157,11 @@ fn zero_verdict(i: &CycleInputs<'_>) -> ZeroVerdict {
     scale_to_zero(i.scale_to_zero, i.request_count, Sight::of(i.variants))
 }
 
-/// Each role's variants decided as a model of their own by the capacity analysis, on the
-/// role's signals; requests held by the scheduler go to the role that takes new requests
-/// (prefill, else `both`), or to every role when the whole model is at zero.
+/// Each role's variants decided as a model of their own, on the role's signals: by
+/// `slo-capacity` on the bound of the role's phase (prefill servers on the prefill line, decode
+/// servers on the ITL line) when it is the analyzer in capacity mode, else by the capacity
+/// analysis; requests held by the scheduler go to the role that takes new requests (prefill,
+/// else `both`), or to every role when the whole model is at zero.
 fn decide_by_role(i: CycleInputs<'_>, zero: &ZeroVerdict) -> CycleDecision {
     let has = |role: Role| i.roles.contains(&role);
     let at_zero = i.variants.iter().all(|v| v.current_replicas == 0);
@@ -183,14 +185,38 @@ fn decide_by_role(i: CycleInputs<'_>, zero: &ZeroVerdict) -> CycleDecision {
             .iter()
             .map(|&k| role.signals(&i.variants[k]))
             .collect();
+        let views: Option<(Vec<CapacityVariant>, &SloCapacityConfig)> =
+            match (i.analyzer, i.mode, i.slo_capacity) {
+                (Analyzer::SloCapacity, OperatingMode::CapacityOnly, Some((vs, config))) => {
+                    let mine: Vec<CapacityVariant> = members
+                        .iter()
+                        .zip(&variants)
+                        .filter_map(|(&k, input)| {
+                            let name = &i.variants[k].name;
+                            vs.iter().find(|v| &v.input.name == name).map(|v| {
+                                let mut v = v.clone();
+                                v.input = input.clone();
+                                v.role = role;
+                                v
+                            })
+                        })
+                        .collect();
+                    (mine.len() == members.len()).then_some((mine, config))
+                }
+                _ => None,
+            };
         let part = decide_with_held(
             CycleInputs {
                 variants: &variants,
                 roles: &[],
                 mode: OperatingMode::CapacityOnly,
                 model_based: None,
-                analyzer: Analyzer::SaturationV1,
-                slo_capacity: None,
+                analyzer: if views.is_some() {
+                    Analyzer::SloCapacity
+                } else {
+                    Analyzer::SaturationV1
+                },
+                slo_capacity: views.as_ref().map(|(vs, c)| (vs.as_slice(), *c)),
                 held_requests: i.held_requests.filter(|_| at_zero || role == entry),
                 ..i
             },
@@ -233,8 +259,22 @@ fn decide_by_role(i: CycleInputs<'_>, zero: &ZeroVerdict) -> CycleDecision {
         model_based: None,
         scaled_to_zero: parts.iter().find_map(|(_, p)| p.scaled_to_zero.clone()),
         blind: None,
-        slo_capacity: None,
+        slo_capacity: merged_capacity(&parts),
     }
+}
+
+/// The roles' `slo-capacity` outcomes as one: every role sees the model's requests, so the
+/// demand is the largest any saw; the estimates and fallbacks are all of theirs.
+fn merged_capacity(parts: &[(Role, CycleDecision)]) -> Option<SloCapacityOutcome> {
+    let outcomes: Vec<&SloCapacityOutcome> = parts
+        .iter()
+        .filter_map(|(_, p)| p.slo_capacity.as_ref())
+        .collect();
+    (!outcomes.is_empty()).then(|| SloCapacityOutcome {
+        demand_rps: outcomes.iter().map(|o| o.demand_rps).fold(0.0, f64::max),
+        estimates: outcomes.iter().flat_map(|o| o.estimates.clone()).collect(),
+        fallback: outcomes.iter().flat_map(|o| o.fallback.clone()).collect(),
+    })
 }
 
 /// Decides one model (or one role of it). Requests held in the scheduler's queue count as
@@ -572,6 +612,7 @@ mod tests {
                     }),
                     fit: ItlFit::default(),
                     prefill_fit: Default::default(),
+                    role: Default::default(),
                     max_batch: 256,
                     min_replicas: None,
                     max_replicas: None,
@@ -823,6 +864,58 @@ mod tests {
         let d = with_roles(&queued, &roles, None);
         assert!(target_of(&d, "prefill").0 > 2);
         assert!(target_of(&d, "decode").0 <= 2);
+    }
+
+    #[test]
+    fn the_default_analyzer_decides_each_role_with_its_views() {
+        use super::super::slo_capacity::ServingSummary;
+        let vs = [
+            variant("prefill", 2.0, &[(0.1, 0.0), (0.1, 0.0)]),
+            variant("decode", 9.0, &[(0.3, 0.0), (0.3, 0.0)]),
+        ];
+        let views: Vec<CapacityVariant> = vs
+            .iter()
+            .map(|v| CapacityVariant {
+                input: v.clone(),
+                serving: Some(ServingSummary {
+                    pods: 2,
+                    rate_rps: 4.0,
+                    mean_input_tokens: 900.0,
+                    mean_output_tokens: 120.0,
+                    ttft_ms: 90.0,
+                    itl_ms: 12.0,
+                    batch: 4.0,
+                    waiting: 0.0,
+                    waiting_peak: 0.0,
+                }),
+                fit: Default::default(),
+                prefill_fit: Default::default(),
+                role: Role::Both,
+                max_batch: 256,
+                min_replicas: Some(1),
+                max_replicas: Some(8),
+                recent: Vec::new(),
+            })
+            .collect();
+        let config = SloCapacityConfig::default();
+        let d = decide_cycle(CycleInputs {
+            analyzer: Analyzer::SloCapacity,
+            roles: &[Role::Prefill, Role::Decode],
+            slo_capacity: Some((&views, &config)),
+            ..CycleInputs::capacity(&Thresholds::default(), &vs)
+        });
+        // Nothing learned yet: each role's saturation analysis decides it, and says so.
+        let outcome = d
+            .slo_capacity
+            .as_ref()
+            .expect("slo-capacity decided the roles");
+        assert_eq!(outcome.estimates.len(), 2);
+        assert_eq!(outcome.fallback.len(), 2, "{:?}", outcome.fallback);
+        let (_, why) = target_of(&d, "prefill");
+        assert!(why.starts_with("prefill: demand"), "{why}");
+        assert!(why.contains("saturation analysis"), "{why}");
+        let (_, why) = target_of(&d, "decode");
+        assert!(why.starts_with("decode: demand"), "{why}");
     }
 
     #[test]

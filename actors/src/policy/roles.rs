@@ -6,9 +6,12 @@
 //! - decode on its KV cache and on requests waiting for a place in its running batch;
 //! - `both` as an ordinary variant.
 //!
-//! Each role is decided by the capacity analysis of section 3 (its thresholds, its cost
-//! preference among the role's variants). The `slo-capacity` analyzer and the model-based
-//! optimizer describe servers that do both phases, so they decide only models without roles.
+//! Each role is decided as a model of its own. With `slo-capacity`, prefill servers are sized
+//! on the prefill line (prompt tokens per second within the TTFT budget) and decode servers
+//! on the ITL line, each learned from the role's own servers; otherwise, and where a line
+//! cannot be learned, by the capacity analysis of section 3 (its thresholds, its cost
+//! preference among the role's variants). The model-based optimizer describes servers that do
+//! both phases, so it decides only models without roles.
 
 use serde::{Deserialize, Serialize};
 

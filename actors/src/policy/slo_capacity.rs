@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use super::decision::{Action, ModelDecision, VariantInput, VariantTarget};
 use super::learner::LineFit;
 use super::queueing::LatencyTargets;
+use super::roles::Role;
 use super::saturation::{ReplicaAssessment, analyze_capacity, assess_replica};
 use super::targets::decide_capacity;
 use super::thresholds::Thresholds;
@@ -201,6 +202,10 @@ pub struct CapacityVariant {
     /// The prefill line (TTFT against prompt tokens held).
     #[serde(default)]
     pub prefill_fit: TtftFit,
+    /// The phases its servers do, and so the bounds it is sized on: prefill servers on the
+    /// prefill line, decode servers on the ITL line, ordinary servers on whichever binds.
+    #[serde(default)]
+    pub role: Role,
     pub max_batch: u32,
     /// Bounds of the scaler acting on the variant, when known.
     pub min_replicas: Option<u32>,
@@ -287,7 +292,7 @@ fn per_replica_capacity(v: &CapacityVariant, c: &SloCapacityConfig) -> (Option<f
     };
     // The running batch stays under the server's limit (by Little's law, at the budget).
     let batch_limit = 0.9 * f64::from(v.max_batch) * 1e3 / (output * itl_budget);
-    let decode: Option<(f64, String)> = line.map(|(a, k)| {
+    let decode: Option<(f64, String)> = line.filter(|_| v.role != Role::Prefill).map(|(a, k)| {
         let rps = rate_at(a, k, itl_budget).min(batch_limit);
         (
             rps,
@@ -301,7 +306,7 @@ fn per_replica_capacity(v: &CapacityVariant, c: &SloCapacityConfig) -> (Option<f
     let prefill: Option<(f64, String)> = v
         .prefill_fit
         .line()
-        .filter(|_| s.mean_input_tokens > 0.0)
+        .filter(|_| s.mean_input_tokens > 0.0 && v.role != Role::Decode)
         .map(|(b, j)| {
             let budget = ttft_budget.max(b * (1.0 + INTRINSIC_SLACK));
             let tokens = prompt_tokens_at(b, j, budget);
@@ -600,6 +605,7 @@ mod tests {
             serving: Some(serving(pods, rate, 15.0, 10.0)),
             fit,
             prefill_fit: TtftFit::default(),
+            role: Role::Both,
             max_batch: 256,
             min_replicas: Some(1),
             max_replicas: Some(10),
@@ -693,6 +699,37 @@ mod tests {
         let (rps, why) = per_replica_capacity(&both, &config);
         assert!((rps.expect("known") - 4.0).abs() < 0.4, "{why}");
         assert!(why.contains("binds before decode"), "{why}");
+    }
+
+    #[test]
+    fn each_role_is_sized_on_its_own_phase() {
+        let config = SloCapacityConfig::default();
+        // Both lines learned; long prompts make prefill bind for an ordinary server (4 rps).
+        let mut v = variant("v", 6.9, 2, 30.0, learned(8.0, 40.0));
+        v.prefill_fit = learned_prefill(100.0, 20_000.0, 4000.0);
+        v.serving = v.serving.map(|s| ServingSummary {
+            mean_input_tokens: 4000.0,
+            ..s
+        });
+        let (both, _) = per_replica_capacity(&v, &config);
+        assert!((both.expect("known") - 4.0).abs() < 0.4);
+        // A decode server takes no prompt work of its own: its ITL line alone (17 rps).
+        v.role = Role::Decode;
+        let (decode, why) = per_replica_capacity(&v, &config);
+        assert!((decode.expect("known") - 17.0).abs() < 1.0, "{why}");
+        assert!(
+            why.starts_with("decode:") && !why.contains("prefill"),
+            "{why}"
+        );
+        // A prefill server produces no tokens to pace: its prefill line alone.
+        v.role = Role::Prefill;
+        v.fit = learned(8.0, 4000.0);
+        let (prefill, why) = per_replica_capacity(&v, &config);
+        assert!((prefill.expect("known") - 4.0).abs() < 0.4, "{why}");
+        assert!(
+            why.starts_with("prefill:") && !why.contains("decode"),
+            "{why}"
+        );
     }
 
     #[test]
