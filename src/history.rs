@@ -4,8 +4,8 @@ use serde::Serialize;
 use std::collections::HashMap;
 
 use wva_storage::{
-    CycleRecord, DecisionLog, DemandRecord, HistoryFilter, ModelBasedRecord, ModelKey,
-    PrefillFitRecord, Record, RequestSeriesMissingRecord, RolesRecord, SloCapacityRecord,
+    CycleRecord, DecisionLog, DemandRecord, ForecastRecord, HistoryFilter, ModelBasedRecord,
+    ModelKey, PrefillFitRecord, Record, RequestSeriesMissingRecord, RolesRecord, SloCapacityRecord,
     Timestamp,
 };
 
@@ -36,6 +36,9 @@ struct JsonEntry<'a> {
     /// Its prefill lines (TTFT against prompt tokens held), when some variant has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     prefill_fit: Option<&'a PrefillFitRecord>,
+    /// The demand forecast it sized for, when the forecast is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    forecast: Option<&'a ForecastRecord>,
 }
 
 /// Records that go with a cycle record, keyed like it (same model, same time).
@@ -71,6 +74,14 @@ pub fn slo_capacity_by_cycle(records: &[(u64, Record)]) -> ByCycle<'_, SloCapaci
 pub fn prefill_fit_by_cycle(records: &[(u64, Record)]) -> ByCycle<'_, PrefillFitRecord> {
     by_cycle(records, |r| match r {
         Record::PrefillFit(p) => Some(p),
+        _ => None,
+    })
+}
+
+/// The demand forecast of each cycle that ran one.
+pub fn forecast_by_cycle(records: &[(u64, Record)]) -> ByCycle<'_, ForecastRecord> {
+    by_cycle(records, |r| match r {
+        Record::Forecast(f) => Some(f),
         _ => None,
     })
 }
@@ -147,6 +158,7 @@ pub fn render(
     let extras = model_based_by_cycle(&history.records);
     let capacity = slo_capacity_by_cycle(&history.records);
     let prefill = prefill_fit_by_cycle(&history.records);
+    let forecasts = forecast_by_cycle(&history.records);
     let total_cycles = cycles.len();
     let counted: Vec<(u64, &CycleRecord, usize)> = cycles
         .into_iter()
@@ -169,6 +181,7 @@ pub fn render(
                     model_based: extras.get(&(&c.model, c.at)).copied(),
                     slo_capacity: capacity.get(&(&c.model, c.at)).copied(),
                     prefill_fit: prefill.get(&(&c.model, c.at)).copied(),
+                    forecast: forecasts.get(&(&c.model, c.at)).copied(),
                 })
                 .collect();
             serde_json::to_string_pretty(&entries).map_err(|e| e.to_string())

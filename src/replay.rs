@@ -13,12 +13,12 @@ use wva_actors::record::{
     recorded_thresholds,
 };
 use wva_storage::{
-    CycleRecord, DecisionLog, DemandRecord, HistoryFilter, ModelBasedRecord, PrefillFitRecord,
-    Record, RolesRecord, SloCapacityRecord,
+    CycleRecord, DecisionLog, DemandRecord, ForecastRecord, HistoryFilter, ModelBasedRecord,
+    PrefillFitRecord, Record, RolesRecord, SloCapacityRecord,
 };
 
 use crate::history::{
-    OutputFormat, demand_by_cycle, model_based_by_cycle, prefill_fit_by_cycle,
+    OutputFormat, demand_by_cycle, forecast_by_cycle, model_based_by_cycle, prefill_fit_by_cycle,
     request_series_missing_by_cycle, roles_by_cycle, slo_capacity_by_cycle, table,
 };
 use crate::timefmt::format_time;
@@ -86,6 +86,7 @@ struct Recorded<'a> {
     model_based: Option<&'a ModelBasedRecord>,
     capacity: Option<&'a SloCapacityRecord>,
     prefill: Option<&'a PrefillFitRecord>,
+    forecast: Option<&'a ForecastRecord>,
     demand: Option<&'a DemandRecord>,
     roles: Option<&'a RolesRecord>,
     /// The request series was absent (not flat) over the scale-to-zero window.
@@ -104,6 +105,7 @@ fn redecide(
         model_based: extras,
         capacity,
         prefill,
+        forecast,
         demand,
         roles,
         series_missing,
@@ -133,7 +135,7 @@ fn redecide(
     };
     let model_inputs = extras.map(recorded_model_inputs);
     let request_count = extras.and_then(|e| recorded_request_count(e, series_missing));
-    let views = capacity.map(|r| recorded_capacity_views(record, r, prefill));
+    let views = capacity.map(|r| recorded_capacity_views(record, r, prefill, forecast));
     decide_cycle(CycleInputs {
         mode,
         thresholds: &thresholds,
@@ -162,6 +164,7 @@ pub fn replay(log: &dyn DecisionLog, options: &ReplayOptions) -> Result<ReplayRe
     let extras = model_based_by_cycle(&history.records);
     let capacity = slo_capacity_by_cycle(&history.records);
     let prefill = prefill_fit_by_cycle(&history.records);
+    let forecasts = forecast_by_cycle(&history.records);
     let demand = demand_by_cycle(&history.records);
     let roles = roles_by_cycle(&history.records);
     let missing = request_series_missing_by_cycle(&history.records);
@@ -199,6 +202,7 @@ pub fn replay(log: &dyn DecisionLog, options: &ReplayOptions) -> Result<ReplayRe
             model_based: extra,
             capacity: recorded_capacity,
             prefill: prefill.get(&(&c.model, c.at)).copied(),
+            forecast: forecasts.get(&(&c.model, c.at)).copied(),
             demand: held,
             roles: roles.get(&(&c.model, c.at)).copied(),
             series_missing: missing.contains_key(&(&c.model, c.at)),

@@ -409,6 +409,62 @@ fn the_default_analyzer_records_its_judgement_and_replays_identically() {
 }
 
 #[test]
+fn the_forecast_measures_the_start_up_logs_what_it_sized_for_and_replays_identically() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().expect("utf-8 path");
+    let (code, _, err) = simulate(
+        &[
+            "--duration",
+            "30m",
+            "--slo-forecast",
+            "true",
+            "--data-dir",
+            data_arg,
+        ],
+        &dir.path().join("report"),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let history = Command::new(env!("CARGO_BIN_EXE_wva"))
+        .args(["history", "--data-dir", data_arg, "--format", "json"])
+        .output()
+        .expect("history");
+    let entries: Value = serde_json::from_slice(&history.stdout).expect("json");
+    let entries = entries.as_array().expect("array");
+    let forecasts: Vec<&Value> = entries.iter().filter_map(|e| e.get("forecast")).collect();
+    assert_eq!(forecasts.len(), entries.len(), "every cycle runs the trend");
+    // The built-in load scales up early; its replicas' start-up (120 s in the scenario) is
+    // then measured from the Deployments, at the cycles' resolution, and is the horizon.
+    let horizon = forecasts
+        .iter()
+        .rev()
+        .find_map(|f| f["horizonS"].as_f64())
+        .expect("a start-up measured");
+    assert!((120.0..=150.0).contains(&horizon), "{horizon}");
+    let reasons: Vec<&str> = entries
+        .iter()
+        .flat_map(|e| e["targets"].as_array().expect("targets"))
+        .map(|t| t["reason"].as_str().expect("reason"))
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.starts_with("demand forecast")),
+        "the forecast sized some cycle: {reasons:?}"
+    );
+    let replay = Command::new(env!("CARGO_BIN_EXE_wva"))
+        .args(["replay", "--data-dir", data_arg])
+        .output()
+        .expect("replay");
+    let text = String::from_utf8_lossy(&replay.stdout);
+    assert!(
+        text.contains(&format!(
+            "replayed {} cycles, 0 decisions differ",
+            entries.len()
+        )),
+        "{text}"
+    );
+}
+
+#[test]
 fn a_frontier_sweeps_each_knob_marks_the_pareto_points_and_is_reproducible() {
     let dir = tempfile::tempdir().expect("tempdir");
     let run = |name: &str| {

@@ -1,7 +1,7 @@
 //! Conversions between the policy's types and the decision log's persistent records.
 
 use wva_storage::{
-    CycleRecord, ModelBasedRecord, ModelKey, PrefillFitRecord, RecordedAnalysis,
+    CycleRecord, ForecastRecord, ModelBasedRecord, ModelKey, PrefillFitRecord, RecordedAnalysis,
     RecordedCapacityVariant, RecordedLearner, RecordedLineFit, RecordedModelVariant, RecordedPod,
     RecordedServing, RecordedTarget, RecordedThresholds, RecordedVariant, RecordedWorkload,
     SloCapacityRecord, Timestamp,
@@ -370,6 +370,7 @@ pub fn recorded_capacity_views(
     cycle: &CycleRecord,
     r: &SloCapacityRecord,
     prefill: Option<&PrefillFitRecord>,
+    forecast: Option<&ForecastRecord>,
 ) -> (Vec<CapacityVariant>, SloCapacityConfig) {
     let views = recorded_inputs(cycle)
         .into_iter()
@@ -407,6 +408,8 @@ pub fn recorded_capacity_views(
         stabilization_cycles: r.stabilization_cycles as usize,
         drain_s: r.drain_s,
         window_s: r.window_s,
+        forecast: forecast.is_some(),
+        forecast_rps: forecast.and_then(|f| f.forecast_rps),
     };
     (views, config)
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use tracing::Instrument;
-use wva_storage::{DemandRecord, Record, RequestSeriesMissingRecord, RolesRecord};
+use wva_storage::{DemandRecord, ForecastRecord, Record, RequestSeriesMissingRecord, RolesRecord};
 
 use crate::policy::roles::Role;
 
@@ -28,7 +28,8 @@ use crate::policy::model_based::ModelVariantInput;
 use crate::policy::outputs::{MetricsState, VariantFacts, cycle_outputs};
 use crate::policy::queueing::Workload;
 use crate::policy::scale_to_zero::RequestCount;
-use crate::policy::slo_capacity::CapacityVariant;
+use crate::policy::slo_capacity::{CapacityVariant, DemandTrend, model_demand};
+use crate::policy::startup::StartupClock;
 use crate::policy::{OperatingMode, VariantInput};
 use crate::record::{
     CycleFacts, cycle_record, learner_of, model_based_record, prefill_fit_record,
@@ -53,6 +54,8 @@ struct Slot {
     /// While the safety net decides for it: since when, for how many cycles, and when that
     /// was last logged.
     safety_net: Option<SafetyNetRun>,
+    /// How long its replicas take to start (the forecast's horizon).
+    startup: StartupClock,
 }
 
 /// A stretch of cycles decided by the safety net, for logging it without a line per cycle.
@@ -144,6 +147,8 @@ pub struct ModelSupervisor {
     /// The latest metrics read, for cycles triggered by a Deployment event between ticks.
     last_metrics: Option<Metrics>,
     restarts: u64,
+    /// The model's demand trend (`slo-capacity` with the forecast on).
+    trend: Option<DemandTrend>,
 }
 
 impl ModelSupervisor {
@@ -155,6 +160,7 @@ impl ModelSupervisor {
             ports,
             last_metrics: None,
             restarts: 0,
+            trend: None,
         }
     }
 
@@ -201,6 +207,13 @@ impl ModelSupervisor {
                 })
                 .collect(),
             settings: Arc::clone(&self.settings),
+            trend: self.trend,
+            // The longest start-up of the model's variants measured so far.
+            horizon_s: self
+                .slots
+                .values()
+                .filter_map(|s| s.startup.seconds())
+                .reduce(f64::max),
             at,
             metrics,
             trigger,
@@ -219,6 +232,12 @@ impl ModelSupervisor {
         }
         for slot in self.slots.values_mut() {
             slot.track_transition(at);
+            if let Some(d) = slot.deployment {
+                slot.startup.observe(d.replicas, d.ready, at.millis());
+            }
+        }
+        if ran.trend.is_some() {
+            self.trend = ran.trend;
         }
         let window = self.settings.slo_capacity.stabilization_cycles;
         for (name, recommended) in &ran.recommended {
@@ -409,6 +428,7 @@ impl Handler<AddVariant> for ModelSupervisor {
                 recent: VecDeque::new(),
                 unreached: None,
                 safety_net: None,
+                startup: StartupClock::default(),
             },
         );
         effects
@@ -424,6 +444,7 @@ pub struct Resume;
 impl Handler<Resume> for ModelSupervisor {
     type Result = ();
     fn handle(&mut self, _: Resume, _: &mut Context<Self>) {
+        self.trend = None;
         for slot in self.slots.values_mut() {
             slot.last_desired = None;
             slot.recent.clear();
@@ -568,6 +589,9 @@ struct CyclePlan {
     /// The variants whose Deployment exists, by name order.
     variants: Vec<PlannedVariant>,
     settings: Arc<PolicySettings>,
+    /// The model's demand trend before this cycle, and how far ahead it looks.
+    trend: Option<DemandTrend>,
+    horizon_s: Option<f64>,
     at: Timestamp,
     metrics: Metrics,
     /// What started the cycle, recorded in the log: `tick`, `deployment-created`.
@@ -589,6 +613,8 @@ struct RanCycle {
     faulted: Vec<String>,
     /// What the safety net emitted (logged by `settle`, which knows how long it has lasted).
     fallbacks: Vec<Fallback>,
+    /// The model's demand trend after this cycle, when the forecast ran.
+    trend: Option<DemandTrend>,
 }
 
 async fn run_cycle(plan: CyclePlan) -> RanCycle {
@@ -596,6 +622,8 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
         model,
         mut variants,
         settings,
+        trend,
+        horizon_s,
         at,
         metrics,
         trigger,
@@ -610,6 +638,7 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
         recommended: Vec::new(),
         faulted: Vec::new(),
         fallbacks: Vec::new(),
+        trend: None,
     };
     if variants.is_empty() {
         return ran;
@@ -716,7 +745,23 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
         inputs.push(input);
         learners.extend(observation.learner);
     }
-    let slo_config = settings.slo_capacity_for(&model.model_id);
+    let mut slo_config = settings.slo_capacity_for(&model.model_id);
+    let roles: Vec<Role> = variants.iter().map(|v| v.spec.role).collect();
+    // The forecast: the trend of the demand every variant sees, one start-up time ahead. A
+    // model with roles has each request counted by each role, so it follows its load as it is.
+    let forecast = (slo_config.forecast
+        && fit_itl
+        && prometheus_error.is_none()
+        && roles.iter().all(|r| *r == Role::Both))
+    .then(|| {
+        let demand = model_demand(&capacity_views, &slo_config);
+        let next = DemandTrend::update(trend, demand, at.millis());
+        (next, horizon_s.map(|h| next.ahead(demand, h)))
+    });
+    if let Some((next, ahead)) = forecast {
+        slo_config.forecast_rps = ahead;
+        ran.trend = Some(next);
+    }
 
     // 2. Decide.
     let (config, _) = settings
@@ -731,7 +776,6 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
     let held_requests = snapshot
         .and_then(|s| s.held_requests.get(&model).copied())
         .filter(|q| q.is_finite() && *q > 0.0);
-    let roles: Vec<Role> = variants.iter().map(|v| v.spec.role).collect();
     let mut decided = decide_cycle(CycleInputs {
         mode: settings.mode,
         thresholds: &thresholds,
@@ -815,6 +859,16 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
         ran.effects
             .records
             .extend(prefill_fit_record(&model, at, &capacity_views).map(Record::PrefillFit));
+        if let Some((next, ahead)) = forecast {
+            ran.effects.records.push(Record::Forecast(ForecastRecord {
+                model: model.clone(),
+                at,
+                horizon_s,
+                level_rps: next.level_rps,
+                slope: next.slope,
+                forecast_rps: ahead,
+            }));
+        }
     }
     if scale_to_zero && request_count == Some(RequestCount::NoSeries) {
         ran.effects

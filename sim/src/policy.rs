@@ -17,8 +17,9 @@ use wva_actors::policy::{Analyzer, OperatingMode};
 pub enum Policy {
     /// This controller with its default analyzer (`slo-capacity`), through an HPA on
     /// `inferno_desired_replicas` with the chart's behaviour; the knob is the share of the
-    /// latency objectives the mean may use.
-    Wva { budget_share: f64 },
+    /// latency objectives the mean may use; `forecast`: sized for the demand forecast over the
+    /// measured start-up time too (`wva-forecast`).
+    Wva { budget_share: f64, forecast: bool },
     /// This controller with the seeds' saturation analyzer (CONTRACT section 3); the knob is
     /// `kvCacheThreshold`.
     WvaV1 { kv_cache_threshold: f64 },
@@ -44,6 +45,7 @@ impl Default for Policy {
     fn default() -> Self {
         Self::Wva {
             budget_share: DEFAULT_BUDGET_SHARE,
+            forecast: false,
         }
     }
 }
@@ -66,7 +68,10 @@ pub const POLICY_NAMES: [&str; 8] = [
 impl Policy {
     pub fn name(&self) -> &'static str {
         match self {
-            Self::Wva { .. } => "wva",
+            Self::Wva {
+                forecast: false, ..
+            } => "wva",
+            Self::Wva { forecast: true, .. } => "wva-forecast",
             Self::WvaV1 { .. } => "wva-v1",
             Self::WvaHybrid => "wva-hybrid",
             Self::SaturationV2 { .. } => "saturation-v2",
@@ -100,6 +105,10 @@ impl Policy {
     fn parse_name(name: &str) -> Result<Self, String> {
         match name.trim() {
             "wva" => Ok(Self::default()),
+            "wva-forecast" => Ok(Self::Wva {
+                budget_share: DEFAULT_BUDGET_SHARE,
+                forecast: true,
+            }),
             "wva-v1" => Ok(Self::WvaV1 {
                 kv_cache_threshold: 0.8,
             }),
@@ -126,7 +135,7 @@ impl Policy {
     /// The knob's name and value (`None` for a policy without one).
     pub fn knob(&self) -> Option<(&'static str, f64)> {
         match *self {
-            Self::Wva { budget_share } => Some(("budget share", budget_share)),
+            Self::Wva { budget_share, .. } => Some(("budget share", budget_share)),
             Self::WvaV1 { kv_cache_threshold } => Some(("kvCacheThreshold", kv_cache_threshold)),
             Self::WvaHybrid => None,
             Self::SaturationV2 { scale_up_threshold } => {
@@ -169,7 +178,10 @@ impl Policy {
     /// The same policy with another knob setting.
     pub fn with_knob(self, k: f64) -> Self {
         match self {
-            Self::Wva { .. } => Self::Wva { budget_share: k },
+            Self::Wva { forecast, .. } => Self::Wva {
+                budget_share: k,
+                forecast,
+            },
             Self::WvaV1 { .. } => Self::WvaV1 {
                 kv_cache_threshold: k,
             },
@@ -228,9 +240,13 @@ pub fn policy_settings(base: &PolicySettings, policy: Policy, configured: bool) 
     let mut s = base.clone();
     match policy {
         Policy::Wva { .. } if configured => {}
-        Policy::Wva { budget_share } => {
+        Policy::Wva {
+            budget_share,
+            forecast,
+        } => {
             s.analyzer = Analyzer::SloCapacity;
             s.slo_capacity.budget_share = budget_share;
+            s.slo_capacity.forecast = forecast;
         }
         Policy::WvaV1 { kv_cache_threshold } => {
             s.analyzer = Analyzer::SaturationV1;

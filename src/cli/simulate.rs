@@ -104,6 +104,9 @@ pub struct SimulateArgs {
     /// As for `wva run`: scale to zero for models without their own setting.
     #[arg(long)]
     pub scale_to_zero: Option<bool>,
+    /// As for `wva run`: slo-capacity also sizes for its demand forecast.
+    #[arg(long)]
+    pub slo_forecast: Option<bool>,
 }
 
 /// The policy settings `wva run` would build, and the price of each accelerator.
@@ -120,6 +123,7 @@ fn configuration(args: &SimulateArgs) -> Result<Option<Configuration>, String> {
     if args.config_maps.is_empty()
         && flags.iter().all(|f| f.is_none())
         && args.scale_to_zero.is_none()
+        && args.slo_forecast.is_none()
     {
         return Ok(None);
     }
@@ -140,6 +144,7 @@ fn configuration(args: &SimulateArgs) -> Result<Option<Configuration>, String> {
         scaling_analyzer: args.scaling_analyzer.clone(),
         slo_budget_share: args.slo_budget_share.clone(),
         scale_to_zero: args.scale_to_zero,
+        slo_forecast: args.slo_forecast,
         ..Default::default()
     }
     .resolve(main.map(|m| &m.data))

@@ -116,6 +116,11 @@ pub struct SettingsArgs {
     /// (lower keeps more headroom, at more cost) [default: 0.5].
     #[arg(long, env = "SLO_BUDGET_SHARE")]
     pub slo_budget_share: Option<String>,
+    /// slo-capacity: also size for the demand forecast one measured start-up time ahead
+    /// (Holt's trend on the model's demand) [default: false; it cost more than it saved on
+    /// the validation loads, see docs/simulation.md].
+    #[arg(long, env = "SLO_FORECAST")]
+    pub slo_forecast: Option<bool>,
 }
 
 /// How to reach Prometheus.
@@ -150,6 +155,7 @@ pub struct Settings {
     pub metrics_prefix: MetricsPrefix,
     pub analyzer: Analyzer,
     pub slo_budget_share: f64,
+    pub slo_forecast: bool,
 }
 
 fn serialize_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -393,6 +399,7 @@ impl SettingsArgs {
             mode,
             analyzer,
             slo_budget_share,
+            slo_forecast: flag(self.slo_forecast, "SLO_FORECAST")?,
             metrics_prefix: match self.metrics_prefix {
                 Some(p) => p,
                 None => match cm("WVA_METRICS_PREFIX").as_deref() {
@@ -412,13 +419,14 @@ impl SettingsArgs {
 
 /// The main ConfigMap's keys besides the Prometheus connection ([`CONNECTION_KEYS`]); each is
 /// also the environment variable of the same name.
-pub const SETTING_KEYS: [&str; 12] = [
+pub const SETTING_KEYS: [&str; 13] = [
     "GLOBAL_OPT_INTERVAL",
     "RECONCILIATION_INTERVAL",
     "EXPERIMENTAL_HYBRID_OPTIMIZATION",
     "EXPERIMENTAL_PROACTIVE_MODEL",
     "SCALING_ANALYZER",
     "SLO_BUDGET_SHARE",
+    "SLO_FORECAST",
     "WVA_SCALE_TO_ZERO",
     "WVA_METRICS_PREFIX",
     "CONTROLLER_INSTANCE",

@@ -76,6 +76,7 @@ impl ConfigData {
                 analyzer: settings.analyzer,
                 slo_capacity: SloCapacityConfig {
                     budget_share: settings.slo_budget_share,
+                    forecast: settings.slo_forecast,
                     ..SloCapacityConfig::default()
                 },
             },

@@ -26,11 +26,11 @@ pub use codec::{CodecError, decode, encode};
 pub use log::{DEFAULT_JOURNAL_SLOTS, Log};
 pub use memory::MemoryLog;
 pub use record::{
-    CycleRecord, DemandRecord, LastGood, ModelBasedRecord, ModelKey, PrefillFitRecord, Record,
-    RecordedAnalysis, RecordedCapacityVariant, RecordedLearner, RecordedLineFit,
-    RecordedModelVariant, RecordedPod, RecordedServing, RecordedTarget, RecordedThresholds,
-    RecordedVariant, RecordedWorkload, RequestSeriesMissingRecord, RolesRecord, SloCapacityRecord,
-    Timestamp, VariantKey,
+    CycleRecord, DemandRecord, ForecastRecord, LastGood, ModelBasedRecord, ModelKey,
+    PrefillFitRecord, Record, RecordedAnalysis, RecordedCapacityVariant, RecordedLearner,
+    RecordedLineFit, RecordedModelVariant, RecordedPod, RecordedServing, RecordedTarget,
+    RecordedThresholds, RecordedVariant, RecordedWorkload, RequestSeriesMissingRecord, RolesRecord,
+    SloCapacityRecord, Timestamp, VariantKey,
 };
 pub use sled_log::{OpenReport, SledLog};
 

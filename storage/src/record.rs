@@ -325,6 +325,23 @@ pub struct PrefillFitRecord {
     pub fits: Vec<(String, RecordedLineFit)>,
 }
 
+/// The demand forecast the `slo-capacity` analyzer sized for, recorded next to its
+/// [`SloCapacityRecord`] (same model and time) when the forecast is on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ForecastRecord {
+    pub model: ModelKey,
+    pub at: Timestamp,
+    /// The start-up time measured from the model's replicas (the horizon), seconds; `None`
+    /// before one was measured.
+    pub horizon_s: Option<f64>,
+    /// The trend after this cycle: level (requests per second) and slope (per second).
+    pub level_rps: f64,
+    pub slope: f64,
+    /// What the analyzer sized for, when the forecast was ahead of the demand now.
+    pub forecast_rps: Option<f64>,
+}
+
 /// Everything the log holds. New kinds go at the end, so older records still decode.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Record {
@@ -335,6 +352,7 @@ pub enum Record {
     Roles(RolesRecord),
     RequestSeriesMissing(RequestSeriesMissingRecord),
     PrefillFit(PrefillFitRecord),
+    Forecast(ForecastRecord),
 }
 
 impl Record {
@@ -347,6 +365,7 @@ impl Record {
             Self::Roles(r) => &r.model,
             Self::RequestSeriesMissing(r) => &r.model,
             Self::PrefillFit(p) => &p.model,
+            Self::Forecast(f) => &f.model,
         }
     }
 
@@ -359,6 +378,7 @@ impl Record {
             Self::Roles(r) => r.at,
             Self::RequestSeriesMissing(r) => r.at,
             Self::PrefillFit(p) => p.at,
+            Self::Forecast(f) => f.at,
         }
     }
 
@@ -372,7 +392,7 @@ impl Record {
             Self::ModelBased(m) => m.variants.iter().any(|v| v.name == name),
             Self::SloCapacity(s) => s.variants.iter().any(|v| v.name == name),
             // Model-wide: it concerns every variant of its model.
-            Self::Demand(_) | Self::RequestSeriesMissing(_) => true,
+            Self::Demand(_) | Self::RequestSeriesMissing(_) | Self::Forecast(_) => true,
             Self::Roles(r) => r.roles.iter().any(|(v, _)| v == name),
             Self::PrefillFit(p) => p.fits.iter().any(|(v, _)| v == name),
         }

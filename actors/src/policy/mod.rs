@@ -16,6 +16,7 @@
 //! - [`model_based`]: the model-based optimizer and its arbitration with the capacity analyzer.
 //! - [`scale_to_zero`]: when a model may go to zero, and when the controller cannot tell.
 //! - [`roles`]: prefill and decode variants, decided apart.
+//! - [`startup`]: how long a variant's replicas take to start, measured from its Deployment.
 
 pub mod cycle;
 pub mod decision;
@@ -30,6 +31,7 @@ pub mod saturation;
 pub mod scale_to_zero;
 pub mod scaling_config;
 pub mod slo_capacity;
+pub mod startup;
 pub mod targets;
 pub mod thresholds;
 

@@ -228,6 +228,14 @@ pub struct SloCapacityConfig {
     pub drain_s: f64,
     /// The window the serving statistics cover (the queries' `[1m]`).
     pub window_s: f64,
+    /// Size for the demand forecast over the variants' measured start-up time as well as for
+    /// the demand now ([`DemandTrend`]).
+    #[serde(default)]
+    pub forecast: bool,
+    /// This cycle's forecast of the demand one start-up time ahead, requests per second (an
+    /// input the cycle computes, logged beside it; `None` without a forecast).
+    #[serde(default)]
+    pub forecast_rps: Option<f64>,
 }
 
 impl Default for SloCapacityConfig {
@@ -238,8 +246,75 @@ impl Default for SloCapacityConfig {
             stabilization_cycles: 20,
             drain_s: 60.0,
             window_s: 60.0,
+            forecast: false,
+            forecast_rps: None,
         }
     }
+}
+
+/// Holt's linear trend on a model's demand: a level and a slope per second, each smoothed,
+/// updated once a cycle. Its forecast is the level plus the rise over the horizon (a falling
+/// trend forecasts nothing below the level: scale-down has its own window), at most twice
+/// the demand now, so that one noisy window cannot double a fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DemandTrend {
+    pub level_rps: f64,
+    /// Requests per second gained per second.
+    pub slope: f64,
+    pub at_ms: i64,
+}
+
+/// The level's smoothing weight of a new observation.
+const TREND_LEVEL_WEIGHT: f64 = 0.5;
+/// The slope's smoothing weight of a new observation.
+const TREND_SLOPE_WEIGHT: f64 = 0.2;
+/// The forecast's ceiling, as a multiple of the demand now.
+const FORECAST_CEILING: f64 = 2.0;
+
+impl DemandTrend {
+    /// The trend after observing `demand_rps` at `at_ms`.
+    pub fn update(previous: Option<Self>, demand_rps: f64, at_ms: i64) -> Self {
+        let demand = if demand_rps.is_finite() {
+            demand_rps.max(0.0)
+        } else {
+            0.0
+        };
+        let Some(p) = previous.filter(|p| at_ms > p.at_ms) else {
+            return Self {
+                level_rps: demand,
+                slope: 0.0,
+                at_ms,
+            };
+        };
+        let dt = (at_ms - p.at_ms) as f64 / 1e3;
+        let predicted = p.level_rps + p.slope * dt;
+        let level = TREND_LEVEL_WEIGHT * demand + (1.0 - TREND_LEVEL_WEIGHT) * predicted;
+        let slope =
+            TREND_SLOPE_WEIGHT * (level - p.level_rps) / dt + (1.0 - TREND_SLOPE_WEIGHT) * p.slope;
+        Self {
+            level_rps: level.max(0.0),
+            slope,
+            at_ms,
+        }
+    }
+
+    /// The demand `horizon_s` ahead, never below `now_rps`.
+    pub fn ahead(&self, now_rps: f64, horizon_s: f64) -> f64 {
+        let rise = self.slope.max(0.0) * horizon_s.max(0.0);
+        (self.level_rps + rise)
+            .min(FORECAST_CEILING * now_rps)
+            .max(now_rps)
+    }
+}
+
+/// The model's demand now, requests per second: what every variant's servers see.
+pub fn model_demand(variants: &[CapacityVariant], c: &SloCapacityConfig) -> f64 {
+    variants
+        .iter()
+        .filter_map(|v| v.serving)
+        .map(|s| s.demand_rps(c.window_s, c.drain_s))
+        .sum()
 }
 
 /// The default share of the latency objectives the mean may use.
@@ -386,11 +461,18 @@ pub fn decide_slo_capacity(
 ) -> SloCapacityDecision {
     let inputs: Vec<&VariantInput> = variants.iter().map(|v| &v.input).collect();
     let analysis = analyze_capacity(thresholds, inputs.iter().flat_map(|v| v.replicas.iter()));
-    let demand_rps: f64 = variants
-        .iter()
-        .filter_map(|v| v.serving)
-        .map(|s| s.demand_rps(c.window_s, c.drain_s))
-        .sum();
+    let observed_rps = model_demand(variants, c);
+    // Sized for the forecast where it is ahead of the demand now (replicas take their start-up
+    // time to serve); more demand still never gives fewer replicas.
+    let demand_rps = c
+        .forecast_rps
+        .filter(|f| f.is_finite() && *f > observed_rps)
+        .unwrap_or(observed_rps);
+    let demand_said = if demand_rps > observed_rps {
+        format!("demand forecast {demand_rps:.2} rps ({observed_rps:.2} now)")
+    } else {
+        format!("demand {demand_rps:.2} rps")
+    };
     let mut capacities: Vec<(Option<f64>, String)> = variants
         .iter()
         .map(|v| per_replica_capacity(v, c))
@@ -496,13 +578,10 @@ pub fn decide_slo_capacity(
         let held = v.recent.iter().copied().max().unwrap_or(0);
         let (target, reason) = if rec >= current {
             let why = if rec > current {
-                format!(
-                    "demand {demand_rps:.2} rps needs {rec} ({})",
-                    capacities[i].1
-                )
+                format!("{demand_said} needs {rec} ({})", capacities[i].1)
             } else {
                 format!(
-                    "demand {demand_rps:.2} rps: {rec} replicas suffice ({})",
+                    "{demand_said}: {rec} replicas suffice ({})",
                     capacities[i].1
                 )
             };
@@ -512,7 +591,7 @@ pub fn decide_slo_capacity(
             (
                 hold,
                 format!(
-                    "demand {demand_rps:.2} rps needs {rec}; holding {hold}, the highest of the last {} recommendations ({})",
+                    "{demand_said} needs {rec}; holding {hold}, the highest of the last {} recommendations ({})",
                     v.recent.len(),
                     capacities[i].1
                 ),
@@ -521,7 +600,7 @@ pub fn decide_slo_capacity(
             (
                 rec,
                 format!(
-                    "demand {demand_rps:.2} rps needs {rec} ({}), steady for {} cycles",
+                    "{demand_said} needs {rec} ({}), steady for {} cycles",
                     capacities[i].1,
                     v.recent.len()
                 ),
@@ -699,6 +778,63 @@ mod tests {
         let (rps, why) = per_replica_capacity(&both, &config);
         assert!((rps.expect("known") - 4.0).abs() < 0.4, "{why}");
         assert!(why.contains("binds before decode"), "{why}");
+    }
+
+    #[test]
+    fn the_trend_forecasts_a_rise_never_a_fall_and_at_most_double() {
+        // Demand rising 0.1 rps per second, observed every 15 s.
+        let mut trend = None;
+        for i in 0..40 {
+            let t = i64::from(i) * 15_000;
+            trend = Some(DemandTrend::update(trend, 10.0 + 0.1 * t as f64 / 1e3, t));
+        }
+        let trend = trend.expect("trend");
+        assert!((trend.slope - 0.1).abs() < 0.01, "{trend:?}");
+        let now = 10.0 + 0.1 * 585.0;
+        // Two minutes ahead: about 12 rps more.
+        let ahead = trend.ahead(now, 120.0);
+        assert!((ahead - (now + 12.0)).abs() < 2.0, "{ahead} from {now}");
+        // Never under the demand now, never over twice it.
+        assert!(trend.ahead(now, 0.0) >= now);
+        assert!(trend.ahead(now, 1e6) <= 2.0 * now);
+        let falling = DemandTrend {
+            level_rps: 50.0,
+            slope: -0.5,
+            at_ms: 0,
+        };
+        assert_eq!(falling.ahead(50.0, 120.0), 50.0);
+        // A first window, or one out of order, starts it flat.
+        let first = DemandTrend::update(Some(falling), 20.0, -5);
+        assert_eq!((first.level_rps, first.slope), (20.0, 0.0));
+        assert_eq!(DemandTrend::update(None, f64::NAN, 0).level_rps, 0.0);
+    }
+
+    #[test]
+    fn a_forecast_ahead_of_the_demand_sizes_and_says_so() {
+        let config = SloCapacityConfig::default();
+        let v = variant("h100", 6.9, 2, 30.0, learned(8.0, 40.0));
+        let now = decide_slo_capacity(&[v.clone()], &Thresholds::default(), &config);
+        let ahead = SloCapacityConfig {
+            forecast: true,
+            forecast_rps: Some(60.0),
+            ..config
+        };
+        let d = decide_slo_capacity(&[v.clone()], &Thresholds::default(), &ahead);
+        assert!(d.decision.variants[0].target > now.decision.variants[0].target);
+        assert!(
+            d.decision.variants[0]
+                .reason
+                .starts_with("demand forecast 60.00 rps (30.00 now)"),
+            "{}",
+            d.decision.variants[0].reason
+        );
+        // A forecast under the demand now changes nothing.
+        let behind = SloCapacityConfig {
+            forecast_rps: Some(5.0),
+            ..ahead
+        };
+        let d = decide_slo_capacity(&[v], &Thresholds::default(), &behind);
+        assert_eq!(d.decision, now.decision);
     }
 
     #[test]
