@@ -1,10 +1,10 @@
 //! Conversions between the policy's types and the decision log's persistent records.
 
 use wva_storage::{
-    CycleRecord, ForecastRecord, ModelBasedRecord, ModelKey, PrefillFitRecord, RecordedAnalysis,
-    RecordedCapacityVariant, RecordedLearner, RecordedLineFit, RecordedModelVariant, RecordedPod,
-    RecordedServing, RecordedTarget, RecordedThresholds, RecordedVariant, RecordedWorkload,
-    SloCapacityRecord, Timestamp,
+    CycleRecord, ForecastRecord, ModelBasedRecord, ModelKey, PrefillFitRecord, Record,
+    RecordedAnalysis, RecordedCapacityVariant, RecordedLearner, RecordedLineFit,
+    RecordedModelVariant, RecordedPod, RecordedServing, RecordedTarget, RecordedThresholds,
+    RecordedVariant, RecordedWorkload, SloCapacityRecord, Timestamp,
 };
 
 use crate::policy::cycle::SloCapacityOutcome;
@@ -339,6 +339,24 @@ pub fn slo_capacity_record(
             })
             .collect(),
     }
+}
+
+/// The `slo-capacity` side of a cycle, for the log: its judgement, the prefill lines beside it
+/// when any was begun, and the forecast when it ran.
+pub fn slo_capacity_records(
+    model: &ModelKey,
+    at: Timestamp,
+    views: &[CapacityVariant],
+    config: &SloCapacityConfig,
+    outcome: &SloCapacityOutcome,
+    forecast: Option<ForecastRecord>,
+) -> Vec<Record> {
+    let mut records = vec![Record::SloCapacity(slo_capacity_record(
+        model, at, views, config, outcome,
+    ))];
+    records.extend(prefill_fit_record(model, at, views).map(Record::PrefillFit));
+    records.extend(forecast.map(Record::Forecast));
+    records
 }
 
 /// The prefill lines of a cycle's `slo-capacity` views, for the log: `None` when no variant

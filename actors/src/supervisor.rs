@@ -28,12 +28,11 @@ use crate::policy::model_based::ModelVariantInput;
 use crate::policy::outputs::{MetricsState, VariantFacts, cycle_outputs};
 use crate::policy::queueing::Workload;
 use crate::policy::scale_to_zero::RequestCount;
-use crate::policy::slo_capacity::{CapacityVariant, DemandTrend, model_demand};
+use crate::policy::slo_capacity::{CapacityVariant, DemandTrend, SloCapacityConfig, model_demand};
 use crate::policy::startup::StartupClock;
 use crate::policy::{OperatingMode, VariantInput};
 use crate::record::{
-    CycleFacts, cycle_record, learner_of, model_based_record, prefill_fit_record,
-    slo_capacity_record,
+    CycleFacts, cycle_record, learner_of, model_based_record, slo_capacity_records,
 };
 use crate::telemetry::Telemetry;
 use crate::variant::{Observation, Observe, RestoreLearner, StopVariant, UpdateSpec, VariantActor};
@@ -747,20 +746,15 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
     }
     let mut slo_config = settings.slo_capacity_for(&model.model_id);
     let roles: Vec<Role> = variants.iter().map(|v| v.spec.role).collect();
-    // The forecast: the trend of the demand every variant sees, one start-up time ahead. A
-    // model with roles has each request counted by each role, so it follows its load as it is.
+    // A model with roles has each request counted by each role: it follows its load as it is.
     let forecast = (slo_config.forecast
         && fit_itl
         && prometheus_error.is_none()
         && roles.iter().all(|r| *r == Role::Both))
-    .then(|| {
-        let demand = model_demand(&capacity_views, &slo_config);
-        let next = DemandTrend::update(trend, demand, at.millis());
-        (next, horizon_s.map(|h| next.ahead(demand, h)))
-    });
-    if let Some((next, ahead)) = forecast {
-        slo_config.forecast_rps = ahead;
-        ran.trend = Some(next);
+    .then(|| demand_forecast(&model, at, &capacity_views, &slo_config, trend, horizon_s));
+    if let Some((next, record)) = &forecast {
+        slo_config.forecast_rps = record.forecast_rps;
+        ran.trend = Some(*next);
     }
 
     // 2. Decide.
@@ -829,54 +823,22 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
             decision,
             trigger,
         })));
-    if roles.iter().any(|r| *r != Role::Both) {
-        ran.effects.records.push(Record::Roles(RolesRecord {
-            model: model.clone(),
-            at,
-            roles: variants
-                .iter()
-                .map(|v| (v.spec.key.name.clone(), v.spec.role.as_str().to_string()))
-                .collect(),
-        }));
-    }
-    if let Some(epp_queue) = held_requests {
-        ran.effects.records.push(Record::Demand(DemandRecord {
-            model: model.clone(),
-            at,
-            epp_queue,
-        }));
-    }
+    ran.effects.records.extend(model_side_records(
+        &model,
+        at,
+        &variants,
+        held_requests,
+        scale_to_zero && request_count == Some(RequestCount::NoSeries),
+    ));
     if let Some(outcome) = &decided.slo_capacity {
-        ran.effects
-            .records
-            .push(Record::SloCapacity(slo_capacity_record(
-                &model,
-                at,
-                &capacity_views,
-                &slo_config,
-                outcome,
-            )));
-        ran.effects
-            .records
-            .extend(prefill_fit_record(&model, at, &capacity_views).map(Record::PrefillFit));
-        if let Some((next, ahead)) = forecast {
-            ran.effects.records.push(Record::Forecast(ForecastRecord {
-                model: model.clone(),
-                at,
-                horizon_s,
-                level_rps: next.level_rps,
-                slope: next.slope,
-                forecast_rps: ahead,
-            }));
-        }
-    }
-    if scale_to_zero && request_count == Some(RequestCount::NoSeries) {
-        ran.effects
-            .records
-            .push(Record::RequestSeriesMissing(RequestSeriesMissingRecord {
-                model: model.clone(),
-                at,
-            }));
+        ran.effects.records.extend(slo_capacity_records(
+            &model,
+            at,
+            &capacity_views,
+            &slo_config,
+            outcome,
+            forecast.map(|(_, record)| record),
+        ));
     }
     if let Some(m) = &model_inputs {
         let learners = if learners.len() == inputs.len() {
@@ -945,6 +907,65 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
         tracing::warn!(model = %model, %why, "scale to zero held: the model cannot be seen whole");
     }
     ran
+}
+
+/// The records beside a cycle that replay needs of the model as a whole: its variants' roles
+/// (when any has one), the requests the scheduler held, and a request series found missing.
+fn model_side_records(
+    model: &ModelKey,
+    at: Timestamp,
+    variants: &[PlannedVariant],
+    held_requests: Option<f64>,
+    series_missing: bool,
+) -> Vec<Record> {
+    let mut records = Vec::new();
+    if variants.iter().any(|v| v.spec.role != Role::Both) {
+        records.push(Record::Roles(RolesRecord {
+            model: model.clone(),
+            at,
+            roles: variants
+                .iter()
+                .map(|v| (v.spec.key.name.clone(), v.spec.role.as_str().to_string()))
+                .collect(),
+        }));
+    }
+    if let Some(epp_queue) = held_requests {
+        records.push(Record::Demand(DemandRecord {
+            model: model.clone(),
+            at,
+            epp_queue,
+        }));
+    }
+    if series_missing {
+        records.push(Record::RequestSeriesMissing(RequestSeriesMissingRecord {
+            model: model.clone(),
+            at,
+        }));
+    }
+    records
+}
+
+/// The trend of the demand every variant of the model sees, after this cycle, and the record
+/// of what it forecasts one start-up time ahead (nothing before a start-up was measured).
+fn demand_forecast(
+    model: &ModelKey,
+    at: Timestamp,
+    views: &[CapacityVariant],
+    config: &SloCapacityConfig,
+    trend: Option<DemandTrend>,
+    horizon_s: Option<f64>,
+) -> (DemandTrend, ForecastRecord) {
+    let demand = model_demand(views, config);
+    let next = DemandTrend::update(trend, demand, at.millis());
+    let record = ForecastRecord {
+        model: model.clone(),
+        at,
+        horizon_s,
+        level_rps: next.level_rps,
+        slope: next.slope,
+        forecast_rps: horizon_s.map(|h| next.ahead(demand, h)),
+    };
+    (next, record)
 }
 
 /// A variant actor that refused its signals: noted for a restart, and its model goes to the

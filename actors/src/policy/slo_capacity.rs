@@ -458,6 +458,81 @@ fn per_replica_capacity(v: &CapacityVariant, c: &SloCapacityConfig) -> (Option<f
     }
 }
 
+/// Where a variant's capacity cannot be learned, the saturation analysis decides it, in both
+/// directions (unknown capacity is no reason to freeze a model at its peak), and what it
+/// serves counts as covered. Raises `recommended` and notes the capacities it decided for;
+/// returns the demand the floors and those variants cover, and "name (why)" for each.
+fn fall_back_where_unknown(
+    variants: &[CapacityVariant],
+    thresholds: &Thresholds,
+    c: &SloCapacityConfig,
+    capacities: &mut [(Option<f64>, String)],
+    recommended: &mut [u32],
+) -> (f64, Vec<String>) {
+    let saturation = capacities.iter().any(|(rps, _)| rps.is_none()).then(|| {
+        decide_capacity(
+            thresholds,
+            &variants.iter().map(|v| v.input.clone()).collect::<Vec<_>>(),
+        )
+    });
+    let mut covered = 0.0;
+    let mut fell_back = Vec::new();
+    for (i, v) in variants.iter().enumerate() {
+        match (capacities[i].0, &saturation) {
+            (Some(rps), _) => covered += f64::from(recommended[i]) * rps,
+            (None, Some(sat)) => {
+                let says = sat
+                    .variants
+                    .get(i)
+                    .map_or(v.input.current_replicas, |t| t.target);
+                recommended[i] = recommended[i].max(says);
+                covered += v
+                    .serving
+                    .map_or(0.0, |s| s.demand_rps(c.window_s, c.drain_s));
+                fell_back.push(format!("{} ({})", v.input.name, capacities[i].1));
+                capacities[i].1 = format!(
+                    "{}; the saturation analysis decides: {says} ({})",
+                    capacities[i].1, sat.analysis.reason
+                );
+            }
+            (None, None) => {}
+        }
+    }
+    (covered, fell_back)
+}
+
+/// A variant's target from what demand asks of it (`rec`): up at once, down only as low as the
+/// highest recommendation of its scale-down window; with the reason.
+fn stabilised(v: &CapacityVariant, rec: u32, demand_said: &str, capacity: &str) -> (u32, String) {
+    let current = v.input.current_replicas;
+    let held = v.recent.iter().copied().max().unwrap_or(0);
+    if rec > current {
+        (rec, format!("{demand_said} needs {rec} ({capacity})"))
+    } else if rec == current {
+        (
+            rec,
+            format!("{demand_said}: {rec} replicas suffice ({capacity})"),
+        )
+    } else if held > rec {
+        let hold = held.min(current);
+        (
+            hold,
+            format!(
+                "{demand_said} needs {rec}; holding {hold}, the highest of the last {} recommendations ({capacity})",
+                v.recent.len(),
+            ),
+        )
+    } else {
+        (
+            rec,
+            format!(
+                "{demand_said} needs {rec} ({capacity}), steady for {} cycles",
+                v.recent.len()
+            ),
+        )
+    }
+}
+
 /// Decides the replicas of every variant of one model.
 pub fn decide_slo_capacity(
     variants: &[CapacityVariant],
@@ -491,37 +566,8 @@ pub fn decide_slo_capacity(
     };
     let ceiling = |v: &CapacityVariant| v.max_replicas.unwrap_or(u32::MAX);
     let mut recommended: Vec<u32> = variants.iter().map(floor).collect();
-    let mut covered = 0.0;
-    // Where a capacity cannot be learned, the saturation analysis decides that variant, in
-    // both directions: unknown capacity is no reason to freeze a model at its peak.
-    let saturation = capacities.iter().any(|(rps, _)| rps.is_none()).then(|| {
-        decide_capacity(
-            thresholds,
-            &variants.iter().map(|v| v.input.clone()).collect::<Vec<_>>(),
-        )
-    });
-    let mut fell_back = Vec::new();
-    for (i, v) in variants.iter().enumerate() {
-        match (capacities[i].0, &saturation) {
-            (Some(rps), _) => covered += f64::from(recommended[i]) * rps,
-            (None, Some(sat)) => {
-                let says = sat
-                    .variants
-                    .get(i)
-                    .map_or(v.input.current_replicas, |t| t.target);
-                recommended[i] = recommended[i].max(says);
-                covered += v
-                    .serving
-                    .map_or(0.0, |s| s.demand_rps(c.window_s, c.drain_s));
-                fell_back.push(format!("{} ({})", v.input.name, capacities[i].1));
-                capacities[i].1 = format!(
-                    "{}; the saturation analysis decides: {says} ({})",
-                    capacities[i].1, sat.analysis.reason
-                );
-            }
-            (None, None) => {}
-        }
-    }
+    let (mut covered, fell_back) =
+        fall_back_where_unknown(variants, thresholds, c, &mut capacities, &mut recommended);
     let mut order: Vec<usize> = (0..variants.len())
         .filter(|&i| capacities[i].0.is_some_and(|rps| rps > 0.0))
         .collect();
@@ -580,37 +626,7 @@ pub fn decide_slo_capacity(
     for (i, v) in variants.iter().enumerate() {
         let rec = recommended[i].clamp(floor(v), ceiling(v));
         let current = v.input.current_replicas;
-        let held = v.recent.iter().copied().max().unwrap_or(0);
-        let (target, reason) = if rec >= current {
-            let why = if rec > current {
-                format!("{demand_said} needs {rec} ({})", capacities[i].1)
-            } else {
-                format!(
-                    "{demand_said}: {rec} replicas suffice ({})",
-                    capacities[i].1
-                )
-            };
-            (rec, why)
-        } else if held > rec {
-            let hold = held.min(current);
-            (
-                hold,
-                format!(
-                    "{demand_said} needs {rec}; holding {hold}, the highest of the last {} recommendations ({})",
-                    v.recent.len(),
-                    capacities[i].1
-                ),
-            )
-        } else {
-            (
-                rec,
-                format!(
-                    "{demand_said} needs {rec} ({}), steady for {} cycles",
-                    capacities[i].1,
-                    v.recent.len()
-                ),
-            )
-        };
+        let (target, reason) = stabilised(v, rec, &demand_said, &capacities[i].1);
         let reason = if short_of_room && rec == ceiling(v) && rec > 0 {
             format!("{reason}; at its maximum of {rec}")
         } else {
@@ -818,13 +834,13 @@ mod tests {
     fn a_forecast_ahead_of_the_demand_sizes_and_says_so() {
         let config = SloCapacityConfig::default();
         let v = variant("h100", 6.9, 2, 30.0, learned(8.0, 40.0));
-        let now = decide_slo_capacity(&[v.clone()], &Thresholds::default(), &config);
+        let now = decide_slo_capacity(std::slice::from_ref(&v), &Thresholds::default(), &config);
         let ahead = SloCapacityConfig {
             forecast: true,
             forecast_rps: Some(60.0),
             ..config
         };
-        let d = decide_slo_capacity(&[v.clone()], &Thresholds::default(), &ahead);
+        let d = decide_slo_capacity(std::slice::from_ref(&v), &Thresholds::default(), &ahead);
         assert!(d.decision.variants[0].target > now.decision.variants[0].target);
         assert!(
             d.decision.variants[0]
@@ -917,7 +933,11 @@ mod tests {
         // Nothing learned, nothing over budget: the saturation analysis decides, and says so.
         // Three replicas at KV 0.3 with empty queues: one fewer is safe.
         let unknown = variant("new", 6.9, 3, 2.0, ItlFit::default());
-        let d = decide_slo_capacity(&[unknown.clone()], &Thresholds::default(), &config);
+        let d = decide_slo_capacity(
+            std::slice::from_ref(&unknown),
+            &Thresholds::default(),
+            &config,
+        );
         assert_eq!(
             d.decision.variants[0].target, 2,
             "{:?}",
