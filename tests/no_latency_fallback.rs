@@ -7,15 +7,12 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::apiserver::{DEPLOYMENT, FakeApi, POD, VA, deployment, pod, va};
 use support::{Emulator, Prometheus, Target};
-use wva::config::settings::{PrometheusSettings, SettingsArgs};
-use wva::controller::{ControllerOptions, prometheus_source, start};
-use wva::prometheus_api::{PrometheusClient, QueryPolicy};
+use wva::config::settings::SettingsArgs;
 use wva_actors::publisher::Gather;
 
 const NS: &str = "llm";
@@ -56,42 +53,16 @@ async fn pods_without_latency_histograms_still_scale_down_on_idle_load() {
     for i in 0..3 {
         api.apply(POD, pod(NS, MODEL, i));
     }
-    let settings = SettingsArgs {
-        prometheus_base_url: Some(prometheus.url()),
-        prometheus_allow_http: Some(true),
-        pod_namespace: Some("wva-system".into()),
-        reconciliation_interval: Some("1h".into()),
-        ..Default::default()
-    }
-    .resolve(None)
-    .unwrap();
-    let client = PrometheusClient::new(
-        &PrometheusSettings {
-            base_url: Some(prometheus.url()),
-            allow_http: true,
+    let running = support::controller_reading(
+        &api,
+        &prometheus.url(),
+        SettingsArgs {
+            pod_namespace: Some("wva-system".into()),
+            reconciliation_interval: Some("1h".into()),
             ..Default::default()
         },
-        QueryPolicy {
-            timeout: Duration::from_secs(3),
-            retries: 1,
-            backoff: Duration::from_millis(50),
-        },
     )
-    .unwrap();
-    let running = start(
-        api.client(),
-        ControllerOptions {
-            settings,
-            data_dir: None,
-            metrics: prometheus_source(Arc::new(client)),
-            leader_election: None,
-            shards: 1,
-            instance: "test".into(),
-        },
-    )
-    .await
-    .unwrap();
-    assert!(running.synced(Duration::from_secs(10)).await);
+    .await;
 
     let started = Instant::now();
     let published = loop {

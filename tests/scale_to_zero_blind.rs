@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -15,9 +14,8 @@ use support::apiserver::{
     CONFIG_MAP, DEPLOYMENT, FakeApi, POD, VA, config_map, deployment, pod, va,
 };
 use support::{Emulator, Prometheus, Target};
-use wva::config::settings::{PrometheusSettings, SettingsArgs};
-use wva::controller::{ControllerOptions, Running, prometheus_source, start};
-use wva::prometheus_api::{PrometheusClient, QueryPolicy};
+use wva::config::settings::SettingsArgs;
+use wva::controller::Running;
 use wva_actors::publisher::Gather;
 
 const NS: &str = "llm";
@@ -74,43 +72,17 @@ async fn a_target_that_stops_answering_is_held_never_scaled_to_zero() {
             json!({"default": "enableScaleToZero: true\nscaleToZeroRetention: 10s\n"}),
         ),
     );
-    let settings = SettingsArgs {
-        scaling_analyzer: Some("saturation-v1".into()),
-        prometheus_base_url: Some(prometheus.url()),
-        prometheus_allow_http: Some(true),
-        pod_namespace: Some(CONTROLLER_NS.into()),
-        reconciliation_interval: Some("1h".into()),
-        ..Default::default()
-    }
-    .resolve(None)
-    .unwrap();
-    let client = PrometheusClient::new(
-        &PrometheusSettings {
-            base_url: Some(prometheus.url()),
-            allow_http: true,
+    let running = support::controller_reading(
+        &api,
+        &prometheus.url(),
+        SettingsArgs {
+            scaling_analyzer: Some("saturation-v1".into()),
+            pod_namespace: Some(CONTROLLER_NS.into()),
+            reconciliation_interval: Some("1h".into()),
             ..Default::default()
         },
-        QueryPolicy {
-            timeout: Duration::from_secs(3),
-            retries: 1,
-            backoff: Duration::from_millis(50),
-        },
     )
-    .unwrap();
-    let running = start(
-        api.client(),
-        ControllerOptions {
-            settings,
-            data_dir: None,
-            metrics: prometheus_source(Arc::new(client)),
-            leader_election: None,
-            shards: 1,
-            instance: "test".into(),
-        },
-    )
-    .await
-    .unwrap();
-    assert!(running.synced(Duration::from_secs(10)).await);
+    .await;
 
     // Seen whole: the idle model goes to zero on positive evidence, the busy one serves.
     let start_at = Instant::now();

@@ -346,3 +346,50 @@ impl Pki {
         text
     }
 }
+
+/// The controller, against the fake API server, reading the real Prometheus at `url` (3 s
+/// timeouts, one retry), with the rest of its settings from `args`; returns once its watches
+/// have listed everything.
+pub async fn controller_reading(
+    api: &apiserver::FakeApi,
+    url: &str,
+    args: wva::config::settings::SettingsArgs,
+) -> wva::controller::Running {
+    use wva::config::settings::{PrometheusSettings, SettingsArgs};
+    use wva::prometheus_api::{PrometheusClient, QueryPolicy};
+    let settings = SettingsArgs {
+        prometheus_base_url: Some(url.to_string()),
+        prometheus_allow_http: Some(true),
+        ..args
+    }
+    .resolve(None)
+    .unwrap();
+    let client = PrometheusClient::new(
+        &PrometheusSettings {
+            base_url: Some(url.to_string()),
+            allow_http: true,
+            ..Default::default()
+        },
+        QueryPolicy {
+            timeout: Duration::from_secs(3),
+            retries: 1,
+            backoff: Duration::from_millis(50),
+        },
+    )
+    .unwrap();
+    let running = wva::controller::start(
+        api.client(),
+        wva::controller::ControllerOptions {
+            settings,
+            data_dir: None,
+            metrics: wva::controller::prometheus_source(std::sync::Arc::new(client)),
+            leader_election: None,
+            shards: 1,
+            instance: "test".into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(running.synced(Duration::from_secs(10)).await);
+    running
+}

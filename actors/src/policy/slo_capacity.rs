@@ -93,28 +93,37 @@ impl ItlFit {
             return false;
         }
         let load = load_of(s.rate_rps / s.pods as f64, s.itl_ms);
-        // At first, the share of the step that load adds is taken as the load itself (a busy
-        // fraction); the data take over.
-        let share = load / (1.0 + load);
-        match &mut self.line {
-            Some(fit) => fit.observe(load, s.itl_ms, share),
-            None => {
-                self.line = Some(LineFit::seeded(load, s.itl_ms, share));
-                true
-            }
-        }
+        learn(&mut self.line, load, s.itl_ms)
     }
 
     /// `(a: ms, K: ms per unit of load)` once enough windows were learned.
     pub fn line(&self) -> Option<(f64, f64)> {
-        self.line
-            .filter(|l| l.accepted >= MIN_FIT_SAMPLES && l.slope > 0.0)
-            .map(|l| (l.intercept, l.slope))
+        learned(self.line)
     }
 
     pub fn samples(&self) -> u32 {
         self.line.map_or(0, |l| l.accepted)
     }
+}
+
+/// Learns `latency = intercept + slope·load` from one window, seeding the line on the first.
+/// At first, the share of the latency that load adds is taken as the load itself (a busy
+/// fraction); the data take over.
+fn learn(line: &mut Option<LineFit>, load: f64, latency_ms: f64) -> bool {
+    let share = load / (1.0 + load);
+    match line {
+        Some(fit) => fit.observe(load, latency_ms, share),
+        None => {
+            *line = Some(LineFit::seeded(load, latency_ms, share));
+            true
+        }
+    }
+}
+
+/// A line's `(intercept, slope)` once enough windows were learned and load is seen to cost.
+fn learned(line: Option<LineFit>) -> Option<(f64, f64)> {
+    line.filter(|l| l.accepted >= MIN_FIT_SAMPLES && l.slope > 0.0)
+        .map(|l| (l.intercept, l.slope))
 }
 
 /// The online fit of a variant's mean TTFT against its prefill load: the prompt tokens per
@@ -150,21 +159,12 @@ impl TtftFit {
         }
         let prefill_ms = s.ttft_ms - wait_ms;
         let load = prefill_load_of(rate * s.mean_input_tokens, prefill_ms);
-        let share = load / (1.0 + load);
-        match &mut self.line {
-            Some(fit) => fit.observe(load, prefill_ms, share),
-            None => {
-                self.line = Some(LineFit::seeded(load, prefill_ms, share));
-                true
-            }
-        }
+        learn(&mut self.line, load, prefill_ms)
     }
 
     /// `(b: ms, J: ms per thousand prompt tokens held)` once enough windows were learned.
     pub fn line(&self) -> Option<(f64, f64)> {
-        self.line
-            .filter(|l| l.accepted >= MIN_FIT_SAMPLES && l.slope > 0.0)
-            .map(|l| (l.intercept, l.slope))
+        learned(self.line)
     }
 
     pub fn samples(&self) -> u32 {
