@@ -867,7 +867,7 @@ async fn losing_the_lease_stops_publishing_at_once() {
 }
 
 #[actix_rt::test]
-async fn the_default_analyzer_reads_serving_statistics_and_holds_what_it_has_not_learned() {
+async fn the_default_analyzer_reads_serving_statistics_and_falls_back_where_it_has_not_learned() {
     use std::sync::atomic::{AtomicBool, Ordering};
     let api = FakeApi::new();
     api.apply(VA, va(NS, "va", "m", Some("dep"), json!({})));
@@ -899,17 +899,24 @@ async fn the_default_analyzer_reads_serving_statistics_and_holds_what_it_has_not
         asked_for_serving.load(Ordering::SeqCst),
         "slo-capacity reads rates and latencies"
     );
-    // Nothing served yet: no capacity to size from, so the three replicas stay (where
-    // saturation-v1 would take 30 % KV-cache use down to one).
+    // Nothing served yet: no capacity to size from, so the saturation analysis decides, both
+    // ways: at 30 % KV-cache use and empty queues one replica fewer is safe (never frozen at
+    // three), and the status says which analysis decided.
     let text = page(&running).await;
     assert!(
         series_of(&text, "va")
             .iter()
-            .any(|l| l.starts_with("inferno_desired_replicas{") && l.ends_with(" 3")),
+            .any(|l| l.starts_with("inferno_desired_replicas{") && l.ends_with(" 2")),
         "{text}"
     );
     let status = api.statuses(NS, "va").last().cloned().unwrap();
-    assert_eq!(status["status"]["desiredOptimizedAlloc"]["numReplicas"], 3);
+    assert_eq!(status["status"]["desiredOptimizedAlloc"]["numReplicas"], 2);
+    let optimization = status["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "OptimizationReady"))
+        .cloned()
+        .unwrap();
+    assert_eq!(optimization["reason"], "SaturationFallback", "{optimization}");
     running.shutdown().await;
 }
 
