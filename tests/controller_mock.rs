@@ -916,7 +916,10 @@ async fn the_default_analyzer_reads_serving_statistics_and_falls_back_where_it_h
         .and_then(|c| c.iter().find(|c| c["type"] == "OptimizationReady"))
         .cloned()
         .unwrap();
-    assert_eq!(optimization["reason"], "SaturationFallback", "{optimization}");
+    assert_eq!(
+        optimization["reason"], "SaturationFallback",
+        "{optimization}"
+    );
     running.shutdown().await;
 }
 
