@@ -536,21 +536,27 @@ fn the_single_model_openshift_install_of_the_guide() {
         va.metadata.labels.as_ref().expect("labels")["inference.optimization/acceleratorName"],
         "L40S"
     );
-    // vLLM stays inside the cluster unless asked otherwise: the guide's nodePort applies only
-    // with `vllmService.type=NodePort` (issue 18: NodePort exposed vLLM on every node).
+    // The guide asks for a node port: it gets one, never silently dropped.
     let svc: Service = r.typed("Service", "ms-inference-scheduling-llm-d-modelservice-vllm");
-    let spec = svc.spec.expect("spec");
-    assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
-    assert_eq!(spec.ports.expect("ports")[0].node_port, None);
-    let node_port = helm_env(
-        &format!("{command} --set vllmService.type=NodePort"),
-        &[("WVA_NS", CONTROLLER_NS)],
-    );
-    let svc: Service =
-        node_port.typed("Service", "ms-inference-scheduling-llm-d-modelservice-vllm");
     let spec = svc.spec.expect("spec");
     assert_eq!(spec.type_.as_deref(), Some("NodePort"));
     assert_eq!(spec.ports.expect("ports")[0].node_port, Some(30000));
+    // Without one, vLLM stays inside the cluster (the seeds' chart opened it on every node
+    // whatever was set).
+    let inside = helm_env(
+        &command.replace("--set vllmService.nodePort=30000", ""),
+        &[("WVA_NS", CONTROLLER_NS)],
+    );
+    let svc: Service = inside.typed("Service", "ms-inference-scheduling-llm-d-modelservice-vllm");
+    let spec = svc.spec.expect("spec");
+    assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
+    assert_eq!(spec.ports.expect("ports")[0].node_port, None);
+    // A node port with a type that has none is said, naming both values.
+    let e = helm_error(&format!("{command} --set vllmService.type=ClusterIP"));
+    assert!(
+        e.contains("vllmService.nodePort is 30000 but vllmService.type is ClusterIP"),
+        "{e}"
+    );
 
     // The model's SLO reaches the controller's serviceclass ConfigMap.
     let classes = ServiceClasses::from_data(Some(&r.config_map_data("serviceclass")));
@@ -754,11 +760,15 @@ fn the_multi_model_guide() {
                 ("exported_namespace".to_string(), ns.to_string()),
             ]))
         );
-        // The guide's nodePort is kept for `vllmService.type=NodePort`; by default vLLM is
-        // reached inside the cluster only.
+        // The guide's node port is the Service's.
         let svc: Service = r.typed("Service", &format!("{model}-vllm"));
         assert_eq!(r.values["vllmService"]["nodePort"], port);
-        assert_eq!(svc.spec.expect("spec").type_.as_deref(), Some("ClusterIP"));
+        let spec = svc.spec.expect("spec");
+        assert_eq!(spec.type_.as_deref(), Some("NodePort"));
+        assert_eq!(
+            spec.ports.expect("ports")[0].node_port,
+            Some(i32::try_from(port).expect("port"))
+        );
         let monitor = r.get("ServiceMonitor", &format!("{model}-vllm"));
         assert_eq!(monitor["spec"]["endpoints"][0]["interval"], "15s");
         assert_eq!(monitor["spec"]["endpoints"][0]["scheme"], "http");
@@ -1578,7 +1588,9 @@ fn every_key_of_the_known_chart_is_a_value() {
         ("va.sloTtft", "int"),
         ("vllmService.enabled", "bool"),
         ("vllmService.interval", "string"),
-        ("vllmService.nodePort", "int"),
+        // Unset by default (vLLM stays inside the cluster); the seeds' integer still works,
+        // and opens the node port it names.
+        ("vllmService.nodePort", "null"),
         ("vllmService.scheme", "string"),
         ("wva.enabled", "bool"),
         ("wva.experimentalHybridOptimization", "string"),
