@@ -765,10 +765,7 @@ fn the_multi_model_guide() {
         assert_eq!(r.values["vllmService"]["nodePort"], port);
         let spec = svc.spec.expect("spec");
         assert_eq!(spec.type_.as_deref(), Some("NodePort"));
-        assert_eq!(
-            spec.ports.expect("ports")[0].node_port,
-            Some(i32::try_from(port).expect("port"))
-        );
+        assert_eq!(spec.ports.expect("ports")[0].node_port, Some(port));
         let monitor = r.get("ServiceMonitor", &format!("{model}-vllm"));
         assert_eq!(monitor["spec"]["endpoints"][0]["interval"], "15s");
         assert_eq!(monitor["spec"]["endpoints"][0]["scheme"], "http");

@@ -151,7 +151,7 @@ pub struct LatencyObservation {
 impl LatencyObservation {
     /// A pooled window as the learner reads it: only windows that served something teach
     /// latencies.
-    pub fn of(s: &super::slo_capacity::ServingSummary) -> Option<Self> {
+    pub fn of(s: &super::serving::ServingSummary) -> Option<Self> {
         (s.rate_rps > 0.0 && s.itl_ms > 0.0 && s.ttft_ms > 0.0 && s.pods > 0).then(|| Self {
             batch: s.batch,
             rate_rps: s.rate_rps / s.pods as f64,

@@ -10,6 +10,7 @@
 //! - [`safety_net`]: what to emit when the analysis cannot run.
 //! - [`cycle`]: one model's whole decision in a cycle, in every mode.
 //! - [`queueing`]: the queueing model of a continuous-batching server.
+//! - [`serving`]: what a variant's servers served over the last window, pooled.
 //! - [`learner`]: online estimation of a variant's latency parameters.
 //! - [`slo_capacity`]: the default analyzer: demand against learned per-replica capacity at
 //!   a share of the latency objectives, cost-aware placement, stabilised scale-down.
@@ -30,6 +31,7 @@ pub mod safety_net;
 pub mod saturation;
 pub mod scale_to_zero;
 pub mod scaling_config;
+pub mod serving;
 pub mod slo_capacity;
 pub mod startup;
 pub mod targets;
