@@ -19,6 +19,32 @@ fn simulate(args: &[&str], report: &std::path::Path) -> (Option<i32>, String, St
     )
 }
 
+/// `wva history --format json` of a data directory: its entries.
+fn history_entries(data: &str) -> Vec<Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_wva"))
+        .args(["history", "--data-dir", data, "--format", "json"])
+        .output()
+        .expect("history");
+    assert!(out.status.success());
+    let entries: Value = serde_json::from_slice(&out.stdout).expect("json");
+    entries.as_array().expect("array").clone()
+}
+
+/// `wva replay` of a data directory (with `extra` arguments): what it printed.
+fn replay(data: &str, extra: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_wva"))
+        .args(["replay", "--data-dir", data])
+        .args(extra)
+        .output()
+        .expect("replay");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn a_run_reports_and_is_reproducible() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -333,13 +359,7 @@ fn the_default_analyzer_records_its_judgement_and_replays_identically() {
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("policy              wva\n"), "{out}");
 
-    let history = Command::new(env!("CARGO_BIN_EXE_wva"))
-        .args(["history", "--data-dir", data_arg, "--format", "json"])
-        .output()
-        .expect("history");
-    assert!(history.status.success());
-    let entries: Value = serde_json::from_slice(&history.stdout).expect("json");
-    let entries = entries.as_array().expect("array");
+    let entries = history_entries(data_arg);
     assert!(entries.len() > 50, "{}", entries.len());
     // Every cycle with metrics carries the analyzer's view; once the lines are learned, each
     // variant has a capacity per replica and the reason says how it was judged.
@@ -382,20 +402,7 @@ fn the_default_analyzer_records_its_judgement_and_replays_identically() {
         "{reasons:?}"
     );
 
-    let replay = |extra: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_wva"))
-            .args(["replay", "--data-dir", data_arg])
-            .args(extra)
-            .output()
-            .expect("replay");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let same = replay(&[]);
+    let same = replay(data_arg, &[]);
     assert!(
         same.contains(&format!(
             "replayed {} cycles, 0 decisions differ",
@@ -404,7 +411,7 @@ fn the_default_analyzer_records_its_judgement_and_replays_identically() {
         "{same}"
     );
     // The same inputs through the seeds' analyzer decide otherwise in places.
-    let other = replay(&["--analyzer", "saturation-v1"]);
+    let other = replay(data_arg, &["--analyzer", "saturation-v1"]);
     assert!(!other.contains(" 0 decisions differ"), "{other}");
 }
 
@@ -425,12 +432,7 @@ fn the_forecast_measures_the_start_up_logs_what_it_sized_for_and_replays_identic
         &dir.path().join("report"),
     );
     assert_eq!(code, Some(0), "{err}");
-    let history = Command::new(env!("CARGO_BIN_EXE_wva"))
-        .args(["history", "--data-dir", data_arg, "--format", "json"])
-        .output()
-        .expect("history");
-    let entries: Value = serde_json::from_slice(&history.stdout).expect("json");
-    let entries = entries.as_array().expect("array");
+    let entries = history_entries(data_arg);
     let forecasts: Vec<&Value> = entries.iter().filter_map(|e| e.get("forecast")).collect();
     assert_eq!(forecasts.len(), entries.len(), "every cycle runs the trend");
     // The built-in load scales up early; its replicas' start-up (120 s in the scenario) is
@@ -450,11 +452,7 @@ fn the_forecast_measures_the_start_up_logs_what_it_sized_for_and_replays_identic
         reasons.iter().any(|r| r.starts_with("demand forecast")),
         "the forecast sized some cycle: {reasons:?}"
     );
-    let replay = Command::new(env!("CARGO_BIN_EXE_wva"))
-        .args(["replay", "--data-dir", data_arg])
-        .output()
-        .expect("replay");
-    let text = String::from_utf8_lossy(&replay.stdout);
+    let text = replay(data_arg, &[]);
     assert!(
         text.contains(&format!(
             "replayed {} cycles, 0 decisions differ",

@@ -22,7 +22,7 @@ use crate::messages::{
     DeploymentState, Metrics, ModelKey, PodSample, PolicySettings, StatusUpdate, Timestamp,
     VariantKey, VariantSpec,
 };
-use crate::policy::cycle::{CycleInputs, ModelBasedInputs, decide_cycle};
+use crate::policy::cycle::{CycleDecision, CycleInputs, ModelBasedInputs, decide_cycle};
 use crate::policy::learner::LatencyLearner;
 use crate::policy::model_based::ModelVariantInput;
 use crate::policy::outputs::{MetricsState, VariantFacts, cycle_outputs};
@@ -601,6 +601,7 @@ struct CyclePlan {
 }
 
 /// What a cycle hands back to the supervisor's state.
+#[derive(Default)]
 struct RanCycle {
     outcome: ModelOutcome,
     effects: Effects,
@@ -630,15 +631,7 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
         telemetry,
     } = plan;
     let started = std::time::Instant::now();
-    let mut ran = RanCycle {
-        outcome: ModelOutcome::default(),
-        effects: Effects::default(),
-        desired: Vec::new(),
-        recommended: Vec::new(),
-        faulted: Vec::new(),
-        fallbacks: Vec::new(),
-        trend: None,
-    };
+    let mut ran = RanCycle::default();
     if variants.is_empty() {
         return ran;
     }
@@ -646,104 +639,30 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
         Metrics::Read(snapshot) => (Some(snapshot), None),
         Metrics::Failed(e) => (None, Some(e.as_str())),
     };
-    let model_samples: &[PodSample] = snapshot
-        .and_then(|s| s.by_model.get(&model))
-        .map_or(&[], Vec::as_slice);
-    // A Deployment's pods go to the first variant on it, once.
-    let mut given: Vec<&str> = Vec::with_capacity(variants.len());
-
-    // 1. Fan the snapshot out to the variants; each answers with its signals, checked.
     let learn = settings.mode != OperatingMode::CapacityOnly;
     let fit_itl = settings.analyzer.reads_serving();
     let (scale_to_zero, _) = settings.scale_to_zero_for(&model);
-    let mut capacity_views: Vec<CapacityVariant> = Vec::new();
-    let mut inputs: Vec<VariantInput> = Vec::with_capacity(variants.len());
-    let mut learners: Vec<LatencyLearner> = Vec::new();
-    let mut facts: Vec<VariantFacts> = Vec::with_capacity(variants.len());
-    // Every pod the variants accepted, pooled for the model's workload.
-    let mut served: Vec<&PodSample> = Vec::new();
-    let mut fault = None;
-    // Every variant is asked at once; the answers are taken in order.
-    let asked: Vec<_> = variants
-        .iter()
-        .map(|PlannedVariant { addr, spec, .. }| {
-            let mine: Vec<&PodSample> = if given.contains(&spec.deployment.as_str()) {
-                Vec::new()
-            } else {
-                given.push(spec.deployment.as_str());
-                model_samples
-                    .iter()
-                    .filter(|p| p.deployment == spec.deployment)
-                    .collect()
-            };
-            let samples = mine.iter().map(|&p| p.clone()).collect();
-            // The model's workload pools what the variants accepted (model-based inputs).
-            let accepted = if learn || scale_to_zero {
-                mine
-            } else {
-                Vec::new()
-            };
-            let observed = addr.send(Observe {
-                variant: spec.key.clone(),
-                samples,
-                learn,
-                fit_itl,
-            });
-            (observed, accepted)
-        })
-        .collect();
-    for (
-        PlannedVariant {
-            spec,
-            input,
-            recent,
-            ..
+    // 1. Fan the snapshot out to the variants; each answers with its signals, checked.
+    let Gathered {
+        inputs,
+        facts,
+        capacity_views,
+        learners,
+        served,
+        fault,
+    } = gather(
+        &mut variants,
+        &model,
+        snapshot,
+        prometheus_error,
+        Asked {
+            learn,
+            fit_itl,
+            pool: learn || scale_to_zero,
         },
-        (observed, accepted),
-    ) in variants.iter_mut().zip(asked)
-    {
-        let observation = match observed.await {
-            Ok(Ok(o)) => {
-                served.extend(accepted);
-                o
-            }
-            Ok(Err(f)) => faulted(&mut ran, &mut fault, &model, spec, f.to_string(), learn),
-            Err(e) => {
-                let problem = format!("variant {}: actor unavailable ({e})", spec.key);
-                faulted(&mut ran, &mut fault, &model, spec, problem, learn)
-            }
-        };
-        // Taken, not copied: the plan's input is not read again.
-        let mut input = std::mem::take(input);
-        input.replicas = observation.replicas;
-        let stale = snapshot.filter(|s| !s.stale.is_empty()).and_then(|s| {
-            s.stale
-                .get(&(spec.key.namespace.clone(), spec.deployment.clone()))
-                .copied()
-        });
-        facts.push(VariantFacts {
-            key: spec.key.clone(),
-            previous_desired: input.previous_desired,
-            metrics: MetricsState::of(prometheus_error, !input.replicas.is_empty(), stale, || {
-                snapshot.and_then(|s| missing_hint(s, &model, spec))
-            }),
-        });
-        if fit_itl {
-            capacity_views.push(CapacityVariant {
-                input: input.clone(),
-                serving: observation.serving,
-                fit: observation.itl_fit.unwrap_or_default(),
-                prefill_fit: observation.ttft_fit.unwrap_or_default(),
-                role: spec.role,
-                max_batch: spec.max_batch,
-                min_replicas: spec.bounds.min,
-                max_replicas: spec.bounds.max,
-                recent: recent.clone(),
-            });
-        }
-        inputs.push(input);
-        learners.extend(observation.learner);
-    }
+        &mut ran,
+    )
+    .await;
     let mut slo_config = settings.slo_capacity_for(&model.model_id);
     let roles: Vec<Role> = variants.iter().map(|v| v.spec.role).collect();
     // A model with roles has each request counted by each role: it follows its load as it is.
@@ -783,24 +702,7 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
         held_requests,
         roles: &roles,
     });
-    // Say so where a desired count was given up on (the policy decided without it).
-    for (v, input) in variants.iter().zip(&inputs) {
-        let Some(given_up) = v.stalled else { continue };
-        if let Some(t) = decided
-            .decision
-            .variants
-            .iter_mut()
-            .find(|t| t.name == v.spec.key.name)
-        {
-            t.reason = format!(
-                "{}; the Deployment stayed at {} instead of the desired {given_up} for over {} min (a scaler bound or a quota may hold it), so that count is no longer waited for",
-                t.reason,
-                input.current_replicas,
-                TRANSITION_TIMEOUT_MS / 60_000
-            );
-        }
-    }
-    let decision = &decided.decision;
+    note_given_up(&mut decided, &variants, &inputs);
     if let Some(outcome) = &decided.slo_capacity {
         ran.recommended = outcome
             .estimates
@@ -820,7 +722,7 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
             thresholds,
             metrics_error,
             inputs: &inputs,
-            decision,
+            decision: &decided.decision,
             trigger,
         })));
     ran.effects.records.extend(model_side_records(
@@ -841,11 +743,6 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
         ));
     }
     if let Some(m) = &model_inputs {
-        let learners = if learners.len() == inputs.len() {
-            learners
-        } else {
-            vec![LatencyLearner::default(); inputs.len()]
-        };
         ran.effects
             .records
             .push(Record::ModelBased(model_based_record(
@@ -853,41 +750,68 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
                 at,
                 settings.mode,
                 m,
-                &learners,
+                &learners_for_log(learners, inputs.len()),
                 (scale_to_zero, request_count.as_ref()),
                 &decided,
             )));
     }
 
     // 4. What to publish and which statuses to write.
-    ran.fallbacks = decision
-        .variants
-        .iter()
-        .filter_map(|t| {
-            Some(Fallback {
-                variant: t.name.clone(),
-                current: t.current_replicas,
-                desired: t.target,
-                accelerator: t.accelerator.clone(),
-                source: t.fallback_source?.as_str(),
-            })
-        })
-        .collect();
     let problems = settings
         .scaling
         .problems_for_model(&model.namespace, &model.model_id);
-    let outputs = cycle_outputs(at, &decided, &facts, &problems, statuses);
-    ran.effects.published = outputs.published;
-    ran.effects.statuses = outputs.statuses;
-    ran.desired = decision
-        .variants
-        .iter()
-        .map(|t| (t.name.clone(), t.target))
-        .collect();
-    ran.outcome.changed = outputs.changed;
-    ran.outcome.decided = decision.variants.len();
-    ran.outcome.safety_net = decision.safety_net;
-    // Telemetry only: how long deciding took, never an input of a decision.
+    ran.take_outputs(
+        cycle_outputs(at, &decided, &facts, &problems, statuses),
+        &decided,
+    );
+    count(&telemetry, &model, &ran, &decided, started);
+    ran
+}
+
+impl RanCycle {
+    /// Takes what the cycle publishes and writes, what it decided per variant, and what the
+    /// safety net emitted (for `settle` to log).
+    fn take_outputs(
+        &mut self,
+        outputs: crate::policy::outputs::CycleOutputs,
+        decided: &CycleDecision,
+    ) {
+        let decision = &decided.decision;
+        self.fallbacks = decision
+            .variants
+            .iter()
+            .filter_map(|t| {
+                Some(Fallback {
+                    variant: t.name.clone(),
+                    current: t.current_replicas,
+                    desired: t.target,
+                    accelerator: t.accelerator.clone(),
+                    source: t.fallback_source?.as_str(),
+                })
+            })
+            .collect();
+        self.effects.published = outputs.published;
+        self.effects.statuses = outputs.statuses;
+        self.desired = decision
+            .variants
+            .iter()
+            .map(|t| (t.name.clone(), t.target))
+            .collect();
+        self.outcome.changed = outputs.changed;
+        self.outcome.decided = decision.variants.len();
+        self.outcome.safety_net = decision.safety_net;
+    }
+}
+
+/// The cycle's health series: how long deciding took (never an input of a decision), actors
+/// restarted, `slo-capacity` fallbacks and blind holds.
+fn count(
+    telemetry: &Telemetry,
+    model: &ModelKey,
+    ran: &RanCycle,
+    decided: &CycleDecision,
+    started: std::time::Instant,
+) {
     telemetry
         .model_decision_seconds
         .observe(started.elapsed().as_secs_f64());
@@ -906,7 +830,175 @@ async fn run_cycle(plan: CyclePlan) -> RanCycle {
         telemetry.scale_to_zero_blind.inc();
         tracing::warn!(model = %model, %why, "scale to zero held: the model cannot be seen whole");
     }
-    ran
+}
+
+/// Says so where a desired count was given up on (the policy decided without it).
+fn note_given_up(
+    decided: &mut CycleDecision,
+    variants: &[PlannedVariant],
+    inputs: &[VariantInput],
+) {
+    for (v, input) in variants.iter().zip(inputs) {
+        let Some(given_up) = v.stalled else { continue };
+        if let Some(t) = decided
+            .decision
+            .variants
+            .iter_mut()
+            .find(|t| t.name == v.spec.key.name)
+        {
+            t.reason = format!(
+                "{}; the Deployment stayed at {} instead of the desired {given_up} for over {} min (a scaler bound or a quota may hold it), so that count is no longer waited for",
+                t.reason,
+                input.current_replicas,
+                TRANSITION_TIMEOUT_MS / 60_000
+            );
+        }
+    }
+}
+
+/// The learners to log, one per variant: fresh ones when a faulted variant left a gap.
+fn learners_for_log(learners: Vec<LatencyLearner>, variants: usize) -> Vec<LatencyLearner> {
+    if learners.len() == variants {
+        learners
+    } else {
+        vec![LatencyLearner::default(); variants]
+    }
+}
+
+/// What the cycle asks of its variants: whether they feed the latency learner, fit their
+/// latency lines, and whether the pods they accept are pooled for the model's workload.
+#[derive(Debug, Clone, Copy)]
+struct Asked {
+    learn: bool,
+    fit_itl: bool,
+    pool: bool,
+}
+
+/// What the variants answered: each one's input and facts, the `slo-capacity` views, the
+/// learners, the pods accepted for the model's workload, and the fault of an actor that
+/// refused its signals.
+struct Gathered<'a> {
+    inputs: Vec<VariantInput>,
+    facts: Vec<VariantFacts>,
+    capacity_views: Vec<CapacityVariant>,
+    learners: Vec<LatencyLearner>,
+    served: Vec<&'a PodSample>,
+    fault: Option<String>,
+}
+
+/// Fans the snapshot out to the variants (every one asked at once, the answers taken in
+/// order); a variant whose actor refuses its signals is noted for a restart in `ran`.
+async fn gather<'a>(
+    variants: &mut [PlannedVariant],
+    model: &ModelKey,
+    snapshot: Option<&'a Arc<crate::messages::MetricsSnapshot>>,
+    prometheus_error: Option<&str>,
+    asked: Asked,
+    ran: &mut RanCycle,
+) -> Gathered<'a> {
+    let model_samples: &[PodSample] = snapshot
+        .and_then(|s| s.by_model.get(model))
+        .map_or(&[], Vec::as_slice);
+    // A Deployment's pods go to the first variant on it, once.
+    let mut given: Vec<&str> = Vec::with_capacity(variants.len());
+
+    let Asked {
+        learn,
+        fit_itl,
+        pool,
+    } = asked;
+    let mut capacity_views: Vec<CapacityVariant> = Vec::new();
+    let mut inputs: Vec<VariantInput> = Vec::with_capacity(variants.len());
+    let mut learners: Vec<LatencyLearner> = Vec::new();
+    let mut facts: Vec<VariantFacts> = Vec::with_capacity(variants.len());
+    // Every pod the variants accepted, pooled for the model's workload.
+    let mut served: Vec<&PodSample> = Vec::new();
+    let mut fault = None;
+    // Every variant is asked at once; the answers are taken in order.
+    let answers: Vec<_> = variants
+        .iter()
+        .map(|PlannedVariant { addr, spec, .. }| {
+            let mine: Vec<&PodSample> = if given.contains(&spec.deployment.as_str()) {
+                Vec::new()
+            } else {
+                given.push(spec.deployment.as_str());
+                model_samples
+                    .iter()
+                    .filter(|p| p.deployment == spec.deployment)
+                    .collect()
+            };
+            let samples = mine.iter().map(|&p| p.clone()).collect();
+            // The model's workload pools what the variants accepted (model-based inputs).
+            let accepted = if pool { mine } else { Vec::new() };
+            let observed = addr.send(Observe {
+                variant: spec.key.clone(),
+                samples,
+                learn,
+                fit_itl,
+            });
+            (observed, accepted)
+        })
+        .collect();
+    for (
+        PlannedVariant {
+            spec,
+            input,
+            recent,
+            ..
+        },
+        (observed, accepted),
+    ) in variants.iter_mut().zip(answers)
+    {
+        let observation = match observed.await {
+            Ok(Ok(o)) => {
+                served.extend(accepted);
+                o
+            }
+            Ok(Err(f)) => faulted(ran, &mut fault, model, spec, f.to_string(), learn),
+            Err(e) => {
+                let problem = format!("variant {}: actor unavailable ({e})", spec.key);
+                faulted(ran, &mut fault, model, spec, problem, learn)
+            }
+        };
+        // Taken, not copied: the plan's input is not read again.
+        let mut input = std::mem::take(input);
+        input.replicas = observation.replicas;
+        let stale = snapshot.filter(|s| !s.stale.is_empty()).and_then(|s| {
+            s.stale
+                .get(&(spec.key.namespace.clone(), spec.deployment.clone()))
+                .copied()
+        });
+        facts.push(VariantFacts {
+            key: spec.key.clone(),
+            previous_desired: input.previous_desired,
+            metrics: MetricsState::of(prometheus_error, !input.replicas.is_empty(), stale, || {
+                snapshot.and_then(|s| missing_hint(s, model, spec))
+            }),
+        });
+        if fit_itl {
+            capacity_views.push(CapacityVariant {
+                input: input.clone(),
+                serving: observation.serving,
+                fit: observation.itl_fit.unwrap_or_default(),
+                prefill_fit: observation.ttft_fit.unwrap_or_default(),
+                role: spec.role,
+                max_batch: spec.max_batch,
+                min_replicas: spec.bounds.min,
+                max_replicas: spec.bounds.max,
+                recent: recent.clone(),
+            });
+        }
+        inputs.push(input);
+        learners.extend(observation.learner);
+    }
+    Gathered {
+        inputs,
+        facts,
+        capacity_views,
+        learners,
+        served,
+        fault,
+    }
 }
 
 /// The records beside a cycle that replay needs of the model as a whole: its variants' roles

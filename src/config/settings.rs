@@ -202,116 +202,58 @@ fn parse_bool(env: &'static str, text: &str) -> Result<bool, SettingsError> {
     }
 }
 
+/// Where a setting comes from: its flag or environment variable, else the main ConfigMap's key
+/// of the same name; the Prometheus connection from the ConfigMap only when it is trusted with
+/// it (whoever may edit the ConfigMap must not be able to redirect the controller's credentials).
+struct Sources<'a> {
+    config_map: Option<&'a BTreeMap<String, String>>,
+    trusted: bool,
+}
+
+impl Sources<'_> {
+    /// The ConfigMap's value of `key`, trimmed, when it may give it and it is not empty.
+    fn cm(&self, key: &str) -> Option<String> {
+        if !self.trusted && is_connection_key(key) {
+            return None;
+        }
+        self.config_map
+            .and_then(|d| d.get(key))
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn text(&self, arg: &Option<String>, key: &str) -> Option<String> {
+        arg.clone()
+            .filter(|v| !v.is_empty())
+            .or_else(|| self.cm(key))
+    }
+
+    fn path(&self, arg: &Option<PathBuf>, key: &str) -> Option<PathBuf> {
+        arg.clone().or_else(|| self.cm(key).map(PathBuf::from))
+    }
+
+    fn flag(&self, arg: Option<bool>, key: &'static str) -> Result<bool, SettingsError> {
+        match arg {
+            Some(v) => Ok(v),
+            None => self.cm(key).map_or(Ok(false), |v| parse_bool(key, &v)),
+        }
+    }
+}
+
 impl SettingsArgs {
     /// Resolves the settings. `config_map` is the `data` of the main ConfigMap, when read.
     pub fn resolve(
         &self,
         config_map: Option<&BTreeMap<String, String>>,
     ) -> Result<Settings, SettingsError> {
-        let cm = |key: &str| {
-            config_map
-                .and_then(|d| d.get(key))
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
+        let src = Sources {
+            config_map,
+            trusted: self.prometheus_from_config_map.unwrap_or(true),
         };
-        let text = |arg: &Option<String>, key: &str| {
-            arg.clone().filter(|v| !v.is_empty()).or_else(|| cm(key))
-        };
-        let path =
-            |arg: &Option<PathBuf>, key: &str| arg.clone().or_else(|| cm(key).map(PathBuf::from));
-        let flag = |arg: Option<bool>, key: &'static str| -> Result<bool, SettingsError> {
-            match arg {
-                Some(v) => Ok(v),
-                None => cm(key).map_or(Ok(false), |v| parse_bool(key, &v)),
-            }
-        };
-        // The Prometheus connection from the ConfigMap only when it is trusted with it.
-        let trusted = self.prometheus_from_config_map.unwrap_or(true);
-        let (text, path, flag) = (
-            |arg: &Option<String>, key: &str| {
-                if trusted || !is_connection_key(key) {
-                    text(arg, key)
-                } else {
-                    arg.clone().filter(|v| !v.is_empty())
-                }
-            },
-            |arg: &Option<PathBuf>, key: &str| {
-                if trusted || !is_connection_key(key) {
-                    path(arg, key)
-                } else {
-                    arg.clone()
-                }
-            },
-            |arg: Option<bool>, key: &'static str| {
-                if trusted || !is_connection_key(key) {
-                    flag(arg, key)
-                } else {
-                    Ok(arg.unwrap_or(false))
-                }
-            },
-        );
-
-        let prometheus = PrometheusSettings {
-            base_url: text(&self.prometheus_base_url, "PROMETHEUS_BASE_URL"),
-            allow_http: flag(self.prometheus_allow_http, "PROMETHEUS_ALLOW_HTTP")?,
-            insecure_skip_verify: flag(
-                self.prometheus_tls_insecure_skip_verify,
-                "PROMETHEUS_TLS_INSECURE_SKIP_VERIFY",
-            )?,
-            ca_cert_path: path(&self.prometheus_ca_cert_path, "PROMETHEUS_CA_CERT_PATH"),
-            client_cert_path: path(
-                &self.prometheus_client_cert_path,
-                "PROMETHEUS_CLIENT_CERT_PATH",
-            ),
-            client_key_path: path(
-                &self.prometheus_client_key_path,
-                "PROMETHEUS_CLIENT_KEY_PATH",
-            ),
-            server_name: text(&self.prometheus_server_name, "PROMETHEUS_SERVER_NAME"),
-            bearer_token: text(
-                &self
-                    .prometheus_bearer_token
-                    .as_ref()
-                    .map(|t| t.expose().to_string()),
-                "PROMETHEUS_BEARER_TOKEN",
-            )
-            .map(Secret::new),
-            token_path: path(&self.prometheus_token_path, "PROMETHEUS_TOKEN_PATH"),
-        };
-        if let Some(url) = &prometheus.base_url {
-            let lower = url.to_ascii_lowercase();
-            if lower.starts_with("http://") {
-                if !prometheus.allow_http {
-                    return Err(err(
-                        "PROMETHEUS_BASE_URL",
-                        format!(
-                            "expected an https:// URL (set PROMETHEUS_ALLOW_HTTP=true to allow http://), got {:?}",
-                            redact_url(url)
-                        ),
-                    ));
-                }
-            } else if !lower.starts_with("https://") {
-                return Err(err(
-                    "PROMETHEUS_BASE_URL",
-                    format!("expected an https:// URL, got {:?}", redact_url(url)),
-                ));
-            }
-        }
-        match (&prometheus.client_cert_path, &prometheus.client_key_path) {
-            (Some(_), None) => {
-                return Err(err(
-                    "PROMETHEUS_CLIENT_KEY_PATH",
-                    "expected a client key to go with the client certificate",
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(err(
-                    "PROMETHEUS_CLIENT_CERT_PATH",
-                    "expected a client certificate to go with the client key",
-                ));
-            }
-            _ => {}
-        }
+        let cm = |key: &str| src.cm(key);
+        let text = |arg: &Option<String>, key: &str| src.text(arg, key);
+        let flag = |arg: Option<bool>, key: &'static str| src.flag(arg, key);
+        let prometheus = self.prometheus_settings(&src)?;
 
         let (interval_text, interval_source) = match (
             text(&self.reconciliation_interval, "RECONCILIATION_INTERVAL"),
@@ -414,6 +356,74 @@ impl SettingsArgs {
                 },
             },
         })
+    }
+
+    /// The Prometheus connection, checked: https unless http is allowed, a client certificate
+    /// only with its key.
+    fn prometheus_settings(&self, src: &Sources<'_>) -> Result<PrometheusSettings, SettingsError> {
+        let prometheus = PrometheusSettings {
+            base_url: src.text(&self.prometheus_base_url, "PROMETHEUS_BASE_URL"),
+            allow_http: src.flag(self.prometheus_allow_http, "PROMETHEUS_ALLOW_HTTP")?,
+            insecure_skip_verify: src.flag(
+                self.prometheus_tls_insecure_skip_verify,
+                "PROMETHEUS_TLS_INSECURE_SKIP_VERIFY",
+            )?,
+            ca_cert_path: src.path(&self.prometheus_ca_cert_path, "PROMETHEUS_CA_CERT_PATH"),
+            client_cert_path: src.path(
+                &self.prometheus_client_cert_path,
+                "PROMETHEUS_CLIENT_CERT_PATH",
+            ),
+            client_key_path: src.path(
+                &self.prometheus_client_key_path,
+                "PROMETHEUS_CLIENT_KEY_PATH",
+            ),
+            server_name: src.text(&self.prometheus_server_name, "PROMETHEUS_SERVER_NAME"),
+            bearer_token: src
+                .text(
+                    &self
+                        .prometheus_bearer_token
+                        .as_ref()
+                        .map(|t| t.expose().to_string()),
+                    "PROMETHEUS_BEARER_TOKEN",
+                )
+                .map(Secret::new),
+            token_path: src.path(&self.prometheus_token_path, "PROMETHEUS_TOKEN_PATH"),
+        };
+        if let Some(url) = &prometheus.base_url {
+            let lower = url.to_ascii_lowercase();
+            if lower.starts_with("http://") {
+                if !prometheus.allow_http {
+                    return Err(err(
+                        "PROMETHEUS_BASE_URL",
+                        format!(
+                            "expected an https:// URL (set PROMETHEUS_ALLOW_HTTP=true to allow http://), got {:?}",
+                            redact_url(url)
+                        ),
+                    ));
+                }
+            } else if !lower.starts_with("https://") {
+                return Err(err(
+                    "PROMETHEUS_BASE_URL",
+                    format!("expected an https:// URL, got {:?}", redact_url(url)),
+                ));
+            }
+        }
+        match (&prometheus.client_cert_path, &prometheus.client_key_path) {
+            (Some(_), None) => {
+                return Err(err(
+                    "PROMETHEUS_CLIENT_KEY_PATH",
+                    "expected a client key to go with the client certificate",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(err(
+                    "PROMETHEUS_CLIENT_CERT_PATH",
+                    "expected a client certificate to go with the client key",
+                ));
+            }
+            _ => {}
+        }
+        Ok(prometheus)
     }
 }
 
