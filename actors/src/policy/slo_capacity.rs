@@ -823,6 +823,42 @@ mod tests {
         assert_eq!(d.decision, now.decision);
     }
 
+    /// CONTRACT section 12: more load never gives fewer replicas, with the prefill line sizing
+    /// too: more requests, or longer prompts at the same rate, never ask for fewer.
+    #[test]
+    fn the_prefill_bound_is_monotone_in_requests_and_prompt_tokens() {
+        let config = SloCapacityConfig::default();
+        let fit = learned_prefill(100.0, 20_000.0, 800.0);
+        let decide = |rate: f64, prompt: f64| {
+            let mut v = variant("h100", 6.9, 2, rate, learned(8.0, 40.0));
+            v.prefill_fit = fit;
+            v.serving = v.serving.map(|s| ServingSummary {
+                mean_input_tokens: prompt,
+                ..s
+            });
+            decide_slo_capacity(&[v], &Thresholds::default(), &config)
+                .decision
+                .variants[0]
+                .target
+        };
+        for prompt in [400.0, 800.0, 1600.0, 3200.0] {
+            let mut last = 0;
+            for rate in [1.0, 5.0, 10.0, 20.0, 40.0, 80.0] {
+                let n = decide(rate, prompt);
+                assert!(n >= last, "{rate} rps at {prompt} tokens: {n} after {last}");
+                last = n;
+            }
+        }
+        for rate in [5.0, 20.0, 60.0] {
+            let mut last = 0;
+            for prompt in [200.0, 800.0, 1600.0, 3200.0, 6400.0] {
+                let n = decide(rate, prompt);
+                assert!(n >= last, "{prompt} tokens at {rate} rps: {n} after {last}");
+                last = n;
+            }
+        }
+    }
+
     #[test]
     fn each_role_is_sized_on_its_own_phase() {
         let config = SloCapacityConfig::default();
