@@ -113,6 +113,7 @@ fn run_one(variants: usize, shards: u32) {
             settings: PolicySettings::default(),
             telemetry: Telemetry::unregistered().expect("telemetry"),
             model_threads: wva_actors::system::available_model_threads(),
+            authority: wva_actors::authority::Authority::unconditional(),
         })
         .expect("actors");
         let registry: Addr<Registry> = actors.registry.clone();

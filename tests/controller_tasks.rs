@@ -8,6 +8,7 @@ mod support;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use serde_json::json;
 use support::apiserver::{DEPLOYMENT, FakeApi, POD, VA, deployment, eventually, pod, va};
 use wva::config::settings::SettingsArgs;
@@ -101,9 +102,7 @@ async fn a_dead_status_writer_is_restarted_and_counted_and_writes_again() {
     let before = api.statuses(NS, "va").len();
     api.apply(DEPLOYMENT, deployment(NS, "dep", 3, json!({}), json!({})));
     api.apply(POD, pod(NS, "dep", 2));
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    running.cycle_now().await;
-    eventually("a status after the restart", T, || {
+    cycles_until("a status after the restart", &running, || {
         (api.statuses(NS, "va").len() > before).then_some(())
     })
     .await;
@@ -126,8 +125,7 @@ async fn status_writes_through_api_server_errors_are_counted_and_nothing_panics(
             deployment(NS, "dep", replicas, json!({}), json!({})),
         );
         running.cycle_now().await;
-        // Each failing write takes 30 ms; a newer status replaces one still queued.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        running.statuses_settled().await;
     }
     eventually("failed writes counted", T, || {
         (counter(&running, "wva_status_writes_total", "result=\"error\"") >= 3.0).then_some(())
@@ -139,9 +137,7 @@ async fn status_writes_through_api_server_errors_are_counted_and_nothing_panics(
         "no task died"
     );
     assert!(
-        tokio::time::timeout(Duration::from_millis(200), running.critical())
-            .await
-            .is_err(),
+        running.critical().now_or_never().is_none(),
         "every critical task still runs"
     );
     // The API server recovers: statuses are written again.
@@ -166,14 +162,15 @@ async fn a_steady_status_is_written_once_and_a_change_at_once() {
         api.statuses(NS, "va").last().cloned()
     })
     .await;
-    // Let the first decisions settle (the Deployment's watch event, the first cycle).
+    // Let the first decisions settle (the first cycles' statuses all sent).
     running.cycle_now().await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    running.statuses_settled().await;
     let settled = api.statuses(NS, "va").len();
     for _ in 0..6 {
         running.cycle_now().await;
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Everything the six cycles queued has been sent: none of it was a status.
+    running.statuses_settled().await;
     assert_eq!(
         api.statuses(NS, "va").len(),
         settled,
@@ -181,12 +178,10 @@ async fn a_steady_status_is_written_once_and_a_change_at_once() {
     );
     assert!(counter(&running, "wva_status_writes_total", "result=\"unchanged\"") >= 6.0);
 
-    // Something changes: written on the next decision.
+    // Something changes: written on the first decision that sees it.
     api.apply(DEPLOYMENT, deployment(NS, "dep", 3, json!({}), json!({})));
     api.apply(POD, pod(NS, "dep", 2));
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    running.cycle_now().await;
-    let changed = eventually("the changed status", T, || {
+    let changed = cycles_until("the changed status", &running, || {
         api.statuses(NS, "va")
             .last()
             .filter(|s| s["status"]["currentAlloc"]["numReplicas"] == 3)
@@ -198,6 +193,95 @@ async fn a_steady_status_is_written_once_and_a_change_at_once() {
         "{changed}"
     );
     running.shutdown().await;
+}
+
+/// Runs cycles, each with its statuses sent, until `found` finds what it looks for (at most 200
+/// cycles or [`T`]): a change made through the API server reaches a decision once its watch
+/// event is in, which no fixed sleep can promise.
+async fn cycles_until<R>(what: &str, running: &Running, mut found: impl FnMut() -> Option<R>) -> R {
+    let start = std::time::Instant::now();
+    for _ in 0..200 {
+        running.cycle_now().await;
+        running.statuses_settled().await;
+        if let Some(r) = found() {
+            return r;
+        }
+        if start.elapsed() > T {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("{what}: not seen within {T:?}");
+}
+
+/// CONTRACT section 19: a model whose supervisor panics loses its cycle, its VA gets a Warning
+/// Event, the fault and the panic are counted, the process goes on (no critical task ends), and
+/// the model is decided again by a fresh supervisor.
+#[actix_rt::test]
+async fn a_panicking_model_is_warned_counted_and_decided_again_while_the_process_goes_on() {
+    let api = FakeApi::new();
+    let mut running = running_model(&api).await;
+    let panics_before = wva::controller::ops::panics_counted();
+    let model = wva_actors::messages::ModelKey::new(NS, "m");
+    running
+        .registry
+        .send(wva_actors::registry::CrashForTest(Some(model)))
+        .await
+        .unwrap();
+    running.cycle_now().await;
+    running.statuses_settled().await;
+    let warned = api
+        .events_about("va")
+        .into_iter()
+        .find(|(t, r, _)| t == "Warning" && r == "DecisionFailed");
+    let (_, _, note) = warned.expect("a DecisionFailed Warning on the VA");
+    assert!(note.contains("last good"), "{note}");
+    assert_eq!(
+        counter(&running, "wva_model_faults_total", "fault=\"panicked\""),
+        1.0
+    );
+    assert!(wva::controller::ops::panics_counted() > panics_before);
+    assert!(counter(&running, "wva_panics_total", "") >= 1.0);
+    assert!(
+        running.critical().now_or_never().is_none(),
+        "every critical task still runs"
+    );
+    // The fresh supervisor decides the model: its series is published on the next cycle.
+    let decided_before = running.health.borrow().cycles;
+    running.cycle_now().await;
+    assert_eq!(running.health.borrow().cycles, decided_before + 1);
+    let page = running
+        .publisher
+        .send(wva_actors::publisher::Gather)
+        .await
+        .unwrap();
+    assert!(page.contains("variant_name=\"va\""), "{page}");
+    running.shutdown().await;
+}
+
+/// CONTRACT section 19: the registry (a part every model shares) gone ends the process with an
+/// error, and a cycle that could not be decided is not counted as one in `/readyz`.
+#[actix_rt::test]
+async fn the_process_exits_with_an_error_when_the_registry_dies() {
+    let api = FakeApi::new();
+    let running = running_model(&api).await;
+    let cycles = running.health.borrow().cycles;
+    assert!(cycles >= 1);
+    let crashed = running
+        .registry
+        .send(wva_actors::registry::CrashForTest(None))
+        .await;
+    assert!(crashed.is_err(), "the registry is gone");
+    running.cycle_now().await;
+    assert_eq!(
+        running.health.borrow().cycles,
+        cycles,
+        "a cycle the registry never decided is not counted"
+    );
+    let code = tokio::time::timeout(T, wva::cli::run::run_until_stopped(running))
+        .await
+        .expect("the process ends");
+    assert_eq!(code, ExitCode::from(1));
 }
 
 /// Waits until the controller manages `n` variants; returns how long that took.

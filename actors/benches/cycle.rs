@@ -57,6 +57,7 @@ async fn populated(
         settings: PolicySettings::default(),
         telemetry: Telemetry::unregistered().expect("telemetry"),
         model_threads: wva_actors::system::available_model_threads(),
+        authority: wva_actors::authority::Authority::unconditional(),
     })
     .expect("actor system");
     let (registry, log) = (actors.registry, actors.log);

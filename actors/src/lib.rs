@@ -10,7 +10,9 @@
 //! - [`effects::Effects`]: the one way out of a decision (log, then publish, then status).
 //! - [`system::start`]: the one place where these actors are wired together.
 
+pub mod authority;
 pub mod effects;
+pub mod lifeline;
 pub mod log_actor;
 pub mod messages;
 pub mod policy;

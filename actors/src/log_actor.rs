@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use actix::prelude::*;
+
+use crate::lifeline::{Lifeline, PartGuard};
 use wva_storage::{
     DecisionLog, History, HistoryFilter, LastGood, LogError, LogStats, Record, RecordedLearner,
     RetentionReport, Timestamp, VariantKey,
@@ -13,6 +15,8 @@ use wva_storage::{
 /// Owns the log. One thread: sled allows one opener, and appends stay in order.
 pub struct LogActor {
     log: Arc<Mutex<Box<dyn DecisionLog>>>,
+    /// Says the log is gone when the actor is dropped (a panic on its thread).
+    _alive: Option<PartGuard>,
 }
 
 impl std::fmt::Debug for LogActor {
@@ -26,11 +30,12 @@ impl Actor for LogActor {
 }
 
 impl LogActor {
-    /// Starts the log actor on its own thread.
-    pub fn start(log: Box<dyn DecisionLog>) -> Addr<LogActor> {
+    /// Starts the log actor on its own thread; `lifeline`, when given, hears of its end.
+    pub fn start(log: Box<dyn DecisionLog>, lifeline: Option<Lifeline>) -> Addr<LogActor> {
         let shared = Arc::new(Mutex::new(log));
         SyncArbiter::start(1, move || LogActor {
             log: Arc::clone(&shared),
+            _alive: lifeline.as_ref().map(|l| l.guard("decision log")),
         })
     }
 

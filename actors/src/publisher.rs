@@ -63,6 +63,8 @@ pub struct Publisher {
     /// hasher: the map is read for every variant every cycle, and its keys are our own.
     series: HashMap<VariantKey, VariantSeries, foldhash::fast::RandomState>,
     active: bool,
+    /// Says the publisher is gone when it is dropped (see [`crate::lifeline`]).
+    alive: Option<crate::lifeline::PartGuard>,
 }
 
 const LABELS: [&str; 3] = ["variant_name", "namespace", "accelerator_type"];
@@ -149,7 +151,14 @@ impl Publisher {
             metrics_missing,
             series: HashMap::default(),
             active: true,
+            alive: None,
         })
+    }
+
+    /// The publisher with the guard that reports its end.
+    pub fn guarded(mut self, guard: crate::lifeline::PartGuard) -> Self {
+        self.alive = Some(guard);
+        self
     }
 
     /// The names of every series the publisher can expose.

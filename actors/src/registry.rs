@@ -12,26 +12,53 @@ use futures_util::stream::FuturesOrdered;
 use wva_storage::LastGood;
 
 use crate::effects::{EarlyAppends, Effects, Ports};
+use crate::lifeline::PartGuard;
 use crate::log_actor::EnforceRetention;
 use crate::messages::{
-    DeploymentState, Metrics, ModelKey, PolicySettings, Timestamp, VariantKey, VariantSpec,
+    DeploymentState, Metrics, ModelKey, PolicySettings, StatusUpdate, Timestamp, VariantKey,
+    VariantSpec,
 };
 use crate::publisher::Unpublish;
 use crate::shards::ShardFilter;
 use crate::supervisor::{
-    AddVariant, DeploymentUpdate, DropVariant, ModelSupervisor, Restarts, Resume, RunCycle,
+    AddVariant, Crash, DeploymentUpdate, DropVariant, ModelSupervisor, Restarts, Resume, RunCycle,
     SetSettings, UpdateVariant,
 };
 
 /// Records of a cycle sent to the log ahead of the rest, at a time, once twice as many are in.
 const EARLY_APPEND_RECORDS: usize = 1024;
 
+/// One model's cycle, at most: past it the model's supervisor is taken as stuck, its cycle is
+/// lost (its counts hold) and a fresh one replaces it, so one model cannot hold up the rest.
+/// A model decides in milliseconds; this is for a defect, not for load.
+pub const MODEL_CYCLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How a model's supervisor failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// It panicked (its mailbox closed).
+    Panicked,
+    /// It did not answer within [`MODEL_CYCLE_TIMEOUT`].
+    TimedOut,
+}
+
+impl Fault {
+    /// The `fault` label of `wva_model_faults_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Fault::Panicked => "panicked",
+            Fault::TimedOut => "timed_out",
+        }
+    }
+}
+
 /// The root actor.
 #[derive(Debug)]
 pub struct Registry {
     supervisors: HashMap<ModelKey, Addr<ModelSupervisor>>,
-    /// Each variant's model and Deployment, to route events and notice moves.
-    variants: HashMap<VariantKey, (ModelKey, String)>,
+    /// Each variant's spec (its model and Deployment among it), to route events, notice moves,
+    /// and hand a fresh supervisor its variants when one fails.
+    variants: HashMap<VariantKey, VariantSpec>,
     /// Latest known state of every Deployment seen, so a VA created after its Deployment starts
     /// with the replicas at once.
     deployments: HashMap<(String, String), DeploymentState>,
@@ -44,6 +71,8 @@ pub struct Registry {
     /// Threads the model supervisors (and their variant actors) run on, a model always on the
     /// same one; none: the registry's own.
     workers: Vec<Arbiter>,
+    /// Says the registry is gone when it is dropped (see [`crate::lifeline`]).
+    alive: Option<PartGuard>,
 }
 
 impl Registry {
@@ -69,7 +98,14 @@ impl Registry {
             ports,
             filter: ShardFilter::all(),
             workers,
+            alive: None,
         }
+    }
+
+    /// The registry with the guard that reports its end.
+    pub fn guarded(mut self, guard: PartGuard) -> Self {
+        self.alive = Some(guard);
+        self
     }
 
     fn supervisor(&mut self, model: &ModelKey) -> Addr<ModelSupervisor> {
@@ -93,15 +129,91 @@ impl Registry {
 
     /// Removes a variant from its supervisor; stops the supervisor when it was the last.
     fn detach(&mut self, key: &VariantKey) -> Option<Request<ModelSupervisor, DropVariant>> {
-        let (model, _) = self.variants.remove(key)?;
+        let model = self.variants.remove(key)?.model;
         let sup = self.supervisors.get(&model)?.clone();
         let request = sup.send(DropVariant(key.clone()));
-        let still_used = self.variants.values().any(|(m, _)| *m == model);
+        let still_used = self.variants.values().any(|s| s.model == model);
         if !still_used {
             // The supervisor stops once its last address is gone and its mailbox drained.
             self.supervisors.remove(&model);
         }
         Some(request)
+    }
+
+    /// Replaces a model's failed supervisor with a fresh one that gets every variant of the
+    /// model, its Deployment's latest state, and its last good count and learned lines from the
+    /// decision log (looked up before it decides anything). Counts the fault and returns a
+    /// Warning for each of the model's variants. Until the fresh one decides, the published
+    /// counts stay where they were: the last good.
+    fn revive(&mut self, model: &ModelKey, fault: Fault, at: Timestamp) -> Effects {
+        self.supervisors.remove(model);
+        self.ports
+            .telemetry
+            .model_faults
+            .with_label_values(&[fault.label()])
+            .inc();
+        tracing::error!(
+            model = %model.model_id,
+            namespace = %model.namespace,
+            fault = fault.label(),
+            "a model's supervisor failed: its cycle is lost, its counts hold at last good, and a fresh supervisor restored from the decision log takes over"
+        );
+        let mut specs: Vec<VariantSpec> = self
+            .variants
+            .values()
+            .filter(|s| s.model == *model)
+            .cloned()
+            .collect();
+        specs.sort_by(|a, b| a.key.cmp(&b.key));
+        let sup = self.supervisor(model);
+        let mut effects = Effects::default();
+        let message = match fault {
+            Fault::Panicked => {
+                "deciding this model failed (its supervisor panicked); the desired counts hold at their last good values and a fresh supervisor, restored from the decision log, decides from the next cycle"
+            }
+            Fault::TimedOut => {
+                "deciding this model did not finish in time; the desired counts hold at their last good values and a fresh supervisor, restored from the decision log, decides from the next cycle"
+            }
+        };
+        for spec in specs {
+            effects.statuses.push(StatusUpdate::Faulted {
+                variant: spec.key.clone(),
+                at,
+                message: message.to_string(),
+            });
+            let deployment = self
+                .deployments
+                .get(&(spec.key.namespace.clone(), spec.deployment.clone()))
+                .copied();
+            // Queued in order before anything else the registry sends it.
+            sup.do_send(AddVariant {
+                spec,
+                deployment,
+                last_good: None,
+                recall: true,
+                at,
+            });
+        }
+        if !self.filter.holds(model) {
+            effects.statuses.clear();
+        }
+        effects
+    }
+
+    /// Revives every supervisor found gone since the last look (a panic in any handler).
+    fn revive_the_dead(&mut self, at: Timestamp) -> Effects {
+        let mut dead: Vec<ModelKey> = self
+            .supervisors
+            .iter()
+            .filter(|(_, s)| !s.connected())
+            .map(|(m, _)| m.clone())
+            .collect();
+        dead.sort();
+        let mut effects = Effects::default();
+        for model in dead {
+            effects.merge(self.revive(&model, Fault::Panicked, at));
+        }
+        effects
     }
 }
 
@@ -139,8 +251,9 @@ impl Handler<UpsertVariant> for Registry {
         let same_place = self
             .variants
             .get(&key)
-            .is_some_and(|(m, d)| *m == spec.model && *d == spec.deployment);
+            .is_some_and(|s| s.model == spec.model && s.deployment == spec.deployment);
         if same_place {
+            self.variants.insert(key, spec.clone());
             let sup = self.supervisor(&spec.model);
             return Box::pin(async move {
                 let _ = sup.send(UpdateVariant(spec)).await;
@@ -153,8 +266,7 @@ impl Handler<UpsertVariant> for Registry {
             .get(&(key.namespace.clone(), spec.deployment.clone()))
             .copied();
         let last_good = self.recovered.remove(&key);
-        self.variants
-            .insert(key, (spec.model.clone(), spec.deployment.clone()));
+        self.variants.insert(key, spec.clone());
         let sup = self.supervisor(&spec.model);
         let (at, ports) = (msg.at, self.ports.clone());
         let ours = self.filter.holds(&spec.model);
@@ -168,6 +280,7 @@ impl Handler<UpsertVariant> for Registry {
                     spec,
                     deployment,
                     last_good,
+                    recall: false,
                     at,
                 })
                 .await
@@ -221,8 +334,8 @@ impl Handler<DeploymentEvent> for Registry {
         let mut models: Vec<ModelKey> = self
             .variants
             .iter()
-            .filter(|(k, (_, d))| k.namespace == msg.namespace && *d == msg.name)
-            .map(|(_, (m, _))| m.clone())
+            .filter(|(k, s)| k.namespace == msg.namespace && s.deployment == msg.name)
+            .map(|(_, s)| s.model.clone())
             .collect();
         models.sort();
         models.dedup();
@@ -292,30 +405,59 @@ pub struct CycleSummary {
 impl Handler<Tick> for Registry {
     type Result = ResponseFuture<CycleSummary>;
 
-    fn handle(&mut self, msg: Tick, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Tick, ctx: &mut Context<Self>) -> Self::Result {
+        // A supervisor that panicked since the last cycle (in any handler) is replaced first.
+        let mut effects = self.revive_the_dead(msg.now);
         let runs: Vec<_> = self
             .supervisors
             .iter()
             .filter(|(model, _)| self.filter.holds(model))
-            .map(|(_, s)| {
-                s.send(RunCycle {
+            .map(|(model, s)| {
+                let run = s.send(RunCycle {
                     at: msg.now,
                     metrics: msg.metrics.clone(),
-                })
+                });
+                let (model, sup) = (model.clone(), s.clone());
+                async move {
+                    let result = tokio::time::timeout(MODEL_CYCLE_TIMEOUT, run).await;
+                    (model, sup, result)
+                }
             })
             .collect();
         let ports = self.ports.clone();
+        let registry = ctx.address();
+        let at = msg.now;
         Box::pin(async move {
             let mut outcomes = Vec::with_capacity(runs.len());
-            let mut effects = Effects::default();
             let mut early = EarlyAppends::default();
             // Models' results in a fixed order (the records' sequence follows it), each taken as
             // soon as it and those before it are in.
             let mut results: FuturesOrdered<_> = runs.into_iter().collect();
-            while let Some(cycle) = results.next().await {
-                let Ok(cycle) = cycle else { continue };
+            while let Some((model, sup, result)) = results.next().await {
+                let cycle = match result {
+                    Ok(Ok(cycle)) => cycle,
+                    // The model loses this cycle, and no other model anything.
+                    Ok(Err(_)) => {
+                        registry.do_send(Revive {
+                            model,
+                            failed: sup,
+                            fault: Fault::Panicked,
+                            at,
+                        });
+                        continue;
+                    }
+                    Err(_) => {
+                        registry.do_send(Revive {
+                            model,
+                            failed: sup,
+                            fault: Fault::TimedOut,
+                            at,
+                        });
+                        continue;
+                    }
+                };
                 outcomes.push(cycle.outcome);
-                effects.merge(cycle.effects);
+                effects.merge_for(model, cycle.effects);
                 // The log's thread encodes records while later models are still deciding; the
                 // last part always goes with the cycle's own append and flush.
                 if effects.records.len() >= 2 * EARLY_APPEND_RECORDS {
@@ -352,6 +494,53 @@ impl Handler<Tick> for Registry {
                 restarted: outcomes.iter().map(|o| o.restarted).sum(),
             }
         })
+    }
+}
+
+/// A model's supervisor failed during a cycle: replace it (unless it was replaced already).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct Revive {
+    model: ModelKey,
+    failed: Addr<ModelSupervisor>,
+    fault: Fault,
+    at: Timestamp,
+}
+
+impl Handler<Revive> for Registry {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, msg: Revive, _: &mut Context<Self>) -> Self::Result {
+        // Only the supervisor that failed is replaced; a model since removed, or already given
+        // a fresh supervisor, is left as it is.
+        let effects = if self.supervisors.get(&msg.model) == Some(&msg.failed) {
+            self.revive(&msg.model, msg.fault, msg.at)
+        } else {
+            Effects::default()
+        };
+        let ports = self.ports.clone();
+        Box::pin(async move { effects.apply(&ports).await })
+    }
+}
+
+/// Test hook: makes one model's supervisor panic, as a defect in the policy would, or, with no
+/// model, the registry itself.
+#[doc(hidden)]
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct CrashForTest(pub Option<ModelKey>);
+
+impl Handler<CrashForTest> for Registry {
+    type Result = ();
+    fn handle(&mut self, msg: CrashForTest, _: &mut Context<Self>) {
+        match msg.0 {
+            Some(model) => {
+                if let Some(sup) = self.supervisors.get(&model) {
+                    sup.do_send(Crash);
+                }
+            }
+            None => panic!("test hook: the registry was asked to crash"),
+        }
     }
 }
 
@@ -404,7 +593,7 @@ impl Handler<SetShards> for Registry {
         let lost: Vec<VariantKey> = self
             .variants
             .iter()
-            .filter(|(_, (m, _))| before.holds(m) && !self.filter.holds(m))
+            .filter(|(_, s)| before.holds(&s.model) && !self.filter.holds(&s.model))
             .map(|(k, _)| k.clone())
             .collect();
         let gained: Vec<Addr<ModelSupervisor>> = self

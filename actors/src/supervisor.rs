@@ -17,7 +17,7 @@ use wva_storage::{DemandRecord, ForecastRecord, Record, RequestSeriesMissingReco
 use crate::policy::roles::Role;
 
 use crate::effects::{Effects, Ports};
-use crate::log_actor::LearnerOf;
+use crate::log_actor::{LastGoodOf, LearnerOf};
 use crate::messages::{
     DeploymentState, Metrics, ModelKey, PodSample, PolicySettings, StatusUpdate, Timestamp,
     VariantKey, VariantSpec,
@@ -397,13 +397,32 @@ pub struct AddVariant {
     pub deployment: Option<DeploymentState>,
     /// Last good desired count recovered from the decision log.
     pub last_good: Option<u32>,
+    /// Look the last good count up in the decision log before deciding anything (a fresh
+    /// supervisor replacing one that failed).
+    pub recall: bool,
     pub at: Timestamp,
 }
 
 impl Handler<AddVariant> for ModelSupervisor {
     type Result = Effects;
-    fn handle(&mut self, msg: AddVariant, _: &mut Context<Self>) -> Effects {
+    fn handle(&mut self, msg: AddVariant, ctx: &mut Context<Self>) -> Effects {
         let name = msg.spec.key.name.clone();
+        if msg.recall {
+            // `wait`: no cycle runs before the answer is in, so the first decision of a fresh
+            // supervisor starts from the last good count, as the failed one would have.
+            let (log, key, slot) = (self.ports.log.clone(), msg.spec.key.clone(), name.clone());
+            ctx.wait(
+                async move { log.send(LastGoodOf(key)).await }
+                    .into_actor(self)
+                    .map(move |found, sup, _| {
+                        if let Ok(Ok(Some(last))) = found
+                            && let Some(s) = sup.slots.get_mut(&slot)
+                        {
+                            s.last_desired.get_or_insert(last.desired);
+                        }
+                    }),
+            );
+        }
         if let Some(old) = self.slots.remove(&name) {
             old.addr.do_send(StopVariant);
         }
@@ -431,6 +450,22 @@ impl Handler<AddVariant> for ModelSupervisor {
             },
         );
         effects
+    }
+}
+
+/// Test hook: panics, as a defect in the policy would (see the registry's `CrashForTest`).
+#[doc(hidden)]
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Crash;
+
+impl Handler<Crash> for ModelSupervisor {
+    type Result = ();
+    fn handle(&mut self, _: Crash, _: &mut Context<Self>) {
+        panic!(
+            "test hook: model {} was asked to crash",
+            self.model.model_id
+        );
     }
 }
 
@@ -479,10 +514,9 @@ impl Handler<DropVariant> for ModelSupervisor {
         if let Some(slot) = self.slots.remove(&msg.0.name) {
             slot.addr.do_send(StopVariant);
         }
-        Effects {
-            retired: vec![msg.0],
-            ..Default::default()
-        }
+        let mut effects = Effects::default();
+        effects.retired.push(msg.0);
+        effects
     }
 }
 

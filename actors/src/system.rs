@@ -5,7 +5,9 @@
 use actix::prelude::*;
 use wva_storage::DecisionLog;
 
+use crate::authority::Authority;
 use crate::effects::Ports;
+use crate::lifeline::Lifeline;
 use crate::log_actor::LogActor;
 use crate::messages::{PolicySettings, StatusBatch};
 use crate::publisher::{Publisher, PublisherConfig};
@@ -23,6 +25,9 @@ pub struct SystemConfig {
     /// Threads deciding models in parallel (see [`Registry::new`]); 1 keeps every actor on the
     /// caller's thread, as the simulator needs for its virtual clock.
     pub model_threads: usize,
+    /// Leadership and held shards, checked as effects go out ([`Authority::unconditional`]
+    /// for one instance without election).
+    pub authority: Authority,
 }
 
 impl std::fmt::Debug for SystemConfig {
@@ -45,6 +50,8 @@ pub struct ActorSystem {
     /// Why the last good desired counts could not be read from the log, if they could not
     /// (the safety net then falls back to the VA statuses).
     pub recovery_problem: Option<String>,
+    /// Hears of the end of the registry, the log or the publisher: the process must end then.
+    pub lifeline: Lifeline,
 }
 
 /// Why the system could not start.
@@ -55,25 +62,28 @@ pub struct StartError(#[from] prometheus::Error);
 /// Starts the log actor, the publisher and the registry, recovering the last good desired counts
 /// from the log. Must run inside an actix System.
 pub fn start(config: SystemConfig) -> Result<ActorSystem, StartError> {
-    let publisher = Publisher::new(&config.publisher)?;
+    let lifeline = Lifeline::default();
+    let publisher = Publisher::new(&config.publisher)?.guarded(lifeline.guard("publisher"));
     let board = publisher.board();
     let publisher = publisher.start();
     let (recovered, recovery_problem) = match config.log.last_good() {
         Ok(r) => (r, None),
         Err(e) => (Default::default(), Some(e.to_string())),
     };
-    let log = LogActor::start(config.log);
+    let log = LogActor::start(config.log, Some(lifeline.clone()));
     let registry = Registry::new(
         Ports {
             log: log.clone(),
             publisher: publisher.clone(),
             status: config.status,
             telemetry: config.telemetry,
+            authority: config.authority,
         },
         config.settings,
         recovered,
         config.model_threads,
     )
+    .guarded(lifeline.guard("registry"))
     .start();
     Ok(ActorSystem {
         registry,
@@ -81,6 +91,7 @@ pub fn start(config: SystemConfig) -> Result<ActorSystem, StartError> {
         board,
         log,
         recovery_problem,
+        lifeline,
     })
 }
 

@@ -25,6 +25,13 @@ pub struct Telemetry {
     /// `wva_saturation_fallback_total`: model cycles in which `slo-capacity` could not learn
     /// some variant's capacity and the saturation analysis decided it (CONTRACT section 12).
     pub saturation_fallback: IntCounter,
+    /// `wva_decisions_withheld_total`: decided counts logged but not published because the
+    /// Lease (or the model's shard) was lost while their cycle ran (CONTRACT section 19).
+    pub withheld: IntCounter,
+    /// `wva_model_faults_total{fault}`: model cycles lost to a supervisor that panicked
+    /// (`panicked`) or did not answer in time (`timed_out`); the model's counts hold and a fresh
+    /// supervisor takes over (CONTRACT section 19).
+    pub model_faults: IntCounterVec,
 }
 
 impl Telemetry {
@@ -36,6 +43,8 @@ impl Telemetry {
         registry.register(Box::new(t.variant_restarts.clone()))?;
         registry.register(Box::new(t.scale_to_zero_blind.clone()))?;
         registry.register(Box::new(t.saturation_fallback.clone()))?;
+        registry.register(Box::new(t.withheld.clone()))?;
+        registry.register(Box::new(t.model_faults.clone()))?;
         Ok(t)
     }
 
@@ -67,6 +76,17 @@ impl Telemetry {
             saturation_fallback: IntCounter::new(
                 "wva_saturation_fallback_total",
                 "Model cycles in which slo-capacity could not learn a variant's capacity (no latency histograms, too little traffic) and the saturation analysis decided it.",
+            )?,
+            withheld: IntCounter::new(
+                "wva_decisions_withheld_total",
+                "Decided desired counts logged but not published, because the leader Lease or the model's shard was lost while their cycle ran.",
+            )?,
+            model_faults: IntCounterVec::new(
+                Opts::new(
+                    "wva_model_faults_total",
+                    "Model cycles lost to a supervisor that panicked or did not answer in time; the model's counts held at last good and a fresh supervisor took over.",
+                ),
+                &["fault"],
             )?,
         })
     }

@@ -57,6 +57,23 @@ fn start_threads(
     settings: PolicySettings,
     model_threads: usize,
 ) -> Harness {
+    start_under(
+        log,
+        instance,
+        settings,
+        model_threads,
+        wva_actors::authority::Authority::unconditional(),
+    )
+}
+
+/// The actors, acting only while `authority` says so.
+fn start_under(
+    log: Box<dyn DecisionLog>,
+    instance: Option<&str>,
+    settings: PolicySettings,
+    model_threads: usize,
+    authority: wva_actors::authority::Authority,
+) -> Harness {
     let statuses = Arc::new(Mutex::new(Vec::new()));
     let recorder = StatusRecorder(Arc::clone(&statuses)).start();
     let telemetry = wva_actors::telemetry::Telemetry::unregistered().expect("telemetry");
@@ -70,6 +87,7 @@ fn start_threads(
         settings,
         telemetry: telemetry.clone(),
         model_threads,
+        authority,
     })
     .expect("actor system");
     assert_eq!(system.recovery_problem, None);
@@ -981,10 +999,27 @@ struct BadDisk {
     stall: Option<std::time::Duration>,
     /// Stalled writes that have come back.
     stalled_done: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Holds the next write, once armed, until the test lets it go.
+    gate: Option<WriteGate>,
+}
+
+/// A write held on the log's thread: it says when it is held and waits to be released, so a
+/// test can act while a cycle is mid-write without sleeping.
+struct WriteGate {
+    armed: Arc<std::sync::atomic::AtomicBool>,
+    held: tokio::sync::mpsc::UnboundedSender<()>,
+    release: std::sync::mpsc::Receiver<()>,
 }
 
 impl BadDisk {
     fn refuse(&self) -> Result<(), wva_storage::LogError> {
+        if let Some(gate) = &self.gate {
+            if gate.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                let _ = gate.held.send(());
+                let _ = gate.release.recv();
+            }
+            return Ok(());
+        }
         if let Some(stall) = self.stall {
             std::thread::sleep(stall);
             self.stalled_done
@@ -1054,6 +1089,7 @@ async fn a_disk_that_refuses_writes_never_stops_a_decision() {
         inner: MemoryLog::in_memory(Retention::default()),
         stall: None,
         stalled_done: Default::default(),
+        gate: None,
     };
     let h = start_on(Box::new(bad), None, PolicySettings::default());
     add(&h, spec("ns", "cheap", "llama", 10.0), 2).await;
@@ -1074,6 +1110,7 @@ async fn a_stalled_disk_delays_a_decision_by_the_write_timeout_not_the_stall() {
         inner: MemoryLog::in_memory(Retention::default()),
         stall: Some(LOG_WRITE_TIMEOUT + std::time::Duration::from_secs(5)),
         stalled_done: stalled_done.clone(),
+        gate: None,
     };
     let h = start_on(Box::new(bad), None, PolicySettings::default());
     add(&h, spec("ns", "cheap", "llama", 10.0), 2).await;
@@ -1136,4 +1173,235 @@ async fn a_large_cycle_on_several_threads_reaches_the_log_whole_before_it_is_pub
     for m in [0, models / 2, models - 1] {
         assert_eq!(desired(&h, "ns", &format!("v{m}")).await, Some(2), "v{m}");
     }
+}
+
+/// CONTRACT section 19: a model whose supervisor panics loses its own cycle (its count holds at
+/// last good, the fault is counted, a Warning goes to its VA), a model on the same thread loses
+/// nothing, and a fresh supervisor takes over from the last good count in the decision log.
+#[actix::test]
+async fn a_panicking_model_loses_its_own_cycle_and_no_other_model_anything() {
+    let threads = 2;
+    let h = start_threads(
+        Box::new(MemoryLog::in_memory(Retention::default())),
+        None,
+        PolicySettings::default(),
+        threads,
+    );
+    let broken = ModelKey::new("ns", "broken");
+    // A model always runs on the same thread: find one that shares the broken model's.
+    let thread_of = |m: &ModelKey| wva_storage::keys::model_hash(m) % threads as u64;
+    let healthy = (0..100)
+        .map(|i| ModelKey::new("ns", format!("healthy-{i}")))
+        .find(|m| thread_of(m) == thread_of(&broken))
+        .expect("a model on the same thread");
+    add(&h, spec("ns", "b", "broken", 10.0), 2).await;
+    add(&h, spec("ns", "h", &healthy.model_id, 10.0), 2).await;
+    let hot = [(0.76, 2.0), (0.75, 2.0)];
+    let both = || {
+        snapshot(vec![
+            (broken.clone(), samples("b", &hot)),
+            (healthy.clone(), samples("h", &hot)),
+        ])
+    };
+    assert_eq!(tick(&h, 15_000, both()).await.models, 2);
+    assert_eq!(desired(&h, "ns", "b").await, Some(3));
+
+    h.registry
+        .send(CrashForTest(Some(broken.clone())))
+        .await
+        .expect("registry");
+    let summary = tick(&h, 30_000, both()).await;
+    assert_eq!(summary.models, 1, "only the healthy model was decided");
+    let faults = &h.telemetry.model_faults;
+    assert_eq!(faults.with_label_values(&["panicked"]).get(), 1);
+    assert_eq!(
+        desired(&h, "ns", "b").await,
+        Some(3),
+        "the broken model's count holds at its last good"
+    );
+    let logged: Vec<(String, i64)> = history(&h)
+        .await
+        .records
+        .iter()
+        .map(|(_, r)| (r.model().model_id.clone(), r.at().0))
+        .collect();
+    assert!(logged.contains(&(healthy.model_id.clone(), 30_000)));
+    assert!(!logged.contains(&("broken".to_string(), 30_000)));
+    let warned = h.statuses.lock().expect("lock").iter().any(|s| {
+        matches!(s, StatusUpdate::Faulted { variant, message, .. }
+            if variant.name == "b" && message.contains("last good"))
+    });
+    assert!(warned, "the broken model's VA is told");
+
+    // The fresh supervisor, on a failed read, holds the last good count from the log (3), not
+    // the Deployment's 2 that a supervisor knowing nothing would fall back to.
+    let summary = tick(&h, 45_000, Metrics::Failed("Prometheus unreachable".into())).await;
+    assert_eq!(summary.models, 2, "both models are decided again");
+    assert_eq!(desired(&h, "ns", "b").await, Some(3));
+    assert_eq!(faults.with_label_values(&["panicked"]).get(), 1);
+}
+
+/// A shared part's end (here the registry's panic) is heard on the lifeline, which ends the
+/// controller process (CONTRACT section 19).
+#[actix::test]
+async fn the_registry_gone_is_heard_on_the_lifeline() {
+    let telemetry = wva_actors::telemetry::Telemetry::unregistered().expect("telemetry");
+    let system = wva_actors::system::start(SystemConfig {
+        log: Box::new(MemoryLog::in_memory(Retention::default())),
+        publisher: PublisherConfig::default(),
+        status: None,
+        settings: PolicySettings::default(),
+        telemetry,
+        model_threads: 1,
+        authority: wva_actors::authority::Authority::unconditional(),
+    })
+    .expect("actor system");
+    assert_eq!(system.lifeline.lost(), None);
+    let _ = system.registry.send(CrashForTest(None)).await;
+    assert_eq!(system.lifeline.first_lost().await, "registry");
+    assert!(!system.registry.connected());
+}
+
+/// A log whose next write is held until released, and the handles to hold and release it.
+fn gated_log() -> (
+    BadDisk,
+    Arc<std::sync::atomic::AtomicBool>,
+    tokio::sync::mpsc::UnboundedReceiver<()>,
+    std::sync::mpsc::Sender<()>,
+) {
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (held_tx, held) = tokio::sync::mpsc::unbounded_channel();
+    let (release, release_rx) = std::sync::mpsc::channel();
+    let disk = BadDisk {
+        inner: MemoryLog::in_memory(Retention::default()),
+        stall: None,
+        stalled_done: Default::default(),
+        gate: Some(WriteGate {
+            armed: Arc::clone(&armed),
+            held: held_tx,
+            release: release_rx,
+        }),
+    };
+    (disk, armed, held, release)
+}
+
+/// CONTRACT section 19: the Lease lost while a cycle is writing its log: the decisions stay in
+/// the log, nothing of that cycle is published or sent to the status writer, and it is counted.
+/// No sleeps: the log's write is held until the Lease is gone.
+#[actix::test]
+async fn a_lease_lost_mid_cycle_withholds_that_cycles_publish_and_statuses() {
+    use tokio::sync::watch;
+    use wva_actors::shards::ShardFilter;
+    let (disk, armed, mut held, release) = gated_log();
+    let (leader, leading) = watch::channel(true);
+    let (_shards, held_shards) = watch::channel(ShardFilter::all());
+    let authority = wva_actors::authority::Authority::new(leading, held_shards);
+    let h = start_under(
+        Box::new(disk),
+        None,
+        PolicySettings::default(),
+        1,
+        authority,
+    );
+    add(&h, spec("ns", "cheap", "llama", 10.0), 2).await;
+    let model = ModelKey::new("ns", "llama");
+    let hot = [(0.76, 2.0), (0.75, 2.0)];
+    h.statuses.lock().expect("lock").clear();
+    armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let registry = h.registry.clone();
+    let metrics = snapshot(vec![(model, samples("cheap", &hot))]);
+    let cycle = actix::spawn(async move {
+        registry
+            .send(Tick {
+                now: Timestamp(15_000),
+                metrics,
+            })
+            .await
+    });
+    held.recv().await.expect("the cycle's write is held");
+    leader.send_replace(false);
+    release.send(()).expect("released");
+    let summary = cycle.await.expect("joined").expect("registry");
+    assert_eq!(summary.models, 1, "the model was decided");
+    assert_eq!(desired(&h, "ns", "cheap").await, None, "nothing published");
+    assert!(
+        h.statuses.lock().expect("lock").is_empty(),
+        "no status sent"
+    );
+    assert_eq!(h.telemetry.withheld.get(), 1);
+    let logged = history(&h).await;
+    assert!(
+        logged.records.iter().any(|(_, r)| r.at().0 == 15_000),
+        "the decision is in the log"
+    );
+}
+
+/// The same for one shard: the model whose shard is lost mid-cycle is withheld, the model of the
+/// shard still held is published.
+#[actix::test]
+async fn a_shard_lost_mid_cycle_withholds_only_its_models() {
+    use std::collections::BTreeSet;
+    use tokio::sync::watch;
+    use wva_actors::shards::{ShardFilter, shard_of};
+    let (disk, armed, mut held, release) = gated_log();
+    let (_leader, leading) = watch::channel(true);
+    let (shards, held_shards) = watch::channel(ShardFilter {
+        shards: 2,
+        held: BTreeSet::from([0, 1]),
+    });
+    let authority = wva_actors::authority::Authority::new(leading, held_shards);
+    let h = start_under(
+        Box::new(disk),
+        None,
+        PolicySettings::default(),
+        1,
+        authority,
+    );
+    let lost = ModelKey::new("ns", "lost");
+    let kept = (0..100)
+        .map(|i| ModelKey::new("ns", format!("kept-{i}")))
+        .find(|m| shard_of(m, 2) != shard_of(&lost, 2))
+        .expect("a model on the other shard");
+    add(&h, spec("ns", "l", "lost", 10.0), 2).await;
+    add(&h, spec("ns", "k", &kept.model_id, 10.0), 2).await;
+    let hot = [(0.76, 2.0), (0.75, 2.0)];
+    armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let registry = h.registry.clone();
+    let metrics = snapshot(vec![
+        (lost.clone(), samples("l", &hot)),
+        (kept.clone(), samples("k", &hot)),
+    ]);
+    let cycle = actix::spawn(async move {
+        registry
+            .send(Tick {
+                now: Timestamp(15_000),
+                metrics,
+            })
+            .await
+    });
+    held.recv().await.expect("the cycle's write is held");
+    shards.send_replace(ShardFilter {
+        shards: 2,
+        held: BTreeSet::from([shard_of(&kept, 2)]),
+    });
+    release.send(()).expect("released");
+    cycle.await.expect("joined").expect("registry");
+    assert_eq!(desired(&h, "ns", "l").await, None, "lost shard: withheld");
+    assert_eq!(
+        desired(&h, "ns", "k").await,
+        Some(3),
+        "kept shard: published"
+    );
+    assert_eq!(h.telemetry.withheld.get(), 1);
+    let statuses = h.statuses.lock().expect("lock");
+    assert!(
+        statuses
+            .iter()
+            .all(|s| !matches!(s, StatusUpdate::Decided { variant, .. } if variant.name == "l"))
+    );
+    assert!(
+        statuses
+            .iter()
+            .any(|s| matches!(s, StatusUpdate::Decided { variant, .. } if variant.name == "k"))
+    );
 }

@@ -175,6 +175,7 @@ impl<'a> Run<'a> {
             settings,
             telemetry: Telemetry::unregistered().map_err(|e| e.to_string())?,
             model_threads: 1,
+            authority: wva_actors::authority::Authority::unconditional(),
         })
         .map_err(|e| e.to_string())?;
         if let Some(problem) = system.recovery_problem {

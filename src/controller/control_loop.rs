@@ -4,7 +4,10 @@
 //! behind a lock: the loop hands the actors messages and publishes its health on a channel.
 //!
 //! A cycle's Prometheus read runs beside the loop (the watches keep flowing meanwhile, so a
-//! deleted Deployment is still handled at once); when it completes, the loop sends the tick.
+//! deleted Deployment is still handled at once); when it completes, the loop sends the tick,
+//! and the cycle's decision runs beside the loop too: a Lease lost meanwhile is passed on to the
+//! publisher and the status writer at once, not after the cycle (the effects check it as well,
+//! see `wva_actors::authority`). A cycle counts in `/readyz` once it is done.
 
 use std::time::{Duration, Instant};
 
@@ -72,6 +75,14 @@ struct Read {
     waiters: Vec<oneshot::Sender<()>>,
 }
 
+/// A cycle being decided, and who waits for it.
+struct Deciding {
+    summary: BoxFuture<'static, Result<CycleSummary, actix::MailboxError>>,
+    started: Instant,
+    status: &'static str,
+    waiters: Vec<oneshot::Sender<()>>,
+}
+
 impl ControlLoop {
     /// Runs until `stop`; returns an error when the watches end, which never happens while the
     /// API server answers (they retry with backoff), so an end means the loop cannot see the
@@ -87,6 +98,7 @@ impl ControlLoop {
         // Worded as controller-runtime words it: the install guides users follow grep for it.
         tracing::info!(controller = "variantautoscaling", "Starting workers");
         let mut read: Option<Read> = None;
+        let mut deciding: Option<Deciding> = None;
         let mut queued: Vec<oneshot::Sender<()>> = Vec::new();
         let mut leader = self.leader.clone();
         let leading = *leader.borrow_and_update();
@@ -126,24 +138,26 @@ impl ControlLoop {
                 }
                 report = async { (&mut read.as_mut().expect("guarded").report).await }, if read.is_some() => {
                     let Read { started, waiters, .. } = read.take().expect("guarded");
-                    self.decide(report, started).await;
-                    for w in waiters {
-                        let _ = w.send(());
-                    }
+                    deciding = Some(self.decide(report, started, waiters));
+                }
+                summary = async { (&mut deciding.as_mut().expect("guarded").summary).await }, if deciding.is_some() => {
+                    let done = deciding.take().expect("guarded");
+                    self.cycle_done(summary, done)?;
                     if !queued.is_empty() {
                         read = self.start_read(std::mem::take(&mut queued));
                     }
                 }
                 command = commands.recv(), if commanded => match command {
-                    Some(Command::CycleNow(done)) => match &mut read {
-                        // One read at a time: a request during a read gets the next cycle.
-                        Some(_) => queued.push(done),
-                        None => read = self.start_read(vec![done]),
+                    // One cycle at a time: a request during one gets the next.
+                    Some(Command::CycleNow(done)) => if read.is_some() || deciding.is_some() {
+                        queued.push(done);
+                    } else {
+                        read = self.start_read(vec![done]);
                     },
                     None => commanded = false,
                 },
                 _ = ticker.tick() => {
-                    if read.is_none() {
+                    if read.is_none() && deciding.is_none() {
                         read = self.start_read(Vec::new());
                     }
                 }
@@ -203,10 +217,11 @@ impl ControlLoop {
             waiters,
         }) = read
         {
-            self.decide(report.await, started).await;
-            for w in waiters {
-                let _ = w.send(());
-            }
+            deciding = Some(self.decide(report.await, started, waiters));
+        }
+        if let Some(mut done) = deciding {
+            let summary = (&mut done.summary).await;
+            self.cycle_done(summary, done)?;
         }
         Ok(())
     }
@@ -246,8 +261,13 @@ impl ControlLoop {
         })
     }
 
-    /// Decides every model on a finished read, and publishes the loop's health.
-    async fn decide(&mut self, report: PollReport, started: Instant) {
+    /// Starts deciding every model on a finished read, and publishes the read's health.
+    fn decide(
+        &mut self,
+        report: PollReport,
+        started: Instant,
+        waiters: Vec<oneshot::Sender<()>>,
+    ) -> Deciding {
         self.ops
             .read_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -268,7 +288,6 @@ impl ControlLoop {
             }
         };
         self.health.send_modify(|h: &mut Health| {
-            h.cycles += 1;
             h.prometheus_ok = status == "success";
             h.prometheus_error = match &report.metrics {
                 Metrics::Failed(e) => Some(e.clone()),
@@ -283,13 +302,32 @@ impl ControlLoop {
             metrics: report.metrics,
         };
         let span = tracing::info_span!("cycle", status);
-        match self.actors.registry.send(tick).instrument(span).await {
-            Ok(summary) => self.cycle_done(&summary, status, started),
-            Err(e) => tracing::error!(error = %e, "cycle: the registry is gone"),
+        Deciding {
+            summary: Box::pin(self.actors.registry.send(tick).instrument(span)),
+            started,
+            status,
+            waiters,
         }
     }
 
-    fn cycle_done(&self, summary: &CycleSummary, status: &str, started: Instant) {
+    /// Counts a finished cycle (in `/readyz` too) and answers who waited for it; the registry
+    /// gone ends the loop, and with it the process.
+    fn cycle_done(
+        &self,
+        summary: Result<CycleSummary, actix::MailboxError>,
+        done: Deciding,
+    ) -> Result<(), TaskEnded> {
+        let Deciding {
+            started,
+            status,
+            waiters,
+            ..
+        } = done;
+        let summary = summary.map_err(|e| TaskEnded {
+            task: "control-loop",
+            how: format!("lost the registry ({e})"),
+        })?;
+        self.health.send_modify(|h| h.cycles += 1);
         self.ops
             .cycle_seconds
             .with_label_values(&[status])
@@ -303,6 +341,10 @@ impl ControlLoop {
             safety_net_models = summary.safety_net_models,
             "cycle done"
         );
+        for w in waiters {
+            let _ = w.send(());
+        }
+        Ok(())
     }
 
     async fn handle(&mut self, event: Watched) {

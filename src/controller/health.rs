@@ -17,6 +17,7 @@ pub struct Health {
     /// `/readyz`, which anyone who reaches the pod can read: the log has it.
     #[serde(skip)]
     pub prometheus_error: Option<String>,
+    /// Cycles decided and published (counted when done, not when started).
     pub cycles: u64,
     /// Since when (RFC 3339) the watches cannot reach the API server, while they cannot.
     pub api_unreachable_since: Option<String>,

@@ -28,6 +28,7 @@ use futures_util::future::BoxFuture;
 use kube::runtime::events::Reporter;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
+use wva_actors::authority::Authority;
 use wva_actors::log_actor::Flush;
 use wva_actors::publisher::{Publisher, PublisherConfig};
 use wva_actors::registry::Registry;
@@ -109,6 +110,7 @@ pub struct Running {
     pub shards: watch::Receiver<wva_actors::shards::ShardFilter>,
     pub ops: Ops,
     actors: ActorSystem,
+    writer: actix::Addr<StatusWriter>,
     commands: mpsc::Sender<Command>,
     stop: CancellationToken,
     critical: Critical,
@@ -126,6 +128,21 @@ impl Running {
         let (done, decided) = oneshot::channel();
         if self.commands.send(Command::CycleNow(done)).await.is_ok() {
             let _ = tokio::time::timeout(CYCLE_NOW_LIMIT, decided).await;
+        }
+    }
+
+    /// Waits until every status and Event queued so far has been sent to the API server (or
+    /// dropped), at most [`CYCLE_NOW_LIMIT`]: with [`Running::cycle_now`], what a test checks
+    /// was not written is then known not to be on its way.
+    pub async fn statuses_settled(&self) {
+        let (done, settled) = oneshot::channel();
+        if self
+            .writer
+            .send(status_writer::WriterNote::Settled(done))
+            .await
+            .is_ok()
+        {
+            let _ = tokio::time::timeout(CYCLE_NOW_LIMIT, settled).await;
         }
     }
 
@@ -212,12 +229,14 @@ pub async fn start(
         return Err(StartError::ShardsWithoutLeases(options.shards));
     }
     let stop = CancellationToken::new();
+    ops::count_panics();
     let ops = Ops::new(settings.reconciliation_interval.as_secs_f64())?;
     // The ConfigMaps arrive with their watch's initial list, before the first cycle can run
     // (the inventory is not ready until every initial list is in).
     let config = ConfigData::default();
     let built = config.policy(&settings);
     let (leader_tx, leader_rx) = watch::channel(options.leader_election.is_none());
+    let (shards_tx, shards_rx) = watch::channel(wva_actors::shards::ShardFilter::all());
     let reporter = Reporter {
         controller: "wva-controller".into(),
         instance: Some(options.instance.clone()),
@@ -228,7 +247,7 @@ pub async fn start(
     let writer = StatusWriter::start(
         client.clone(),
         reporter,
-        *leader_rx.borrow(),
+        leader_rx.clone(),
         ops.clone(),
         stop.clone(),
         writer_task,
@@ -244,7 +263,17 @@ pub async fn start(
         settings: built.policy.clone(),
         telemetry: ops.actors.clone(),
         model_threads: wva_actors::system::available_model_threads(),
+        authority: Authority::new(leader_rx.clone(), shards_rx.clone()),
     })?;
+    // The registry, the log and the publisher hold every model's state: when one is gone, the
+    // process ends and restarts from the log rather than run on without it.
+    let (lifeline, stopping) = (actors.lifeline.clone(), stop.clone());
+    critical.spawn("actors", async move {
+        tokio::select! {
+            part = lifeline.first_lost() => tracing::error!(part, "a part every model shares is gone; the process ends so that it is restarted from the decision log"),
+            () = stopping.cancelled() => {}
+        }
+    });
     if let Some(problem) = &actors.recovery_problem {
         tracing::error!(error = %problem, "cannot read the last good decisions; the safety net falls back to the VA statuses");
     }
@@ -259,7 +288,6 @@ pub async fn start(
         ..Default::default()
     });
 
-    let (shards_tx, shards_rx) = watch::channel(wva_actors::shards::ShardFilter::all());
     match &options.leader_election {
         Some((lease, identity, timing)) if options.shards > 1 => {
             // Nothing is held until the first round says so.
@@ -303,7 +331,7 @@ pub async fn start(
         config,
         policy: built.policy,
         actors: actors.clone(),
-        writer,
+        writer: writer.clone(),
         metrics: options.metrics,
         health: health_tx,
         leader: leader_rx.clone(),
@@ -325,6 +353,7 @@ pub async fn start(
         shards: shards_rx,
         ops,
         actors,
+        writer,
         commands,
         stop,
         critical,

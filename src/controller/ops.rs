@@ -4,11 +4,42 @@
 //! and the actors' (`wva_actors::telemetry`); the metrics endpoint serves it after the
 //! publisher's page.
 
+use std::sync::{LazyLock, Once};
+
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use wva_actors::telemetry::Telemetry;
+
+/// `wva_panics_total`: panics anywhere in the process, counted by the hook [`count_panics`]
+/// installs. One per process, whatever registries serve it.
+static PANICS: LazyLock<IntCounter> = LazyLock::new(|| {
+    IntCounter::new(
+        "wva_panics_total",
+        "Panics anywhere in the controller process (each also logged); a model's supervisor that panicked is replaced, a shared part that panicked ends the process.",
+    )
+    .unwrap_or_else(|e| panic!("a fixed, valid series name: {e}"))
+});
+
+/// Counts every panic and logs it through `tracing` (so it is in the structured log with its
+/// place), then lets the default hook print it. Installed once per process.
+pub fn count_panics() {
+    static INSTALLED: Once = Once::new();
+    INSTALLED.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS.inc();
+            tracing::error!(panic = %info, "panic");
+            default(info);
+        }));
+    });
+}
+
+/// Panics counted so far in this process.
+pub fn panics_counted() -> u64 {
+    PANICS.get()
+}
 
 /// The handles; cheap to clone.
 #[derive(Debug, Clone)]
@@ -84,6 +115,7 @@ impl Ops {
         )?;
         registry.register(Box::new(interval.clone()))?;
         interval.set(reconcile_interval_s);
+        registry.register(Box::new(PANICS.clone()))?;
         Ok(Self {
             actors: Telemetry::new(&registry)?,
             cycle_seconds,
@@ -128,7 +160,7 @@ impl Ops {
     pub fn series_names(&self) -> Vec<String> {
         use prometheus::core::Collector;
         let a = &self.actors;
-        let collectors: [&dyn Collector; 13] = [
+        let collectors: [&dyn Collector; 18] = [
             &self.cycle_seconds,
             &self.models,
             &self.variants,
@@ -141,6 +173,11 @@ impl Ops {
             &a.model_decision_seconds,
             &a.log_writes,
             &a.variant_restarts,
+            &a.scale_to_zero_blind,
+            &a.saturation_fallback,
+            &a.withheld,
+            &a.model_faults,
+            &*PANICS,
             &self.build_info,
         ];
         let mut names: Vec<String> = collectors

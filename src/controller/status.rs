@@ -374,7 +374,7 @@ impl Entered {
                 safety_net: matches!(optimization, OptimizationState::SafetyNet { .. }),
                 metrics_missing: metrics.is_missing(),
             },
-            StatusUpdate::TargetMissing { .. } => Self::default(),
+            StatusUpdate::TargetMissing { .. } | StatusUpdate::Faulted { .. } => Self::default(),
         }
     }
 }

@@ -21,7 +21,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use serde_json::Value;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use wva_actors::messages::{StatusBatch, StatusUpdate, VariantKey};
@@ -50,6 +50,9 @@ struct Pending {
     /// The newest status of each VA, in the order the VAs first got one.
     statuses: BTreeMap<(String, String), (OwnerRef, Value)>,
     events: VecDeque<(ObjectReference, EventSpec)>,
+    /// Told once everything queued before them has been sent (tests wait on them instead of
+    /// sleeping before they check that nothing was written).
+    settled: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// The queue between the actor and the write task.
@@ -101,7 +104,9 @@ impl Queue {
 pub struct StatusWriter {
     queue: Arc<Queue>,
     ops: Ops,
-    leader: bool,
+    /// Leadership as the elector says it now (not as last noted): nothing is queued once it is
+    /// lost, even before the control loop hears of it.
+    leader: watch::Receiver<bool>,
     /// Variant → the VA its status goes to.
     bindings: HashMap<VariantKey, OwnerRef>,
     problems: HashMap<OwnerId, String>,
@@ -116,21 +121,29 @@ impl StatusWriter {
     pub fn start(
         client: kube::Client,
         reporter: Reporter,
-        leader: bool,
+        leader: watch::Receiver<bool>,
         ops: Ops,
         stop: CancellationToken,
         current: Current,
     ) -> Addr<Self> {
         let queue = Arc::new(Queue::default());
         let restarts = ops.task_restarts.clone();
-        let (q, o) = (Arc::clone(&queue), ops.clone());
+        let (q, o, l) = (Arc::clone(&queue), ops.clone(), leader.clone());
         tokio::spawn(super::tasks::restarting(
             "status-writer",
             restarts,
             stop,
             Duration::from_secs(1),
             current,
-            move || write_loop(client.clone(), reporter.clone(), Arc::clone(&q), o.clone()),
+            move || {
+                write_loop(
+                    client.clone(),
+                    reporter.clone(),
+                    Arc::clone(&q),
+                    o.clone(),
+                    l.clone(),
+                )
+            },
         ));
         Self {
             queue,
@@ -146,7 +159,7 @@ impl StatusWriter {
 
     fn write_status(&mut self, va: &OwnerRef, status: &VaStatus) {
         // An annotated HPA or ScaledObject has no status of ours: its Events say it all.
-        if !self.leader || !va.has_status() {
+        if !self.leads() || !va.has_status() {
             return;
         }
         let now = crate::timefmt::format_time(crate::timefmt::wall_clock());
@@ -182,7 +195,7 @@ impl StatusWriter {
     }
 
     fn event_on(&self, regarding: ObjectReference, event: EventSpec) {
-        if !self.leader {
+        if !self.leads() {
             return;
         }
         let mut pending = self.queue.lock();
@@ -200,6 +213,10 @@ impl StatusWriter {
         let status = missing_target_status(&message, self.problem(va));
         self.write_status(va, &status);
         self.event(va, EventSpec::warning("DeploymentNotFound", message));
+    }
+
+    fn leads(&self) -> bool {
+        *self.leader.borrow()
     }
 
     fn problem(&self, va: &OwnerRef) -> Option<&str> {
@@ -244,6 +261,14 @@ impl Handler<StatusBatch> for StatusWriter {
                     self.entered.remove(variant);
                     self.report_missing_target(&va, message);
                 }
+                StatusUpdate::Faulted {
+                    variant, message, ..
+                } => {
+                    let Some(va) = self.bindings.get(variant).cloned() else {
+                        continue;
+                    };
+                    self.event(&va, EventSpec::warning(DECISION_FAILED, message.clone()));
+                }
             }
         }
         for (va, updates) in decided {
@@ -274,6 +299,8 @@ pub enum WriterNote {
     },
     /// Leadership gained or lost.
     Leader(bool),
+    /// Answer once every write queued so far has been sent (or dropped).
+    Settled(tokio::sync::oneshot::Sender<()>),
 }
 
 impl Handler<WriterNote> for StatusWriter {
@@ -338,8 +365,11 @@ impl Handler<WriterNote> for StatusWriter {
                     );
                 }
             }
+            WriterNote::Settled(done) => {
+                self.queue.lock().settled.push(done);
+                self.queue.ready.notify_one();
+            }
             WriterNote::Leader(leader) => {
-                self.leader = leader;
                 // Another leader may have written since: the next status of every VA is written.
                 self.queue.written().clear();
                 if leader {
@@ -355,21 +385,32 @@ impl Handler<WriterNote> for StatusWriter {
 }
 
 /// Sends queued writes until the process stops: statuses first (newest per VA), then Events
-/// in order. Each write runs under its own span and a timeout.
-async fn write_loop(client: kube::Client, reporter: Reporter, queue: Arc<Queue>, ops: Ops) {
+/// in order. Each write runs under its own span and a timeout. Leadership is checked before
+/// every write: once the Lease is lost, what is still queued is dropped (counted `withheld`).
+async fn write_loop(
+    client: kube::Client,
+    reporter: Reporter,
+    queue: Arc<Queue>,
+    ops: Ops,
+    leader: watch::Receiver<bool>,
+) {
     let recorder = Recorder::new(client.clone(), reporter);
     let params = PatchParams::apply(STATUS_FIELD_MANAGER).force();
     loop {
-        let (statuses, events) = {
-            let mut pending = queue.lock();
-            let p = std::mem::take(&mut *pending);
-            (p.statuses, p.events)
-        };
-        if statuses.is_empty() && events.is_empty() {
+        let Pending {
+            statuses,
+            events,
+            settled,
+        } = std::mem::take(&mut *queue.lock());
+        if statuses.is_empty() && events.is_empty() && settled.is_empty() {
             queue.ready.notified().await;
             continue;
         }
         for ((namespace, name), (_, body)) in statuses {
+            if !*leader.borrow() {
+                ops.status_writes.with_label_values(&["withheld"]).inc();
+                continue;
+            }
             let api: Api<VariantAutoscaling> = Api::namespaced(client.clone(), &namespace);
             let patch = Patch::Apply(&body);
             let write = api.patch_status(&name, &params, &patch);
@@ -402,6 +443,10 @@ async fn write_loop(client: kube::Client, reporter: Reporter, queue: Arc<Queue>,
             ops.status_writes.with_label_values(&[outcome]).inc();
         }
         for (regarding, event) in events {
+            if !*leader.borrow() {
+                ops.events.with_label_values(&["withheld"]).inc();
+                continue;
+            }
             let e = Event {
                 type_: if event.warning {
                     EventType::Warning
@@ -430,8 +475,14 @@ async fn write_loop(client: kube::Client, reporter: Reporter, queue: Arc<Queue>,
             };
             ops.events.with_label_values(&[outcome]).inc();
         }
+        for done in settled {
+            let _ = done.send(());
+        }
     }
 }
+
+/// Reason of the Warning Event on a VA whose model's supervisor failed (CONTRACT section 19).
+pub const DECISION_FAILED: &str = "DecisionFailed";
 
 /// Reason of the Warning Event on a ConfigMap whose entries were ignored or skipped.
 pub const INVALID_CONFIGURATION: &str = "InvalidConfiguration";

@@ -145,6 +145,13 @@ pub enum StatusUpdate {
         /// True when it existed before: "no longer exists" rather than "not found".
         deleted: bool,
     },
+    /// Deciding the variant's model failed this cycle (its supervisor panicked or hung): its
+    /// count holds and a fresh supervisor takes over. A Warning Event on the VA says so.
+    Faulted {
+        variant: VariantKey,
+        at: Timestamp,
+        message: String,
+    },
 }
 
 /// What the cycle knew of one variant besides the policy's input, in decision order.
