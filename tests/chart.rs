@@ -1975,7 +1975,8 @@ fn the_optional_alerts_and_dashboard_use_only_series_the_controller_exposes() {
                 "WVAScalingThrash",
                 "WVAStatusWritesFailing",
                 "WVADecisionLogWritesFailing",
-                "WVATaskRestarting"
+                "WVATaskRestarting",
+                "WVAModelDecisionFailing"
             ]
         );
         let mut used = BTreeSet::new();
