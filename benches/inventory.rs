@@ -10,7 +10,10 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::core::DeserializeGuard;
 use serde_json::json;
-use wva::controller::inventory::{Inventory, Kind, Scope};
+use wva::controller::{
+    inventory::{Inventory, Kind},
+    owners::Scope,
+};
 use wva::crd::VariantAutoscaling;
 
 /// The allocator the `wva` binary runs with.

@@ -1220,13 +1220,14 @@ async fn a_leader_worker_set_is_scaled_by_groups_and_read_through_its_leaders() 
     let running = started(&api, opts).await;
     variants_become(&running, 2).await;
     running.cycle_now().await;
-    // Only the leaders report: one pod per group.
+    // Only the leaders report: one pod per group, under the target's kind and name (a
+    // Deployment named "big" would be another target).
     assert_eq!(
         *seen.lock().unwrap(),
         [
-            ("big-0".to_string(), "big".to_string()),
-            ("big-1".to_string(), "big".to_string()),
-            ("huge-0".to_string(), "huge".to_string()),
+            ("big-0".to_string(), "LeaderWorkerSet/big".to_string()),
+            ("big-1".to_string(), "LeaderWorkerSet/big".to_string()),
+            ("huge-0".to_string(), "LeaderWorkerSet/huge".to_string()),
         ]
     );
     let text = page(&running).await;

@@ -7,144 +7,22 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::DeserializeGuard;
 use wva_actors::messages::{
     DEFAULT_MAX_BATCH, DeploymentState, ModelKey, ReplicaBounds, VariantKey, VariantSpec,
 };
-use wva_actors::policy::roles::{ROLE_LABEL, Role};
 
 use super::lws::{self, LeaderWorkerSet};
+use super::owners::{OwnerId, OwnerKind, OwnerRef, Scope};
 use super::scalers::{Annotation, ScaledObject, ScalerInfo, ScalerKind, is_managed};
-
+use super::targets::{DeploymentInfo, MODEL_ID_KEY, target_id};
 use crate::config::AcceleratorCosts;
-use crate::crd::{ACCELERATOR_NAME_LABEL, CONTROLLER_INSTANCE_LABEL, VariantAutoscaling};
+use crate::crd::{ACCELERATOR_NAME_LABEL, VariantAutoscaling};
 use crate::poller::PodIndex;
 
-/// Label or annotation that ties a Deployment to a model in discovery mode.
-pub const MODEL_ID_KEY: &str = "model_id";
-/// Node-selector keys that name the accelerator of a pod template, by vendor.
-pub const ACCELERATOR_NODE_LABELS: [&str; 3] = [
-    "nvidia.com/gpu.product",
-    "amd.com/gpu.product",
-    "intel.com/gpu.product",
-];
 /// Cost of a discovered variant whose accelerator has no price.
 const DEFAULT_DISCOVERED_COST: f64 = 10.0;
-
-/// Which VAs this controller manages.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Scope {
-    /// `CONTROLLER_INSTANCE`: only VAs labelled with it; without it, only unlabelled VAs.
-    pub instance: Option<String>,
-    /// `WATCH_NAMESPACE`: only this namespace.
-    pub namespace: Option<String>,
-}
-
-impl Scope {
-    pub fn manages(&self, meta: &ObjectMeta) -> bool {
-        let label = meta
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(CONTROLLER_INSTANCE_LABEL))
-            .filter(|v| !v.is_empty());
-        let in_namespace = match (&self.namespace, &meta.namespace) {
-            (Some(watched), Some(ns)) => watched == ns,
-            (Some(_), None) => false,
-            (None, _) => true,
-        };
-        in_namespace && label == self.instance.as_ref()
-    }
-}
-
-/// The kind of object that declares a variant: its Events go there, and a VA also gets a status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum OwnerKind {
-    VariantAutoscaling,
-    HorizontalPodAutoscaler,
-    ScaledObject,
-}
-
-impl OwnerKind {
-    pub fn api_version(self) -> &'static str {
-        match self {
-            Self::VariantAutoscaling => "llmd.ai/v1alpha1",
-            Self::HorizontalPodAutoscaler => "autoscaling/v2",
-            Self::ScaledObject => "keda.sh/v1alpha1",
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::VariantAutoscaling => "VariantAutoscaling",
-            Self::HorizontalPodAutoscaler => "HorizontalPodAutoscaler",
-            Self::ScaledObject => "ScaledObject",
-        }
-    }
-}
-
-impl From<ScalerKind> for OwnerKind {
-    fn from(kind: ScalerKind) -> Self {
-        match kind {
-            ScalerKind::Hpa => Self::HorizontalPodAutoscaler,
-            ScalerKind::ScaledObject => Self::ScaledObject,
-        }
-    }
-}
-
-/// The object a variant's status and Events belong to: a VA, or an annotated scaler (which has
-/// no status of ours, only Events).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct OwnerRef {
-    pub kind: OwnerKind,
-    pub namespace: String,
-    pub name: String,
-    pub uid: Option<String>,
-    pub generation: Option<i64>,
-}
-
-/// An owner's identity: kind, namespace, name.
-pub type OwnerId = (OwnerKind, String, String);
-
-impl OwnerRef {
-    pub fn of(kind: OwnerKind, meta: &ObjectMeta) -> Self {
-        Self {
-            kind,
-            namespace: meta.namespace.clone().unwrap_or_default(),
-            name: meta.name.clone().unwrap_or_default(),
-            uid: meta.uid.clone(),
-            generation: meta.generation,
-        }
-    }
-
-    pub fn id(&self) -> OwnerId {
-        (self.kind, self.namespace.clone(), self.name.clone())
-    }
-
-    /// Only a VA has a status the controller writes.
-    pub fn has_status(&self) -> bool {
-        self.kind == OwnerKind::VariantAutoscaling
-    }
-
-    /// The reference an Event is about.
-    pub fn object_reference(&self) -> ObjectReference {
-        ObjectReference {
-            api_version: Some(self.kind.api_version().into()),
-            kind: Some(self.kind.name().into()),
-            name: Some(self.name.clone()),
-            namespace: Some(self.namespace.clone()),
-            uid: self.uid.clone(),
-            ..Default::default()
-        }
-    }
-}
-
-impl std::fmt::Display for OwnerRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}/{}", self.kind.name(), self.namespace, self.name)
-    }
-}
 
 /// What changed, in the order it must be applied.
 #[derive(Debug, Clone, PartialEq)]
@@ -165,70 +43,6 @@ pub enum Change {
     Deprecated(OwnerRef),
     /// A discovery-mode VA matches no Deployment.
     NoTargets(OwnerRef, String),
-}
-
-/// The parts of a Deployment the controller uses.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeploymentInfo {
-    pub state: DeploymentState,
-    /// Label, else annotation, `model_id` (discovery mode).
-    pub model_id: Option<String>,
-    /// The accelerator node selector of the pod template.
-    pub accelerator_device: Option<String>,
-    /// `spec.selector.matchLabels`, to own pods whose owner chain is not visible.
-    pub selector: BTreeMap<String, String>,
-    /// Prefill, decode or both: `llm-d.ai/role` on the object, else on its pod template.
-    pub role: Role,
-}
-
-/// The model a scale target serves: its `model_id` label, else its annotation.
-pub(crate) fn model_id_of(meta: &ObjectMeta) -> Option<String> {
-    meta.labels
-        .as_ref()
-        .and_then(|l| l.get(MODEL_ID_KEY))
-        .or_else(|| meta.annotations.as_ref().and_then(|a| a.get(MODEL_ID_KEY)))
-        .cloned()
-}
-
-/// The accelerator a pod template's node selector asks for.
-pub(crate) fn accelerator_in(node_selector: &BTreeMap<String, String>) -> Option<String> {
-    ACCELERATOR_NODE_LABELS
-        .iter()
-        .find_map(|k| node_selector.get(*k).cloned())
-}
-
-impl DeploymentInfo {
-    pub fn from_deployment(d: &Deployment) -> Self {
-        let spec = d.spec.as_ref();
-        let status = d.status.as_ref();
-        let spec_replicas = spec.and_then(|s| s.replicas).unwrap_or(1);
-        // status.replicas, else spec.replicas (a Deployment the controller has not seen yet).
-        let replicas = status.and_then(|s| s.replicas).unwrap_or(spec_replicas);
-        let ready = status.and_then(|s| s.ready_replicas).unwrap_or(0);
-        let model_id = model_id_of(&d.metadata);
-        let accelerator_device = spec
-            .and_then(|s| s.template.spec.as_ref())
-            .and_then(|p| p.node_selector.as_ref())
-            .and_then(accelerator_in);
-        Self {
-            state: DeploymentState {
-                replicas: replicas.max(0) as u32,
-                ready: ready.max(0) as u32,
-            },
-            model_id,
-            accelerator_device,
-            selector: spec
-                .and_then(|s| s.selector.match_labels.clone())
-                .unwrap_or_default(),
-            role: role_of(&d.metadata, spec.and_then(|s| s.template.metadata.as_ref())),
-        }
-    }
-}
-
-/// The role named by `llm-d.ai/role` on an object, else on its pod template.
-pub fn role_of(meta: &ObjectMeta, template: Option<&ObjectMeta>) -> Role {
-    let label = |m: &ObjectMeta| m.labels.as_ref()?.get(ROLE_LABEL).cloned();
-    Role::from_label(label(meta).or_else(|| template.and_then(label)).as_deref())
 }
 
 /// The parts of a pod the controller uses (from its metadata only).
@@ -318,6 +132,14 @@ impl Kind {
             Self::HorizontalPodAutoscaler => Some(ScalerKind::Hpa),
             Self::ScaledObject => Some(ScalerKind::ScaledObject),
             _ => None,
+        }
+    }
+
+    /// The `scaleTargetRef` kind of a scale target watched under this kind.
+    fn target_kind(self) -> &'static str {
+        match self {
+            Self::LeaderWorkerSet => lws::KIND,
+            _ => DEPLOYMENT,
         }
     }
 }
@@ -490,7 +312,7 @@ impl Inventory {
         if self.ready() && old.as_ref().map(|o| o.state) != Some(info.state) {
             changes.push(Change::Deployment {
                 namespace: key.0.clone(),
-                name: key.1.clone(),
+                name: target_id(kind.target_kind(), &key.1),
                 state: Some(info.state),
             });
         }
@@ -504,7 +326,7 @@ impl Inventory {
         if self.targets_mut(kind).remove(&key).is_some() && self.ready() {
             changes.push(Change::Deployment {
                 namespace: key.0,
-                name: key.1,
+                name: target_id(kind.target_kind(), &key.1),
                 state: None,
             });
         }
@@ -679,10 +501,12 @@ impl Inventory {
         }
         self.synced.insert(kind);
         if !was_ready && self.ready() {
-            for ((namespace, name), info) in self.deployments.iter().chain(&self.groups) {
+            let deployments = self.deployments.iter().map(|t| (DEPLOYMENT, t));
+            let groups = self.groups.iter().map(|t| (lws::KIND, t));
+            for (kind, ((namespace, name), info)) in deployments.chain(groups) {
                 changes.push(Change::Deployment {
                     namespace: namespace.clone(),
-                    name: name.clone(),
+                    name: target_id(kind, name),
                     state: Some(info.state),
                 });
             }
@@ -891,7 +715,7 @@ impl Inventory {
                     VariantSpec {
                         key: VariantKey::new(namespace, name),
                         model,
-                        deployment: target.name.clone(),
+                        deployment: target_id(&target.kind, &target.name),
                         cost,
                         accelerator,
                         status_desired,
@@ -953,7 +777,7 @@ impl Inventory {
                 (e.owner.kind == kind
                     && e.owner.namespace == namespace
                     && !info.owned_by_keda
-                    && info.target.name == deployment)
+                    && target_id(&info.target.kind, &info.target.name) == deployment)
                     .then_some(info.bounds)
             })
         };
@@ -991,7 +815,10 @@ impl Inventory {
             )));
         }
         let namespace = owner.namespace.clone();
-        if let Some(other) = taken.get(&(namespace.clone(), info.target.name.clone())) {
+        if let Some(other) = taken.get(&(
+            namespace.clone(),
+            target_id(&info.target.kind, &info.target.name),
+        )) {
             return Some(Err(format!(
                 "Deployment {} is already managed through {other}; the llm-d.ai annotations on this {} are ignored",
                 info.target.name,
@@ -1010,7 +837,7 @@ impl Inventory {
         Some(Ok(VariantSpec {
             key,
             model: ModelKey::new(namespace, model_id.clone()),
-            deployment: info.target.name.clone(),
+            deployment: target_id(&info.target.kind, &info.target.name),
             cost,
             accelerator: self
                 .accelerator_of(deployment)
@@ -1038,7 +865,7 @@ impl Inventory {
             // Only a group's leader reports a LeaderWorkerSet's metrics; workers take no part.
             let owner = match &info.group {
                 Some((_, false)) => continue,
-                Some((group, true)) => Some(group.clone()),
+                Some((group, true)) => Some(target_id(lws::KIND, group)),
                 None => info.owner_deployment.clone(),
             };
             let owner = owner.or_else(|| {
@@ -1105,6 +932,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::crd::CONTROLLER_INSTANCE_LABEL;
 
     fn meta(ns: &str, name: &str, labels: &[(&str, &str)]) -> ObjectMeta {
         ObjectMeta {
@@ -1229,6 +1057,72 @@ mod tests {
         assert_eq!(index.len(), 2, "{index:?}");
         assert_eq!(index[&("llm".to_string(), "d-7f9c-1".to_string())], "d");
         assert_eq!(index[&("llm".to_string(), "bare".to_string())], "d");
+    }
+
+    /// A LeaderWorkerSet and a Deployment of the same name in one namespace are two targets:
+    /// their replicas, pods and variants never mix.
+    #[test]
+    fn a_leader_worker_set_and_a_deployment_of_one_name_stay_apart() {
+        let mut inv = synced(Scope::default());
+        let mut changes = inv.deployment_applied(&deployment("llm", "same"));
+        let group: LeaderWorkerSet = serde_json::from_value(json!({
+            "apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
+            "metadata": {"name": "same", "namespace": "llm"},
+            "spec": {"replicas": 2, "leaderWorkerTemplate": {"size": 2}},
+            "status": {"replicas": 2, "readyReplicas": 2},
+        }))
+        .expect("lws");
+        changes.extend(inv.lws_applied(DeserializeGuard(Ok(group))));
+        let states: Vec<(String, u32)> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Deployment {
+                    name,
+                    state: Some(s),
+                    ..
+                } => Some((name.clone(), s.replicas)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("same".to_string(), 3),
+                ("LeaderWorkerSet/same".to_string(), 2)
+            ]
+        );
+        inv.va_applied(va("llm", "on-deployment", "same", &[]));
+        let mut on_group = va("llm", "on-group", "same", &[]);
+        if let Ok(v) = &mut on_group.0
+            && let Some(target) = &mut v.spec.scale_target_ref
+        {
+            target.kind = "LeaderWorkerSet".into();
+        }
+        let changes = inv.va_applied(on_group);
+        let specs = upserted(&changes);
+        assert_eq!(specs.len(), 1, "{changes:?}");
+        assert_eq!(specs[0].deployment, "LeaderWorkerSet/same");
+        let mut owned = meta("llm", "same-7f9c-1", &[("pod-template-hash", "7f9c")]);
+        owned.owner_references = Some(vec![OwnerReference {
+            kind: "ReplicaSet".into(),
+            name: "same-7f9c".into(),
+            ..Default::default()
+        }]);
+        inv.pod_applied(&owned);
+        inv.pod_applied(&meta(
+            "llm",
+            "same-0",
+            &[(lws::NAME_LABEL, "same"), (lws::WORKER_INDEX_LABEL, "0")],
+        ));
+        let index = inv.pod_index();
+        assert_eq!(
+            index[&("llm".to_string(), "same-7f9c-1".to_string())],
+            "same"
+        );
+        assert_eq!(
+            index[&("llm".to_string(), "same-0".to_string())],
+            "LeaderWorkerSet/same"
+        );
     }
 
     #[test]

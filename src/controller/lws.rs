@@ -10,10 +10,10 @@ use kube::CustomResource;
 use serde::{Deserialize, Serialize};
 use wva_actors::messages::DeploymentState;
 
-use super::inventory::{DeploymentInfo, accelerator_in, model_id_of, role_of};
+use super::targets::{DeploymentInfo, accelerator_in, model_id_of, role_of};
 
 /// The kind name in a `scaleTargetRef`.
-pub const KIND: &str = "LeaderWorkerSet";
+pub const KIND: &str = super::targets::LEADER_WORKER_SET;
 /// Pod label naming the LeaderWorkerSet a pod belongs to.
 pub const NAME_LABEL: &str = "leaderworkerset.sigs.k8s.io/name";
 /// Pod label with the pod's index in its group; the leader's is `0`.

@@ -12,11 +12,13 @@ pub mod inventory;
 pub mod leader;
 pub mod lws;
 pub mod ops;
+pub mod owners;
 pub mod rbac;
 pub mod scalers;
 pub mod shards;
 pub mod status;
 pub mod status_writer;
+pub mod targets;
 pub mod tasks;
 pub mod watches;
 
@@ -41,8 +43,9 @@ use crate::timefmt::wall_clock;
 use config_maps::ConfigData;
 use control_loop::{CYCLE_NOW_LIMIT, Command, ControlLoop};
 use health::{Health, HealthReceiver};
-use inventory::{Inventory, Scope};
+use inventory::Inventory;
 use ops::Ops;
+use owners::Scope;
 use status_writer::StatusWriter;
 use tasks::{Critical, TaskEnded};
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use serde_json::{Value, json};
 use wva_actors::messages::{MetricsState, OptimizationState, StatusUpdate, Timestamp};
 
-use super::inventory::OwnerRef;
+use super::owners::OwnerRef;
 use crate::crd::{Condition, CurrentAlloc, OptimizedAlloc, VariantAutoscalingStatus};
 
 /// Field manager of the status writes.
@@ -588,7 +588,7 @@ mod tests {
         assert_eq!((r.status, r.reason.as_str()), (false, "DeploymentNotFound"));
         assert_eq!(r.message, "Target deployment 'x' no longer exists");
         let va = OwnerRef {
-            kind: super::super::inventory::OwnerKind::VariantAutoscaling,
+            kind: super::super::owners::OwnerKind::VariantAutoscaling,
             namespace: "ns".into(),
             name: "va".into(),
             uid: None,
@@ -609,7 +609,7 @@ mod tests {
     #[test]
     fn transition_times_change_only_with_the_status() {
         let va = OwnerRef {
-            kind: super::super::inventory::OwnerKind::VariantAutoscaling,
+            kind: super::super::owners::OwnerKind::VariantAutoscaling,
             namespace: "ns".into(),
             name: "va".into(),
             uid: None,

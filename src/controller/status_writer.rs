@@ -26,8 +26,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use wva_actors::messages::{StatusBatch, StatusUpdate, VariantKey};
 
-use super::inventory::{OwnerId, OwnerRef};
 use super::ops::Ops;
+use super::owners::{OwnerId, OwnerRef};
 use super::status::{
     Entered, EventSpec, Transitions, VaStatus, apply_patch, decided_status, decision_events,
     invalid_status, missing_target_status, truncate, typed_status,
@@ -253,10 +253,15 @@ impl Handler<StatusBatch> for StatusWriter {
                     let Some(va) = self.bindings.get(variant).cloned() else {
                         continue;
                     };
+                    // "deployment" as the seeds' guides grep for it; a LeaderWorkerSet by its kind.
+                    let (kind, name) = match super::targets::target_of(deployment) {
+                        ("Deployment", name) => ("deployment", name),
+                        other => other,
+                    };
                     let message = if *deleted {
-                        format!("Target deployment '{deployment}' no longer exists")
+                        format!("Target {kind} '{name}' no longer exists")
                     } else {
-                        format!("Target deployment '{deployment}' not found")
+                        format!("Target {kind} '{name}' not found")
                     };
                     self.entered.remove(variant);
                     self.report_missing_target(&va, message);
