@@ -3,10 +3,9 @@
 //! controller-runtime's secure metrics do; plain HTTP only when asked) and the probes
 //! (`/healthz`, `/readyz`).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix::Addr;
 use axum::Router;
@@ -50,8 +49,8 @@ pub fn probes(health: HealthReceiver) -> Router {
 /// Longest bearer token looked at. Service-account tokens are about 1 KB; a bigger one is not
 /// a token, and reviewing it would only spend the controller's API-server quota.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
-/// Review answers kept, at most; the least recently used go first.
-pub const AUTH_CACHE_ENTRIES: usize = 1024;
+/// Review answers kept, at most (moka evicts the least likely to be asked again).
+pub const AUTH_CACHE_ENTRIES: u64 = 1024;
 /// TokenReviews (with their SubjectAccessReviews) in flight at once.
 pub const MAX_REVIEWS_IN_FLIGHT: usize = 4;
 /// How long a caller waits for a review slot before being told to come back.
@@ -71,13 +70,13 @@ fn token_key(token: &str) -> TokenKey {
 /// Checks bearer tokens against the API server, caching answers for a minute so that a
 /// scrape every few seconds costs no API calls. Bounded against abuse: tokens over
 /// [`MAX_TOKEN_BYTES`] are refused unreviewed, the cache holds at most [`AUTH_CACHE_ENTRIES`]
-/// hashes, one review per token is in flight (others wait for its answer), and at most
+/// hashes, one review per token is in flight (others wait for its answer: moka's
+/// `try_get_with` runs one lookup per key; a failed one is not cached), and at most
 /// [`MAX_REVIEWS_IN_FLIGHT`] reviews run at once.
 #[derive(Clone)]
 pub struct Authorizer {
     client: kube::Client,
-    cache: Arc<Mutex<lru::LruCache<TokenKey, (bool, Instant)>>>,
-    in_flight: Arc<Mutex<HashMap<TokenKey, Arc<tokio::sync::Mutex<()>>>>>,
+    cache: moka::future::Cache<TokenKey, bool>,
     reviews: Arc<tokio::sync::Semaphore>,
     reviewed: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -90,12 +89,12 @@ impl std::fmt::Debug for Authorizer {
 
 impl Authorizer {
     pub fn new(client: kube::Client) -> Self {
-        let entries =
-            std::num::NonZeroUsize::new(AUTH_CACHE_ENTRIES).unwrap_or(std::num::NonZeroUsize::MIN);
         Self {
             client,
-            cache: Arc::new(Mutex::new(lru::LruCache::new(entries))),
-            in_flight: Arc::default(),
+            cache: moka::future::Cache::builder()
+                .max_capacity(AUTH_CACHE_ENTRIES)
+                .time_to_live(AUTH_CACHE_TTL)
+                .build(),
             reviews: Arc::new(tokio::sync::Semaphore::new(MAX_REVIEWS_IN_FLIGHT)),
             reviewed: Arc::default(),
         }
@@ -106,62 +105,23 @@ impl Authorizer {
         self.reviewed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn cached(&self, key: &TokenKey) -> Option<bool> {
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        match cache.get(key) {
-            Some((allowed, at)) if at.elapsed() < AUTH_CACHE_TTL => Some(*allowed),
-            Some(_) => {
-                cache.pop(key);
-                None
-            }
-            None => None,
-        }
-    }
-
     /// Whether the token's user may `GET /metrics`. Errors (API unreachable, too busy) deny.
     pub async fn allows(&self, token: &str) -> Result<bool, AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::TokenTooLong(token.len()));
         }
-        let key = token_key(token);
-        if let Some(allowed) = self.cached(&key) {
-            return Ok(allowed);
-        }
         // One review per token: a second request with the same token waits for the first's
         // answer instead of sending its own.
-        let gate = Arc::clone(
-            self.in_flight
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .entry(key)
-                .or_default(),
-        );
-        let result = async {
-            let _turn = gate.lock().await;
-            if let Some(allowed) = self.cached(&key) {
-                return Ok(allowed);
-            }
-            let _slot = tokio::time::timeout(REVIEW_WAIT, self.reviews.acquire())
-                .await
-                .map_err(|_| AuthError::Busy)?
-                .map_err(|_| AuthError::Busy)?;
-            let allowed = self.review(token).await?;
-            self.cache
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .put(key, (allowed, Instant::now()));
-            Ok(allowed)
-        }
-        .await;
-        let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-        // The last one out removes the gate (the map holds one reference, this call another).
-        if in_flight
-            .get(&key)
-            .is_some_and(|g| Arc::strong_count(g) <= 2)
-        {
-            in_flight.remove(&key);
-        }
-        result
+        self.cache
+            .try_get_with(token_key(token), async {
+                let _slot = tokio::time::timeout(REVIEW_WAIT, self.reviews.acquire())
+                    .await
+                    .map_err(|_| AuthError::Busy)?
+                    .map_err(|_| AuthError::Busy)?;
+                self.review(token).await
+            })
+            .await
+            .map_err(|shared| (*shared).clone())
     }
 
     /// A TokenReview, then a SubjectAccessReview for `GET /metrics`.
@@ -178,7 +138,7 @@ impl Authorizer {
         let reviewed = Api::<TokenReview>::all(self.client.clone())
             .create(&PostParams::default(), &review)
             .await
-            .map_err(AuthError::TokenReview)?;
+            .map_err(|e| AuthError::TokenReview(Arc::new(e)))?;
         let status = reviewed.status.unwrap_or_default();
         if status.authenticated != Some(true) {
             return Ok(false);
@@ -201,7 +161,7 @@ impl Authorizer {
         let answer = Api::<SubjectAccessReview>::all(self.client.clone())
             .create(&PostParams::default(), &access)
             .await
-            .map_err(AuthError::SubjectAccessReview)?;
+            .map_err(|e| AuthError::SubjectAccessReview(Arc::new(e)))?;
         Ok(answer.status.is_some_and(|s| s.allowed))
     }
 }
@@ -305,16 +265,16 @@ pub enum BindError {
 }
 
 /// Why a caller of the metrics endpoint could not be checked (the caller is denied).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AuthError {
     #[error("a bearer token of {0} bytes, more than {MAX_TOKEN_BYTES}")]
     TokenTooLong(usize),
     #[error("every review slot is taken")]
     Busy,
     #[error("TokenReview failed: {0}")]
-    TokenReview(kube::Error),
+    TokenReview(Arc<kube::Error>),
     #[error("SubjectAccessReview failed: {0}")]
-    SubjectAccessReview(kube::Error),
+    SubjectAccessReview(Arc<kube::Error>),
 }
 
 /// How long a client may take to send its request headers.
