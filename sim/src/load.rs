@@ -324,21 +324,38 @@ pub fn parse_trace_time(text: &str) -> Option<jiff::Timestamp> {
 pub const TRACE_TIME_FORMATS: &str =
     "YYYY-MM-DD HH:MM:SS[.fffffff] (UTC) or RFC 3339 such as 2023-11-16T18:17:03.98Z";
 
+/// The columns of a trace, in order.
+const TRACE_HEADER: [&str; 3] = ["TIMESTAMP", "ContextTokens", "GeneratedTokens"];
+
+/// One row of a trace, as serde reads it from the CSV record.
+#[derive(Debug, serde::Deserialize)]
+struct TraceRow {
+    #[serde(rename = "TIMESTAMP")]
+    timestamp: String,
+    #[serde(rename = "ContextTokens")]
+    context_tokens: u32,
+    #[serde(rename = "GeneratedTokens")]
+    generated_tokens: u32,
+}
+
 /// Reads a trace in the CSV form `TIMESTAMP,ContextTokens,GeneratedTokens` (timestamps as
 /// [`parse_trace_time`] reads them, sorted). Arrival times are relative to the first row and
 /// divided by `speedup`. Errors name the line and the column.
 pub fn parse_trace(text: &str, speedup: f64) -> Result<Vec<Request>, String> {
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty());
-    let Some((_, header)) = lines.next() else {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let header = reader
+        .headers()
+        .map_err(|e| format!("line 1: cannot read the header: {e}"))?
+        .clone();
+    if header.is_empty() {
         return Err("line 1: expected the header TIMESTAMP,ContextTokens,GeneratedTokens, found an empty file".into());
-    };
-    let columns: Vec<&str> = header.split(',').map(str::trim).collect();
-    if columns != ["TIMESTAMP", "ContextTokens", "GeneratedTokens"] {
+    }
+    if header.iter().ne(TRACE_HEADER) {
         return Err(format!(
-            "line 1: expected the header TIMESTAMP,ContextTokens,GeneratedTokens, got {header:?}"
+            "line 1: expected the header TIMESTAMP,ContextTokens,GeneratedTokens, got {:?}",
+            header.iter().collect::<Vec<_>>().join(",")
         ));
     }
     if !(speedup.is_finite() && speedup > 0.0) {
@@ -347,45 +364,55 @@ pub fn parse_trace(text: &str, speedup: f64) -> Result<Vec<Request>, String> {
     let mut out = Vec::new();
     let mut first: Option<jiff::Timestamp> = None;
     let mut previous_ms = 0.0f64;
-    for (i, line) in lines {
-        let n = i + 1;
-        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-        if fields.len() != 3 {
-            return Err(format!(
-                "line {n}: expected 3 comma-separated fields, got {}",
-                fields.len()
-            ));
-        }
-        let at = parse_trace_time(fields[0]).ok_or_else(|| {
+    for record in reader.records() {
+        let record = record.map_err(|e| trace_error(&e))?;
+        let n = record.position().map_or(0, csv::Position::line);
+        let row: TraceRow = record.deserialize(Some(&header)).map_err(|e| {
+            let field = match e.kind() {
+                csv::ErrorKind::Deserialize { err, .. } => err.field().map_or(0, |f| f as usize),
+                _ => 0,
+            };
+            let column = TRACE_HEADER.get(field).copied().unwrap_or("?");
+            let got = record.get(field).unwrap_or("");
+            format!("line {n}: {column}: expected a non-negative integer, got {got:?}")
+        })?;
+        let at = parse_trace_time(&row.timestamp).ok_or_else(|| {
             format!(
                 "line {n}: TIMESTAMP: expected {TRACE_TIME_FORMATS}, got {:?}",
-                fields[0]
+                row.timestamp
             )
         })?;
-        let count = |column: &str, v: &str| {
-            v.parse::<u32>().map_err(|_| {
-                format!("line {n}: {column}: expected a non-negative integer, got {v:?}")
-            })
-        };
-        let prompt = count("ContextTokens", fields[1])?;
-        let output = count("GeneratedTokens", fields[2])?;
         let start = *first.get_or_insert(at);
         let offset_ms = at.duration_since(start).as_secs_f64() * 1e3 / speedup;
         if offset_ms + 1e-6 < previous_ms {
             return Err(format!(
                 "line {n}: TIMESTAMP: expected rows sorted by time, {:?} is earlier than the row before",
-                fields[0]
+                row.timestamp
             ));
         }
         previous_ms = offset_ms;
         out.push(Request {
             id: out.len() as u64,
             arrival_ms: offset_ms,
-            prompt_tokens: prompt.max(1),
-            output_tokens: output.max(1),
+            prompt_tokens: row.context_tokens.max(1),
+            output_tokens: row.generated_tokens.max(1),
         });
     }
     Ok(out)
+}
+
+/// A row the CSV reader could not take, named by its line.
+fn trace_error(e: &csv::Error) -> String {
+    match e.kind() {
+        csv::ErrorKind::UnequalLengths { pos, len, .. } => format!(
+            "line {}: expected 3 comma-separated fields, got {len}",
+            pos.as_ref().map_or(0, csv::Position::line)
+        ),
+        _ => match e.position() {
+            Some(pos) => format!("line {}: {e}", pos.line()),
+            None => e.to_string(),
+        },
+    }
 }
 
 #[cfg(test)]
