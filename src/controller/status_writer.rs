@@ -1,19 +1,25 @@
 //! Writes VA statuses and Events, only while this instance leads. The actor keeps the
 //! bookkeeping (which VA a variant's status goes to, configuration problems, transition times,
-//! who is on the safety net) and queues writes; a separate task sends them to the API server.
+//! who is on the safety net) and hands each write to the write task over a channel; the task
+//! owns the queue and what was last written, and sends the writes to the API server. Nothing is
+//! shared between them.
 //!
 //! The queue is bounded: statuses are coalesced per VA (a newer status replaces one not yet
 //! written, so at most one is pending per VA), and Events wait in a FIFO of at most
-//! [`MAX_PENDING_EVENTS`], the oldest dropped and counted when it is full. Each write has a
-//! timeout. The write task is restarted (and counted) if it ever dies.
+//! [`MAX_PENDING_EVENTS`], the oldest dropped and counted when it is full. The task takes in
+//! what the actor sends while a write is on its way, so the channel holds only what arrived
+//! since. Each write has a timeout. The write task is restarted (and counted) if it ever dies;
+//! the channel and the queue pass to the restarted one, so a restart loses at most the write
+//! that was on its way (and that one's status is written again on the next cycle).
 //!
 //! A status is written only when it says something new: the same status as the last one
 //! written (`lastRunTime` aside) is skipped until [`STATUS_REFRESH`] has passed, so a steady
 //! fleet costs the API server a write per VA every few minutes, not one per cycle. A failed
-//! write forgets what was written, so the next cycle tries again.
+//! write forgets what was written, so the next cycle tries again. Leadership is checked before
+//! every write: once the Lease is lost, nothing more goes out.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -21,7 +27,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use serde_json::Value;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use wva_actors::messages::{StatusBatch, StatusUpdate, VariantKey};
@@ -44,73 +50,40 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// An unchanged status is written again after this long, so `lastRunTime` is never older.
 pub const STATUS_REFRESH: Duration = Duration::from_secs(300);
 
-/// Writes waiting for the write task.
-#[derive(Debug, Default)]
-struct Pending {
-    /// The newest status of each VA, in the order the VAs first got one.
-    statuses: BTreeMap<(String, String), (OwnerRef, Value)>,
-    events: VecDeque<(ObjectReference, EventSpec)>,
-    /// Told once everything queued before them has been sent (tests wait on them instead of
-    /// sleeping before they check that nothing was written).
-    settled: Vec<tokio::sync::oneshot::Sender<()>>,
-}
+/// A VA by namespace and name.
+type VaKey = (String, String);
 
-/// The queue between the actor and the write task.
-#[derive(Debug, Default)]
-struct Queue {
-    pending: Mutex<Pending>,
-    /// Per VA: the last status queued for writing (without `lastRunTime`) and when. The write
-    /// task removes an entry whose write failed.
-    written: Mutex<HashMap<(String, String), (VariantAutoscalingStatus, Instant)>>,
-    ready: Notify,
-}
-
-impl Queue {
-    fn lock(&self) -> MutexGuard<'_, Pending> {
-        // A panic while holding the lock leaves whole entries only; keep going.
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn written(
-        &self,
-    ) -> MutexGuard<'_, HashMap<(String, String), (VariantAutoscalingStatus, Instant)>> {
-        self.written.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Whether `status` needs writing now: it says something the last one written did not
-    /// (`lastRunTime` aside: it changes every cycle), or that one is [`STATUS_REFRESH`] old. If
-    /// so, it is noted as written.
-    fn claim_write(
-        &self,
-        key: &(String, String),
-        status: &VariantAutoscalingStatus,
-        now: Instant,
-    ) -> bool {
-        let mut said = status.clone();
-        said.desired_optimized_alloc.last_run_time = None;
-        let mut written = self.written();
-        match written.get(key) {
-            Some((last, at)) if *last == said && now.duration_since(*at) < STATUS_REFRESH => false,
-            _ => {
-                written.insert(key.clone(), (said, now));
-                true
-            }
-        }
-    }
+/// What the actor hands the write task.
+#[derive(Debug)]
+enum Write {
+    /// A VA's status: `said` is the status without `lastRunTime`, `body` the apply patch.
+    Status {
+        key: VaKey,
+        said: Box<VariantAutoscalingStatus>,
+        body: Value,
+    },
+    Event(Box<ObjectReference>, EventSpec),
+    /// The VA is gone: forget what was written to it.
+    Forget(VaKey),
+    /// Leadership changed: another leader may have written since, so what was written is
+    /// forgotten; lost, what is queued is dropped too.
+    Leader(bool),
+    /// Answer once nothing is queued or on its way.
+    Settled(oneshot::Sender<()>),
 }
 
 /// The writer actor.
 #[derive(Debug)]
 pub struct StatusWriter {
-    queue: Arc<Queue>,
-    ops: Ops,
+    /// To the write task (whichever runs: the channel outlives a task that dies).
+    writes: mpsc::UnboundedSender<Write>,
     /// Leadership as the elector says it now (not as last noted): nothing is queued once it is
     /// lost, even before the control loop hears of it.
     leader: watch::Receiver<bool>,
     /// Variant → the VA its status goes to.
     bindings: HashMap<VariantKey, OwnerRef>,
     problems: HashMap<OwnerId, String>,
-    transitions: HashMap<(String, String), Transitions>,
+    transitions: HashMap<VaKey, Transitions>,
     /// What each variant's last decided update entered (safety net, missing metrics).
     entered: HashMap<VariantKey, Entered>,
 }
@@ -126,9 +99,18 @@ impl StatusWriter {
         stop: CancellationToken,
         current: Current,
     ) -> Addr<Self> {
-        let queue = Arc::new(Queue::default());
+        let (writes, received) = mpsc::unbounded_channel();
+        let handoff = Handoff::new(received);
+        let addr = Self {
+            writes,
+            leader: leader.clone(),
+            bindings: HashMap::new(),
+            problems: HashMap::new(),
+            transitions: HashMap::new(),
+            entered: HashMap::new(),
+        }
+        .start();
         let restarts = ops.task_restarts.clone();
-        let (q, o, l) = (Arc::clone(&queue), ops.clone(), leader.clone());
         tokio::spawn(super::tasks::restarting(
             "status-writer",
             restarts,
@@ -136,25 +118,26 @@ impl StatusWriter {
             Duration::from_secs(1),
             current,
             move || {
-                write_loop(
-                    client.clone(),
-                    reporter.clone(),
-                    Arc::clone(&q),
-                    o.clone(),
-                    l.clone(),
-                )
+                let sender = Sender {
+                    client: client.clone(),
+                    recorder: Recorder::new(client.clone(), reporter.clone()),
+                    params: PatchParams::apply(STATUS_FIELD_MANAGER).force(),
+                    ops: ops.clone(),
+                    leader: leader.clone(),
+                };
+                write_task(sender, handoff.clone())
             },
         ));
-        Self {
-            queue,
-            ops,
-            leader,
-            bindings: HashMap::new(),
-            problems: HashMap::new(),
-            transitions: HashMap::new(),
-            entered: HashMap::new(),
-        }
-        .start()
+        addr
+    }
+
+    fn leads(&self) -> bool {
+        *self.leader.borrow()
+    }
+
+    fn send(&self, write: Write) {
+        // The task is being restarted: this write is lost; the next cycle's statuses go out.
+        let _ = self.writes.send(write);
     }
 
     fn write_status(&mut self, va: &OwnerRef, status: &VaStatus) {
@@ -168,26 +151,14 @@ impl StatusWriter {
             .entry((va.namespace.clone(), va.name.clone()))
             .or_default();
         let typed = typed_status(va, status, transitions, &now);
-        let key = (va.namespace.clone(), va.name.clone());
-        if !self.queue.claim_write(&key, &typed, Instant::now()) {
-            self.ops
-                .status_writes
-                .with_label_values(&["unchanged"])
-                .inc();
-            return;
-        }
         let body = apply_patch(va, &typed);
-        let mut pending = self.queue.lock();
-        let replaced = pending.statuses.insert(key, (va.clone(), body));
-        drop(pending);
-        if replaced.is_some() {
-            // Not an error: the newer status is the one that matters.
-            self.ops
-                .status_writes
-                .with_label_values(&["superseded"])
-                .inc();
-        }
-        self.queue.ready.notify_one();
+        let mut said = typed;
+        said.desired_optimized_alloc.last_run_time = None;
+        self.send(Write::Status {
+            key: (va.namespace.clone(), va.name.clone()),
+            said: Box::new(said),
+            body,
+        });
     }
 
     fn event(&self, va: &OwnerRef, event: EventSpec) {
@@ -198,14 +169,7 @@ impl StatusWriter {
         if !self.leads() {
             return;
         }
-        let mut pending = self.queue.lock();
-        if pending.events.len() >= MAX_PENDING_EVENTS {
-            pending.events.pop_front();
-            self.ops.events.with_label_values(&["dropped"]).inc();
-        }
-        pending.events.push_back((regarding, event));
-        drop(pending);
-        self.queue.ready.notify_one();
+        self.send(Write::Event(Box::new(regarding), event));
     }
 
     /// The target is missing: the status says so and a Warning Event is raised.
@@ -213,10 +177,6 @@ impl StatusWriter {
         let status = missing_target_status(&message, self.problem(va));
         self.write_status(va, &status);
         self.event(va, EventSpec::warning("DeploymentNotFound", message));
-    }
-
-    fn leads(&self) -> bool {
-        *self.leader.borrow()
     }
 
     fn problem(&self, va: &OwnerRef) -> Option<&str> {
@@ -324,7 +284,7 @@ impl Handler<WriterNote> for StatusWriter {
                 {
                     let key = (owner.namespace.clone(), owner.name.clone());
                     self.transitions.remove(&key);
-                    self.queue.written().remove(&key);
+                    self.send(Write::Forget(key));
                 }
             }
             WriterNote::Problem(va, Some(problem)) => {
@@ -370,119 +330,274 @@ impl Handler<WriterNote> for StatusWriter {
                     );
                 }
             }
-            WriterNote::Settled(done) => {
-                self.queue.lock().settled.push(done);
-                self.queue.ready.notify_one();
-            }
+            WriterNote::Settled(done) => self.send(Write::Settled(done)),
             WriterNote::Leader(leader) => {
-                // Another leader may have written since: the next status of every VA is written.
-                self.queue.written().clear();
                 if leader {
                     // Statuses written by another leader carry its transition times.
                     self.transitions.clear();
-                } else {
-                    // A follower writes nothing, not even what was queued while it led.
-                    *self.queue.lock() = Pending::default();
                 }
+                self.send(Write::Leader(leader));
             }
         }
     }
 }
 
-/// Sends queued writes until the process stops: statuses first (newest per VA), then Events
-/// in order. Each write runs under its own span and a timeout. Leadership is checked before
-/// every write: once the Lease is lost, what is still queued is dropped (counted `withheld`).
-async fn write_loop(
-    client: kube::Client,
-    reporter: Reporter,
-    queue: Arc<Queue>,
-    ops: Ops,
-    leader: watch::Receiver<bool>,
-) {
-    let recorder = Recorder::new(client.clone(), reporter);
-    let params = PatchParams::apply(STATUS_FIELD_MANAGER).force();
-    loop {
-        let Pending {
-            statuses,
-            events,
-            settled,
-        } = std::mem::take(&mut *queue.lock());
-        if statuses.is_empty() && events.is_empty() && settled.is_empty() {
-            queue.ready.notified().await;
-            continue;
-        }
-        for ((namespace, name), (_, body)) in statuses {
-            if !*leader.borrow() {
-                ops.status_writes.with_label_values(&["withheld"]).inc();
-                continue;
+/// Writes waiting, and what was last written: owned by the write task alone.
+#[derive(Debug, Default)]
+struct Queue {
+    /// The newest status of each VA, in VA order.
+    statuses: BTreeMap<VaKey, Value>,
+    events: VecDeque<(Box<ObjectReference>, EventSpec)>,
+    /// Per VA: the last status queued for writing (without `lastRunTime`) and when. Removed
+    /// when its write failed, so the next status is written whatever it says.
+    written: HashMap<VaKey, (Box<VariantAutoscalingStatus>, Instant)>,
+    settled: Vec<oneshot::Sender<()>>,
+    /// The status on its way, if any: a task that dies meanwhile may not have written it.
+    in_flight: Option<VaKey>,
+}
+
+/// One write taken from the queue.
+enum Job {
+    Status(VaKey, Value),
+    Event(Box<ObjectReference>, EventSpec),
+}
+
+impl Queue {
+    /// Takes in what the actor sent.
+    fn take(&mut self, write: Write, ops: &Ops) {
+        match write {
+            Write::Status { key, said, body } => {
+                let now = Instant::now();
+                // Skipped when it says what the last one written said, unless that is old.
+                let unchanged = self.written.get(&key).is_some_and(|(last, at)| {
+                    *last == said && now.duration_since(*at) < STATUS_REFRESH
+                });
+                if unchanged {
+                    ops.status_writes.with_label_values(&["unchanged"]).inc();
+                    return;
+                }
+                self.written.insert(key.clone(), (said, now));
+                if self.statuses.insert(key, body).is_some() {
+                    // Not an error: the newer status is the one that matters.
+                    ops.status_writes.with_label_values(&["superseded"]).inc();
+                }
             }
-            let api: Api<VariantAutoscaling> = Api::namespaced(client.clone(), &namespace);
-            let patch = Patch::Apply(&body);
-            let write = api.patch_status(&name, &params, &patch);
-            let result = tokio::time::timeout(WRITE_TIMEOUT, write)
-                .instrument(tracing::debug_span!("status", %namespace, va = %name))
-                .await;
-            let outcome = match result {
-                Ok(Ok(_)) => "ok",
-                Ok(Err(kube::Error::Api(e))) if e.code == 404 => {
-                    tracing::debug!(%namespace, va = %name, "VA gone before its status was written");
-                    "gone"
+            Write::Event(regarding, event) => {
+                if self.events.len() >= MAX_PENDING_EVENTS {
+                    self.events.pop_front();
+                    ops.events.with_label_values(&["dropped"]).inc();
                 }
-                Ok(Err(kube::Error::Api(e))) if e.code == 409 => {
-                    tracing::warn!(%namespace, va = %name, error = %e, "VA status write conflicted");
-                    "conflict"
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(%namespace, va = %name, error = %e, "cannot write the VA status");
-                    "error"
-                }
-                Err(_) => {
-                    tracing::warn!(%namespace, va = %name, timeout_s = WRITE_TIMEOUT.as_secs(), "VA status write timed out");
-                    "timeout"
-                }
-            };
-            if !matches!(outcome, "ok" | "gone") {
-                // Not written: the next cycle's status is written even if it is the same.
-                queue.written().remove(&(namespace, name));
+                self.events.push_back((regarding, event));
             }
-            ops.status_writes.with_label_values(&[outcome]).inc();
-        }
-        for (regarding, event) in events {
-            if !*leader.borrow() {
-                ops.events.with_label_values(&["withheld"]).inc();
-                continue;
+            Write::Forget(key) => {
+                self.written.remove(&key);
             }
-            let e = Event {
-                type_: if event.warning {
-                    EventType::Warning
-                } else {
-                    EventType::Normal
-                },
-                reason: event.reason.to_string(),
-                note: Some(truncate(&event.note, 1000)),
-                action: if regarding.kind.as_deref() == Some("ConfigMap") {
-                    "LoadConfiguration".into()
-                } else {
-                    "Autoscale".into()
-                },
-                secondary: None,
-            };
-            let result = tokio::time::timeout(WRITE_TIMEOUT, recorder.publish(&e, &regarding))
-                .instrument(tracing::debug_span!("event", reason = event.reason))
-                .await;
-            let outcome = match result {
-                Ok(Ok(())) => "ok",
-                Ok(Err(err)) => {
-                    tracing::warn!(regarding = ?regarding.name, error = %err, "cannot publish an Event");
-                    "error"
+            Write::Leader(leader) => {
+                self.written.clear();
+                if !leader {
+                    // A follower writes nothing, not even what was queued while it led.
+                    self.statuses.clear();
+                    self.events.clear();
                 }
-                Err(_) => "timeout",
-            };
-            ops.events.with_label_values(&[outcome]).inc();
+            }
+            Write::Settled(done) => self.settled.push(done),
         }
-        for done in settled {
+    }
+
+    /// The next write: statuses first (newest per VA), then Events in order.
+    fn next(&mut self) -> Option<Job> {
+        if let Some((key, body)) = self.statuses.pop_first() {
+            return Some(Job::Status(key, body));
+        }
+        let (regarding, event) = self.events.pop_front()?;
+        Some(Job::Event(regarding, event))
+    }
+
+    /// Answers whoever waits for the queue to be empty.
+    fn settle(&mut self) {
+        for done in self.settled.drain(..) {
             let _ = done.send(());
         }
+    }
+}
+
+/// What the write task sends with.
+struct Sender {
+    client: kube::Client,
+    recorder: Recorder,
+    params: PatchParams,
+    ops: Ops,
+    leader: watch::Receiver<bool>,
+}
+
+/// The write task's channel and queue, between one task and the next. The only lock here is
+/// this hand-over, taken when a task starts and when it ends, never per write.
+#[derive(Debug, Clone)]
+struct Handoff(Arc<Mutex<Option<Parts>>>);
+
+type Parts = (mpsc::UnboundedReceiver<Write>, Queue);
+
+impl Handoff {
+    fn new(received: mpsc::UnboundedReceiver<Write>) -> Self {
+        Self(Arc::new(Mutex::new(Some((received, Queue::default())))))
+    }
+
+    /// The parts, held until dropped: a task that ends, panics or is aborted gives them back.
+    fn take(&self) -> Option<Held> {
+        let parts = self.0.lock().unwrap_or_else(|p| p.into_inner()).take()?;
+        Some(Held {
+            slot: self.clone(),
+            parts: Some(parts),
+        })
+    }
+}
+
+/// The parts while a task runs.
+struct Held {
+    slot: Handoff,
+    parts: Option<Parts>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some((received, mut queue)) = self.parts.take() {
+            // Maybe not written: the next status of that VA is written whatever it says.
+            if let Some(key) = queue.in_flight.take() {
+                queue.written.remove(&key);
+            }
+            *self.slot.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((received, queue));
+        }
+    }
+}
+
+/// The write task: takes in the actor's writes, also while one is on its way, and sends them.
+async fn write_task(sender: Sender, handoff: Handoff) {
+    let Some(mut held) = handoff.take() else {
+        tracing::error!("status writer: another write task holds the queue");
+        return;
+    };
+    let Some((received, queue)) = held.parts.as_mut() else {
+        return;
+    };
+    let mut open = true;
+    loop {
+        while let Ok(write) = received.try_recv() {
+            queue.take(write, &sender.ops);
+        }
+        let Some(job) = queue.next() else {
+            queue.settle();
+            if !open {
+                return;
+            }
+            match received.recv().await {
+                Some(write) => queue.take(write, &sender.ops),
+                None => return,
+            }
+            continue;
+        };
+        queue.in_flight = match &job {
+            Job::Status(key, _) => Some(key.clone()),
+            Job::Event(..) => None,
+        };
+        let sending = sender.send(job);
+        tokio::pin!(sending);
+        let failed = loop {
+            tokio::select! {
+                failed = &mut sending => break failed,
+                write = received.recv(), if open => match write {
+                    Some(write) => queue.take(write, &sender.ops),
+                    None => open = false,
+                },
+            }
+        };
+        queue.in_flight = None;
+        if let Some(key) = failed {
+            // Not written: the next cycle's status is written even if it is the same.
+            queue.written.remove(&key);
+        }
+    }
+}
+
+impl Sender {
+    /// Sends one write, under its own span and a timeout, counted by outcome; the VA of a
+    /// status that could not be written, if so.
+    async fn send(&self, job: Job) -> Option<VaKey> {
+        if !*self.leader.borrow() {
+            let series = match job {
+                Job::Status(..) => &self.ops.status_writes,
+                Job::Event(..) => &self.ops.events,
+            };
+            series.with_label_values(&["withheld"]).inc();
+            return None;
+        }
+        match job {
+            Job::Status(key, body) => self.status(key, body).await,
+            Job::Event(regarding, event) => {
+                self.event(&regarding, event).await;
+                None
+            }
+        }
+    }
+
+    async fn status(&self, key: VaKey, body: Value) -> Option<VaKey> {
+        let (namespace, name) = (&key.0, &key.1);
+        let api: Api<VariantAutoscaling> = Api::namespaced(self.client.clone(), namespace);
+        let patch = Patch::Apply(&body);
+        let write = api.patch_status(name, &self.params, &patch);
+        let result = tokio::time::timeout(WRITE_TIMEOUT, write)
+            .instrument(tracing::debug_span!("status", %namespace, va = %name))
+            .await;
+        let outcome = match result {
+            Ok(Ok(_)) => "ok",
+            Ok(Err(kube::Error::Api(e))) if e.code == 404 => {
+                tracing::debug!(%namespace, va = %name, "VA gone before its status was written");
+                "gone"
+            }
+            Ok(Err(kube::Error::Api(e))) if e.code == 409 => {
+                tracing::warn!(%namespace, va = %name, error = %e, "VA status write conflicted");
+                "conflict"
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(%namespace, va = %name, error = %e, "cannot write the VA status");
+                "error"
+            }
+            Err(_) => {
+                tracing::warn!(%namespace, va = %name, timeout_s = WRITE_TIMEOUT.as_secs(), "VA status write timed out");
+                "timeout"
+            }
+        };
+        self.ops.status_writes.with_label_values(&[outcome]).inc();
+        (!matches!(outcome, "ok" | "gone")).then_some(key)
+    }
+
+    async fn event(&self, regarding: &ObjectReference, event: EventSpec) {
+        let e = Event {
+            type_: if event.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: event.reason.to_string(),
+            note: Some(truncate(&event.note, 1000)),
+            action: if regarding.kind.as_deref() == Some("ConfigMap") {
+                "LoadConfiguration".into()
+            } else {
+                "Autoscale".into()
+            },
+            secondary: None,
+        };
+        let result = tokio::time::timeout(WRITE_TIMEOUT, self.recorder.publish(&e, regarding))
+            .instrument(tracing::debug_span!("event", reason = event.reason))
+            .await;
+        let outcome = match result {
+            Ok(Ok(())) => "ok",
+            Ok(Err(err)) => {
+                tracing::warn!(regarding = ?regarding.name, error = %err, "cannot publish an Event");
+                "error"
+            }
+            Err(_) => "timeout",
+        };
+        self.ops.events.with_label_values(&[outcome]).inc();
     }
 }
 
@@ -525,5 +640,107 @@ pub async fn warn_on_config_map(
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(%config_map, error = %e, "cannot publish an Event"),
         Err(_) => tracing::warn!(%config_map, "publishing an Event timed out"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn status(key: &str, replicas: i64) -> Write {
+        let mut said = VariantAutoscalingStatus::default();
+        said.desired_optimized_alloc.num_replicas = Some(replicas as i32);
+        Write::Status {
+            key: ("ns".into(), key.into()),
+            said: Box::new(said),
+            body: json!({"replicas": replicas}),
+        }
+    }
+
+    fn count(ops: &Ops, result: &str) -> u64 {
+        ops.status_writes.with_label_values(&[result]).get()
+    }
+
+    #[test]
+    fn the_queue_coalesces_per_va_skips_what_was_said_and_forgets_on_leadership() {
+        let ops = Ops::new(30.0).expect("series");
+        let mut q = Queue::default();
+        q.take(status("a", 2), &ops);
+        q.take(status("a", 3), &ops);
+        assert_eq!(
+            count(&ops, "superseded"),
+            1,
+            "the newer status replaces the queued one"
+        );
+        assert!(
+            matches!(q.next(), Some(Job::Status(k, body)) if k.1 == "a" && body["replicas"] == 3)
+        );
+        assert!(q.next().is_none());
+        q.take(status("a", 3), &ops);
+        assert_eq!(
+            count(&ops, "unchanged"),
+            1,
+            "the same status again is not written"
+        );
+        assert!(q.next().is_none());
+        q.take(Write::Forget(("ns".into(), "a".into())), &ops);
+        q.take(status("a", 3), &ops);
+        assert!(q.next().is_some(), "forgotten: written again");
+
+        q.take(status("b", 1), &ops);
+        q.take(
+            Write::Event(Box::default(), EventSpec::warning("DecisionFailed", "x")),
+            &ops,
+        );
+        q.take(Write::Leader(false), &ops);
+        assert!(
+            q.next().is_none(),
+            "a follower sends nothing it queued as leader"
+        );
+        assert!(q.written.is_empty());
+    }
+
+    #[test]
+    fn events_wait_in_a_bounded_fifo_the_oldest_dropped_and_counted() {
+        let ops = Ops::new(30.0).expect("series");
+        let mut q = Queue::default();
+        for i in 0..MAX_PENDING_EVENTS + 3 {
+            let spec = EventSpec::warning("DecisionFailed", format!("{i}"));
+            q.take(Write::Event(Box::default(), spec), &ops);
+        }
+        assert_eq!(ops.events.with_label_values(&["dropped"]).get(), 3);
+        assert!(matches!(q.next(), Some(Job::Event(_, e)) if e.note == "3"));
+    }
+
+    #[test]
+    fn a_task_that_dies_hands_its_channel_and_queue_to_the_next_and_rewrites_its_status() {
+        let (writes, received) = mpsc::unbounded_channel();
+        let handoff = Handoff::new(received);
+        let ops = Ops::new(30.0).expect("series");
+        let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut held = handoff.take().expect("free");
+            let (_, queue) = held.parts.as_mut().expect("held");
+            queue.take(status("a", 2), &ops);
+            let _ = queue.next();
+            queue.in_flight = Some(("ns".into(), "a".into()));
+            assert!(handoff.take().is_none(), "one task at a time");
+            panic!("the write task dies mid-write");
+        }));
+        assert!(died.is_err());
+        writes
+            .send(status("b", 1))
+            .expect("the channel outlives the task");
+        let mut held = handoff.take().expect("handed back");
+        let (received, queue) = held.parts.as_mut().expect("held");
+        assert!(
+            queue.written.is_empty(),
+            "the status on its way may not have been written: it is written again"
+        );
+        assert!(
+            received.try_recv().is_ok(),
+            "what was sent meanwhile is there"
+        );
     }
 }
