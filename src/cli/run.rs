@@ -191,19 +191,93 @@ impl RunArgs {
 }
 
 async fn controller_main(args: RunArgs) -> ExitCode {
-    // Settings without the ConfigMap first: they say where the ConfigMap is.
-    let (early, _) = match args.resolve(None) {
-        Ok(s) => s,
-        Err(e) => return fail(&e.to_string(), INVALID_INPUT),
+    match start_controller(&args).await {
+        Ok(running) => run_until_stopped(running).await,
+        Err(Failed { message, code }) => fail(&message, code),
+    }
+}
+
+/// Why `wva run` could not start, and the exit status that says so.
+#[derive(Debug)]
+struct Failed {
+    message: String,
+    code: u8,
+}
+
+impl Failed {
+    /// A flag, variable or ConfigMap value the controller cannot use.
+    fn input(e: impl std::fmt::Display) -> Self {
+        Self {
+            message: e.to_string(),
+            code: INVALID_INPUT,
+        }
+    }
+
+    /// Anything else: the API server, a port, the CRD.
+    fn other(e: impl std::fmt::Display) -> Self {
+        Self {
+            message: e.to_string(),
+            code: 1,
+        }
+    }
+}
+
+/// Checks everything it can, starts the controller, and serves its endpoints.
+async fn start_controller(args: &RunArgs) -> Result<crate::controller::Running, Failed> {
+    let early = preflight(args)?;
+    let client = kube::Client::try_default().await.map_err(|e| {
+        Failed::other(format!(
+            "cannot configure the Kubernetes client (KUBECONFIG or the in-cluster service account): {e}"
+        ))
+    })?;
+    check_crd(&client).await.map_err(Failed::other)?;
+    let main_cm = main_config_map(&client, args, &early).await;
+    let (settings, checks) = args.resolve(main_cm.as_ref()).map_err(Failed::input)?;
+    if settings.prometheus.base_url.is_none() {
+        return Err(Failed::input(
+            "PROMETHEUS_BASE_URL (--prometheus-base-url): expected the Prometheus URL, got nothing",
+        ));
+    }
+    let prometheus =
+        Arc::new(PrometheusClient::new(&settings.prometheus, checks.query).map_err(Failed::input)?);
+    tracing::info!(settings = ?settings.redacted(), "starting");
+    let endpoints = Endpoints::bind(args, &checks)?;
+    let identity = args.pod_name.clone().unwrap_or_else(hostname);
+    let options = ControllerOptions {
+        settings,
+        data_dir: Some(args.data_dir.clone()),
+        metrics: prometheus_source(prometheus),
+        leader_election: args.leader_elect.then(|| {
+            (
+                args.leader_election_id.clone(),
+                format!(
+                    "{identity}_{}_{:x}",
+                    std::process::id(),
+                    crate::timefmt::wall_clock().millis()
+                ),
+                LeaseTiming::default(),
+            )
+        }),
+        shards: args.shards,
+        instance: identity,
     };
+    let mut running = crate::controller::start(client.clone(), options)
+        .await
+        .map_err(Failed::other)?;
+    let authorizer = args.metrics_secure.then(|| Authorizer::new(client));
+    endpoints.serve(&mut running, authorizer, &checks)?;
+    Ok(running)
+}
+
+/// The settings without the main ConfigMap (they say where it is), and the checks of flags
+/// that do not go together.
+fn preflight(args: &RunArgs) -> Result<Settings, Failed> {
+    let (early, _) = args.resolve(None).map_err(Failed::input)?;
     if args.shards > 1 && !args.leader_elect {
-        return fail(
-            &format!(
-                "WVA_SHARDS (--shards): {} shards are held through Leases; also set LEADER_ELECT=true (--leader-elect)",
-                args.shards
-            ),
-            INVALID_INPUT,
-        );
+        return Err(Failed::input(format!(
+            "WVA_SHARDS (--shards): {} shards are held through Leases; also set LEADER_ELECT=true (--leader-elect)",
+            args.shards
+        )));
     }
     // KEDA's calls reach any replica through the scaler's Service, and a replica answers only
     // for the models of its own shards: the others would be NOT_FOUND half the time.
@@ -213,28 +287,21 @@ async fn controller_main(args: RunArgs) -> ExitCode {
             .as_deref()
             .is_some_and(|a| !a.trim().is_empty())
     {
-        return fail(
-            &format!(
-                "WVA_SHARDS (--shards): {} shards with EXTERNAL_SCALER_BIND_ADDRESS: a replica's external scaler answers only for the models of its own shards; with shards, let KEDA read the published series (its Prometheus trigger) and leave EXTERNAL_SCALER_BIND_ADDRESS unset",
-                args.shards
-            ),
-            INVALID_INPUT,
-        );
+        return Err(Failed::input(format!(
+            "WVA_SHARDS (--shards): {} shards with EXTERNAL_SCALER_BIND_ADDRESS: a replica's external scaler answers only for the models of its own shards; with shards, let KEDA read the published series (its Prometheus trigger) and leave EXTERNAL_SCALER_BIND_ADDRESS unset",
+            args.shards
+        )));
     }
-    let client = match kube::Client::try_default().await {
-        Ok(c) => c,
-        Err(e) => {
-            return fail(
-                &format!(
-                    "cannot configure the Kubernetes client (KUBECONFIG or the in-cluster service account): {e}"
-                ),
-                1,
-            );
-        }
-    };
-    if let Err(e) = check_crd(&client).await {
-        return fail(&e, 1);
-    }
+    Ok(early)
+}
+
+/// The main ConfigMap's data, if it can be read; keys it should not hold are warned about (in
+/// the log, and as an Event on it for the Prometheus connection it is not trusted with).
+async fn main_config_map(
+    client: &kube::Client,
+    args: &RunArgs,
+    early: &Settings,
+) -> Option<std::collections::BTreeMap<String, String>> {
     let cm_api: Api<ConfigMap> = Api::namespaced(client.clone(), &early.pod_namespace);
     let main_cm = match cm_api.get_opt(&early.config_map_name).await {
         Ok(Some(cm)) => Some(cm.data.unwrap_or_default()),
@@ -273,115 +340,103 @@ async fn controller_main(args: RunArgs) -> ExitCode {
         )
         .await;
     }
-    let (settings, checks) = match args.resolve(main_cm.as_ref()) {
-        Ok(s) => s,
-        Err(e) => return fail(&e.to_string(), INVALID_INPUT),
-    };
-    if settings.prometheus.base_url.is_none() {
-        return fail(
-            "PROMETHEUS_BASE_URL (--prometheus-base-url): expected the Prometheus URL, got nothing",
-            INVALID_INPUT,
-        );
+    main_cm
+}
+
+/// The probe and metrics listeners, bound before the controller starts (a taken port fails
+/// the start), and the metrics endpoint's TLS.
+struct Endpoints {
+    health: std::net::TcpListener,
+    metrics: std::net::TcpListener,
+    tls: Option<http::RustlsConfig>,
+}
+
+impl Endpoints {
+    fn bind(args: &RunArgs, checks: &RunChecks) -> Result<Self, Failed> {
+        let health = http::bind(&args.health_probe_bind_address, "HEALTH_PROBE_BIND_ADDRESS")
+            .map_err(Failed::other)?;
+        let metrics = http::bind(&args.metrics_bind_address, "METRICS_BIND_ADDRESS")
+            .map_err(Failed::other)?;
+        let tls = if args.metrics_secure {
+            let names = vec!["localhost".to_string(), hostname()];
+            let pair = checks
+                .metrics_cert
+                .as_ref()
+                .map(|(c, k)| (c.as_path(), k.as_path()));
+            let config = crate::tls::server_config(pair, &names).map_err(Failed::input)?;
+            Some(http::tls(config))
+        } else {
+            tracing::warn!(
+                "metrics are served over plain HTTP to any caller (--metrics-secure=false)"
+            );
+            None
+        };
+        Ok(Self {
+            health,
+            metrics,
+            tls,
+        })
     }
-    let prometheus = match PrometheusClient::new(&settings.prometheus, checks.query) {
-        Ok(c) => Arc::new(c),
-        Err(e) => return fail(&e.to_string(), INVALID_INPUT),
-    };
-    tracing::info!(settings = ?settings.redacted(), "starting");
 
-    let health_listener =
-        match http::bind(&args.health_probe_bind_address, "HEALTH_PROBE_BIND_ADDRESS") {
-            Ok(l) => l,
-            Err(e) => return fail(&e.to_string(), 1),
-        };
-    let metrics_listener = match http::bind(&args.metrics_bind_address, "METRICS_BIND_ADDRESS") {
-        Ok(l) => l,
-        Err(e) => return fail(&e.to_string(), 1),
-    };
-    let tls = if args.metrics_secure {
-        let names = vec!["localhost".to_string(), hostname()];
-        let pair = checks
-            .metrics_cert
-            .as_ref()
-            .map(|(c, k)| (c.as_path(), k.as_path()));
-        match crate::tls::server_config(pair, &names) {
-            Ok(c) => Some(http::tls(c)),
-            Err(e) => return fail(&e.to_string(), INVALID_INPUT),
-        }
-    } else {
-        tracing::warn!("metrics are served over plain HTTP to any caller (--metrics-secure=false)");
-        None
-    };
-
-    let identity = args.pod_name.clone().unwrap_or_else(hostname);
-    let options = ControllerOptions {
-        settings: settings.clone(),
-        data_dir: Some(args.data_dir.clone()),
-        metrics: prometheus_source(prometheus),
-        leader_election: args.leader_elect.then(|| {
-            (
-                args.leader_election_id.clone(),
-                format!(
-                    "{identity}_{}_{:x}",
-                    std::process::id(),
-                    crate::timefmt::wall_clock().millis()
-                ),
-                LeaseTiming::default(),
-            )
-        }),
-        shards: args.shards,
-        instance: identity,
-    };
-    let mut running = match crate::controller::start(client.clone(), options).await {
-        Ok(r) => r,
-        Err(e) => return fail(&e.to_string(), 1),
-    };
-    let authorizer = args.metrics_secure.then(|| Authorizer::new(client.clone()));
-    let probes = http::probes(running.health.clone());
-    let metrics = http::metrics(
-        running.publisher.clone(),
-        Some(running.ops.clone()),
-        authorizer,
-    );
-    let stop = running.stop_token();
-    running.spawn_critical("probe-server", {
-        let stop = stop.clone();
-        async move {
-            if let Err(e) = http::serve(health_listener, probes, None, stop).await {
-                tracing::error!(error = %e, "the probe server failed");
-            }
-        }
-    });
-    if let Some((address, tls)) = checks.external_scaler {
-        let listener = match http::bind(&address, "EXTERNAL_SCALER_BIND_ADDRESS") {
-            Ok(l) => l,
-            Err(e) => return fail(&e.to_string(), 1),
-        };
-        let scaler = DesiredScaler::new(running.board(), running.leader.clone());
-        let stop = stop.clone();
-        tracing::info!(%address, tls = tls.is_some(), "serving KEDA's external scaler protocol");
-        running.spawn_critical("external-scaler", async move {
-            if let Err(e) = external_scaler::serve(listener, scaler, tls.as_ref(), stop).await {
-                tracing::error!(error = %e, "the external scaler failed");
+    /// Serves the probes, the metrics and (when asked) KEDA's external scaler, each a critical
+    /// task of `running`.
+    fn serve(
+        self,
+        running: &mut crate::controller::Running,
+        authorizer: Option<Authorizer>,
+        checks: &RunChecks,
+    ) -> Result<(), Failed> {
+        let Self {
+            health,
+            metrics,
+            tls,
+        } = self;
+        let probes = http::probes(running.health.clone());
+        let metrics_routes = http::metrics(
+            running.publisher.clone(),
+            Some(running.ops.clone()),
+            authorizer,
+        );
+        let stop = running.stop_token();
+        running.spawn_critical("probe-server", {
+            let stop = stop.clone();
+            async move {
+                if let Err(e) = http::serve(health, probes, None, stop).await {
+                    tracing::error!(error = %e, "the probe server failed");
+                }
             }
         });
-    }
-    // A renewed certificate (cert-manager, a rotated Secret) is served without a restart.
-    if let (Some(config), Some((cert, key))) = (&tls, &checks.metrics_cert) {
-        tokio::spawn(http::reload_certificate(
-            config.clone(),
-            cert.clone(),
-            key.clone(),
-            Duration::from_secs(30),
-            stop.clone(),
-        ));
-    }
-    running.spawn_critical("metrics-server", async move {
-        if let Err(e) = http::serve(metrics_listener, metrics, tls, stop).await {
-            tracing::error!(error = %e, "the metrics server failed");
+        if let Some((address, scaler_tls)) = checks.external_scaler.clone() {
+            let listener =
+                http::bind(&address, "EXTERNAL_SCALER_BIND_ADDRESS").map_err(Failed::other)?;
+            let scaler = DesiredScaler::new(running.board(), running.leader.clone());
+            let stop = stop.clone();
+            tracing::info!(%address, tls = scaler_tls.is_some(), "serving KEDA's external scaler protocol");
+            running.spawn_critical("external-scaler", async move {
+                if let Err(e) =
+                    external_scaler::serve(listener, scaler, scaler_tls.as_ref(), stop).await
+                {
+                    tracing::error!(error = %e, "the external scaler failed");
+                }
+            });
         }
-    });
-    run_until_stopped(running).await
+        // A renewed certificate (cert-manager, a rotated Secret) is served without a restart.
+        if let (Some(config), Some((cert, key))) = (&tls, &checks.metrics_cert) {
+            tokio::spawn(http::reload_certificate(
+                config.clone(),
+                cert.clone(),
+                key.clone(),
+                Duration::from_secs(30),
+                stop.clone(),
+            ));
+        }
+        running.spawn_critical("metrics-server", async move {
+            if let Err(e) = http::serve(metrics, metrics_routes, tls, stop).await {
+                tracing::error!(error = %e, "the metrics server failed");
+            }
+        });
+        Ok(())
+    }
 }
 
 /// Runs until SIGTERM or SIGINT (a graceful stop, exit 0) or until a critical task dies (exit 1,

@@ -14,6 +14,7 @@ pub mod lws;
 pub mod ops;
 pub mod owners;
 pub mod rbac;
+pub mod running;
 pub mod scalers;
 pub mod shards;
 pub mod status;
@@ -24,30 +25,28 @@ pub mod watches;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use kube::runtime::events::Reporter;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use wva_actors::authority::Authority;
-use wva_actors::log_actor::Flush;
-use wva_actors::publisher::{Publisher, PublisherConfig};
-use wva_actors::registry::Registry;
-use wva_actors::system::{ActorSystem, SystemConfig};
+use wva_actors::publisher::PublisherConfig;
+use wva_actors::system::SystemConfig;
 use wva_storage::{DecisionLog, MemoryLog, Retention};
 
 use crate::config::settings::Settings;
 use crate::poller::{PodIndex, PollPlan, PollReport};
 use crate::timefmt::wall_clock;
 use config_maps::ConfigData;
-use control_loop::{CYCLE_NOW_LIMIT, Command, ControlLoop};
-use health::{Health, HealthReceiver};
+use control_loop::ControlLoop;
+use health::Health;
 use inventory::Inventory;
 use ops::Ops;
 use owners::Scope;
+pub use running::Running;
 use status_writer::StatusWriter;
-use tasks::{Critical, TaskEnded};
+use tasks::Critical;
 
 /// Where the cycle's metrics come from: Prometheus in production, a script in tests.
 pub type MetricsSource =
@@ -100,99 +99,6 @@ pub enum StartError {
     Metrics(#[from] prometheus::Error),
     #[error("--shards {0}: shards are held through Leases; run with --leader-elect")]
     ShardsWithoutLeases(u32),
-}
-
-/// A started controller.
-#[derive(Debug)]
-pub struct Running {
-    pub registry: actix::Addr<Registry>,
-    pub publisher: actix::Addr<Publisher>,
-    pub health: HealthReceiver,
-    pub leader: watch::Receiver<bool>,
-    /// The shards this replica holds (every model, without sharding).
-    pub shards: watch::Receiver<wva_actors::shards::ShardFilter>,
-    pub ops: Ops,
-    actors: ActorSystem,
-    writer: actix::Addr<StatusWriter>,
-    commands: mpsc::Sender<Command>,
-    stop: CancellationToken,
-    critical: Critical,
-}
-
-impl Running {
-    /// The desired counts as published, for KEDA's external scaler.
-    pub fn board(&self) -> watch::Receiver<wva_actors::publisher::DesiredBoard> {
-        self.actors.board.clone()
-    }
-
-    /// Runs one cycle now and waits until it is decided (tests; the loop runs them on the
-    /// interval).
-    pub async fn cycle_now(&self) {
-        let (done, decided) = oneshot::channel();
-        if self.commands.send(Command::CycleNow(done)).await.is_ok() {
-            let _ = tokio::time::timeout(CYCLE_NOW_LIMIT, decided).await;
-        }
-    }
-
-    /// Waits until every status and Event queued so far has been sent to the API server (or
-    /// dropped), at most [`CYCLE_NOW_LIMIT`]: with [`Running::cycle_now`], what a test checks
-    /// was not written is then known not to be on its way.
-    pub async fn statuses_settled(&self) {
-        let (done, settled) = oneshot::channel();
-        if self
-            .writer
-            .send(status_writer::WriterNote::Settled(done))
-            .await
-            .is_ok()
-        {
-            let _ = tokio::time::timeout(CYCLE_NOW_LIMIT, settled).await;
-        }
-    }
-
-    /// Waits until the watches are synced, or `limit` passes.
-    pub async fn synced(&self, limit: Duration) -> bool {
-        let mut health = self.health.clone();
-        tokio::time::timeout(limit, health.wait_for(|h| h.watches_synced))
-            .await
-            .is_ok_and(|r| r.is_ok())
-    }
-
-    /// The stop token, for servers that should end with the controller.
-    pub fn stop_token(&self) -> CancellationToken {
-        self.stop.clone()
-    }
-
-    /// Adds a task whose end should end the process (an HTTP server).
-    pub fn spawn_critical(
-        &mut self,
-        task: &'static str,
-        run: impl std::future::Future<Output = ()> + Send + 'static,
-    ) {
-        self.critical.spawn(task, run);
-    }
-
-    /// Resolves when a critical task ends while the controller is not stopping.
-    pub async fn critical(&mut self) -> TaskEnded {
-        self.critical.first_ended().await
-    }
-
-    /// Aborts a task as if it had died (tests of the process's reaction).
-    #[doc(hidden)]
-    pub fn kill_task(&self, task: &str) -> bool {
-        self.critical.kill(task)
-    }
-
-    /// Graceful stop: no new cycle starts, the one in flight finishes, the decision log is
-    /// flushed and the Lease released.
-    pub async fn shutdown(mut self) {
-        self.stop.cancel();
-        self.critical.join_all(Duration::from_secs(20)).await;
-        match self.actors.log.send(Flush).await {
-            Ok(Ok(())) => tracing::info!("decision log flushed"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "decision log: flush failed"),
-            Err(e) => tracing::warn!(error = %e, "decision log: unavailable at shutdown"),
-        }
-    }
 }
 
 /// The decision log in `dir` (in memory without one), and why it is not the one asked for
