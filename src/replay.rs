@@ -67,15 +67,26 @@ pub struct ReplayReport {
     pub without_serving_inputs: usize,
 }
 
-fn mode_of(record: &CycleRecord) -> Result<OperatingMode, String> {
+/// Why a log could not be replayed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Log(#[from] wva_storage::LogError),
+    #[error("record {at}: unknown mode {mode:?}")]
+    UnknownMode { at: String, mode: String },
+    #[error("cannot write the report as JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+fn mode_of(record: &CycleRecord) -> Result<OperatingMode, ReplayError> {
     match record.mode.as_str() {
         "capacity-only" => Ok(OperatingMode::CapacityOnly),
         "hybrid" => Ok(OperatingMode::Hybrid),
         "model-only" => Ok(OperatingMode::ModelOnly),
-        other => Err(format!(
-            "record {}: unknown mode {other:?}",
-            format_time(record.at)
-        )),
+        other => Err(ReplayError::UnknownMode {
+            at: format_time(record.at),
+            mode: other.to_string(),
+        }),
     }
 }
 
@@ -152,10 +163,8 @@ fn redecide(
 }
 
 /// Replays every recorded cycle.
-pub fn replay(log: &dyn DecisionLog, options: &ReplayOptions) -> Result<ReplayReport, String> {
-    let history = log
-        .history(&HistoryFilter::default())
-        .map_err(|e| e.to_string())?;
+pub fn replay(log: &dyn DecisionLog, options: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
+    let history = log.history(&HistoryFilter::default())?;
     let mut report = ReplayReport {
         undecodable: history.undecodable,
         ..Default::default()
@@ -243,9 +252,9 @@ pub fn replay(log: &dyn DecisionLog, options: &ReplayOptions) -> Result<ReplayRe
 }
 
 /// The report as text or JSON; the text ends with the summary line.
-pub fn render(report: &ReplayReport, format: OutputFormat) -> Result<String, String> {
+pub fn render(report: &ReplayReport, format: OutputFormat) -> Result<String, ReplayError> {
     match format {
-        OutputFormat::Json => serde_json::to_string_pretty(report).map_err(|e| e.to_string()),
+        OutputFormat::Json => Ok(serde_json::to_string_pretty(report)?),
         OutputFormat::Table => {
             let show = |v: Option<u32>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
             let mut out = String::new();

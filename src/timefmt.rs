@@ -14,17 +14,22 @@ pub fn format_time(t: Timestamp) -> String {
 
 /// An RFC 3339 time (`2026-11-22T10:00:00Z`), or a duration (`2h`, `30m`) meaning that long
 /// before `now`.
-pub fn parse_time(text: &str, now: Timestamp) -> Result<Timestamp, String> {
+pub fn parse_time(text: &str, now: Timestamp) -> Result<Timestamp, TimeError> {
     if let Ok(ts) = text.trim().parse::<jiff::Timestamp>() {
         return Ok(Timestamp(ts.as_millisecond()));
     }
     match parse_duration(text) {
         Ok(ago) => Ok(now.plus_millis(-(i64::try_from(ago.as_millis()).unwrap_or(i64::MAX)))),
-        Err(_) => Err(format!(
-            "expected an RFC 3339 time such as 2026-11-22T10:00:00Z, or a duration ago such as 2h, got {text:?}"
-        )),
+        Err(_) => Err(TimeError(text.to_string())),
     }
 }
+
+/// A text that is neither a time nor a duration ago.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "expected an RFC 3339 time such as 2026-11-22T10:00:00Z, or a duration ago such as 2h, got {0:?}"
+)]
+pub struct TimeError(pub String);
 
 /// The wall clock, for commands that ask about "now" (never for decisions).
 pub fn wall_clock() -> Timestamp {

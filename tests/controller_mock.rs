@@ -526,6 +526,8 @@ async fn a_missing_crd_says_how_to_install_it() {
     assert!(wva::cli::run::check_crd(&client).await.is_ok());
     api.set_crd_installed(false);
     let e = wva::cli::run::check_crd(&client).await.unwrap_err();
+    assert!(matches!(e, wva::cli::run::CrdCheckError::NotInstalled));
+    let e = e.to_string();
     assert!(
         e.contains("is not installed")
             && e.contains("kubectl apply -f crds/llmd.ai_variantautoscalings.yaml"),

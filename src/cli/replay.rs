@@ -49,7 +49,7 @@ pub fn main(args: ReplayArgs) -> ExitCode {
         .and_then(|report| crate::replay::render(&report, args.format))
     {
         Ok(text) => super::print_out(&text),
-        Err(e) => fail("replay", &e, 1),
+        Err(e) => fail("replay", &e.to_string(), 1),
     }
 }
 

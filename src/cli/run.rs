@@ -124,8 +124,13 @@ impl RunArgs {
             flag: flag.into(),
             message,
         };
-        let timeout = parse_duration(&self.prometheus_query_timeout)
-            .map_err(|e| bad("PROMETHEUS_QUERY_TIMEOUT", "prometheus-query-timeout", e))?;
+        let timeout = parse_duration(&self.prometheus_query_timeout).map_err(|e| {
+            bad(
+                "PROMETHEUS_QUERY_TIMEOUT",
+                "prometheus-query-timeout",
+                e.to_string(),
+            )
+        })?;
         if timeout < Duration::from_millis(100) {
             return Err(bad(
                 "PROMETHEUS_QUERY_TIMEOUT",
@@ -493,10 +498,19 @@ fn hostname() -> String {
         .unwrap_or_else(|| "wva-controller".into())
 }
 
-/// Checks that the API server serves the VariantAutoscaling resource, with one line on what
-/// to do when it does not.
-pub async fn check_crd(client: &kube::Client) -> Result<(), String> {
-    const HOW: &str = "install it with `kubectl apply -f crds/llmd.ai_variantautoscalings.yaml` (or the Helm chart's crds/) and start again";
+/// Why the VariantAutoscaling resource cannot be used, with one line on what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum CrdCheckError {
+    #[error(
+        "the VariantAutoscaling CRD (variantautoscalings.llmd.ai) is not installed: install it with `kubectl apply -f crds/llmd.ai_variantautoscalings.yaml` (or the Helm chart's crds/) and start again"
+    )]
+    NotInstalled,
+    #[error("cannot reach the Kubernetes API server to check for the VariantAutoscaling CRD: {0}")]
+    Unreachable(kube::Error),
+}
+
+/// Checks that the API server serves the VariantAutoscaling resource.
+pub async fn check_crd(client: &kube::Client) -> Result<(), CrdCheckError> {
     match client.list_api_group_resources("llmd.ai/v1alpha1").await {
         Ok(list)
             if list
@@ -506,15 +520,9 @@ pub async fn check_crd(client: &kube::Client) -> Result<(), String> {
         {
             Ok(())
         }
-        Ok(_) => Err(format!(
-            "the VariantAutoscaling CRD (variantautoscalings.llmd.ai) is not installed: {HOW}"
-        )),
-        Err(kube::Error::Api(e)) if e.code == 404 => Err(format!(
-            "the VariantAutoscaling CRD (variantautoscalings.llmd.ai) is not installed: {HOW}"
-        )),
-        Err(e) => Err(format!(
-            "cannot reach the Kubernetes API server to check for the VariantAutoscaling CRD: {e}"
-        )),
+        Ok(_) => Err(CrdCheckError::NotInstalled),
+        Err(kube::Error::Api(e)) if e.code == 404 => Err(CrdCheckError::NotInstalled),
+        Err(e) => Err(CrdCheckError::Unreachable(e)),
     }
 }
 

@@ -3,11 +3,16 @@
 
 use std::time::Duration;
 
+/// A text that is not a duration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected a duration such as 15s, 1m30s or 500ms, got {0:?}")]
+pub struct DurationError(pub String);
+
 /// Parses a duration; the error says what was expected. Go's forms are a subset of jiff's
 /// "friendly" format, which reads them (and spaced forms such as `1h 30m`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let s = text.trim();
-    let bad = || format!("expected a duration such as 15s, 1m30s or 500ms, got {text:?}");
+    let bad = || DurationError(text.to_string());
     if let Ok(secs) = s.parse::<f64>() {
         return Duration::try_from_secs_f64(secs).map_err(|_| bad());
     }
@@ -49,7 +54,7 @@ mod tests {
     fn rejects_what_it_cannot_read() {
         for bad in ["", "s", "10x", "abc", "-5s", "1m-3s", "-1"] {
             let err = parse_duration(bad).expect_err(bad);
-            assert!(err.contains("expected a duration"), "{err}");
+            assert!(err.to_string().contains("expected a duration"), "{err}");
         }
     }
 

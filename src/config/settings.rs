@@ -266,7 +266,7 @@ impl SettingsArgs {
         let reconciliation_interval = match interval_text {
             None => DEFAULT_RECONCILIATION_INTERVAL,
             Some(t) => {
-                let d = parse_duration(&t).map_err(|e| err(interval_source, e))?;
+                let d = parse_duration(&t).map_err(|e| err(interval_source, e.to_string()))?;
                 if d < Duration::from_secs(1) {
                     return Err(err(
                         interval_source,
@@ -287,10 +287,10 @@ impl SettingsArgs {
                 .transpose()?,
         };
         let mode = OperatingMode::from_switches(hybrid.as_deref(), proactive)
-            .map_err(|e| err("EXPERIMENTAL_HYBRID_OPTIMIZATION", e))?;
+            .map_err(|e| err("EXPERIMENTAL_HYBRID_OPTIMIZATION", e.to_string()))?;
         let analyzer = match text(&self.scaling_analyzer, "SCALING_ANALYZER") {
             None => Analyzer::SloCapacity,
-            Some(t) => Analyzer::parse(&t).map_err(|e| err("SCALING_ANALYZER", e))?,
+            Some(t) => Analyzer::parse(&t).map_err(|e| err("SCALING_ANALYZER", e.to_string()))?,
         };
         let slo_budget_share = match text(&self.slo_budget_share, "SLO_BUDGET_SHARE") {
             None => DEFAULT_BUDGET_SHARE,

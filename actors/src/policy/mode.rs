@@ -29,7 +29,7 @@ impl OperatingMode {
     pub fn from_switches(
         hybrid: Option<&str>,
         proactive_model: Option<bool>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ChoiceError> {
         match hybrid.map(|s| s.trim().to_ascii_lowercase()) {
             Some(s) if s == "on" || s == "true" || s == "hybrid" => Ok(Self::Hybrid),
             Some(s) if s == "off" || s == "false" || s.is_empty() || s == "capacity-only" => {
@@ -40,7 +40,10 @@ impl OperatingMode {
                 })
             }
             Some(s) if s == "model-only" => Ok(Self::ModelOnly),
-            Some(s) => Err(format!("expected on, off or model-only, got {s:?}")),
+            Some(s) => Err(ChoiceError {
+                expected: "on, off or model-only",
+                got: s,
+            }),
             None => Ok(if proactive_model == Some(true) {
                 Self::Hybrid
             } else {
@@ -48,6 +51,14 @@ impl OperatingMode {
             }),
         }
     }
+}
+
+/// A setting that names none of its choices.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected {expected}, got {got:?}")]
+pub struct ChoiceError {
+    pub expected: &'static str,
+    pub got: String,
 }
 
 /// Which analyzer decides in capacity mode (`SCALING_ANALYZER`).
@@ -69,13 +80,14 @@ impl Analyzer {
         }
     }
 
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, ChoiceError> {
         match text.trim().to_ascii_lowercase().as_str() {
             "saturation-v1" | "saturation" | "v1" => Ok(Self::SaturationV1),
             "slo-capacity" => Ok(Self::SloCapacity),
-            other => Err(format!(
-                "expected slo-capacity or saturation-v1, got {other:?}"
-            )),
+            other => Err(ChoiceError {
+                expected: "slo-capacity or saturation-v1",
+                got: other.to_string(),
+            }),
         }
     }
 
