@@ -126,21 +126,8 @@ fn ready(status: &Value) -> (String, String) {
     )
 }
 
-async fn series(running: &Running, variant: &str) -> Vec<String> {
-    let page = running.publisher.send(Gather).await.unwrap();
-    page.lines()
-        .filter(|l| !l.starts_with('#') && l.contains(&format!("variant_name=\"{variant}\"")))
-        .map(str::to_string)
-        .collect()
-}
-
-#[actix_rt::test]
-#[ignore = "needs a cluster: KUBECONFIG"]
-async fn race_deletion_recovery_and_isolation_on_a_real_cluster() {
-    wva::tls::install_default_provider();
-    let client = kube::Client::try_default().await.expect("KUBECONFIG");
-
-    // The CRD, exactly as committed.
+/// Applies the CRD exactly as committed and waits until it is served.
+async fn install_crd(client: &kube::Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -166,9 +153,26 @@ async fn race_deletion_recovery_and_isolation_on_a_real_cluster() {
     .await
     .unwrap()
     .unwrap();
-    wva::cli::run::check_crd(&client).await.unwrap();
+    wva::cli::run::check_crd(client).await.unwrap();
+}
+
+async fn series(running: &Running, variant: &str) -> Vec<String> {
+    let page = running.publisher.send(Gather).await.unwrap();
+    page.lines()
+        .filter(|l| !l.starts_with('#') && l.contains(&format!("variant_name=\"{variant}\"")))
+        .map(str::to_string)
+        .collect()
+}
+
+#[actix_rt::test]
+#[ignore = "needs a cluster: KUBECONFIG"]
+async fn race_deletion_recovery_and_isolation_on_a_real_cluster() {
+    wva::tls::install_default_provider();
+    let client = kube::Client::try_default().await.expect("KUBECONFIG");
+    install_crd(&client).await;
 
     let (namespaces, ns) = fresh_namespace(&client, "wva-test").await;
+
     let vas: Api<VariantAutoscaling> = Api::namespaced(client.clone(), &ns);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
 
@@ -455,6 +459,81 @@ async fn shards_are_split_and_taken_over_on_a_real_cluster() {
     );
     one.shutdown().await;
     two.shutdown().await;
+    namespaces
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
+/// CONTRACT section 19 on a real API server: a model whose supervisor panics gets a
+/// `DecisionFailed` Warning Event on its VA, its series stays published, another model is
+/// decided as usual, and the model is decided again by a fresh supervisor.
+#[actix_rt::test]
+#[ignore = "needs a cluster: KUBECONFIG"]
+async fn a_panicking_model_is_warned_and_replaced_on_a_real_cluster() {
+    use k8s_openapi::api::events::v1::Event;
+    wva::tls::install_default_provider();
+    let client = kube::Client::try_default().await.expect("KUBECONFIG");
+    install_crd(&client).await;
+    let (namespaces, ns) = fresh_namespace(&client, "wva-fault").await;
+    let vas: Api<VariantAutoscaling> = Api::namespaced(client.clone(), &ns);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    for name in ["broken", "healthy"] {
+        deployments
+            .create(&PostParams::default(), &deployment(&format!("dep-{name}")))
+            .await
+            .unwrap();
+        let mut v = serde_json::to_value(va(name, &format!("dep-{name}"), None)).unwrap();
+        v["spec"]["modelID"] = json!(name);
+        vas.create(&PostParams::default(), &serde_json::from_value(v).unwrap())
+            .await
+            .unwrap();
+    }
+    let running = controller(&client, &ns, None).await;
+    running.cycle_now().await;
+    assert!(!series(&running, "broken").await.is_empty());
+
+    let faults = |r: &Running| {
+        r.ops
+            .text()
+            .lines()
+            .filter(|l| l.starts_with("wva_model_faults_total{fault=\"panicked\"}"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    running
+        .registry
+        .send(wva_actors::registry::CrashForTest(Some(
+            wva_actors::messages::ModelKey::new(&ns, "broken"),
+        )))
+        .await
+        .unwrap();
+    running.cycle_now().await;
+    running.statuses_settled().await;
+    assert_eq!(faults(&running), 1.0);
+    assert!(
+        !series(&running, "broken").await.is_empty(),
+        "its count holds"
+    );
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+    let start = Instant::now();
+    loop {
+        let list = events.list(&Default::default()).await.unwrap();
+        let warned = list.items.iter().any(|e| {
+            e.reason.as_deref() == Some("DecisionFailed")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("broken")
+        });
+        if warned {
+            break;
+        }
+        assert!(start.elapsed() < T, "no DecisionFailed Event on the VA");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The fresh supervisor decides it again; the healthy model never stopped.
+    running.cycle_now().await;
+    assert_eq!(faults(&running), 1.0);
+    assert!(!series(&running, "healthy").await.is_empty());
+    running.shutdown().await;
     namespaces
         .delete(&ns, &DeleteParams::default())
         .await

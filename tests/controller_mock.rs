@@ -68,6 +68,26 @@ async fn started(api: &FakeApi, options: ControllerOptions) -> Running {
     running
 }
 
+/// Waits until the holder of the Lease `name` has renewed it `n` more times (at most [`T`]).
+async fn lease_renewals(api: &FakeApi, name: &str, n: usize) {
+    let renewed = || {
+        api.get(support::apiserver::LEASE, CONTROLLER_NS, name)
+            .map(|l| l["spec"]["renewTime"].clone())
+    };
+    let start = std::time::Instant::now();
+    let mut last = renewed();
+    let mut seen = 0;
+    while seen < n {
+        assert!(start.elapsed() < T, "{seen} renewals of {name} in {T:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = renewed();
+        if now != last {
+            seen += 1;
+            last = now;
+        }
+    }
+}
+
 /// Waits until the controller manages `n` variants.
 async fn variants_become(running: &Running, n: usize) {
     let start = std::time::Instant::now();
@@ -482,8 +502,15 @@ async fn only_the_leader_publishes_and_writes_and_a_follower_takes_over() {
         .unwrap()
         .unwrap();
     let two = started(&api, options(settings(None, None), Some("two"))).await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut two_rx = two.leader.clone();
+    two_rx.borrow_and_update();
+    // Over three of one's renewals (two retries every 200 ms meanwhile), two never leads.
+    lease_renewals(&api, "wva-leader", 3).await;
     assert!(!*two.leader.borrow(), "two must wait while one renews");
+    assert!(
+        !two_rx.has_changed().unwrap(),
+        "two never led, not even briefly"
+    );
 
     one.cycle_now().await;
     two.cycle_now().await;
@@ -1502,8 +1529,19 @@ async fn a_replica_without_lease_access_holds_no_shard_and_recovers_when_granted
     api.apply(DEPLOYMENT, deployment(NS, "dep-0", 1, json!({}), json!({})));
     api.apply(POD, pod(NS, "dep-0", 0));
     api.forbid(support::apiserver::LEASE);
+    let lease_requests = || {
+        api.requests()
+            .iter()
+            .filter(|r| r.contains("/leases"))
+            .count()
+    };
     let mut one = started(&api, sharded("one")).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Refused twice for every one of the 4 shards: it has tried, and holds none.
+    let start = std::time::Instant::now();
+    while lease_requests() < 8 {
+        assert!(start.elapsed() < T, "{} Lease requests", lease_requests());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(one.shards.borrow().held.is_empty());
     assert!(!*one.leader.borrow());
     one.cycle_now().await;
