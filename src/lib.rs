@@ -7,6 +7,7 @@ pub mod config;
 pub mod controller;
 pub mod crd;
 pub mod crdgen;
+pub mod diff;
 pub mod exit;
 pub mod external_scaler;
 pub mod history;

@@ -57,6 +57,9 @@ enum Command {
     /// Feed the recorded inputs through today's policy (or another configuration or mode) and
     /// show every decision that would differ.
     Replay(cli::replay::ReplayArgs),
+    /// Compare two decision logs (a main instance and its shadow, or two replays) by time and
+    /// variant; exit status 3 when the candidate passes a --max-* limit.
+    Diff(cli::diff::DiffArgs),
     /// Print the process settings the controller would run with, resolved from flags,
     /// environment and (optionally) the main ConfigMap; the bearer token is redacted.
     Settings(cli::settings::SettingsCommandArgs),
@@ -82,6 +85,7 @@ fn main() -> ExitCode {
         Command::Crdgen(args) => cli::crdgen::main(args),
         Command::History(args) => cli::history::main(args),
         Command::Replay(args) => cli::replay::main(args),
+        Command::Diff(args) => cli::diff::main(args),
         Command::Settings(args) => cli::settings::main(args),
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod analyze;
 pub mod crdgen;
+pub mod diff;
 pub mod emulate;
 pub mod history;
 pub mod replay;
