@@ -164,6 +164,7 @@ async fn soak(seconds: u64, variants: u64) {
             leader_election: None,
             shards: 1,
             instance: "soak".into(),
+            shadow: false,
         },
     )
     .await

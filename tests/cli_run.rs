@@ -61,7 +61,7 @@ fn help_documents_every_flag_with_its_environment_variable() {
 
 #[test]
 fn unusable_settings_exit_2_naming_the_setting() {
-    let cases: [(&[(&str, &str)], &str); 10] = [
+    let cases: [(&[(&str, &str)], &str); 11] = [
         (
             &[("PROMETHEUS_QUERY_TIMEOUT", "soon")],
             "PROMETHEUS_QUERY_TIMEOUT",
@@ -105,6 +105,14 @@ fn unusable_settings_exit_2_naming_the_setting() {
                 ("EXTERNAL_SCALER_BIND_ADDRESS", "127.0.0.1:0"),
             ],
             "4 shards with EXTERNAL_SCALER_BIND_ADDRESS",
+        ),
+        // A shadow's answers must not reach KEDA.
+        (
+            &[
+                ("WVA_SHADOW", "true"),
+                ("EXTERNAL_SCALER_BIND_ADDRESS", "127.0.0.1:0"),
+            ],
+            "WVA_SHADOW (--shadow) with EXTERNAL_SCALER_BIND_ADDRESS",
         ),
     ];
     for (env, name) in cases {

@@ -63,6 +63,7 @@ async fn controller(client: &kube::Client, ns: &str, instance: Option<&str>) -> 
             leader_election: None,
             shards: 1,
             instance: "cluster-test".into(),
+            shadow: false,
         },
     )
     .await
@@ -433,6 +434,7 @@ async fn shards_are_split_and_taken_over_on_a_real_cluster() {
         )),
         shards: 4,
         instance: identity.into(),
+        shadow: false,
     };
     let held = |running: &Running, n: usize| {
         let mut rx = running.shards.clone();

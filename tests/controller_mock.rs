@@ -59,6 +59,7 @@ fn options(settings: Settings, leader: Option<&str>) -> ControllerOptions {
         }),
         shards: 1,
         instance: "test".into(),
+        shadow: false,
     }
 }
 
@@ -1558,4 +1559,111 @@ async fn a_replica_without_lease_access_holds_no_shard_and_recovers_when_granted
     one.cycle_now().await;
     assert_eq!(published_by(&one).await, [0]);
     one.shutdown().await;
+}
+
+/// CONTRACT section 21: a shadow beside the main instance decides and logs as the main one
+/// does, but writes no status and no Event, takes only its own Lease, and publishes only
+/// `wva_shadow_*` series: what a scaler reads is the main instance's alone.
+#[actix_rt::test]
+async fn a_shadow_beside_the_main_instance_decides_but_writes_and_publishes_nothing_a_scaler_reads()
+{
+    let api = FakeApi::new();
+    api.apply(VA, va(NS, "va", "m", Some("dep"), json!({})));
+    api.apply(DEPLOYMENT, deployment(NS, "dep", 2, json!({}), json!({})));
+    api.apply(POD, pod(NS, "dep", 0));
+    api.apply(POD, pod(NS, "dep", 1));
+    let writes_but_leases = |api: &FakeApi| {
+        api.writes()
+            .into_iter()
+            .filter(|w| !w.path.contains("/leases"))
+            .count()
+    };
+
+    // The shadow alone: it leads only its own Lease, decides, and writes nothing.
+    let shadow_options = ControllerOptions {
+        shadow: true,
+        ..options(settings(None, None), Some("shadow"))
+    };
+    let shadow = started(&api, shadow_options).await;
+    let mut leading = shadow.leader.clone();
+    tokio::time::timeout(T, leading.wait_for(|l| *l))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        api.get(support::apiserver::LEASE, CONTROLLER_NS, "wva-leader")
+            .is_none(),
+        "the main instance's Lease is untouched"
+    );
+    assert!(
+        api.get(
+            support::apiserver::LEASE,
+            CONTROLLER_NS,
+            "wva-leader-shadow"
+        )
+        .is_some()
+    );
+    for _ in 0..3 {
+        shadow.cycle_now().await;
+    }
+    shadow.statuses_settled().await;
+    assert_eq!(writes_but_leases(&api), 0, "{:?}", api.writes());
+    let shadow_page = page(&shadow).await;
+    let shadow_desired: Vec<String> = series_of(&shadow_page, "va")
+        .into_iter()
+        .filter(|l| l.starts_with("wva_shadow_desired_replicas{"))
+        .collect();
+    assert_eq!(shadow_desired.len(), 1, "{shadow_page}");
+    assert!(
+        !shadow_page.contains("inferno_desired_replicas{"),
+        "{shadow_page}"
+    );
+    assert!(shadow.ops.text().contains("wva_models_processed 1"));
+    assert!(
+        shadow
+            .health
+            .borrow()
+            .summary()
+            .1
+            .starts_with("ready: shadow instance")
+    );
+
+    // The main instance beside it: the scalers read the main's series, the same count.
+    let main = started(&api, options(settings(None, None), Some("main"))).await;
+    let mut leading = main.leader.clone();
+    tokio::time::timeout(T, leading.wait_for(|l| *l))
+        .await
+        .unwrap()
+        .unwrap();
+    main.cycle_now().await;
+    main.statuses_settled().await;
+    let written = writes_but_leases(&api);
+    assert!(written > 0, "the main instance writes its statuses");
+    shadow.cycle_now().await;
+    shadow.statuses_settled().await;
+    assert_eq!(
+        writes_but_leases(&api),
+        written,
+        "the shadow still writes nothing"
+    );
+    let main_page = page(&main).await;
+    let value = |line: &str| line.rsplit(' ').next().unwrap().to_string();
+    let main_desired: Vec<String> = series_of(&main_page, "va")
+        .into_iter()
+        .filter(|l| l.starts_with("inferno_desired_replicas{"))
+        .collect();
+    assert_eq!(main_desired.len(), 1, "{main_page}");
+    let shadow_page = page(&shadow).await;
+    let shadow_desired: Vec<String> = series_of(&shadow_page, "va")
+        .into_iter()
+        .filter(|l| l.starts_with("wva_shadow_desired_replicas{"))
+        .collect();
+    assert_eq!(
+        value(&main_desired[0]),
+        value(&shadow_desired[0]),
+        "one configuration, one decision"
+    );
+    assert!(!main_page.contains("wva_shadow_"), "{main_page}");
+    shadow.shutdown().await;
+    main.shutdown().await;
 }

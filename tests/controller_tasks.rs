@@ -34,6 +34,7 @@ fn options() -> ControllerOptions {
         leader_election: None,
         shards: 1,
         instance: "test".into(),
+        shadow: false,
     }
 }
 

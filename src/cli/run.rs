@@ -82,6 +82,12 @@ pub struct RunArgs {
     /// Private key (PEM) of the external scaler's certificate.
     #[arg(long, env = "EXTERNAL_SCALER_KEY_PATH")]
     pub external_scaler_key_path: Option<PathBuf>,
+    /// Run as a shadow of the main instance: watch the same variants, decide and log
+    /// everything, but write no VA status, send no Event, and publish only `wva_shadow_*`
+    /// series, which no scaler reads. Its Lease (with --leader-elect) is
+    /// `<leader-election-id>-shadow`, never the main instance's. Compare with `wva diff`.
+    #[arg(long, env = "WVA_SHADOW", value_parser = BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub shadow: bool,
 }
 
 fn fail(message: &str, code: u8) -> ExitCode {
@@ -265,6 +271,7 @@ async fn start_controller(args: &RunArgs) -> Result<crate::controller::Running, 
         }),
         shards: args.shards,
         instance: identity,
+        shadow: args.shadow,
     };
     let mut running = crate::controller::start(client.clone(), options)
         .await
@@ -296,6 +303,16 @@ fn preflight(args: &RunArgs) -> Result<Settings, Failed> {
             "WVA_SHARDS (--shards): {} shards with EXTERNAL_SCALER_BIND_ADDRESS: a replica's external scaler answers only for the models of its own shards; with shards, let KEDA read the published series (its Prometheus trigger) and leave EXTERNAL_SCALER_BIND_ADDRESS unset",
             args.shards
         )));
+    }
+    if args.shadow
+        && args
+            .external_scaler_bind_address
+            .as_deref()
+            .is_some_and(|a| !a.trim().is_empty())
+    {
+        return Err(Failed::input(
+            "WVA_SHADOW (--shadow) with EXTERNAL_SCALER_BIND_ADDRESS: a shadow publishes nothing a scaler reads, and KEDA would read its answers; leave EXTERNAL_SCALER_BIND_ADDRESS unset",
+        ));
     }
     Ok(early)
 }
@@ -334,8 +351,9 @@ async fn main_config_map(
             "the main ConfigMap sets a Prometheus connection setting, ignored: PROMETHEUS_FROM_CONFIG_MAP=false takes the connection from the pod's environment only"
         );
     }
-    if !ignored.is_empty() {
-        // Whoever edited the ConfigMap sees it there too (`kubectl describe configmap`).
+    if !ignored.is_empty() && !args.shadow {
+        // Whoever edited the ConfigMap sees it there too (`kubectl describe configmap`); a
+        // shadow sends no Event.
         crate::controller::status_writer::warn_on_config_map(
             client.clone(),
             &args.pod_name.clone().unwrap_or_else(hostname),

@@ -11,6 +11,8 @@ pub struct Health {
     /// The initial lists of VAs, Deployments, Pods and ConfigMaps are in.
     pub watches_synced: bool,
     pub leader: bool,
+    /// A shadow instance (decides and logs; writes and publishes nothing a scaler reads).
+    pub shadow: bool,
     /// The last metrics read worked.
     pub prometheus_ok: bool,
     /// Why the last read failed, when it did (the safety net decides meanwhile). Kept out of
@@ -50,6 +52,8 @@ impl Health {
             "ready, degraded: the decision log cannot be opened; deciding with an in-memory log (no history or restart recovery; the controller's log says why)".to_string()
         } else if !self.prometheus_ok && self.cycles > 0 {
             "ready, degraded: the Prometheus read failed; the safety net decides until it recovers (the controller's log says why)".to_string()
+        } else if self.shadow {
+            "ready: shadow instance (decides and logs; publishes only wva_shadow_* series, writes no status or Event)".to_string()
         } else if !self.leader {
             "ready: standing by (another instance holds the leader Lease)".to_string()
         } else {

@@ -77,7 +77,13 @@ pub struct ControllerOptions {
     pub shards: u32,
     /// Reporting instance in Events (the pod name).
     pub instance: String,
+    /// A shadow instance: decides and logs like the main one, writes no status and no Event,
+    /// and publishes only under [`SHADOW_PREFIX`], which no scaler reads.
+    pub shadow: bool,
 }
+
+/// The series prefix of a shadow instance (`wva_shadow_desired_replicas`, ...).
+pub const SHADOW_PREFIX: &str = "wva_shadow";
 
 impl std::fmt::Debug for ControllerOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -86,6 +92,7 @@ impl std::fmt::Debug for ControllerOptions {
             .field("data_dir", &self.data_dir)
             .field("leader_election", &self.leader_election)
             .field("shards", &self.shards)
+            .field("shadow", &self.shadow)
             .finish_non_exhaustive()
     }
 }
@@ -153,10 +160,16 @@ pub async fn start(
     let mut critical = Critical::default();
     let writer_task = tasks::Current::default();
     critical.track("status-writer", std::sync::Arc::clone(&writer_task));
+    // A shadow's writer never leads: it keeps its bookkeeping and writes nothing.
+    let writes_allowed = if options.shadow {
+        watch::channel(false).1
+    } else {
+        leader_rx.clone()
+    };
     let writer = StatusWriter::start(
         client.clone(),
         reporter,
-        leader_rx.clone(),
+        writes_allowed,
         ops.clone(),
         stop.clone(),
         writer_task,
@@ -165,10 +178,14 @@ pub async fn start(
     let actors = wva_actors::system::start(SystemConfig {
         log,
         publisher: PublisherConfig {
-            prefix: settings.metrics_prefix.as_str().to_string(),
+            prefix: if options.shadow {
+                SHADOW_PREFIX.to_string()
+            } else {
+                settings.metrics_prefix.as_str().to_string()
+            },
             controller_instance: settings.controller_instance.clone(),
         },
-        status: Some(writer.clone().recipient()),
+        status: (!options.shadow).then(|| writer.clone().recipient()),
         settings: built.policy.clone(),
         telemetry: ops.actors.clone(),
         model_threads: wva_actors::system::available_model_threads(),
@@ -193,11 +210,24 @@ pub async fn start(
     let _ = inventory.set_costs(built.costs);
     let (health_tx, health) = watch::channel(Health {
         leader: *leader_rx.borrow(),
+        shadow: options.shadow,
         decision_log_problem: log_problem,
         ..Default::default()
     });
 
-    match &options.leader_election {
+    // A shadow's Leases are its own: it never takes the main instance's.
+    let election = options
+        .leader_election
+        .clone()
+        .map(|(lease, identity, timing)| {
+            let lease = if options.shadow {
+                format!("{lease}-shadow")
+            } else {
+                lease
+            };
+            (lease, identity, timing)
+        });
+    match &election {
         Some((lease, identity, timing)) if options.shards > 1 => {
             // Nothing is held until the first round says so.
             let _ = shards_tx.send(wva_actors::shards::ShardFilter {

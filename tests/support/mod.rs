@@ -386,6 +386,7 @@ pub async fn controller_reading(
             leader_election: None,
             shards: 1,
             instance: "test".into(),
+            shadow: false,
         },
     )
     .await
