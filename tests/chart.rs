@@ -2595,3 +2595,39 @@ fn shards_pass_the_flag_and_the_lease_access() {
         "{error}"
     );
 }
+
+/// A shadow release: the controller runs with `--shadow`, installs nothing a scaler reads, and
+/// refuses what would let a scaler read it.
+#[test]
+fn a_shadow_release_runs_the_controller_as_a_shadow_and_nothing_a_scaler_reads() {
+    let r = helm(
+        "helm install wva-shadow ./workload-variant-autoscaler -n wva-shadow --set installMode=controller-only --set wva.shadow=true --set wva.image.tag=next",
+    );
+    let pod = r.controller_pod().spec.expect("pod");
+    let manager = &pod.containers[0];
+    assert!(
+        manager.args.iter().flatten().any(|a| a == "--shadow"),
+        "{:?}",
+        manager.args
+    );
+    assert!(
+        manager
+            .image
+            .as_deref()
+            .is_some_and(|i| i.ends_with(":next"))
+    );
+    for kind in ["HorizontalPodAutoscaler", "ScaledObject"] {
+        assert!(
+            r.inventory().iter().all(|(k, _, _)| k != kind),
+            "a shadow release renders no {kind}"
+        );
+    }
+    let err = helm_error(
+        "helm install wva-shadow ./workload-variant-autoscaler -n wva-shadow --set wva.shadow=true",
+    );
+    assert!(err.contains("set installMode: controller-only"), "{err}");
+    let err = helm_error(
+        "helm install wva-shadow ./workload-variant-autoscaler -n wva-shadow --set installMode=controller-only --set wva.shadow=true --set wva.externalScaler.enabled=true",
+    );
+    assert!(err.contains("wva.externalScaler.enabled false"), "{err}");
+}

@@ -52,6 +52,15 @@ template:
           {{- end }}
           - --shards={{ int .Values.wva.shards }}
           {{- end }}
+          {{- if .Values.wva.shadow }}
+          {{- if .Values.wva.externalScaler.enabled }}
+          {{- fail "wva.shadow: a shadow's answers must not reach KEDA; leave wva.externalScaler.enabled false" }}
+          {{- end }}
+          {{- if ne .Values.installMode "controller-only" }}
+          {{- fail (printf "wva.shadow: a shadow installs no model resources (no HPA or ScaledObject may read it); set installMode: controller-only, got %s" .Values.installMode) }}
+          {{- end }}
+          - --shadow
+          {{- end }}
         env:
           - name: POD_NAMESPACE
             valueFrom:
