@@ -695,3 +695,80 @@ fn compare_draws_the_policies_over_each_other() {
         );
     }
 }
+
+/// `--from-log`: the demand a log recorded drives the emulated cluster again. The same policy
+/// on the rebuilt demand lands near where it was (the rebuild is smoother than the original:
+/// Poisson arrivals, lengths around the recorded means), another policy runs on the same day,
+/// and a log that recorded no served demand says why.
+#[test]
+fn a_recorded_day_drives_the_cluster_again_for_any_policy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().expect("utf-8 path");
+    let summary = |report: &std::path::Path| -> Value {
+        let text = std::fs::read_to_string(report.join("summary.json")).expect("summary");
+        serde_json::from_str::<Value>(&text).expect("json")["summary"].clone()
+    };
+    let recorded = dir.path().join("recorded");
+    let (code, _, err) = simulate(&["--duration", "20m", "--data-dir", data_arg], &recorded);
+    assert_eq!(code, Some(0), "{err}");
+    let original = summary(&recorded);
+
+    let again = dir.path().join("again");
+    let (code, _, err) = simulate(&["--from-log", data_arg], &again);
+    assert_eq!(code, Some(0), "{err}");
+    let rebuilt = summary(&again);
+    let requests = |s: &Value| s["requests"].as_f64().expect("requests");
+    let attainment = |s: &Value| s["sloAttainment"].as_f64().expect("attainment");
+    let cost = |s: &Value| s["cost"].as_f64().expect("cost");
+    assert!(
+        (requests(&rebuilt) / requests(&original) - 1.0).abs() < 0.05,
+        "{rebuilt} against {original}"
+    );
+    assert!((attainment(&rebuilt) - attainment(&original)).abs() < 0.05);
+    assert!((cost(&rebuilt) / cost(&original) - 1.0).abs() < 0.2);
+    let names = |s: &Value| -> Vec<String> {
+        s["variants"]
+            .as_array()
+            .expect("variants")
+            .iter()
+            .map(|v| v["name"].as_str().expect("name").to_string())
+            .collect()
+    };
+    assert_eq!(names(&rebuilt), names(&original), "the log's variants");
+
+    let other = dir.path().join("other");
+    let (code, out, err) = simulate(&["--from-log", data_arg, "--policy", "hpa-kv"], &other);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("policy              hpa-kv"), "{out}");
+    assert_eq!(
+        requests(&summary(&other)),
+        requests(&rebuilt),
+        "the same day"
+    );
+
+    // A log of the seeds' analyzer records no served demand.
+    let v1 = dir.path().join("v1");
+    let v1_arg = v1.to_str().expect("utf-8 path");
+    let (code, _, err) = simulate(
+        &[
+            "--duration",
+            "5m",
+            "--policy",
+            "wva-v1",
+            "--data-dir",
+            v1_arg,
+        ],
+        &dir.path().join("v1-report"),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = simulate(&["--from-log", v1_arg], &dir.path().join("none"));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("records no served demand"), "{err}");
+    let (code, _, err) = simulate(
+        &["--from-log", data_arg, "--trace", "builtin"],
+        &dir.path().join("both"),
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("drop --trace"), "{err}");
+}

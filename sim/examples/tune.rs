@@ -26,6 +26,7 @@ fn main() -> Result<(), String> {
         options: RunOptions::default(),
         prices: Default::default(),
         engine: Default::default(),
+        from_log: None,
     };
     let workloads = workloads(&request)?;
     let combos: Vec<(usize, f64)> = std::env::var("TUNE")

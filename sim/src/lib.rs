@@ -35,6 +35,7 @@ pub mod peers;
 pub mod plot;
 pub mod policy;
 pub mod profiles;
+pub mod recorded;
 pub mod report;
 pub mod results;
 pub mod scenario;

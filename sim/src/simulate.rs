@@ -34,6 +34,9 @@ pub struct SimulateRequest {
     pub prices: BTreeMap<String, f64>,
     /// Which vLLM the emulated servers behave like.
     pub engine: Engine,
+    /// Drive the cluster with the demand this decision log recorded (its data directory), of
+    /// this model when the log holds several: the one workload.
+    pub from_log: Option<(PathBuf, Option<String>)>,
 }
 
 /// The name that stands for the built-in load where a trace is expected.
@@ -67,6 +70,17 @@ pub fn workloads(req: &SimulateRequest) -> Result<Vec<(String, Scenario)>, Strin
         duration_s: req.duration_s,
         trace_speedup: req.trace_speedup,
     };
+    if let Some((dir, model)) = &req.from_log {
+        let log = wva_storage::datadir::open_for_reading(dir)
+            .map_err(|e| format!("--from-log {}: {e}", dir.display()))?;
+        let history = wva_storage::DecisionLog::history(&log.log, &Default::default())
+            .map_err(|e| format!("--from-log {}: {e}", dir.display()))?;
+        let demand = crate::recorded::from_records(&history.records, model.as_deref())
+            .map_err(|e| format!("--from-log {}: {e}", dir.display()))?;
+        let mut scenario = demand.scenario(req.seed, req.duration_s);
+        scenario.engine = req.engine;
+        return Ok(vec![("from-log".into(), priced(scenario, &req.prices))]);
+    }
     let mut out = match req.workloads {
         Some(set) => crate::workloads::of_set(&source, set)
             .map_err(|e| format!("--workloads {}: {e}", set.as_str()))?,

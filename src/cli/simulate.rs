@@ -46,6 +46,15 @@ pub struct SimulateArgs {
     /// 0.15.1) or vllm-0.5 (calibrated on vLLM 0.5.4).
     #[arg(long, default_value = "vllm-v1")]
     pub engine: String,
+    /// Drive the emulated cluster with the demand a decision log recorded (its data directory,
+    /// from `wva run` or `wva simulate --data-dir`): per cycle, the served request rate and mean
+    /// token lengths, on the log's variants. What it cannot rebuild (burstiness within a cycle,
+    /// the spread of lengths, demand that was not served) is said in docs/simulation.md.
+    #[arg(long)]
+    pub from_log: Option<PathBuf>,
+    /// The model of --from-log (namespace/modelID, or a modelID) when the log holds several.
+    #[arg(long, requires = "from_log")]
+    pub from_log_model: Option<String>,
     /// Where the split's traces are read from.
     #[arg(long, env = "WVA_TRACES_DIR", default_value = "../shared/traces")]
     pub traces_dir: PathBuf,
@@ -213,6 +222,16 @@ fn request(args: &SimulateArgs) -> Result<(SimulateRequest, Task), String> {
             "--trace, --workloads: several workloads only with --frontier or --compare".into(),
         );
     }
+    if args.from_log.is_some() && (!args.trace.is_empty() || workload_set.is_some()) {
+        return Err(
+            "--from-log: the recorded demand is the workload; drop --trace and --workloads".into(),
+        );
+    }
+    if args.from_log.is_some() && args.from_log == args.data_dir {
+        return Err(
+            "--data-dir: the run would write into the log it reads (--from-log); give another directory".into(),
+        );
+    }
     if matches!(task, Task::Compare(_)) && args.data_dir.is_some() {
         return Err(
             "--compare: cannot keep one decision log for several policies; drop --data-dir".into(),
@@ -261,6 +280,10 @@ fn request(args: &SimulateArgs) -> Result<(SimulateRequest, Task), String> {
         prices,
         engine: wva_sim::profiles::Engine::parse(&args.engine)
             .map_err(|e| format!("--engine: {e}"))?,
+        from_log: args
+            .from_log
+            .clone()
+            .map(|dir| (dir, args.from_log_model.clone())),
     };
     // A trace that cannot be read is bad input, said before anything runs.
     wva_sim::simulate::workloads(&request)?;
