@@ -1262,13 +1262,41 @@ async fn the_registry_gone_is_heard_on_the_lifeline() {
     assert!(!system.registry.connected());
 }
 
+/// The test's side of a [`WriteGate`].
+struct HeldWrites {
+    armed: Arc<std::sync::atomic::AtomicBool>,
+    held: tokio::sync::mpsc::UnboundedReceiver<()>,
+    release: std::sync::mpsc::Sender<()>,
+}
+
+impl HeldWrites {
+    /// A tick whose log write is held while `meanwhile` runs: the Lease or a shard changes
+    /// while the cycle is between its decision and its effects.
+    async fn tick(
+        &mut self,
+        h: &Harness,
+        metrics: Metrics,
+        meanwhile: impl FnOnce(),
+    ) -> CycleSummary {
+        self.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+        let registry = h.registry.clone();
+        let cycle = actix::spawn(async move {
+            registry
+                .send(Tick {
+                    now: Timestamp(15_000),
+                    metrics,
+                })
+                .await
+        });
+        self.held.recv().await.expect("the cycle's write is held");
+        meanwhile();
+        self.release.send(()).expect("released");
+        cycle.await.expect("joined").expect("registry")
+    }
+}
+
 /// A log whose next write is held until released, and the handles to hold and release it.
-fn gated_log() -> (
-    BadDisk,
-    Arc<std::sync::atomic::AtomicBool>,
-    tokio::sync::mpsc::UnboundedReceiver<()>,
-    std::sync::mpsc::Sender<()>,
-) {
+fn gated_log() -> (BadDisk, HeldWrites) {
     let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (held_tx, held) = tokio::sync::mpsc::unbounded_channel();
     let (release, release_rx) = std::sync::mpsc::channel();
@@ -1282,7 +1310,14 @@ fn gated_log() -> (
             release: release_rx,
         }),
     };
-    (disk, armed, held, release)
+    (
+        disk,
+        HeldWrites {
+            armed,
+            held,
+            release,
+        },
+    )
 }
 
 /// CONTRACT section 19: the Lease lost while a cycle is writing its log: the decisions stay in
@@ -1292,7 +1327,7 @@ fn gated_log() -> (
 async fn a_lease_lost_mid_cycle_withholds_that_cycles_publish_and_statuses() {
     use tokio::sync::watch;
     use wva_actors::shards::ShardFilter;
-    let (disk, armed, mut held, release) = gated_log();
+    let (disk, mut gate) = gated_log();
     let (leader, leading) = watch::channel(true);
     let (_shards, held_shards) = watch::channel(ShardFilter::all());
     let authority = wva_actors::authority::Authority::new(leading, held_shards);
@@ -1307,21 +1342,12 @@ async fn a_lease_lost_mid_cycle_withholds_that_cycles_publish_and_statuses() {
     let model = ModelKey::new("ns", "llama");
     let hot = [(0.76, 2.0), (0.75, 2.0)];
     h.statuses.lock().expect("lock").clear();
-    armed.store(true, std::sync::atomic::Ordering::SeqCst);
-    let registry = h.registry.clone();
     let metrics = snapshot(vec![(model, samples("cheap", &hot))]);
-    let cycle = actix::spawn(async move {
-        registry
-            .send(Tick {
-                now: Timestamp(15_000),
-                metrics,
-            })
-            .await
-    });
-    held.recv().await.expect("the cycle's write is held");
-    leader.send_replace(false);
-    release.send(()).expect("released");
-    let summary = cycle.await.expect("joined").expect("registry");
+    let summary = gate
+        .tick(&h, metrics, || {
+            leader.send_replace(false);
+        })
+        .await;
     assert_eq!(summary.models, 1, "the model was decided");
     assert_eq!(desired(&h, "ns", "cheap").await, None, "nothing published");
     assert!(
@@ -1343,7 +1369,7 @@ async fn a_shard_lost_mid_cycle_withholds_only_its_models() {
     use std::collections::BTreeSet;
     use tokio::sync::watch;
     use wva_actors::shards::{ShardFilter, shard_of};
-    let (disk, armed, mut held, release) = gated_log();
+    let (disk, mut gate) = gated_log();
     let (_leader, leading) = watch::channel(true);
     let (shards, held_shards) = watch::channel(ShardFilter {
         shards: 2,
@@ -1365,27 +1391,17 @@ async fn a_shard_lost_mid_cycle_withholds_only_its_models() {
     add(&h, spec("ns", "l", "lost", 10.0), 2).await;
     add(&h, spec("ns", "k", &kept.model_id, 10.0), 2).await;
     let hot = [(0.76, 2.0), (0.75, 2.0)];
-    armed.store(true, std::sync::atomic::Ordering::SeqCst);
-    let registry = h.registry.clone();
     let metrics = snapshot(vec![
         (lost.clone(), samples("l", &hot)),
         (kept.clone(), samples("k", &hot)),
     ]);
-    let cycle = actix::spawn(async move {
-        registry
-            .send(Tick {
-                now: Timestamp(15_000),
-                metrics,
-            })
-            .await
-    });
-    held.recv().await.expect("the cycle's write is held");
-    shards.send_replace(ShardFilter {
-        shards: 2,
-        held: BTreeSet::from([shard_of(&kept, 2)]),
-    });
-    release.send(()).expect("released");
-    cycle.await.expect("joined").expect("registry");
+    gate.tick(&h, metrics, || {
+        shards.send_replace(ShardFilter {
+            shards: 2,
+            held: BTreeSet::from([shard_of(&kept, 2)]),
+        });
+    })
+    .await;
     assert_eq!(desired(&h, "ns", "l").await, None, "lost shard: withheld");
     assert_eq!(
         desired(&h, "ns", "k").await,
