@@ -8,7 +8,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use futures_util::StreamExt;
 use futures_util::future::join_all;
-use futures_util::stream::FuturesOrdered;
+use futures_util::stream::FuturesUnordered;
 use wva_storage::LastGood;
 
 use crate::effects::{EarlyAppends, Effects, Ports};
@@ -21,8 +21,8 @@ use crate::messages::{
 use crate::publisher::Unpublish;
 use crate::shards::ShardFilter;
 use crate::supervisor::{
-    AddVariant, Crash, DeploymentUpdate, DropVariant, ModelSupervisor, Restarts, Resume, RunCycle,
-    SetSettings, UpdateVariant,
+    AddVariant, Crash, DeploymentUpdate, DropVariant, ModelCycle, ModelOutcome, ModelSupervisor,
+    Restarts, Resume, RunCycle, SetSettings, UpdateVariant,
 };
 
 /// Records of a cycle sent to the log ahead of the rest, at a time, once twice as many are in.
@@ -407,93 +407,136 @@ impl Handler<Tick> for Registry {
 
     fn handle(&mut self, msg: Tick, ctx: &mut Context<Self>) -> Self::Result {
         // A supervisor that panicked since the last cycle (in any handler) is replaced first.
-        let mut effects = self.revive_the_dead(msg.now);
-        let runs: Vec<_> = self
+        let effects = self.revive_the_dead(msg.now);
+        let (models, runs): (Vec<_>, Vec<_>) = self
             .supervisors
             .iter()
             .filter(|(model, _)| self.filter.holds(model))
-            .map(|(model, s)| {
+            .enumerate()
+            .map(|(i, (model, s))| {
                 let run = s.send(RunCycle {
                     at: msg.now,
                     metrics: msg.metrics.clone(),
                 });
-                let (model, sup) = (model.clone(), s.clone());
-                async move {
-                    let result = tokio::time::timeout(MODEL_CYCLE_TIMEOUT, run).await;
-                    (model, sup, result)
-                }
+                ((model.clone(), s.clone()), async move { (i, run.await) })
             })
-            .collect();
-        let ports = self.ports.clone();
-        let registry = ctx.address();
-        let at = msg.now;
+            .unzip();
+        let mut gathering = Gathering {
+            outcomes: Vec::with_capacity(models.len()),
+            effects,
+            early: EarlyAppends::default(),
+            ports: self.ports.clone(),
+            registry: ctx.address(),
+            at: msg.now,
+        };
         Box::pin(async move {
-            let mut outcomes = Vec::with_capacity(runs.len());
-            let mut early = EarlyAppends::default();
-            // Models' results in a fixed order (the records' sequence follows it), each taken as
-            // soon as it and those before it are in.
-            let mut results: FuturesOrdered<_> = runs.into_iter().collect();
-            while let Some((model, sup, result)) = results.next().await {
-                let cycle = match result {
-                    Ok(Ok(cycle)) => cycle,
-                    // The model loses this cycle, and no other model anything.
-                    Ok(Err(_)) => {
-                        registry.do_send(Revive {
-                            model,
-                            failed: sup,
-                            fault: Fault::Panicked,
-                            at,
-                        });
-                        continue;
-                    }
-                    Err(_) => {
-                        registry.do_send(Revive {
-                            model,
-                            failed: sup,
-                            fault: Fault::TimedOut,
-                            at,
-                        });
-                        continue;
-                    }
-                };
-                outcomes.push(cycle.outcome);
-                effects.merge_for(model, cycle.effects);
+            // Every model decides at once; results are taken in a fixed order (the records'
+            // sequence follows it), each as soon as it and those before it are in. One deadline
+            // for all: a model not in by then loses the cycle, and no other model anything.
+            let mut results: Vec<Option<Result<ModelCycle, MailboxError>>> =
+                std::iter::repeat_with(|| None).take(models.len()).collect();
+            let mut running: FuturesUnordered<_> = runs.into_iter().collect();
+            let deadline = tokio::time::sleep(MODEL_CYCLE_TIMEOUT);
+            tokio::pin!(deadline);
+            let mut next = 0;
+            loop {
+                tokio::select! {
+                    done = running.next() => match done {
+                        Some((i, result)) => results[i] = Some(result),
+                        None => break,
+                    },
+                    () = &mut deadline => break,
+                }
+                while let Some(result) = results.get_mut(next).and_then(Option::take) {
+                    gathering.take(&models[next], Some(result));
+                    next += 1;
+                }
+            }
+            for (i, model) in models.iter().enumerate().skip(next) {
+                gathering.take(model, results[i].take());
+            }
+            gathering.finish().await
+        })
+    }
+}
+
+/// A cycle's results as they come in, in the models' order.
+struct Gathering {
+    outcomes: Vec<ModelOutcome>,
+    effects: Effects,
+    early: EarlyAppends,
+    ports: Ports,
+    registry: Addr<Registry>,
+    at: Timestamp,
+}
+
+impl Gathering {
+    /// One model's result: its cycle, or `None` when it did not answer in time.
+    fn take(
+        &mut self,
+        (model, sup): &(ModelKey, Addr<ModelSupervisor>),
+        result: Option<Result<ModelCycle, MailboxError>>,
+    ) {
+        let fault = match result {
+            Some(Ok(cycle)) => {
+                self.outcomes.push(cycle.outcome);
+                self.effects.merge_for(model.clone(), cycle.effects);
                 // The log's thread encodes records while later models are still deciding; the
                 // last part always goes with the cycle's own append and flush.
-                if effects.records.len() >= 2 * EARLY_APPEND_RECORDS {
-                    early.send(
-                        &ports,
-                        effects.records.drain(..EARLY_APPEND_RECORDS).collect(),
-                    );
+                if self.effects.records.len() >= 2 * EARLY_APPEND_RECORDS {
+                    let ahead = self.effects.records.drain(..EARLY_APPEND_RECORDS).collect();
+                    self.early.send(&self.ports, ahead);
                 }
+                return;
             }
-            // Every model's record is appended and flushed before anything is published: a
-            // decision that acted is always in the log.
-            early.settle(&ports).await;
-            effects.apply(&ports).await;
-            // Housekeeping (sealing a journal slot, retention) runs on the log's thread after
-            // the cycle, off its path: nothing published waits for it, and the log's next append
-            // is queued behind it.
-            let retention = ports.log.send(EnforceRetention(msg.now));
-            actix::spawn(async move {
-                match tokio::time::timeout(crate::effects::LOG_WRITE_TIMEOUT, retention).await {
-                    Ok(Ok(Err(e))) => {
-                        tracing::warn!(error = %e, "decision log: retention failed")
-                    }
-                    Err(_) => {
-                        tracing::warn!("decision log: retention timed out; the next cycle retries")
-                    }
-                    _ => {}
+            Some(Err(_)) => Fault::Panicked,
+            None => Fault::TimedOut,
+        };
+        // The model loses this cycle; a fresh supervisor takes it over.
+        self.registry.do_send(Revive {
+            model: model.clone(),
+            failed: sup.clone(),
+            fault,
+            at: self.at,
+        });
+    }
+
+    /// Logs, publishes and writes what the cycle decided, and sums it up.
+    async fn finish(self) -> CycleSummary {
+        let Self {
+            outcomes,
+            effects,
+            early,
+            ports,
+            at,
+            ..
+        } = self;
+        // Every model's record is appended and flushed before anything is published: a
+        // decision that acted is always in the log.
+        early.settle(&ports).await;
+        effects.apply(&ports).await;
+        // Housekeeping (sealing a journal slot, retention) runs on the log's thread after the
+        // cycle, off its path: nothing published waits for it, and the log's next append is
+        // queued behind it.
+        let retention = ports.log.send(EnforceRetention(at));
+        actix::spawn(async move {
+            match tokio::time::timeout(crate::effects::LOG_WRITE_TIMEOUT, retention).await {
+                Ok(Ok(Err(e))) => {
+                    tracing::warn!(error = %e, "decision log: retention failed")
                 }
-            });
-            CycleSummary {
-                models: outcomes.len(),
-                variants: outcomes.iter().map(|o| o.decided).sum(),
-                safety_net_models: outcomes.iter().filter(|o| o.safety_net).count(),
-                changed: outcomes.iter().map(|o| o.changed).sum(),
-                restarted: outcomes.iter().map(|o| o.restarted).sum(),
+                Err(_) => {
+                    tracing::warn!("decision log: retention timed out; the next cycle retries")
+                }
+                _ => {}
             }
-        })
+        });
+        CycleSummary {
+            models: outcomes.len(),
+            variants: outcomes.iter().map(|o| o.decided).sum(),
+            safety_net_models: outcomes.iter().filter(|o| o.safety_net).count(),
+            changed: outcomes.iter().map(|o| o.changed).sum(),
+            restarted: outcomes.iter().map(|o| o.restarted).sum(),
+        }
     }
 }
 
