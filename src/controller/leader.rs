@@ -246,6 +246,51 @@ impl Elector {
     }
 }
 
+/// Starts the leader election (one Lease, or one per shard) as a critical task, when asked
+/// for; without it this instance leads and holds every shard. A shadow's Leases are its own
+/// (`<name>-shadow`): it never takes the main instance's.
+pub fn elect(
+    client: &kube::Client,
+    options: &super::ControllerOptions,
+    namespace: &str,
+    (leader_tx, shards_tx): (
+        watch::Sender<bool>,
+        watch::Sender<wva_actors::shards::ShardFilter>,
+    ),
+    stop: &CancellationToken,
+    critical: &mut super::tasks::Critical,
+) {
+    let Some((lease, identity, timing)) = options.leader_election.clone() else {
+        return;
+    };
+    let lease = if options.shadow {
+        format!("{lease}-shadow")
+    } else {
+        lease
+    };
+    if options.shards > 1 {
+        // Nothing is held until the first round says so.
+        let _ = shards_tx.send(wva_actors::shards::ShardFilter {
+            shards: options.shards,
+            held: Default::default(),
+        });
+        let coordinator = super::shards::Coordinator {
+            leases: kube::Api::namespaced(client.clone(), namespace),
+            id: lease,
+            identity,
+            shards: options.shards,
+            timing,
+        };
+        critical.spawn(
+            "leader-election",
+            coordinator.run(shards_tx, leader_tx, stop.clone()),
+        );
+    } else {
+        let elector = Elector::new(client.clone(), namespace, &lease, &identity, timing);
+        critical.spawn("leader-election", elector.run(leader_tx, stop.clone()));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -215,49 +215,14 @@ pub async fn start(
         ..Default::default()
     });
 
-    // A shadow's Leases are its own: it never takes the main instance's.
-    let election = options
-        .leader_election
-        .clone()
-        .map(|(lease, identity, timing)| {
-            let lease = if options.shadow {
-                format!("{lease}-shadow")
-            } else {
-                lease
-            };
-            (lease, identity, timing)
-        });
-    match &election {
-        Some((lease, identity, timing)) if options.shards > 1 => {
-            // Nothing is held until the first round says so.
-            let _ = shards_tx.send(wva_actors::shards::ShardFilter {
-                shards: options.shards,
-                held: Default::default(),
-            });
-            let coordinator = shards::Coordinator {
-                leases: kube::Api::namespaced(client.clone(), &settings.pod_namespace),
-                id: lease.clone(),
-                identity: identity.clone(),
-                shards: options.shards,
-                timing: *timing,
-            };
-            critical.spawn(
-                "leader-election",
-                coordinator.run(shards_tx, leader_tx, stop.clone()),
-            );
-        }
-        Some((lease, identity, timing)) => {
-            let elector = leader::Elector::new(
-                client.clone(),
-                &settings.pod_namespace,
-                lease,
-                identity,
-                *timing,
-            );
-            critical.spawn("leader-election", elector.run(leader_tx, stop.clone()));
-        }
-        None => {}
-    }
+    leader::elect(
+        &client,
+        &options,
+        &settings.pod_namespace,
+        (leader_tx, shards_tx),
+        &stop,
+        &mut critical,
+    );
     let watches = watches::streams(
         &client,
         settings.watch_namespace.as_deref(),
