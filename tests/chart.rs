@@ -2622,6 +2622,22 @@ fn a_shadow_release_runs_the_controller_as_a_shadow_and_nothing_a_scaler_reads()
             "a shadow release renders no {kind}"
         );
     }
+    // Its RBAC names the Lease it takes (its own), not the main instance's.
+    let lease_names: Vec<String> = r
+        .objects
+        .iter()
+        .filter(|o| matches!(o["kind"].as_str(), Some("Role" | "ClusterRole")))
+        .flat_map(|o| o["rules"].as_array().cloned().unwrap_or_default())
+        .filter(|rule| rule["resources"] == json!(["leases"]))
+        .flat_map(|rule| {
+            rule["resourceNames"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|n| n.as_str().map(str::to_string))
+        .collect();
+    assert_eq!(lease_names, ["workload-variant-autoscaler-leader-shadow"]);
     let err = helm_error(
         "helm install wva-shadow ./workload-variant-autoscaler -n wva-shadow --set wva.shadow=true",
     );

@@ -26,6 +26,10 @@ Names, labels and the install-mode switches shared by every template.
 {{/* Base name of the controller's objects; fixed, as the ConfigMap names the controller reads are. */}}
 {{- define "wva.name" -}}workload-variant-autoscaler{{- end -}}
 
+{{/* The leader-election Lease as the controller names it: a shadow's is its own (`--shadow`
+appends -shadow to LEADER_ELECTION_ID). */}}
+{{- define "wva.leaseName" -}}{{ include "wva.name" . }}-leader{{ if .Values.wva.shadow }}-shadow{{ end }}{{- end -}}
+
 {{- define "wva.controllerName" -}}{{ include "wva.name" . }}-controller-manager{{- end -}}
 
 {{/* The main ConfigMap, read by the controller at start-up (CONFIG_MAP_NAME). */}}

@@ -48,7 +48,7 @@
 - apiGroups: ["coordination.k8s.io"]
   resources: ["leases"]
   verbs: ["get", "update"]
-  resourceNames: [{{ include "wva.name" . }}-leader]
+  resourceNames: [{{ include "wva.leaseName" . }}]
 # Events on invalid ConfigMaps
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
