@@ -58,7 +58,7 @@ pub struct Registry {
     supervisors: HashMap<ModelKey, Addr<ModelSupervisor>>,
     /// Each variant's spec (its model and Deployment among it), to route events, notice moves,
     /// and hand a fresh supervisor its variants when one fails.
-    variants: HashMap<VariantKey, VariantSpec>,
+    variants: HashMap<VariantKey, Arc<VariantSpec>>,
     /// Latest known state of every Deployment seen, so a VA created after its Deployment starts
     /// with the replicas at once.
     deployments: HashMap<(String, String), DeploymentState>,
@@ -129,7 +129,7 @@ impl Registry {
 
     /// Removes a variant from its supervisor; stops the supervisor when it was the last.
     fn detach(&mut self, key: &VariantKey) -> Option<Request<ModelSupervisor, DropVariant>> {
-        let model = self.variants.remove(key)?.model;
+        let model = self.variants.remove(key)?.model.clone();
         let sup = self.supervisors.get(&model)?.clone();
         let request = sup.send(DropVariant(key.clone()));
         let still_used = self.variants.values().any(|s| s.model == model);
@@ -158,7 +158,7 @@ impl Registry {
             fault = fault.label(),
             "a model's supervisor failed: its cycle is lost, its counts hold at last good, and a fresh supervisor restored from the decision log takes over"
         );
-        let mut specs: Vec<VariantSpec> = self
+        let mut specs: Vec<Arc<VariantSpec>> = self
             .variants
             .values()
             .filter(|s| s.model == *model)
@@ -246,14 +246,15 @@ impl Handler<UpsertVariant> for Registry {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, msg: UpsertVariant, _: &mut Context<Self>) -> Self::Result {
-        let spec = msg.spec;
+        // One copy per variant, shared by the registry, its supervisor and its actor.
+        let spec = Arc::new(msg.spec);
         let key = spec.key.clone();
         let same_place = self
             .variants
             .get(&key)
             .is_some_and(|s| s.model == spec.model && s.deployment == spec.deployment);
         if same_place {
-            self.variants.insert(key, spec.clone());
+            self.variants.insert(key, Arc::clone(&spec));
             let sup = self.supervisor(&spec.model);
             return Box::pin(async move {
                 let _ = sup.send(UpdateVariant(spec)).await;
@@ -266,7 +267,7 @@ impl Handler<UpsertVariant> for Registry {
             .get(&(key.namespace.clone(), spec.deployment.clone()))
             .copied();
         let last_good = self.recovered.remove(&key);
-        self.variants.insert(key, spec.clone());
+        self.variants.insert(key, Arc::clone(&spec));
         let sup = self.supervisor(&spec.model);
         let (at, ports) = (msg.at, self.ports.clone());
         let ours = self.filter.holds(&spec.model);

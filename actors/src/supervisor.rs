@@ -166,7 +166,7 @@ impl ModelSupervisor {
     /// Starts a variant's actor: on a new VA, and again after the actor stopped on bad input. In
     /// the model-based modes, what the variant learned before comes back from the decision log;
     /// it arrives while the actor already runs, and is kept only if it knows more.
-    fn start_variant(&self, spec: VariantSpec) -> Addr<VariantActor> {
+    fn start_variant(&self, spec: Arc<VariantSpec>) -> Addr<VariantActor> {
         let key = spec.key.clone();
         let actor = VariantActor::new(spec).start();
         if self.settings.mode != OperatingMode::CapacityOnly {
@@ -248,7 +248,7 @@ impl ModelSupervisor {
             }
         }
         for name in &ran.faulted {
-            let Some(spec) = self.slots.get(name).map(|s| VariantSpec::clone(&s.spec)) else {
+            let Some(spec) = self.slots.get(name).map(|s| Arc::clone(&s.spec)) else {
                 continue;
             };
             let addr = self.start_variant(spec);
@@ -393,7 +393,8 @@ impl<A: Actor, M: Message<Result = Effects>> actix::dev::MessageResponse<A, M> f
 #[derive(Debug, Message)]
 #[rtype(result = "Effects")]
 pub struct AddVariant {
-    pub spec: VariantSpec,
+    /// Shared with the registry and the variant's actor: one copy per variant.
+    pub spec: Arc<VariantSpec>,
     pub deployment: Option<DeploymentState>,
     /// Last good desired count recovered from the decision log.
     pub last_good: Option<u32>,
@@ -440,7 +441,7 @@ impl Handler<AddVariant> for ModelSupervisor {
             name,
             Slot {
                 addr,
-                spec: Arc::new(msg.spec),
+                spec: msg.spec,
                 deployment: msg.deployment,
                 last_desired: msg.last_good,
                 recent: VecDeque::new(),
@@ -491,13 +492,13 @@ impl Handler<Resume> for ModelSupervisor {
 /// The VA of a variant changed, but not its model or Deployment.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct UpdateVariant(pub VariantSpec);
+pub struct UpdateVariant(pub Arc<VariantSpec>);
 
 impl Handler<UpdateVariant> for ModelSupervisor {
     type Result = ();
     fn handle(&mut self, msg: UpdateVariant, _: &mut Context<Self>) {
         if let Some(slot) = self.slots.get_mut(&msg.0.key.name) {
-            slot.spec = Arc::new(msg.0.clone());
+            slot.spec = Arc::clone(&msg.0);
             slot.addr.do_send(UpdateSpec(msg.0));
         }
     }

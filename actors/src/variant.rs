@@ -2,6 +2,7 @@
 //! signals of its pods, checked, each cycle.
 
 use actix::prelude::*;
+use std::sync::Arc;
 
 use crate::messages::{PodSample, VariantKey, VariantSpec};
 use crate::policy::ReplicaSignals;
@@ -13,14 +14,14 @@ use crate::policy::slo_capacity::{ItlFit, ServingSummary, TtftFit};
 /// are the supervisor's: the supervisor decides.
 #[derive(Debug)]
 pub struct VariantActor {
-    spec: VariantSpec,
+    spec: Arc<VariantSpec>,
     learner: LatencyLearner,
     itl_fit: ItlFit,
     ttft_fit: TtftFit,
 }
 
 impl VariantActor {
-    pub fn new(spec: VariantSpec) -> Self {
+    pub fn new(spec: Arc<VariantSpec>) -> Self {
         Self {
             spec,
             learner: LatencyLearner::default(),
@@ -181,7 +182,7 @@ impl Handler<Observe> for VariantActor {
 /// The VA changed (cost, accelerator, status).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct UpdateSpec(pub VariantSpec);
+pub struct UpdateSpec(pub Arc<VariantSpec>);
 
 impl Handler<UpdateSpec> for VariantActor {
     type Result = ();
