@@ -167,20 +167,23 @@ impl Registry {
         specs.sort_by(|a, b| a.key.cmp(&b.key));
         let sup = self.supervisor(model);
         let mut effects = Effects::default();
-        let message = match fault {
-            Fault::Panicked => {
-                "deciding this model failed (its supervisor panicked); the desired counts hold at their last good values and a fresh supervisor, restored from the decision log, decides from the next cycle"
-            }
-            Fault::TimedOut => {
-                "deciding this model did not finish in time; the desired counts hold at their last good values and a fresh supervisor, restored from the decision log, decides from the next cycle"
-            }
+        let how = match fault {
+            Fault::Panicked => "its supervisor panicked",
+            Fault::TimedOut => "it did not finish in time",
         };
+        let message = format!(
+            "deciding this model failed ({how}); the desired counts hold at their last good values and a fresh supervisor, restored from the decision log, decides from the next cycle"
+        );
+        // Only the holder of the model's shard tells its VAs.
+        let tell = self.filter.holds(model);
         for spec in specs {
-            effects.statuses.push(StatusUpdate::Faulted {
-                variant: spec.key.clone(),
-                at,
-                message: message.to_string(),
-            });
+            if tell {
+                effects.statuses.push(StatusUpdate::Faulted {
+                    variant: spec.key.clone(),
+                    at,
+                    message: message.clone(),
+                });
+            }
             let deployment = self
                 .deployments
                 .get(&(spec.key.namespace.clone(), spec.deployment.clone()))
@@ -193,9 +196,6 @@ impl Registry {
                 recall: true,
                 at,
             });
-        }
-        if !self.filter.holds(model) {
-            effects.statuses.clear();
         }
         effects
     }
@@ -430,6 +430,7 @@ impl Handler<Tick> for Registry {
             registry: ctx.address(),
             at: msg.now,
         };
+
         Box::pin(async move {
             // Every model decides at once; results are taken in a fixed order (the records'
             // sequence follows it), each as soon as it and those before it are in. One deadline

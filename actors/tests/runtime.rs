@@ -1295,6 +1295,29 @@ impl HeldWrites {
     }
 }
 
+/// The actors on a gated log, leading and holding `shards`, with the senders that change that.
+fn start_gated(
+    shards: wva_actors::shards::ShardFilter,
+) -> (
+    Harness,
+    HeldWrites,
+    tokio::sync::watch::Sender<bool>,
+    tokio::sync::watch::Sender<wva_actors::shards::ShardFilter>,
+) {
+    let (disk, gate) = gated_log();
+    let (leader, leading) = tokio::sync::watch::channel(true);
+    let (shards, held) = tokio::sync::watch::channel(shards);
+    let authority = wva_actors::authority::Authority::new(leading, held);
+    let h = start_under(
+        Box::new(disk),
+        None,
+        PolicySettings::default(),
+        1,
+        authority,
+    );
+    (h, gate, leader, shards)
+}
+
 /// A log whose next write is held until released, and the handles to hold and release it.
 fn gated_log() -> (BadDisk, HeldWrites) {
     let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -1325,19 +1348,8 @@ fn gated_log() -> (BadDisk, HeldWrites) {
 /// No sleeps: the log's write is held until the Lease is gone.
 #[actix::test]
 async fn a_lease_lost_mid_cycle_withholds_that_cycles_publish_and_statuses() {
-    use tokio::sync::watch;
     use wva_actors::shards::ShardFilter;
-    let (disk, mut gate) = gated_log();
-    let (leader, leading) = watch::channel(true);
-    let (_shards, held_shards) = watch::channel(ShardFilter::all());
-    let authority = wva_actors::authority::Authority::new(leading, held_shards);
-    let h = start_under(
-        Box::new(disk),
-        None,
-        PolicySettings::default(),
-        1,
-        authority,
-    );
+    let (h, mut gate, leader, _shards) = start_gated(ShardFilter::all());
     add(&h, spec("ns", "cheap", "llama", 10.0), 2).await;
     let model = ModelKey::new("ns", "llama");
     let hot = [(0.76, 2.0), (0.75, 2.0)];
@@ -1367,22 +1379,11 @@ async fn a_lease_lost_mid_cycle_withholds_that_cycles_publish_and_statuses() {
 #[actix::test]
 async fn a_shard_lost_mid_cycle_withholds_only_its_models() {
     use std::collections::BTreeSet;
-    use tokio::sync::watch;
     use wva_actors::shards::{ShardFilter, shard_of};
-    let (disk, mut gate) = gated_log();
-    let (_leader, leading) = watch::channel(true);
-    let (shards, held_shards) = watch::channel(ShardFilter {
+    let (h, mut gate, _leader, shards) = start_gated(ShardFilter {
         shards: 2,
         held: BTreeSet::from([0, 1]),
     });
-    let authority = wva_actors::authority::Authority::new(leading, held_shards);
-    let h = start_under(
-        Box::new(disk),
-        None,
-        PolicySettings::default(),
-        1,
-        authority,
-    );
     let lost = ModelKey::new("ns", "lost");
     let kept = (0..100)
         .map(|i| ModelKey::new("ns", format!("kept-{i}")))

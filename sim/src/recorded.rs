@@ -203,17 +203,14 @@ impl RecordedDemand {
     pub fn generate(&self, seed: u64) -> Vec<Request> {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut out = Vec::new();
-        for w in &self.windows {
+        for w in self.windows.iter().filter(|w| w.rate_rps > 0.0) {
             let (Ok(gap), Some(prompt), Some(output)) = (
-                Exp::new(w.rate_rps.max(1e-9)),
+                Exp::new(w.rate_rps),
                 lengths(w.mean_input_tokens),
                 lengths(w.mean_output_tokens),
             ) else {
                 continue;
             };
-            if w.rate_rps <= 0.0 {
-                continue;
-            }
             let mut t = w.start_s;
             loop {
                 t += gap.sample(&mut rng);

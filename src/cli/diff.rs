@@ -4,12 +4,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use wva_storage::{DecisionLog, HistoryFilter};
+use wva_storage::DecisionLog;
 
 use crate::diff::DiffReport;
 use crate::exit::{GATE_FAILED, INVALID_INPUT, fail};
 use crate::history::{OutputFormat, table};
-use crate::timefmt::{parse_time, wall_clock};
 
 /// Compare two decision logs (a main instance and its shadow, or two replays) by time and
 /// variant: where the desired counts differ, by how much, the replica-hours and cost each way,
@@ -47,16 +46,9 @@ pub fn main(args: DiffArgs) -> ExitCode {
             INVALID_INPUT,
         );
     }
-    let now = wall_clock();
-    let time = |t: &Option<String>| t.as_deref().map(|t| parse_time(t, now)).transpose();
-    let filter = match (time(&args.since), time(&args.until)) {
-        (Ok(since), Ok(until)) => HistoryFilter {
-            since,
-            until,
-            ..Default::default()
-        },
-        (Err(e), _) => return fail("diff", &format!("--since: {e}"), INVALID_INPUT),
-        (_, Err(e)) => return fail("diff", &format!("--until: {e}"), INVALID_INPUT),
+    let filter = match super::time_window(args.since.as_deref(), args.until.as_deref()) {
+        Ok(f) => f,
+        Err(e) => return fail("diff", &e, INVALID_INPUT),
     };
     let mut histories = Vec::new();
     for dir in [&args.base, &args.candidate] {

@@ -7,7 +7,6 @@ use wva_storage::HistoryFilter;
 
 use crate::exit::{INVALID_INPUT, fail};
 use crate::history::OutputFormat;
-use crate::timefmt::{parse_time, wall_clock};
 
 /// What was decided, when, from which inputs and why, newest last.
 #[derive(Debug, clap::Args)]
@@ -39,18 +38,14 @@ pub struct HistoryArgs {
 }
 
 pub fn main(args: HistoryArgs) -> ExitCode {
-    let now = wall_clock();
-    let time = |t: Option<String>| t.map(|t| parse_time(&t, now)).transpose();
-    let filter = match (time(args.since), time(args.until)) {
-        (Ok(since), Ok(until)) => HistoryFilter {
+    let filter = match super::time_window(args.since.as_deref(), args.until.as_deref()) {
+        Ok(window) => HistoryFilter {
             namespace: args.namespace,
             model_id: args.model,
             variant: args.va,
-            since,
-            until,
+            ..window
         },
-        (Err(e), _) => return fail("history", &format!("--since: {e}"), INVALID_INPUT),
-        (_, Err(e)) => return fail("history", &format!("--until: {e}"), INVALID_INPUT),
+        Err(e) => return fail("history", &e, INVALID_INPUT),
     };
     let readable = match super::open_data_dir(&args.data_dir) {
         Ok(r) => r,

@@ -40,6 +40,25 @@ pub fn print_out(text: &str) -> ExitCode {
     }
 }
 
+/// The `--since` and `--until` of a command that reads a log, as a history filter's window;
+/// the error names the flag.
+pub fn time_window(
+    since: Option<&str>,
+    until: Option<&str>,
+) -> Result<wva_storage::HistoryFilter, String> {
+    let now = crate::timefmt::wall_clock();
+    let time = |flag: &str, t: Option<&str>| {
+        t.map(|t| crate::timefmt::parse_time(t, now))
+            .transpose()
+            .map_err(|e| format!("{flag}: {e}"))
+    };
+    Ok(wva_storage::HistoryFilter {
+        since: time("--since", since)?,
+        until: time("--until", until)?,
+        ..Default::default()
+    })
+}
+
 /// A `--data-dir` to be written (created when missing): anything there must be a directory.
 pub fn check_writable_data_dir(path: &Path) -> Result<(), String> {
     if path.exists() && !path.is_dir() {
