@@ -21,8 +21,8 @@ use crate::messages::{
 use crate::publisher::Unpublish;
 use crate::shards::ShardFilter;
 use crate::supervisor::{
-    AddVariant, Crash, DeploymentUpdate, DropVariant, ModelCycle, ModelOutcome, ModelSupervisor,
-    Restarts, Resume, RunCycle, SetSettings, UpdateVariant,
+    AddVariant, Crash, DeploymentUpdate, DropVariant, Hang, ModelCycle, ModelOutcome,
+    ModelSupervisor, Restarts, Resume, RunCycle, SetSettings, UpdateVariant,
 };
 
 /// Records of a cycle sent to the log ahead of the rest, at a time, once twice as many are in.
@@ -73,6 +73,8 @@ pub struct Registry {
     workers: Vec<Arbiter>,
     /// Says the registry is gone when it is dropped (see [`crate::lifeline`]).
     alive: Option<PartGuard>,
+    /// How long a cycle waits for its models ([`MODEL_CYCLE_TIMEOUT`]; shorter in tests).
+    cycle_timeout: std::time::Duration,
 }
 
 impl Registry {
@@ -99,6 +101,7 @@ impl Registry {
             filter: ShardFilter::all(),
             workers,
             alive: None,
+            cycle_timeout: MODEL_CYCLE_TIMEOUT,
         }
     }
 
@@ -430,7 +433,7 @@ impl Handler<Tick> for Registry {
             registry: ctx.address(),
             at: msg.now,
         };
-
+        let timeout = self.cycle_timeout;
         Box::pin(async move {
             // Every model decides at once; results are taken in a fixed order (the records'
             // sequence follows it), each as soon as it and those before it are in. One deadline
@@ -438,7 +441,7 @@ impl Handler<Tick> for Registry {
             let mut results: Vec<Option<Result<ModelCycle, MailboxError>>> =
                 std::iter::repeat_with(|| None).take(models.len()).collect();
             let mut running: FuturesUnordered<_> = runs.into_iter().collect();
-            let deadline = tokio::time::sleep(MODEL_CYCLE_TIMEOUT);
+            let deadline = tokio::time::sleep(timeout);
             tokio::pin!(deadline);
             let mut next = 0;
             loop {
@@ -585,6 +588,26 @@ impl Handler<CrashForTest> for Registry {
                 }
             }
             None => panic!("test hook: the registry was asked to crash"),
+        }
+    }
+}
+
+/// Test hook: makes one model's supervisor stop answering, as a defect that never returns
+/// would, and shortens the cycle's deadline to `cycle_timeout`.
+#[doc(hidden)]
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct HangForTest {
+    pub model: ModelKey,
+    pub cycle_timeout: std::time::Duration,
+}
+
+impl Handler<HangForTest> for Registry {
+    type Result = ();
+    fn handle(&mut self, msg: HangForTest, _: &mut Context<Self>) {
+        self.cycle_timeout = msg.cycle_timeout;
+        if let Some(sup) = self.supervisors.get(&msg.model) {
+            sup.do_send(Hang);
         }
     }
 }

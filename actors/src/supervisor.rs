@@ -470,6 +470,20 @@ impl Handler<Crash> for ModelSupervisor {
     }
 }
 
+/// Test hook: stops answering for good, as a defect that never returns would (see the
+/// registry's `HangForTest`).
+#[doc(hidden)]
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Hang;
+
+impl Handler<Hang> for ModelSupervisor {
+    type Result = ();
+    fn handle(&mut self, _: Hang, ctx: &mut Context<Self>) {
+        ctx.wait(actix::fut::wrap_future(std::future::pending::<()>()));
+    }
+}
+
 /// This replica takes the model over from another (shards): what it decided before it gave the
 /// model up is stale; the VA status, kept by the other holder, says where the model stands.
 #[derive(Debug, Message)]

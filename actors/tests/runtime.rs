@@ -1241,6 +1241,46 @@ async fn a_panicking_model_loses_its_own_cycle_and_no_other_model_anything() {
     assert_eq!(faults.with_label_values(&["panicked"]).get(), 1);
 }
 
+/// CONTRACT section 19, a model that never answers: its cycle is lost at the deadline (its
+/// count holds, the fault is counted as timed out), the other model is decided, and a fresh
+/// supervisor decides the model from the next cycle, from its last good count.
+#[actix::test]
+async fn a_hung_model_loses_its_cycle_at_the_deadline_and_is_replaced() {
+    let h = start(MemoryLog::in_memory(Retention::default()), None);
+    let (stuck, other) = (ModelKey::new("ns", "stuck"), ModelKey::new("ns", "other"));
+    add(&h, spec("ns", "s", "stuck", 10.0), 2).await;
+    add(&h, spec("ns", "o", "other", 10.0), 2).await;
+    let hot = [(0.76, 2.0), (0.75, 2.0)];
+    let both = || {
+        snapshot(vec![
+            (stuck.clone(), samples("s", &hot)),
+            (other.clone(), samples("o", &hot)),
+        ])
+    };
+    assert_eq!(tick(&h, 15_000, both()).await.models, 2);
+    assert_eq!(desired(&h, "ns", "s").await, Some(3));
+    h.registry
+        .send(HangForTest {
+            model: stuck.clone(),
+            cycle_timeout: std::time::Duration::from_millis(200),
+        })
+        .await
+        .expect("registry");
+    let summary = tick(&h, 30_000, both()).await;
+    assert_eq!(summary.models, 1, "only the model that answered");
+    let faults = &h.telemetry.model_faults;
+    assert_eq!(faults.with_label_values(&["timed_out"]).get(), 1);
+    assert_eq!(desired(&h, "ns", "s").await, Some(3), "its count holds");
+    let summary = tick(&h, 45_000, Metrics::Failed("Prometheus unreachable".into())).await;
+    assert_eq!(summary.models, 2, "a fresh supervisor decides it again");
+    assert_eq!(
+        desired(&h, "ns", "s").await,
+        Some(3),
+        "from its last good count"
+    );
+    assert_eq!(faults.with_label_values(&["timed_out"]).get(), 1);
+}
+
 /// A shared part's end (here the registry's panic) is heard on the lifeline, which ends the
 /// controller process (CONTRACT section 19).
 #[actix::test]
