@@ -17,6 +17,7 @@
 //! - [`model_based`]: the model-based optimizer and its arbitration with the capacity analyzer.
 //! - [`scale_to_zero`]: when a model may go to zero, and when the controller cannot tell.
 //! - [`roles`]: prefill and decode variants, decided apart.
+//! - [`scarcity`]: every model's wanted replicas fitted into a finite pool of accelerators.
 //! - [`startup`]: how long a variant's replicas take to start, measured from its Deployment.
 
 pub mod cycle;
@@ -30,6 +31,7 @@ pub mod roles;
 pub mod safety_net;
 pub mod saturation;
 pub mod scale_to_zero;
+pub mod scarcity;
 pub mod scaling_config;
 pub mod serving;
 pub mod slo_capacity;
