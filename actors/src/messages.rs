@@ -34,6 +34,8 @@ pub struct VariantSpec {
     pub bounds: ReplicaBounds,
     /// Prefill, decode, or both (`llm-d.ai/role` on its target).
     pub role: crate::policy::roles::Role,
+    /// Accelerators (GPUs) one replica holds: what a finite pool is counted in.
+    pub gpus_per_replica: u32,
 }
 
 /// The replica range a variant's scaler allows.
@@ -137,9 +139,23 @@ pub struct PolicySettings {
     pub latency_targets: HashMap<String, LatencyTargets>,
     /// The global scale-to-zero switch (a model's `enableScaleToZero` overrides it).
     pub scale_to_zero: bool,
+    /// Service-class priority by model ID (lower first when accelerators are scarce); models
+    /// not listed come after every class ([`UNCLASSED_PRIORITY`]).
+    pub priorities: HashMap<String, i64>,
 }
 
+/// The priority of a model no service class lists: after all of them.
+pub const UNCLASSED_PRIORITY: i64 = i64::MAX;
+
 impl PolicySettings {
+    /// A model's priority when accelerators are scarce.
+    pub fn priority_of(&self, model_id: &str) -> i64 {
+        self.priorities
+            .get(model_id)
+            .copied()
+            .unwrap_or(UNCLASSED_PRIORITY)
+    }
+
     pub fn targets_for(&self, model_id: &str) -> LatencyTargets {
         self.latency_targets
             .get(model_id)

@@ -111,6 +111,7 @@ fn spec(ns: &str, name: &str, model: &str, cost: f64) -> VariantSpec {
         max_batch: wva_actors::messages::DEFAULT_MAX_BATCH,
         bounds: Default::default(),
         role: Default::default(),
+        gpus_per_replica: 1,
     }
 }
 

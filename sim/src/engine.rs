@@ -296,6 +296,8 @@ impl<'a> Run<'a> {
                     max: Some(v.max_replicas),
                 },
                 role: Default::default(),
+                // The emulated servers each run on one accelerator.
+                gpus_per_replica: 1,
             };
             self.registry
                 .send(UpsertVariant {

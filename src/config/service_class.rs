@@ -318,6 +318,16 @@ impl ServiceClasses {
         }
         out
     }
+
+    /// Each listed model's priority (its first class's, by priority): the order in which
+    /// models are served when accelerators are scarce.
+    pub fn priorities(&self) -> std::collections::HashMap<String, i64> {
+        let mut out = std::collections::HashMap::new();
+        for e in &self.entries {
+            out.entry(e.model.clone()).or_insert(e.priority);
+        }
+        out
+    }
 }
 
 #[cfg(test)]

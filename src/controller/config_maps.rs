@@ -72,6 +72,7 @@ impl ConfigData {
                 scaling: capacity.scaling,
                 mode: settings.mode,
                 latency_targets: classes.latency_targets(),
+                priorities: classes.priorities(),
                 scale_to_zero: settings.scale_to_zero,
                 analyzer: settings.analyzer,
                 slo_capacity: SloCapacityConfig {

@@ -21,6 +21,8 @@ use crate::config::AcceleratorCosts;
 use crate::crd::{ACCELERATOR_NAME_LABEL, VariantAutoscaling};
 use crate::poller::PodIndex;
 
+/// The extended resource a replica's accelerators are counted in by default.
+pub const DEFAULT_GPU_RESOURCE: &str = "nvidia.com/gpu";
 /// Cost of a discovered variant whose accelerator has no price.
 const DEFAULT_DISCOVERED_COST: f64 = 10.0;
 
@@ -182,6 +184,9 @@ pub struct Inventory {
     problems: BTreeMap<OwnerId, (OwnerRef, String)>,
     deprecated_reported: BTreeMap<Id, Option<i64>>,
     no_targets: BTreeSet<Id>,
+    /// The extended resource a replica's accelerators are counted in (`nvidia.com/gpu`
+    /// unless the pool's configuration names another); empty: the default.
+    gpu_resource: String,
 }
 
 impl Inventory {
@@ -436,6 +441,29 @@ impl Inventory {
     pub fn set_costs(&mut self, costs: AcceleratorCosts) -> Vec<Change> {
         self.costs = costs;
         self.reconcile(None)
+    }
+
+    /// The extended resource that counts a replica's accelerators changed.
+    pub fn set_gpu_resource(&mut self, name: &str) -> Vec<Change> {
+        if self.gpu_resource == name {
+            return Vec::new();
+        }
+        self.gpu_resource = name.to_string();
+        self.reconcile(None)
+    }
+
+    /// Accelerators one replica of a target holds: its pods' extended resource, else the VA
+    /// profile's `accCount`, else one.
+    fn gpus_per_replica(&self, target: Option<&DeploymentInfo>, acc_count: Option<i32>) -> u32 {
+        let resource = if self.gpu_resource.is_empty() {
+            DEFAULT_GPU_RESOURCE
+        } else {
+            self.gpu_resource.as_str()
+        };
+        target
+            .and_then(|d| d.devices.get(resource).copied())
+            .or_else(|| acc_count.filter(|&n| n >= 0).map(|n| n as u32))
+            .unwrap_or(1)
     }
 
     /// A watcher (re)starts its list: objects not listed again by [`Self::relist_done`] are gone.
@@ -722,6 +750,8 @@ impl Inventory {
                         max_batch,
                         bounds: Default::default(),
                         role: deployment.map(|d| d.role).unwrap_or_default(),
+                        gpus_per_replica: self
+                            .gpus_per_replica(deployment, first_acc.map(|a| a.acc_count)),
                     },
                     problem,
                 )])
@@ -749,6 +779,8 @@ impl Inventory {
                             max_batch,
                             bounds: Default::default(),
                             role: d.role,
+                            gpus_per_replica: self
+                                .gpus_per_replica(Some(d), first_acc.map(|a| a.acc_count)),
                         },
                         None,
                     )
@@ -846,6 +878,7 @@ impl Inventory {
             max_batch: DEFAULT_MAX_BATCH,
             bounds: info.bounds,
             role: deployment.map(|d| d.role).unwrap_or_default(),
+            gpus_per_replica: self.gpus_per_replica(deployment, None),
         }))
     }
 

@@ -10,7 +10,7 @@ use kube::CustomResource;
 use serde::{Deserialize, Serialize};
 use wva_actors::messages::DeploymentState;
 
-use super::targets::{DeploymentInfo, accelerator_in, model_id_of, role_of};
+use super::targets::{DeploymentInfo, accelerator_in, devices_in, model_id_of, role_of};
 
 /// The kind name in a `scaleTargetRef`.
 pub const KIND: &str = super::targets::LEADER_WORKER_SET;
@@ -75,6 +75,18 @@ pub fn info(lws: &LeaderWorkerSet) -> DeploymentInfo {
     .into_iter()
     .flatten()
     .find_map(|spec| accelerator_in(spec.node_selector.as_ref()?));
+    // A group is its leader and `size - 1` workers: what one replica holds is all of theirs.
+    let workers = template.and_then(|t| t.size).unwrap_or(1).max(1) as u32 - 1;
+    let mut devices = template
+        .and_then(|t| pod_spec(t.leader_template.as_ref()))
+        .or_else(|| template.and_then(|t| pod_spec(t.worker_template.as_ref())))
+        .map(|p| devices_in(&p))
+        .unwrap_or_default();
+    if let Some(worker) = template.and_then(|t| pod_spec(t.worker_template.as_ref())) {
+        for (name, n) in devices_in(&worker) {
+            *devices.entry(name).or_insert(0) += n * workers;
+        }
+    }
     let meta = &lws.metadata;
     let model_id = model_id_of(meta);
     DeploymentInfo {
@@ -92,6 +104,7 @@ pub fn info(lws: &LeaderWorkerSet) -> DeploymentInfo {
                 .and_then(|t| t.leader_template.as_ref())
                 .and_then(|t| t.metadata.as_ref()),
         ),
+        devices,
     }
 }
 

@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::PodSpec;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use wva_actors::messages::DeploymentState;
 use wva_actors::policy::roles::{ROLE_LABEL, Role};
@@ -55,6 +57,8 @@ pub struct DeploymentInfo {
     pub selector: BTreeMap<String, String>,
     /// Prefill, decode or both: `llm-d.ai/role` on the object, else on its pod template.
     pub role: Role,
+    /// Extended resources (e.g. `nvidia.com/gpu`) one replica asks for, by name.
+    pub devices: BTreeMap<String, u32>,
 }
 
 /// The model a scale target serves: its `model_id` label, else its annotation.
@@ -64,6 +68,31 @@ pub(crate) fn model_id_of(meta: &ObjectMeta) -> Option<String> {
         .and_then(|l| l.get(MODEL_ID_KEY))
         .or_else(|| meta.annotations.as_ref().and_then(|a| a.get(MODEL_ID_KEY)))
         .cloned()
+}
+
+/// The extended resources (names with a `/`, such as `nvidia.com/gpu`) a pod asks for: each
+/// container's limit, else its request, summed over the containers. Init containers run before
+/// and hold theirs only while the others wait, so they are left out.
+pub(crate) fn devices_in(pod: &PodSpec) -> BTreeMap<String, u32> {
+    let mut out = BTreeMap::new();
+    for container in &pod.containers {
+        let Some(resources) = &container.resources else {
+            continue;
+        };
+        let limits = resources.limits.iter().flatten();
+        let requests = resources.requests.iter().flatten();
+        let mut asked: BTreeMap<&String, &Quantity> = requests.collect();
+        asked.extend(limits);
+        for (name, quantity) in asked {
+            if !name.contains('/') {
+                continue;
+            }
+            if let Ok(n) = quantity.0.trim().parse::<u32>() {
+                *out.entry(name.clone()).or_insert(0) += n;
+            }
+        }
+    }
+    out
 }
 
 /// The accelerator a pod template's node selector asks for.
@@ -97,6 +126,10 @@ impl DeploymentInfo {
                 .and_then(|s| s.selector.match_labels.clone())
                 .unwrap_or_default(),
             role: role_of(&d.metadata, spec.and_then(|s| s.template.metadata.as_ref())),
+            devices: spec
+                .and_then(|s| s.template.spec.as_ref())
+                .map(devices_in)
+                .unwrap_or_default(),
         }
     }
 }

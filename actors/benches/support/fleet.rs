@@ -27,6 +27,7 @@ pub fn layout(n: usize) -> Vec<(ModelKey, Vec<VariantSpec>)> {
                     max_batch: wva_actors::messages::DEFAULT_MAX_BATCH,
                     bounds: Default::default(),
                     role: Default::default(),
+                    gpus_per_replica: 1,
                 })
                 .collect();
             (model, specs)

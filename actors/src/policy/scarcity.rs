@@ -29,12 +29,30 @@ use wva_storage::{ModelKey, VariantKey};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Pool {
     pub gpus: BTreeMap<String, u32>,
+    /// Quotas of one namespace on one accelerator type: (namespace, accelerator) → GPUs. A
+    /// namespace's variants hold no more of that type than its quota, whatever the pool has.
+    pub namespace_gpus: BTreeMap<(String, String), u32>,
 }
 
 impl Pool {
     /// GPUs of an accelerator type, `None` when it is not limited.
     pub fn capacity(&self, accelerator: &str) -> Option<u32> {
         self.gpus.get(accelerator).copied()
+    }
+
+    /// Whether anything is limited at all.
+    pub fn is_limited(&self) -> bool {
+        !self.gpus.is_empty() || !self.namespace_gpus.is_empty()
+    }
+
+    /// Whether a claim's accelerator is limited, for it or its namespace.
+    pub fn limits(&self, claim: &Claim) -> bool {
+        claim.gpus_per_replica > 0
+            && (self.gpus.contains_key(&claim.accelerator)
+                || self.namespace_gpus.contains_key(&(
+                    claim.variant.namespace.clone(),
+                    claim.accelerator.clone(),
+                )))
     }
 }
 
@@ -96,6 +114,8 @@ pub struct Allocation {
     pub scarce: bool,
     /// Per limited accelerator type: its GPUs, and who holds them, most first.
     pub holders: BTreeMap<String, (u32, Vec<Holder>)>,
+    /// The namespace quotas that were used up: (namespace, accelerator) → GPUs.
+    pub quotas: BTreeMap<(String, String), u32>,
 }
 
 impl Allocation {
@@ -109,7 +129,13 @@ impl Allocation {
             "wanted {} replicas, got {}: the {} pool",
             grant.wanted, grant.granted, claim.accelerator
         );
-        if let Some((gpus, holders)) = self.holders.get(&claim.accelerator) {
+        let quota = self.quotas.get(&(claim.variant.namespace.clone(), claim.accelerator.clone()));
+        if let Some(gpus) = quota {
+            text.push_str(&format!(
+                " quota of namespace {} ({gpus} GPUs) is used up",
+                claim.variant.namespace
+            ));
+        } else if let Some((gpus, holders)) = self.holders.get(&claim.accelerator) {
             let others: Vec<String> = holders
                 .iter()
                 .filter(|h| h.model != claim.model)
@@ -144,20 +170,50 @@ impl Allocation {
     }
 }
 
-/// Per accelerator type, GPUs not yet given (`None`: not limited).
-struct Room(BTreeMap<String, u64>);
+/// GPUs not yet given, per accelerator type and per namespace quota (absent: not limited).
+struct Room {
+    pool: BTreeMap<String, u64>,
+    quotas: BTreeMap<(String, String), u64>,
+}
 
 impl Room {
+    fn new(pool: &Pool) -> Self {
+        Self {
+            pool: pool
+                .gpus
+                .iter()
+                .map(|(acc, &gpus)| (acc.clone(), u64::from(gpus)))
+                .collect(),
+            quotas: pool
+                .namespace_gpus
+                .iter()
+                .map(|(k, &gpus)| (k.clone(), u64::from(gpus)))
+                .collect(),
+        }
+    }
+
+    fn quota_key(claim: &Claim) -> (String, String) {
+        (claim.variant.namespace.clone(), claim.accelerator.clone())
+    }
+
     fn fits(&self, claim: &Claim) -> bool {
-        claim.gpus_per_replica == 0
-            || self
-                .0
+        let need = u64::from(claim.gpus_per_replica);
+        need == 0
+            || (self
+                .pool
                 .get(&claim.accelerator)
-                .is_none_or(|&left| left >= u64::from(claim.gpus_per_replica))
+                .is_none_or(|&left| left >= need)
+                && self
+                    .quotas
+                    .get(&Self::quota_key(claim))
+                    .is_none_or(|&left| left >= need))
     }
 
     fn take(&mut self, claim: &Claim, replicas: u32) {
-        if let Some(left) = self.0.get_mut(&claim.accelerator) {
+        if let Some(left) = self.pool.get_mut(&claim.accelerator) {
+            *left = left.saturating_sub(claim.gpus(replicas));
+        }
+        if let Some(left) = self.quotas.get_mut(&Self::quota_key(claim)) {
             *left = left.saturating_sub(claim.gpus(replicas));
         }
     }
@@ -172,10 +228,21 @@ pub fn allocate(pool: &Pool, claims: &[Claim]) -> Allocation {
             .map(|c| c.gpus(c.wanted.max(c.floor)))
             .sum()
     };
+    let wanted_in = |ns: &str, acc: &str| -> u64 {
+        claims
+            .iter()
+            .filter(|c| c.accelerator == acc && c.variant.namespace == ns)
+            .map(|c| c.gpus(c.wanted.max(c.floor)))
+            .sum()
+    };
     let scarce = pool
         .gpus
         .iter()
-        .any(|(acc, &gpus)| wanted_gpus(acc) > u64::from(gpus));
+        .any(|(acc, &gpus)| wanted_gpus(acc) > u64::from(gpus))
+        || pool
+            .namespace_gpus
+            .iter()
+            .any(|((ns, acc), &gpus)| wanted_in(ns, acc) > u64::from(gpus));
     let mut grants: Vec<Grant> = claims
         .iter()
         .map(|c| Grant {
@@ -188,21 +255,39 @@ pub fn allocate(pool: &Pool, claims: &[Claim]) -> Allocation {
     if scarce {
         share(pool, claims, &mut grants);
     }
+    // Quotas a cut claim may have run into: those with no room left for one more replica.
+    let quotas = pool
+        .namespace_gpus
+        .iter()
+        .filter(|&((ns, acc), &gpus)| {
+            let used: u64 = claims
+                .iter()
+                .zip(&grants)
+                .filter(|(c, _)| c.accelerator == *acc && c.variant.namespace == *ns)
+                .map(|(c, g)| c.gpus(g.granted))
+                .sum();
+            let smallest = claims
+                .iter()
+                .filter(|c| c.accelerator == *acc && c.variant.namespace == *ns)
+                .map(|c| u64::from(c.gpus_per_replica))
+                .filter(|&g| g > 0)
+                .min()
+                .unwrap_or(1);
+            scarce && used + smallest > u64::from(gpus)
+        })
+        .map(|(k, &gpus)| (k.clone(), gpus))
+        .collect();
     Allocation {
         holders: holders(pool, claims, &grants),
         grants,
         scarce,
+        quotas,
     }
 }
 
 /// The scarce case: floors, then each priority level in turn.
 fn share(pool: &Pool, claims: &[Claim], grants: &mut [Grant]) {
-    let mut room = Room(
-        pool.gpus
-            .iter()
-            .map(|(acc, &gpus)| (acc.clone(), u64::from(gpus)))
-            .collect(),
-    );
+    let mut room = Room::new(pool);
     // Replicas each claim got for itself (spilled-in ones apart).
     let mut own: Vec<u32> = claims.iter().map(|c| c.floor.min(c.wanted)).collect();
     // The scaler keeps its minimum running even above what is wanted.
@@ -324,6 +409,7 @@ mod tests {
     fn pool(entries: &[(&str, u32)]) -> Pool {
         Pool {
             gpus: entries.iter().map(|(a, g)| (a.to_string(), *g)).collect(),
+            ..Default::default()
         }
     }
 
@@ -427,6 +513,24 @@ mod tests {
         // One H100 replica missing: one more A100 replica, no more.
         assert_eq!(granted(&a), vec![2, 2]);
         assert_eq!(a.grants[1].spilled_in, 1);
+    }
+
+    #[test]
+    fn a_namespace_quota_caps_its_variants_and_says_so() {
+        let mut other = claim("b", "b", "H100", 5, 4);
+        other.variant.namespace = "team-b".into();
+        other.model.namespace = "team-b".into();
+        let claims = vec![claim("a", "a", "H100", 1, 6), other];
+        let mut p = pool(&[("H100", 16)]);
+        p.namespace_gpus.insert(("ns".into(), "H100".into()), 4);
+        let a = allocate(&p, &claims);
+        assert!(a.scarce);
+        assert_eq!(granted(&a), vec![4, 4]);
+        let why = a.explain(&claims, 0).unwrap();
+        assert!(why.contains("quota of namespace ns (4 GPUs)"), "{why}");
+        // Within its quota, a namespace changes nothing.
+        p.namespace_gpus.insert(("ns".into(), "H100".into()), 6);
+        assert!(!allocate(&p, &claims).scarce);
     }
 
     #[test]
