@@ -16,6 +16,7 @@ pub mod lifeline;
 pub mod log_actor;
 pub mod messages;
 pub mod policy;
+pub mod pool;
 pub mod publisher;
 pub mod record;
 pub mod registry;

@@ -18,10 +18,12 @@ use crate::messages::{
     DeploymentState, Metrics, ModelKey, PolicySettings, StatusUpdate, Timestamp, VariantKey,
     VariantSpec,
 };
+use crate::policy::scarcity::{Claim, Pool};
+use crate::pool::{Fitted, PendingClaims, within_caps};
 use crate::publisher::Unpublish;
 use crate::shards::ShardFilter;
 use crate::supervisor::{
-    AddVariant, Crash, DeploymentUpdate, DropVariant, Hang, ModelCycle, ModelOutcome,
+    AddVariant, Crash, DeploymentUpdate, DropVariant, Granted, Hang, ModelCycle, ModelOutcome,
     ModelSupervisor, Restarts, Resume, RunCycle, SetSettings, UpdateVariant,
 };
 
@@ -75,6 +77,10 @@ pub struct Registry {
     alive: Option<PartGuard>,
     /// How long a cycle waits for its models ([`MODEL_CYCLE_TIMEOUT`]; shorter in tests).
     cycle_timeout: std::time::Duration,
+    /// The accelerators the managed variants may hold, when limited.
+    pool: Option<Pool>,
+    /// Variants the last cycle cut short, and the most they may publish until the next.
+    caps: HashMap<VariantKey, u32>,
 }
 
 impl Registry {
@@ -102,7 +108,40 @@ impl Registry {
             workers,
             alive: None,
             cycle_timeout: MODEL_CYCLE_TIMEOUT,
+            pool: None,
+            caps: HashMap::new(),
         }
+    }
+
+    /// The claims of this cycle's models on the pool, when one limits anything.
+    fn pending_claims(&self) -> Option<PendingClaims> {
+        let pool = self.pool.as_ref().filter(|p| p.is_limited())?;
+        let mut claims: Vec<Claim> = self
+            .variants
+            .values()
+            .filter(|s| self.filter.holds(&s.model))
+            .map(|s| {
+                let running = self
+                    .deployments
+                    .get(&(s.key.namespace.clone(), s.deployment.clone()))
+                    .map_or(0, |d| d.replicas);
+                Claim {
+                    variant: s.key.clone(),
+                    model: s.model.clone(),
+                    accelerator: s.accelerator.clone(),
+                    gpus_per_replica: s.gpus_per_replica,
+                    priority: self.settings.priority_of(&s.model.model_id),
+                    wanted: running,
+                    floor: s.bounds.min.unwrap_or(0),
+                }
+            })
+            .filter(|c| pool.limits(c))
+            .collect();
+        claims.sort_by(|a, b| a.variant.cmp(&b.variant));
+        Some(PendingClaims {
+            pool: pool.clone(),
+            claims,
+        })
     }
 
     /// The registry with the guard that reports its end.
@@ -274,6 +313,7 @@ impl Handler<UpsertVariant> for Registry {
         let sup = self.supervisor(&spec.model);
         let (at, ports) = (msg.at, self.ports.clone());
         let ours = self.filter.holds(&spec.model);
+        let caps = self.caps.clone();
         Box::pin(async move {
             let mut effects = Effects::default();
             if let Some(d) = detached {
@@ -292,6 +332,7 @@ impl Handler<UpsertVariant> for Registry {
             if ours {
                 effects.merge(added);
             }
+            within_caps(&mut effects, &caps);
             effects.apply(&ports).await;
         })
     }
@@ -350,6 +391,7 @@ impl Handler<DeploymentEvent> for Registry {
             .filter_map(|m| Some((self.supervisors.get(m)?.clone(), self.filter.holds(m))))
             .collect();
         let ports = self.ports.clone();
+        let caps = self.caps.clone();
         Box::pin(async move {
             let mut effects = Effects::default();
             for (sup, ours) in sups {
@@ -368,6 +410,7 @@ impl Handler<DeploymentEvent> for Registry {
                     }
                 }
             }
+            within_caps(&mut effects, &caps);
             effects.apply(&ports).await;
         })
     }
@@ -427,6 +470,7 @@ impl Handler<Tick> for Registry {
             .unzip();
         let mut gathering = Gathering {
             outcomes: Vec::with_capacity(models.len()),
+            pending: self.pending_claims(),
             effects,
             early: EarlyAppends::default(),
             ports: self.ports.clone(),
@@ -468,6 +512,8 @@ impl Handler<Tick> for Registry {
 /// A cycle's results as they come in, in the models' order.
 struct Gathering {
     outcomes: Vec<ModelOutcome>,
+    /// The cycle's claims on a limited accelerator pool.
+    pending: Option<PendingClaims>,
     effects: Effects,
     early: EarlyAppends,
     ports: Ports,
@@ -510,12 +556,18 @@ impl Gathering {
     async fn finish(self) -> CycleSummary {
         let Self {
             outcomes,
-            effects,
+            pending,
+            mut effects,
             early,
             ports,
             at,
-            ..
+            registry,
         } = self;
+        // Every model has decided: what they want is fitted into the pool before it goes out,
+        // and the registry learns what was cut before its next message.
+        if let Some(pending) = pending {
+            registry.do_send(PoolFitted(pending.fit(&mut effects, &ports.telemetry, at)));
+        }
         // Every model's record is appended and flushed before anything is published: a
         // decision that acted is always in the log.
         early.settle(&ports).await;
@@ -541,6 +593,41 @@ impl Gathering {
             safety_net_models: outcomes.iter().filter(|o| o.safety_net).count(),
             changed: outcomes.iter().map(|o| o.changed).sum(),
             restarted: outcomes.iter().map(|o| o.restarted).sum(),
+        }
+    }
+}
+
+/// The accelerators the managed variants may hold changed (`None`: not limited). Applies from
+/// the next cycle.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SetPool(pub Option<Pool>);
+
+impl Handler<SetPool> for Registry {
+    type Result = ();
+    fn handle(&mut self, msg: SetPool, _: &mut Context<Self>) {
+        if msg.0.as_ref().is_none_or(|p| !p.is_limited()) {
+            self.caps.clear();
+        }
+        self.pool = msg.0;
+    }
+}
+
+/// What a cycle's fit into the pool cut: kept for the decisions events make before the next
+/// cycle, and told to the models' supervisors so they go on from what was published.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct PoolFitted(Fitted);
+
+impl Handler<PoolFitted> for Registry {
+    type Result = ();
+    fn handle(&mut self, msg: PoolFitted, _: &mut Context<Self>) {
+        let Fitted { granted, caps } = msg.0;
+        self.caps = caps;
+        for (model, counts) in granted {
+            if let Some(sup) = self.supervisors.get(&model) {
+                sup.do_send(Granted(counts));
+            }
         }
     }
 }

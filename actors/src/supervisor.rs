@@ -503,6 +503,23 @@ impl Handler<Resume> for ModelSupervisor {
     }
 }
 
+/// The counts a finite accelerator pool let the model's variants publish, where they differ
+/// from what its cycle decided: the next cycle starts from what was published.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Granted(pub Vec<(String, u32)>);
+
+impl Handler<Granted> for ModelSupervisor {
+    type Result = ();
+    fn handle(&mut self, msg: Granted, _: &mut Context<Self>) {
+        for (name, granted) in msg.0 {
+            if let Some(slot) = self.slots.get_mut(&name) {
+                slot.last_desired = Some(granted);
+            }
+        }
+    }
+}
+
 /// The VA of a variant changed, but not its model or Deployment.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]

@@ -3,7 +3,9 @@
 //! thread; they are registered in the registry the controller's metrics endpoint serves (or in a
 //! private one nobody reads, in the simulator and the tests).
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 
 /// Durations of one model's decision, seconds.
 const DECISION_BUCKETS: &[f64] = &[
@@ -32,6 +34,14 @@ pub struct Telemetry {
     /// (`panicked`) or did not answer in time (`timed_out`); the model's counts hold and a fresh
     /// supervisor takes over (CONTRACT section 19).
     pub model_faults: IntCounterVec,
+    /// `wva_accelerator_pool_gpus{accelerator}`: GPUs a limited pool gives the managed
+    /// variants (CONTRACT section 20).
+    pub pool_gpus: IntGaugeVec,
+    /// `wva_accelerator_pool_granted_gpus{accelerator}`: of those, what the last cycle gave.
+    pub pool_granted_gpus: IntGaugeVec,
+    /// `wva_scarcity_cut_replicas{namespace,model}`: replicas a model wanted on limited
+    /// accelerators and was not given in the last cycle (0: it got all it wanted).
+    pub scarcity_cut: IntGaugeVec,
 }
 
 impl Telemetry {
@@ -45,6 +55,9 @@ impl Telemetry {
         registry.register(Box::new(t.saturation_fallback.clone()))?;
         registry.register(Box::new(t.withheld.clone()))?;
         registry.register(Box::new(t.model_faults.clone()))?;
+        registry.register(Box::new(t.pool_gpus.clone()))?;
+        registry.register(Box::new(t.pool_granted_gpus.clone()))?;
+        registry.register(Box::new(t.scarcity_cut.clone()))?;
         Ok(t)
     }
 
@@ -87,6 +100,27 @@ impl Telemetry {
                     "Model cycles lost to a supervisor that panicked or did not answer in time; the model's counts held at last good and a fresh supervisor took over.",
                 ),
                 &["fault"],
+            )?,
+            pool_gpus: IntGaugeVec::new(
+                Opts::new(
+                    "wva_accelerator_pool_gpus",
+                    "GPUs of a limited accelerator type the managed variants may hold: what the nodes offer, less what other pods hold, within any quota.",
+                ),
+                &["accelerator"],
+            )?,
+            pool_granted_gpus: IntGaugeVec::new(
+                Opts::new(
+                    "wva_accelerator_pool_granted_gpus",
+                    "GPUs of a limited accelerator type the last cycle gave the managed variants.",
+                ),
+                &["accelerator"],
+            )?,
+            scarcity_cut: IntGaugeVec::new(
+                Opts::new(
+                    "wva_scarcity_cut_replicas",
+                    "Replicas a model wanted on limited accelerators and was not given in the last cycle (0: it got all it wanted).",
+                ),
+                &["namespace", "model"],
             )?,
         })
     }

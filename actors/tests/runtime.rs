@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use actix::prelude::*;
 use wva_actors::log_actor::{LogActor, ReadHistory};
 use wva_actors::messages::*;
+use wva_actors::policy::outputs::PoolState;
 use wva_actors::policy::scale_to_zero::RequestCount;
 use wva_actors::publisher::{Gather, Publisher, PublisherConfig, ReadDesired};
 use wva_actors::registry::*;
@@ -1462,4 +1463,157 @@ async fn a_shard_lost_mid_cycle_withholds_only_its_models() {
             .iter()
             .any(|s| matches!(s, StatusUpdate::Decided { variant, .. } if variant.name == "k"))
     );
+}
+
+/// Two models on one accelerator type, one at priority 1 and one at priority 5, both saturated
+/// at 3 replicas (each wants a fourth).
+async fn scarce_models(h: &Harness) -> Metrics {
+    add(h, spec("ns", "chat", "chat", 10.0), 3).await;
+    add(h, spec("ns", "batch", "batch", 10.0), 3).await;
+    let hot = [(0.9, 4.0), (0.9, 4.0), (0.9, 4.0)];
+    snapshot(vec![
+        (ModelKey::new("ns", "chat"), samples("chat", &hot)),
+        (ModelKey::new("ns", "batch"), samples("batch", &hot)),
+    ])
+}
+
+fn prioritised() -> PolicySettings {
+    PolicySettings {
+        priorities: [("chat".to_string(), 1), ("batch".to_string(), 5)].into(),
+        ..Default::default()
+    }
+}
+
+fn a100_pool(gpus: u32) -> wva_actors::policy::scarcity::Pool {
+    wva_actors::policy::scarcity::Pool {
+        gpus: [("A100".to_string(), gpus)].into(),
+        ..Default::default()
+    }
+}
+
+#[actix::test]
+async fn a_scarce_pool_serves_the_higher_priority_and_tells_the_one_cut_short() {
+    let h = start_with(MemoryLog::in_memory(Retention::default()), None, prioritised());
+    let metrics = scarce_models(&h).await;
+    h.registry
+        .send(SetPool(Some(a100_pool(7))))
+        .await
+        .expect("pool");
+    tick(&h, 15_000, metrics.clone()).await;
+    // 8 wanted, 7 GPUs: the priority-1 model gets its fourth, the other holds 3.
+    assert_eq!(desired(&h, "ns", "chat").await, Some(4));
+    assert_eq!(desired(&h, "ns", "batch").await, Some(3));
+
+    let statuses = h.statuses.lock().expect("lock").clone();
+    let pool_of = |name: &str| {
+        statuses.iter().rev().find_map(|s| match s {
+            StatusUpdate::Decided {
+                variant,
+                pool,
+                desired,
+                reason,
+                ..
+            } if variant.name == name => Some((pool.clone(), *desired, reason.clone())),
+            _ => None,
+        })
+    };
+    let (pool, desired_batch, reason) = pool_of("batch").expect("batch's status");
+    assert_eq!(desired_batch, 3);
+    let PoolState::Cut(why) = pool else {
+        panic!("batch was cut short: {pool:?}");
+    };
+    assert!(why.contains("wanted 4 replicas, got 3"), "{why}");
+    assert!(why.contains("ns/chat 4 GPUs (priority 1)"), "{why}");
+    assert!(reason.contains(&why), "{reason}");
+    assert_eq!(pool_of("chat").map(|p| p.0), Some(PoolState::Fits));
+    assert_eq!(
+        h.telemetry
+            .scarcity_cut
+            .with_label_values(&["ns", "batch"])
+            .get(),
+        1
+    );
+
+    // The cut is in the log, after the models' own records, and is what the safety net
+    // would fall back to after a restart.
+    let records = history(&h).await.records;
+    let Some((_, Record::Scarcity(cut))) = records.last() else {
+        panic!("the cut is logged last: {records:?}");
+    };
+    let batch = cut
+        .claims
+        .iter()
+        .find(|c| c.variant.name == "batch")
+        .expect("batch's claim");
+    assert_eq!((batch.wanted, batch.granted, batch.priority), (4, 3, 5));
+    let last_good = h
+        .log
+        .send(wva_actors::log_actor::LastGoodOf(VariantKey::new(
+            "ns", "batch",
+        )))
+        .await
+        .expect("log")
+        .expect("last good");
+    assert_eq!(last_good.map(|l| l.desired), Some(3));
+
+    // The next cycle starts from what was published, not from what was wanted.
+    tick(&h, 30_000, metrics).await;
+    let records = history(&h).await.records;
+    let previous = records
+        .iter()
+        .rev()
+        .find_map(|(_, r)| match r {
+            Record::Cycle(c) if c.model.model_id == "batch" => {
+                Some(c.variants[0].previous_desired)
+            }
+            _ => None,
+        })
+        .expect("batch's second cycle");
+    assert_eq!(previous, Some(3));
+    assert_eq!(desired(&h, "ns", "batch").await, Some(3));
+}
+
+#[actix::test]
+async fn a_pool_large_enough_for_everyone_changes_no_decision() {
+    let limited = start_with(MemoryLog::in_memory(Retention::default()), None, prioritised());
+    let free = start_with(MemoryLog::in_memory(Retention::default()), None, prioritised());
+    let metrics = scarce_models(&limited).await;
+    scarce_models(&free).await;
+    limited
+        .registry
+        .send(SetPool(Some(a100_pool(8))))
+        .await
+        .expect("pool");
+    for at in [15_000, 30_000, 45_000] {
+        tick(&limited, at, metrics.clone()).await;
+        tick(&free, at, metrics.clone()).await;
+        for name in ["chat", "batch"] {
+            assert_eq!(
+                desired(&limited, "ns", name).await,
+                desired(&free, "ns", name).await,
+                "{name} at {at}"
+            );
+        }
+    }
+    // (time, variant, target); models are decided in no fixed order within a cycle.
+    let targets = |records: Vec<(u64, Record)>| -> Vec<(Timestamp, String, u32)> {
+        let mut out: Vec<_> = records
+            .into_iter()
+            .filter_map(|(_, r)| match r {
+                Record::Cycle(c) => Some((c.at, c.targets)),
+                _ => None,
+            })
+            .flat_map(|(at, targets)| targets.into_iter().map(move |t| (at, t.name, t.target)))
+            .collect();
+        out.sort();
+        out
+    };
+    let (a, b) = (history(&limited).await, history(&free).await);
+    assert!(
+        a.records
+            .iter()
+            .all(|(_, r)| !matches!(r, Record::Scarcity(_))),
+        "nothing was cut, so nothing is logged"
+    );
+    assert_eq!(targets(a.records), targets(b.records));
 }

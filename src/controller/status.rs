@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 use wva_actors::messages::{MetricsState, OptimizationState, StatusUpdate, Timestamp};
+use wva_actors::policy::outputs::PoolState;
 
 use super::owners::OwnerRef;
 use crate::crd::{Condition, CurrentAlloc, OptimizedAlloc, VariantAutoscalingStatus};
@@ -61,6 +62,7 @@ pub fn decided_status(decided: &[&StatusUpdate], problem: Option<&str>) -> Optio
     let mut at = Timestamp(0);
     let mut metrics = None;
     let mut optimization = None;
+    let mut pool = PoolState::Unlimited;
     for update in decided {
         let StatusUpdate::Decided {
             desired: d,
@@ -69,6 +71,7 @@ pub fn decided_status(decided: &[&StatusUpdate], problem: Option<&str>) -> Optio
             metrics: m,
             optimization: o,
             at: t,
+            pool: p,
             ..
         } = update
         else {
@@ -85,6 +88,11 @@ pub fn decided_status(decided: &[&StatusUpdate], problem: Option<&str>) -> Optio
         }
         if optimization.is_none() || *o != OptimizationState::Succeeded {
             optimization = Some(o.clone());
+        }
+        // A cut says most, then a pool with room.
+        match (&pool, p) {
+            (PoolState::Cut(_), _) | (_, PoolState::Unlimited) => {}
+            _ => pool = p.clone(),
         }
     }
     let (metrics, optimization) = (metrics?, optimization?);
@@ -191,6 +199,19 @@ pub fn decided_status(decided: &[&StatusUpdate], problem: Option<&str>) -> Optio
         optimization_cond,
     ];
     conditions.push(ready(&conditions, None));
+    // Not part of Ready: a variant cut short by the pool is still being autoscaled.
+    match pool {
+        PoolState::Unlimited => {}
+        PoolState::Fits => conditions.push(cond(
+            "AcceleratorsAvailable",
+            true,
+            "PoolFits",
+            "the accelerator pool has room for the replicas the model wants",
+        )),
+        PoolState::Cut(why) => {
+            conditions.push(cond("AcceleratorsAvailable", false, "PoolExhausted", why))
+        }
+    }
     Some(VaStatus {
         desired: Some((desired, accelerator.clone(), at)),
         current: Some((current, accelerator)),
@@ -455,6 +476,7 @@ mod tests {
             metrics,
             optimization,
             reason: "kv-saturated".into(),
+            pool: PoolState::Unlimited,
         }
     }
 

@@ -29,8 +29,8 @@ pub use record::{
     CycleRecord, DemandRecord, ForecastRecord, LastGood, ModelBasedRecord, ModelKey,
     PrefillFitRecord, Record, RecordedAnalysis, RecordedCapacityVariant, RecordedLearner,
     RecordedLineFit, RecordedModelVariant, RecordedPod, RecordedServing, RecordedTarget,
-    RecordedThresholds, RecordedVariant, RecordedWorkload, RequestSeriesMissingRecord, RolesRecord,
-    SloCapacityRecord, Timestamp, VariantKey,
+    RecordedClaim, RecordedThresholds, RecordedVariant, RecordedWorkload, RequestSeriesMissingRecord,
+    RolesRecord, ScarcityRecord, SloCapacityRecord, Timestamp, VariantKey,
 };
 pub use sled_log::{OpenReport, SledLog};
 
@@ -158,6 +158,21 @@ pub(crate) fn last_good_updates(record: &Record) -> Vec<(Vec<u8>, LastGood)> {
                     LastGood {
                         desired: t.target,
                         at: c.at,
+                    },
+                )
+            })
+            .collect(),
+        // A cut replaces the count its model's cycle record wanted (it is written after it).
+        Record::Scarcity(s) => s
+            .claims
+            .iter()
+            .filter(|c| c.granted != c.wanted)
+            .map(|c| {
+                (
+                    keys::variant_key_of(&c.variant.namespace, &c.variant.name),
+                    LastGood {
+                        desired: c.granted,
+                        at: s.at,
                     },
                 )
             })

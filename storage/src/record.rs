@@ -342,6 +342,47 @@ pub struct ForecastRecord {
     pub forecast_rps: Option<f64>,
 }
 
+/// One variant's claim on a limited accelerator pool in a cycle, and what it was given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordedClaim {
+    pub variant: VariantKey,
+    pub model_id: String,
+    pub accelerator: String,
+    pub gpus_per_replica: u32,
+    pub priority: i64,
+    /// What the model's decision wanted (its cycle record's target).
+    pub wanted: u32,
+    /// Replicas its scaler keeps whatever is published.
+    pub floor: u32,
+    /// What was published.
+    pub granted: u32,
+}
+
+/// A cycle in which the models' wanted replicas did not fit the accelerator pool: the pool,
+/// every claim on its limited types, and what each was given. Written once per cycle under
+/// [`ScarcityRecord::key`], after the models' own records, so `wva replay` can fit the replayed
+/// decisions into the same pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScarcityRecord {
+    pub model: ModelKey,
+    pub at: Timestamp,
+    /// GPUs per limited accelerator type.
+    pub pool: Vec<(String, u32)>,
+    /// (namespace, accelerator, GPUs) quotas.
+    pub quotas: Vec<(String, String, u32)>,
+    pub claims: Vec<RecordedClaim>,
+}
+
+impl ScarcityRecord {
+    /// The key scarcity records are kept under: the pool is shared by every model, so it
+    /// belongs to none (no namespace or model ID can be empty).
+    pub fn key() -> ModelKey {
+        ModelKey::new("", "")
+    }
+}
+
 /// Everything the log holds. New kinds go at the end, so older records still decode.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Record {
@@ -353,6 +394,7 @@ pub enum Record {
     RequestSeriesMissing(RequestSeriesMissingRecord),
     PrefillFit(PrefillFitRecord),
     Forecast(ForecastRecord),
+    Scarcity(ScarcityRecord),
 }
 
 impl Record {
@@ -366,6 +408,7 @@ impl Record {
             Self::RequestSeriesMissing(r) => &r.model,
             Self::PrefillFit(p) => &p.model,
             Self::Forecast(f) => &f.model,
+            Self::Scarcity(s) => &s.model,
         }
     }
 
@@ -379,6 +422,7 @@ impl Record {
             Self::RequestSeriesMissing(r) => r.at,
             Self::PrefillFit(p) => p.at,
             Self::Forecast(f) => f.at,
+            Self::Scarcity(s) => s.at,
         }
     }
 
@@ -395,6 +439,7 @@ impl Record {
             Self::Demand(_) | Self::RequestSeriesMissing(_) | Self::Forecast(_) => true,
             Self::Roles(r) => r.roles.iter().any(|(v, _)| v == name),
             Self::PrefillFit(p) => p.fits.iter().any(|(v, _)| v == name),
+            Self::Scarcity(s) => s.claims.iter().any(|c| c.variant.name == name),
         }
     }
 }

@@ -123,6 +123,19 @@ impl OptimizationState {
     }
 }
 
+/// How a variant stood against a finite accelerator pool in a cycle (the
+/// `AcceleratorsAvailable` condition).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum PoolState {
+    /// Its accelerator is not limited (no pool configured, or not this type).
+    #[default]
+    Unlimited,
+    /// The pool had room for what its model wanted.
+    Fits,
+    /// It got fewer replicas than its model wanted; why, naming who holds the pool.
+    Cut(String),
+}
+
 /// What the status port (VA status writer, or the simulator) is told.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StatusUpdate {
@@ -136,6 +149,8 @@ pub enum StatusUpdate {
         metrics: MetricsState,
         optimization: OptimizationState,
         reason: String,
+        /// Whether a finite accelerator pool gave it what its model wanted.
+        pool: PoolState,
     },
     /// The target Deployment does not exist (never did, or was deleted).
     TargetMissing {
@@ -199,6 +214,7 @@ pub fn cycle_outputs(
                 metrics: facts.metrics.clone(),
                 optimization: OptimizationState::of(decided, target.fallback_source, problems),
                 reason: target.reason.clone(),
+                pool: PoolState::Unlimited,
             });
         }
         out.published.push(Published {
