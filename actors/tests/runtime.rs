@@ -1493,7 +1493,11 @@ fn a100_pool(gpus: u32) -> wva_actors::policy::scarcity::Pool {
 
 #[actix::test]
 async fn a_scarce_pool_serves_the_higher_priority_and_tells_the_one_cut_short() {
-    let h = start_with(MemoryLog::in_memory(Retention::default()), None, prioritised());
+    let h = start_with(
+        MemoryLog::in_memory(Retention::default()),
+        None,
+        prioritised(),
+    );
     let metrics = scarce_models(&h).await;
     h.registry
         .send(SetPool(Some(a100_pool(7))))
@@ -1563,9 +1567,7 @@ async fn a_scarce_pool_serves_the_higher_priority_and_tells_the_one_cut_short() 
         .iter()
         .rev()
         .find_map(|(_, r)| match r {
-            Record::Cycle(c) if c.model.model_id == "batch" => {
-                Some(c.variants[0].previous_desired)
-            }
+            Record::Cycle(c) if c.model.model_id == "batch" => Some(c.variants[0].previous_desired),
             _ => None,
         })
         .expect("batch's second cycle");
@@ -1575,8 +1577,16 @@ async fn a_scarce_pool_serves_the_higher_priority_and_tells_the_one_cut_short() 
 
 #[actix::test]
 async fn a_pool_large_enough_for_everyone_changes_no_decision() {
-    let limited = start_with(MemoryLog::in_memory(Retention::default()), None, prioritised());
-    let free = start_with(MemoryLog::in_memory(Retention::default()), None, prioritised());
+    let limited = start_with(
+        MemoryLog::in_memory(Retention::default()),
+        None,
+        prioritised(),
+    );
+    let free = start_with(
+        MemoryLog::in_memory(Retention::default()),
+        None,
+        prioritised(),
+    );
     let metrics = scarce_models(&limited).await;
     scarce_models(&free).await;
     limited

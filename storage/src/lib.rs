@@ -27,10 +27,11 @@ pub use log::{DEFAULT_JOURNAL_SLOTS, Log};
 pub use memory::MemoryLog;
 pub use record::{
     CycleRecord, DemandRecord, ForecastRecord, LastGood, ModelBasedRecord, ModelKey,
-    PrefillFitRecord, Record, RecordedAnalysis, RecordedCapacityVariant, RecordedLearner,
-    RecordedLineFit, RecordedModelVariant, RecordedPod, RecordedServing, RecordedTarget,
-    RecordedClaim, RecordedThresholds, RecordedVariant, RecordedWorkload, RequestSeriesMissingRecord,
-    RolesRecord, ScarcityRecord, SloCapacityRecord, Timestamp, VariantKey,
+    PrefillFitRecord, Record, RecordedAnalysis, RecordedCapacityVariant, RecordedClaim,
+    RecordedLearner, RecordedLineFit, RecordedModelVariant, RecordedPod, RecordedServing,
+    RecordedTarget, RecordedThresholds, RecordedVariant, RecordedWorkload,
+    RequestSeriesMissingRecord, RolesRecord, ScarcityRecord, SloCapacityRecord, Timestamp,
+    VariantKey,
 };
 pub use sled_log::{OpenReport, SledLog};
 

@@ -49,10 +49,9 @@ impl Pool {
     pub fn limits(&self, claim: &Claim) -> bool {
         claim.gpus_per_replica > 0
             && (self.gpus.contains_key(&claim.accelerator)
-                || self.namespace_gpus.contains_key(&(
-                    claim.variant.namespace.clone(),
-                    claim.accelerator.clone(),
-                )))
+                || self
+                    .namespace_gpus
+                    .contains_key(&(claim.variant.namespace.clone(), claim.accelerator.clone())))
     }
 }
 
@@ -129,7 +128,9 @@ impl Allocation {
             "wanted {} replicas, got {}: the {} pool",
             grant.wanted, grant.granted, claim.accelerator
         );
-        let quota = self.quotas.get(&(claim.variant.namespace.clone(), claim.accelerator.clone()));
+        let quota = self
+            .quotas
+            .get(&(claim.variant.namespace.clone(), claim.accelerator.clone()));
         if let Some(gpus) = quota {
             text.push_str(&format!(
                 " quota of namespace {} ({gpus} GPUs) is used up",
@@ -440,7 +441,7 @@ mod tests {
         let a = allocate(&pool(&[("H100", 8)]), &claims);
         assert!(a.scarce);
         assert_eq!(granted(&a), vec![2, 6]);
-        let why = a.explain(&claims, 0).unwrap();
+        let why = a.explain(&claims, 0).expect("a cut is explained");
         assert!(why.contains("wanted 6 replicas, got 2"), "{why}");
         assert!(why.contains("ns/high 6 GPUs (priority 1)"), "{why}");
         assert_eq!(a.explain(&claims, 1), None);
@@ -496,10 +497,13 @@ mod tests {
         let a = allocate(&pool(&[("H100", 4), ("A100", 8)]), &claims);
         assert_eq!(granted(&a), vec![4, 2, 0]);
         assert_eq!(a.grants[1].spilled_in, 2);
-        let why = a.explain(&claims, 0).unwrap();
-        assert!(why.contains("2 replicas of another variant instead"), "{why}");
+        let why = a.explain(&claims, 0).expect("a cut is explained");
+        assert!(
+            why.contains("2 replicas of another variant instead"),
+            "{why}"
+        );
         // The low-priority model, cut to nothing, is told who holds the H100s.
-        let why = a.explain(&claims, 2).unwrap();
+        let why = a.explain(&claims, 2).expect("a cut is explained");
         assert!(why.contains("ns/high 4 GPUs (priority 1)"), "{why}");
     }
 
@@ -526,7 +530,7 @@ mod tests {
         let a = allocate(&p, &claims);
         assert!(a.scarce);
         assert_eq!(granted(&a), vec![4, 4]);
-        let why = a.explain(&claims, 0).unwrap();
+        let why = a.explain(&claims, 0).expect("a cut is explained");
         assert!(why.contains("quota of namespace ns (4 GPUs)"), "{why}");
         // Within its quota, a namespace changes nothing.
         p.namespace_gpus.insert(("ns".into(), "H100".into()), 6);
@@ -563,7 +567,10 @@ mod tests {
                 .filter(|c| c.accelerator == *acc)
                 .map(|c| c.gpus(c.floor.min(c.wanted)))
                 .sum();
-            assert!(used <= u64::from(gpus).max(floors), "{acc}: {used} of {gpus}");
+            assert!(
+                used <= u64::from(gpus).max(floors),
+                "{acc}: {used} of {gpus}"
+            );
         }
         // L4 is not limited: every L4 claim gets what it wanted.
         for (c, g) in claims.iter().zip(&a.grants) {
