@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use wva_storage::{
     CycleRecord, DecisionLog, DemandRecord, ForecastRecord, HistoryFilter, ModelBasedRecord,
-    ModelKey, PrefillFitRecord, Record, RequestSeriesMissingRecord, RolesRecord, SloCapacityRecord,
-    Timestamp,
+    ModelKey, PrefillFitRecord, Record, RecordedClaim, RequestSeriesMissingRecord, RolesRecord,
+    ScarcityRecord, SloCapacityRecord, Timestamp,
 };
 
 use crate::timefmt::format_time;
@@ -39,6 +39,48 @@ struct JsonEntry<'a> {
     /// The demand forecast it sized for, when the forecast is on.
     #[serde(skip_serializing_if = "Option::is_none")]
     forecast: Option<&'a ForecastRecord>,
+    /// Its variants' claims on a limited accelerator pool, when the pool cut anyone that cycle.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pool: Vec<&'a RecordedClaim>,
+}
+
+/// The pool's claims of the cycles in `filter`'s time window, by (time, namespace, variant).
+/// The pool belongs to no model, so it is read apart from a model's records.
+pub fn pool_claims(
+    log: &dyn DecisionLog,
+    filter: &HistoryFilter,
+) -> Result<Vec<ScarcityRecord>, String> {
+    let key = ScarcityRecord::key();
+    let pool = HistoryFilter {
+        namespace: Some(key.namespace),
+        model_id: Some(key.model_id),
+        variant: None,
+        since: filter.since,
+        until: filter.until,
+    };
+    let history = log.history(&pool).map_err(|e| e.to_string())?;
+    Ok(history
+        .records
+        .into_iter()
+        .filter_map(|(_, r)| match r {
+            Record::Scarcity(s) => Some(s),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Each cycle's claims on the pool, by (time, namespace, variant).
+fn claims_by_variant(cuts: &[ScarcityRecord]) -> HashMap<(Timestamp, &str, &str), &RecordedClaim> {
+    cuts.iter()
+        .flat_map(|s| {
+            s.claims.iter().map(move |c| {
+                (
+                    (s.at, c.variant.namespace.as_str(), c.variant.name.as_str()),
+                    c,
+                )
+            })
+        })
+        .collect()
 }
 
 /// Records that go with a cycle record, keyed like it (same model, same time).
@@ -159,6 +201,13 @@ pub fn render(
     let capacity = slo_capacity_by_cycle(&history.records);
     let prefill = prefill_fit_by_cycle(&history.records);
     let forecasts = forecast_by_cycle(&history.records);
+    let cuts = pool_claims(log, filter)?;
+    let claims = claims_by_variant(&cuts);
+    let claim_of = |c: &CycleRecord, name: &str| {
+        claims
+            .get(&(c.at, c.model.namespace.as_str(), name))
+            .copied()
+    };
     let total_cycles = cycles.len();
     let counted: Vec<(u64, &CycleRecord, usize)> = cycles
         .into_iter()
@@ -182,6 +231,11 @@ pub fn render(
                     slo_capacity: capacity.get(&(&c.model, c.at)).copied(),
                     prefill_fit: prefill.get(&(&c.model, c.at)).copied(),
                     forecast: forecasts.get(&(&c.model, c.at)).copied(),
+                    pool: c
+                        .targets
+                        .iter()
+                        .filter_map(|t| claim_of(c, &t.name))
+                        .collect(),
                 })
                 .collect();
             serde_json::to_string_pretty(&entries).map_err(|e| e.to_string())
@@ -215,6 +269,14 @@ pub fn render(
                     let model_based = extras.get(&(&c.model, c.at));
                     let side =
                         model_based.and_then(|m| m.variants.iter().find(|v| v.name == t.name));
+                    // What was published: the pool's grant, where it gave another count.
+                    let cut = claim_of(c, &t.name).filter(|claim| claim.granted != claim.wanted);
+                    let pool_note = cut.map_or(String::new(), |claim| {
+                        format!(
+                            "; accelerator pool: wanted {}, granted {}",
+                            claim.wanted, claim.granted
+                        )
+                    });
                     rows.push([
                         format_time(c.at),
                         c.model.namespace.clone(),
@@ -224,7 +286,7 @@ pub fn render(
                             || "-".into(),
                             |v| format!("{}/{}", v.ready_replicas, v.current_replicas),
                         ),
-                        t.target.to_string(),
+                        cut.map_or(t.target, |claim| claim.granted).to_string(),
                         action.as_str().to_string(),
                         c.trigger.clone(),
                         input.map_or_else(String::new, describe_pods),
@@ -245,7 +307,7 @@ pub fn render(
                                 )
                             ),
                             None => format!("{} [{}]", t.reason, c.analysis.reason),
-                        },
+                        } + &pool_note,
                     ]);
                 }
             }

@@ -5,16 +5,21 @@
 //! (including the previous desired counts it saw). It answers "what would this policy have
 //! decided at each moment", not "how would the cluster have evolved".
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use wva_actors::policy::cycle::{CycleDecision, CycleInputs, decide_cycle};
+use wva_actors::policy::scarcity::allocate;
 use wva_actors::policy::{Analyzer, OperatingMode, ScalingConfig};
+use wva_actors::pool::recorded_claims;
 use wva_actors::record::{
     recorded_capacity_views, recorded_inputs, recorded_model_inputs, recorded_request_count,
     recorded_thresholds,
 };
 use wva_storage::{
     CycleRecord, DecisionLog, DemandRecord, ForecastRecord, HistoryFilter, ModelBasedRecord,
-    PrefillFitRecord, Record, RolesRecord, SloCapacityRecord,
+    PrefillFitRecord, Record, RolesRecord, ScarcityRecord, SloCapacityRecord, Timestamp,
+    VariantKey,
 };
 
 use crate::history::{
@@ -65,6 +70,8 @@ pub struct ReplayReport {
     /// Cycles replayed with `slo-capacity` that carry no inputs of it (recorded with
     /// `saturation-v1`): `saturation-v1` decided them.
     pub without_serving_inputs: usize,
+    /// Cycles whose decisions a limited accelerator pool cut, fitted into the same pool again.
+    pub pool_cycles: usize,
 }
 
 /// Why a log could not be replayed.
@@ -162,6 +169,48 @@ fn redecide(
     })
 }
 
+/// Fits a cycle's replayed decisions into the pool its [`ScarcityRecord`] recorded, and
+/// reports each variant granted otherwise than was published. A variant whose model did not
+/// decide in that cycle keeps its recorded claim (it held what it ran).
+fn refit(
+    seq: u64,
+    cut: &ScarcityRecord,
+    wanted: &HashMap<(Timestamp, VariantKey), u32>,
+    report: &mut ReplayReport,
+) {
+    let (pool, mut claims) = recorded_claims(cut);
+    for claim in &mut claims {
+        if let Some(&w) = wanted.get(&(cut.at, claim.variant.clone())) {
+            claim.wanted = w;
+        }
+    }
+    let allocation = allocate(&pool, &claims);
+    let mut differs = false;
+    for (i, (recorded, grant)) in cut.claims.iter().zip(&allocation.grants).enumerate() {
+        if recorded.granted == grant.granted {
+            continue;
+        }
+        differs = true;
+        let pool_reason = |granted: u32, wanted: u32| {
+            format!("accelerator pool: wanted {wanted}, granted {granted}")
+        };
+        report.differences.push(Difference {
+            seq,
+            time: format_time(cut.at),
+            namespace: recorded.variant.namespace.clone(),
+            model: recorded.model_id.clone(),
+            variant: recorded.variant.name.clone(),
+            recorded: Some(recorded.granted),
+            replayed: Some(grant.granted),
+            recorded_reason: pool_reason(recorded.granted, recorded.wanted),
+            replayed_reason: allocation
+                .explain(&claims, i)
+                .unwrap_or_else(|| pool_reason(grant.granted, grant.wanted)),
+        });
+    }
+    report.differing_cycles += usize::from(differs);
+}
+
 /// Replays every recorded cycle.
 pub fn replay(log: &dyn DecisionLog, options: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
     let history = log.history(&HistoryFilter::default())?;
@@ -177,7 +226,20 @@ pub fn replay(log: &dyn DecisionLog, options: &ReplayOptions) -> Result<ReplayRe
     let demand = demand_by_cycle(&history.records);
     let roles = roles_by_cycle(&history.records);
     let missing = request_series_missing_by_cycle(&history.records);
+    // What each variant's replayed decision wanted, by cycle time, for fitting into the pool.
+    // Kept only for logs with cuts, and only until the cut of their cycle is replayed.
+    let mut wanted: HashMap<(Timestamp, VariantKey), u32> = HashMap::new();
+    let pool_cuts = history
+        .records
+        .iter()
+        .any(|(_, r)| matches!(r, Record::Scarcity(_)));
     for (seq, record) in &history.records {
+        if let Record::Scarcity(cut) = record {
+            report.pool_cycles += 1;
+            refit(*seq, cut, &wanted, &mut report);
+            wanted.retain(|(at, _), _| *at > cut.at);
+            continue;
+        }
         let Record::Cycle(c) = record else {
             continue;
         };
@@ -217,6 +279,12 @@ pub fn replay(log: &dyn DecisionLog, options: &ReplayOptions) -> Result<ReplayRe
             series_missing: missing.contains_key(&(&c.model, c.at)),
         };
         let decision = redecide(recorded, mode, analyzer, options);
+        if pool_cuts {
+            for v in &decision.decision.variants {
+                let key = VariantKey::new(c.model.namespace.clone(), v.name.clone());
+                wanted.insert((c.at, key), v.target);
+            }
+        }
         let mut differs = false;
         let mut names: Vec<&str> = c.targets.iter().map(|t| t.name.as_str()).collect();
         names.extend(decision.decision.variants.iter().map(|v| v.name.as_str()));
@@ -294,6 +362,12 @@ pub fn render(report: &ReplayReport, format: OutputFormat) -> Result<String, Rep
                 out.push_str(&format!(
                     "note: {} cycles were recorded without slo-capacity inputs (saturation-v1); saturation-v1 decided them\n",
                     report.without_serving_inputs
+                ));
+            }
+            if report.pool_cycles > 0 {
+                out.push_str(&format!(
+                    "note: {} cycles were cut by the accelerator pool; the replayed decisions were fitted into the same pool\n",
+                    report.pool_cycles
                 ));
             }
             out.push_str(&format!(

@@ -548,3 +548,128 @@ fn a_missing_request_series_is_recorded_and_replayed_as_blind() {
         "{out}"
     );
 }
+
+/// Two models on one A100 pool of 5 GPUs, both wanting a third replica: "llama" (priority 1)
+/// got its 3, "granite" (priority 5) was cut to 2, as the registry logs it.
+fn write_scarce_log(dir: &Path) {
+    let (mut log, _) = SledLog::open(dir, Retention::default(), 0).expect("open");
+    let thresholds = Thresholds::default();
+    let mut claims = Vec::new();
+    for (model, name, kv, priority, granted) in [
+        ("llama", "cheap", [0.76, 0.75], 1, 3),
+        ("granite", "g", [0.97, 0.97], 5, 2),
+    ] {
+        let inputs = [variant(name, 10.0, &kv, None)];
+        let decision = decide_capacity(&thresholds, &inputs);
+        let wanted = decision.variants[0].target;
+        assert_eq!(wanted, 3);
+        let record = cycle_record(CycleFacts {
+            model: &ModelKey::new("llm-d", model),
+            at: Timestamp(T0),
+            mode: OperatingMode::CapacityOnly,
+            config_version: "test",
+            thresholds,
+            metrics_error: None,
+            inputs: &inputs,
+            decision: &decision,
+            trigger: "tick",
+        });
+        log.append(&Record::Cycle(record)).expect("append");
+        claims.push(wva_storage::RecordedClaim {
+            variant: wva_storage::VariantKey::new("llm-d", name),
+            model_id: model.into(),
+            accelerator: "A100".into(),
+            gpus_per_replica: 1,
+            priority,
+            wanted,
+            floor: 0,
+            granted,
+        });
+    }
+    log.append(&Record::Scarcity(wva_storage::ScarcityRecord {
+        model: wva_storage::ScarcityRecord::key(),
+        at: Timestamp(T0),
+        pool: vec![("A100".into(), 5)],
+        quotas: Vec::new(),
+        claims,
+    }))
+    .expect("append the cut");
+    log.flush().expect("flush");
+}
+
+#[test]
+fn replay_fits_the_replayed_decisions_into_the_recorded_pool() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    write_scarce_log(&dir);
+    let d = dir.to_str().expect("utf8");
+    let (code, out, err) = wva(&["replay", "--data-dir", d]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("1 cycles were cut by the accelerator pool"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("replayed 2 cycles, 0 decisions differ\n"),
+        "{out}"
+    );
+
+    // With more headroom llama no longer wants its third replica, so the pool has room for
+    // granite's: the cut is gone, and replay says so.
+    let cm = tmp.path().join("capacity.yaml");
+    std::fs::write(
+        &cm,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: capacity-scaling-config\n  namespace: workload-variant-autoscaler-system\ndata:\n  default: |\n    kvCacheThreshold: 0.95\n    kvSpareTrigger: 0.1\n",
+    )
+    .expect("write");
+    let c = cm.to_str().expect("utf8");
+    let (code, out, err) = wva(&["replay", "--data-dir", d, "--config", c, "--format", "json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let report: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(report["poolCycles"], 1);
+    let differences = report["differences"].as_array().expect("differences");
+    let granite = differences
+        .iter()
+        .find(|d| d["variant"] == "g")
+        .expect("granite's cut differs");
+    assert_eq!(
+        (granite["recorded"].as_u64(), granite["replayed"].as_u64()),
+        (Some(2), Some(3))
+    );
+    assert!(
+        granite["recordedReason"]
+            .as_str()
+            .is_some_and(|r| r.contains("wanted 3, granted 2")),
+        "{granite}"
+    );
+    let llama = differences
+        .iter()
+        .find(|d| d["variant"] == "cheap")
+        .expect("llama's own decision differs");
+    assert_eq!(
+        (llama["recorded"].as_u64(), llama["replayed"].as_u64()),
+        (Some(3), Some(2))
+    );
+}
+
+#[test]
+fn history_shows_what_the_pool_granted() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    write_scarce_log(&dir);
+    let d = dir.to_str().expect("utf8");
+    let (code, out, err) = wva(&["history", "--data-dir", d, "--model", "granite"]);
+    assert_eq!(code, Some(0), "{err}");
+    let row = out.lines().find(|l| l.contains(" g ")).expect("granite's row");
+    assert!(row.contains("accelerator pool: wanted 3, granted 2"), "{row}");
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells[5], "2", "the published count: {row}");
+    let (code, out, _) = wva(&["history", "--data-dir", d, "--format", "json"]);
+    assert_eq!(code, Some(0));
+    let entries: Value = serde_json::from_str(&out).expect("json");
+    let granite = entries
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["model"]["modelId"] == "granite"))
+        .expect("granite's cycle");
+    assert_eq!(granite["pool"][0]["granted"], 2);
+}
