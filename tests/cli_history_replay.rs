@@ -660,8 +660,14 @@ fn history_shows_what_the_pool_granted() {
     let d = dir.to_str().expect("utf8");
     let (code, out, err) = wva(&["history", "--data-dir", d, "--model", "granite"]);
     assert_eq!(code, Some(0), "{err}");
-    let row = out.lines().find(|l| l.contains(" g ")).expect("granite's row");
-    assert!(row.contains("accelerator pool: wanted 3, granted 2"), "{row}");
+    let row = out
+        .lines()
+        .find(|l| l.contains(" g "))
+        .expect("granite's row");
+    assert!(
+        row.contains("accelerator pool: wanted 3, granted 2"),
+        "{row}"
+    );
     let cells: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(cells[5], "2", "the published count: {row}");
     let (code, out, _) = wva(&["history", "--data-dir", d, "--format", "json"]);

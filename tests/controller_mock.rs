@@ -1667,3 +1667,132 @@ async fn a_shadow_beside_the_main_instance_decides_but_writes_and_publishes_noth
     shadow.shutdown().await;
     main.shutdown().await;
 }
+
+fn model_is_deployment(deployment: &str) -> &'static str {
+    match deployment {
+        "chat" => "chat",
+        "batch" => "batch",
+        _ => "other",
+    }
+}
+
+/// CONTRACT 20: the pool is read from the Nodes, less what other pods hold; the higher
+/// priority is served first, the model cut short is told who holds the rest, and a Node that
+/// goes away shrinks the pool for the next decision.
+#[actix_rt::test]
+async fn a_pool_read_from_the_nodes_serves_the_higher_priority_first() {
+    use support::apiserver::{NODE, gpu_node, on_node};
+    const H100: &str = "NVIDIA-H100-80GB-HBM3";
+    let api = FakeApi::new();
+    api.apply(NODE, gpu_node("gpu-1", H100, 4));
+    api.apply(NODE, gpu_node("gpu-2", H100, 2));
+    // Another team's job holds one of gpu-1's accelerators.
+    api.apply(
+        POD,
+        on_node(
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "training", "namespace": "ml"}}),
+            "gpu-1",
+            1,
+        ),
+    );
+    for (name, node) in [("chat", "gpu-1"), ("batch", "gpu-2")] {
+        api.apply(VA, va(NS, name, name, Some(name), json!({})));
+        api.apply(
+            DEPLOYMENT,
+            deployment(
+                NS,
+                name,
+                2,
+                json!({}),
+                json!({"nvidia.com/gpu.product": H100}),
+            ),
+        );
+        for i in 0..2 {
+            api.apply(POD, on_node(pod(NS, name, i), node, 1));
+        }
+    }
+    api.apply(
+        CONFIG_MAP,
+        config_map(
+            CONTROLLER_NS,
+            "serviceclass",
+            json!({"serviceClasses": "- name: Premium\n  model: chat\n  priority: 1\n  slo-itl: 24\n  slo-ttw: 500\n- name: Batch\n  model: batch\n  priority: 10\n  slo-itl: 100\n  slo-ttw: 5000\n"}),
+        ),
+    );
+    let mut settings = settings(None, None);
+    settings.accelerator_pool = true;
+    let mut opts = options(settings, None);
+    // Every server's KV cache is nearly full: each model wants a third replica.
+    opts.metrics = support::apiserver::scripted_signals(model_is_deployment, 0.95, 0.0);
+    let running = started(&api, opts).await;
+    variants_become(&running, 2).await;
+    let desired = |text: &str, variant: &str| -> Option<u32> {
+        series_of(text, variant)
+            .into_iter()
+            .find(|l| l.starts_with("inferno_desired_replicas{"))
+            .and_then(|l| l.rsplit(' ').next().and_then(|v| v.parse().ok()))
+    };
+
+    // 6 accelerators, 1 held by the training job: 5 for 6 wanted.
+    running.cycle_now().await;
+    let text = page(&running).await;
+    assert_eq!(desired(&text, "chat"), Some(3), "{text}");
+    assert_eq!(desired(&text, "batch"), Some(2), "{text}");
+    running.statuses_settled().await;
+    let status = api.get(VA, NS, "batch").unwrap();
+    let pool = condition(&status, "AcceleratorsAvailable");
+    assert_eq!(pool["status"], "False", "{status}");
+    assert_eq!(pool["reason"], "PoolExhausted");
+    let message = pool["message"].as_str().unwrap();
+    assert!(
+        message.contains("wanted 3 replicas, got 2")
+            && message.contains("llm/chat 3 GPUs (priority 1)"),
+        "{message}"
+    );
+    assert_eq!(
+        condition(&api.get(VA, NS, "chat").unwrap(), "AcceleratorsAvailable")["status"],
+        "True"
+    );
+    // Ready still: a variant cut short is being autoscaled.
+    assert_eq!(condition(&status, "Ready")["status"], "True", "{status}");
+
+    // gpu-2 goes: 3 accelerators left, all the priority-1 model's.
+    // The deletion reaches the controller through its watch: the first cycle after it is in
+    // decides on the smaller pool.
+    api.delete(NODE, "", "gpu-2");
+    let start = std::time::Instant::now();
+    loop {
+        running.cycle_now().await;
+        let text = page(&running).await;
+        if desired(&text, "batch") == Some(0) {
+            assert_eq!(desired(&text, "chat"), Some(3), "{text}");
+            break;
+        }
+        assert!(start.elapsed() < T, "the pool never shrank: {text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    running.shutdown().await;
+}
+
+/// Without RBAC on Nodes the pool cannot be read: the controller says so once and decides
+/// without it (quotas alone would still apply), rather than wait for a list that never comes.
+#[actix_rt::test]
+async fn a_pool_the_rbac_does_not_let_it_read_does_not_hold_the_controller() {
+    use support::apiserver::NODE;
+    let api = FakeApi::new();
+    api.forbid(NODE);
+    api.apply(VA, va(NS, "va", "m", Some("dep"), json!({})));
+    api.apply(DEPLOYMENT, deployment(NS, "dep", 2, json!({}), json!({})));
+    let mut settings = settings(None, None);
+    settings.accelerator_pool = true;
+    let running = started(&api, options(settings, None)).await;
+    variants_become(&running, 1).await;
+    running.cycle_now().await;
+    assert!(
+        series_of(&page(&running).await, "va")
+            .iter()
+            .any(|l| l.starts_with("inferno_desired_replicas{")),
+        "decided without the pool"
+    );
+    running.shutdown().await;
+}

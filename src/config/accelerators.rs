@@ -162,6 +162,16 @@ impl AcceleratorCosts {
             .find(|a| a.device.as_deref().is_some_and(eq))
             .or_else(|| self.by_name.values().find(|a| eq(&a.name)))
     }
+
+    /// The name an accelerator goes by, from the device a node label or node selector names:
+    /// its price-list name when it has one, else the device itself. `None` when that cannot be
+    /// a label value (it names published series and the pool alike).
+    pub fn name_for_device(&self, device: &str) -> Option<String> {
+        let name = self
+            .by_device(device)
+            .map_or_else(|| device.to_string(), |a| a.name.clone());
+        crate::config::settings::is_label_value(&name).then_some(name)
+    }
 }
 
 fn non_negative(v: f64) -> Result<f64, String> {

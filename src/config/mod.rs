@@ -8,6 +8,7 @@ pub mod accelerators;
 pub mod capacity;
 pub mod duration;
 pub mod manifest;
+pub mod pool;
 pub mod secret;
 pub mod service_class;
 pub mod settings;
@@ -17,6 +18,7 @@ use std::fmt;
 pub use accelerators::{AcceleratorCost, AcceleratorCosts};
 pub use capacity::{CapacityScalingConfig, data_version};
 pub use duration::{format_duration, parse_duration};
+pub use pool::{POOL_CONFIG_MAP, PoolConfig};
 pub use service_class::{ServiceClasses, Slo};
 
 /// Name of the ConfigMap that carries the saturation thresholds.

@@ -121,6 +121,12 @@ pub struct SettingsArgs {
     /// the validation loads, see docs/simulation.md].
     #[arg(long, env = "SLO_FORECAST")]
     pub slo_forecast: Option<bool>,
+    /// Watch the cluster's Nodes and GPU pods for the accelerator pool: what the nodes offer
+    /// of each accelerator type, less what other pods hold, within the `accelerator-pool`
+    /// ConfigMap's quotas; when the models want more, priorities decide (needs list and watch
+    /// on Nodes and Pods cluster-wide) [default: false; the quotas alone still apply].
+    #[arg(long, env = "WVA_ACCELERATOR_POOL")]
+    pub accelerator_pool: Option<bool>,
 }
 
 /// How to reach Prometheus.
@@ -156,6 +162,8 @@ pub struct Settings {
     pub analyzer: Analyzer,
     pub slo_budget_share: f64,
     pub slo_forecast: bool,
+    /// Read the accelerator pool from the cluster's Nodes and GPU pods.
+    pub accelerator_pool: bool,
 }
 
 fn serialize_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -342,6 +350,7 @@ impl SettingsArgs {
             analyzer,
             slo_budget_share,
             slo_forecast: flag(self.slo_forecast, "SLO_FORECAST")?,
+            accelerator_pool: flag(self.accelerator_pool, "WVA_ACCELERATOR_POOL")?,
             metrics_prefix: match self.metrics_prefix {
                 Some(p) => p,
                 None => match cm("WVA_METRICS_PREFIX").as_deref() {

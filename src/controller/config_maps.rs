@@ -12,14 +12,15 @@ use wva_actors::policy::slo_capacity::SloCapacityConfig;
 use crate::config::settings::Settings;
 use crate::config::{
     ACCELERATOR_COST_CONFIG_MAP, AcceleratorCosts, CAPACITY_CONFIG_MAP, CapacityScalingConfig,
-    SERVICE_CLASS_CONFIG_MAP, ServiceClasses,
+    POOL_CONFIG_MAP, PoolConfig, SERVICE_CLASS_CONFIG_MAP, ServiceClasses,
 };
 
 /// The ConfigMaps the policy reads, by name.
-pub const WATCHED_CONFIG_MAPS: [&str; 3] = [
+pub const WATCHED_CONFIG_MAPS: [&str; 4] = [
     CAPACITY_CONFIG_MAP,
     ACCELERATOR_COST_CONFIG_MAP,
     SERVICE_CLASS_CONFIG_MAP,
+    POOL_CONFIG_MAP,
 ];
 
 /// What the policy is built from: the data of each watched ConfigMap that exists.
@@ -35,6 +36,8 @@ pub struct ConfigData {
 pub struct PolicyConfig {
     pub policy: PolicySettings,
     pub costs: AcceleratorCosts,
+    /// How the accelerator pool is read, and its quotas.
+    pub pool: PoolConfig,
     /// Skipped entries and warnings, each naming its ConfigMap first.
     pub problems: Vec<String>,
 }
@@ -63,10 +66,12 @@ impl ConfigData {
         let capacity = CapacityScalingConfig::from_data(self.data.get(CAPACITY_CONFIG_MAP));
         let costs = AcceleratorCosts::from_data(self.data.get(ACCELERATOR_COST_CONFIG_MAP));
         let classes = ServiceClasses::from_data(self.data.get(SERVICE_CLASS_CONFIG_MAP));
+        let pool = PoolConfig::from_data(self.data.get(POOL_CONFIG_MAP));
         let mut problems: Vec<String> = capacity.warnings.clone();
         problems.extend(capacity.issues.iter().map(ToString::to_string));
         problems.extend(costs.issues.iter().map(ToString::to_string));
         problems.extend(classes.issues.iter().map(ToString::to_string));
+        problems.extend(pool.issues.iter().map(ToString::to_string));
         PolicyConfig {
             policy: PolicySettings {
                 scaling: capacity.scaling,
@@ -82,6 +87,7 @@ impl ConfigData {
                 },
             },
             costs,
+            pool,
             problems,
         }
     }

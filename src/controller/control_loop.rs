@@ -20,7 +20,8 @@ use tracing::Instrument;
 use wva_actors::messages::{Metrics, ModelKey, PolicySettings};
 use wva_actors::publisher::SetActive;
 use wva_actors::registry::{
-    CycleSummary, DeploymentEvent, RemoveVariant, SetShards, Tick, UpdateSettings, UpsertVariant,
+    CycleSummary, DeploymentEvent, RemoveVariant, SetPool, SetShards, Tick, UpdateSettings,
+    UpsertVariant,
 };
 use wva_actors::system::ActorSystem;
 
@@ -28,9 +29,11 @@ use super::config_maps::ConfigData;
 use super::health::{Health, HealthSender};
 use super::inventory::{Change, Inventory, Kind};
 use super::ops::Ops;
+use super::pool::{PoolTracker, ours};
 use super::status_writer::{StatusWriter, WriterNote};
 use super::watches::{
-    Unlisted, WatchStream, Watched, expired, optional_kind, to_inventory, unlisted, unreachable,
+    BOUND_PODS, NODES, Unlisted, WatchStream, Watched, expired, optional_kind, to_inventory,
+    unlisted, unreachable,
 };
 use super::{MetricsSource, tasks::TaskEnded};
 use crate::config::settings::Settings;
@@ -60,6 +63,8 @@ pub struct ControlLoop {
     pub ops: Ops,
     /// Optional APIs (by resource) last seen not served, so that is said once per absence.
     pub absent: std::collections::BTreeSet<&'static str>,
+    /// The accelerator pool: its watches' view, its configuration, what the registry has.
+    pub pool: PoolTracker,
 }
 
 impl std::fmt::Debug for ControlLoop {
@@ -171,7 +176,7 @@ impl ControlLoop {
                         self.ops.watch_errors.with_label_values(&[e.resource]).inc();
                         tracing::info!(resource = e.resource, "watch expired (410); listing again");
                     }
-                    Some(Err(e)) if optional_kind(e.resource).is_some() && unlisted(&e.error).is_some() => {
+                    Some(Err(e)) if (optional_kind(e.resource).is_some() || [NODES, BOUND_PODS].contains(&e.resource)) && unlisted(&e.error).is_some() => {
                         // A CRD that is not installed (or was removed), or a kind the RBAC does
                         // not grant: none of its objects. The watch keeps retrying and lists
                         // them once it can.
@@ -184,6 +189,9 @@ impl ControlLoop {
                         if let Some(kind) = optional_kind(e.resource) {
                             let changes = self.inventory.kind_absent(kind);
                             self.apply(changes).await;
+                        } else {
+                            // The pool cannot be read from the nodes: the quotas alone apply.
+                            self.pool.view.unavailable();
                         }
                         self.note_synced();
                     }
@@ -235,7 +243,7 @@ impl ControlLoop {
     /// Starts a cycle's metrics read, unless this instance follows or the view is not synced.
     fn start_read(&self, waiters: Vec<oneshot::Sender<()>>) -> Option<Read> {
         // Followers neither read nor decide: the leader's log is the one that counts.
-        if !*self.leader.borrow() || !self.inventory.ready() {
+        if !*self.leader.borrow() || !self.synced() {
             for w in waiters {
                 let _ = w.send(());
             }
@@ -297,6 +305,8 @@ impl ControlLoop {
         if !report.kv_sources.is_empty() {
             tracing::debug!(sources = ?report.kv_sources, "KV-cache metric names found");
         }
+        // The pool as it stands now (pods started or gone since), in before the tick.
+        self.refresh_pool();
         let tick = Tick {
             now: wall_clock(),
             metrics: report.metrics,
@@ -356,15 +366,61 @@ impl ControlLoop {
         }
         let changes = match event {
             Watched::ConfigMap(e) => self.config_map_event(e).await,
+            Watched::Node(e) => {
+                // A Node gone (or cordoned) shrinks the pool for the very next decision.
+                self.pool.view.node_event(*e);
+                self.refresh_pool();
+                Vec::new()
+            }
+            Watched::BoundPod(e) => {
+                self.pool.view.pod_event(*e);
+                Vec::new()
+            }
             other => to_inventory(&mut self.inventory, other),
         };
         self.apply(changes).await;
         self.note_synced();
     }
 
+    /// Whether every watch has listed: the inventory's, and the pool's when it is read from the
+    /// nodes (a first decision on a pool not yet known could publish what cannot be scheduled).
+    fn synced(&self) -> bool {
+        self.inventory.ready() && (!self.settings.accelerator_pool || self.pool.view.settled())
+    }
+
+    /// Tells the registry the accelerator pool when it changed.
+    fn refresh_pool(&mut self) {
+        let discover = self.settings.accelerator_pool;
+        if !discover
+            && self.pool.config.quotas.is_empty()
+            && self.pool.config.namespace_quotas.is_empty()
+        {
+            if let Some(pool) = self.pool.changed(self.inventory.costs(), &|_| false, false) {
+                self.actors.registry.do_send(SetPool(pool));
+            }
+            return;
+        }
+        let pod_models = if discover {
+            self.inventory.pod_models()
+        } else {
+            Default::default()
+        };
+        let shards = self.shards.borrow().clone();
+        let ours = ours(&pod_models, |m| shards.holds(m));
+        if let Some(pool) = self.pool.changed(self.inventory.costs(), &ours, discover) {
+            match &pool {
+                Some(p) => {
+                    tracing::info!(pool = ?p.gpus, quotas = ?p.namespace_gpus, "accelerator pool changed")
+                }
+                None => tracing::info!("accelerators are not limited any more"),
+            }
+            self.actors.registry.do_send(SetPool(pool));
+        }
+    }
+
     /// Publishes whether every watch has listed.
     fn note_synced(&self) {
-        let synced = self.inventory.ready();
+        let synced = self.synced();
         self.health.send_if_modified(|h| {
             let changed = h.watches_synced != synced;
             h.watches_synced = synced;
@@ -421,6 +477,11 @@ impl ControlLoop {
     async fn config_map_event(&mut self, event: watcher::Event<ConfigMap>) -> Vec<Change> {
         let outcome = self.config.apply(event);
         for missing in &outcome.missing {
+            if *missing == crate::config::POOL_CONFIG_MAP {
+                // Optional: without it the pool, if watched, is read with the defaults.
+                tracing::debug!(config_map = missing, "ConfigMap not found: no quotas");
+                continue;
+            }
             tracing::warn!(config_map = missing, namespace = %self.settings.pod_namespace, "ConfigMap not found: using the built-in values");
         }
         let mut changes = if outcome.relist_done {
@@ -461,6 +522,9 @@ impl ControlLoop {
             .send(UpdateSettings(built.policy))
             .await;
         changes.extend(self.inventory.set_costs(built.costs));
+        changes.extend(self.inventory.set_gpu_resource(&built.pool.resource_name));
+        self.pool.config = built.pool;
+        self.refresh_pool();
         changes
     }
 }

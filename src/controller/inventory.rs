@@ -443,6 +443,11 @@ impl Inventory {
         self.reconcile(None)
     }
 
+    /// The accelerator prices, which also name accelerator devices.
+    pub fn costs(&self) -> &AcceleratorCosts {
+        &self.costs
+    }
+
     /// The extended resource that counts a replica's accelerators changed.
     pub fn set_gpu_resource(&mut self, name: &str) -> Vec<Change> {
         if self.gpu_resource == name {
@@ -792,12 +797,7 @@ impl Inventory {
     /// The accelerator a Deployment's pods ask for, by its price-list name when it has one.
     fn accelerator_of(&self, deployment: Option<&DeploymentInfo>) -> Option<String> {
         let device = deployment?.accelerator_device.as_deref()?;
-        let name = self
-            .costs
-            .by_device(device)
-            .map_or_else(|| device.to_string(), |a| a.name.clone());
-        // It becomes a label value of the published series: anything else is not published.
-        crate::config::settings::is_label_value(&name).then_some(name)
+        self.costs.name_for_device(device)
     }
 
     /// The bounds of the scaler that acts on a Deployment: its ScaledObject, else its HPA
@@ -896,30 +896,55 @@ impl Inventory {
                 continue;
             }
             // Only a group's leader reports a LeaderWorkerSet's metrics; workers take no part.
-            let owner = match &info.group {
-                Some((_, false)) => continue,
-                Some((group, true)) => Some(target_id(lws::KIND, group)),
-                None => info.owner_deployment.clone(),
-            };
-            let owner = owner.or_else(|| {
-                self.deployments
-                    .iter()
-                    .find(|((dns, _), d)| {
-                        dns == ns
-                            && !d.selector.is_empty()
-                            && d.selector
-                                .iter()
-                                .all(|(k, v)| info.labels.get(k) == Some(v))
-                    })
-                    .map(|((_, name), _)| name.clone())
-            });
-            if let Some(deployment) = owner
+            if matches!(info.group, Some((_, false))) {
+                continue;
+            }
+            if let Some(deployment) = self.target_of(ns, info)
                 && targets.contains(&(ns.as_str(), deployment.as_str()))
             {
                 index.insert((ns.clone(), pod.clone()), deployment);
             }
         }
         index
+    }
+
+    /// The scale target a pod belongs to (its group's, for a LeaderWorkerSet's leader and
+    /// workers alike): by the owner chain, else by a Deployment's label selector.
+    fn target_of(&self, ns: &str, info: &PodInfo) -> Option<String> {
+        let owner = match &info.group {
+            Some((group, _)) => Some(target_id(lws::KIND, group)),
+            None => info.owner_deployment.clone(),
+        };
+        owner.or_else(|| {
+            self.deployments
+                .iter()
+                .find(|((dns, _), d)| {
+                    dns == ns
+                        && !d.selector.is_empty()
+                        && d.selector
+                            .iter()
+                            .all(|(k, v)| info.labels.get(k) == Some(v))
+                })
+                .map(|((_, name), _)| name.clone())
+        })
+    }
+
+    /// The models whose variants' pods these are, by (namespace, pod name): the pods whose
+    /// accelerators the pool is shared out from, rather than taken away from it.
+    pub fn pod_models(&self) -> BTreeMap<(String, String), ModelKey> {
+        let models: BTreeMap<(&str, &str), &ModelKey> = self
+            .emitted
+            .values()
+            .map(|(s, _)| ((s.key.namespace.as_str(), s.deployment.as_str()), &s.model))
+            .collect();
+        self.pods
+            .iter()
+            .filter_map(|((ns, pod), info)| {
+                let target = self.target_of(ns, info)?;
+                let model = models.get(&(ns.as_str(), target.as_str()))?;
+                Some(((ns.clone(), pod.clone()), (*model).clone()))
+            })
+            .collect()
     }
 
     /// Every managed model.

@@ -13,6 +13,7 @@ pub mod leader;
 pub mod lws;
 pub mod ops;
 pub mod owners;
+pub mod pool;
 pub mod rbac;
 pub mod running;
 pub mod scalers;
@@ -227,6 +228,7 @@ pub async fn start(
         &client,
         settings.watch_namespace.as_deref(),
         &settings.pod_namespace,
+        settings.accelerator_pool,
     );
     let (commands, commands_rx) = mpsc::channel(16);
     let control = ControlLoop {
@@ -242,6 +244,7 @@ pub async fn start(
         shards: shards_rx.clone(),
         ops: ops.clone(),
         absent: Default::default(),
+        pool: Default::default(),
     };
     let loop_stop = stop.clone();
     critical.spawn("control-loop", async move {

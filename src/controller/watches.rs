@@ -9,7 +9,7 @@ use backon::BackoffBuilder;
 use futures_util::stream::{self, BoxStream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use kube::api::Api;
 use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::watcher;
@@ -101,6 +101,10 @@ pub enum Watched {
     Hpa(Box<watcher::Event<HorizontalPodAutoscaler>>),
     ScaledObject(Box<watcher::Event<DeserializeGuard<ScaledObject>>>),
     LeaderWorkerSet(Box<watcher::Event<DeserializeGuard<LeaderWorkerSet>>>),
+    /// Nodes, for the accelerator pool.
+    Node(Box<watcher::Event<Node>>),
+    /// Pods bound to a node, cluster-wide, for what they hold of the accelerator pool.
+    BoundPod(Box<watcher::Event<Pod>>),
 }
 
 impl Watched {
@@ -114,6 +118,8 @@ impl Watched {
             Self::Hpa(_) => HPAS,
             Self::ScaledObject(_) => SCALED_OBJECTS,
             Self::LeaderWorkerSet(_) => LEADER_WORKER_SETS,
+            Self::Node(_) => NODES,
+            Self::BoundPod(_) => BOUND_PODS,
         }
     }
 }
@@ -122,6 +128,10 @@ impl Watched {
 pub const HPAS: &str = "horizontalpodautoscalers";
 /// The resource name of the ScaledObject watch.
 pub const SCALED_OBJECTS: &str = "scaledobjects";
+/// The resource name of the Node watch (the accelerator pool).
+pub const NODES: &str = "nodes";
+/// The resource name of the accelerator pool's watch of pods bound to nodes.
+pub const BOUND_PODS: &str = "pods-bound";
 /// The resource name of the LeaderWorkerSet watch.
 pub const LEADER_WORKER_SETS: &str = "leaderworkersets";
 
@@ -188,8 +198,14 @@ where
 }
 
 /// Every watch of the controller, merged. `namespace` scopes the watched objects; the
-/// ConfigMaps are watched in the controller's own namespace.
-pub fn streams(client: &kube::Client, namespace: Option<&str>, pod_namespace: &str) -> WatchStream {
+/// ConfigMaps are watched in the controller's own namespace; with `pool`, the Nodes and the
+/// pods bound to them are watched cluster-wide, for the accelerator pool.
+pub fn streams(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    pod_namespace: &str,
+    pool: bool,
+) -> WatchStream {
     let config = watcher::Config::default();
     let tag = |resource: &'static str| move |e| WatchError { resource, error: e };
     let vas = resilient(
@@ -242,7 +258,7 @@ pub fn streams(client: &kube::Client, namespace: Option<&str>, pod_namespace: &s
             .map_err(tag(LEADER_WORKER_SETS))
     })
     .boxed();
-    stream::select_all([
+    let mut all = vec![
         vas,
         deployments,
         pods,
@@ -250,8 +266,25 @@ pub fn streams(client: &kube::Client, namespace: Option<&str>, pod_namespace: &s
         hpas,
         scaled_objects,
         groups,
-    ])
-    .boxed()
+    ];
+    if pool {
+        all.push(
+            resilient(Api::<Node>::all(client.clone()), config.clone())
+                .map(move |e| e.map(|n| Watched::Node(Box::new(n))).map_err(tag(NODES)))
+                .boxed(),
+        );
+        // Finished pods hold nothing; the rest are kept only as their node and what they hold.
+        let unfinished = config.fields("status.phase!=Succeeded,status.phase!=Failed");
+        all.push(
+            resilient(Api::<Pod>::all(client.clone()), unfinished)
+                .map(move |e| {
+                    e.map(|p| Watched::BoundPod(Box::new(p)))
+                        .map_err(tag(BOUND_PODS))
+                })
+                .boxed(),
+        );
+    }
+    stream::select_all(all).boxed()
 }
 
 /// Feeds one watch event of the three object kinds to the inventory (ConfigMaps are the
@@ -331,7 +364,8 @@ pub fn to_inventory(inv: &mut Inventory, event: Watched) -> Vec<Change> {
                 inv.lws_deleted(&ns, &name)
             },
         ),
-        Watched::ConfigMap(_) => Vec::new(),
+        // The control loop's, not the inventory's.
+        Watched::ConfigMap(_) | Watched::Node(_) | Watched::BoundPod(_) => Vec::new(),
     }
 }
 

@@ -67,7 +67,12 @@ pub const LWS: Res = Res {
     plural: "leaderworkersets",
     list_kind: "LeaderWorkerSetList",
 };
-const ALL: [Res; 8] = [
+pub const NODE: Res = Res {
+    prefix: "/api/v1",
+    plural: "nodes",
+    list_kind: "NodeList",
+};
+const ALL: [Res; 9] = [
     VA,
     DEPLOYMENT,
     POD,
@@ -76,6 +81,7 @@ const ALL: [Res; 8] = [
     HPA,
     SCALED_OBJECT,
     LWS,
+    NODE,
 ];
 
 /// A write the controller made.
@@ -739,6 +745,28 @@ pub fn pod(namespace: &str, deployment: &str, index: usize) -> Value {
             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": format!("{deployment}-abc12"), "uid": "rs", "controller": true}],
         },
     })
+}
+
+/// A ready node offering `gpus` accelerators of type `product` (the GPU feature discovery label).
+pub fn gpu_node(name: &str, product: &str, gpus: u32) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": {"nvidia.com/gpu.product": product}},
+        "status": {
+            "allocatable": {"cpu": "64", "nvidia.com/gpu": gpus.to_string()},
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    })
+}
+
+/// `pod`, running on `node` and holding `gpus` accelerators.
+pub fn on_node(mut pod: Value, node: &str, gpus: u32) -> Value {
+    pod["spec"] = json!({
+        "nodeName": node,
+        "containers": [{"name": "c", "image": "vllm", "resources": {"limits": {"nvidia.com/gpu": gpus.to_string()}}}],
+    });
+    pod["status"] = json!({"phase": "Running"});
+    pod
 }
 
 pub fn config_map(namespace: &str, name: &str, data: Value) -> Value {
