@@ -296,6 +296,7 @@ fn controller_objects(ns: &str, watched: Option<&str>) -> BTreeSet<(String, Stri
         ("ConfigMap", ns, "capacity-scaling-config"),
         ("ConfigMap", ns, "accelerator-unitcost"),
         ("ConfigMap", ns, "serviceclass"),
+        ("ConfigMap", ns, "accelerator-pool"),
         ("Role", ns, "workload-variant-autoscaler-manager-own"),
         ("RoleBinding", ns, "workload-variant-autoscaler-manager-own"),
     ]);
@@ -2646,4 +2647,47 @@ fn a_shadow_release_runs_the_controller_as_a_shadow_and_nothing_a_scaler_reads()
         "helm install wva-shadow ./workload-variant-autoscaler -n wva-shadow --set installMode=controller-only --set wva.shadow=true --set wva.externalScaler.enabled=true",
     );
     assert!(err.contains("wva.externalScaler.enabled false"), "{err}");
+}
+
+/// CONTRACT 20: with the accelerator pool on, the controller may read Nodes and every
+/// namespace's pods (a ClusterRole even when namespace-scoped), is told to through its main
+/// ConfigMap, and its `accelerator-pool` ConfigMap parses as the controller reads it.
+#[test]
+fn an_accelerator_pool_release_reads_the_nodes_with_its_quotas() {
+    let r = helm(&format!(
+        "helm install wva ./workload-variant-autoscaler -n {CONTROLLER_NS} --set wva.namespaceScoped=true --set llmd.namespace=models --set wva.acceleratorPool.enabled=true --set wva.acceleratorPool.quotas.H100=16 --set wva.acceleratorPool.namespaceQuotas.models.H100=8"
+    ));
+    let cluster = format!("workload-variant-autoscaler-{CONTROLLER_NS}");
+    let pool: ClusterRole = r.typed("ClusterRole", &format!("{cluster}-manager-pool"));
+    assert_eq!(rendered_rules(pool.rules), rules_of(rbac::POOL));
+    let b = r.get("ClusterRoleBinding", &format!("{cluster}-manager-pool"));
+    assert_eq!(b["subjects"][0]["name"], CONTROLLER);
+    assert_eq!(
+        r.config_map_data("workload-variant-autoscaler-variantautoscaling-config")["WVA_ACCELERATOR_POOL"],
+        "true"
+    );
+    let config = wva::config::PoolConfig::from_data(Some(&r.config_map_data("accelerator-pool")));
+    assert_eq!(config.issues, vec![]);
+    assert_eq!(config.resource_name, "nvidia.com/gpu");
+    assert_eq!(config.quotas.get("H100"), Some(&16));
+    assert_eq!(
+        config
+            .namespace_quotas
+            .get(&("models".to_string(), "H100".to_string())),
+        Some(&8)
+    );
+    // Off by default: no access to Nodes, and the setting says so.
+    let r = helm(&format!(
+        "helm install wva ./workload-variant-autoscaler -n {CONTROLLER_NS}"
+    ));
+    assert!(
+        r.inventory()
+            .iter()
+            .all(|(_, _, name)| !name.ends_with("manager-pool")),
+        "no pool RBAC unless enabled"
+    );
+    assert_eq!(
+        r.config_map_data("workload-variant-autoscaler-variantautoscaling-config")["WVA_ACCELERATOR_POOL"],
+        "false"
+    );
 }

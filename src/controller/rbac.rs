@@ -117,6 +117,25 @@ pub const SHARDED: &[Rule] = &[Rule {
     why: "shards: list the shard and membership Leases and renew the ones held (their names follow the shard count and the replica, so they cannot be listed here)",
 }];
 
+/// Cluster-wide, when the accelerator pool is read from the cluster (`WVA_ACCELERATOR_POOL`):
+/// a ClusterRole even when the controller is scoped to a namespace, since the pool is shared.
+pub const POOL: &[Rule] = &[
+    Rule {
+        api_group: "",
+        resources: &["nodes"],
+        verbs: &["list", "watch"],
+        names: &[],
+        why: "accelerator pool: what each node can allocate, of which accelerator type",
+    },
+    Rule {
+        api_group: "",
+        resources: &["pods"],
+        verbs: &["list", "watch"],
+        names: &[],
+        why: "accelerator pool: what the pods of every namespace hold on their nodes",
+    },
+];
+
 /// Cluster-wide rules that exist only at cluster scope (a ClusterRole even when namespaced).
 pub const CLUSTER: &[Rule] = &[
     Rule {
@@ -195,6 +214,7 @@ pub fn chart_rules_template() -> String {
         ("watched", WATCHED),
         ("own", OWN_NAMESPACE),
         ("sharded", SHARDED),
+        ("pool", POOL),
         ("cluster", CLUSTER),
     ] {
         out.push_str(&format!(
@@ -220,6 +240,7 @@ mod tests {
             ("WATCHED_RULES", WATCHED),
             ("OWN_NAMESPACE_RULES", OWN_NAMESPACE),
             ("SHARDED_RULES", SHARDED),
+            ("POOL_RULES", POOL),
             ("CLUSTER_RULES", CLUSTER),
         ] {
             let yaml = rules_yaml(rules, DOCS_LEASE_NAME);

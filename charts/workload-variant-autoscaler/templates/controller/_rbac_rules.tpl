@@ -62,6 +62,17 @@
   verbs: ["get", "list", "update"]
 {{- end -}}
 
+{{- define "wva.rules.pool" -}}
+# accelerator pool: what each node can allocate, of which accelerator type
+- apiGroups: [""]
+  resources: ["nodes"]
+  verbs: ["list", "watch"]
+# accelerator pool: what the pods of every namespace hold on their nodes
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch"]
+{{- end -}}
+
 {{- define "wva.rules.cluster" -}}
 # authenticate scrapers of the metrics endpoint
 - apiGroups: ["authentication.k8s.io"]
