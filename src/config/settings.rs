@@ -438,7 +438,7 @@ impl SettingsArgs {
 
 /// The main ConfigMap's keys besides the Prometheus connection ([`CONNECTION_KEYS`]); each is
 /// also the environment variable of the same name.
-pub const SETTING_KEYS: [&str; 13] = [
+pub const SETTING_KEYS: [&str; 14] = [
     "GLOBAL_OPT_INTERVAL",
     "RECONCILIATION_INTERVAL",
     "EXPERIMENTAL_HYBRID_OPTIMIZATION",
@@ -446,6 +446,7 @@ pub const SETTING_KEYS: [&str; 13] = [
     "SCALING_ANALYZER",
     "SLO_BUDGET_SHARE",
     "SLO_FORECAST",
+    "WVA_ACCELERATOR_POOL",
     "WVA_SCALE_TO_ZERO",
     "WVA_METRICS_PREFIX",
     "CONTROLLER_INSTANCE",
