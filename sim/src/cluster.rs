@@ -48,6 +48,10 @@ pub struct Variant {
     pub pod_names: Vec<String>,
     /// Replicas scaled away that still finish their requests.
     pub terminating: Vec<Terminating>,
+    /// Replicas of the Deployment the pool has no accelerator for: Pending, not started.
+    pub pending: u32,
+    /// Replica-milliseconds spent Pending.
+    pub pending_ms: f64,
 }
 
 impl Variant {
@@ -72,6 +76,8 @@ impl Variant {
             next_pod: 0,
             pod_names: Vec::new(),
             terminating: Vec::new(),
+            pending: 0,
+            pending_ms: 0.0,
         };
         for _ in 0..replicas {
             // Initial replicas are already up when the run starts.
@@ -90,8 +96,9 @@ impl Variant {
         self.next_pod += 1;
     }
 
+    /// The Deployment's replicas: started ones and Pending ones.
     pub fn replicas(&self) -> u32 {
-        self.servers.len() as u32
+        self.servers.len() as u32 + self.pending
     }
 
     pub fn ready(&self, now_ms: f64) -> u32 {
@@ -111,6 +118,9 @@ pub struct Cluster {
     pub gateway: VecDeque<Request>,
     pub completed: Vec<Completed>,
     pub failed: u64,
+    /// Accelerators per type (one per replica) the nodes have; a type not listed is not
+    /// limited. A replica the pool has no room for is Pending until one frees.
+    pub pool: BTreeMap<String, u32>,
 }
 
 impl Cluster {
@@ -120,7 +130,40 @@ impl Cluster {
             gateway: VecDeque::new(),
             completed: Vec::new(),
             failed: 0,
+            pool: BTreeMap::new(),
         }
+    }
+
+    /// Accelerators of a type not held by any replica (`None`: not limited).
+    fn room(&self, accelerator: &str) -> Option<u32> {
+        let total = *self.pool.get(accelerator)?;
+        let held: u32 = self
+            .variants
+            .iter()
+            .filter(|v| v.profile.name == accelerator)
+            .map(Variant::allocated)
+            .sum();
+        Some(total.saturating_sub(held))
+    }
+
+    /// Starts Pending replicas the pool has room for now (the scheduler binds them in the
+    /// order they were created, variant by variant); true when any started.
+    pub fn schedule_pending(&mut self, now_ms: f64) -> bool {
+        let mut started = false;
+        for vi in 0..self.variants.len() {
+            while self.variants[vi].pending > 0
+                && self
+                    .room(self.variants[vi].profile.name)
+                    .is_none_or(|r| r > 0)
+            {
+                let v = &mut self.variants[vi];
+                v.pending -= 1;
+                let ready_at = now_ms + v.startup_ms;
+                v.add_server(ready_at);
+                started = true;
+            }
+        }
+        started
     }
 
     /// Routes a request: the ready replica with the fewest requests inside, else the gateway.
@@ -245,14 +288,15 @@ impl Cluster {
         }
         v.scaling_actions += 1;
         if replicas > current {
-            for _ in current..replicas {
-                let ready_at = now_ms + v.startup_ms;
-                v.add_server(ready_at);
-            }
+            v.pending += replicas - current;
             v.peak_replicas = v.peak_replicas.max(replicas);
+            self.schedule_pending(now_ms);
             return;
         }
-        for _ in replicas..current {
+        // Pending replicas hold nothing and go first.
+        let unstarted = v.pending.min(current - replicas);
+        v.pending -= unstarted;
+        for _ in replicas + unstarted..current {
             let victim = (0..v.servers.len())
                 .min_by_key(|&i| {
                     (
@@ -282,5 +326,53 @@ impl Cluster {
             .iter()
             .map(|v| (v.name.clone(), (v.replicas(), v.ready(now_ms))))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profiles::{a100, h100};
+
+    fn cluster(pool: &[(&str, u32)]) -> Cluster {
+        let mut c = Cluster::new(vec![
+            Variant::new("a", h100(), 6.9, 60_000.0, 1),
+            Variant::new("b", h100(), 6.9, 60_000.0, 1),
+            Variant::new("c", a100(), 3.7, 60_000.0, 1),
+        ]);
+        c.pool = pool.iter().map(|(a, n)| (a.to_string(), *n)).collect();
+        c
+    }
+
+    #[test]
+    fn replicas_beyond_the_pool_are_pending_and_start_when_one_frees() {
+        let mut c = cluster(&[("H100", 3)]);
+        c.scale(0, 3, 0.0);
+        // One H100 left after the two running: one starts, one is Pending.
+        assert_eq!((c.variants[0].replicas(), c.variants[0].pending), (3, 1));
+        assert_eq!(c.variants[0].servers.len(), 2);
+        // The A100 is not limited.
+        c.scale(2, 5, 0.0);
+        assert_eq!(c.variants[2].pending, 0);
+        // "b" scales to zero: its (idle) replica goes at once and the Pending one starts.
+        c.scale(1, 0, 1_000.0);
+        assert!(c.schedule_pending(1_000.0));
+        assert_eq!((c.variants[0].servers.len(), c.variants[0].pending), (3, 0));
+        assert_eq!(c.variants[0].servers[2].ready_at_ms, 61_000.0);
+    }
+
+    #[test]
+    fn a_scale_down_takes_pending_replicas_first_and_no_pool_changes_nothing() {
+        let mut c = cluster(&[("H100", 2)]);
+        c.scale(0, 4, 0.0);
+        assert_eq!((c.variants[0].servers.len(), c.variants[0].pending), (1, 3));
+        c.scale(0, 2, 0.0);
+        assert_eq!((c.variants[0].servers.len(), c.variants[0].pending), (1, 1));
+        let mut free = cluster(&[]);
+        free.scale(0, 4, 0.0);
+        assert_eq!(
+            (free.variants[0].servers.len(), free.variants[0].pending),
+            (4, 0)
+        );
     }
 }

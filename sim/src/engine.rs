@@ -21,8 +21,9 @@ use wva_actors::messages::{
     ReplicaBounds, Timestamp, VariantKey, VariantSpec,
 };
 use wva_actors::policy::scale_to_zero::RequestCount;
+use wva_actors::policy::scarcity::Pool;
 use wva_actors::publisher::{Gather, Publisher, PublisherConfig, ReadDesired};
-use wva_actors::registry::{DeploymentEvent, Registry, Tick, UpsertVariant};
+use wva_actors::registry::{DeploymentEvent, Registry, SetPool, Tick, UpsertVariant};
 use wva_actors::system::SystemConfig;
 use wva_actors::telemetry::Telemetry;
 use wva_storage::{DecisionLog, MemoryLog, Retention};
@@ -65,6 +66,9 @@ pub struct RunOptions {
     pub replay_seeds: Vec<Policy>,
     /// `settings` are the user's configuration: the `wva` policy runs them as they are.
     pub configured: bool,
+    /// Accelerators per type the emulated nodes have (empty: unlimited). Replicas beyond them
+    /// are Pending; this controller is told the pool, as `wva run` reads it from the nodes.
+    pub pool: BTreeMap<String, u32>,
 }
 
 fn open_log(options: &RunOptions) -> Result<Box<dyn DecisionLog>, String> {
@@ -231,6 +235,18 @@ impl<'a> Run<'a> {
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         let first_direct = autoscaler.next_moment(0.0).unwrap_or(direct_interval);
+        let mut cluster = Cluster::new(variants);
+        cluster.pool = options.pool.clone();
+        if !options.pool.is_empty() {
+            system
+                .registry
+                .send(SetPool(Some(Pool {
+                    gpus: options.pool.clone(),
+                    ..Default::default()
+                })))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
         let mut run = Self {
             scenario,
             options,
@@ -238,7 +254,7 @@ impl<'a> Run<'a> {
             registry: system.registry,
             publisher: system.publisher,
             log: system.log,
-            cluster: Cluster::new(variants),
+            cluster,
             autoscaler,
             // Without HPAs the autoscaler scales the Deployments itself.
             next_hpa: if hpas.is_empty() {
@@ -346,6 +362,7 @@ impl<'a> Run<'a> {
     fn account_replicas(&mut self, t: f64) {
         for v in &mut self.cluster.variants {
             v.replica_ms += f64::from(v.allocated()) * (t - self.last_t);
+            v.pending_ms += f64::from(v.pending) * (t - self.last_t);
         }
     }
 
@@ -367,6 +384,8 @@ impl<'a> Run<'a> {
         }
         // Servers whose iteration ended run the next one; idle servers that got work start.
         self.advance(t);
+        // Accelerators freed by replicas that finished terminating go to Pending ones.
+        self.cluster.schedule_pending(t);
         if self.next_control <= t {
             self.next_control += self.interval_ms;
             self.control_cycle(t).await?;
@@ -699,6 +718,7 @@ impl<'a> Run<'a> {
                     scaling_actions: v.scaling_actions,
                     peak_replicas: v.peak_replicas,
                     completed: v.completed,
+                    pending_replica_hours: v.pending_ms / 3_600_000.0,
                 }
             })
             .collect();

@@ -31,6 +31,8 @@ pub struct Summary {
     pub slo: SloTargets,
     pub gpu_hours: f64,
     pub cost: f64,
+    /// Replica-hours spent Pending for want of an accelerator (a finite `--pool` only).
+    pub pending_replica_hours: f64,
     pub scaling_actions: u32,
     pub peak_replicas: u32,
     pub cycles: usize,
@@ -81,6 +83,11 @@ pub fn summarize(policy: &str, result: &RunResult, slo: SloTargets) -> Summary {
         slo,
         gpu_hours: result.variants.iter().map(|v| v.gpu_hours).sum(),
         cost: result.variants.iter().map(|v| v.cost).sum(),
+        pending_replica_hours: result
+            .variants
+            .iter()
+            .map(|v| v.pending_replica_hours)
+            .sum(),
         scaling_actions: result.variants.iter().map(|v| v.scaling_actions).sum(),
         peak_replicas: result.variants.iter().map(|v| v.peak_replicas).sum(),
         cycles: result.cycles,
@@ -122,6 +129,13 @@ pub fn table(s: &Summary) -> String {
         "GPU-hours / cost    {:.2} / {:.2}",
         s.gpu_hours, s.cost
     );
+    if s.pending_replica_hours > 0.0 {
+        let _ = writeln!(
+            out,
+            "Pending             {:.2} replica-hours (replicas the pool had no accelerator for)",
+            s.pending_replica_hours
+        );
+    }
     let _ = writeln!(
         out,
         "scaling actions     {} (peak replicas {})",

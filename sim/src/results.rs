@@ -66,6 +66,8 @@ pub struct VariantResult {
     pub scaling_actions: u32,
     pub peak_replicas: u32,
     pub completed: usize,
+    /// Replica-hours its Deployment's replicas spent Pending for want of an accelerator.
+    pub pending_replica_hours: f64,
 }
 
 /// What a run produced.

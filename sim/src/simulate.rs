@@ -218,6 +218,11 @@ pub fn compare_table(summaries: &[Summary]) -> String {
     });
     row("GPU-hours", &|s| format!("{:.2}", s.gpu_hours));
     row("cost", &|s| format!("{:.2}", s.cost));
+    if summaries.iter().any(|s| s.pending_replica_hours > 0.0) {
+        row("Pending (replica-h)", &|s| {
+            format!("{:.2}", s.pending_replica_hours)
+        });
+    }
     row("scaling actions", &|s| s.scaling_actions.to_string());
     row("misses: trigger", &|s| s.misses.trigger.to_string());
     row("misses: ask", &|s| s.misses.ask.to_string());

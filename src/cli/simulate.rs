@@ -67,6 +67,12 @@ pub struct SimulateArgs {
     /// Keep the decision log here, for `wva history` and `wva replay`.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// A finite pool of accelerators, e.g. `H100=4,A100=6` (one per replica): replicas beyond
+    /// it stay Pending until one frees, and the report counts their Pending time. This
+    /// controller is told the pool, as `wva run` reads it from the nodes; a type not listed is
+    /// not limited.
+    #[arg(long)]
+    pub pool: Option<String>,
     /// Emulate a Prometheus outage: every metrics read fails (the safety net decides).
     #[arg(long)]
     pub metrics_outage: bool,
@@ -276,6 +282,10 @@ fn request(args: &SimulateArgs) -> Result<(SimulateRequest, Task), String> {
             hindsight: None,
             replay_seeds: Vec::new(),
             configured: configured.is_some(),
+            pool: match &args.pool {
+                Some(text) => parse_pool(text)?,
+                None => Default::default(),
+            },
         },
         prices,
         engine: wva_sim::profiles::Engine::parse(&args.engine)
@@ -288,6 +298,30 @@ fn request(args: &SimulateArgs) -> Result<(SimulateRequest, Task), String> {
     // A trace that cannot be read is bad input, said before anything runs.
     wva_sim::simulate::workloads(&request)?;
     Ok((request, task))
+}
+
+/// `--pool H100=4,A100=6`: accelerators per type.
+fn parse_pool(text: &str) -> Result<std::collections::BTreeMap<String, u32>, String> {
+    let mut pool = std::collections::BTreeMap::new();
+    for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let parsed = item.split_once('=').and_then(|(name, gpus)| {
+            let gpus = gpus.trim().parse::<u32>().ok()?;
+            let name = name.trim();
+            (!name.is_empty()).then(|| (name.to_string(), gpus))
+        });
+        let Some((name, gpus)) = parsed else {
+            return Err(format!(
+                "--pool: expected ACCELERATOR=GPUS items separated by commas (e.g. H100=4,A100=6), got {item:?}"
+            ));
+        };
+        if wva_sim::profiles::by_name_for(Default::default(), &name).is_none() {
+            return Err(format!(
+                "--pool: {name}: expected an emulated accelerator (H100, A100 or L40S)"
+            ));
+        }
+        pool.insert(name, gpus);
+    }
+    Ok(pool)
 }
 
 fn run(request: &SimulateRequest, task: &Task) -> ExitCode {
