@@ -48,8 +48,9 @@ pub struct Variant {
     pub pod_names: Vec<String>,
     /// Replicas scaled away that still finish their requests.
     pub terminating: Vec<Terminating>,
-    /// Replicas of the Deployment the pool has no accelerator for: Pending, not started.
-    pub pending: u32,
+    /// Replicas of the Deployment the pool has no accelerator for: Pending, not started, by
+    /// when each was created (the scheduler binds the oldest first).
+    pub pending: VecDeque<f64>,
     /// Replica-milliseconds spent Pending.
     pub pending_ms: f64,
 }
@@ -76,7 +77,7 @@ impl Variant {
             next_pod: 0,
             pod_names: Vec::new(),
             terminating: Vec::new(),
-            pending: 0,
+            pending: VecDeque::new(),
             pending_ms: 0.0,
         };
         for _ in 0..replicas {
@@ -98,7 +99,7 @@ impl Variant {
 
     /// The Deployment's replicas: started ones and Pending ones.
     pub fn replicas(&self) -> u32 {
-        self.servers.len() as u32 + self.pending
+        (self.servers.len() + self.pending.len()) as u32
     }
 
     pub fn ready(&self, now_ms: f64) -> u32 {
@@ -118,9 +119,6 @@ pub struct Cluster {
     pub gateway: VecDeque<Request>,
     pub completed: Vec<Completed>,
     pub failed: u64,
-    /// Accelerators per type (one per replica) the nodes have; a type not listed is not
-    /// limited. A replica the pool has no room for is Pending until one frees.
-    pub pool: BTreeMap<String, u32>,
 }
 
 impl Cluster {
@@ -130,40 +128,7 @@ impl Cluster {
             gateway: VecDeque::new(),
             completed: Vec::new(),
             failed: 0,
-            pool: BTreeMap::new(),
         }
-    }
-
-    /// Accelerators of a type not held by any replica (`None`: not limited).
-    fn room(&self, accelerator: &str) -> Option<u32> {
-        let total = *self.pool.get(accelerator)?;
-        let held: u32 = self
-            .variants
-            .iter()
-            .filter(|v| v.profile.name == accelerator)
-            .map(Variant::allocated)
-            .sum();
-        Some(total.saturating_sub(held))
-    }
-
-    /// Starts Pending replicas the pool has room for now (the scheduler binds them in the
-    /// order they were created, variant by variant); true when any started.
-    pub fn schedule_pending(&mut self, now_ms: f64) -> bool {
-        let mut started = false;
-        for vi in 0..self.variants.len() {
-            while self.variants[vi].pending > 0
-                && self
-                    .room(self.variants[vi].profile.name)
-                    .is_none_or(|r| r > 0)
-            {
-                let v = &mut self.variants[vi];
-                v.pending -= 1;
-                let ready_at = now_ms + v.startup_ms;
-                v.add_server(ready_at);
-                started = true;
-            }
-        }
-        started
     }
 
     /// Routes a request: the ready replica with the fewest requests inside, else the gateway.
@@ -288,15 +253,15 @@ impl Cluster {
         }
         v.scaling_actions += 1;
         if replicas > current {
-            v.pending += replicas - current;
+            // Pending until [`schedule`] finds them an accelerator.
+            v.pending.extend((current..replicas).map(|_| now_ms));
             v.peak_replicas = v.peak_replicas.max(replicas);
-            self.schedule_pending(now_ms);
             return;
         }
-        // Pending replicas hold nothing and go first.
-        let unstarted = v.pending.min(current - replicas);
-        v.pending -= unstarted;
-        for _ in replicas + unstarted..current {
+        // Pending replicas hold nothing and go first, the newest first.
+        let unstarted = v.pending.len().min((current - replicas) as usize);
+        v.pending.truncate(v.pending.len() - unstarted);
+        for _ in replicas + unstarted as u32..current {
             let victim = (0..v.servers.len())
                 .min_by_key(|&i| {
                     (
@@ -329,50 +294,119 @@ impl Cluster {
     }
 }
 
+/// Accelerators per type (one per replica) the nodes have; a type not listed is not limited.
+pub type NodePool = BTreeMap<String, u32>;
+
+/// Binds Pending replicas of every cluster on the nodes (`pool`), the oldest first, as the
+/// Kubernetes scheduler does for pods of equal priority: each starts now and is ready after
+/// its start-up. Returns how many started.
+pub fn schedule(clusters: &mut [&mut Cluster], pool: &NodePool, now_ms: f64) -> usize {
+    let mut started = 0;
+    loop {
+        let mut held: BTreeMap<&str, u32> = BTreeMap::new();
+        for c in clusters.iter() {
+            for v in &c.variants {
+                *held.entry(v.profile.name).or_insert(0) += v.allocated();
+            }
+        }
+        let room = |accelerator: &str| {
+            pool.get(accelerator)
+                .is_none_or(|&total| held.get(accelerator).copied().unwrap_or(0) < total)
+        };
+        let oldest = clusters
+            .iter()
+            .enumerate()
+            .flat_map(|(ci, c)| {
+                c.variants.iter().enumerate().filter_map(move |(vi, v)| {
+                    v.pending
+                        .front()
+                        .map(|&since| (since, ci, vi, v.profile.name))
+                })
+            })
+            .filter(|(.., accelerator)| room(accelerator))
+            .min_by(|a, b| a.0.total_cmp(&b.0).then((a.1, a.2).cmp(&(b.1, b.2))))
+            .map(|(_, ci, vi, _)| (ci, vi));
+        let Some((ci, vi)) = oldest else {
+            return started;
+        };
+        let v = &mut clusters[ci].variants[vi];
+        v.pending.pop_front();
+        let ready_at = now_ms + v.startup_ms;
+        v.add_server(ready_at);
+        started += 1;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::profiles::{a100, h100};
 
-    fn cluster(pool: &[(&str, u32)]) -> Cluster {
-        let mut c = Cluster::new(vec![
+    fn cluster() -> Cluster {
+        Cluster::new(vec![
             Variant::new("a", h100(), 6.9, 60_000.0, 1),
             Variant::new("b", h100(), 6.9, 60_000.0, 1),
             Variant::new("c", a100(), 3.7, 60_000.0, 1),
-        ]);
-        c.pool = pool.iter().map(|(a, n)| (a.to_string(), *n)).collect();
-        c
+        ])
+    }
+
+    fn pool(entries: &[(&str, u32)]) -> NodePool {
+        entries.iter().map(|(a, n)| (a.to_string(), *n)).collect()
+    }
+
+    fn shape(v: &Variant) -> (usize, usize) {
+        (v.servers.len(), v.pending.len())
     }
 
     #[test]
     fn replicas_beyond_the_pool_are_pending_and_start_when_one_frees() {
-        let mut c = cluster(&[("H100", 3)]);
+        let mut c = cluster();
+        let nodes = pool(&[("H100", 3)]);
         c.scale(0, 3, 0.0);
+        assert_eq!(schedule(&mut [&mut c], &nodes, 0.0), 1);
         // One H100 left after the two running: one starts, one is Pending.
-        assert_eq!((c.variants[0].replicas(), c.variants[0].pending), (3, 1));
-        assert_eq!(c.variants[0].servers.len(), 2);
+        assert_eq!(
+            (c.variants[0].replicas(), shape(&c.variants[0])),
+            (3, (2, 1))
+        );
         // The A100 is not limited.
         c.scale(2, 5, 0.0);
-        assert_eq!(c.variants[2].pending, 0);
+        schedule(&mut [&mut c], &nodes, 0.0);
+        assert_eq!(shape(&c.variants[2]), (5, 0));
         // "b" scales to zero: its (idle) replica goes at once and the Pending one starts.
         c.scale(1, 0, 1_000.0);
-        assert!(c.schedule_pending(1_000.0));
-        assert_eq!((c.variants[0].servers.len(), c.variants[0].pending), (3, 0));
+        assert_eq!(schedule(&mut [&mut c], &nodes, 1_000.0), 1);
+        assert_eq!(shape(&c.variants[0]), (3, 0));
         assert_eq!(c.variants[0].servers[2].ready_at_ms, 61_000.0);
     }
 
     #[test]
     fn a_scale_down_takes_pending_replicas_first_and_no_pool_changes_nothing() {
-        let mut c = cluster(&[("H100", 2)]);
+        let mut c = cluster();
         c.scale(0, 4, 0.0);
-        assert_eq!((c.variants[0].servers.len(), c.variants[0].pending), (1, 3));
+        schedule(&mut [&mut c], &pool(&[("H100", 2)]), 0.0);
+        assert_eq!(shape(&c.variants[0]), (1, 3));
         c.scale(0, 2, 0.0);
-        assert_eq!((c.variants[0].servers.len(), c.variants[0].pending), (1, 1));
-        let mut free = cluster(&[]);
+        assert_eq!(shape(&c.variants[0]), (1, 1));
+        let mut free = cluster();
         free.scale(0, 4, 0.0);
-        assert_eq!(
-            (free.variants[0].servers.len(), free.variants[0].pending),
-            (4, 0)
-        );
+        schedule(&mut [&mut free], &NodePool::new(), 0.0);
+        assert_eq!(shape(&free.variants[0]), (4, 0));
+    }
+
+    #[test]
+    fn the_oldest_pending_replica_of_any_cluster_is_bound_first() {
+        let (mut first, mut second) = (cluster(), cluster());
+        let nodes = pool(&[("H100", 4)]);
+        second.scale(0, 3, 1_000.0);
+        first.scale(0, 3, 2_000.0);
+        // 4 H100s, 4 held by the initial replicas: nothing starts.
+        assert_eq!(schedule(&mut [&mut first, &mut second], &nodes, 2_000.0), 0);
+        first.scale(1, 0, 3_000.0);
+        second.scale(1, 0, 3_000.0);
+        // Two free: the second cluster asked first, so both go to it.
+        assert_eq!(schedule(&mut [&mut first, &mut second], &nodes, 3_000.0), 2);
+        assert_eq!(shape(&second.variants[0]), (3, 0));
+        assert_eq!(shape(&first.variants[0]), (1, 2));
     }
 }

@@ -17,8 +17,8 @@ use actix::Addr;
 use indicatif::{ProgressBar, ProgressStyle};
 use wva_actors::log_actor::LogActor;
 use wva_actors::messages::{
-    DEFAULT_MAX_BATCH, DeploymentState, Metrics, MetricsSnapshot, ModelKey, PolicySettings,
-    ReplicaBounds, Timestamp, VariantKey, VariantSpec,
+    DEFAULT_MAX_BATCH, DeploymentState, Metrics, MetricsSnapshot, ModelKey, PodSample,
+    PolicySettings, ReplicaBounds, Timestamp, VariantKey, VariantSpec,
 };
 use wva_actors::policy::scale_to_zero::RequestCount;
 use wva_actors::policy::scarcity::Pool;
@@ -29,7 +29,7 @@ use wva_actors::telemetry::Telemetry;
 use wva_storage::{DecisionLog, MemoryLog, Retention};
 
 use crate::autoscaler::{Actuation, Autoscaler, View};
-use crate::cluster::{Cluster, Variant};
+use crate::cluster::{Cluster, Variant, schedule};
 use crate::hpa::{Hpa, HpaSpec};
 use crate::misses::{Timeline, attribute};
 use crate::peers::RecentRequests;
@@ -85,15 +85,11 @@ fn open_log(options: &RunOptions) -> Result<Box<dyn DecisionLog>, String> {
     }
 }
 
-/// A run in progress: the emulated cluster, this controller's actors, the autoscaler that acts
-/// on the Deployments, and what is recorded along the way.
-struct Run<'a> {
+/// One model of a run: its load, its emulated cluster, the autoscaler that acts on its
+/// Deployments, and what is recorded along the way.
+struct Lane<'a> {
     scenario: &'a Scenario,
-    options: &'a RunOptions,
     model: ModelKey,
-    registry: Addr<Registry>,
-    publisher: Addr<Publisher>,
-    log: Addr<LogActor>,
     cluster: Cluster,
     autoscaler: Box<dyn Autoscaler>,
     /// One HPA per variant when the autoscaler acts through HPAs.
@@ -109,22 +105,32 @@ struct Run<'a> {
     retention_ms: f64,
     /// The next request to arrive, as an index into the scenario's requests.
     next_request: usize,
-    end_ms: f64,
-    interval_ms: f64,
-    next_control: f64,
     next_hpa: f64,
     next_direct: f64,
     direct_interval: f64,
-    last_t: f64,
     samples: Vec<Sample>,
-    cycles: usize,
-    safety_net_cycles: usize,
     done_since_sample: usize,
-    progress: ProgressBar,
-    wall_start: std::time::Instant,
     /// What the autoscaler observed, asked for and got, for the attribution of misses.
     timeline: Timeline,
     scaling: Vec<ScalingEvent>,
+}
+
+/// A run in progress: this controller's actors, deciding every model at once, and one
+/// [`Lane`] per model, all on the same nodes.
+struct Run<'a> {
+    options: &'a RunOptions,
+    registry: Addr<Registry>,
+    publisher: Addr<Publisher>,
+    log: Addr<LogActor>,
+    lanes: Vec<Lane<'a>>,
+    end_ms: f64,
+    interval_ms: f64,
+    next_control: f64,
+    last_t: f64,
+    cycles: usize,
+    safety_net_cycles: usize,
+    progress: ProgressBar,
+    wall_start: std::time::Instant,
 }
 
 /// Runs a scenario to the end under its policy. Must be called inside an actix System.
@@ -140,6 +146,19 @@ pub async fn run_with(
     options: &RunOptions,
     autoscaler: Box<dyn Autoscaler>,
 ) -> Result<RunResult, String> {
+    let mut results = run_models(vec![(scenario, autoscaler)], options).await?;
+    results
+        .pop()
+        .ok_or_else(|| "a run of one model gave no result".into())
+}
+
+/// Runs several models to the end on the same nodes (`options.pool`), each with its autoscaler,
+/// all decided by one instance of this controller; a result per model, in their order. The
+/// models share the scenario's timing (the first one's duration and control interval).
+pub async fn run_models(
+    models: Vec<(&Scenario, Box<dyn Autoscaler>)>,
+    options: &RunOptions,
+) -> Result<Vec<RunResult>, String> {
     // Log lines carry the run's virtual time while it goes, the host's again after.
     struct VirtualTime;
     impl Drop for VirtualTime {
@@ -149,7 +168,7 @@ pub async fn run_with(
     }
     let _virtual_time = VirtualTime;
     crate::clock::set(Some(VIRTUAL_EPOCH_MS));
-    let mut run = Run::start(scenario, options, autoscaler).await?;
+    let mut run = Run::start(models, options).await?;
     loop {
         let t = run.next_event();
         if t >= run.end_ms {
@@ -165,26 +184,13 @@ pub async fn run_with(
 /// How long requests that arrived before the end of a run may take to finish after it.
 const DRAIN_LIMIT_MS: f64 = 600_000.0;
 
-impl<'a> Run<'a> {
-    async fn start(
+impl<'a> Lane<'a> {
+    fn new(
         scenario: &'a Scenario,
-        options: &'a RunOptions,
+        options: &RunOptions,
         autoscaler: Box<dyn Autoscaler>,
+        interval_ms: f64,
     ) -> Result<Self, String> {
-        let settings = policy_settings(&options.settings, options.policy, options.configured);
-        let system = wva_actors::system::start(SystemConfig {
-            log: open_log(options)?,
-            publisher: PublisherConfig::default(),
-            status: None,
-            settings,
-            telemetry: Telemetry::unregistered().map_err(|e| e.to_string())?,
-            model_threads: 1,
-            authority: wva_actors::authority::Authority::unconditional(),
-        })
-        .map_err(|e| e.to_string())?;
-        if let Some(problem) = system.recovery_problem {
-            return Err(format!("decision log: {problem}"));
-        }
         let model = ModelKey::new(scenario.namespace.clone(), scenario.model_id.clone());
         let (scale_to_zero, retention) = options.settings.scale_to_zero_for(&model);
         let variants = scenario
@@ -201,7 +207,6 @@ impl<'a> Run<'a> {
                 )
             })
             .collect();
-        let interval_ms = scenario.control_interval_s * 1e3;
         let (hpas, direct_interval) = match autoscaler.actuation() {
             Actuation::Hpa {
                 target_average_value,
@@ -223,38 +228,11 @@ impl<'a> Run<'a> {
             ),
             Actuation::Direct { interval_ms } => (Vec::new(), interval_ms),
         };
-        let end_ms = scenario.duration_s * 1e3;
-        // Progress in virtual minutes; drawn only on a terminal.
-        let progress = if options.progress && std::io::stderr().is_terminal() {
-            ProgressBar::new(end_ms.max(0.0) as u64 / 1_000)
-        } else {
-            ProgressBar::hidden()
-        };
-        progress.set_style(
-            ProgressStyle::with_template("{bar:25} {percent:>3}%  {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
         let first_direct = autoscaler.next_moment(0.0).unwrap_or(direct_interval);
-        let mut cluster = Cluster::new(variants);
-        cluster.pool = options.pool.clone();
-        if !options.pool.is_empty() {
-            system
-                .registry
-                .send(SetPool(Some(Pool {
-                    gpus: options.pool.clone(),
-                    ..Default::default()
-                })))
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        let mut run = Self {
+        let mut lane = Self {
             scenario,
-            options,
             model,
-            registry: system.registry,
-            publisher: system.publisher,
-            log: system.log,
-            cluster,
+            cluster: Cluster::new(variants),
             autoscaler,
             // Without HPAs the autoscaler scales the Deployments itself.
             next_hpa: if hpas.is_empty() {
@@ -274,30 +252,24 @@ impl<'a> Run<'a> {
             scale_to_zero,
             retention_ms: retention.as_secs_f64() * 1e3,
             next_request: 0,
-            end_ms,
-            interval_ms,
-            next_control: interval_ms,
             next_direct: first_direct,
             direct_interval,
-            last_t: 0.0,
             samples: Vec::new(),
-            cycles: 0,
-            safety_net_cycles: 0,
             done_since_sample: 0,
-            progress,
-            wall_start: std::time::Instant::now(),
             timeline: Timeline::default(),
             scaling: Vec::new(),
         };
-        let total = run.cluster.variants.iter().map(|v| v.replicas()).sum();
-        run.timeline.grant(0.0, total);
-        run.report_deployments(0.0).await?;
-        run.register_variants().await?;
-        Ok(run)
+        let total = lane.cluster.variants.iter().map(|v| v.replicas()).sum();
+        lane.timeline.grant(0.0, total);
+        Ok(lane)
+    }
+
+    fn key(&self, name: &str) -> VariantKey {
+        VariantKey::new(self.scenario.namespace.clone(), name)
     }
 
     /// The variants as VAs, each with the bounds of the HPA that acts on it.
-    async fn register_variants(&self) -> Result<(), String> {
+    async fn register_variants(&self, registry: &Addr<Registry>) -> Result<(), String> {
         for v in &self.scenario.variants {
             let spec = VariantSpec {
                 key: self.key(&v.name),
@@ -315,7 +287,7 @@ impl<'a> Run<'a> {
                 // The emulated servers each run on one accelerator.
                 gpus_per_replica: 1,
             };
-            self.registry
+            registry
                 .send(UpsertVariant {
                     spec,
                     at: Timestamp(VIRTUAL_EPOCH_MS),
@@ -326,22 +298,6 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    fn key(&self, name: &str) -> VariantKey {
-        VariantKey::new(self.scenario.namespace.clone(), name)
-    }
-
-    /// The time of the next event: an arrival, an iteration ending, a replica becoming ready,
-    /// a control cycle, an HPA sync or a direct scaling.
-    fn next_event(&self) -> f64 {
-        let next_arrival = self.next_arrival();
-        next_arrival
-            .min(self.cluster.next_step())
-            .min(self.next_ready())
-            .min(self.next_control)
-            .min(self.next_hpa)
-            .min(self.next_direct)
-    }
-
     fn next_arrival(&self) -> f64 {
         self.scenario
             .requests
@@ -349,86 +305,21 @@ impl<'a> Run<'a> {
             .map_or(f64::INFINITY, |r| r.arrival_ms)
     }
 
-    fn next_ready(&self) -> f64 {
+    fn next_ready(&self, after: f64) -> f64 {
         self.cluster
             .variants
             .iter()
             .flat_map(|v| v.servers.iter().map(|s| s.ready_at_ms))
-            .filter(|&r| r > self.last_t)
+            .filter(|&r| r > after)
             .fold(f64::INFINITY, f64::min)
     }
 
-    /// Replica-time up to `t`: every replica counts, starting, ready or terminating.
-    fn account_replicas(&mut self, t: f64) {
-        for v in &mut self.cluster.variants {
-            v.replica_ms += f64::from(v.allocated()) * (t - self.last_t);
-            v.pending_ms += f64::from(v.pending) * (t - self.last_t);
-        }
-    }
-
-    /// Everything that happens at `t`, in order.
-    async fn step(&mut self, t: f64) -> Result<(), String> {
-        let (next_arrival, next_ready) = (self.next_arrival(), self.next_ready());
-        self.account_replicas(t);
-        self.last_t = t;
-        crate::clock::set(Some(VIRTUAL_EPOCH_MS + t as i64));
-        self.progress.set_position(t as u64 / 1_000);
-        self.progress
-            .set_message(format!("{:.1} min", t / 60_000.0));
-        if next_arrival <= t {
-            self.arrive(t);
-        }
-        if next_ready <= t {
-            self.cluster.release_gateway(t);
-            self.report_deployments(t).await?;
-        }
-        // Servers whose iteration ended run the next one; idle servers that got work start.
-        self.advance(t);
-        // Accelerators freed by replicas that finished terminating go to Pending ones.
-        self.cluster.schedule_pending(t);
-        if self.next_control <= t {
-            self.next_control += self.interval_ms;
-            self.control_cycle(t).await?;
-        }
-        if self.next_direct <= t {
-            self.next_direct = self
-                .autoscaler
-                .next_moment(t)
-                .unwrap_or(self.next_direct + self.direct_interval);
-            self.scale_directly(t).await?;
-        }
-        if self.next_hpa <= t {
-            self.next_hpa += self.interval_ms;
-            self.sync_hpas(t).await?;
-        }
-        // Requests handed back or released by the steps above start now, not at the next event.
-        self.advance(t);
-        Ok(())
-    }
-
-    /// After the end: the requests that arrived before it finish on the replicas there are, with
-    /// no new arrivals and no decisions, so that the run's last seconds are judged like the
-    /// others rather than cut off. The replicas' time after the end is not counted: the load,
-    /// and what it costs to serve, ends there.
-    fn drain(&mut self) {
-        self.last_t = self.end_ms;
-        loop {
-            let t = self.cluster.next_step().min(self.next_ready());
-            if !t.is_finite() || t > self.end_ms + DRAIN_LIMIT_MS {
-                break;
-            }
-            self.last_t = t;
-            self.cluster.release_gateway(t);
-            self.advance(t);
-        }
-    }
-
     /// Routes every request that has arrived by `t`.
-    fn arrive(&mut self, t: f64) {
+    fn arrive(&mut self, t: f64, end_ms: f64) {
         let requests = &self.scenario.requests;
         while let Some(r) = requests
             .get(self.next_request)
-            .filter(|r| r.arrival_ms <= t && r.arrival_ms < self.end_ms)
+            .filter(|r| r.arrival_ms <= t && r.arrival_ms < end_ms)
         {
             self.cluster.route(r.clone(), t);
             self.next_request += 1;
@@ -444,7 +335,11 @@ impl<'a> Run<'a> {
     }
 
     /// Tells the registry of every Deployment whose replicas or readiness changed.
-    async fn report_deployments(&mut self, now: f64) -> Result<(), String> {
+    async fn report_deployments(
+        &mut self,
+        registry: &Addr<Registry>,
+        now: f64,
+    ) -> Result<(), String> {
         for (i, v) in self.cluster.variants.iter().enumerate() {
             let state = DeploymentState {
                 replicas: v.replicas(),
@@ -452,7 +347,7 @@ impl<'a> Run<'a> {
             };
             if self.reported[i] != Some(state) {
                 self.reported[i] = Some(state);
-                self.registry
+                registry
                     .send(DeploymentEvent {
                         namespace: self.scenario.namespace.clone(),
                         name: v.name.clone(),
@@ -467,11 +362,11 @@ impl<'a> Run<'a> {
     }
 
     /// What this controller published for each variant, in order.
-    async fn published(&self) -> Result<Vec<Option<u32>>, String> {
+    async fn published(&self, publisher: &Addr<Publisher>) -> Result<Vec<Option<u32>>, String> {
         let mut out = Vec::with_capacity(self.cluster.variants.len());
         for v in &self.cluster.variants {
             out.push(
-                self.publisher
+                publisher
                     .send(ReadDesired(self.key(&v.name)))
                     .await
                     .map_err(|e| e.to_string())?,
@@ -480,50 +375,9 @@ impl<'a> Run<'a> {
         Ok(out)
     }
 
-    /// One cycle of this controller on a scrape of the ready pods, then the autoscaler's own
-    /// decision on the same moment, then a sample of the time series.
-    async fn control_cycle(&mut self, t: f64) -> Result<(), String> {
-        if let Some(pace) = self.options.pace.filter(|p| *p > 0.0) {
-            let due = std::time::Duration::from_secs_f64(t / 1e3 / pace);
-            if let Some(wait) = due.checked_sub(self.wall_start.elapsed()) {
-                actix::clock::sleep(wait).await;
-            }
-        }
-        self.cluster.release_gateway(t);
-        let metrics = self.scrape(t);
-        let summary = self
-            .registry
-            .send(Tick {
-                now: Timestamp(VIRTUAL_EPOCH_MS + t as i64),
-                metrics,
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-        self.cycles += 1;
-        self.safety_net_cycles += summary.safety_net_models;
-        for r in &mut self.recent {
-            r.trim(t);
-        }
-        let published = self.published().await?;
-        let view = View {
-            now_ms: t,
-            cluster: &self.cluster,
-            recent: &self.recent,
-            published: &published,
-        };
-        self.autoscaler.on_cycle(&view);
-        // An autoscaler that asks observes at this cycle; one that does not, when it scales.
-        if let Some(asked) = self.autoscaler.asked(&view) {
-            self.timeline.observations.push(t);
-            self.timeline.ask(t, asked);
-        }
-        self.sample(t, &published);
-        Ok(())
-    }
-
     /// The emulated Prometheus's answer for the model: its ready pods' signals, and its request
     /// count over the retention window when scale to zero is on.
-    fn scrape(&mut self, t: f64) -> Metrics {
+    fn scrape(&mut self, t: f64) -> (Vec<PodSample>, Option<RequestCount>) {
         let mut samples_for_model = Vec::new();
         for v in &self.cluster.variants {
             for (s, pod) in v.servers.iter().zip(&v.pod_names) {
@@ -533,34 +387,44 @@ impl<'a> Run<'a> {
                 }
             }
         }
-        if self.options.metrics_outage {
-            return Metrics::Failed("emulated Prometheus outage: connection refused".into());
+        if !self.scale_to_zero {
+            return (samples_for_model, None);
         }
-        let mut by_model = HashMap::new();
-        by_model.insert(self.model.clone(), samples_for_model);
-        let mut request_counts = HashMap::new();
-        if self.scale_to_zero {
-            // sum(increase(vllm:request_success_total[retention])) over the model.
-            let total = self.cluster.completed.len();
-            self.successes.push_back((t, total));
-            while self
-                .successes
-                .front()
-                .is_some_and(|(at, _)| *at < t - self.retention_ms)
-            {
-                self.successes.pop_front();
-            }
-            let before = self.successes.front().map_or(0, |(_, n)| *n);
-            request_counts.insert(
-                self.model.clone(),
-                RequestCount::Read((total - before) as f64),
-            );
+        // sum(increase(vllm:request_success_total[retention])) over the model.
+        let total = self.cluster.completed.len();
+        self.successes.push_back((t, total));
+        while self
+            .successes
+            .front()
+            .is_some_and(|(at, _)| *at < t - self.retention_ms)
+        {
+            self.successes.pop_front();
         }
-        Metrics::Read(Arc::new(MetricsSnapshot {
-            by_model,
-            request_counts,
-            ..Default::default()
-        }))
+        let before = self.successes.front().map_or(0, |(_, n)| *n);
+        (
+            samples_for_model,
+            Some(RequestCount::Read((total - before) as f64)),
+        )
+    }
+
+    /// The autoscaler's view of this cycle, then a sample of the time series.
+    fn observe(&mut self, t: f64, published: &[Option<u32>]) {
+        for r in &mut self.recent {
+            r.trim(t);
+        }
+        let view = View {
+            now_ms: t,
+            cluster: &self.cluster,
+            recent: &self.recent,
+            published,
+        };
+        self.autoscaler.on_cycle(&view);
+        // An autoscaler that asks observes at this cycle; one that does not, when it scales.
+        if let Some(asked) = self.autoscaler.asked(&view) {
+            self.timeline.observations.push(t);
+            self.timeline.ask(t, asked);
+        }
+        self.sample(t, published);
     }
 
     /// One point of the time series.
@@ -622,23 +486,8 @@ impl<'a> Run<'a> {
         self.done_since_sample = 0;
     }
 
-    /// An autoscaler that sets the replicas itself (Knative's, a schedule).
-    async fn scale_directly(&mut self, t: f64) -> Result<(), String> {
-        let targets = self.autoscaler.direct_targets(&View {
-            now_ms: t,
-            cluster: &self.cluster,
-            recent: &self.recent,
-            published: &[],
-        });
-        self.timeline.observations.push(t);
-        for (vi, target) in targets.into_iter().enumerate() {
-            self.scale(vi, target, t);
-        }
-        self.cluster.release_gateway(t);
-        self.report_deployments(t).await
-    }
-
-    /// Sets a variant's replicas, noting what the model got and what starts.
+    /// Sets a variant's replicas, noting what the model got and what starts. Replicas added
+    /// are Pending until [`Run::schedule`] binds them.
     fn scale(&mut self, vi: usize, target: u32, t: f64) {
         let before = self.cluster.variants[vi].replicas();
         self.cluster.scale(vi, target, t);
@@ -658,36 +507,14 @@ impl<'a> Run<'a> {
         self.timeline.grant(t, total);
     }
 
-    /// Each variant's HPA on the autoscaler's metric.
-    async fn sync_hpas(&mut self, t: f64) -> Result<(), String> {
-        let published = self.published().await?;
-        let metrics = self.autoscaler.hpa_metrics(&View {
-            now_ms: t,
-            cluster: &self.cluster,
-            recent: &self.recent,
-            published: &published,
-        });
-        if self.timeline.asked.is_empty() {
-            self.timeline.observations.push(t);
-        }
-        for vi in 0..self.hpas.len() {
-            let current = self.cluster.variants[vi].replicas();
-            let target = self.hpas[vi].sync(t, current, metrics.get(vi).copied().flatten());
-            self.scale(vi, target, t);
-        }
-        self.cluster.release_gateway(t);
-        self.report_deployments(t).await
-    }
-
-    /// The results, once the run has reached its end.
-    async fn finish(self) -> Result<RunResult, String> {
-        self.progress.finish_and_clear();
-        let metrics_text = self
-            .publisher
-            .send(Gather)
-            .await
-            .map_err(|e| e.to_string())?;
-        let model_based = model_based_tally(&self.log).await?;
+    /// What the run produced for this model.
+    fn result(
+        self,
+        metrics_text: String,
+        model_based: Option<ModelBasedTally>,
+        (cycles, safety_net_cycles): (usize, usize),
+        thresholds: wva_actors::policy::Thresholds,
+    ) -> RunResult {
         let requests = &self.scenario.requests[..self.next_request];
         let misses = attribute(
             requests,
@@ -722,32 +549,334 @@ impl<'a> Run<'a> {
                 }
             })
             .collect();
-        Ok(RunResult {
+        RunResult {
             completed: cluster.completed,
             failed,
             unfinished,
             variants,
             samples: self.samples,
             metrics_text,
-            cycles: self.cycles,
-            safety_net_cycles: self.safety_net_cycles,
+            cycles,
+            safety_net_cycles,
             model_based,
-            thresholds: policy_settings(
-                &self.options.settings,
-                self.options.policy,
-                self.options.configured,
-            )
-            .scaling
-            .default
-            .thresholds,
+            thresholds,
             misses,
             scaling: self.scaling,
+        }
+    }
+}
+
+impl<'a> Run<'a> {
+    async fn start(
+        models: Vec<(&'a Scenario, Box<dyn Autoscaler>)>,
+        options: &'a RunOptions,
+    ) -> Result<Self, String> {
+        let Some(first) = models.first().map(|(s, _)| *s) else {
+            return Err("a run needs at least one model".into());
+        };
+        let settings = policy_settings(&options.settings, options.policy, options.configured);
+        let system = wva_actors::system::start(SystemConfig {
+            log: open_log(options)?,
+            publisher: PublisherConfig::default(),
+            status: None,
+            settings,
+            telemetry: Telemetry::unregistered().map_err(|e| e.to_string())?,
+            model_threads: 1,
+            authority: wva_actors::authority::Authority::unconditional(),
         })
+        .map_err(|e| e.to_string())?;
+        if let Some(problem) = system.recovery_problem {
+            return Err(format!("decision log: {problem}"));
+        }
+        let interval_ms = first.control_interval_s * 1e3;
+        let lanes = models
+            .into_iter()
+            .map(|(scenario, autoscaler)| Lane::new(scenario, options, autoscaler, interval_ms))
+            .collect::<Result<Vec<_>, _>>()?;
+        let end_ms = first.duration_s * 1e3;
+        // Progress in virtual minutes; drawn only on a terminal.
+        let progress = if options.progress && std::io::stderr().is_terminal() {
+            ProgressBar::new(end_ms.max(0.0) as u64 / 1_000)
+        } else {
+            ProgressBar::hidden()
+        };
+        progress.set_style(
+            ProgressStyle::with_template("{bar:25} {percent:>3}%  {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        if !options.pool.is_empty() {
+            system
+                .registry
+                .send(SetPool(Some(Pool {
+                    gpus: options.pool.clone(),
+                    ..Default::default()
+                })))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let mut run = Self {
+            options,
+            registry: system.registry,
+            publisher: system.publisher,
+            log: system.log,
+            lanes,
+            end_ms,
+            interval_ms,
+            next_control: interval_ms,
+            last_t: 0.0,
+            cycles: 0,
+            safety_net_cycles: 0,
+            progress,
+            wall_start: std::time::Instant::now(),
+        };
+        let registry = run.registry.clone();
+        for lane in &mut run.lanes {
+            lane.report_deployments(&registry, 0.0).await?;
+            lane.register_variants(&registry).await?;
+        }
+        Ok(run)
+    }
+
+    /// The time of the next event: an arrival, an iteration ending, a replica becoming ready,
+    /// a control cycle, an HPA sync or a direct scaling.
+    fn next_event(&self) -> f64 {
+        self.lanes
+            .iter()
+            .map(|l| {
+                l.next_arrival()
+                    .min(l.cluster.next_step())
+                    .min(l.next_ready(self.last_t))
+                    .min(l.next_hpa)
+                    .min(l.next_direct)
+            })
+            .fold(self.next_control, f64::min)
+    }
+
+    /// Replica-time up to `t`: every replica counts, starting, ready or terminating; and the
+    /// time Pending ones waited.
+    fn account_replicas(&mut self, t: f64) {
+        for lane in &mut self.lanes {
+            for v in &mut lane.cluster.variants {
+                v.replica_ms += f64::from(v.allocated()) * (t - self.last_t);
+                v.pending_ms += v.pending.len() as f64 * (t - self.last_t);
+            }
+        }
+    }
+
+    /// Binds Pending replicas of every model on the nodes, the oldest first.
+    fn schedule(&mut self, t: f64) {
+        let mut clusters: Vec<&mut Cluster> =
+            self.lanes.iter_mut().map(|l| &mut l.cluster).collect();
+        schedule(&mut clusters, &self.options.pool, t);
+    }
+
+    /// Everything that happens at `t`, in order.
+    async fn step(&mut self, t: f64) -> Result<(), String> {
+        let due: Vec<(f64, f64)> = self
+            .lanes
+            .iter()
+            .map(|l| (l.next_arrival(), l.next_ready(self.last_t)))
+            .collect();
+        self.account_replicas(t);
+        self.last_t = t;
+        crate::clock::set(Some(VIRTUAL_EPOCH_MS + t as i64));
+        self.progress.set_position(t as u64 / 1_000);
+        self.progress
+            .set_message(format!("{:.1} min", t / 60_000.0));
+        let registry = self.registry.clone();
+        for (lane, (next_arrival, next_ready)) in self.lanes.iter_mut().zip(due) {
+            if next_arrival <= t {
+                lane.arrive(t, self.end_ms);
+            }
+            if next_ready <= t {
+                lane.cluster.release_gateway(t);
+                lane.report_deployments(&registry, t).await?;
+            }
+            // Servers whose iteration ended run the next one; idle servers that got work start.
+            lane.advance(t);
+        }
+        // Accelerators freed by replicas that finished terminating go to Pending ones.
+        self.schedule(t);
+        if self.next_control <= t {
+            self.next_control += self.interval_ms;
+            self.control_cycle(t).await?;
+        }
+        for li in 0..self.lanes.len() {
+            let lane = &mut self.lanes[li];
+            if lane.next_direct <= t {
+                lane.next_direct = lane
+                    .autoscaler
+                    .next_moment(t)
+                    .unwrap_or(lane.next_direct + lane.direct_interval);
+                self.scale_directly(li, t).await?;
+            }
+        }
+        for li in 0..self.lanes.len() {
+            let lane = &mut self.lanes[li];
+            if lane.next_hpa <= t {
+                lane.next_hpa += self.interval_ms;
+                self.sync_hpas(li, t).await?;
+            }
+        }
+        // Requests handed back or released by the steps above start now, not at the next event.
+        for lane in &mut self.lanes {
+            lane.advance(t);
+        }
+        Ok(())
+    }
+
+    /// After the end: the requests that arrived before it finish on the replicas there are, with
+    /// no new arrivals and no decisions, so that the run's last seconds are judged like the
+    /// others rather than cut off. The replicas' time after the end is not counted: the load,
+    /// and what it costs to serve, ends there.
+    fn drain(&mut self) {
+        self.last_t = self.end_ms;
+        loop {
+            let t = self
+                .lanes
+                .iter()
+                .map(|l| l.cluster.next_step().min(l.next_ready(self.last_t)))
+                .fold(f64::INFINITY, f64::min);
+            if !t.is_finite() || t > self.end_ms + DRAIN_LIMIT_MS {
+                break;
+            }
+            self.last_t = t;
+            for lane in &mut self.lanes {
+                lane.cluster.release_gateway(t);
+                lane.advance(t);
+            }
+        }
+    }
+
+    /// One cycle of this controller on a scrape of every model's ready pods, then each
+    /// model's autoscaler on the same moment, then a sample of each time series.
+    async fn control_cycle(&mut self, t: f64) -> Result<(), String> {
+        if let Some(pace) = self.options.pace.filter(|p| *p > 0.0) {
+            let due = std::time::Duration::from_secs_f64(t / 1e3 / pace);
+            if let Some(wait) = due.checked_sub(self.wall_start.elapsed()) {
+                actix::clock::sleep(wait).await;
+            }
+        }
+        let mut by_model = HashMap::new();
+        let mut request_counts = HashMap::new();
+        for lane in &mut self.lanes {
+            lane.cluster.release_gateway(t);
+            let (samples, count) = lane.scrape(t);
+            by_model.insert(lane.model.clone(), samples);
+            if let Some(count) = count {
+                request_counts.insert(lane.model.clone(), count);
+            }
+        }
+        let metrics = if self.options.metrics_outage {
+            Metrics::Failed("emulated Prometheus outage: connection refused".into())
+        } else {
+            Metrics::Read(Arc::new(MetricsSnapshot {
+                by_model,
+                request_counts,
+                ..Default::default()
+            }))
+        };
+        let summary = self
+            .registry
+            .send(Tick {
+                now: Timestamp(VIRTUAL_EPOCH_MS + t as i64),
+                metrics,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        self.cycles += 1;
+        self.safety_net_cycles += summary.safety_net_models;
+        let publisher = self.publisher.clone();
+        for lane in &mut self.lanes {
+            let published = lane.published(&publisher).await?;
+            lane.observe(t, &published);
+        }
+        Ok(())
+    }
+
+    /// A model whose autoscaler sets the replicas itself (Knative's, a schedule).
+    async fn scale_directly(&mut self, li: usize, t: f64) -> Result<(), String> {
+        let lane = &mut self.lanes[li];
+        let targets = lane.autoscaler.direct_targets(&View {
+            now_ms: t,
+            cluster: &lane.cluster,
+            recent: &lane.recent,
+            published: &[],
+        });
+        lane.timeline.observations.push(t);
+        for (vi, target) in targets.into_iter().enumerate() {
+            lane.scale(vi, target, t);
+        }
+        self.settle_scaling(li, t).await
+    }
+
+    /// A model's HPAs on its autoscaler's metric.
+    async fn sync_hpas(&mut self, li: usize, t: f64) -> Result<(), String> {
+        let publisher = self.publisher.clone();
+        let lane = &mut self.lanes[li];
+        let published = lane.published(&publisher).await?;
+        let metrics = lane.autoscaler.hpa_metrics(&View {
+            now_ms: t,
+            cluster: &lane.cluster,
+            recent: &lane.recent,
+            published: &published,
+        });
+        if lane.timeline.asked.is_empty() {
+            lane.timeline.observations.push(t);
+        }
+        for vi in 0..lane.hpas.len() {
+            let current = lane.cluster.variants[vi].replicas();
+            let target = lane.hpas[vi].sync(t, current, metrics.get(vi).copied().flatten());
+            lane.scale(vi, target, t);
+        }
+        self.settle_scaling(li, t).await
+    }
+
+    /// After a model scaled: what can be bound is, held requests go to ready replicas, and the
+    /// registry hears of the Deployments.
+    async fn settle_scaling(&mut self, li: usize, t: f64) -> Result<(), String> {
+        self.schedule(t);
+        let registry = self.registry.clone();
+        let lane = &mut self.lanes[li];
+        lane.cluster.release_gateway(t);
+        lane.report_deployments(&registry, t).await
+    }
+
+    /// The results, once the run has reached its end: one per model.
+    async fn finish(self) -> Result<Vec<RunResult>, String> {
+        self.progress.finish_and_clear();
+        let metrics_text = self
+            .publisher
+            .send(Gather)
+            .await
+            .map_err(|e| e.to_string())?;
+        let thresholds = policy_settings(
+            &self.options.settings,
+            self.options.policy,
+            self.options.configured,
+        )
+        .scaling
+        .default
+        .thresholds;
+        let mut results = Vec::with_capacity(self.lanes.len());
+        for lane in self.lanes {
+            let model_based = model_based_tally(&self.log, &lane.model).await?;
+            results.push(lane.result(
+                metrics_text.clone(),
+                model_based,
+                (self.cycles, self.safety_net_cycles),
+                thresholds,
+            ));
+        }
+        Ok(results)
     }
 }
 
 /// How often the model-based optimizer proposed, from the decision log.
-async fn model_based_tally(log: &Addr<LogActor>) -> Result<Option<ModelBasedTally>, String> {
+async fn model_based_tally(
+    log: &Addr<LogActor>,
+    model: &ModelKey,
+) -> Result<Option<ModelBasedTally>, String> {
     let history = log
         .send(wva_actors::log_actor::ReadHistory(Default::default()))
         .await
@@ -758,7 +887,7 @@ async fn model_based_tally(log: &Addr<LogActor>) -> Result<Option<ModelBasedTall
         let wva_storage::Record::ModelBased(m) = record else {
             continue;
         };
-        if m.mode == "capacity-only" {
+        if m.mode == "capacity-only" || m.model != *model {
             continue;
         }
         let t = tally.get_or_insert_with(ModelBasedTally::default);
