@@ -67,8 +67,25 @@ pub struct RunOptions {
     /// `settings` are the user's configuration: the `wva` policy runs them as they are.
     pub configured: bool,
     /// Accelerators per type the emulated nodes have (empty: unlimited). Replicas beyond them
-    /// are Pending; this controller is told the pool, as `wva run` reads it from the nodes.
+    /// are Pending.
     pub pool: BTreeMap<String, u32>,
+    /// What keeps the models' counts within the pool.
+    pub limiter: Limiter,
+}
+
+/// What keeps the published counts within a finite pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Limiter {
+    /// This controller is told the pool, as `wva run` reads it from the nodes: priorities,
+    /// max-min fair shares, spill-over.
+    #[default]
+    ThisController,
+    /// Nothing: every model asks for itself and the scheduler binds Pending replicas first come,
+    /// first served.
+    None,
+    /// WVA v0.9's GPU limiter: scale-ups only, the most saturated variant first, each given what
+    /// its accelerator type has free (no priorities, no spill-over, nothing scaled down).
+    GreedyBySaturation,
 }
 
 fn open_log(options: &RunOptions) -> Result<Box<dyn DecisionLog>, String> {
@@ -113,6 +130,8 @@ struct Lane<'a> {
     /// What the autoscaler observed, asked for and got, for the attribution of misses.
     timeline: Timeline,
     scaling: Vec<ScalingEvent>,
+    /// What a limiter outside this controller let the HPAs see this cycle, when one does.
+    limited: Option<Vec<Option<u32>>>,
 }
 
 /// A run in progress: this controller's actors, deciding every model at once, and one
@@ -258,6 +277,7 @@ impl<'a> Lane<'a> {
             done_since_sample: 0,
             timeline: Timeline::default(),
             scaling: Vec::new(),
+            limited: None,
         };
         let total = lane.cluster.variants.iter().map(|v| v.replicas()).sum();
         lane.timeline.grant(0.0, total);
@@ -604,7 +624,7 @@ impl<'a> Run<'a> {
             ProgressStyle::with_template("{bar:25} {percent:>3}%  {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
-        if !options.pool.is_empty() {
+        if !options.pool.is_empty() && options.limiter == Limiter::ThisController {
             system
                 .registry
                 .send(SetPool(Some(Pool {
@@ -787,9 +807,20 @@ impl<'a> Run<'a> {
         self.cycles += 1;
         self.safety_net_cycles += summary.safety_net_models;
         let publisher = self.publisher.clone();
-        for lane in &mut self.lanes {
-            let published = lane.published(&publisher).await?;
-            lane.observe(t, &published);
+        let mut published = Vec::with_capacity(self.lanes.len());
+        for lane in &self.lanes {
+            published.push(lane.published(&publisher).await?);
+        }
+        if self.options.limiter == Limiter::GreedyBySaturation && !self.options.pool.is_empty() {
+            let clusters: Vec<&Cluster> = self.lanes.iter().map(|l| &l.cluster).collect();
+            let limited = greedy_by_saturation(&clusters, &published, &self.options.pool, t);
+            for (lane, limited) in self.lanes.iter_mut().zip(&limited) {
+                lane.limited = Some(limited.clone());
+            }
+            published = limited;
+        }
+        for (lane, published) in self.lanes.iter_mut().zip(&published) {
+            lane.observe(t, published);
         }
         Ok(())
     }
@@ -814,7 +845,10 @@ impl<'a> Run<'a> {
     async fn sync_hpas(&mut self, li: usize, t: f64) -> Result<(), String> {
         let publisher = self.publisher.clone();
         let lane = &mut self.lanes[li];
-        let published = lane.published(&publisher).await?;
+        let published = match &lane.limited {
+            Some(limited) => limited.clone(),
+            None => lane.published(&publisher).await?,
+        };
         let metrics = lane.autoscaler.hpa_metrics(&View {
             now_ms: t,
             cluster: &lane.cluster,
@@ -870,6 +904,64 @@ impl<'a> Run<'a> {
         }
         Ok(results)
     }
+}
+
+/// WVA v0.9's GPU limiter over every model's published counts: a count at or below its
+/// variant's replicas passes; scale-ups are served the most saturated variant first (the highest
+/// mean KV-cache use of its ready replicas), each given at most what its accelerator type has
+/// free now, and the rest held back.
+fn greedy_by_saturation(
+    clusters: &[&Cluster],
+    published: &[Vec<Option<u32>>],
+    pool: &BTreeMap<String, u32>,
+    t: f64,
+) -> Vec<Vec<Option<u32>>> {
+    let mut free: BTreeMap<&str, i64> = pool
+        .iter()
+        .map(|(acc, &n)| (acc.as_str(), i64::from(n)))
+        .collect();
+    for c in clusters {
+        for v in &c.variants {
+            if let Some(left) = free.get_mut(v.profile.name) {
+                *left -= i64::from(v.allocated());
+            }
+        }
+    }
+    let mut out: Vec<Vec<Option<u32>>> = published.to_vec();
+    let mut ups: Vec<(f64, usize, usize, u32, u32)> = Vec::new();
+    for (ci, c) in clusters.iter().enumerate() {
+        for (vi, v) in c.variants.iter().enumerate() {
+            let Some(wanted) = published[ci].get(vi).copied().flatten() else {
+                continue;
+            };
+            let current = v.replicas();
+            if wanted <= current || !free.contains_key(v.profile.name) {
+                continue;
+            }
+            let kv: Vec<f64> = v
+                .servers
+                .iter()
+                .filter(|s| s.is_ready(t))
+                .map(|s| s.kv_usage())
+                .collect();
+            let saturation = if kv.is_empty() {
+                1.0
+            } else {
+                kv.iter().sum::<f64>() / kv.len() as f64
+            };
+            ups.push((saturation, ci, vi, current, wanted));
+        }
+    }
+    ups.sort_by(|a, b| b.0.total_cmp(&a.0).then((a.1, a.2).cmp(&(b.1, b.2))));
+    for (_, ci, vi, current, wanted) in ups {
+        let left = free
+            .get_mut(clusters[ci].variants[vi].profile.name)
+            .expect("only limited types are queued");
+        let granted = i64::from(wanted - current).min((*left).max(0));
+        *left -= granted;
+        out[ci][vi] = Some(current + granted as u32);
+    }
+    out
 }
 
 /// How often the model-based optimizer proposed, from the decision log.

@@ -41,5 +41,6 @@ pub mod results;
 pub mod scenario;
 pub mod scrape;
 pub mod server;
+pub mod shared_pool;
 pub mod simulate;
 pub mod workloads;

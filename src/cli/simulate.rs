@@ -71,8 +71,18 @@ pub struct SimulateArgs {
     /// it stay Pending until one frees, and the report counts their Pending time. This
     /// controller is told the pool, as `wva run` reads it from the nodes; a type not listed is
     /// not limited.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "shared_pool")]
     pub pool: Option<String>,
+    /// Several models share one finite pool: `builtin` (three models of synthetic loads) or
+    /// `traces` (three traces of --traces-dir), with priorities. Runs them with an unlimited
+    /// pool, sets the pool at --pool-share of the accelerators they held at once, at most, and
+    /// compares what keeps the counts within it: this controller, no limiter, and WVA v0.9's
+    /// greedy-by-saturation limiter; writes shared-pool.json into --report.
+    #[arg(long, conflicts_with_all = ["compare", "frontier", "data_dir", "trace", "workloads", "from_log"])]
+    pub shared_pool: Option<String>,
+    /// With --shared-pool: the pool as a share of the unlimited peak.
+    #[arg(long, default_value_t = 0.6, requires = "shared_pool")]
+    pub pool_share: f64,
     /// Emulate a Prometheus outage: every metrics read fails (the safety net decides).
     #[arg(long)]
     pub metrics_outage: bool,
@@ -196,6 +206,7 @@ enum Task {
     One,
     Compare(Vec<Policy>),
     Frontier(Vec<Policy>),
+    SharedPool(String, f64),
 }
 
 fn policies(names: &[String], flag: &str) -> Result<Vec<Policy>, String> {
@@ -209,10 +220,19 @@ fn policies(names: &[String], flag: &str) -> Result<Vec<Policy>, String> {
 /// The request the arguments describe, and what to do with it.
 fn request(args: &SimulateArgs) -> Result<(SimulateRequest, Task), String> {
     let policy = Policy::parse(&args.policy).map_err(|e| format!("--policy: {e}"))?;
-    let task = match (&args.compare, &args.frontier) {
-        (Some(names), _) => Task::Compare(policies(names, "--compare")?),
-        (None, Some(names)) => Task::Frontier(policies(names, "--frontier")?),
-        (None, None) => Task::One,
+    let task = match (&args.compare, &args.frontier, &args.shared_pool) {
+        (Some(names), ..) => Task::Compare(policies(names, "--compare")?),
+        (None, Some(names), _) => Task::Frontier(policies(names, "--frontier")?),
+        (None, None, Some(name)) => {
+            if !(args.pool_share > 0.0 && args.pool_share <= 1.0) {
+                return Err(format!(
+                    "--pool-share: expected a share in (0, 1], got {}",
+                    args.pool_share
+                ));
+            }
+            Task::SharedPool(name.clone(), args.pool_share)
+        }
+        (None, None, None) => Task::One,
     };
     let workload_set = args
         .workloads
@@ -286,6 +306,7 @@ fn request(args: &SimulateArgs) -> Result<(SimulateRequest, Task), String> {
                 Some(text) => parse_pool(text)?,
                 None => Default::default(),
             },
+            limiter: Default::default(),
         },
         prices,
         engine: wva_sim::profiles::Engine::parse(&args.engine)
@@ -298,6 +319,31 @@ fn request(args: &SimulateArgs) -> Result<(SimulateRequest, Task), String> {
     // A trace that cannot be read is bad input, said before anything runs.
     wva_sim::simulate::workloads(&request)?;
     Ok((request, task))
+}
+
+/// `--shared-pool`: the measurement, printed, and written as JSON into the report directory.
+fn shared_pool(request: &SimulateRequest, name: &str, share: f64) -> Result<String, String> {
+    use wva_sim::shared_pool;
+    let source = wva_sim::workloads::WorkloadSource {
+        traces_dir: request.traces_dir.clone(),
+        seed: request.seed,
+        duration_s: request.duration_s,
+        trace_speedup: request.trace_speedup,
+    };
+    let scenario = shared_pool::scenario(name, &source)?;
+    let report = shared_pool::measure(&scenario, &request.options, share)?;
+    std::fs::create_dir_all(&request.report)
+        .map_err(|e| format!("--report: {}: {e}", request.report.display()))?;
+    let path = request.report.join("shared-pool.json");
+    let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+    std::fs::write(&path, json).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(format!(
+        "{}
+report: {}
+",
+        shared_pool::render(&report),
+        path.display()
+    ))
 }
 
 /// `--pool H100=4,A100=6`: accelerators per type.
@@ -353,6 +399,10 @@ fn run(request: &SimulateRequest, task: &Task) -> ExitCode {
                 wva_sim::frontier::render(&frontiers),
                 request.report.display()
             )),
+            Err(e) => fail("simulate", &e, 1),
+        },
+        Task::SharedPool(name, share) => match shared_pool(request, name, *share) {
+            Ok(text) => super::print_out(&text),
             Err(e) => fail("simulate", &e, 1),
         },
         Task::One => match simulate(request) {
