@@ -43,7 +43,7 @@ enum Command {
     /// Run the autoscaler against an emulated cluster in virtual time and report how it did.
     /// With no arguments: two variants of one model (A100 and H100) through a bursty day
     /// compressed into an hour.
-    Simulate(cli::simulate::SimulateArgs),
+    Simulate(Box<cli::simulate::SimulateArgs>),
     /// Serve emulated vLLM servers on local ports: `/metrics` for a real Prometheus to scrape and
     /// `/v1/completions` answering after the modelled latency, kept busy by a load shape or a
     /// trace. Prints the endpoints as one JSON line once every port is bound.
@@ -79,7 +79,7 @@ fn main() -> ExitCode {
     }
     match cli.command {
         Command::Run(args) => cli::run::main(*args),
-        Command::Simulate(args) => cli::simulate::main(args),
+        Command::Simulate(args) => cli::simulate::main(*args),
         Command::Emulate(args) => cli::emulate::main(args),
         Command::Analyze(args) => cli::analyze::main(args),
         Command::Crdgen(args) => cli::crdgen::main(args),
