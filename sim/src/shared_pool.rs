@@ -378,3 +378,48 @@ mod tests {
         assert!(e.contains("expected one of builtin, traces"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod measured {
+    use super::*;
+
+    /// CONTRACT 20 on the built-in scenario, shortened: told the pool, this controller keeps
+    /// the priority-1 model's attainment, publishes (almost) nothing that waits Pending, and
+    /// beats both peers on priority-weighted attainment.
+    #[test]
+    fn this_controller_serves_the_top_priority_and_beats_both_peers() {
+        let source = WorkloadSource {
+            traces_dir: "/nonexistent".into(),
+            seed: 7,
+            duration_s: Some(1_800.0),
+            trace_speedup: 1.0,
+        };
+        let scenario = scenario("builtin", &source).expect("the built-in scenario");
+        let report = measure(&scenario, &RunOptions::default(), 0.6).expect("measured");
+        let by = |name: &str| {
+            report
+                .limiters
+                .iter()
+                .find(|l| l.limiter == name)
+                .expect("every limiter runs")
+        };
+        let (wva, none, greedy) = (by("wva"), by("no-limiter"), by("greedy-by-saturation"));
+        assert!(report.pool.values().sum::<u32>() < report.unlimited_peak.values().sum::<u32>());
+        let top = &wva.models[0];
+        assert_eq!(top.priority, 1);
+        assert!(top.of_unlimited >= 0.95, "{report:#?}");
+        assert!(
+            wva.weighted_attainment > none.weighted_attainment
+                && wva.weighted_attainment > greedy.weighted_attainment,
+            "{report:#?}"
+        );
+        assert!(
+            wva.pending_replica_hours < none.pending_replica_hours / 4.0,
+            "{report:#?}"
+        );
+        assert!(
+            wva.jain_equal_priority.is_some_and(|j| j >= 0.9),
+            "{report:#?}"
+        );
+    }
+}
