@@ -583,6 +583,7 @@ fn write_scarce_log(dir: &Path) {
             priority,
             wanted,
             floor: 0,
+            current: 2,
             granted,
         });
     }

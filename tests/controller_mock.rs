@@ -1757,18 +1757,47 @@ async fn a_pool_read_from_the_nodes_serves_the_higher_priority_first() {
     assert_eq!(condition(&status, "Ready")["status"], "True", "{status}");
 
     // gpu-2 goes: 3 accelerators left, all the priority-1 model's.
-    // The deletion reaches the controller through its watch: the first cycle after it is in
-    // decides on the smaller pool.
+    // gpu-2 goes: 3 accelerators left. The priority-1 model is owed them all, so batch is cut
+    // to nothing at once; chat grows only once batch's replicas are gone (until then they hold
+    // their accelerators, and a third chat replica would wait Pending). The deletion reaches the
+    // controller through its watch: the first cycle after it is in decides on the smaller pool.
     api.delete(NODE, "", "gpu-2");
     let start = std::time::Instant::now();
     loop {
         running.cycle_now().await;
         let text = page(&running).await;
         if desired(&text, "batch") == Some(0) {
-            assert_eq!(desired(&text, "chat"), Some(3), "{text}");
+            assert_eq!(desired(&text, "chat"), Some(2), "{text}");
             break;
         }
         assert!(start.elapsed() < T, "the pool never shrank: {text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // batch's HPA scales it down; its pods go.
+    api.apply(
+        DEPLOYMENT,
+        deployment(
+            NS,
+            "batch",
+            0,
+            json!({}),
+            json!({"nvidia.com/gpu.product": H100}),
+        ),
+    );
+    for i in 0..2 {
+        api.delete(POD, NS, &format!("batch-abc12-{i}"));
+    }
+    let start = std::time::Instant::now();
+    loop {
+        running.cycle_now().await;
+        let text = page(&running).await;
+        if desired(&text, "chat") == Some(3) {
+            break;
+        }
+        assert!(
+            start.elapsed() < T,
+            "chat never got the freed accelerator: {text}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     running.shutdown().await;

@@ -175,6 +175,7 @@ impl PendingClaims {
                     priority: c.priority,
                     wanted: c.wanted,
                     floor: c.floor,
+                    current: c.current,
                     granted: g.granted,
                 })
                 .collect(),
@@ -203,6 +204,7 @@ pub fn recorded_claims(record: &ScarcityRecord) -> (Pool, Vec<Claim>) {
             priority: c.priority,
             wanted: c.wanted,
             floor: c.floor,
+            current: c.current,
         })
         .collect();
     (pool, claims)

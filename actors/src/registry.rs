@@ -133,6 +133,7 @@ impl Registry {
                     priority: self.settings.priority_of(&s.model.model_id),
                     wanted: running,
                     floor: s.bounds.min.unwrap_or(0),
+                    current: running,
                 }
             })
             .filter(|c| pool.limits(c))

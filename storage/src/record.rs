@@ -355,6 +355,8 @@ pub struct RecordedClaim {
     pub wanted: u32,
     /// Replicas its scaler keeps whatever is published.
     pub floor: u32,
+    /// Replicas it had: what it holds until its scaler removes them.
+    pub current: u32,
     /// What was published.
     pub granted: u32,
 }

@@ -15,8 +15,13 @@
 //!    for one, a replica of another of its variants whose accelerator has room (a replica of
 //!    another variant serves the same model; the two variants' throughputs are not compared).
 //!
-//! Nothing granted exceeds the pool, so every published count can be scheduled once the
-//! replicas cut from lower priorities are gone. Pure: plain data in, plain data out.
+//! 5. **Growth into what is free now.** A variant grows beyond the replicas it has only into
+//!    accelerators no replica holds at this moment: a cut takes effect at once, but what it
+//!    frees is given out once the cut replicas are gone (a scaler takes its time to scale down),
+//!    in the same order. So a published count never waits Pending for another model's replicas.
+//!
+//! Nothing granted exceeds the pool, and no replica added waits for one. Pure: plain data in,
+//! plain data out.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -69,6 +74,9 @@ pub struct Claim {
     pub wanted: u32,
     /// Replicas the variant's scaler keeps whatever is published (its minimum).
     pub floor: u32,
+    /// Replicas it has now: they hold their accelerators until they are gone, whatever is
+    /// published (a scaler takes its time to scale down).
+    pub current: u32,
 }
 
 impl Claim {
@@ -236,11 +244,18 @@ pub fn allocate(pool: &Pool, claims: &[Claim]) -> Allocation {
             .map(|c| c.gpus(c.wanted.max(c.floor)))
             .sum()
     };
-    let scarce = pool
-        .gpus
-        .iter()
-        .any(|(acc, &gpus)| wanted_gpus(acc) > u64::from(gpus))
-        || pool
+    // What stays until the scalers act: the replicas there are, or more where wanted.
+    let held_gpus = |acc: &str| -> u64 {
+        claims
+            .iter()
+            .filter(|c| c.accelerator == acc)
+            .map(|c| c.gpus(c.wanted.max(c.floor).max(c.current)))
+            .sum()
+    };
+    let scarce =
+        pool.gpus.iter().any(|(acc, &gpus)| {
+            wanted_gpus(acc) > u64::from(gpus) || held_gpus(acc) > u64::from(gpus)
+        }) || pool
             .namespace_gpus
             .iter()
             .any(|((ns, acc), &gpus)| wanted_in(ns, acc) > u64::from(gpus));
@@ -255,6 +270,7 @@ pub fn allocate(pool: &Pool, claims: &[Claim]) -> Allocation {
         .collect();
     if scarce {
         share(pool, claims, &mut grants);
+        grow_into_free(pool, claims, &mut grants);
     }
     // Quotas a cut claim may have run into: those with no room left for one more replica.
     let quotas = pool
@@ -339,6 +355,35 @@ fn share(pool: &Pool, claims: &[Claim], grants: &mut [Grant]) {
     }
 }
 
+/// Limits each variant's growth beyond the replicas it has (or its floor) to accelerators no
+/// replica holds now, served by priority, then in the claims' order.
+fn grow_into_free(pool: &Pool, claims: &[Claim], grants: &mut [Grant]) {
+    let mut free = Room::new(pool);
+    for claim in claims {
+        free.take(claim, claim.current.max(claim.floor));
+    }
+    let mut order: Vec<usize> = (0..claims.len()).collect();
+    order.sort_by_key(|&i| claims[i].priority);
+    for i in order {
+        let (claim, grant) = (&claims[i], &mut grants[i]);
+        let base = claim.current.max(claim.floor);
+        if grant.granted <= base {
+            continue;
+        }
+        let mut grown = 0;
+        while base + grown < grant.granted && free.fits(claim) {
+            free.take(claim, 1);
+            grown += 1;
+        }
+        let kept = base + grown;
+        // Spilled-in replicas are the first to wait.
+        grant.spilled_in = grant
+            .spilled_in
+            .min(kept.saturating_sub(claim.wanted.min(kept)));
+        grant.granted = kept;
+    }
+}
+
 /// One replica of another variant of the model, in place of one its full accelerators cannot
 /// take: while the model's spilled replicas are fewer than what it still misses.
 fn spill(
@@ -404,6 +449,7 @@ mod tests {
             priority,
             wanted,
             floor: 0,
+            current: 0,
         }
     }
 
@@ -535,6 +581,26 @@ mod tests {
         // Within its quota, a namespace changes nothing.
         p.namespace_gpus.insert(("ns".into(), "H100".into()), 6);
         assert!(!allocate(&p, &claims).scarce);
+    }
+
+    #[test]
+    fn freed_accelerators_are_given_once_the_cut_replicas_are_gone() {
+        let mut low = claim("low", "low", "H100", 10, 6);
+        low.current = 6;
+        let mut high = claim("high", "high", "H100", 1, 6);
+        high.current = 2;
+        let claims = vec![low, high];
+        let a = allocate(&pool(&[("H100", 8)]), &claims);
+        // The low model is cut to 2 at once; the high one grows only into what is free now.
+        assert_eq!(granted(&a), vec![2, 2]);
+        assert!(a.grants[0].is_cut() && a.grants[1].is_cut());
+        // Once the low model's replicas are gone, the high one gets all it wants.
+        let mut claims = claims;
+        claims[0].current = 2;
+        assert_eq!(
+            granted(&allocate(&pool(&[("H100", 8)]), &claims)),
+            vec![2, 6]
+        );
     }
 
     #[test]
