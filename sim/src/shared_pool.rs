@@ -383,15 +383,15 @@ mod tests {
 mod measured {
     use super::*;
 
-    /// CONTRACT 20 on the built-in scenario, shortened: told the pool, this controller keeps
-    /// the priority-1 model's attainment, publishes (almost) nothing that waits Pending, and
-    /// beats both peers on priority-weighted attainment.
+    /// CONTRACT 20 on the built-in scenario (another seed than the documented run): told the
+    /// pool, this controller keeps the priority-1 model's attainment, publishes nothing that
+    /// waits Pending, and beats both peers on priority-weighted attainment.
     #[test]
     fn this_controller_serves_the_top_priority_and_beats_both_peers() {
         let source = WorkloadSource {
             traces_dir: "/nonexistent".into(),
-            seed: 7,
-            duration_s: Some(1_800.0),
+            seed: 11,
+            duration_s: None,
             trace_speedup: 1.0,
         };
         let scenario = scenario("builtin", &source).expect("the built-in scenario");
@@ -413,10 +413,8 @@ mod measured {
                 && wva.weighted_attainment > greedy.weighted_attainment,
             "{report:#?}"
         );
-        assert!(
-            wva.pending_replica_hours < none.pending_replica_hours / 4.0,
-            "{report:#?}"
-        );
+        assert_eq!(wva.pending_replica_hours, 0.0, "{report:#?}");
+        assert!(none.pending_replica_hours > 0.0, "{report:#?}");
         assert!(
             wva.jain_equal_priority.is_some_and(|j| j >= 0.9),
             "{report:#?}"
