@@ -541,3 +541,217 @@ async fn a_panicking_model_is_warned_and_replaced_on_a_real_cluster() {
         .await
         .unwrap();
 }
+
+fn model_of_pool_test(deployment: &str) -> &'static str {
+    match deployment {
+        "chat" => "chat",
+        "batch" => "batch",
+        _ => "other",
+    }
+}
+
+/// A Deployment of `replicas` pause pods, each asking for one `nvidia.com/gpu` on the fake
+/// node typed `product` (tolerating kwok's taint, so that kwok's fake nodes can take them).
+fn gpu_deployment(name: &str, replicas: i32, product: &str) -> Deployment {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {
+                "containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.9",
+                    "resources": {"limits": {"nvidia.com/gpu": "1"}, "requests": {"nvidia.com/gpu": "1"}}}],
+                "nodeSelector": {"nvidia.com/gpu.product": product},
+                "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}],
+            }},
+        },
+    }))
+    .unwrap()
+}
+
+/// Pods of a Deployment that wait Pending (not bound to a node).
+async fn pending_pods(pods: &Api<k8s_openapi::api::core::v1::Pod>, app: &str) -> usize {
+    pods.list(&kube::api::ListParams::default().labels(&format!("app={app}")))
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter(|p| {
+            p.spec
+                .as_ref()
+                .and_then(|s| s.node_name.as_deref())
+                .is_none_or(str::is_empty)
+        })
+        .count()
+}
+
+/// CONTRACT 20 on a real control plane: a fake node (kwok's, or any node object the API server
+/// keeps) advertises 5 GPUs of a type of its own; another team's pod holds one. Two models,
+/// priorities 1 and 10, both want a third replica: the published counts fit the 4 left, the
+/// lower-priority VA says it was cut, and scaling the Deployments to what was published leaves
+/// no pod Pending, where scaling them to what the models wanted would.
+#[actix_rt::test]
+#[ignore = "needs a cluster: KUBECONFIG (kwok, or any cluster where fake nodes can be created)"]
+async fn the_accelerator_pool_keeps_published_counts_schedulable_on_a_real_cluster() {
+    use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
+    wva::tls::install_default_provider();
+    let client = kube::Client::try_default().await.expect("KUBECONFIG");
+    install_crd(&client).await;
+    let (namespaces, ns) = fresh_namespace(&client, "wva-pool").await;
+    let product = format!("WVA-TEST-GPU-{}", std::process::id());
+    let node_name = format!("wva-pool-{}", std::process::id());
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node: Node = serde_json::from_value(json!({
+        "metadata": {"name": node_name, "labels": {"nvidia.com/gpu.product": product, "type": "kwok"},
+            "annotations": {"kwok.x-k8s.io/node": "fake"}},
+        "spec": {"taints": [{"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"}]},
+    }))
+    .unwrap();
+    nodes.create(&PostParams::default(), &node).await.unwrap();
+    let status = json!({"status": {
+        "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110", "nvidia.com/gpu": "5"},
+        "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110", "nvidia.com/gpu": "5"},
+        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "fake",
+            "lastHeartbeatTime": "2026-01-01T00:00:00Z", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+    }});
+    nodes
+        .patch_status(&node_name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let vas: Api<VariantAutoscaling> = Api::namespaced(client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    deployments
+        .create(
+            &PostParams::default(),
+            &gpu_deployment("training", 1, &product),
+        )
+        .await
+        .unwrap();
+    for name in ["chat", "batch"] {
+        deployments
+            .create(&PostParams::default(), &gpu_deployment(name, 2, &product))
+            .await
+            .unwrap();
+        let mut v = serde_json::to_value(va(name, name, None)).unwrap();
+        v["spec"]["modelID"] = json!(name);
+        vas.create(&PostParams::default(), &serde_json::from_value(v).unwrap())
+            .await
+            .unwrap();
+    }
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    config_maps
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "serviceclass"}, "data": {"serviceClasses":
+                "- {name: premium, model: chat, priority: 1, slo-itl: 24, slo-ttw: 500}\n- {name: batch, model: batch, priority: 10, slo-itl: 100, slo-ttw: 5000}\n"}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    // Five pods on five accelerators.
+    let since = Instant::now();
+    while pending_pods(&pods, "chat").await + pending_pods(&pods, "batch").await > 0 {
+        assert!(since.elapsed() < T, "the first five pods were never bound");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    let mut settings = settings(&ns, None);
+    settings.accelerator_pool = true;
+    let running = start(
+        client.clone(),
+        ControllerOptions {
+            settings,
+            data_dir: None,
+            metrics: support::apiserver::scripted_signals(model_of_pool_test, 0.95, 0.0),
+            leader_election: None,
+            shards: 1,
+            instance: "cluster-test".into(),
+            shadow: false,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(running.synced(T).await);
+    let desired = |page: &str, variant: &str| -> Option<u32> {
+        page.lines()
+            .find(|l| {
+                l.starts_with("inferno_desired_replicas{")
+                    && l.contains(&format!("variant_name=\"{variant}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    };
+    running.cycle_now().await;
+    let page = running.publisher.send(Gather).await.unwrap();
+    // 5 GPUs, the training pod holds 1, the models' 4 replicas hold the rest: nothing to grow
+    // into, so neither model gets its third; the priority-10 one is told it was cut.
+    let (chat, batch) = (
+        desired(&page, "chat").unwrap(),
+        desired(&page, "batch").unwrap(),
+    );
+    assert!(chat + batch <= 4, "{page}");
+    wait_status(&vas, "batch", "cut short", |s| {
+        s["conditions"].as_array().is_some_and(|c| {
+            c.iter().any(|c| {
+                c["type"] == "AcceleratorsAvailable"
+                    && c["status"] == "False"
+                    && c["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains(&format!("{ns}/chat")))
+            })
+        })
+    })
+    .await;
+    // Scale the Deployments to what was published, as their HPAs would: nothing waits.
+    for (name, n) in [("chat", chat), ("batch", batch)] {
+        deployments
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"spec": {"replicas": n}})),
+            )
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        pending_pods(&pods, "chat").await + pending_pods(&pods, "batch").await,
+        0
+    );
+    // What the models wanted (3 each) would not have fitted.
+    deployments
+        .patch(
+            "chat",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"replicas": 3}})),
+        )
+        .await
+        .unwrap();
+    deployments
+        .patch(
+            "batch",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"replicas": 3}})),
+        )
+        .await
+        .unwrap();
+    let since = Instant::now();
+    while pending_pods(&pods, "chat").await + pending_pods(&pods, "batch").await == 0 {
+        assert!(
+            since.elapsed() < T,
+            "6 replicas on 4 free accelerators all bound?"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    running.shutdown().await;
+    nodes
+        .delete(&node_name, &DeleteParams::default())
+        .await
+        .unwrap();
+    namespaces
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .unwrap();
+}
