@@ -62,7 +62,6 @@ pub fn decided_status(decided: &[&StatusUpdate], problem: Option<&str>) -> Optio
     let mut at = Timestamp(0);
     let mut metrics = None;
     let mut optimization = None;
-    let mut pool = PoolState::Unlimited;
     for update in decided {
         let StatusUpdate::Decided {
             desired: d,
@@ -71,7 +70,6 @@ pub fn decided_status(decided: &[&StatusUpdate], problem: Option<&str>) -> Optio
             metrics: m,
             optimization: o,
             at: t,
-            pool: p,
             ..
         } = update
         else {
@@ -88,11 +86,6 @@ pub fn decided_status(decided: &[&StatusUpdate], problem: Option<&str>) -> Optio
         }
         if optimization.is_none() || *o != OptimizationState::Succeeded {
             optimization = Some(o.clone());
-        }
-        // A cut says most, then a pool with room.
-        match (&pool, p) {
-            (PoolState::Cut(_), _) | (_, PoolState::Unlimited) => {}
-            _ => pool = p.clone(),
         }
     }
     let (metrics, optimization) = (metrics?, optimization?);
@@ -200,23 +193,40 @@ pub fn decided_status(decided: &[&StatusUpdate], problem: Option<&str>) -> Optio
     ];
     conditions.push(ready(&conditions, None));
     // Not part of Ready: a variant cut short by the pool is still being autoscaled.
-    match pool {
-        PoolState::Unlimited => {}
-        PoolState::Fits => conditions.push(cond(
-            "AcceleratorsAvailable",
-            true,
-            "PoolFits",
-            "the accelerator pool has room for the replicas the model wants",
-        )),
-        PoolState::Cut(why) => {
-            conditions.push(cond("AcceleratorsAvailable", false, "PoolExhausted", why))
-        }
-    }
+    conditions.extend(pool_condition(pool_of(decided)));
     Some(VaStatus {
         desired: Some((desired, accelerator.clone(), at)),
         current: Some((current, accelerator)),
         conditions,
     })
+}
+
+/// How the VA's variants stood against the pool: a cut says most, then a pool with room.
+fn pool_of(decided: &[&StatusUpdate]) -> PoolState {
+    let mut pool = PoolState::Unlimited;
+    for update in decided {
+        if let StatusUpdate::Decided { pool: p, .. } = update {
+            match (&pool, p) {
+                (PoolState::Cut(_), _) | (_, PoolState::Unlimited) => {}
+                _ => pool = p.clone(),
+            }
+        }
+    }
+    pool
+}
+
+/// `AcceleratorsAvailable`, where the variant's accelerator type is limited.
+fn pool_condition(pool: PoolState) -> Option<CondSpec> {
+    match pool {
+        PoolState::Unlimited => None,
+        PoolState::Fits => Some(cond(
+            "AcceleratorsAvailable",
+            true,
+            "PoolFits",
+            "the accelerator pool has room for the replicas the model wants",
+        )),
+        PoolState::Cut(why) => Some(cond("AcceleratorsAvailable", false, "PoolExhausted", why)),
+    }
 }
 
 /// The status of a VA whose target is missing: never existed, deleted, or (discovery) none
