@@ -1755,6 +1755,18 @@ async fn a_pool_read_from_the_nodes_serves_the_higher_priority_first() {
     );
     // Ready still: a variant cut short is being autoscaled.
     assert_eq!(condition(&status, "Ready")["status"], "True", "{status}");
+    // And a Warning Event, once, where an annotated HPA or ScaledObject would hear of it too.
+    let events = api.events_about("batch");
+    assert_eq!(
+        events
+            .iter()
+            .filter(|(t, r, n)| t == "Warning"
+                && r == "PoolExhausted"
+                && n.contains("wanted 3 replicas, got 2"))
+            .count(),
+        1,
+        "{events:?}"
+    );
 
     // gpu-2 goes: 3 accelerators left, all the priority-1 model's.
     // gpu-2 goes: 3 accelerators left. The priority-1 model is owed them all, so batch is cut

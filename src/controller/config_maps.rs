@@ -182,7 +182,11 @@ mod tests {
         assert!(done.relist_done);
         assert_eq!(
             done.missing,
-            [ACCELERATOR_COST_CONFIG_MAP, SERVICE_CLASS_CONFIG_MAP]
+            [
+                ACCELERATOR_COST_CONFIG_MAP,
+                SERVICE_CLASS_CONFIG_MAP,
+                POOL_CONFIG_MAP
+            ]
         );
         // The same data again changes nothing; another ConfigMap is ignored.
         let same = c.apply(E::Apply(cm(

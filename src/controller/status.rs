@@ -392,6 +392,7 @@ fn missing_message(hint: Option<&str>) -> String {
 pub struct Entered {
     pub safety_net: bool,
     pub metrics_missing: bool,
+    pub pool_cut: bool,
 }
 
 impl Entered {
@@ -400,18 +401,22 @@ impl Entered {
             StatusUpdate::Decided {
                 optimization,
                 metrics,
+                pool,
                 ..
             } => Self {
                 safety_net: matches!(optimization, OptimizationState::SafetyNet { .. }),
                 metrics_missing: metrics.is_missing(),
+                pool_cut: matches!(pool, PoolState::Cut(_)),
             },
             StatusUpdate::TargetMissing { .. } | StatusUpdate::Faulted { .. } => Self::default(),
         }
     }
 }
 
-/// Events for a decided update: a change of desired count, and entering the safety net or the
-/// missing-metrics state (the one a mistyped label or model id leads to, so it is not silent).
+/// Events for a decided update: a change of desired count, and entering the safety net, the
+/// missing-metrics state (the one a mistyped label or model id leads to, so it is not silent)
+/// or a cut by the accelerator pool (the one place an annotated HPA or ScaledObject, which has
+/// no status of ours, hears of it).
 pub fn decision_events(update: &StatusUpdate, was: Entered) -> Vec<EventSpec> {
     let StatusUpdate::Decided {
         variant,
@@ -420,6 +425,7 @@ pub fn decision_events(update: &StatusUpdate, was: Entered) -> Vec<EventSpec> {
         optimization,
         metrics,
         reason,
+        pool,
         ..
     } = update
     else {
@@ -448,6 +454,14 @@ pub fn decision_events(update: &StatusUpdate, was: Entered) -> Vec<EventSpec> {
         out.push(EventSpec::warning(
             "MetricsMissing",
             format!("{}: {}", variant.name, missing_message(hint.as_deref())),
+        ));
+    }
+    if let PoolState::Cut(why) = pool
+        && !was.pool_cut
+    {
+        out.push(EventSpec::warning(
+            "PoolExhausted",
+            format!("{}: {why}", variant.name),
         ));
     }
     if let OptimizationState::SafetyNet { source, .. } = optimization
@@ -495,6 +509,49 @@ mod tests {
             .iter()
             .find(|c| c.type_ == t)
             .expect("condition")
+    }
+
+    #[test]
+    fn a_cut_by_the_pool_is_a_condition_and_a_warning_once_but_not_unready() {
+        let mut cut = decided(
+            2,
+            Some(2),
+            MetricsState::Found,
+            OptimizationState::Succeeded,
+        );
+        if let StatusUpdate::Decided { pool, .. } = &mut cut {
+            *pool = PoolState::Cut("wanted 3 replicas, got 2: the H100 pool".into());
+        }
+        let s = decided_status(&[&cut], None).expect("status");
+        let c = by_type(&s, "AcceleratorsAvailable");
+        assert_eq!((c.status, c.reason.as_str()), (false, "PoolExhausted"));
+        assert!(c.message.contains("wanted 3 replicas, got 2"));
+        assert!(
+            by_type(&s, "Ready").status,
+            "a cut variant is still autoscaled"
+        );
+        let events = decision_events(&cut, Entered::default());
+        assert!(
+            events.iter().any(|e| e.warning
+                && e.reason == "PoolExhausted"
+                && e.note.contains("va: wanted 3")),
+            "{events:?}"
+        );
+        // Said once on entering, not every cycle.
+        assert!(decision_events(&cut, Entered::of(&cut)).is_empty());
+        // Unlimited: no condition at all.
+        let free = decided(
+            2,
+            Some(2),
+            MetricsState::Found,
+            OptimizationState::Succeeded,
+        );
+        let s = decided_status(&[&free], None).expect("status");
+        assert!(
+            s.conditions
+                .iter()
+                .all(|c| c.type_ != "AcceleratorsAvailable")
+        );
     }
 
     #[test]
