@@ -609,6 +609,11 @@ impl Handler<SetPool> for Registry {
     fn handle(&mut self, msg: SetPool, _: &mut Context<Self>) {
         if msg.0.as_ref().is_none_or(|p| !p.is_limited()) {
             self.caps.clear();
+            // Nothing is limited: no pool series stand for one.
+            let telemetry = &self.ports.telemetry;
+            telemetry.pool_gpus.reset();
+            telemetry.pool_granted_gpus.reset();
+            telemetry.scarcity_cut.reset();
         }
         self.pool = msg.0;
     }
