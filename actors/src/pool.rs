@@ -9,7 +9,7 @@ use wva_storage::{RecordedClaim, ScarcityRecord};
 
 use crate::effects::Effects;
 use crate::messages::{ModelKey, StatusUpdate, Timestamp, VariantKey};
-use crate::policy::outputs::PoolState;
+use crate::policy::outputs::{PoolState, ScalingChange};
 use crate::policy::scarcity::{Allocation, Claim, Pool, allocate};
 use crate::telemetry::Telemetry;
 
@@ -73,7 +73,11 @@ impl PendingClaims {
                 continue;
             };
             if grant.granted != grant.wanted {
-                effects.published[p].desired = grant.granted;
+                // The scaling action counted is the one published, not the one wanted.
+                let published = &mut effects.published[p];
+                let cause = published.change.as_ref().map_or("scarcity", |c| c.reason);
+                published.change = ScalingChange::between(published.baseline, grant.granted, cause);
+                published.desired = grant.granted;
                 fitted
                     .granted
                     .entry(claim.model.clone())

@@ -380,6 +380,7 @@ mod tests {
             accelerator: "L40S".into(),
             desired,
             current,
+            baseline: current,
             change,
             safety_net: false,
             metrics_missing: false,

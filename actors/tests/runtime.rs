@@ -1507,6 +1507,22 @@ async fn a_scarce_pool_serves_the_higher_priority_and_tells_the_one_cut_short() 
     // 8 wanted, 7 GPUs: the priority-1 model gets its fourth, the other holds 3.
     assert_eq!(desired(&h, "ns", "chat").await, Some(4));
     assert_eq!(desired(&h, "ns", "batch").await, Some(3));
+    // The scaling actions counted are the published ones: chat went up, batch did not move.
+    let text = h.publisher.send(Gather).await.expect("gather");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("inferno_replica_scaling_total{")
+                && l.contains("direction=\"up\"")
+                && l.contains("variant_name=\"chat\"")),
+        "{text}"
+    );
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.starts_with("inferno_replica_scaling_total{")
+                && l.contains("variant_name=\"batch\"")),
+        "{text}"
+    );
 
     let statuses = h.statuses.lock().expect("lock").clone();
     let pool_of = |name: &str| {

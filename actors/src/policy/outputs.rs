@@ -25,6 +25,8 @@ pub struct Published {
     pub accelerator: String,
     pub desired: u32,
     pub current: u32,
+    /// What the change is counted against: the previous desired count, else the replicas.
+    pub baseline: u32,
     pub change: Option<ScalingChange>,
     /// The safety net chose the desired count (`wva_safety_net_active`).
     pub safety_net: bool,
@@ -222,6 +224,7 @@ pub fn cycle_outputs(
             accelerator: target.accelerator.clone(),
             desired: target.target,
             current: target.current_replicas,
+            baseline: facts.previous_desired.unwrap_or(target.current_replicas),
             change,
             safety_net: decision.safety_net && target.fallback_source.is_some(),
             metrics_missing: facts.metrics.is_missing(),
@@ -236,15 +239,21 @@ fn scaling_change(
     target: &VariantTarget,
     cause: &'static str,
 ) -> Option<ScalingChange> {
-    let baseline = previous_desired.unwrap_or(target.current_replicas);
-    (target.target != baseline).then_some(ScalingChange {
-        direction: if target.target > baseline {
-            "up"
-        } else {
-            "down"
-        },
-        reason: cause,
-    })
+    ScalingChange::between(
+        previous_desired.unwrap_or(target.current_replicas),
+        target.target,
+        cause,
+    )
+}
+
+impl ScalingChange {
+    /// The change from `baseline` to `desired`, if any, for `cause`.
+    pub fn between(baseline: u32, desired: u32, cause: &'static str) -> Option<Self> {
+        (desired != baseline).then_some(Self {
+            direction: if desired > baseline { "up" } else { "down" },
+            reason: cause,
+        })
+    }
 }
 
 #[cfg(test)]
