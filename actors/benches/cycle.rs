@@ -9,6 +9,9 @@
 //!   variants, as a restarting controller does;
 //! - resident memory with 10,000 variants managed, over 90 cycles, in a process of its own
 //!   (printed before the timings).
+//!
+//! With `WVA_BENCH_POOL_SHARE=0.6` the fleet shares a pool of accelerators at that share of what
+//! its replicas hold, so every cycle also fits every model's counts into it (scarcity).
 
 use std::time::{Duration, Instant};
 
@@ -63,6 +66,29 @@ async fn populated(
     let (registry, log) = (actors.registry, actors.log);
     let layout = fleet::layout(n);
     fleet::populate(&registry, &layout).await;
+    if let Some(share) = std::env::var("WVA_BENCH_POOL_SHARE")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+    {
+        // Every replica holds one accelerator; the fleet's Deployments have two each.
+        let mut held: std::collections::BTreeMap<String, u32> = Default::default();
+        for s in layout.iter().flat_map(|(_, specs)| specs) {
+            *held.entry(s.accelerator.clone()).or_insert(0) += 2;
+        }
+        let gpus = held
+            .into_iter()
+            .map(|(acc, n)| (acc, (f64::from(n) * share) as u32))
+            .collect();
+        registry
+            .send(wva_actors::registry::SetPool(Some(
+                wva_actors::policy::scarcity::Pool {
+                    gpus,
+                    ..Default::default()
+                },
+            )))
+            .await
+            .expect("pool");
+    }
     (registry, log, layout)
 }
 
