@@ -108,8 +108,8 @@ fn report_memory() -> tempfile::TempDir {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10 + 2 * i64::from(wva_storage::DEFAULT_JOURNAL_SLOTS));
-    let samples = sys.block_on(async {
-        let (registry, _, layout) = populated(10_000, dir.path()).await;
+    let (samples, logged) = sys.block_on(async {
+        let (registry, log, layout) = populated(10_000, dir.path()).await;
         let mut samples = Vec::new();
         for phase in 0..cycles {
             registry
@@ -123,7 +123,13 @@ fn report_memory() -> tempfile::TempDir {
                 samples.push((phase + 1, resident_kib().unwrap_or(0)));
             }
         }
-        samples
+        let logged = log
+            .send(wva_actors::log_actor::Stats)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map_or(0, |s| s.bytes);
+        (samples, logged)
     });
     for (cycles, kib) in samples {
         println!(
@@ -132,6 +138,10 @@ fn report_memory() -> tempfile::TempDir {
             before as f64 / 1024.0
         );
     }
+    println!(
+        "log: {:.1} MiB counted after {cycles} cycles of 10000 variants",
+        logged as f64 / (1024.0 * 1024.0)
+    );
     dir
 }
 
