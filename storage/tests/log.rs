@@ -337,6 +337,26 @@ fn sled_log_survives_reopen_with_and_without_flush() {
     assert_eq!(seq, 3, "sequence numbers continue after a restart");
 }
 
+/// The database opened behind the log's back. sled releases a dropped database's lock from a
+/// background thread a moment later, so the open is retried for a while (as `SledLog::open`
+/// does), not failed on the first refusal.
+fn raw_open(path: &std::path::Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(e) if std::time::Instant::now() < deadline => {
+                assert!(
+                    e.to_string().contains("could not acquire lock"),
+                    "raw open: {e}"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            Err(e) => panic!("raw open: {e}"),
+        }
+    }
+}
+
 #[test]
 fn undecodable_records_are_skipped_and_counted() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -352,7 +372,7 @@ fn undecodable_records_are_skipped_and_counted() {
     {
         // Damage the first append behind the log's back (still in the journal: no retention
         // pass has sealed it).
-        let db = sled::open(&path).expect("raw open");
+        let db = raw_open(&path);
         let records = db.open_tree("journal").expect("tree");
         let (key, mut value) = records
             .first()
@@ -404,7 +424,7 @@ fn a_database_of_another_format_is_moved_aside() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("log");
     {
-        let db = sled::open(&path).expect("raw open");
+        let db = raw_open(&path);
         db.open_tree("meta")
             .expect("tree")
             .insert("format", "something-else/9")
@@ -745,7 +765,7 @@ fn a_log_of_single_records_is_read_and_continued() {
         cycle("ns", "m", 2_000, &[("a", 3)], false),
     ];
     {
-        let db = sled::open(&path).expect("raw open");
+        let db = raw_open(&path);
         let meta = db.open_tree("meta").expect("meta");
         meta.insert("format", "wva-decision-log/1").expect("marker");
         let (records, by_seq) = (
@@ -801,7 +821,7 @@ fn a_seal_cut_short_by_a_crash_keeps_every_record_once() {
         }
         log.flush().expect("flush");
         drop(log);
-        let db = sled::open(&path).expect("raw open");
+        let db = raw_open(&path);
         let copy = db
             .open_tree("journal")
             .expect("journal")
@@ -820,7 +840,7 @@ fn a_seal_cut_short_by_a_crash_keeps_every_record_once() {
     }
     {
         // The journal entries come back, as if the seal had not removed them.
-        let db = sled::open(&path).expect("raw open");
+        let db = raw_open(&path);
         let journal = db.open_tree("journal").expect("journal");
         assert!(journal.is_empty(), "sealed");
         for (k, v) in &journal_copy {
