@@ -17,6 +17,7 @@
 use std::collections::BTreeMap;
 
 use crate::engine::{Limiter, RunOptions, run_models};
+use crate::plot::{Figure, Plot, Series};
 use crate::policy::autoscaler;
 use crate::report::{Summary, summarize};
 use crate::results::{RunResult, SloTargets};
@@ -162,6 +163,10 @@ pub struct ModelFigures {
 pub struct LimiterFigures {
     pub limiter: String,
     pub models: Vec<ModelFigures>,
+    /// Per model, the replicas its Deployments had at each cycle (time in seconds): what it
+    /// held of the pool, Pending ones included.
+    #[serde(skip)]
+    pub held: Vec<Series>,
     /// Attainment weighted by priority rank (the highest of L levels weighs L, the lowest 1).
     pub weighted_attainment: f64,
     /// Jain's index of the attainment of models of equal priority (the lowest over the levels
@@ -191,12 +196,47 @@ pub const LIMITERS: [(&str, Limiter); 3] = [
     ("greedy-by-saturation", Limiter::GreedyBySaturation),
 ];
 
+/// The series of all models together, drawn against the pool.
+const ALL_MODELS: &str = "all models";
+
+/// Per model, its replicas at each sample; then all of them together.
+fn held(scenario: &SharedScenario, results: &[RunResult]) -> Vec<Series> {
+    let mut series: Vec<Series> = scenario
+        .models
+        .iter()
+        .zip(results)
+        .map(|(m, r)| {
+            let points = r
+                .samples
+                .iter()
+                .map(|s| {
+                    let n: u32 = s.variants.values().map(|v| v.replicas).sum();
+                    (s.t_s, f64::from(n))
+                })
+                .collect();
+            (format!("{} (priority {})", m.name, m.priority), points)
+        })
+        .collect();
+    let mut total: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
+    for (_, points) in &series {
+        for &(t, n) in points {
+            total.entry((t * 1e3) as u64).or_insert((t, 0.0)).1 += n;
+        }
+    }
+    series.push((ALL_MODELS.to_string(), total.into_values().collect()));
+    series
+}
+
 fn figures(
     limiter: &str,
     scenario: &SharedScenario,
-    summaries: &[Summary],
+    results: &[RunResult],
     unlimited: Option<&[Summary]>,
 ) -> LimiterFigures {
+    let summaries: Vec<Summary> = results
+        .iter()
+        .map(|r| summarize(limiter, r, SloTargets::default()))
+        .collect();
     let models: Vec<ModelFigures> = scenario
         .models
         .iter()
@@ -239,6 +279,7 @@ fn figures(
         .reduce(f64::min);
     LimiterFigures {
         limiter: limiter.to_string(),
+        held: held(scenario, results),
         weighted_attainment,
         jain_equal_priority,
         pending_replica_hours: models.iter().map(|m| m.pending_replica_hours).sum(),
@@ -264,24 +305,22 @@ pub fn measure(
     options: &RunOptions,
     share: f64,
 ) -> Result<SharedReport, String> {
-    let summaries = |results: &[RunResult], limiter: &str| -> Vec<Summary> {
-        results
-            .iter()
-            .map(|r| summarize(limiter, r, SloTargets::default()))
-            .collect()
-    };
     let unlimited_options = RunOptions {
         pool: BTreeMap::new(),
         ..options.clone()
     };
     let unlimited_results = run(scenario, &unlimited_options)?;
-    let unlimited = summaries(&unlimited_results, "unlimited");
+    let unlimited_figures = figures("unlimited", scenario, &unlimited_results, None);
+    let unlimited: Vec<Summary> = unlimited_results
+        .iter()
+        .map(|r| summarize("unlimited", r, SloTargets::default()))
+        .collect();
     let unlimited_peak = peak_held(&unlimited_results, scenario);
     let pool: BTreeMap<String, u32> = unlimited_peak
         .iter()
         .map(|(acc, &n)| (acc.clone(), (f64::from(n) * share).ceil().max(1.0) as u32))
         .collect();
-    let mut limiters = vec![figures("unlimited", scenario, &unlimited, None)];
+    let mut limiters = vec![unlimited_figures];
     for (name, limiter) in LIMITERS {
         let limited = RunOptions {
             pool: pool.clone(),
@@ -289,12 +328,7 @@ pub fn measure(
             ..options.clone()
         };
         let results = run(scenario, &limited)?;
-        limiters.push(figures(
-            name,
-            scenario,
-            &summaries(&results, name),
-            Some(&unlimited),
-        ));
+        limiters.push(figures(name, scenario, &results, Some(&unlimited)));
     }
     Ok(SharedReport {
         scenario: scenario.name.clone(),
@@ -303,6 +337,31 @@ pub fn measure(
         pool,
         limiters,
     })
+}
+
+/// Replicas each model held over time, one panel per limiter, the pool's size drawn across.
+pub fn figure(report: &SharedReport) -> Figure {
+    let pool: u32 = report.pool.values().sum();
+    Figure::panels(
+        report
+            .limiters
+            .iter()
+            .map(|l| {
+                let plot = Plot::new(
+                    &format!("{}: replicas held per model", l.limiter),
+                    "replicas",
+                    l.held.clone(),
+                )
+                .integers()
+                .dash(ALL_MODELS);
+                if l.limiter == "unlimited" {
+                    plot
+                } else {
+                    plot.reference("pool", f64::from(pool))
+                }
+            })
+            .collect(),
+    )
 }
 
 /// The report as tables for a terminal.

@@ -77,7 +77,8 @@ pub struct SimulateArgs {
     /// `traces` (three traces of --traces-dir), with priorities. Runs them with an unlimited
     /// pool, sets the pool at --pool-share of the accelerators they held at once, at most, and
     /// compares what keeps the counts within it: this controller, no limiter, and WVA v0.9's
-    /// greedy-by-saturation limiter; writes shared-pool.json into --report.
+    /// greedy-by-saturation limiter; writes shared-pool.json and a plot of the replicas each model
+    /// held (shared-pool.svg, .png) into --report.
     #[arg(long, conflicts_with_all = ["compare", "frontier", "data_dir", "trace", "workloads", "from_log"])]
     pub shared_pool: Option<String>,
     /// With --shared-pool: the pool as a share of the unlimited peak.
@@ -337,10 +338,12 @@ fn shared_pool(request: &SimulateRequest, name: &str, share: f64) -> Result<Stri
     let path = request.report.join("shared-pool.json");
     let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
     std::fs::write(&path, json).map_err(|e| format!("{}: {e}", path.display()))?;
+    wva_sim::report::write_figures(
+        &request.report,
+        &[("shared-pool", shared_pool::figure(&report))],
+    )?;
     Ok(format!(
-        "{}
-report: {}
-",
+        "{}\nreport: {} (and shared-pool.svg, .png: replicas held per model over time)\n",
         shared_pool::render(&report),
         path.display()
     ))
