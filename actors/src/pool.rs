@@ -27,8 +27,10 @@ pub struct PendingClaims {
 pub struct Fitted {
     /// Per model, its variants given a count other than the one decided, and that count.
     pub granted: BTreeMap<ModelKey, Vec<(String, u32)>>,
-    /// Variants cut short, and the most they may publish until the next cycle.
-    pub caps: HashMap<VariantKey, u32>,
+    /// The claims as the fit left them (each wanting what it was granted): what a decision
+    /// made by an event before the next cycle is fitted against, the other models keeping
+    /// what they were given.
+    pub settled: Option<PendingClaims>,
 }
 
 impl PendingClaims {
@@ -66,6 +68,10 @@ impl PendingClaims {
             })
             .collect();
         let mut fitted = Fitted::default();
+        let mut settled = self.clone();
+        for (claim, grant) in settled.claims.iter_mut().zip(&allocation.grants) {
+            claim.wanted = grant.granted;
+        }
         let mut by_variant: HashMap<&VariantKey, usize> = HashMap::new();
         for (i, (claim, grant)) in self.claims.iter().zip(&allocation.grants).enumerate() {
             by_variant.insert(&claim.variant, i);
@@ -83,9 +89,6 @@ impl PendingClaims {
                     .entry(claim.model.clone())
                     .or_default()
                     .push((claim.variant.name.clone(), grant.granted));
-            }
-            if grant.is_cut() {
-                fitted.caps.insert(claim.variant.clone(), grant.granted);
             }
         }
         for status in &mut effects.statuses {
@@ -120,6 +123,7 @@ impl PendingClaims {
                 .records
                 .push(wva_storage::Record::Scarcity(self.record(&allocation, at)));
         }
+        fitted.settled = Some(settled);
         fitted
     }
 
@@ -212,26 +216,4 @@ pub fn recorded_claims(record: &ScarcityRecord) -> (Pool, Vec<Claim>) {
         })
         .collect();
     (pool, claims)
-}
-
-/// Holds event-driven decisions (a Deployment created, a VA added) between cycles within the
-/// last cycle's cuts, so they cannot publish what the pool could not take.
-pub fn within_caps(effects: &mut Effects, caps: &HashMap<VariantKey, u32>) {
-    if caps.is_empty() {
-        return;
-    }
-    for p in &mut effects.published {
-        if let Some(&cap) = caps.get(&p.variant) {
-            p.desired = p.desired.min(cap);
-        }
-    }
-    for status in &mut effects.statuses {
-        if let StatusUpdate::Decided {
-            variant, desired, ..
-        } = status
-            && let Some(&cap) = caps.get(&*variant)
-        {
-            *desired = (*desired).min(cap);
-        }
-    }
 }

@@ -19,7 +19,7 @@ use crate::messages::{
     VariantSpec,
 };
 use crate::policy::scarcity::{Claim, Pool};
-use crate::pool::{Fitted, PendingClaims, within_caps};
+use crate::pool::{Fitted, PendingClaims};
 use crate::publisher::Unpublish;
 use crate::shards::ShardFilter;
 use crate::supervisor::{
@@ -79,8 +79,9 @@ pub struct Registry {
     cycle_timeout: std::time::Duration,
     /// The accelerators the managed variants may hold, when limited.
     pool: Option<Pool>,
-    /// Variants the last cycle cut short, and the most they may publish until the next.
-    caps: HashMap<VariantKey, u32>,
+    /// The last fit's claims (each wanting what it was granted), while a pool limits anything:
+    /// decisions made by events before the next cycle are fitted against them.
+    settled: Option<PendingClaims>,
 }
 
 impl Registry {
@@ -109,8 +110,24 @@ impl Registry {
             alive: None,
             cycle_timeout: MODEL_CYCLE_TIMEOUT,
             pool: None,
-            caps: HashMap::new(),
+            settled: None,
         }
+    }
+
+    /// The last fit's claims with each variant's replicas as they stand now, when a pool limits
+    /// anything.
+    fn settled_now(&self) -> Option<PendingClaims> {
+        let mut settled = self.settled.clone()?;
+        for claim in &mut settled.claims {
+            if let Some(spec) = self.variants.get(&claim.variant)
+                && let Some(d) = self
+                    .deployments
+                    .get(&(spec.key.namespace.clone(), spec.deployment.clone()))
+            {
+                claim.current = d.replicas;
+            }
+        }
+        Some(settled)
     }
 
     /// The claims of this cycle's models on the pool, when one limits anything.
@@ -288,7 +305,7 @@ pub struct UpsertVariant {
 impl Handler<UpsertVariant> for Registry {
     type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, msg: UpsertVariant, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: UpsertVariant, ctx: &mut Context<Self>) -> Self::Result {
         // One copy per variant, shared by the registry, its supervisor and its actor.
         let spec = Arc::new(msg.spec);
         let key = spec.key.clone();
@@ -314,7 +331,8 @@ impl Handler<UpsertVariant> for Registry {
         let sup = self.supervisor(&spec.model);
         let (at, ports) = (msg.at, self.ports.clone());
         let ours = self.filter.holds(&spec.model);
-        let caps = self.caps.clone();
+        let settled = self.settled_now();
+        let registry = ctx.address();
         Box::pin(async move {
             let mut effects = Effects::default();
             if let Some(d) = detached {
@@ -333,7 +351,7 @@ impl Handler<UpsertVariant> for Registry {
             if ours {
                 effects.merge(added);
             }
-            within_caps(&mut effects, &caps);
+            fit_between_cycles(settled, &mut effects, &ports, &registry, at);
             effects.apply(&ports).await;
         })
     }
@@ -371,7 +389,7 @@ pub struct DeploymentEvent {
 impl Handler<DeploymentEvent> for Registry {
     type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, msg: DeploymentEvent, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: DeploymentEvent, ctx: &mut Context<Self>) -> Self::Result {
         let id = (msg.namespace.clone(), msg.name.clone());
         match msg.state {
             Some(state) => self.deployments.insert(id, state),
@@ -392,7 +410,9 @@ impl Handler<DeploymentEvent> for Registry {
             .filter_map(|m| Some((self.supervisors.get(m)?.clone(), self.filter.holds(m))))
             .collect();
         let ports = self.ports.clone();
-        let caps = self.caps.clone();
+        let settled = self.settled_now();
+        let registry = ctx.address();
+        let at = msg.at;
         Box::pin(async move {
             let mut effects = Effects::default();
             for (sup, ours) in sups {
@@ -411,7 +431,7 @@ impl Handler<DeploymentEvent> for Registry {
                     }
                 }
             }
-            within_caps(&mut effects, &caps);
+            fit_between_cycles(settled, &mut effects, &ports, &registry, at);
             effects.apply(&ports).await;
         })
     }
@@ -598,6 +618,23 @@ impl Gathering {
     }
 }
 
+/// Fits a decision made by an event between cycles (a Deployment created or changed, a VA
+/// added) into the pool, the other models keeping what the last fit gave them: logged and told
+/// like a cycle's fit, so replay and the safety net see what was published.
+fn fit_between_cycles(
+    settled: Option<PendingClaims>,
+    effects: &mut Effects,
+    ports: &Ports,
+    registry: &Addr<Registry>,
+    at: Timestamp,
+) {
+    if let Some(settled) = settled
+        && !effects.published.is_empty()
+    {
+        registry.do_send(PoolFitted(settled.fit(effects, &ports.telemetry, at)));
+    }
+}
+
 /// The accelerators the managed variants may hold changed (`None`: not limited). Applies from
 /// the next cycle.
 #[derive(Debug, Message)]
@@ -608,7 +645,7 @@ impl Handler<SetPool> for Registry {
     type Result = ();
     fn handle(&mut self, msg: SetPool, _: &mut Context<Self>) {
         if msg.0.as_ref().is_none_or(|p| !p.is_limited()) {
-            self.caps.clear();
+            self.settled = None;
             // Nothing is limited: no pool series stand for one.
             let telemetry = &self.ports.telemetry;
             telemetry.pool_gpus.reset();
@@ -628,8 +665,11 @@ struct PoolFitted(Fitted);
 impl Handler<PoolFitted> for Registry {
     type Result = ();
     fn handle(&mut self, msg: PoolFitted, _: &mut Context<Self>) {
-        let Fitted { granted, caps } = msg.0;
-        self.caps = caps;
+        let Fitted { granted, settled } = msg.0;
+        // A pool set back to unlimited meanwhile stays so.
+        if self.pool.as_ref().is_some_and(Pool::is_limited) {
+            self.settled = settled;
+        }
         for (model, counts) in granted {
             if let Some(sup) = self.supervisors.get(&model) {
                 sup.do_send(Granted(counts));

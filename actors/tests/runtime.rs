@@ -1643,3 +1643,59 @@ async fn a_pool_large_enough_for_everyone_changes_no_decision() {
     );
     assert_eq!(targets(a.records), targets(b.records));
 }
+
+#[actix::test]
+async fn a_decision_between_cycles_is_fitted_against_what_the_others_were_given() {
+    let h = start_with(
+        MemoryLog::in_memory(Retention::default()),
+        None,
+        prioritised(),
+    );
+    let metrics = scarce_models(&h).await;
+    h.registry
+        .send(SetPool(Some(a100_pool(7))))
+        .await
+        .expect("pool");
+    tick(&h, 15_000, metrics).await;
+    assert_eq!(desired(&h, "ns", "chat").await, Some(4));
+    // batch's Deployment is deleted and created again with 4 replicas: its model decides at once,
+    // between cycles, and may not take what chat was given.
+    for state in [
+        None,
+        Some(DeploymentState {
+            replicas: 4,
+            ready: 4,
+        }),
+    ] {
+        h.registry
+            .send(DeploymentEvent {
+                namespace: "ns".into(),
+                name: "batch-deploy".into(),
+                state,
+                at: Timestamp(20_000),
+            })
+            .await
+            .expect("deployment");
+    }
+    let batch = desired(&h, "ns", "batch").await;
+    assert!(batch.is_some_and(|b| b <= 3), "{batch:?}");
+    assert_eq!(desired(&h, "ns", "chat").await, Some(4));
+    // The fit is logged after the event's own record, so the safety net falls back to what was
+    // published, not what was wanted.
+    let records = history(&h).await.records;
+    let last_cut = records.iter().rev().find_map(|(_, r)| match r {
+        Record::Scarcity(s) => Some(s.clone()),
+        _ => None,
+    });
+    let last_cut = last_cut.expect("a cut is logged");
+    assert_eq!(last_cut.at, Timestamp(20_000), "{records:#?}");
+    let last_good = h
+        .log
+        .send(wva_actors::log_actor::LastGoodOf(VariantKey::new(
+            "ns", "batch",
+        )))
+        .await
+        .expect("log")
+        .expect("last good");
+    assert_eq!(last_good.map(|l| l.desired), batch);
+}
