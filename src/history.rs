@@ -46,7 +46,7 @@ struct JsonEntry<'a> {
 
 /// The pool's claims of the cycles in `filter`'s time window, by (time, namespace, variant).
 /// The pool belongs to no model, so it is read apart from a model's records.
-pub fn pool_claims(
+fn pool_claims(
     log: &dyn DecisionLog,
     filter: &HistoryFilter,
 ) -> Result<Vec<ScarcityRecord>, String> {

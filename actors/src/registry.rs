@@ -114,15 +114,22 @@ impl Registry {
         }
     }
 
+    /// The latest state of the Deployment a variant scales.
+    fn deployment_of(&self, spec: &VariantSpec) -> Option<DeploymentState> {
+        self.deployments
+            .get(&(spec.key.namespace.clone(), spec.deployment.clone()))
+            .copied()
+    }
+
     /// The last fit's claims with each variant's replicas as they stand now, when a pool limits
     /// anything.
     fn settled_now(&self) -> Option<PendingClaims> {
         let mut settled = self.settled.clone()?;
         for claim in &mut settled.claims {
-            if let Some(spec) = self.variants.get(&claim.variant)
-                && let Some(d) = self
-                    .deployments
-                    .get(&(spec.key.namespace.clone(), spec.deployment.clone()))
+            if let Some(d) = self
+                .variants
+                .get(&claim.variant)
+                .and_then(|spec| self.deployment_of(spec))
             {
                 claim.current = d.replicas;
             }
@@ -138,10 +145,7 @@ impl Registry {
             .values()
             .filter(|s| self.filter.holds(&s.model))
             .map(|s| {
-                let running = self
-                    .deployments
-                    .get(&(s.key.namespace.clone(), s.deployment.clone()))
-                    .map_or(0, |d| d.replicas);
+                let running = self.deployment_of(s).map_or(0, |d| d.replicas);
                 Claim {
                     variant: s.key.clone(),
                     model: s.model.clone(),
@@ -244,10 +248,7 @@ impl Registry {
                     message: message.clone(),
                 });
             }
-            let deployment = self
-                .deployments
-                .get(&(spec.key.namespace.clone(), spec.deployment.clone()))
-                .copied();
+            let deployment = self.deployment_of(&spec);
             // Queued in order before anything else the registry sends it.
             sup.do_send(AddVariant {
                 spec,
@@ -322,10 +323,7 @@ impl Handler<UpsertVariant> for Registry {
         }
         // New, or moved to another model or Deployment: (re)attach.
         let detached = self.detach(&key);
-        let deployment = self
-            .deployments
-            .get(&(key.namespace.clone(), spec.deployment.clone()))
-            .copied();
+        let deployment = self.deployment_of(&spec);
         let last_good = self.recovered.remove(&key);
         self.variants.insert(key, Arc::clone(&spec));
         let sup = self.supervisor(&spec.model);

@@ -1477,6 +1477,15 @@ async fn scarce_models(h: &Harness) -> Metrics {
     ])
 }
 
+/// The last good desired count the log holds for a variant.
+async fn last_good_of(h: &Harness, ns: &str, name: &str) -> Option<LastGood> {
+    h.log
+        .send(wva_actors::log_actor::LastGoodOf(VariantKey::new(ns, name)))
+        .await
+        .expect("log")
+        .expect("last good")
+}
+
 fn prioritised() -> PolicySettings {
     PolicySettings {
         priorities: [("chat".to_string(), 1), ("batch".to_string(), 5)].into(),
@@ -1566,14 +1575,7 @@ async fn a_scarce_pool_serves_the_higher_priority_and_tells_the_one_cut_short() 
         .find(|c| c.variant.name == "batch")
         .expect("batch's claim");
     assert_eq!((batch.wanted, batch.granted, batch.priority), (4, 3, 5));
-    let last_good = h
-        .log
-        .send(wva_actors::log_actor::LastGoodOf(VariantKey::new(
-            "ns", "batch",
-        )))
-        .await
-        .expect("log")
-        .expect("last good");
+    let last_good = last_good_of(&h, "ns", "batch").await;
     assert_eq!(last_good.map(|l| l.desired), Some(3));
 
     // The next cycle starts from what was published, not from what was wanted.
@@ -1689,13 +1691,6 @@ async fn a_decision_between_cycles_is_fitted_against_what_the_others_were_given(
     });
     let last_cut = last_cut.expect("a cut is logged");
     assert_eq!(last_cut.at, Timestamp(20_000), "{records:#?}");
-    let last_good = h
-        .log
-        .send(wva_actors::log_actor::LastGoodOf(VariantKey::new(
-            "ns", "batch",
-        )))
-        .await
-        .expect("log")
-        .expect("last good");
+    let last_good = last_good_of(&h, "ns", "batch").await;
     assert_eq!(last_good.map(|l| l.desired), batch);
 }

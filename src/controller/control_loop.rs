@@ -391,15 +391,7 @@ impl ControlLoop {
     /// Tells the registry the accelerator pool when it changed.
     fn refresh_pool(&mut self) {
         let discover = self.settings.accelerator_pool;
-        if !discover
-            && self.pool.config.quotas.is_empty()
-            && self.pool.config.namespace_quotas.is_empty()
-        {
-            if let Some(pool) = self.pool.changed(self.inventory.costs(), &|_| false, false) {
-                self.actors.registry.do_send(SetPool(pool));
-            }
-            return;
-        }
+        // Which pods are this replica's matters only to a pool read from the nodes.
         let pod_models = if discover {
             self.inventory.pod_models()
         } else {
