@@ -17,8 +17,12 @@
 //! - **Demand.** The requests per second the model's servers complete, plus the queued
 //!   requests drained over [`SloCapacityConfig::drain_s`]; more demand never gives fewer
 //!   replicas.
+//! - **Prefill.** A second line, TTFT against the prompt tokens a replica holds ([`TtftFit`]),
+//!   bounds what a replica takes in; the phase that binds first sizes it. Beside a decode line
+//!   it binds only once the prefill time nears its budget ([`PREFILL_LINE_TRUSTED_FROM`]).
 //! - **Placement.** Replicas go to the variant with the lowest cost per unit of capacity, then
-//!   the next, within each variant's bounds; each active variant keeps its minimum.
+//!   the next, within each variant's bounds; each active variant keeps its minimum. Variants
+//!   whose lightest latency alone takes the budget come after those that meet it.
 //! - **Stabilised scale-down.** Scale-up is immediate and counts the replicas still starting
 //!   (targets are totals, so a burst is not answered twice); scale-down goes only as low as the
 //!   highest recommendation of the last [`SloCapacityConfig::stabilization_cycles`] cycles.
@@ -488,6 +492,22 @@ fn fall_back_where_unknown(
     (covered, fell_back)
 }
 
+/// Whether a variant's lightest step or lightest prefill, with no load at all, already takes
+/// its budget's share of the objective (a slower card, or prompts too long for it): it is
+/// sized on a relaxed budget, and requests it serves miss more.
+fn lightest_over_budget(v: &CapacityVariant, c: &SloCapacityConfig) -> bool {
+    let over = |lightest: f64, objective: f64| {
+        lightest * (1.0 + INTRINSIC_SLACK) > objective * c.budget_share
+    };
+    let decode =
+        v.role != Role::Prefill && v.fit.line().is_some_and(|(a, _)| over(a, c.slo.itl_ms));
+    let prefill = v.role != Role::Decode
+        && v.prefill_fit
+            .line()
+            .is_some_and(|(b, _)| over(b, c.slo.ttft_ms));
+    decode || prefill
+}
+
 /// A variant's target from what demand asks of it (`rec`): up at once, down only as low as the
 /// highest recommendation of its scale-down window; with the reason.
 fn stabilised(v: &CapacityVariant, rec: u32, demand_said: &str, capacity: &str) -> (u32, String) {
@@ -558,10 +578,25 @@ pub fn decide_slo_capacity(
     let mut order: Vec<usize> = (0..variants.len())
         .filter(|&i| capacities[i].0.is_some_and(|rps| rps > 0.0))
         .collect();
+    // Variants that meet the budget come first, cheapest per capacity first: one whose
+    // lightest latency already takes the budget (sized on a relaxed one) misses more of what
+    // it serves, however cheap its capacity looks.
+    let slow: Vec<bool> = variants
+        .iter()
+        .map(|v| lightest_over_budget(v, c))
+        .collect();
+    for (i, capacity) in capacities.iter_mut().enumerate() {
+        if slow[i] && capacity.0.is_some() {
+            capacity
+                .1
+                .push_str("; its lightest latency alone takes the budget, so variants that meet it come first");
+        }
+    }
     order.sort_by(|&x, &y| {
         let per = |i: usize| variants[i].input.cost / capacities[i].0.unwrap_or(f64::MIN_POSITIVE);
-        per(x)
-            .total_cmp(&per(y))
+        slow[x]
+            .cmp(&slow[y])
+            .then(per(x).total_cmp(&per(y)))
             .then(variants[x].input.name.cmp(&variants[y].input.name))
     });
     let mut short_of_room = false;
@@ -889,6 +924,41 @@ mod tests {
                 last = n;
             }
         }
+    }
+
+    #[test]
+    fn a_variant_that_meets_the_budget_is_placed_before_a_cheaper_one_that_cannot() {
+        let config = SloCapacityConfig::default();
+        // The A100 is cheaper per request it carries, but its lightest prefill (450 ms of
+        // 12 000-token prompts) alone takes the 500 ms budget; the H100's (250 ms) does not.
+        let long_prompts = |v: &mut CapacityVariant| {
+            v.serving = v.serving.map(|s| ServingSummary {
+                mean_input_tokens: 12_000.0,
+                ttft_ms: 600.0,
+                ..s
+            });
+        };
+        let mut a100 = variant("a100", 1.0, 1, 0.5, learned(8.0, 40.0));
+        a100.prefill_fit = learned_prefill(450.0, 9_000.0, 12_000.0);
+        long_prompts(&mut a100);
+        let mut h100 = variant("h100", 6.9, 1, 0.5, learned(6.0, 30.0));
+        h100.prefill_fit = learned_prefill(250.0, 20_000.0, 12_000.0);
+        long_prompts(&mut h100);
+        let per_cost =
+            |v: &CapacityVariant| v.input.cost / per_replica_capacity(v, &config).0.expect("known");
+        assert!(per_cost(&a100) < per_cost(&h100));
+        let d = decide_slo_capacity(&[a100, h100], &Thresholds::default(), &config);
+        let targets: Vec<u32> = d.decision.variants.iter().map(|t| t.target).collect();
+        assert_eq!(targets[0], 1, "the A100 keeps its minimum: {d:?}");
+        assert!(targets[1] > 1, "the H100 takes the growth: {d:?}");
+        assert!(
+            d.estimates[0]
+                .note
+                .contains("variants that meet it come first"),
+            "{}",
+            d.estimates[0].note
+        );
+        assert!(!d.estimates[1].note.contains("come first"));
     }
 
     #[test]
