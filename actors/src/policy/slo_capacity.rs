@@ -903,11 +903,12 @@ mod tests {
     fn the_prefill_bound_is_monotone_in_requests_and_prompt_tokens() {
         let config = SloCapacityConfig::default();
         let fit = learned_prefill(100.0, 20_000.0, 800.0);
-        let decide = |rate: f64, prompt: f64| {
+        let decide_at = |rate: f64, prompt: f64, ttft: f64| {
             let mut v = variant("h100", 6.9, 2, rate, learned(8.0, 40.0));
             v.prefill_fit = fit;
             v.serving = v.serving.map(|s| ServingSummary {
                 mean_input_tokens: prompt,
+                ttft_ms: ttft,
                 ..s
             });
             decide_slo_capacity(&[v], &Thresholds::default(), &config)
@@ -915,6 +916,20 @@ mod tests {
                 .variants[0]
                 .target
         };
+        // The TTFT a server shows grows with the prompt tokens it takes in, past the point
+        // where the prefill line is trusted (half the 500 ms budget).
+        let decide = |rate: f64, prompt: f64| decide_at(rate, prompt, 60.0 + rate * prompt / 100.0);
+        // A longer TTFT at the same load never gives fewer replicas either.
+        for (rate, prompt) in [(5.0, 800.0), (20.0, 1600.0), (40.0, 3200.0)] {
+            let mut last = 0;
+            for ttft in [40.0, 120.0, 240.0, 260.0, 400.0, 900.0] {
+                let n = decide_at(rate, prompt, ttft);
+                assert!(n >= last, "ttft {ttft} ms at {rate} rps: {n} after {last}");
+                last = n;
+            }
+        }
+        // There, the prefill line binding is what adds them.
+        assert!(decide_at(40.0, 3200.0, 400.0) > decide_at(40.0, 3200.0, 40.0));
         for prompt in [400.0, 800.0, 1600.0, 3200.0] {
             let mut last = 0;
             for rate in [1.0, 5.0, 10.0, 20.0, 40.0, 80.0] {
