@@ -19,7 +19,8 @@
 //!   replicas.
 //! - **Prefill.** A second line, TTFT against the prompt tokens a replica holds ([`TtftFit`]),
 //!   bounds what a replica takes in; the phase that binds first sizes it. Beside a decode line
-//!   it binds only once the prefill time nears its budget ([`PREFILL_LINE_TRUSTED_FROM`]).
+//!   it binds only once the prefill time reaches a quarter of its budget
+//!   ([`PREFILL_LINE_TRUSTED_FROM`]).
 //! - **Placement.** Replicas go to the variant with the lowest cost per unit of capacity, then
 //!   the next, within each variant's bounds; each active variant keeps its minimum. Variants
 //!   whose lightest latency alone takes the budget come after those that meet it.
@@ -391,12 +392,13 @@ fn per_replica_capacity(v: &CapacityVariant, c: &SloCapacityConfig) -> (Option<f
     // Far from its TTFT budget, a replica's TTFT is mostly one engine step, which grows with
     // the decode batch the ITL line already sizes: the prefill line learned there reads that
     // growth as a prefill limit when carried out to the budget. Beside a decode line, it binds
-    // only once the prefill time nears its budget.
+    // only once the prefill time reaches a share of its budget.
     let (prefill, prefill_not_near) = match (prefill, &decode) {
         (Some((rps, _)), Some(_)) if prefill_ms < PREFILL_LINE_TRUSTED_FROM * ttft_budget => (
             None,
             Some(format!(
-                "; prefill not near its limit (ttft {prefill_ms:.0} ms of its {ttft_budget:.0} ms budget; its line allows {rps:.2} rps)"
+                "; prefill not near its limit (prefill {prefill_ms:.0} ms after the queue wait, under the {:.0} ms from which its line is trusted; the line allows {rps:.2} rps)",
+                PREFILL_LINE_TRUSTED_FROM * ttft_budget
             )),
         ),
         (p, _) => (p, None),
