@@ -428,6 +428,8 @@ pub fn recorded_capacity_views(
         window_s: r.window_s,
         forecast: forecast.is_some(),
         forecast_rps: forecast.and_then(|f| f.forecast_rps),
+        // Fixed settings no configuration changes are not recorded.
+        ..SloCapacityConfig::default()
     };
     (views, config)
 }

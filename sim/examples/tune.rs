@@ -1,12 +1,15 @@
-//! Explores the `slo-capacity` analyzer's fixed settings (stabilisation, drain time) over the
-//! knob's sweep on the training loads only (the built-in hour and the training traces of the
-//! split, read from `WVA_TRACES_DIR` or `../shared/traces`), printing each combination's cost
-//! at 95 % attainment per workload and the worst ratio to the best combination's, by which a
-//! setting is chosen: `cargo run --release -p wva-sim --example tune`. The validation traces
+//! Explores the `slo-capacity` analyzer's fixed settings (stabilisation cycles, drain time, the
+//! share of the TTFT budget from which the prefill line is trusted) over the knob's sweep on
+//! the training loads only (the built-in hour and the training traces of the split, read from
+//! `WVA_TRACES_DIR` or `../shared/traces`), printing each combination's cost at 95 %
+//! attainment per workload and the worst ratio to the best combination's, by which a setting
+//! is chosen: `cargo run --release -p wva-sim --example tune`, or with
+//! `TUNE=stabilisation:drain:trust,...` (e.g. `20:60:0.25,20:150:0.5`). The validation traces
 //! and the zoo are never read here.
 
 use std::path::PathBuf;
 
+use wva_actors::policy::slo_capacity::SloCapacityConfig;
 use wva_sim::engine::RunOptions;
 use wva_sim::frontier::{FrontierRequest, measure};
 use wva_sim::policy::Policy;
@@ -29,21 +32,33 @@ fn main() -> Result<(), String> {
         from_log: None,
     };
     let workloads = workloads(&request)?;
-    let combos: Vec<(usize, f64)> = std::env::var("TUNE")
-        .unwrap_or_else(|_| "4:60,12:60,40:60,12:30".into())
+    let defaults = SloCapacityConfig::default();
+    let combos: Vec<(usize, f64, f64)> = std::env::var("TUNE")
+        .unwrap_or_else(|_| "20:150:0.25,20:60:0.25,20:150:0.5,12:150:0.25".into())
         .split(',')
         .map(|c| {
-            let (s, d) = c.split_once(':').unwrap_or((c, "60"));
-            (s.parse().unwrap_or(12), d.parse().unwrap_or(60.0))
+            let mut parts = c.split(':');
+            let mut next = |default: f64| {
+                parts
+                    .next()
+                    .and_then(|p| p.parse::<f64>().ok())
+                    .unwrap_or(default)
+            };
+            (
+                next(defaults.stabilization_cycles as f64) as usize,
+                next(defaults.drain_s),
+                next(defaults.prefill_trusted_from),
+            )
         })
         .collect();
     // Cost at 95 % per combination and workload; a combination is judged by its worst ratio to
     // the best combination on each workload (never by the mean, so no load is sacrificed).
     let mut costs: Vec<Vec<Option<f64>>> = Vec::new();
-    for &(stabilization, drain) in &combos {
+    for &(stabilization, drain, trust) in &combos {
         let mut options = RunOptions::default();
         options.settings.slo_capacity.stabilization_cycles = stabilization;
         options.settings.slo_capacity.drain_s = drain;
+        options.settings.slo_capacity.prefill_trusted_from = trust;
         let req = FrontierRequest {
             workloads: workloads.clone(),
             policies: vec![Policy::default()],
@@ -53,7 +68,9 @@ fn main() -> Result<(), String> {
             reference: Policy::default(),
         };
         let frontiers = measure(&req, |_, _| {})?;
-        println!("stabilization {stabilization} cycles, drain {drain} s");
+        println!(
+            "stabilization {stabilization} cycles, drain {drain} s, prefill line trusted from {trust} of its budget"
+        );
         for f in &frontiers {
             let pts: Vec<String> = f
                 .points
@@ -79,7 +96,7 @@ fn main() -> Result<(), String> {
     println!(
         "\nworst ratio to the best combination, per combination (lower is better; unreached counts as infinite):"
     );
-    for (k, &(stabilization, drain)) in combos.iter().enumerate() {
+    for (k, &(stabilization, drain, trust)) in combos.iter().enumerate() {
         let worst = (0..workloads.len())
             .map(|w| {
                 let best = costs
@@ -89,7 +106,7 @@ fn main() -> Result<(), String> {
                 costs[k][w].map_or(f64::INFINITY, |c| c / best)
             })
             .fold(1.0, f64::max);
-        println!("  {stabilization}:{drain}  {worst:.3}");
+        println!("  {stabilization}:{drain}:{trust}  {worst:.3}");
     }
     Ok(())
 }

@@ -20,7 +20,7 @@
 //! - **Prefill.** A second line, TTFT against the prompt tokens a replica holds ([`TtftFit`]),
 //!   bounds what a replica takes in; the phase that binds first sizes it. Beside a decode line
 //!   it binds only once the prefill time reaches a quarter of its budget
-//!   ([`PREFILL_LINE_TRUSTED_FROM`]).
+//!   ([`SloCapacityConfig::prefill_trusted_from`]).
 //! - **Placement.** Replicas go to the variant with the lowest cost per unit of capacity, then
 //!   the next, within each variant's bounds; each active variant keeps its minimum. Variants
 //!   whose lightest latency alone takes the budget come after those that meet it.
@@ -209,6 +209,15 @@ pub struct SloCapacityConfig {
     /// input the cycle computes, logged beside it; `None` without a forecast).
     #[serde(default)]
     pub forecast_rps: Option<f64>,
+    /// Beside a decode line, the share of its TTFT budget a window's prefill time must reach
+    /// before the prefill line binds ([`DEFAULT_PREFILL_TRUSTED_FROM`]; a fixed setting, swept
+    /// on the training loads by `sim/examples/tune.rs`).
+    #[serde(default = "default_prefill_trusted_from")]
+    pub prefill_trusted_from: f64,
+}
+
+fn default_prefill_trusted_from() -> f64 {
+    DEFAULT_PREFILL_TRUSTED_FROM
 }
 
 impl Default for SloCapacityConfig {
@@ -221,6 +230,7 @@ impl Default for SloCapacityConfig {
             window_s: 60.0,
             forecast: false,
             forecast_rps: None,
+            prefill_trusted_from: DEFAULT_PREFILL_TRUSTED_FROM,
         }
     }
 }
@@ -327,14 +337,14 @@ pub struct SloCapacityDecision {
 }
 
 /// Beside a decode line, the prefill line binds only once the prefill time (TTFT less the wait
-/// in the queue) reaches this share of its budget. The mean TTFT understates the tail: when a
+/// in the queue) reaches this share of its budget, by default. The mean TTFT understates the tail: when a
 /// fifth of the prompts are five times the rest, those reach the objective while the mean is
 /// still far under its budget, so the line is trusted early. On the training loads a quarter,
 /// half, three quarters and all of the budget gave the same worst ratio to the cheapest peer
 /// (the spike trace) and 1.71, 1.69, 1.76 and 1.79 times the bound on the worst against it
 /// (the code trace); half, the first choice, lost 2.7 points of attainment at the default
 /// setting on the zoo's chat-and-retrieval mix, which a quarter does not.
-const PREFILL_LINE_TRUSTED_FROM: f64 = 0.25;
+pub const DEFAULT_PREFILL_TRUSTED_FROM: f64 = 0.25;
 
 /// When a variant's lightest step alone exceeds the ITL budget, more replicas cannot bring ITL
 /// under it: size so that load stretches the step by at most this share instead.
@@ -396,11 +406,11 @@ fn per_replica_capacity(v: &CapacityVariant, c: &SloCapacityConfig) -> (Option<f
     // growth as a prefill limit when carried out to the budget. Beside a decode line, it binds
     // only once the prefill time reaches a share of its budget.
     let (prefill, prefill_not_near) = match (prefill, &decode) {
-        (Some((rps, _)), Some(_)) if prefill_ms < PREFILL_LINE_TRUSTED_FROM * ttft_budget => (
+        (Some((rps, _)), Some(_)) if prefill_ms < c.prefill_trusted_from * ttft_budget => (
             None,
             Some(format!(
                 "; prefill not near its limit (prefill {prefill_ms:.0} ms after the queue wait, under the {:.0} ms from which its line is trusted; the line allows {rps:.2} rps)",
-                PREFILL_LINE_TRUSTED_FROM * ttft_budget
+                c.prefill_trusted_from * ttft_budget
             )),
         ),
         (p, _) => (p, None),
