@@ -408,7 +408,13 @@ impl Handler<DeploymentEvent> for Registry {
             .filter_map(|m| Some((self.supervisors.get(m)?.clone(), self.filter.holds(m))))
             .collect();
         let ports = self.ports.clone();
-        let settled = self.settled_now();
+        // Only a model this replica decides publishes anything to fit: the copy of the last
+        // fit's claims is skipped for the many Deployments no such model scales.
+        let settled = if sups.iter().any(|(_, ours)| *ours) {
+            self.settled_now()
+        } else {
+            None
+        };
         let registry = ctx.address();
         let at = msg.at;
         Box::pin(async move {

@@ -1500,18 +1500,27 @@ fn a100_pool(gpus: u32) -> wva_actors::policy::scarcity::Pool {
     }
 }
 
-#[actix::test]
-async fn a_scarce_pool_serves_the_higher_priority_and_tells_the_one_cut_short() {
+/// A controller with service-class priorities running [`scarce_models`], told an A100 pool of
+/// `gpus` when given (else unlimited); with the saturated signals to tick on.
+async fn scarce_models_on_a_pool(gpus: Option<u32>) -> (Harness, Metrics) {
     let h = start_with(
         MemoryLog::in_memory(Retention::default()),
         None,
         prioritised(),
     );
     let metrics = scarce_models(&h).await;
-    h.registry
-        .send(SetPool(Some(a100_pool(7))))
-        .await
-        .expect("pool");
+    if let Some(gpus) = gpus {
+        h.registry
+            .send(SetPool(Some(a100_pool(gpus))))
+            .await
+            .expect("pool");
+    }
+    (h, metrics)
+}
+
+#[actix::test]
+async fn a_scarce_pool_serves_the_higher_priority_and_tells_the_one_cut_short() {
+    let (h, metrics) = scarce_models_on_a_pool(Some(7)).await;
     tick(&h, 15_000, metrics.clone()).await;
     // 8 wanted, 7 GPUs: the priority-1 model gets its fourth, the other holds 3.
     assert_eq!(desired(&h, "ns", "chat").await, Some(4));
@@ -1595,23 +1604,8 @@ async fn a_scarce_pool_serves_the_higher_priority_and_tells_the_one_cut_short() 
 
 #[actix::test]
 async fn a_pool_large_enough_for_everyone_changes_no_decision() {
-    let limited = start_with(
-        MemoryLog::in_memory(Retention::default()),
-        None,
-        prioritised(),
-    );
-    let free = start_with(
-        MemoryLog::in_memory(Retention::default()),
-        None,
-        prioritised(),
-    );
-    let metrics = scarce_models(&limited).await;
-    scarce_models(&free).await;
-    limited
-        .registry
-        .send(SetPool(Some(a100_pool(8))))
-        .await
-        .expect("pool");
+    let (limited, metrics) = scarce_models_on_a_pool(Some(8)).await;
+    let (free, _) = scarce_models_on_a_pool(None).await;
     for at in [15_000, 30_000, 45_000] {
         tick(&limited, at, metrics.clone()).await;
         tick(&free, at, metrics.clone()).await;
@@ -1648,16 +1642,7 @@ async fn a_pool_large_enough_for_everyone_changes_no_decision() {
 
 #[actix::test]
 async fn a_decision_between_cycles_is_fitted_against_what_the_others_were_given() {
-    let h = start_with(
-        MemoryLog::in_memory(Retention::default()),
-        None,
-        prioritised(),
-    );
-    let metrics = scarce_models(&h).await;
-    h.registry
-        .send(SetPool(Some(a100_pool(7))))
-        .await
-        .expect("pool");
+    let (h, metrics) = scarce_models_on_a_pool(Some(7)).await;
     tick(&h, 15_000, metrics).await;
     assert_eq!(desired(&h, "ns", "chat").await, Some(4));
     // batch's Deployment is deleted and created again with 4 replicas: its model decides at once,

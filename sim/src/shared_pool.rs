@@ -227,16 +227,21 @@ fn held(scenario: &SharedScenario, results: &[RunResult]) -> Vec<Series> {
     series
 }
 
+/// Each model's run summarised under the limiter's name.
+fn summaries(limiter: &str, results: &[RunResult]) -> Vec<Summary> {
+    results
+        .iter()
+        .map(|r| summarize(limiter, r, SloTargets::default()))
+        .collect()
+}
+
 fn figures(
     limiter: &str,
     scenario: &SharedScenario,
     results: &[RunResult],
+    summaries: &[Summary],
     unlimited: Option<&[Summary]>,
 ) -> LimiterFigures {
-    let summaries: Vec<Summary> = results
-        .iter()
-        .map(|r| summarize(limiter, r, SloTargets::default()))
-        .collect();
     let models: Vec<ModelFigures> = scenario
         .models
         .iter()
@@ -310,11 +315,8 @@ pub fn measure(
         ..options.clone()
     };
     let unlimited_results = run(scenario, &unlimited_options)?;
-    let unlimited_figures = figures("unlimited", scenario, &unlimited_results, None);
-    let unlimited: Vec<Summary> = unlimited_results
-        .iter()
-        .map(|r| summarize("unlimited", r, SloTargets::default()))
-        .collect();
+    let unlimited = summaries("unlimited", &unlimited_results);
+    let unlimited_figures = figures("unlimited", scenario, &unlimited_results, &unlimited, None);
     let unlimited_peak = peak_held(&unlimited_results, scenario);
     let pool: BTreeMap<String, u32> = unlimited_peak
         .iter()
@@ -328,7 +330,13 @@ pub fn measure(
             ..options.clone()
         };
         let results = run(scenario, &limited)?;
-        limiters.push(figures(name, scenario, &results, Some(&unlimited)));
+        limiters.push(figures(
+            name,
+            scenario,
+            &results,
+            &summaries(name, &results),
+            Some(&unlimited),
+        ));
     }
     Ok(SharedReport {
         scenario: scenario.name.clone(),
