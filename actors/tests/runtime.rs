@@ -1641,6 +1641,30 @@ async fn a_pool_large_enough_for_everyone_changes_no_decision() {
 }
 
 #[actix::test]
+async fn a_pool_set_back_to_unlimited_clears_its_series() {
+    use prometheus::core::Collector;
+    let (h, metrics) = scarce_models_on_a_pool(Some(7)).await;
+    tick(&h, 15_000, metrics).await;
+    let series = |h: &Harness| -> Vec<usize> {
+        [
+            &h.telemetry.pool_gpus,
+            &h.telemetry.pool_granted_gpus,
+            &h.telemetry.scarcity_cut,
+        ]
+        .iter()
+        .map(|g| g.collect().iter().map(|f| f.get_metric().len()).sum())
+        .collect()
+    };
+    assert!(
+        series(&h).iter().all(|&n| n > 0),
+        "a pool that cut stands in every series: {:?}",
+        series(&h)
+    );
+    h.registry.send(SetPool(None)).await.expect("pool");
+    assert_eq!(series(&h), vec![0, 0, 0], "nothing is limited any more");
+}
+
+#[actix::test]
 async fn a_decision_between_cycles_is_fitted_against_what_the_others_were_given() {
     let (h, metrics) = scarce_models_on_a_pool(Some(7)).await;
     tick(&h, 15_000, metrics).await;
