@@ -11,7 +11,8 @@
 //!   deviations (and 25 % of the prediction) is rejected and counted, not learned. A run of
 //!   [`RESEED_AFTER`] rejections in a row means the line is wrong, not the data (a bad first
 //!   window, a server that changed): the line is seeded again from the latest observation.
-//! - **Physical bounds**: intercepts and slopes never go negative.
+//! - **Physical bounds**: intercepts and slopes never go negative; a step that would take one
+//!   below zero holds it at zero and keeps the line through the value fitted at that load.
 //! - **Queueing taken out of TTFT**: a request's TTFT is its wait in the queue plus its prefill.
 //!   The wait is the mean queue over the window divided by the rate (Little's law), subtracted
 //!   before the prefill line learns; windows where the wait is most of the TTFT teach nothing.
@@ -118,11 +119,19 @@ impl LineFit {
             (p10 - k1 * f0) / FORGETTING,
             (p11 - k1 * f1) / FORGETTING,
         ];
+        // A parameter the step took below zero is held at zero and the other one keeps the
+        // line through the value the step fitted at this load: clamping one alone moved the
+        // line away from the data, and the residuals that followed, widening the outlier
+        // bound, let it run off (the prefill line of an H100 at a near-constant load reached an
+        // intercept of seconds for a TTFT of 33 ms).
+        let fitted = self.predict(x).max(0.0);
         if self.slope < 0.0 {
             self.slope = 0.0;
+            self.intercept = fitted;
         }
         if self.intercept < 0.0 {
             self.intercept = 0.0;
+            self.slope = if x > 0.0 { fitted / x } else { 0.0 };
         }
         self.residual_variance = 0.9 * self.residual_variance + 0.1 * residual * residual;
         self.accepted += 1;
@@ -346,6 +355,66 @@ mod tests {
         assert!(learner.samples().1 >= 2);
     }
 
+    #[test]
+    fn a_line_held_at_a_bound_stays_with_its_data() {
+        // (prefill load, prefill ms) of an emulated H100 at a near-constant 17 rps: a narrow
+        // spread of loads and a noisy TTFT, where a step takes the intercept below zero.
+        // Clamping it alone once made the line run off to an intercept of hundreds of ms.
+        let windows = [
+            (0.336, 33.3),
+            (0.331, 32.0),
+            (0.334, 31.7),
+            (0.328, 31.5),
+            (0.332, 31.0),
+            (0.334, 31.6),
+            (0.234, 21.2),
+            (0.229, 21.0),
+            (0.234, 21.4),
+            (0.229, 21.3),
+            (0.163, 18.2),
+            (0.26, 31.4),
+            (0.221, 29.9),
+            (0.199, 30.3),
+            (0.209, 30.8),
+            (0.203, 30.3),
+            (0.193, 29.9),
+            (0.187, 28.9),
+            (0.186, 28.9),
+            (0.171, 28.3),
+            (0.184, 28.4),
+            (0.184, 29.1),
+            (0.196, 29.8),
+            (0.215, 30.6),
+            (0.202, 30.7),
+            (0.207, 29.9),
+            (0.216, 30.3),
+            (0.249, 31.2),
+            (0.296, 31.7),
+            (0.215, 20.6),
+            (0.245, 21.7),
+            (0.267, 22.8),
+            (0.298, 24.7),
+            (0.298, 24.7),
+            (0.419, 34.5),
+            (0.412, 34.3),
+            (0.37, 32.3),
+            (0.366, 31.9),
+            (0.391, 33.4),
+            (0.384, 33.1),
+        ];
+        let share = |x: f64| x / (1.0 + x);
+        let (x0, y0) = windows[0];
+        let mut line = LineFit::seeded(x0, y0, share(x0));
+        for &(x, y) in &windows[1..] {
+            line.observe(x, y, share(x));
+            assert!(line.intercept >= 0.0 && line.slope >= 0.0, "{line:?}");
+            // Wherever the windows were, the line stays within the latencies they showed.
+            for load in [0.2, 0.3, 0.4] {
+                let at = line.predict(load);
+                assert!((10.0..=45.0).contains(&at), "{at} ms at {load}: {line:?}");
+            }
+        }
+    }
     #[test]
     fn a_wrong_start_is_unlearned() {
         // The first window came from a server still warming up: TTFT and ITL 50 times too high.
