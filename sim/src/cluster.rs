@@ -1,6 +1,7 @@
 //! The emulated cluster of one model: per variant, a Deployment of emulated vLLM servers that
 //! start after a delay; a gateway that routes each request to the least-loaded ready replica of
-//! any variant (as llm-d's scheduler prefers) and holds requests while no replica is ready.
+//! any variant (as llm-d's scheduler prefers; ties spread at random) and holds requests while no
+//! replica is ready.
 //!
 //! A replica removed by a scale-down terminates gracefully, as a Kubernetes pod does: it leaves
 //! the router at once, finishes the requests it holds within the termination grace period
@@ -25,6 +26,34 @@ pub struct Terminating {
     pub busy_until: Option<f64>,
     /// When the grace period ends.
     pub until_ms: f64,
+}
+
+/// The candidate with the least load; among equals, one chosen by `key` (the request's id),
+/// so that ties spread over the replicas as the Gateway API inference extension's picker
+/// spreads them (it shuffles the endpoints before taking the best score), rather than all
+/// going to the first replica of the first variant. Deterministic for a given request.
+pub fn least_loaded<T: Copy>(candidates: impl Iterator<Item = (T, usize)>, key: u64) -> Option<T> {
+    let mut least = usize::MAX;
+    let mut tied: Vec<T> = Vec::new();
+    for (candidate, load) in candidates {
+        if load < least {
+            least = load;
+            tied.clear();
+        }
+        if load == least {
+            tied.push(candidate);
+        }
+    }
+    let n = tied.len() as u64;
+    (n > 0).then(|| tied[(mix(key) % n) as usize])
+}
+
+/// SplitMix64's finaliser: consecutive ids land on unrelated replicas.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// One variant's Deployment.
@@ -134,14 +163,15 @@ impl Cluster {
     /// Routes a request: the ready replica with the fewest requests inside, else the gateway.
     /// The replica starts on it at the next [`Cluster::advance`].
     pub fn route(&mut self, request: Request, now_ms: f64) {
-        let best = self
-            .variants
-            .iter()
-            .enumerate()
-            .flat_map(|(vi, v)| v.servers.iter().enumerate().map(move |(si, s)| (vi, si, s)))
-            .filter(|(_, _, s)| s.is_ready(now_ms))
-            .min_by_key(|(vi, si, s)| (s.in_system(), *vi, *si))
-            .map(|(vi, si, _)| (vi, si));
+        let best = least_loaded(
+            self.variants
+                .iter()
+                .enumerate()
+                .flat_map(|(vi, v)| v.servers.iter().enumerate().map(move |(si, s)| (vi, si, s)))
+                .filter(|(_, _, s)| s.is_ready(now_ms))
+                .map(|(vi, si, s)| ((vi, si), s.in_system())),
+            request.id,
+        );
         match best {
             Some((vi, si)) => self.variants[vi].servers[si].enqueue(request),
             None => self.gateway.push_back(request),
@@ -356,6 +386,46 @@ mod tests {
 
     fn shape(v: &Variant) -> (usize, usize) {
         (v.servers.len(), v.pending.len())
+    }
+
+    #[test]
+    fn the_least_loaded_replica_wins_and_ties_spread_over_every_replica() {
+        // The least load wins whatever the key.
+        for key in 0..50 {
+            assert_eq!(
+                least_loaded([(0, 3), (1, 1), (2, 2)].into_iter(), key),
+                Some(1)
+            );
+        }
+        assert_eq!(least_loaded(std::iter::empty::<(u8, usize)>(), 7), None);
+        // Among equals, requests in a row land on every one of them, none on most.
+        let mut hits = [0u32; 4];
+        for key in 0..4_000 {
+            let pick = least_loaded((0..4).map(|i| (i, 0)), key).expect("one");
+            hits[pick] += 1;
+        }
+        assert!(hits.iter().all(|&h| (800..1_200).contains(&h)), "{hits:?}");
+        // In the cluster: idle replicas of every variant share the requests, not the first.
+        let mut per_variant = [0u32; 3];
+        for id in 0..300 {
+            let mut c = cluster();
+            c.route(
+                Request {
+                    id,
+                    arrival_ms: 70_000.0,
+                    prompt_tokens: 10,
+                    output_tokens: 1,
+                },
+                70_000.0,
+            );
+            let taken = c
+                .variants
+                .iter()
+                .position(|v| v.servers.iter().any(|s| s.in_system() > 0))
+                .expect("routed to a ready replica");
+            per_variant[taken] += 1;
+        }
+        assert!(per_variant.iter().all(|&n| n > 60), "{per_variant:?}");
     }
 
     #[test]

@@ -27,7 +27,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use crate::cluster::{Cluster, Variant};
+use crate::cluster::{Cluster, Variant, least_loaded};
 use crate::exposition::{EppMetrics, MetricNames, ServerMetrics};
 use crate::profiles::AcceleratorProfile;
 use crate::server::{Completed, Request};
@@ -168,17 +168,19 @@ impl Fleet {
         let Some(queue) = &mut self.held else { return };
         let servers = &mut self.cluster.variants[0].servers;
         while !queue.is_empty() {
-            let Some(best) = servers
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| {
-                    s.is_ready(now_ms)
-                        && s.waiting() < EPP_QUEUE_DEPTH
-                        && s.kv_usage() < EPP_KV_UTILISATION
-                })
-                .min_by_key(|(i, s)| (s.in_system(), *i))
-                .map(|(i, _)| i)
-            else {
+            let key = queue.front().map_or(0, |r| r.id);
+            let Some(best) = least_loaded(
+                servers
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| {
+                        s.is_ready(now_ms)
+                            && s.waiting() < EPP_QUEUE_DEPTH
+                            && s.kv_usage() < EPP_KV_UTILISATION
+                    })
+                    .map(|(i, s)| (i, s.in_system())),
+                key,
+            ) else {
                 break;
             };
             if let Some(request) = queue.pop_front() {
