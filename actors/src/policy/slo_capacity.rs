@@ -18,7 +18,8 @@
 //!   requests drained over [`SloCapacityConfig::drain_s`]; more demand never gives fewer
 //!   replicas.
 //! - **Prefill.** A second line, TTFT against the prompt tokens a replica holds ([`TtftFit`]),
-//!   bounds what a replica takes in; the phase that binds first sizes it. Beside a decode line
+//!   bounds what a replica takes in, at a mean TTFT of its lightest plus the budget share of
+//!   what the objective leaves above it; the phase that binds first sizes it. Beside a decode line
 //!   it binds only once the prefill time reaches a quarter of its budget
 //!   ([`SloCapacityConfig::prefill_trusted_from`]).
 //! - **Placement.** Replicas go to the variant with the lowest cost per unit of capacity, then
@@ -385,9 +386,16 @@ fn per_replica_capacity(v: &CapacityVariant, c: &SloCapacityConfig) -> (Option<f
         .line()
         .filter(|_| s.mean_input_tokens > 0.0 && v.role != Role::Decode)
         .map(|(b, j)| {
-            // The budget share of the TTFT objective, as for ITL (chosen on the training loads
-            // by their worst ratio: 1.5 or 2 times it cost 4.6 % more on the code trace).
-            let budget = ttft_budget.max(b * (1.0 + INTRINSIC_SLACK));
+            // The budget share of what load may add to the lightest TTFT within the objective:
+            // the lightest is a request's own prefill, which no replica shortens, so sharing
+            // the whole objective (as for ITL, whose lightest step is a small part of it) would
+            // leave a replica of long prompts a sliver of its throughput (a fifth, for a
+            // lightest TTFT of 40 % of the objective). Past the objective, the relaxed budget.
+            let budget = if b < c.slo.ttft_ms {
+                b + c.budget_share * (c.slo.ttft_ms - b)
+            } else {
+                b * (1.0 + INTRINSIC_SLACK)
+            };
             let tokens = prompt_tokens_at(b, j, budget);
             let rps = tokens / s.mean_input_tokens;
             (
@@ -966,6 +974,38 @@ mod tests {
     }
 
     #[test]
+    fn the_ttft_budget_shares_only_what_load_adds_to_the_lightest_prefill() {
+        // Prompts of 10 000 tokens on a server that prefills 10 000 tokens a second: the
+        // lightest TTFT is 400 ms whatever the load, 40 % of the 1 s objective. The share
+        // applies to the 600 ms load may add: sized for a mean TTFT of 700 ms, not 500 ms
+        // (which would leave a replica a fifth of its prefill throughput).
+        let mut v = variant("h100", 6.9, 1, 0.1, ItlFit::default());
+        v.prefill_fit = learned_prefill(400.0, 10_000.0, 10_000.0);
+        v.serving = v.serving.map(|s| ServingSummary {
+            mean_input_tokens: 10_000.0,
+            mean_output_tokens: 1.0,
+            itl_ms: 0.0,
+            ttft_ms: 450.0,
+            ..s
+        });
+        let (b, _) = v.prefill_fit.line().expect("learned");
+        let config = SloCapacityConfig::default();
+        let (rps, why) = per_replica_capacity(&v, &config);
+        // u = P · (1 − b/T) at T = b + 0.5 · (1000 − b).
+        let t = b + 0.5 * (1_000.0 - b);
+        let expected = 10_000.0 * (1.0 - b / t) / 10_000.0;
+        assert!((rps.expect("known") - expected).abs() < 0.03, "{why}");
+        assert!((expected - 0.43).abs() < 0.03, "{expected}");
+        assert!(why.contains(&format!("at ttft {t:.0} ms")), "{why}");
+        // A more cautious share sizes for less, never for more.
+        let cautious = SloCapacityConfig {
+            budget_share: 0.3,
+            ..config
+        };
+        assert!(per_replica_capacity(&v, &cautious).0.expect("known") < expected);
+    }
+
+    #[test]
     fn a_variant_that_meets_the_budget_is_placed_before_a_cheaper_one_that_cannot() {
         let config = SloCapacityConfig::default();
         // The A100 is cheaper per request it carries, but its lightest prefill (450 ms of
@@ -977,10 +1017,10 @@ mod tests {
                 ..s
             });
         };
-        let mut a100 = variant("a100", 1.0, 1, 0.5, learned(8.0, 40.0));
+        let mut a100 = variant("a100", 1.0, 1, 1.5, learned(8.0, 40.0));
         a100.prefill_fit = learned_prefill(450.0, 9_000.0, 12_000.0);
         long_prompts(&mut a100);
-        let mut h100 = variant("h100", 6.9, 1, 0.5, learned(6.0, 30.0));
+        let mut h100 = variant("h100", 6.9, 1, 1.5, learned(6.0, 30.0));
         h100.prefill_fit = learned_prefill(250.0, 20_000.0, 12_000.0);
         long_prompts(&mut h100);
         let per_cost =
