@@ -11,8 +11,9 @@
 //!   deviations (and 25 % of the prediction) is rejected and counted, not learned. A run of
 //!   [`RESEED_AFTER`] rejections in a row means the line is wrong, not the data (a bad first
 //!   window, a server that changed): the line is seeded again from the latest observation.
-//! - **Physical bounds**: intercepts and slopes never go negative; a step that would take one
-//!   below zero holds it at zero and keeps the line through the value fitted at that load.
+//! - **Physical bounds**: intercepts and slopes never go negative; a step that would take the
+//!   intercept below zero holds it at zero and keeps the line through the value fitted at that
+//!   load.
 //! - **Queueing taken out of TTFT**: a request's TTFT is its wait in the queue plus its prefill.
 //!   The wait is the mean queue over the window divided by the rate (Little's law), subtracted
 //!   before the prefill line learns; windows where the wait is most of the TTFT teach nothing.
@@ -119,16 +120,17 @@ impl LineFit {
             (p10 - k1 * f0) / FORGETTING,
             (p11 - k1 * f1) / FORGETTING,
         ];
-        // A parameter the step took below zero is held at zero and the other one keeps the
-        // line through the value the step fitted at this load: clamping one alone moved the
-        // line away from the data, and the residuals that followed, widening the outlier
-        // bound, let it run off (the prefill line of an H100 at a near-constant load reached an
-        // intercept of seconds for a TTFT of 33 ms).
         let fitted = self.predict(x).max(0.0);
         if self.slope < 0.0 {
             self.slope = 0.0;
-            self.intercept = fitted;
         }
+        // An intercept the step took below zero is held at zero and the slope keeps the line
+        // through the value the step fitted at this load: clamping the intercept alone moved
+        // the line away from the data, and the residuals that followed, widening the outlier
+        // bound, let it run off (the prefill line of an H100 at a near-constant load reached an
+        // intercept of seconds for a TTFT of 33 ms). A slope held at zero keeps its intercept:
+        // the line then stays above the data rather than flat through it, and the next steps
+        // bring the slope back (a flat decode line would say a batch costs nothing).
         if self.intercept < 0.0 {
             self.intercept = 0.0;
             self.slope = if x > 0.0 { fitted / x } else { 0.0 };
@@ -415,6 +417,7 @@ mod tests {
             }
         }
     }
+
     #[test]
     fn a_wrong_start_is_unlearned() {
         // The first window came from a server still warming up: TTFT and ITL 50 times too high.
