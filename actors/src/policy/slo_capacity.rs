@@ -24,7 +24,8 @@
 //!   ([`SloCapacityConfig::prefill_trusted_from`]).
 //! - **Placement.** Replicas go to the variant with the lowest cost per unit of capacity, then
 //!   the next, within each variant's bounds; each active variant keeps its minimum. Variants
-//!   whose lightest latency alone takes the budget come after those that meet it.
+//!   whose lightest latency alone takes the budget share of the objective come after those
+//!   that meet it.
 //! - **Stabilised scale-down.** Scale-up is immediate and counts the replicas still starting
 //!   (targets are totals, so a burst is not answered twice); scale-down goes only as low as the
 //!   highest recommendation of the last [`SloCapacityConfig::stabilization_cycles`] cycles.
@@ -525,8 +526,9 @@ fn fall_back_where_unknown(
 }
 
 /// Whether a variant's lightest step or lightest prefill, with no load at all, already takes
-/// its budget's share of the objective (a slower card, or prompts too long for it): it is
-/// sized on a relaxed budget, and requests it serves miss more.
+/// the budget share of the objective (a slower card, or prompts too long for it): requests it
+/// serves miss more. The share of the whole objective, not the TTFT budget a replica is sized
+/// for, which is measured from the lightest TTFT and so never below it.
 fn lightest_over_budget(v: &CapacityVariant, c: &SloCapacityConfig) -> bool {
     let over = |lightest: f64, objective: f64| {
         lightest * (1.0 + INTRINSIC_SLACK) > objective * c.budget_share
@@ -610,9 +612,9 @@ pub fn decide_slo_capacity(
     let mut order: Vec<usize> = (0..variants.len())
         .filter(|&i| capacities[i].0.is_some_and(|rps| rps > 0.0))
         .collect();
-    // Variants that meet the budget come first, cheapest per capacity first: one whose
-    // lightest latency already takes the budget (sized on a relaxed one) misses more of what
-    // it serves, however cheap its capacity looks.
+    // Variants that meet the budget share come first, cheapest per capacity first: one whose
+    // lightest latency already takes the budget share of the objective misses more of what it
+    // serves, however cheap its capacity looks.
     let slow: Vec<bool> = variants
         .iter()
         .map(|v| lightest_over_budget(v, c))
@@ -621,7 +623,7 @@ pub fn decide_slo_capacity(
         if slow[i] && capacity.0.is_some() {
             capacity
                 .1
-                .push_str("; its lightest latency alone takes the budget, so variants that meet it come first");
+                .push_str("; its lightest latency alone takes the budget share of the objective, so variants that meet it come first");
         }
     }
     order.sort_by(|&x, &y| {
