@@ -391,12 +391,11 @@ fn per_replica_capacity(v: &CapacityVariant, c: &SloCapacityConfig) -> (Option<f
             // the lightest is a request's own prefill, which no replica shortens, so sharing
             // the whole objective (as for ITL, whose lightest step is a small part of it) would
             // leave a replica of long prompts a sliver of its throughput (a fifth, for a
-            // lightest TTFT of 40 % of the objective). Past the objective, the relaxed budget.
-            let budget = if b < c.slo.ttft_ms {
-                b + c.budget_share * (c.slo.ttft_ms - b)
-            } else {
-                b * (1.0 + INTRINSIC_SLACK)
-            };
+            // lightest TTFT of 40 % of the objective). Never under the relaxed budget: a
+            // lightest TTFT near the objective would otherwise leave a replica almost nothing,
+            // and the model would be sized to its maximum for a card that is merely slow.
+            let budget = (b + c.budget_share * (c.slo.ttft_ms - b).max(0.0))
+                .max(b * (1.0 + INTRINSIC_SLACK));
             let tokens = prompt_tokens_at(b, j, budget);
             let rps = tokens / s.mean_input_tokens;
             (
@@ -1005,6 +1004,16 @@ mod tests {
             ..config
         };
         assert!(per_replica_capacity(&v, &cautious).0.expect("known") < expected);
+        // A lightest TTFT near the objective still leaves a replica the relaxed budget's fifth
+        // of its throughput, on either side of the objective: no cliff to the maximum.
+        let near = |lightest: f64| {
+            let mut slow = v.clone();
+            slow.prefill_fit = learned_prefill(lightest, 10_000.0, 10_000.0);
+            per_replica_capacity(&slow, &config).0.expect("known")
+        };
+        let (under, over) = (near(990.0), near(1_010.0));
+        assert!(under > 0.18 && over > 0.18, "{under} {over}");
+        assert!((under - over).abs() < 0.02, "{under} {over}");
     }
 
     #[test]
