@@ -31,21 +31,30 @@ pub struct Terminating {
 /// The candidate with the least load; among equals, one chosen by `key` (the request's id),
 /// so that ties spread over the replicas as the Gateway API inference extension's picker
 /// spreads them (it shuffles the endpoints before taking the best score), rather than all
-/// going to the first replica of the first variant. Deterministic for a given request.
-pub fn least_loaded<T: Copy>(candidates: impl Iterator<Item = (T, usize)>, key: u64) -> Option<T> {
-    let mut least = usize::MAX;
-    let mut tied: Vec<T> = Vec::new();
-    for (candidate, load) in candidates {
-        if load < least {
-            least = load;
-            tied.clear();
-        }
-        if load == least {
-            tied.push(candidate);
-        }
+/// going to the first replica of the first variant. Deterministic for a given request. Two
+/// passes over the candidates (the least load and how many share it, then the chosen one), so
+/// routing a request allocates nothing.
+pub fn least_loaded<T>(
+    candidates: impl Iterator<Item = (T, usize)> + Clone,
+    key: u64,
+) -> Option<T> {
+    let (least, tied) = candidates
+        .clone()
+        .fold((usize::MAX, 0u64), |(least, tied), (_, load)| {
+            match load.cmp(&least) {
+                std::cmp::Ordering::Less => (load, 1),
+                std::cmp::Ordering::Equal => (least, tied + 1),
+                std::cmp::Ordering::Greater => (least, tied),
+            }
+        });
+    if tied == 0 {
+        return None;
     }
-    let n = tied.len() as u64;
-    (n > 0).then(|| tied[(mix(key) % n) as usize])
+    let chosen = (mix(key) % tied) as usize;
+    candidates
+        .filter(|&(_, load)| load == least)
+        .nth(chosen)
+        .map(|(candidate, _)| candidate)
 }
 
 /// SplitMix64's finaliser: consecutive ids land on unrelated replicas.

@@ -167,8 +167,7 @@ impl Fleet {
     fn dispatch_held(&mut self, now_ms: f64) {
         let Some(queue) = &mut self.held else { return };
         let servers = &mut self.cluster.variants[0].servers;
-        while !queue.is_empty() {
-            let key = queue.front().map_or(0, |r| r.id);
+        while let Some(key) = queue.front().map(|r| r.id) {
             let Some(best) = least_loaded(
                 servers
                     .iter()
