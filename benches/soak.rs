@@ -215,7 +215,8 @@ async fn soak(seconds: u64, variants: u64) {
 
     // The last decision of every variant, from the log, against what was published.
     let log = wva_storage::datadir::open_for_reading(&data.path().join("log")).expect("log");
-    let history = log.log.history(&HistoryFilter::default()).expect("history");
+    let history =
+        wva_actors::compact::read_history(&log.log, &HistoryFilter::default()).expect("history");
     let mut last: BTreeMap<String, u32> = BTreeMap::new();
     let mut cycles_logged = 0;
     for (_, record) in &history.records {

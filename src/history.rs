@@ -182,7 +182,7 @@ pub fn render(
     format: OutputFormat,
     changes_only: bool,
 ) -> Result<String, String> {
-    let history = log.history(filter).map_err(|e| e.to_string())?;
+    let history = wva_actors::compact::read_history(log, filter).map_err(|e| e.to_string())?;
     if history.undecodable > 0 {
         tracing::warn!(
             records = history.undecodable,

@@ -8,18 +8,14 @@
 use std::collections::HashMap;
 
 use serde::Serialize;
-use wva_actors::policy::cycle::{CycleDecision, CycleInputs, decide_cycle};
+use wva_actors::policy::cycle::CycleDecision;
 use wva_actors::policy::scarcity::allocate;
 use wva_actors::policy::{Analyzer, OperatingMode, ScalingConfig};
 use wva_actors::pool::recorded_claims;
-use wva_actors::record::{
-    recorded_capacity_views, recorded_inputs, recorded_model_inputs, recorded_request_count,
-    recorded_thresholds,
-};
+use wva_actors::record::recorded_thresholds;
+use wva_actors::redecide::Recorded;
 use wva_storage::{
-    CycleRecord, DecisionLog, DemandRecord, ForecastRecord, HistoryFilter, ModelBasedRecord,
-    PrefillFitRecord, Record, RolesRecord, ScarcityRecord, SloCapacityRecord, Timestamp,
-    VariantKey,
+    CycleRecord, DecisionLog, HistoryFilter, Record, ScarcityRecord, Timestamp, VariantKey,
 };
 
 use crate::history::{
@@ -27,7 +23,6 @@ use crate::history::{
     request_series_missing_by_cycle, roles_by_cycle, slo_capacity_by_cycle, table,
 };
 use crate::timefmt::format_time;
-use wva_actors::policy::roles::Role;
 
 /// What to replay with.
 #[derive(Debug, Clone, Default)]
@@ -97,52 +92,15 @@ fn mode_of(record: &CycleRecord) -> Result<OperatingMode, ReplayError> {
     }
 }
 
-/// A recorded cycle and the records written beside it (same model and time).
-#[derive(Debug, Clone, Copy)]
-struct Recorded<'a> {
-    cycle: &'a CycleRecord,
-    model_based: Option<&'a ModelBasedRecord>,
-    capacity: Option<&'a SloCapacityRecord>,
-    prefill: Option<&'a PrefillFitRecord>,
-    forecast: Option<&'a ForecastRecord>,
-    demand: Option<&'a DemandRecord>,
-    roles: Option<&'a RolesRecord>,
-    /// The request series was absent (not flat) over the scale-to-zero window.
-    series_missing: bool,
-}
-
-/// Decides a recorded cycle again in `mode` with `analyzer`, with the records beside it.
+/// Decides a recorded cycle again in `mode` with `analyzer`, with the thresholds of the
+/// replay's configuration when it has one.
 fn redecide(
     recorded: Recorded<'_>,
     mode: OperatingMode,
     analyzer: Analyzer,
     options: &ReplayOptions,
 ) -> CycleDecision {
-    let Recorded {
-        cycle: record,
-        model_based: extras,
-        capacity,
-        prefill,
-        forecast,
-        demand,
-        roles,
-        series_missing,
-    } = recorded;
-    let inputs = recorded_inputs(record);
-    // Roles in the order of the inputs; a variant the record does not name is an ordinary one.
-    let roles: Vec<Role> = roles.map_or_else(Vec::new, |r| {
-        inputs
-            .iter()
-            .map(|v| {
-                Role::from_label(
-                    r.roles
-                        .iter()
-                        .find(|(name, _)| *name == v.name)
-                        .map(|(_, role)| role.as_str()),
-                )
-            })
-            .collect()
-    });
+    let record = recorded.cycle;
     let thresholds = match &options.config {
         Some(c) => {
             c.for_model(&record.model.namespace, &record.model.model_id)
@@ -151,22 +109,7 @@ fn redecide(
         }
         None => recorded_thresholds(record),
     };
-    let model_inputs = extras.map(recorded_model_inputs);
-    let request_count = extras.and_then(|e| recorded_request_count(e, series_missing));
-    let views = capacity.map(|r| recorded_capacity_views(record, r, prefill, forecast));
-    decide_cycle(CycleInputs {
-        mode,
-        thresholds: &thresholds,
-        variants: &inputs,
-        metrics_error: record.metrics_error.as_deref(),
-        model_based: model_inputs.as_ref(),
-        scale_to_zero: extras.is_some_and(|e| e.scale_to_zero),
-        request_count: request_count.as_ref(),
-        analyzer,
-        slo_capacity: views.as_ref().map(|(v, c)| (v.as_slice(), c)),
-        held_requests: demand.map(|d| d.epp_queue),
-        roles: &roles,
-    })
+    wva_actors::redecide::redecide(recorded, mode, analyzer, &thresholds)
 }
 
 /// Fits a cycle's replayed decisions into the pool its [`ScarcityRecord`] recorded, and
@@ -213,7 +156,7 @@ fn refit(
 
 /// Replays every recorded cycle.
 pub fn replay(log: &dyn DecisionLog, options: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
-    let history = log.history(&HistoryFilter::default())?;
+    let history = wva_actors::compact::read_history(log, &HistoryFilter::default())?;
     let mut report = ReplayReport {
         undecodable: history.undecodable,
         ..Default::default()

@@ -11,14 +11,17 @@
 //! - [`system::start`]: the one place where these actors are wired together.
 
 pub mod authority;
+pub mod compact;
 pub mod effects;
 pub mod lifeline;
 pub mod log_actor;
 pub mod messages;
 pub mod policy;
 pub mod pool;
+pub mod precision;
 pub mod publisher;
 pub mod record;
+pub mod redecide;
 pub mod registry;
 pub mod shards;
 pub mod supervisor;

@@ -89,8 +89,8 @@ log_message!(
     |a, m| a.log().learner_of(&m.0)
 );
 log_message!(Forget(VariantKey), Result<(), LogError>, |a, m| a.log().forget_variant(&m.0));
-log_message!(ReadHistory(HistoryFilter), Result<History, LogError>, |a, m| a
-.log()
-.history(&m.0)
-);
+// Compact records come back rebuilt in full, as every reader of the log sees them.
+log_message!(ReadHistory(HistoryFilter), Result<History, LogError>, |a, m| {
+    crate::compact::read_history(a.log().as_ref(), &m.0)
+});
 log_message!(Stats, Result<LogStats, LogError>, |a, _m| Ok(a.log().stats()));

@@ -88,7 +88,7 @@ pub fn cycle_record(f: CycleFacts<'_>) -> CycleRecord {
     }
 }
 
-fn recorded_analysis(a: &CapacityAnalysis) -> RecordedAnalysis {
+pub fn recorded_analysis(a: &CapacityAnalysis) -> RecordedAnalysis {
     RecordedAnalysis {
         total_replicas: a.total_replicas,
         non_saturated_replicas: a.non_saturated_replicas,
@@ -134,7 +134,7 @@ pub fn recorded_inputs(r: &CycleRecord) -> Vec<VariantInput> {
         .collect()
 }
 
-fn recorded_fit(f: &LineFit) -> RecordedLineFit {
+pub fn recorded_fit(f: &LineFit) -> RecordedLineFit {
     RecordedLineFit {
         intercept: f.intercept,
         slope: f.slope,
@@ -146,7 +146,7 @@ fn recorded_fit(f: &LineFit) -> RecordedLineFit {
     }
 }
 
-fn fit_of(f: &RecordedLineFit) -> LineFit {
+pub fn fit_of(f: &RecordedLineFit) -> LineFit {
     LineFit {
         intercept: f.intercept,
         slope: f.slope,
@@ -287,7 +287,7 @@ fn recorded_serving(s: &ServingSummary) -> RecordedServing {
     }
 }
 
-fn serving_of(r: &RecordedServing) -> ServingSummary {
+pub fn serving_of(r: &RecordedServing) -> ServingSummary {
     ServingSummary {
         pods: r.pods as usize,
         rate_rps: r.rate_rps,

@@ -16,6 +16,7 @@ use wva_storage::{DemandRecord, ForecastRecord, Record, RequestSeriesMissingReco
 
 use crate::policy::roles::Role;
 
+use crate::compact::Compactor;
 use crate::effects::{Effects, Ports};
 use crate::log_actor::{LastGoodOf, LearnerOf};
 use crate::messages::{
@@ -148,6 +149,8 @@ pub struct ModelSupervisor {
     restarts: u64,
     /// The model's demand trend (`slo-capacity` with the forecast on).
     trend: Option<DemandTrend>,
+    /// Writes the model's cycles in the log's compact form where that reads back identical.
+    compactor: Compactor,
 }
 
 impl ModelSupervisor {
@@ -160,6 +163,7 @@ impl ModelSupervisor {
             last_metrics: None,
             restarts: 0,
             trend: None,
+            compactor: Compactor::default(),
         }
     }
 
@@ -334,8 +338,10 @@ impl ModelSupervisor {
             run_cycle(plan)
                 .instrument(span)
                 .into_actor(self)
-                .map(move |ran, act, _| {
+                .map(move |mut ran, act, _| {
                     act.settle(&ran, at);
+                    let records = std::mem::take(&mut ran.effects.records);
+                    ran.effects.records = act.compactor.compact(records);
                     effects.merge(ran.effects);
                     ModelCycle {
                         outcome: ran.outcome,

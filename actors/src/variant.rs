@@ -150,7 +150,8 @@ impl Handler<Observe> for VariantActor {
                 problem,
             });
         }
-        let pool = pool(&msg.samples);
+        // Rounded to the precision the log keeps, before anything decides from them.
+        let pool = pool(&msg.samples).map(crate::precision::serving);
         if msg.learn
             && let Some(o) = pool.as_ref().and_then(LatencyObservation::of)
         {
@@ -165,10 +166,12 @@ impl Handler<Observe> for VariantActor {
             replicas: msg
                 .samples
                 .into_iter()
-                .map(|p| ReplicaSignals {
-                    pod: p.pod,
-                    kv_cache_usage: p.kv_cache_usage,
-                    queue_length: p.queue_length,
+                .map(|p| {
+                    crate::precision::replica(ReplicaSignals {
+                        pod: p.pod,
+                        kv_cache_usage: p.kv_cache_usage,
+                        queue_length: p.queue_length,
+                    })
                 })
                 .collect(),
             learner: msg.learn.then(|| self.learner.clone()),

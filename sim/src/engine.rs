@@ -36,8 +36,8 @@ use crate::peers::RecentRequests;
 use crate::peers::hindsight::MissTable;
 use crate::policy::{Policy, autoscaler, policy_settings};
 use crate::results::{
-    ModelBasedTally, RunResult, Sample, ScalingEvent, SloTargets, VariantResult, VariantSample,
-    percentile,
+    LogFootprint, ModelBasedTally, RunResult, Sample, ScalingEvent, SloTargets, VariantResult,
+    VariantSample, percentile,
 };
 use crate::scenario::Scenario;
 use crate::scrape::Scrapes;
@@ -582,6 +582,7 @@ impl<'a> Lane<'a> {
             thresholds,
             misses,
             scaling: self.scaling,
+            decision_log: None,
         }
     }
 }
@@ -892,17 +893,43 @@ impl<'a> Run<'a> {
         .scaling
         .default
         .thresholds;
+        let decision_log = match &self.options.data_dir {
+            Some(_) => Some(self.log_footprint().await?),
+            None => None,
+        };
         let mut results = Vec::with_capacity(self.lanes.len());
         for lane in self.lanes {
             let model_based = model_based_tally(&self.log, &lane.model).await?;
-            results.push(lane.result(
+            let mut result = lane.result(
                 metrics_text.clone(),
                 model_based,
                 (self.cycles, self.safety_net_cycles),
                 thresholds,
-            ));
+            );
+            result.decision_log = decision_log;
+            results.push(result);
         }
         Ok(results)
+    }
+
+    /// What the decision log keeps, per variant and day of the run.
+    async fn log_footprint(&self) -> Result<LogFootprint, String> {
+        let stats = self
+            .log
+            .send(wva_actors::log_actor::Stats)
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let variants: usize = self.lanes.iter().map(|l| l.scenario.variants.len()).sum();
+        let days = self
+            .lanes
+            .first()
+            .map_or(0.0, |l| l.scenario.duration_s / 86_400.0);
+        Ok(LogFootprint {
+            records: stats.records,
+            bytes: stats.bytes,
+            bytes_per_variant_day: stats.bytes as f64 / (variants.max(1) as f64 * days.max(1e-9)),
+        })
     }
 }
 

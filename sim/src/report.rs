@@ -43,6 +43,9 @@ pub struct Summary {
     /// The requests that missed an objective, by the stage of scaling they waited on.
     pub misses: MissBreakdown,
     pub variants: Vec<VariantResult>,
+    /// What the decision log kept (runs with `--data-dir`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision_log: Option<crate::results::LogFootprint>,
 }
 
 pub fn summarize(policy: &str, result: &RunResult, slo: SloTargets) -> Summary {
@@ -95,6 +98,7 @@ pub fn summarize(policy: &str, result: &RunResult, slo: SloTargets) -> Summary {
         model_based: result.model_based.clone(),
         misses: result.misses,
         variants: result.variants.clone(),
+        decision_log: result.decision_log,
     }
 }
 
@@ -152,6 +156,15 @@ pub fn table(s: &Summary) -> String {
         "misses by cause     trigger {}, ask {}, grant {}, warm-up {}, never asked {}",
         m.trigger, m.ask, m.grant, m.warm_up, m.never_asked
     );
+    if let Some(l) = &s.decision_log {
+        let _ = writeln!(
+            out,
+            "decision log        {} records, {:.0} KB ({:.0} KB per variant-day)",
+            l.records,
+            l.bytes as f64 / 1e3,
+            l.bytes_per_variant_day / 1e3
+        );
+    }
     if let Some(m) = &s.model_based {
         let _ = writeln!(
             out,
@@ -405,6 +418,7 @@ mod tests {
             cycles: 40,
             safety_net_cycles: 0,
             model_based: None,
+            decision_log: None,
             thresholds: wva_actors::policy::Thresholds::default(),
             misses: Default::default(),
             scaling: Vec::new(),

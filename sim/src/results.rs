@@ -91,6 +91,18 @@ pub struct RunResult {
     /// Every change of a Deployment's replicas, in order: the run's schedule, which the bound
     /// can replay.
     pub scaling: Vec<ScalingEvent>,
+    /// What the decision log kept (runs with `--data-dir`).
+    pub decision_log: Option<LogFootprint>,
+}
+
+/// What a run's decision log keeps, as the log counts its bytes (what its size cap bounds).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogFootprint {
+    pub records: u64,
+    pub bytes: u64,
+    /// Bytes per variant per day of the run.
+    pub bytes_per_variant_day: f64,
 }
 
 /// One change of one variant's replicas.

@@ -73,7 +73,7 @@ pub fn workloads(req: &SimulateRequest) -> Result<Vec<(String, Scenario)>, Strin
     if let Some((dir, model)) = &req.from_log {
         let log = wva_storage::datadir::open_for_reading(dir)
             .map_err(|e| format!("--from-log {}: {e}", dir.display()))?;
-        let history = wva_storage::DecisionLog::history(&log.log, &Default::default())
+        let history = wva_actors::compact::read_history(&log.log, &Default::default())
             .map_err(|e| format!("--from-log {}: {e}", dir.display()))?;
         let demand = crate::recorded::from_records(&history.records, model.as_deref())
             .map_err(|e| format!("--from-log {}: {e}", dir.display()))?;

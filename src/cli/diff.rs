@@ -4,8 +4,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use wva_storage::DecisionLog;
-
 use crate::diff::DiffReport;
 use crate::exit::{GATE_FAILED, INVALID_INPUT, fail};
 use crate::history::{OutputFormat, table};
@@ -56,7 +54,7 @@ pub fn main(args: DiffArgs) -> ExitCode {
             Ok(r) => r,
             Err((e, code)) => return fail("diff", &e, code),
         };
-        match readable.log.history(&filter) {
+        match wva_actors::compact::read_history(&readable.log, &filter) {
             Ok(h) => histories.push(h.records),
             Err(e) => return fail("diff", &format!("{}: {e}", dir.display()), 1),
         }

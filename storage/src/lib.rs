@@ -26,12 +26,13 @@ pub use codec::{CodecError, decode, encode};
 pub use log::{DEFAULT_JOURNAL_SLOTS, Log};
 pub use memory::MemoryLog;
 pub use record::{
-    CycleRecord, DemandRecord, ForecastRecord, LastGood, ModelBasedRecord, ModelKey,
-    PrefillFitRecord, Record, RecordedAnalysis, RecordedCapacityVariant, RecordedClaim,
-    RecordedLearner, RecordedLineFit, RecordedModelVariant, RecordedPod, RecordedServing,
-    RecordedTarget, RecordedThresholds, RecordedVariant, RecordedWorkload,
-    RequestSeriesMissingRecord, RolesRecord, ScarcityRecord, SloCapacityRecord, Timestamp,
-    VariantKey,
+    CarriedState, CompactCapacity, CompactCapacitySettings, CompactCycleRecord, CompactPod,
+    CompactServing, CompactVariant, CycleRecord, DemandRecord, ForecastRecord, LastGood,
+    ModelBasedRecord, ModelKey, PrefillFitRecord, Record, RecordedAnalysis,
+    RecordedCapacityVariant, RecordedClaim, RecordedLearner, RecordedLineFit, RecordedModelVariant,
+    RecordedPod, RecordedServing, RecordedTarget, RecordedThresholds, RecordedVariant,
+    RecordedWorkload, RequestSeriesMissingRecord, RolesRecord, ScarcityRecord, SloCapacityRecord,
+    Timestamp, Units, VariantKey,
 };
 pub use sled_log::{OpenReport, SledLog};
 
@@ -158,6 +159,20 @@ pub(crate) fn last_good_updates(record: &Record) -> Vec<(Vec<u8>, LastGood)> {
                     keys::variant_key_of(&c.model.namespace, &t.name),
                     LastGood {
                         desired: t.target,
+                        at: c.at,
+                    },
+                )
+            })
+            .collect(),
+        // Only cycles off the safety net, with no fallback, are stored compact.
+        Record::CompactCycle(c) => c
+            .variants
+            .iter()
+            .map(|v| {
+                (
+                    keys::variant_key_of(&c.model.namespace, &v.name),
+                    LastGood {
+                        desired: v.target,
                         at: c.at,
                     },
                 )

@@ -385,6 +385,116 @@ impl ScarcityRecord {
     }
 }
 
+/// A signal kept as a whole number of its recording unit (`value × scale`, rounded): what
+/// the policy saw, since the controller rounds every signal to this precision before deciding
+/// (see `wva_actors::precision`). Whole numbers cost a byte or three where a float's mantissa
+/// costs eight that do not compress.
+pub type Units = i64;
+
+/// One pod's signals in recording units.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompactPod {
+    pub pod: String,
+    pub kv_cache_usage: Option<Units>,
+    pub queue_length: Option<Units>,
+}
+
+/// What a variant's reporting servers did over the window, in recording units.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompactServing {
+    pub pods: u32,
+    pub rate: Units,
+    pub input_tokens: Units,
+    pub output_tokens: Units,
+    pub ttft: Units,
+    pub itl: Units,
+    pub batch: Units,
+    pub waiting: Units,
+    pub waiting_peak: Units,
+}
+
+/// One variant of a [`CompactCycleRecord`]: its inputs and its desired count.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompactVariant {
+    pub name: String,
+    pub cost: f64,
+    pub accelerator: String,
+    pub current_replicas: u32,
+    pub ready_replicas: u32,
+    pub previous_desired: Option<u32>,
+    pub pods: Vec<CompactPod>,
+    /// The decision: what the variant's scaler was told.
+    pub target: u32,
+    /// The `slo-capacity` side, when that analyzer decided.
+    pub capacity: Option<CompactCapacity>,
+}
+
+/// A variant's `slo-capacity` inputs. Its fitted lines and its stabilisation window are state
+/// the analyzer carries from cycle to cycle: a keyframe holds them, a record that builds on the
+/// previous one leaves them to be rebuilt from it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompactCapacity {
+    pub serving: Option<CompactServing>,
+    pub max_batch: u32,
+    pub min_replicas: Option<u32>,
+    pub max_replicas: Option<u32>,
+    /// Keyframes only: the ITL line and the prefill line after this cycle's window, and the
+    /// recommendations of the stabilisation window.
+    pub carried: Option<CarriedState>,
+}
+
+/// The state a keyframe carries for one variant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CarriedState {
+    pub fit: Option<RecordedLineFit>,
+    pub prefill_fit: Option<RecordedLineFit>,
+    pub recent: Vec<u32>,
+}
+
+/// The `slo-capacity` settings a compact cycle was decided under.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompactCapacitySettings {
+    pub ttft_target_ms: f64,
+    pub itl_target_ms: f64,
+    pub budget_share: f64,
+    pub stabilization_cycles: u32,
+    pub drain_s: f64,
+    pub window_s: f64,
+}
+
+/// One model's cycle stored as its inputs and its desired counts only: everything the policy
+/// derives (the analysis, actions, reasons, the analyzer's estimates, and, when the record
+/// builds on the previous one, the fitted lines and the stabilisation window) is rebuilt by
+/// deciding the cycle again when the log is read. The controller writes this form only after
+/// rebuilding the cycle's full records from it and finding them identical to what it decided;
+/// any other cycle (on the safety net, with records of other kinds beside it, or one the
+/// rebuild does not reproduce) is written in full.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompactCycleRecord {
+    pub model: ModelKey,
+    pub at: Timestamp,
+    /// The time of the model's cycle this one builds on (its fitted lines and stabilisation
+    /// window are rebuilt from that cycle's); `None` for a keyframe, which carries them.
+    pub builds_on: Option<Timestamp>,
+    /// The version of the controller that decided it. Reasons are rebuilt by the reader's
+    /// policy; a reader of another version says so.
+    pub decided_by: String,
+    pub mode: String,
+    pub config_version: String,
+    pub thresholds: RecordedThresholds,
+    pub metrics_error: Option<String>,
+    pub trigger: String,
+    pub capacity_settings: Option<CompactCapacitySettings>,
+    pub variants: Vec<CompactVariant>,
+}
+
 /// Everything the log holds. New kinds go at the end, so older records still decode.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Record {
@@ -397,6 +507,7 @@ pub enum Record {
     PrefillFit(PrefillFitRecord),
     Forecast(ForecastRecord),
     Scarcity(ScarcityRecord),
+    CompactCycle(CompactCycleRecord),
 }
 
 impl Record {
@@ -411,6 +522,7 @@ impl Record {
             Self::PrefillFit(p) => &p.model,
             Self::Forecast(f) => &f.model,
             Self::Scarcity(s) => &s.model,
+            Self::CompactCycle(c) => &c.model,
         }
     }
 
@@ -425,6 +537,7 @@ impl Record {
             Self::PrefillFit(p) => p.at,
             Self::Forecast(f) => f.at,
             Self::Scarcity(s) => s.at,
+            Self::CompactCycle(c) => c.at,
         }
     }
 
@@ -442,6 +555,7 @@ impl Record {
             Self::Roles(r) => r.roles.iter().any(|(v, _)| v == name),
             Self::PrefillFit(p) => p.fits.iter().any(|(v, _)| v == name),
             Self::Scarcity(s) => s.claims.iter().any(|c| c.variant.name == name),
+            Self::CompactCycle(c) => c.variants.iter().any(|v| v.name == name),
         }
     }
 }
