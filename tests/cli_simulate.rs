@@ -358,6 +358,33 @@ fn the_default_analyzer_records_its_judgement_and_replays_identically() {
     );
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("policy              wva\n"), "{out}");
+    assert!(
+        out.contains("decision log        ") && out.contains("KB per variant-day)"),
+        "{out}"
+    );
+
+    // Stored as inputs and desired counts: every cycle compact (a keyframe first), the rest
+    // of what `history` shows below rebuilt from them.
+    {
+        let log = wva_storage::SledLog::open_for_inspection(&data).expect("log");
+        let raw = wva_storage::DecisionLog::history(&log, &Default::default()).expect("raw");
+        let compact: Vec<&wva_storage::CompactCycleRecord> = raw
+            .records
+            .iter()
+            .filter_map(|(_, r)| match r {
+                wva_storage::Record::CompactCycle(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            compact.len() > 50,
+            "{} of {}",
+            compact.len(),
+            raw.records.len()
+        );
+        assert_eq!(compact[0].builds_on, None, "a keyframe first");
+        assert!(compact[1..].iter().any(|c| c.builds_on.is_some()));
+    }
 
     let entries = history_entries(data_arg);
     assert!(entries.len() > 50, "{}", entries.len());
