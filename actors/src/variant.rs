@@ -150,14 +150,17 @@ impl Handler<Observe> for VariantActor {
                 problem,
             });
         }
-        // Rounded to the precision the log keeps, before anything decides from them.
-        let pool = pool(&msg.samples).map(crate::precision::serving);
+        let pool = pool(&msg.samples);
+        // The hybrid learner's state is recorded every cycle, so replay needs no rounding.
         if msg.learn
             && let Some(o) = pool.as_ref().and_then(LatencyObservation::of)
         {
             self.learner.observe(&o);
         }
-        let serving = pool.filter(|_| msg.fit_itl);
+        // Rounded to the precision the log keeps, before `slo-capacity` decides from them.
+        let serving = pool
+            .filter(|_| msg.fit_itl)
+            .map(crate::precision::serving);
         if let Some(s) = &serving {
             self.itl_fit.observe(s);
             self.ttft_fit.observe(s);
