@@ -789,6 +789,33 @@ mod tests {
     }
 
     #[test]
+    fn a_history_from_a_time_reads_back_to_its_keyframe() {
+        let mut log = wva_storage::MemoryLog::in_memory(Default::default());
+        let mut compactor = Compactor::default();
+        // One cycle a minute for 70 minutes: keyframes at 0, 30 and 60 minutes.
+        let cycles: Vec<Vec<Record>> = (0..70)
+            .map(|m| cycle(m * 60, [0.3, 0.4], (m > 0).then_some(2)))
+            .collect();
+        for c in &cycles {
+            for r in compactor.compact(c.clone()) {
+                wva_storage::DecisionLog::append(&mut log, &r).expect("append");
+            }
+        }
+        let since = Timestamp(59 * 60_000);
+        let read = read_history(
+            &log,
+            &HistoryFilter {
+                since: Some(since),
+                ..Default::default()
+            },
+        )
+        .expect("history");
+        let expected: Vec<Record> = cycles[59..].iter().flatten().cloned().collect();
+        let read: Vec<Record> = read.records.into_iter().map(|(_, r)| r).collect();
+        assert_eq!(read, expected, "rebuilt from the keyframe at 30 minutes");
+    }
+
+    #[test]
     fn a_cycle_the_rebuild_would_not_reproduce_is_written_in_full() {
         let mut compactor = Compactor::default();
         // A reason the policy would not give (an edited or a foreign record).

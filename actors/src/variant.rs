@@ -158,9 +158,7 @@ impl Handler<Observe> for VariantActor {
             self.learner.observe(&o);
         }
         // Rounded to the precision the log keeps, before `slo-capacity` decides from them.
-        let serving = pool
-            .filter(|_| msg.fit_itl)
-            .map(crate::precision::serving);
+        let serving = pool.filter(|_| msg.fit_itl).map(crate::precision::serving);
         if let Some(s) = &serving {
             self.itl_fit.observe(s);
             self.ttft_fit.observe(s);
