@@ -662,7 +662,15 @@ pub fn read_history(
         ..filter.clone()
     };
     let history = log.history(&widened)?;
-    let (records, _) = expand_all(history.records);
+    let (records, unrebuilt) = expand_all(history.records);
+    if unrebuilt > 0 {
+        tracing::warn!(
+            records = unrebuilt,
+            "decision log records read without their reasons: the records they build on are \
+             gone (removed by retention, or never written); their inputs and desired counts \
+             are shown"
+        );
+    }
     Ok(History {
         records: records
             .into_iter()
