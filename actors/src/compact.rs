@@ -36,7 +36,7 @@ use crate::redecide::{Recorded, redecide};
 
 /// A keyframe at least this often per model (record time): a reader starting anywhere needs
 /// at most this much of the log before it to rebuild what it reads.
-pub const KEYFRAME_EVERY_MS: i64 = 30 * 60 * 1000;
+pub const KEYFRAME_EVERY_MS: i64 = 60 * 60 * 1000;
 
 /// The controller version that writes compact records.
 pub const DECIDED_BY: &str = env!("CARGO_PKG_VERSION");
@@ -800,8 +800,10 @@ mod tests {
     fn a_history_from_a_time_reads_back_to_its_keyframe() {
         let mut log = wva_storage::MemoryLog::in_memory(Default::default());
         let mut compactor = Compactor::default();
-        // One cycle a minute for 70 minutes: keyframes at 0, 30 and 60 minutes.
-        let cycles: Vec<Vec<Record>> = (0..70)
+        // One cycle a minute for two keyframe spans and ten minutes: keyframes at 0, one span
+        // and two spans.
+        let span_min = KEYFRAME_EVERY_MS / 60_000;
+        let cycles: Vec<Vec<Record>> = (0..2 * span_min + 10)
             .map(|m| cycle(m * 60, [0.3, 0.4], (m > 0).then_some(2)))
             .collect();
         for c in &cycles {
@@ -809,18 +811,19 @@ mod tests {
                 wva_storage::DecisionLog::append(&mut log, &r).expect("append");
             }
         }
-        let since = Timestamp(59 * 60_000);
+        // A minute before the second keyframe: that record builds on the first span's.
+        let from = 2 * span_min - 1;
         let read = read_history(
             &log,
             &HistoryFilter {
-                since: Some(since),
+                since: Some(Timestamp(from * 60_000)),
                 ..Default::default()
             },
         )
         .expect("history");
-        let expected: Vec<Record> = cycles[59..].iter().flatten().cloned().collect();
+        let expected: Vec<Record> = cycles[from as usize..].iter().flatten().cloned().collect();
         let read: Vec<Record> = read.records.into_iter().map(|(_, r)| r).collect();
-        assert_eq!(read, expected, "rebuilt from the keyframe at 30 minutes");
+        assert_eq!(read, expected, "rebuilt from the keyframe a span before");
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! The precision signals are decided and recorded at. Every signal the policy reads is rounded
 //! to a fixed unit when it comes in, far below anything a decision turns on: a thousandth of
-//! the KV cache, a tenth of a request waiting or running, a thousandth of a request per second
-//! (a minute's window counts requests in sixtieths), a tenth of a token, a hundredth of a
-//! millisecond of latency (a tenth moved the learned lines enough to change decisions on the
-//! code trace: 28.69 against 27.42 at the default setting). What the decision log keeps as whole numbers of these units is then
-//! exactly what the policy saw, and replay from it is exact; a float's full mantissa is noise
-//! at this scale, and costs eight bytes a signal that do not compress.
+//! the KV cache, a hundredth of a request waiting or running, a thousandth of a request per
+//! second (a minute's window counts requests in sixtieths), a tenth of a token, a hundredth of
+//! a millisecond of latency. Coarser was tried and moved decisions on the clumped code trace:
+//! a tenth of a millisecond its default point (28.69 against 27.42), a tenth of a request one
+//! of its cautious settings (38.26 against 28.39). What the decision log keeps as whole numbers
+//! of these units is then exactly what the policy saw, and replay from it is exact; a float's
+//! full mantissa is noise at this scale, and costs eight bytes a signal that do not compress.
 
 use wva_storage::Units;
 
@@ -15,7 +16,7 @@ use crate::policy::slo_capacity::ServingSummary;
 /// Units per whole: KV-cache use (a fraction of the cache).
 pub const KV_CACHE: f64 = 1e3;
 /// Units per request: queue lengths, batches, waiting requests.
-pub const REQUESTS: f64 = 1e1;
+pub const REQUESTS: f64 = 1e2;
 /// Units per request per second.
 pub const RATE: f64 = 1e3;
 /// Units per token.
