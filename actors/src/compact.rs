@@ -498,15 +498,7 @@ fn inputs_of(c: &CompactCycleRecord, base: Option<&Carried>) -> CycleRecord {
                 }
             })
             .collect(),
-        analysis: RecordedAnalysis {
-            total_replicas: 0,
-            non_saturated_replicas: 0,
-            avg_spare_kv: 0.0,
-            avg_spare_queue: 0.0,
-            should_scale_up: false,
-            scale_down_safe: false,
-            reason: String::new(),
-        },
+        analysis: RecordedAnalysis::default(),
         in_transition: false,
         safety_net: false,
         targets: Vec::new(),

@@ -107,7 +107,7 @@ pub struct RecordedVariant {
 }
 
 /// The pooled capacity analysis.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RecordedAnalysis {
     pub total_replicas: u32,
