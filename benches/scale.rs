@@ -12,7 +12,9 @@
 //!   size and the time to read it.
 //!
 //! `cargo bench --bench scale` runs them all (each configuration in a fresh process, so memory is
-//! its own); `WVA_SCALE_FLEETS=1000,10000` and `WVA_SCALE_SHARDS=1,4` choose a subset.
+//! its own, started with the allocator's environment as the image sets it:
+//! [`wva::allocator::ENVIRONMENT`]); `WVA_SCALE_FLEETS=1000,10000` and `WVA_SCALE_SHARDS=1,4`
+//! choose a subset.
 
 use std::process::Command;
 use std::time::Instant;
@@ -120,7 +122,6 @@ fn run_one(variants: usize, shards: u32) {
         fleet::populate(&registry, &share).await;
         (registry, actors.log)
     });
-    let snapshots: Vec<Metrics> = (0..5).map(|p| fleet::snapshot(&share, p)).collect();
     let stats = |sys: &SystemRunner| {
         sys.block_on(log.send(wva_actors::log_actor::Stats))
             .ok()
@@ -128,7 +129,9 @@ fn run_one(variants: usize, shards: u32) {
             .map_or(0, |s| s.bytes)
     };
     let tick = |sys: &SystemRunner, tick: i64| {
-        let metrics = snapshots[tick as usize % snapshots.len()].clone();
+        // One snapshot per cycle, built as the controller's read builds it (holding several
+        // would count the bench's memory as the controller's); five phases of load in turn.
+        let metrics = fleet::snapshot(&share, tick as usize % 5);
         let started = Instant::now();
         sys.block_on(registry.send(Tick {
             now: Timestamp(tick * 15_000),
@@ -225,6 +228,8 @@ fn main() {
         for &shards in &shard_counts {
             let out = Command::new(&exe)
                 .args(["--one", &variants.to_string(), &shards.to_string()])
+                // The allocator as the image sets it.
+                .envs(wva::allocator::ENVIRONMENT)
                 .output()
                 .expect("a configuration runs");
             let line = String::from_utf8_lossy(&out.stdout);

@@ -1,6 +1,7 @@
 //! The `wva` controller: Kubernetes and Prometheus adapters, the CLI commands, and the
 //! configuration they share. The decision policy lives in the `wva-actors` crate.
 
+pub mod allocator;
 pub mod analyze;
 pub mod cli;
 pub mod config;

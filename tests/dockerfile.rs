@@ -151,3 +151,28 @@ fn every_base_image_is_pinned_by_digest() {
         );
     }
 }
+
+/// The image starts the controller with the allocator's environment, every variable with the
+/// value `wva::allocator` names (the figures behind it are there).
+#[test]
+fn the_image_sets_the_allocators_environment() {
+    let dockerfile = read("Dockerfile");
+    // `ENV A=1 \` continued lines joined, then split into assignments.
+    let env: Vec<(String, String)> = dockerfile
+        .replace("\\\n", " ")
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("ENV "))
+        .flat_map(|rest| {
+            rest.split_whitespace()
+                .filter_map(|a| a.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for (name, value) in wva::allocator::ENVIRONMENT {
+        assert!(
+            env.contains(&(name.to_string(), value.to_string())),
+            "the image does not set {name}={value}: {env:?}"
+        );
+    }
+}
