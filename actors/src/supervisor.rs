@@ -513,6 +513,15 @@ impl Handler<Resume> for ModelSupervisor {
 
 /// The counts a finite accelerator pool let the model's variants publish, where they differ
 /// from what its cycle decided: the next cycle starts from what was published.
+///
+/// A variant given more than it asked for (replicas in place of another variant whose
+/// accelerators are full) counts that grant as its recommendation in the stabilisation window:
+/// the spilled replicas are the model's plan as much as its own, and are held as long as any
+/// recommendation is. Without this they went the first cycle the full variant asked for one
+/// fewer, and came back a few cycles later after a start-up (on the shared-pool `traces`
+/// scenario, `code`'s A100 replicas dropped from 4 to 3 for minutes at a time). A cut variant
+/// keeps what it wanted in the window, as before: the window holds recommendations, the pool
+/// bounds what is published.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Granted(pub Vec<(String, u32)>);
@@ -523,6 +532,9 @@ impl Handler<Granted> for ModelSupervisor {
         for (name, granted) in msg.0 {
             if let Some(slot) = self.slots.get_mut(&name) {
                 slot.last_desired = Some(granted);
+                if let Some(last) = slot.recent.back_mut() {
+                    *last = (*last).max(granted);
+                }
             }
         }
     }

@@ -1703,3 +1703,86 @@ async fn a_decision_between_cycles_is_fitted_against_what_the_others_were_given(
     let last_good = last_good_of(&h, "ns", "batch").await;
     assert_eq!(last_good.map(|l| l.desired), batch);
 }
+
+/// Replicas a variant is given in place of another whose accelerators are full are held as the
+/// model's own recommendations are (its stabilisation window), not dropped the first cycle the
+/// full variant asks for one fewer: on the shared-pool `traces` scenario that churn cost the
+/// cut model a replica for minutes at a time, each time paying a start-up to get it back.
+#[actix::test]
+async fn replicas_spilled_over_are_held_like_the_models_own_recommendations() {
+    let h = start_with(
+        MemoryLog::in_memory(Retention::default()),
+        None,
+        PolicySettings {
+            analyzer: wva_actors::policy::mode::Analyzer::SloCapacity,
+            ..Default::default()
+        },
+    );
+    // The cheaper variant's accelerator is full (one H100, held); the other has room.
+    add(
+        &h,
+        VariantSpec {
+            accelerator: "H100".into(),
+            ..spec("ns", "fast", "m", 5.0)
+        },
+        1,
+    )
+    .await;
+    add(&h, spec("ns", "slow", "m", 10.0), 1).await;
+    h.registry
+        .send(SetPool(Some(wva_actors::policy::scarcity::Pool {
+            gpus: [("H100".to_string(), 1), ("A100".to_string(), 10)].into(),
+            ..Default::default()
+        })))
+        .await
+        .expect("pool");
+    let signals = |kv: f64, queue: f64| {
+        snapshot(vec![(
+            ModelKey::new("ns", "m"),
+            [
+                samples("fast", &[(kv, queue)]),
+                samples("slow", &[(kv, queue)]),
+            ]
+            .concat(),
+        )])
+    };
+    // The scaler acts at once: the Deployment runs what was published, all ready.
+    let follow = |replicas: u32, at: i64| {
+        h.registry.send(DeploymentEvent {
+            namespace: "ns".into(),
+            name: "slow-deploy".into(),
+            state: Some(DeploymentState {
+                replicas,
+                ready: replicas,
+            }),
+            at: Timestamp(at),
+        })
+    };
+    tick(&h, 15_000, signals(0.9, 4.0)).await;
+    let spilled = desired(&h, "ns", "slow").await.expect("slow published");
+    assert_eq!(desired(&h, "ns", "fast").await, Some(1), "the H100 is full");
+    assert!(
+        spilled > 1,
+        "the A100 variant is given the H100's replicas: {spilled}"
+    );
+    follow(spilled, 20_000).await.expect("deployment");
+    // The load eases: the model no longer asks for more H100s, so nothing spills.
+    let calm = |n: usize| {
+        snapshot(vec![(
+            ModelKey::new("ns", "m"),
+            [
+                samples("fast", &[(0.3, 0.0)]),
+                samples("slow", &vec![(0.3, 0.0); n]),
+            ]
+            .concat(),
+        )])
+    };
+    for at in [30_000, 45_000, 60_000] {
+        tick(&h, at, calm(spilled as usize)).await;
+    }
+    assert_eq!(
+        desired(&h, "ns", "slow").await,
+        Some(spilled),
+        "the spilled replicas are held within the window"
+    );
+}

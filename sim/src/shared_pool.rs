@@ -310,8 +310,11 @@ pub fn measure(
     options: &RunOptions,
     share: f64,
 ) -> Result<SharedReport, String> {
+    // With a data directory, each run keeps its own decision log, named after its limiter.
+    let log_of = |run: &str| options.data_dir.as_ref().map(|dir| dir.join(run));
     let unlimited_options = RunOptions {
         pool: BTreeMap::new(),
+        data_dir: log_of("unlimited"),
         ..options.clone()
     };
     let unlimited_results = run(scenario, &unlimited_options)?;
@@ -327,6 +330,7 @@ pub fn measure(
         let limited = RunOptions {
             pool: pool.clone(),
             limiter,
+            data_dir: log_of(name),
             ..options.clone()
         };
         let results = run(scenario, &limited)?;

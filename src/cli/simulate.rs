@@ -78,8 +78,10 @@ pub struct SimulateArgs {
     /// pool, sets the pool at --pool-share of the accelerators they held at once, at most, and
     /// compares what keeps the counts within it: this controller, no limiter, and WVA v0.9's
     /// greedy-by-saturation limiter; writes shared-pool.json and a plot of the replicas each model
-    /// held (shared-pool.svg, .png) into --report.
-    #[arg(long, conflicts_with_all = ["compare", "frontier", "data_dir", "trace", "workloads", "from_log"])]
+    /// held (shared-pool.svg, .png) into --report. With --data-dir, each run keeps its decision
+    /// log in a directory named after its limiter (`unlimited`, `wva`, `no-limiter`,
+    /// `greedy-by-saturation`), for `wva history` and `wva replay`.
+    #[arg(long, conflicts_with_all = ["compare", "frontier", "trace", "workloads", "from_log"])]
     pub shared_pool: Option<String>,
     /// With --shared-pool: the pool as a share of the unlimited peak.
     #[arg(long, default_value_t = 0.6, requires = "shared_pool")]
