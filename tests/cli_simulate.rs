@@ -799,3 +799,38 @@ fn a_recorded_day_drives_the_cluster_again_for_any_policy() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("drop --trace"), "{err}");
 }
+
+/// A shared pool run with a data directory keeps one decision log per limiter, and this
+/// controller's (cut by the pool) replays with no difference, fitted into the same pool.
+#[test]
+fn a_shared_pool_run_keeps_a_log_per_limiter_that_replays_identically() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let data = data.to_str().expect("utf-8 path");
+    let (code, stdout, stderr) = simulate(
+        &[
+            "--shared-pool",
+            "builtin",
+            "--duration",
+            "10m",
+            "--data-dir",
+            data,
+        ],
+        &dir.path().join("report"),
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("WEIGHTED ATTAINMENT"), "{stdout}");
+    for run in ["unlimited", "wva", "no-limiter", "greedy-by-saturation"] {
+        let log = format!("{data}/{run}");
+        assert!(
+            !history_entries(&log).is_empty(),
+            "{run} kept its decisions in {log}"
+        );
+    }
+    let replayed = replay(&format!("{data}/wva"), &[]);
+    assert!(
+        replayed.contains("cut by the accelerator pool")
+            && replayed.contains(" 0 decisions differ"),
+        "{replayed}"
+    );
+}
