@@ -81,15 +81,10 @@ pub enum ReplayError {
 }
 
 fn mode_of(record: &CycleRecord) -> Result<OperatingMode, ReplayError> {
-    match record.mode.as_str() {
-        "capacity-only" => Ok(OperatingMode::CapacityOnly),
-        "hybrid" => Ok(OperatingMode::Hybrid),
-        "model-only" => Ok(OperatingMode::ModelOnly),
-        other => Err(ReplayError::UnknownMode {
-            at: format_time(record.at),
-            mode: other.to_string(),
-        }),
-    }
+    OperatingMode::from_name(&record.mode).ok_or_else(|| ReplayError::UnknownMode {
+        at: format_time(record.at),
+        mode: record.mode.clone(),
+    })
 }
 
 /// Decides a recorded cycle again in `mode` with `analyzer`, with the thresholds of the

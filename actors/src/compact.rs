@@ -360,15 +360,6 @@ pub enum Unrebuildable {
     UnknownMode(String),
 }
 
-fn mode_of(text: &str) -> Option<OperatingMode> {
-    match text {
-        "capacity-only" => Some(OperatingMode::CapacityOnly),
-        "hybrid" => Some(OperatingMode::Hybrid),
-        "model-only" => Some(OperatingMode::ModelOnly),
-        _ => None,
-    }
-}
-
 /// The full records of a compact cycle, rebuilt by deciding it again; `carried` is its model's
 /// state after the record it builds on.
 pub fn expand(
@@ -386,7 +377,8 @@ pub fn expand(
             }
         },
     };
-    let mode = mode_of(&c.mode).ok_or_else(|| Unrebuildable::UnknownMode(c.mode.clone()))?;
+    let mode = OperatingMode::from_name(&c.mode)
+        .ok_or_else(|| Unrebuildable::UnknownMode(c.mode.clone()))?;
     let mut cycle = inputs_of(c, base);
     let capacity = c
         .capacity_settings
@@ -705,19 +697,7 @@ mod tests {
                 .collect(),
         }];
         let thresholds = Thresholds::default();
-        let decided = decide_cycle(CycleInputs {
-            mode: OperatingMode::CapacityOnly,
-            thresholds: &thresholds,
-            variants: &inputs,
-            metrics_error: None,
-            model_based: None,
-            scale_to_zero: false,
-            request_count: None,
-            analyzer: Analyzer::SaturationV1,
-            slo_capacity: None,
-            held_requests: None,
-            roles: &[],
-        });
+        let decided = decide_cycle(CycleInputs::capacity(&thresholds, &inputs));
         vec![Record::Cycle(cycle_record(CycleFacts {
             model: &model(),
             at: Timestamp(at_s * 1000),

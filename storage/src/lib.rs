@@ -149,49 +149,31 @@ pub trait DecisionLog: Send {
 /// The last-good updates a record implies: (variant's key in the last-good index, desired, time)
 /// for each non-fallback target.
 pub(crate) fn last_good_updates(record: &Record) -> Vec<(Vec<u8>, LastGood)> {
+    let update = |namespace: &str, name: &str, desired: u32, at: Timestamp| {
+        (
+            keys::variant_key_of(namespace, name),
+            LastGood { desired, at },
+        )
+    };
     match record {
         Record::Cycle(c) if !c.safety_net => c
             .targets
             .iter()
             .filter(|t| t.fallback_source.is_none())
-            .map(|t| {
-                (
-                    keys::variant_key_of(&c.model.namespace, &t.name),
-                    LastGood {
-                        desired: t.target,
-                        at: c.at,
-                    },
-                )
-            })
+            .map(|t| update(&c.model.namespace, &t.name, t.target, c.at))
             .collect(),
         // Only cycles off the safety net, with no fallback, are stored compact.
         Record::CompactCycle(c) => c
             .variants
             .iter()
-            .map(|v| {
-                (
-                    keys::variant_key_of(&c.model.namespace, &v.name),
-                    LastGood {
-                        desired: v.target,
-                        at: c.at,
-                    },
-                )
-            })
+            .map(|v| update(&c.model.namespace, &v.name, v.target, c.at))
             .collect(),
         // A cut replaces the count its model's cycle record wanted (it is written after it).
         Record::Scarcity(s) => s
             .claims
             .iter()
             .filter(|c| c.granted != c.wanted)
-            .map(|c| {
-                (
-                    keys::variant_key_of(&c.variant.namespace, &c.variant.name),
-                    LastGood {
-                        desired: c.granted,
-                        at: s.at,
-                    },
-                )
-            })
+            .map(|c| update(&c.variant.namespace, &c.variant.name, c.granted, s.at))
             .collect(),
         _ => Vec::new(),
     }

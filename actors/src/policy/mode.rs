@@ -24,6 +24,13 @@ impl OperatingMode {
         }
     }
 
+    /// The mode `as_str` names (as records keep it), if any.
+    pub fn from_name(text: &str) -> Option<Self> {
+        [Self::CapacityOnly, Self::Hybrid, Self::ModelOnly]
+            .into_iter()
+            .find(|m| m.as_str() == text)
+    }
+
     /// Reads the mode from the two environment settings users have: the hybrid switch
     /// (`on`, `off`, `model-only`) wins when set; otherwise the older proactive-model flag.
     pub fn from_switches(
