@@ -27,25 +27,22 @@ pub const MILLIS: f64 = 1e2;
 /// Largest magnitude, in units, that converts both ways exactly (a float's 53-bit mantissa).
 const EXACT_UNITS: f64 = 9_007_199_254_740_992.0;
 
+/// `value × scale` rounded to a whole number, when a float holds it exactly.
+fn whole(value: f64, scale: f64) -> Option<f64> {
+    let scaled = (value * scale).round();
+    (scaled.is_finite() && scaled.abs() < EXACT_UNITS).then_some(scaled)
+}
+
 /// `value` rounded to the unit `1 / scale`; a value that is not finite passes unchanged (the
 /// policy's checks refuse it, and the log keeps it in full).
 pub fn rounded(value: f64, scale: f64) -> f64 {
-    let scaled = (value * scale).round();
-    if scaled.is_finite() && scaled.abs() < EXACT_UNITS {
-        scaled / scale
-    } else {
-        value
-    }
+    whole(value, scale).map_or(value, |scaled| scaled / scale)
 }
 
 /// A rounded value as whole units; `None` when it cannot be held exactly (not finite, or not a
 /// whole number of units: a value that did not come through [`rounded`]).
 pub fn units(value: f64, scale: f64) -> Option<Units> {
-    let scaled = (value * scale).round();
-    if !(scaled.is_finite() && scaled.abs() < EXACT_UNITS) {
-        return None;
-    }
-    let n = scaled as Units;
+    let n = whole(value, scale)? as Units;
     (self::value(n, scale) == value).then_some(n)
 }
 
