@@ -863,3 +863,71 @@ fn a_seal_cut_short_by_a_crash_keeps_every_record_once() {
     assert_eq!(seqs(&log), [0, 1, 2]);
     assert_eq!(log.stats().records, 3, "counted once");
 }
+
+/// A cycle stored compact is the last good count of its variants as a full one is (restart
+/// recovery reads it without rebuilding the cycle), and it survives reopening.
+#[test]
+fn a_compact_cycle_is_the_last_good_count_of_its_variants() {
+    let compact = |at: i64, target: u32| {
+        Record::CompactCycle(CompactCycleRecord {
+            model: ModelKey::new("ns", "m"),
+            at: Timestamp(at),
+            builds_on: None,
+            decided_by: "test".into(),
+            mode: "capacity-only".into(),
+            config_version: "v1".into(),
+            thresholds: RecordedThresholds {
+                kv_cache_threshold: 0.8,
+                queue_length_threshold: 5.0,
+                kv_spare_trigger: 0.1,
+                queue_spare_trigger: 3.0,
+            },
+            metrics_error: None,
+            trigger: "tick".into(),
+            capacity_settings: None,
+            variants: vec![CompactVariant {
+                name: "a".into(),
+                cost: 10.0,
+                accelerator: "A100".into(),
+                current_replicas: 2,
+                ready_replicas: 2,
+                previous_desired: Some(2),
+                pods: Vec::new(),
+                target,
+                capacity: None,
+            }],
+        })
+    };
+    for (name, mut log, _dir) in logs() {
+        log.append(&cycle("ns", "m", 1, &[("a", 3)], false))
+            .expect("append");
+        log.append(&compact(2, 5)).expect("append");
+        let lg = log.last_good().expect("last good");
+        assert_eq!(lg[&VariantKey::new("ns", "a")].desired, 5, "{name}");
+        assert_eq!(lg[&VariantKey::new("ns", "a")].at, Timestamp(2), "{name}");
+        // A safety-net cycle after it is never a last good count.
+        log.append(&cycle("ns", "m", 3, &[("a", 9)], true))
+            .expect("append");
+        assert_eq!(
+            log.last_good_of(&VariantKey::new("ns", "a"))
+                .expect("lg")
+                .map(|l| l.desired),
+            Some(5),
+            "{name}"
+        );
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let (mut sled, _) =
+            SledLog::open(&dir.path().join("log"), Retention::default(), 0).expect("open");
+        sled.append(&compact(4, 6)).expect("append");
+        sled.flush().expect("flush");
+    }
+    let (sled, _) = SledLog::open(&dir.path().join("log"), Retention::default(), 0).expect("open");
+    assert_eq!(
+        sled.last_good_of(&VariantKey::new("ns", "a"))
+            .expect("lg")
+            .map(|l| l.desired),
+        Some(6)
+    );
+}
