@@ -537,21 +537,34 @@ pub fn beyond_bound(points: &[FrontierPoint]) -> Vec<FrontierPoint> {
         .collect()
 }
 
-/// `(cost, best attainment at or below that cost)` at each of the points' costs, cheapest
-/// first: spending more never makes a policy's best worse.
+/// The best a policy can reach at each cost: the upper concave hull of its points, cheapest
+/// first, attainment rising. Spending more never makes a policy's best worse, and running one
+/// setting for part of the time and another for the rest reaches any point on the line between
+/// them, so a setting under that line is never the best at its cost. Reading figures off the
+/// hull rather than off the straight lines between neighbouring settings makes them monotone in
+/// the points: a setting that gets cheaper, or better, can never raise a policy's cost at a
+/// target (between neighbours it could: a new setting just under the old line cut the line).
 pub fn envelope(points: &[&FrontierPoint]) -> Vec<(f64, f64)> {
     let mut sorted: Vec<(f64, f64)> = points.iter().map(|p| (p.cost, p.slo_attainment)).collect();
-    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let mut best = f64::NEG_INFINITY;
-    let mut out: Vec<(f64, f64)> = Vec::with_capacity(sorted.len());
-    for (cost, attainment) in sorted {
-        best = best.max(attainment);
-        match out.last_mut() {
-            Some(last) if last.0 == cost => last.1 = best,
-            _ => out.push((cost, best)),
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.total_cmp(&a.1)));
+    let mut hull: Vec<(f64, f64)> = Vec::with_capacity(sorted.len());
+    for point in sorted {
+        if hull.last().is_some_and(|last| point.1 <= last.1) {
+            // No better than something as cheap or cheaper.
+            continue;
         }
+        while let [.., (c0, a0), (c1, a1)] = hull[..] {
+            // The middle point is dropped when it lies on or under the line from the one
+            // before it to this one.
+            if (a1 - a0) * (point.0 - c0) <= (point.1 - a0) * (c1 - c0) {
+                hull.pop();
+            } else {
+                break;
+            }
+        }
+        hull.push(point);
     }
-    out
+    hull
 }
 
 /// The cost at which the envelope reaches `target`, interpolated linearly.
@@ -742,8 +755,54 @@ mod tests {
         let a = point("a", 1.0, 10.0, 0.8);
         let b = point("a", 2.0, 20.0, 0.7);
         let c = point("a", 3.0, 30.0, 0.99);
-        let env = envelope(&[&c, &a, &b]);
-        assert_eq!(env, vec![(10.0, 0.8), (20.0, 0.8), (30.0, 0.99)]);
+        let d = point("a", 4.0, 30.0, 0.9);
+        let env = envelope(&[&c, &a, &b, &d]);
+        assert_eq!(env, vec![(10.0, 0.8), (30.0, 0.99)]);
+    }
+
+    #[test]
+    fn the_envelope_is_the_hull_a_mix_of_two_settings_reaches() {
+        // (20, 0.85) lies under the line from (10, 0.8) to (30, 0.99): running the cheap
+        // setting half the time and the dear one the other half does better at that cost.
+        let points = [
+            point("a", 1.0, 10.0, 0.8),
+            point("a", 2.0, 20.0, 0.85),
+            point("a", 3.0, 30.0, 0.99),
+        ];
+        let env = envelope(&points.iter().collect::<Vec<_>>());
+        assert_eq!(env, vec![(10.0, 0.8), (30.0, 0.99)]);
+        // A point above that line stays.
+        let above = point("a", 4.0, 20.0, 0.95);
+        let with_above: Vec<&FrontierPoint> = points.iter().chain([&above]).collect();
+        assert_eq!(
+            envelope(&with_above),
+            vec![(10.0, 0.8), (20.0, 0.95), (30.0, 0.99)]
+        );
+    }
+
+    #[test]
+    fn a_setting_that_gets_cheaper_never_raises_the_cost_at_a_target() {
+        // The case that made neighbour-to-neighbour lines misread a policy: a setting moving
+        // from 51.76 to 47.60 at the same attainment cut the line the target was read on.
+        let before = [
+            point("a", 0.1, 40.49, 0.90),
+            point("a", 0.15, 51.75, 0.97),
+            point("a", 0.2, 51.76, 0.924),
+        ];
+        let after = [
+            point("a", 0.1, 40.49, 0.90),
+            point("a", 0.15, 51.75, 0.97),
+            point("a", 0.2, 47.60, 0.924),
+        ];
+        let at = |points: &[FrontierPoint]| {
+            cost_at(&envelope(&points.iter().collect::<Vec<_>>()), 0.95).expect("reached")
+        };
+        assert!(
+            at(&after) <= at(&before),
+            "{} > {}",
+            at(&after),
+            at(&before)
+        );
     }
 
     #[test]
