@@ -48,7 +48,7 @@ pub struct ReadFailure {
 }
 
 /// The signal each query of a read asks for, in the order they are sent.
-const QUERY_TYPES: [&str; 11] = [
+const QUERY_TYPES: [&str; 12] = [
     "kv_cache",
     "queue",
     "running",
@@ -60,6 +60,7 @@ const QUERY_TYPES: [&str; 11] = [
     "ttft",
     "itl",
     "queue_mean",
+    "queue_last",
 ];
 
 /// Reads every signal once. `now_s` is the wall clock in seconds, for sample ages.
@@ -84,6 +85,7 @@ pub async fn poll(
         texts.push(queries::per_pod_mean(queries::TTFT, ns));
         texts.push(queries::per_pod_mean(queries::ITL, ns));
         texts.push(queries::per_pod(queries::WAITING_MEAN, ns));
+        texts.push(queries::per_pod(queries::WAITING_LAST, ns));
     }
     // One query per distinct retention window (usually one), for all its models.
     let mut windows: BTreeMap<Duration, Vec<ModelKey>> = BTreeMap::new();
@@ -143,6 +145,7 @@ pub async fn poll(
             "TTFT",
             "ITL",
             "mean waiting queue",
+            "waiting queue at the window's end",
         ]
         .iter()
         .enumerate()
@@ -230,7 +233,7 @@ pub fn assemble(
     // A pod with every signal NaN has no sample at all.
     samples.retain(|_, s| s.kv_cache_usage.is_some() || s.queue_length.is_some());
 
-    if let [rate, input, output, ttft, itl, waiting_mean] = serving {
+    if let [rate, input, output, ttft, itl, waiting_mean, waiting_last] = serving {
         let index = |values: &[PodValue]| -> HashMap<PodKey, f64> {
             values
                 .iter()
@@ -242,12 +245,13 @@ pub fn assemble(
                 })
                 .collect()
         };
-        let (input, output, ttft, itl, waiting_mean) = (
+        let (input, output, ttft, itl, waiting_mean, waiting_last) = (
             index(input),
             index(output),
             index(ttft),
             index(itl),
             index(waiting_mean),
+            index(waiting_last),
         );
         for (key, rps) in index(rate) {
             let Some(sample) = samples.get_mut(&key) else {
@@ -268,6 +272,13 @@ pub fn assemble(
                 ttft_ms: mean(&ttft) * 1e3,
                 itl_ms: mean(&itl) * 1e3,
                 mean_waiting: mean(&waiting_mean),
+                // Unread, the queue is taken to have ended where it stood on average: no
+                // change, and its mean as the backlog.
+                last_waiting: waiting_last
+                    .get(&key)
+                    .copied()
+                    .filter(|v| v.is_finite())
+                    .unwrap_or_else(|| mean(&waiting_mean)),
             };
             sample.serving = stats.is_valid().then_some(stats);
         }
@@ -370,6 +381,7 @@ mod tests {
             vec![value("a-1", None)],
             vec![],
             vec![value("a-1", Some(1.5))],
+            vec![],
         ];
         let snap = assemble(&kv, &[], &[], &serving, &pods);
         let s = snap.by_model[&ModelKey::new("ns", "m")][0]
@@ -378,6 +390,10 @@ mod tests {
         assert_eq!(s.request_rate_rps, 0.0);
         assert_eq!(s.mean_input_tokens, 0.0);
         assert_eq!(s.mean_waiting, 1.5);
+        assert_eq!(
+            s.last_waiting, 1.5,
+            "unread: where the queue stood on average"
+        );
     }
 
     #[test]

@@ -66,6 +66,11 @@ pub const WAITING_MEAN: PodSignal = PodSignal {
     names: &["vllm:num_requests_waiting"],
     over_time: "avg_over_time",
 };
+/// The waiting queue at the window's end: with its mean, which way it went.
+pub const WAITING_LAST: PodSignal = PodSignal {
+    names: &["vllm:num_requests_waiting"],
+    over_time: "last_over_time",
+};
 pub const RUNNING: PodSignal = PodSignal {
     names: &["vllm:num_requests_running"],
     over_time: "avg_over_time",

@@ -116,6 +116,13 @@ async fn the_batched_read_covers_both_name_generations_and_drops_foreign_pods() 
             serving.mean_input_tokens > 0.0 && serving.itl_ms > 0.0,
             "{serving:?}"
         );
+        // The queue at the window's end (`last_over_time`) is one of the minute's values, so
+        // never above its maximum.
+        let highest = s.queue_length.expect("waiting queue");
+        assert!(
+            (0.0..=highest).contains(&serving.last_waiting),
+            "{serving:?} against a highest queue of {highest}"
+        );
     }
     assert!(
         matches!(snapshot.request_counts[&model], wva_actors::policy::scale_to_zero::RequestCount::Read(n) if n > 0.0),

@@ -40,6 +40,8 @@ fn signal(query: &str) -> &'static str {
         "kv"
     } else if query.contains("avg_over_time(vllm:num_requests_waiting") {
         "waiting_mean"
+    } else if query.contains("last_over_time(vllm:num_requests_waiting") {
+        "waiting_last"
     } else if query.contains("num_requests_waiting") {
         "waiting"
     } else if query.contains("num_requests_running") {
@@ -79,7 +81,7 @@ fn script(mode: &str, query: &str) -> (StatusCode, String) {
         ]),
         ("dupnan", "waiting") => ok(vec![series("p0", "NaN"), series("p0", "3"), series("p1", "+Inf")]),
         (_, "kv") => ok(vec![series("p0", "0.9"), series("p1", "0.4")]),
-        (_, "waiting" | "running" | "waiting_mean") => {
+        (_, "waiting" | "running" | "waiting_mean" | "waiting_last") => {
             ok(vec![series("p0", "2"), series("p1", "0")])
         }
         (_, "rate") => ok(vec![series("p0", "1.5"), series("p1", "1.0")]),

@@ -312,7 +312,7 @@ fn compact_serving(s: &RecordedServing) -> Option<CompactServing> {
         itl: precision::units(s.itl_ms, MILLIS)?,
         batch: precision::units(s.batch, REQUESTS)?,
         waiting: precision::units(s.waiting, REQUESTS)?,
-        waiting_peak: precision::units(s.waiting_peak, REQUESTS)?,
+        waiting_end: precision::units(s.waiting_end, REQUESTS)?,
     })
 }
 
@@ -331,7 +331,7 @@ fn difference(
         itl: op(a.itl, b.itl),
         batch: op(a.batch, b.batch),
         waiting: op(a.waiting, b.waiting),
-        waiting_peak: op(a.waiting_peak, b.waiting_peak),
+        waiting_end: op(a.waiting_end, b.waiting_end),
     }
 }
 
@@ -345,7 +345,7 @@ fn recorded_serving(s: &CompactServing) -> RecordedServing {
         itl_ms: precision::value(s.itl, MILLIS),
         batch: precision::value(s.batch, REQUESTS),
         waiting: precision::value(s.waiting, REQUESTS),
-        waiting_peak: precision::value(s.waiting_peak, REQUESTS),
+        waiting_end: precision::value(s.waiting_end, REQUESTS),
     }
 }
 

@@ -86,6 +86,10 @@ pub struct ServingStats {
     /// Mean waiting requests over the window (`avg_over_time`), where the saturation signal
     /// takes the maximum: the queue requests really stood in, for the latency learners.
     pub mean_waiting: f64,
+    /// Waiting requests at the window's end (`last_over_time`): with the mean, which way the
+    /// queue went. The maximum cannot say: a queue draining peaks at the window's start as far
+    /// above its mean as one growing does at its end.
+    pub last_waiting: f64,
 }
 
 impl ServingStats {
@@ -97,6 +101,7 @@ impl ServingStats {
             self.ttft_ms,
             self.itl_ms,
             self.mean_waiting,
+            self.last_waiting,
         ]
         .iter()
         .all(|v| v.is_finite() && *v >= 0.0)

@@ -69,7 +69,7 @@ pub fn serving(s: ServingSummary) -> ServingSummary {
         itl_ms: rounded(s.itl_ms, MILLIS),
         batch: rounded(s.batch, REQUESTS),
         waiting: rounded(s.waiting, REQUESTS),
-        waiting_peak: rounded(s.waiting_peak, REQUESTS),
+        waiting_end: rounded(s.waiting_end, REQUESTS),
     }
 }
 

@@ -283,7 +283,7 @@ fn recorded_serving(s: &ServingSummary) -> RecordedServing {
         itl_ms: s.itl_ms,
         batch: s.batch,
         waiting: s.waiting,
-        waiting_peak: s.waiting_peak,
+        waiting_end: s.waiting_end,
     }
 }
 
@@ -297,7 +297,7 @@ pub fn serving_of(r: &RecordedServing) -> ServingSummary {
         itl_ms: r.itl_ms,
         batch: r.batch,
         waiting: r.waiting,
-        waiting_peak: r.waiting_peak,
+        waiting_end: r.waiting_end,
     }
 }
 

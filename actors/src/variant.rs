@@ -90,7 +90,7 @@ pub fn pool<'a>(pods: impl IntoIterator<Item = &'a PodSample>) -> Option<Serving
         itl_ms: mean(&|s| s.itl_ms),
         batch: per_pod(&|p, _| p.running.unwrap_or(0.0)),
         waiting: per_pod(&|_, s| s.mean_waiting),
-        waiting_peak: per_pod(&|p, s| p.queue_length.unwrap_or(s.mean_waiting)),
+        waiting_end: per_pod(&|_, s| s.last_waiting),
     })
 }
 
@@ -241,6 +241,7 @@ mod tests {
                 ttft_ms: 80.0,
                 itl_ms: itl,
                 mean_waiting: 2.0,
+                last_waiting: 2.0,
             }),
         }
     }

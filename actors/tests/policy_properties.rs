@@ -64,7 +64,7 @@ fn views(variants: &[VariantInput], rate_per_pod: f64) -> Vec<CapacityVariant> {
                     itl_ms: 8.0 + 4.0 * rps,
                     batch: 4.0 * rps,
                     waiting: 0.0,
-                    waiting_peak: 0.0,
+                    waiting_end: 0.0,
                 });
             }
             CapacityVariant {
@@ -78,7 +78,7 @@ fn views(variants: &[VariantInput], rate_per_pod: f64) -> Vec<CapacityVariant> {
                     itl_ms: 8.0 + 4.0 * rate_per_pod,
                     batch: 4.0 * rate_per_pod,
                     waiting: 0.0,
-                    waiting_peak: 0.0,
+                    waiting_end: 0.0,
                 }),
                 fit,
                 prefill_fit: Default::default(),

@@ -73,6 +73,7 @@ impl Scrapes {
                     (b.itl_count - a.itl_count) as f64,
                 ),
             mean_waiting: mean_queue,
+            last_waiting: last.queue,
         });
         (!kv.is_nan()).then(|| PodSample {
             pod: pod.to_string(),

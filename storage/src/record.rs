@@ -241,7 +241,10 @@ pub struct RecordedServing {
     pub itl_ms: f64,
     pub batch: f64,
     pub waiting: f64,
-    pub waiting_peak: f64,
+    /// Waiting requests at the window's end (logs written before it was read hold the window's
+    /// highest queue here).
+    #[serde(alias = "waitingPeak")]
+    pub waiting_end: f64,
 }
 
 /// One variant as the `slo-capacity` analyzer saw and judged it.
@@ -412,7 +415,7 @@ pub struct CompactServing {
     pub itl: Units,
     pub batch: Units,
     pub waiting: Units,
-    pub waiting_peak: Units,
+    pub waiting_end: Units,
 }
 
 /// One variant of a [`CompactCycleRecord`]: its inputs and its desired count.

@@ -345,7 +345,7 @@ fn spread_held_views(
             if let Some(s) = v.serving.as_mut().filter(|_| pods > 0) {
                 let share = held / pods as f64;
                 s.waiting += share;
-                s.waiting_peak += share;
+                s.waiting_end += share;
             }
             v
         })
@@ -608,7 +608,7 @@ mod tests {
                         itl_ms: 10.0,
                         batch: 1.0,
                         waiting: 0.0,
-                        waiting_peak: 0.0,
+                        waiting_end: 0.0,
                     }),
                     fit: ItlFit::default(),
                     prefill_fit: Default::default(),
@@ -886,7 +886,7 @@ mod tests {
                     itl_ms: 12.0,
                     batch: 4.0,
                     waiting: 0.0,
-                    waiting_peak: 0.0,
+                    waiting_end: 0.0,
                 }),
                 fit: Default::default(),
                 prefill_fit: Default::default(),

@@ -820,7 +820,7 @@ mod tests {
             itl_ms: itl,
             batch,
             waiting: 0.0,
-            waiting_peak: 0.0,
+            waiting_end: 0.0,
         }
     }
 
