@@ -579,8 +579,9 @@ fn stabilised(v: &CapacityVariant, rec: u32, demand_said: &str, capacity: &str) 
 /// between variants (their capacity estimates cross, or the cheapest has replicas starting),
 /// the variant it left keeps its replicas for its scale-down window while the one it went to
 /// grows for all of it, and the model answers the same demand twice. On the zoo's sharp surge
-/// the A100 variant was asked for 12 one cycle and the H100 variant for 10 the next, while
-/// each held the other's peak: 21 replicas for seven minutes where the bound needed 6.
+/// (before demand read which way the queue went, `ServingSummary::demand_rps`) the A100
+/// variant was asked for 12 one cycle and the H100 variant for 10 the next, while each held
+/// the other's peak: 21 replicas for seven minutes where the bound needed 6.
 ///
 /// So the capacity a variant holds ready beyond this cycle's ask (its known per-replica
 /// capacity times the ready replicas held above what it asked for) is credited to the variants
@@ -591,10 +592,11 @@ fn stabilised(v: &CapacityVariant, rec: u32, demand_said: &str, capacity: &str) 
 ///
 /// Only ready replicas are credited across variants (a variant's own starting replicas are
 /// credited to it, as targets are totals). Crediting another variant's starting replicas too
-/// cut the surges' cost further (the sharp surge's 95 % from 36.34 to 35.14) but moved the
-/// shared-pool scenario the other way: with three models on a pool of 60 % of their peak, the
-/// model whose burst was credited to starting replicas of its dearer variant was then short
-/// when those replicas were cut by the pool (docs/simulation.md, "The frontier").
+/// cut the surges' cost further (the sharp surge's 95 % from 36.34 to 35.14, measured before
+/// the demand change) but moved the shared-pool scenario below its peers: the unlimited run
+/// its pool is scaled from changed shape, and with little cut the peers' Pending replicas,
+/// which hold a scale-down while they wait, decided the margin (docs/simulation.md, the
+/// `slo-capacity` bullet on starting replicas).
 fn credit_held_capacity(
     variants: &[CapacityVariant],
     recs: &[u32],
