@@ -1198,33 +1198,40 @@ mod tests {
         assert_eq!(d.decision.variants[1].action, Action::ScaleUp);
     }
 
+    /// An A100 variant of 11 replicas, `ready` of them ready, whose window holds `held`, beside
+    /// one H100 replica: 60 rps between them, decided by the default analyzer.
+    fn a100_holding(held: u32, ready: u32) -> SloCapacityDecision {
+        let mut a100 = variant("a100", 3.7, 1, 15.0, learned(12.0, 100.0));
+        a100.input.current_replicas = 11;
+        a100.input.ready_replicas = ready;
+        a100.recent = vec![held];
+        let h100 = variant("h100", 6.9, 1, 45.0, learned(8.0, 40.0));
+        decide_slo_capacity(
+            &[a100, h100],
+            &Thresholds::default(),
+            &SloCapacityConfig::default(),
+        )
+    }
+
+    fn targets(d: &SloCapacityDecision) -> Vec<u32> {
+        d.decision.variants.iter().map(|t| t.target).collect()
+    }
+
     /// The demand moved from the A100 variant, which still holds 11 replicas in its window, to
     /// the H100 variant: the H100s grow by what the held A100s do not already carry, not for
     /// all of it (the demand is not answered twice); with nothing held they grow for all of it.
     #[test]
     fn capacity_held_by_one_variant_is_credited_to_the_one_growing() {
-        let config = SloCapacityConfig::default();
-        let decide = |a100_held: u32| {
-            let mut a100 = variant("a100", 3.7, 1, 15.0, learned(12.0, 100.0));
-            a100.input.current_replicas = 11;
-            a100.input.ready_replicas = 11;
-            a100.recent = vec![a100_held];
-            let h100 = variant("h100", 6.9, 1, 45.0, learned(8.0, 40.0));
-            decide_slo_capacity(&[a100, h100], &Thresholds::default(), &config)
-        };
-        let alone = decide(1);
-        let targets: Vec<u32> = alone.decision.variants.iter().map(|t| t.target).collect();
         assert_eq!(
-            targets,
+            targets(&a100_holding(1, 11)),
             vec![1, 4],
             "nothing held: 60 rps asks 1 A100 and 4 H100s"
         );
-        let held = decide(11);
-        let targets: Vec<u32> = held.decision.variants.iter().map(|t| t.target).collect();
+        let held = a100_holding(11, 11);
         let recs: Vec<u32> = held.estimates.iter().map(|e| e.recommended).collect();
         assert_eq!(recs, vec![1, 4], "the ask is the same");
         // 10 held A100s beyond the ask carry about 52 rps: the H100s do not grow.
-        assert_eq!(targets, vec![11, 1], "{:?}", held.decision.variants);
+        assert_eq!(targets(&held), vec![11, 1], "{:?}", held.decision.variants);
         assert!(
             held.decision.variants[1].reason.contains("3 fewer"),
             "{}",
@@ -1236,31 +1243,19 @@ mod tests {
     /// growing is not credited with them (the ready ones are).
     #[test]
     fn replicas_still_starting_in_another_variant_are_not_credited() {
-        let config = SloCapacityConfig::default();
-        let decide = |ready: u32| {
-            let mut a100 = variant("a100", 3.7, 1, 15.0, learned(12.0, 100.0));
-            a100.input.current_replicas = 11;
-            a100.input.ready_replicas = ready;
-            a100.recent = vec![11];
-            let h100 = variant("h100", 6.9, 1, 45.0, learned(8.0, 40.0));
-            decide_slo_capacity(&[a100, h100], &Thresholds::default(), &config)
-        };
-        let targets = |d: &SloCapacityDecision| -> Vec<u32> {
-            d.decision.variants.iter().map(|t| t.target).collect()
-        };
         assert_eq!(
-            targets(&decide(1)),
+            targets(&a100_holding(11, 1)),
             vec![11, 4],
             "ten starting: nothing credited"
         );
         // Five ready beyond the ask carry about 26 rps, one H100 replica's worth of it.
         assert_eq!(
-            targets(&decide(6)),
+            targets(&a100_holding(11, 6)),
             vec![11, 3],
             "five ready beyond the ask: credited"
         );
         assert_eq!(
-            targets(&decide(11)),
+            targets(&a100_holding(11, 11)),
             vec![11, 1],
             "ten ready: the H100s need not grow"
         );
