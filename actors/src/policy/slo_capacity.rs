@@ -638,6 +638,42 @@ fn credit_held_capacity(
     }
 }
 
+/// Each variant's target after its stabilisation window, then with the capacity other
+/// variants hold ready credited to those growing (`credit_held_capacity`); `cheapest_first`
+/// is the placement order, whose reverse credits the dearest capacity first.
+fn stabilised_and_credited(
+    variants: &[CapacityVariant],
+    recs: &[u32],
+    capacities: &[(Option<f64>, String)],
+    demand_said: &str,
+    cheapest_first: &[usize],
+) -> Vec<(u32, String)> {
+    let mut held_targets: Vec<(u32, String)> = variants
+        .iter()
+        .enumerate()
+        .map(|(i, v)| stabilised(v, recs[i], demand_said, &capacities[i].1))
+        .collect();
+    let most_expensive_first: Vec<usize> = cheapest_first.iter().rev().copied().collect();
+    credit_held_capacity(
+        variants,
+        recs,
+        capacities,
+        &mut held_targets,
+        &most_expensive_first,
+    );
+    held_targets
+}
+
+/// A KV cache at its threshold is saturation whatever the estimates say.
+fn kv_at_threshold(variants: &[CapacityVariant], thresholds: &Thresholds) -> bool {
+    variants.iter().any(|v| {
+        v.input.replicas.iter().any(|r| {
+            r.kv_cache_usage
+                .is_some_and(|kv| kv >= thresholds.kv_cache_threshold)
+        })
+    })
+}
+
 /// Decides the replicas of every variant of one model.
 pub fn decide_slo_capacity(
     variants: &[CapacityVariant],
@@ -710,13 +746,7 @@ pub fn decide_slo_capacity(
         covered += f64::from(added) * rps;
         short_of_room = covered < demand_rps && added == room;
     }
-    // A KV cache at its threshold is saturation whatever the estimates say.
-    let kv_saturated = variants.iter().any(|v| {
-        v.input.replicas.iter().any(|r| {
-            r.kv_cache_usage
-                .is_some_and(|kv| kv >= thresholds.kv_cache_threshold)
-        })
-    });
+    let kv_saturated = kv_at_threshold(variants, thresholds);
     let current_total: u32 = variants.iter().map(|v| v.input.current_replicas).sum();
     // Where one more replica goes when the estimates cannot say: the cheapest per capacity,
     // else the cheapest.
@@ -746,20 +776,7 @@ pub fn decide_slo_capacity(
         .enumerate()
         .map(|(i, v)| recommended[i].clamp(floor(v), ceiling(v)))
         .collect();
-    let mut held_targets: Vec<(u32, String)> = variants
-        .iter()
-        .enumerate()
-        .map(|(i, v)| stabilised(v, recs[i], &demand_said, &capacities[i].1))
-        .collect();
-    let mut most_expensive_first = order.clone();
-    most_expensive_first.reverse();
-    credit_held_capacity(
-        variants,
-        &recs,
-        &capacities,
-        &mut held_targets,
-        &most_expensive_first,
-    );
+    let held_targets = stabilised_and_credited(variants, &recs, &capacities, &demand_said, &order);
 
     let mut targets = Vec::with_capacity(variants.len());
     let mut estimates = Vec::with_capacity(variants.len());
