@@ -1,6 +1,7 @@
 //! The emulated Prometheus: per-pod scrapes of the last minute, read as the controller's
 //! batched queries read a real one (`max_over_time(...[1m])` for the saturation signals,
-//! `rate(...[1m])` and sum/count ratios for what a pod served).
+//! `rate(...[1m])` and sum/count ratios for what a pod served, `avg_over_time` and
+//! `last_over_time` for the waiting queue the analyzer learns from and counts demand by).
 
 use std::collections::{HashMap, VecDeque};
 
