@@ -62,6 +62,11 @@ fn script(mode: &str, query: &str) -> (StatusCode, String) {
         ),
         // An optional signal (the request rate) fails with a 500.
         ("optional", "rate") => (StatusCode::INTERNAL_SERVER_ERROR, "boom".into()),
+        // A Prometheus older than 2.26 has no `last_over_time`.
+        ("old", "waiting_last") => (
+            StatusCode::BAD_REQUEST,
+            r#"{"status":"error","errorType":"bad_data","error":"1:1: parse error: unknown function with name \"last_over_time\""}"#.into(),
+        ),
         ("malformed", _) => (StatusCode::OK, r#"{"status":"success","data":"#.into()),
         ("error", _) => (
             StatusCode::OK,
@@ -255,6 +260,26 @@ async fn every_kind_of_bad_answer_has_a_named_outcome() {
             .any(|w| w.starts_with("request rate:")),
         "{:?}",
         optional.warnings
+    );
+
+    // A Prometheus without `last_over_time`: the read goes on with a warning, and each pod's
+    // queue is taken to have ended at its mean (no change, the mean as the backlog).
+    let old = read(&address, "old").await;
+    let Metrics::Read(snapshot) = &old.metrics else {
+        panic!("{:?}", old.metrics);
+    };
+    let samples = &snapshot.by_model[&ModelKey::new(NS, MODEL)];
+    assert_eq!(samples.len(), 2);
+    for s in samples {
+        let serving = s.serving.expect("serving statistics");
+        assert_eq!(serving.last_waiting, serving.mean_waiting, "{s:?}");
+    }
+    assert!(
+        old.warnings
+            .iter()
+            .any(|w| w.starts_with("waiting queue at the window's end:")),
+        "{:?}",
+        old.warnings
     );
 
     // Malformed JSON and `status: error`: the read fails, naming the fault.
