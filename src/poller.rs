@@ -265,20 +265,21 @@ pub fn assemble(
                     .filter(|v| v.is_finite())
                     .unwrap_or(0.0)
             };
+            let mean_waiting = mean(&waiting_mean);
             let stats = ServingStats {
                 request_rate_rps: rps,
                 mean_input_tokens: mean(&input),
                 mean_output_tokens: mean(&output),
                 ttft_ms: mean(&ttft) * 1e3,
                 itl_ms: mean(&itl) * 1e3,
-                mean_waiting: mean(&waiting_mean),
+                mean_waiting,
                 // Unread, the queue is taken to have ended where it stood on average: no
                 // change, and its mean as the backlog.
                 last_waiting: waiting_last
                     .get(&key)
                     .copied()
                     .filter(|v| v.is_finite())
-                    .unwrap_or_else(|| mean(&waiting_mean)),
+                    .unwrap_or(mean_waiting),
             };
             sample.serving = stats.is_valid().then_some(stats);
         }

@@ -5,18 +5,23 @@ use std::time::Duration;
 use wva_storage::codec::FORMAT_VERSION;
 use wva_storage::*;
 
+/// The seeds' saturation thresholds, as every record here was decided with.
+fn thresholds() -> RecordedThresholds {
+    RecordedThresholds {
+        kv_cache_threshold: 0.8,
+        queue_length_threshold: 5.0,
+        kv_spare_trigger: 0.1,
+        queue_spare_trigger: 3.0,
+    }
+}
+
 fn cycle(ns: &str, model: &str, at: i64, targets: &[(&str, u32)], safety_net: bool) -> Record {
     Record::Cycle(CycleRecord {
         model: ModelKey::new(ns, model),
         at: Timestamp(at),
         mode: "capacity-only".into(),
         config_version: "v1".into(),
-        thresholds: RecordedThresholds {
-            kv_cache_threshold: 0.8,
-            queue_length_threshold: 5.0,
-            kv_spare_trigger: 0.1,
-            queue_spare_trigger: 3.0,
-        },
+        thresholds: thresholds(),
         metrics_error: safety_net.then(|| "Prometheus unreachable".to_string()),
         variants: targets
             .iter()
@@ -876,12 +881,7 @@ fn a_compact_cycle_is_the_last_good_count_of_its_variants() {
             decided_by: "test".into(),
             mode: "capacity-only".into(),
             config_version: "v1".into(),
-            thresholds: RecordedThresholds {
-                kv_cache_threshold: 0.8,
-                queue_length_threshold: 5.0,
-                kv_spare_trigger: 0.1,
-                queue_spare_trigger: 3.0,
-            },
+            thresholds: thresholds(),
             metrics_error: None,
             trigger: "tick".into(),
             capacity_settings: None,
