@@ -397,6 +397,34 @@ mod tests {
         );
     }
 
+    /// CONTRACT section 2: NaN and ±Inf are no sample. A queue's end that is not finite is
+    /// taken where the queue stood on average, never as 0 (which would read as a drain).
+    #[test]
+    fn a_queue_end_that_is_not_finite_is_the_mean() {
+        let pods = index(&[("a-1", "a"), ("a-2", "a")]);
+        let kv = [value("a-1", Some(0.4)), value("a-2", Some(0.4))];
+        let serving = vec![
+            vec![value("a-1", Some(1.0)), value("a-2", Some(1.0))],
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+            vec![value("a-1", Some(4.0)), value("a-2", Some(3.0))],
+            vec![value("a-1", Some(f64::NAN)), value("a-2", Some(1.0))],
+        ];
+        let snap = assemble(&kv, &[], &[], &serving, &pods);
+        let samples = &snap.by_model[&ModelKey::new("ns", "m")];
+        let of = |pod: &str| {
+            samples
+                .iter()
+                .find(|s| s.pod == pod)
+                .and_then(|s| s.serving)
+                .expect("serving")
+        };
+        assert_eq!(of("a-1").last_waiting, 4.0, "NaN: the mean");
+        assert_eq!(of("a-2").last_waiting, 1.0, "read: as read");
+    }
+
     #[test]
     fn deployments_with_only_old_samples_are_stale() {
         let pods = index(&[("a-1", "a"), ("b-1", "b")]);
