@@ -18,6 +18,7 @@ use wva_storage::VariantKey;
 fn published(name: &str, accelerator: &str, desired: u32, current: u32) -> Published {
     Published {
         variant: VariantKey::new("llm", name),
+        life: Default::default(),
         accelerator: accelerator.into(),
         desired,
         current,

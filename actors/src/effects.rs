@@ -5,7 +5,7 @@
 
 use std::ops::Range;
 
-use wva_storage::{Record, VariantKey};
+use wva_storage::Record;
 
 use crate::authority::Authority;
 use crate::log_actor::{AppendBatch, Flush, Forget, LogActor};
@@ -13,7 +13,7 @@ use crate::log_actor::{AppendBatch, Flush, Forget, LogActor};
 /// One append or flush of the decision log, at most, before the cycle goes on without it.
 pub const LOG_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 use crate::messages::{ModelKey, StatusBatch, StatusUpdate};
-use crate::publisher::{Publish, Published, Publisher, Unpublish};
+use crate::publisher::{Publish, Published, Publisher, Retire};
 use crate::telemetry::Telemetry;
 
 use actix::prelude::*;
@@ -36,7 +36,7 @@ pub struct Effects {
     pub records: Vec<Record>,
     /// Variants no longer decided for (VA removed, Deployment gone): their series are removed
     /// and their last-good entry forgotten, so that a recreated one starts fresh.
-    pub retired: Vec<VariantKey>,
+    pub retired: Vec<Retire>,
     pub published: Vec<Published>,
     pub statuses: Vec<StatusUpdate>,
     /// Which model each stretch of `published` and `statuses` came from, where known, so that
@@ -145,8 +145,9 @@ impl Effects {
             );
             ports.telemetry.withheld.inc_by(withheld as u64);
         }
-        for variant in self.retired {
-            let _ = ports.publisher.send(Unpublish(variant.clone())).await;
+        for retired in self.retired {
+            let variant = retired.variant.clone();
+            let _ = ports.publisher.send(retired).await;
             if let Ok(Err(e)) = ports.log.send(Forget(variant.clone())).await {
                 tracing::warn!(%variant, error = %e, "decision log: cannot forget a retired variant");
             }

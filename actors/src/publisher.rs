@@ -6,6 +6,7 @@
 //! acts on a stale value. When not active (not the leader), nothing is published.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use prometheus::core::Desc;
@@ -14,7 +15,12 @@ use prometheus::{Encoder, TextEncoder};
 use tokio::sync::watch;
 use wva_storage::VariantKey;
 
-pub use crate::policy::outputs::{Published, ScalingChange};
+pub use crate::policy::outputs::{Life, Published, ScalingChange};
+
+/// How long a retired variant's ended life is remembered: far longer than any cycle can be in
+/// flight (a cycle's deadline is seconds to a minute), so that nothing it decided for that life
+/// comes back, and short enough that a cluster that deletes variants all day keeps few.
+const ENDED_LIFE_MEMORY: Duration = Duration::from_secs(600);
 
 /// Names and constant labels of the published series.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +48,8 @@ impl Default for PublisherConfig {
 /// the exposition is built from them when scraped.
 #[derive(Debug, Clone, PartialEq)]
 struct VariantSeries {
+    /// The life whose values these are: an earlier life's never replace them.
+    life: Life,
     accelerator: String,
     desired: u32,
     current: u32,
@@ -88,6 +96,8 @@ pub struct Publisher {
     /// What each variant's series show. A fast hasher: the map is read for every variant every
     /// cycle, and its keys are our own.
     series: HashMap<VariantKey, VariantSeries, foldhash::fast::RandomState>,
+    /// Variants retired lately: the last life that ended for each, and when.
+    ended: HashMap<VariantKey, (Life, Instant)>,
     active: bool,
     /// Says the publisher is gone when it is dropped (see [`crate::lifeline`]).
     alive: Option<crate::lifeline::PartGuard>,
@@ -143,6 +153,7 @@ impl Publisher {
             )?,
             controller_instance: config.controller_instance.clone(),
             series: HashMap::default(),
+            ended: HashMap::new(),
             active: true,
             alive: None,
         })
@@ -178,12 +189,27 @@ impl Publisher {
         self.board.subscribe()
     }
 
+    /// Whether a value may be published: not decided in a life that has ended or that a later
+    /// one has replaced. A later life's first value forgets the ended one.
+    fn admits(&mut self, p: &Published) -> bool {
+        if let Some(&(ended, _)) = self.ended.get(&p.variant) {
+            if p.life <= ended {
+                return false;
+            }
+            self.ended.remove(&p.variant);
+        }
+        self.series
+            .get(&p.variant)
+            .is_none_or(|series| series.life <= p.life)
+    }
+
     fn publish(&mut self, p: &Published) {
         let series = match self.series.get_mut(&p.variant) {
             Some(series) if series.accelerator == p.accelerator => series,
             // New, or on another accelerator: the old series (and its counts) go, new ones come.
             _ => {
                 let fresh = VariantSeries {
+                    life: p.life,
                     accelerator: p.accelerator.clone(),
                     desired: 0,
                     current: 0,
@@ -195,12 +221,24 @@ impl Publisher {
                 self.series.get_mut(&p.variant).expect("just inserted")
             }
         };
+        series.life = p.life;
         series.set(p);
     }
 
     fn remove(&mut self, variant: &VariantKey) {
         self.board.send_if_modified(|b| b.remove(variant).is_some());
         self.series.remove(variant);
+    }
+
+    /// Removes a retired variant's series and remembers that `life` (and every earlier one)
+    /// has ended, forgetting lives that ended long ago.
+    fn retire(&mut self, variant: &VariantKey, life: Life) {
+        self.remove(variant);
+        let now = Instant::now();
+        self.ended
+            .retain(|_, (_, at)| now.duration_since(*at) < ENDED_LIFE_MEMORY);
+        let ended = self.ended.entry(variant.clone()).or_insert((life, now));
+        *ended = (ended.0.max(life), now);
     }
 
     /// The exposition in the Prometheus text format, families sorted by name and series by
@@ -341,8 +379,9 @@ pub struct Publish(pub Vec<Published>);
 
 impl Handler<Publish> for Publisher {
     type Result = ();
-    fn handle(&mut self, msg: Publish, _: &mut Context<Self>) {
+    fn handle(&mut self, mut msg: Publish, _: &mut Context<Self>) {
         if self.active {
+            msg.0.retain(|p| self.admits(p));
             for p in &msg.0 {
                 self.publish(p);
             }
@@ -369,6 +408,22 @@ impl Handler<Unpublish> for Publisher {
     type Result = ();
     fn handle(&mut self, msg: Unpublish, _: &mut Context<Self>) {
         self.remove(&msg.0);
+    }
+}
+
+/// A variant retired (its VA deleted, its Deployment gone): its series go, and nothing decided
+/// in `life` or before it is published again.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Retire {
+    pub variant: VariantKey,
+    pub life: Life,
+}
+
+impl Handler<Retire> for Publisher {
+    type Result = ();
+    fn handle(&mut self, msg: Retire, _: &mut Context<Self>) {
+        self.retire(&msg.variant, msg.life);
     }
 }
 
@@ -421,6 +476,7 @@ mod tests {
     fn published(desired: u32, current: u32, change: Option<ScalingChange>) -> Published {
         Published {
             variant: VariantKey::new("ns", "v"),
+            life: Life::default(),
             accelerator: "L40S".into(),
             desired,
             current,
@@ -485,6 +541,105 @@ mod tests {
         let text = p.text();
         assert!(!text.contains("L40S"), "{text}");
         assert!(text.contains("H100"), "{text}");
+    }
+
+    /// A cycle still in flight when its variant was retired (its VA deleted) lands after the
+    /// retirement: its values must not bring the series back, for nothing would remove them
+    /// again. A variant created again under the same name publishes from its new life, and a
+    /// late value of the old life never replaces the new one's.
+    #[actix_rt::test]
+    async fn a_retired_lifes_late_values_never_come_back() {
+        let publisher = Publisher::new(&PublisherConfig::default())
+            .expect("publisher")
+            .start();
+        let key = VariantKey::new("ns", "v");
+        let value = |desired, life| Published {
+            life,
+            ..published(desired, 2, None)
+        };
+        let desired = || publisher.send(ReadDesired(key.clone()));
+        let first = Life::begin();
+        publisher
+            .send(Publish(vec![value(2, first)]))
+            .await
+            .expect("publisher");
+        assert_eq!(desired().await.expect("publisher"), Some(2));
+        publisher
+            .send(Retire {
+                variant: key.clone(),
+                life: first,
+            })
+            .await
+            .expect("publisher");
+        publisher
+            .send(Publish(vec![value(3, first)]))
+            .await
+            .expect("publisher");
+        assert_eq!(
+            desired().await.expect("publisher"),
+            None,
+            "the retired life came back"
+        );
+        let text = publisher.send(Gather).await.expect("publisher");
+        assert!(!text.contains(r#"variant_name="v""#), "{text}");
+
+        let second = Life::begin();
+        publisher
+            .send(Publish(vec![value(1, second)]))
+            .await
+            .expect("publisher");
+        assert_eq!(
+            desired().await.expect("publisher"),
+            Some(1),
+            "the new life is published"
+        );
+        publisher
+            .send(Publish(vec![value(5, first)]))
+            .await
+            .expect("publisher");
+        assert_eq!(
+            desired().await.expect("publisher"),
+            Some(1),
+            "the old life replaced the new"
+        );
+    }
+
+    /// Removing a variant's series without retiring it (its model's shard went to another
+    /// replica) ends no life: when the shard comes back, the same life publishes again.
+    #[actix_rt::test]
+    async fn series_removed_without_retiring_come_back_with_the_same_life() {
+        let publisher = Publisher::new(&PublisherConfig::default())
+            .expect("publisher")
+            .start();
+        let key = VariantKey::new("ns", "v");
+        let life = Life::begin();
+        let value = Published {
+            life,
+            ..published(2, 2, None)
+        };
+        publisher
+            .send(Publish(vec![value.clone()]))
+            .await
+            .expect("publisher");
+        publisher
+            .send(Unpublish(key.clone()))
+            .await
+            .expect("publisher");
+        assert_eq!(
+            publisher
+                .send(ReadDesired(key.clone()))
+                .await
+                .expect("publisher"),
+            None
+        );
+        publisher
+            .send(Publish(vec![value]))
+            .await
+            .expect("publisher");
+        assert_eq!(
+            publisher.send(ReadDesired(key)).await.expect("publisher"),
+            Some(2)
+        );
     }
 
     /// The exposition is what the `prometheus` crate's own registry writes for the same values

@@ -26,12 +26,14 @@ use crate::messages::{
 use crate::policy::cycle::{CycleDecision, CycleInputs, ModelBasedInputs, decide_cycle};
 use crate::policy::learner::LatencyLearner;
 use crate::policy::model_based::ModelVariantInput;
+use crate::policy::outputs::Life;
 use crate::policy::outputs::{MetricsState, VariantFacts, cycle_outputs};
 use crate::policy::queueing::Workload;
 use crate::policy::scale_to_zero::RequestCount;
 use crate::policy::slo_capacity::{CapacityVariant, DemandTrend, SloCapacityConfig, model_demand};
 use crate::policy::startup::StartupClock;
 use crate::policy::{OperatingMode, VariantInput};
+use crate::publisher::Retire;
 use crate::record::{
     CycleFacts, cycle_record, learner_of, model_based_record, slo_capacity_records,
 };
@@ -42,6 +44,9 @@ use crate::variant::{Observation, Observe, RestoreLearner, StopVariant, UpdateSp
 #[derive(Debug)]
 struct Slot {
     addr: Addr<VariantActor>,
+    /// Which life of the variant this is (a new one when its Deployment is deleted): stamped on
+    /// what it publishes, and ended when it is retired.
+    life: Life,
     /// Shared with each cycle's plan, which reads it without copying its strings.
     spec: Arc<VariantSpec>,
     deployment: Option<DeploymentState>,
@@ -342,6 +347,11 @@ impl ModelSupervisor {
                 .into_actor(self)
                 .map(move |mut ran, act, _| {
                     act.settle(&ran, at);
+                    for published in &mut ran.effects.published {
+                        if let Some(slot) = act.slots.get(&published.variant.name) {
+                            published.life = slot.life;
+                        }
+                    }
                     let records = std::mem::take(&mut ran.effects.records);
                     ran.effects.records = act.compactor.compact(records);
                     effects.merge(ran.effects);
@@ -449,6 +459,7 @@ impl Handler<AddVariant> for ModelSupervisor {
             name,
             Box::new(Slot {
                 addr,
+                life: Life::begin(),
                 spec: msg.spec,
                 deployment: msg.deployment,
                 last_desired: msg.last_good,
@@ -563,11 +574,19 @@ pub struct DropVariant(pub VariantKey);
 impl Handler<DropVariant> for ModelSupervisor {
     type Result = Effects;
     fn handle(&mut self, msg: DropVariant, _: &mut Context<Self>) -> Effects {
-        if let Some(slot) = self.slots.remove(&msg.0.name) {
-            slot.addr.do_send(StopVariant);
-        }
+        // Without a slot nothing of it was published from here: removing its series suffices.
+        let life = self
+            .slots
+            .remove(&msg.0.name)
+            .map_or(Life::default(), |slot| {
+                slot.addr.do_send(StopVariant);
+                slot.life
+            });
         let mut effects = Effects::default();
-        effects.retired.push(msg.0);
+        effects.retired.push(Retire {
+            variant: msg.0,
+            life,
+        });
         effects
     }
 }
@@ -599,7 +618,10 @@ impl Handler<DeploymentUpdate> for ModelSupervisor {
                 // Gone: nothing decided for it carries over, not even the VA status.
                 Arc::make_mut(&mut slot.spec).status_desired = None;
                 slot.last_desired = None;
-                effects.retired.push(slot.spec.key.clone());
+                effects.retired.push(Retire {
+                    variant: slot.spec.key.clone(),
+                    life: std::mem::replace(&mut slot.life, Life::begin()),
+                });
                 effects.statuses.push(StatusUpdate::TargetMissing {
                     variant: slot.spec.key.clone(),
                     at: msg.at,

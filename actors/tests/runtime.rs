@@ -1312,13 +1312,13 @@ struct HeldWrites {
 }
 
 impl HeldWrites {
-    /// A tick whose log write is held while `meanwhile` runs: the Lease or a shard changes
-    /// while the cycle is between its decision and its effects.
+    /// A tick whose log write is held while `meanwhile` runs: the Lease, a shard or a variant
+    /// changes while the cycle is between its decision and its effects.
     async fn tick(
         &mut self,
         h: &Harness,
         metrics: Metrics,
-        meanwhile: impl FnOnce(),
+        meanwhile: impl Future<Output = ()>,
     ) -> CycleSummary {
         self.armed.store(true, std::sync::atomic::Ordering::SeqCst);
         let registry = h.registry.clone();
@@ -1331,7 +1331,7 @@ impl HeldWrites {
                 .await
         });
         self.held.recv().await.expect("the cycle's write is held");
-        meanwhile();
+        meanwhile.await;
         self.release.send(()).expect("released");
         cycle.await.expect("joined").expect("registry")
     }
@@ -1398,7 +1398,7 @@ async fn a_lease_lost_mid_cycle_withholds_that_cycles_publish_and_statuses() {
     h.statuses.lock().expect("lock").clear();
     let metrics = snapshot(vec![(model, samples("cheap", &hot))]);
     let summary = gate
-        .tick(&h, metrics, || {
+        .tick(&h, metrics, async {
             leader.send_replace(false);
         })
         .await;
@@ -1438,7 +1438,7 @@ async fn a_shard_lost_mid_cycle_withholds_only_its_models() {
         (lost.clone(), samples("l", &hot)),
         (kept.clone(), samples("k", &hot)),
     ]);
-    gate.tick(&h, metrics, || {
+    gate.tick(&h, metrics, async {
         shards.send_replace(ShardFilter {
             shards: 2,
             held: BTreeSet::from([shard_of(&kept, 2)]),
@@ -1463,6 +1463,77 @@ async fn a_shard_lost_mid_cycle_withholds_only_its_models() {
             .iter()
             .any(|s| matches!(s, StatusUpdate::Decided { variant, .. } if variant.name == "k"))
     );
+}
+
+/// CONTRACT section 6 (a deleted Deployment's series are removed) and section 8 (a variant that
+/// goes takes its series with it), when it goes while a cycle that decided for it is still
+/// writing its log: the removal lands first, and the cycle's publish, landing after, must not
+/// bring the series back, for nothing would remove them again. Created again, the variant is
+/// published again. No sleeps but a bounded wait for the removal to land.
+#[actix::test]
+async fn a_variant_gone_mid_cycle_is_not_brought_back_by_that_cycle() {
+    use wva_actors::shards::ShardFilter;
+    let (h, mut gate, _leader, _shards) = start_gated(ShardFilter::all());
+    let model = ModelKey::new("ns", "llama");
+    let hot = [(0.76, 2.0), (0.75, 2.0)];
+    let metrics = || {
+        let mut pods = samples("gone", &hot);
+        pods.extend(samples("kept", &hot));
+        snapshot(vec![(model.clone(), pods)])
+    };
+    let deployment = |state| DeploymentEvent {
+        namespace: "ns".into(),
+        name: "gone-deploy".into(),
+        state,
+        at: Timestamp(15_000),
+    };
+    type Removal = Box<dyn Fn(&Harness)>;
+    let removals: [(&str, Removal); 2] = [
+        (
+            "VA deleted",
+            Box::new(|h: &Harness| {
+                h.registry
+                    .do_send(RemoveVariant(VariantKey::new("ns", "gone")))
+            }),
+        ),
+        (
+            "Deployment deleted",
+            Box::new(move |h: &Harness| h.registry.do_send(deployment(None))),
+        ),
+    ];
+    for (how, remove) in removals {
+        add(&h, spec("ns", "gone", "llama", 10.0), 2).await;
+        add(&h, spec("ns", "kept", "llama", 10.0), 2).await;
+        tick(&h, 10_000, metrics()).await;
+        assert!(
+            desired(&h, "ns", "gone").await.is_some(),
+            "{how}: published"
+        );
+        gate.tick(&h, metrics(), async {
+            remove(&h);
+            for _ in 0..500 {
+                if desired(&h, "ns", "gone").await.is_none() {
+                    return;
+                }
+                actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            panic!("{how}: the removal never reached the publisher");
+        })
+        .await;
+        assert_eq!(
+            desired(&h, "ns", "gone").await,
+            None,
+            "{how}: the cycle in flight brought the series back"
+        );
+        assert!(desired(&h, "ns", "kept").await.is_some(), "{how}: kept");
+        // Created again: a new life, published from the next decision on.
+        add(&h, spec("ns", "gone", "llama", 10.0), 2).await;
+        tick(&h, 20_000, metrics()).await;
+        assert!(
+            desired(&h, "ns", "gone").await.is_some(),
+            "{how}: created again, not published"
+        );
+    }
 }
 
 /// Two models on one accelerator type, one at priority 1 and one at priority 5, both saturated

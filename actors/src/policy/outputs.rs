@@ -18,10 +18,27 @@ pub struct ScalingChange {
     pub reason: &'static str,
 }
 
+/// Which life of a variant decided a value. A variant retired (its VA deleted, its Deployment
+/// gone) and created again under the same name starts a new life, numbered after every life
+/// begun before it in the process; the publisher never lets an ended life's values back (a cycle
+/// still in flight when its variant was retired would otherwise bring back its series for good).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Life(pub u64);
+
+impl Life {
+    /// A life numbered after every one begun before it in this process.
+    pub fn begin() -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Self(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
 /// One variant's published values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Published {
     pub variant: VariantKey,
+    /// Which life of the variant decided them (its supervisor's slot stamps it).
+    pub life: Life,
     pub accelerator: String,
     pub desired: u32,
     pub current: u32,
@@ -221,6 +238,7 @@ pub fn cycle_outputs(
         }
         out.published.push(Published {
             variant: facts.key.clone(),
+            life: Life::default(),
             accelerator: target.accelerator.clone(),
             desired: target.target,
             current: target.current_replicas,
