@@ -146,9 +146,9 @@ impl Effects {
             ports.telemetry.withheld.inc_by(withheld as u64);
         }
         for retired in self.retired {
-            let variant = retired.variant.clone();
+            let (variant, up_to) = (retired.variant.clone(), retired.decided_up_to);
             let _ = ports.publisher.send(retired).await;
-            if let Ok(Err(e)) = ports.log.send(Forget(variant.clone())).await {
+            if let Ok(Err(e)) = ports.log.send(Forget(variant.clone(), up_to)).await {
                 tracing::warn!(%variant, error = %e, "decision log: cannot forget a retired variant");
             }
         }

@@ -88,7 +88,9 @@ log_message!(
     Result<Option<RecordedLearner>, LogError>,
     |a, m| a.log().learner_of(&m.0)
 );
-log_message!(Forget(VariantKey), Result<(), LogError>, |a, m| a.log().forget_variant(&m.0));
+log_message!(Forget(VariantKey, Option<Timestamp>), Result<(), LogError>, |a, m| a
+    .log()
+    .forget_variant(&m.0, m.1));
 // Compact records come back rebuilt in full, as every reader of the log sees them.
 log_message!(ReadHistory(HistoryFilter), Result<History, LogError>, |a, m| {
     crate::compact::read_history(a.log().as_ref(), &m.0)

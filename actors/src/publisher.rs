@@ -418,6 +418,9 @@ impl Handler<Unpublish> for Publisher {
 pub struct Retire {
     pub variant: VariantKey,
     pub life: Life,
+    /// The last cycle time its supervisor decided at: what the decision log forgets with it
+    /// (a record decided by then and appended later brings nothing back).
+    pub decided_up_to: Option<wva_storage::Timestamp>,
 }
 
 impl Handler<Retire> for Publisher {
@@ -568,6 +571,7 @@ mod tests {
             .send(Retire {
                 variant: key.clone(),
                 life: first,
+                decided_up_to: None,
             })
             .await
             .expect("publisher");

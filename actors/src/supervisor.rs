@@ -153,6 +153,8 @@ pub struct ModelSupervisor {
     ports: Ports,
     /// The latest metrics read, for cycles triggered by a Deployment event between ticks.
     last_metrics: Option<Metrics>,
+    /// The latest time a cycle decided at here: a variant retired is forgotten up to it.
+    decided_up_to: Option<Timestamp>,
     restarts: u64,
     /// The model's demand trend (`slo-capacity` with the forecast on).
     trend: Option<DemandTrend>,
@@ -168,6 +170,7 @@ impl ModelSupervisor {
             settings,
             ports,
             last_metrics: None,
+            decided_up_to: None,
             restarts: 0,
             trend: None,
             compactor: Compactor::default(),
@@ -334,6 +337,7 @@ impl ModelSupervisor {
         mut effects: Effects,
     ) -> AtomicResponse<Self, ModelCycle> {
         self.last_metrics = Some(metrics.clone());
+        self.decided_up_to = self.decided_up_to.max(Some(at));
         let plan = self.plan(at, metrics, trigger);
         let span = tracing::info_span!(
             "model",
@@ -586,6 +590,7 @@ impl Handler<DropVariant> for ModelSupervisor {
         effects.retired.push(Retire {
             variant: msg.0,
             life,
+            decided_up_to: self.decided_up_to,
         });
         effects
     }
@@ -621,6 +626,7 @@ impl Handler<DeploymentUpdate> for ModelSupervisor {
                 effects.retired.push(Retire {
                     variant: slot.spec.key.clone(),
                     life: std::mem::replace(&mut slot.life, Life::begin()),
+                    decided_up_to: self.decided_up_to,
                 });
                 effects.statuses.push(StatusUpdate::TargetMissing {
                     variant: slot.spec.key.clone(),

@@ -1052,8 +1052,12 @@ impl DecisionLog for BadDisk {
     fn last_good_of(&self, v: &VariantKey) -> Result<Option<LastGood>, wva_storage::LogError> {
         self.inner.last_good_of(v)
     }
-    fn forget_variant(&mut self, v: &VariantKey) -> Result<(), wva_storage::LogError> {
-        self.inner.forget_variant(v)
+    fn forget_variant(
+        &mut self,
+        v: &VariantKey,
+        up_to: Option<Timestamp>,
+    ) -> Result<(), wva_storage::LogError> {
+        self.inner.forget_variant(v, up_to)
     }
     fn learner_of(
         &self,
@@ -1526,6 +1530,11 @@ async fn a_variant_gone_mid_cycle_is_not_brought_back_by_that_cycle() {
             "{how}: the cycle in flight brought the series back"
         );
         assert!(desired(&h, "ns", "kept").await.is_some(), "{how}: kept");
+        assert_eq!(
+            last_good_of(&h, "ns", "gone").await,
+            None,
+            "{how}: the cycle in flight brought its last good back"
+        );
         // Created again: a new life, published from the next decision on.
         add(&h, spec("ns", "gone", "llama", 10.0), 2).await;
         tick(&h, 20_000, metrics()).await;

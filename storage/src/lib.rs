@@ -133,8 +133,15 @@ pub trait DecisionLog: Send {
     fn last_good(&self) -> Result<BTreeMap<VariantKey, LastGood>, LogError>;
     /// The last good desired count of one variant.
     fn last_good_of(&self, variant: &VariantKey) -> Result<Option<LastGood>, LogError>;
-    /// Drops a variant from the last-good index and its learner state (its VA is gone).
-    fn forget_variant(&mut self, variant: &VariantKey) -> Result<(), LogError>;
+    /// Drops a variant from the last-good index and its learner state (its VA or Deployment is
+    /// gone). A record decided at or before `decided_up_to` that is appended afterwards (its
+    /// cycle was still in flight) goes in the journal but brings neither back, so that a variant
+    /// created again starts afresh.
+    fn forget_variant(
+        &mut self,
+        variant: &VariantKey,
+        decided_up_to: Option<Timestamp>,
+    ) -> Result<(), LogError>;
     /// The latest latency-learner state of a variant (from its last model-based record).
     fn learner_of(&self, variant: &VariantKey) -> Result<Option<RecordedLearner>, LogError>;
     /// Records matching the filter, oldest first.

@@ -80,7 +80,14 @@ pub struct Log<B> {
     /// The desired count in the last-good index, per variant key: an entry is written only
     /// when its count changes (a steady fleet rewrote every variant's entry every cycle).
     last_good_written: HashMap<Vec<u8>, u32>,
+    /// Variants forgotten lately, per variant key, with the time up to which cycles could still
+    /// have decided for them: records decided by then update neither index.
+    forgotten: HashMap<Vec<u8>, Timestamp>,
 }
+
+/// How long a forgotten variant is remembered, in decision time: far longer than a cycle can be
+/// in flight, short enough that a cluster deleting variants all day keeps few.
+const FORGOTTEN_MEMORY_MS: i64 = 600_000;
 
 /// Bytes a stored value (a segment or a single record) is accounted for: the value, its key
 /// twice (records and by_seq), and the fixed part of the by_seq entry.
@@ -133,6 +140,7 @@ impl<B: Backend> Log<B> {
             passes: 0,
             usage: Usage::default(),
             last_good_written: HashMap::new(),
+            forgotten: HashMap::new(),
         };
         let stored_seq = |v: Option<Vec<u8>>| {
             v.and_then(|b| Some(u64::from_be_bytes(b.get(..8)?.try_into().ok()?)))
@@ -360,7 +368,15 @@ impl<B: Backend> DecisionLog for Log<B> {
                 .entry(journal_slot(record.model(), self.slots))
                 .or_default()
                 .push((seq, record));
+            let decided_before_forgotten = |key: &[u8]| {
+                self.forgotten
+                    .get(key)
+                    .is_some_and(|up_to| record.at() <= *up_to)
+            };
             for (key, lg) in last_good_updates(record) {
+                if decided_before_forgotten(&key) {
+                    continue;
+                }
                 // The entry keeps the time its count was first decided; only a new count is
                 // written.
                 if self.last_good_written.get(&key) != Some(&lg.desired) {
@@ -374,6 +390,9 @@ impl<B: Backend> DecisionLog for Log<B> {
                         namespace: m.model.namespace.clone(),
                         name: v.name.clone(),
                     };
+                    if decided_before_forgotten(&variant_key(&key)) {
+                        continue;
+                    }
                     learners.push((learner_key(&key), encode_value(&v.learner)?));
                 }
             }
@@ -431,7 +450,17 @@ impl<B: Backend> DecisionLog for Log<B> {
             .and_then(decode_last_good))
     }
 
-    fn forget_variant(&mut self, variant: &VariantKey) -> Result<(), LogError> {
+    fn forget_variant(
+        &mut self,
+        variant: &VariantKey,
+        decided_up_to: Option<Timestamp>,
+    ) -> Result<(), LogError> {
+        if let Some(up_to) = decided_up_to {
+            let horizon = up_to.0.saturating_sub(FORGOTTEN_MEMORY_MS);
+            self.forgotten.retain(|_, t| t.0 > horizon);
+            let t = self.forgotten.entry(variant_key(variant)).or_insert(up_to);
+            *t = (*t).max(up_to);
+        }
         self.last_good_written.remove(&variant_key(variant));
         self.backend.remove(Tree::Meta, &learner_key(variant))?;
         self.backend.remove(Tree::LastGood, &variant_key(variant))

@@ -248,9 +248,50 @@ fn last_good_ignores_safety_net_decisions_and_forgets_removed_variants() {
             4,
             "{name}"
         );
-        log.forget_variant(&VariantKey::new("ns", "b"))
+        log.forget_variant(&VariantKey::new("ns", "b"), Some(Timestamp(3)))
             .expect("forget");
         assert_eq!(log.last_good().expect("lg").len(), 1, "{name}");
+    }
+}
+
+/// A cycle still in flight when its variant was forgotten (its VA deleted) is appended after
+/// the forgetting: its record goes in the journal, as decided, but brings back neither the
+/// variant's last good nor its learner, so a variant created again under the name starts
+/// afresh. A cycle decided after the forgetting counts as ever.
+#[test]
+fn a_record_decided_before_a_variant_was_forgotten_brings_nothing_back() {
+    for (name, mut log, _dir) in logs() {
+        let gone = VariantKey::new("ns", "gone");
+        log.append(&cycle("ns", "m", 10, &[("gone", 3), ("kept", 1)], false))
+            .expect("append");
+        log.forget_variant(&gone, Some(Timestamp(20)))
+            .expect("forget");
+        // The cycle at 20 lands late, with a model-based record as well.
+        log.append_batch(&[
+            cycle("ns", "m", 20, &[("gone", 5), ("kept", 2)], false),
+            model_based(20, "gone", 7),
+        ])
+        .expect("append");
+        assert_eq!(log.last_good_of(&gone).expect("read"), None, "{name}");
+        assert_eq!(log.learner_of(&gone).expect("read"), None, "{name}");
+        let kept = log
+            .last_good_of(&VariantKey::new("ns", "kept"))
+            .expect("read")
+            .expect("kept");
+        assert_eq!(kept.desired, 2, "{name}: other variants are not held back");
+        assert_eq!(log.stats().records, 3, "{name}: the journal keeps them all");
+        // Created again and decided: counted.
+        log.append_batch(&[
+            cycle("ns", "m", 35, &[("gone", 1), ("kept", 2)], false),
+            model_based(35, "gone", 9),
+        ])
+        .expect("append");
+        assert_eq!(
+            log.last_good_of(&gone).expect("read").map(|g| g.desired),
+            Some(1),
+            "{name}"
+        );
+        assert!(log.learner_of(&gone).expect("read").is_some(), "{name}");
     }
 }
 
@@ -542,7 +583,7 @@ fn learner_states_survive_a_restart_and_go_with_their_variant() {
     assert_eq!(h.records.len(), 3);
     assert!(matches!(h.records[1].1, Record::ModelBased(_)));
     assert!(h.records[1].1.mentions_variant("a"));
-    log.forget_variant(&a).expect("forget");
+    log.forget_variant(&a, None).expect("forget");
     assert_eq!(log.learner_of(&a).expect("read"), None);
 }
 
