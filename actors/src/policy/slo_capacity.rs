@@ -755,14 +755,20 @@ pub fn decide_slo_capacity(
     let fallback: Vec<usize> = order.iter().chain(&by_cost).copied().collect();
     // The model then gets at least one replica more than it has: what the estimates asked for
     // is topped up to that total (never raised past it, so more demand never gives fewer).
+    // While replicas are starting, only to what it has: they are the answer to the saturation
+    // the ready ones show, which lasts until they are ready, and one more each cycle meanwhile
+    // answered one burst once per cycle of the start-up time (CONTRACT 12; section 3's
+    // scale-up likewise waits for pending replicas).
     let asked: u32 = recommended.iter().sum();
+    let starting = variants.iter().any(|v| v.input.pending_replicas() > 0);
+    let saturated_floor = current_total + u32::from(!starting);
     if kv_saturated
-        && asked <= current_total
+        && asked < saturated_floor
         && let Some(&i) = fallback.iter().find(|&&i| {
             recommended[i] < ceiling(&variants[i]) && variants[i].input.current_replicas > 0
         })
     {
-        recommended[i] += current_total + 1 - asked;
+        recommended[i] += saturated_floor - asked;
     }
     // The model keeps one replica.
     if recommended.iter().all(|&r| r == 0)
@@ -1357,6 +1363,40 @@ mod tests {
         full.input.replicas[0].kv_cache_usage = Some(0.95);
         let d = decide_slo_capacity(&[full], &Thresholds::default(), &config);
         assert_eq!(d.decision.variants[0].target, 3);
+    }
+
+    /// CONTRACT section 12 (a burst is not answered twice while the first answer starts): the
+    /// ready replica stays at a full KV cache until the ones on their way are ready, and the
+    /// backstop waits for them as section 3's scale-up does. It added one each cycle before: on
+    /// the zoo's mix, one ready H100 at KV 0.99 and a 390-request queue took the ask from 2 to
+    /// 12 in ten cycles where its demand needed 4.
+    #[test]
+    fn a_full_kv_cache_adds_no_replica_while_replicas_start() {
+        let config = SloCapacityConfig::default();
+        // A light estimate (2 rps on 17 rps replicas) under a full KV cache.
+        let full = |current: u32, ready: u32| {
+            let mut v = variant("h100", 6.9, ready as usize, 2.0, learned(8.0, 40.0));
+            v.input.replicas[0].kv_cache_usage = Some(0.99);
+            v.input.current_replicas = current;
+            v.input.ready_replicas = ready;
+            v
+        };
+        let d = decide_slo_capacity(&[full(1, 1)], &Thresholds::default(), &config);
+        assert_eq!(d.decision.variants[0].target, 2, "all ready: one more");
+        for (current, ready) in [(2, 1), (5, 1), (3, 2)] {
+            let d = decide_slo_capacity(&[full(current, ready)], &Thresholds::default(), &config);
+            assert_eq!(
+                d.decision.variants[0].target, current,
+                "{ready} of {current} ready: the starting ones are the answer"
+            );
+        }
+        // Another variant's starting replicas wait the backstop too: they serve the same demand.
+        let mut other = variant("a100", 3.7, 1, 1.0, learned(8.0, 40.0));
+        other.input.current_replicas = 2;
+        other.input.ready_replicas = 1;
+        let d = decide_slo_capacity(&[full(1, 1), other], &Thresholds::default(), &config);
+        let total: u32 = d.decision.variants.iter().map(|t| t.target).sum();
+        assert_eq!(total, 3, "{:?}", d.decision.variants);
     }
 
     /// CONTRACT section 12: replicas still starting are credited (targets are totals), and a
