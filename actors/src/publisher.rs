@@ -192,7 +192,11 @@ impl Publisher {
     /// Whether a value may be published: not decided in a life that has ended or that a later
     /// one has replaced. A later life's first value forgets the ended one.
     fn admits(&mut self, p: &Published) -> bool {
-        if let Some(&(ended, _)) = self.ended.get(&p.variant) {
+        // Empty but for the minutes after a retirement: most cycles skip the lookup.
+        if let Some(&(ended, _)) = (!self.ended.is_empty())
+            .then(|| self.ended.get(&p.variant))
+            .flatten()
+        {
             if p.life <= ended {
                 return false;
             }

@@ -26,8 +26,7 @@ use crate::messages::{
 use crate::policy::cycle::{CycleDecision, CycleInputs, ModelBasedInputs, decide_cycle};
 use crate::policy::learner::LatencyLearner;
 use crate::policy::model_based::ModelVariantInput;
-use crate::policy::outputs::Life;
-use crate::policy::outputs::{MetricsState, VariantFacts, cycle_outputs};
+use crate::policy::outputs::{Life, MetricsState, VariantFacts, cycle_outputs};
 use crate::policy::queueing::Workload;
 use crate::policy::scale_to_zero::RequestCount;
 use crate::policy::slo_capacity::{CapacityVariant, DemandTrend, SloCapacityConfig, model_demand};
