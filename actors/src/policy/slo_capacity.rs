@@ -675,14 +675,41 @@ fn stabilised_and_credited(
     held_targets
 }
 
-/// A KV cache at its threshold is saturation whatever the estimates say.
-fn kv_at_threshold(variants: &[CapacityVariant], thresholds: &Thresholds) -> bool {
-    variants.iter().any(|v| {
+/// A KV cache at its threshold is saturation whatever the estimates say: the model then gets
+/// at least one replica more than it has, what the estimates asked for topped up to that total
+/// (never raised past it, so more demand never gives fewer) on the first of `fallback` that
+/// can grow. While replicas are starting, only to what it has: they are the answer to the
+/// saturation the ready ones show, which lasts until they are ready, and one more each cycle
+/// meanwhile answered one burst once per cycle of the start-up time (CONTRACT 12; section 3's
+/// scale-up likewise waits for pending replicas).
+fn top_up_a_full_cache(
+    variants: &[CapacityVariant],
+    thresholds: &Thresholds,
+    fallback: &[usize],
+    recommended: &mut [u32],
+) {
+    let full = variants.iter().any(|v| {
         v.input.replicas.iter().any(|r| {
             r.kv_cache_usage
                 .is_some_and(|kv| kv >= thresholds.kv_cache_threshold)
         })
-    })
+    });
+    if !full {
+        return;
+    }
+    let current: u32 = variants.iter().map(|v| v.input.current_replicas).sum();
+    let starting = variants.iter().any(|v| v.input.pending_replicas() > 0);
+    let at_least = current + u32::from(!starting);
+    let asked: u32 = recommended.iter().sum();
+    let can_grow = |i: usize| {
+        let v = &variants[i];
+        recommended[i] < v.max_replicas.unwrap_or(u32::MAX) && v.input.current_replicas > 0
+    };
+    if asked < at_least
+        && let Some(&i) = fallback.iter().find(|&&i| can_grow(i))
+    {
+        recommended[i] += at_least - asked;
+    }
 }
 
 /// Decides the replicas of every variant of one model.
@@ -757,30 +784,12 @@ pub fn decide_slo_capacity(
         covered += f64::from(added) * rps;
         short_of_room = covered < demand_rps && added == room;
     }
-    let kv_saturated = kv_at_threshold(variants, thresholds);
-    let current_total: u32 = variants.iter().map(|v| v.input.current_replicas).sum();
     // Where one more replica goes when the estimates cannot say: the cheapest per capacity,
     // else the cheapest.
     let mut by_cost: Vec<usize> = (0..variants.len()).collect();
     by_cost.sort_by(|&a, &b| variants[a].input.cost.total_cmp(&variants[b].input.cost));
     let fallback: Vec<usize> = order.iter().chain(&by_cost).copied().collect();
-    // The model then gets at least one replica more than it has: what the estimates asked for
-    // is topped up to that total (never raised past it, so more demand never gives fewer).
-    // While replicas are starting, only to what it has: they are the answer to the saturation
-    // the ready ones show, which lasts until they are ready, and one more each cycle meanwhile
-    // answered one burst once per cycle of the start-up time (CONTRACT 12; section 3's
-    // scale-up likewise waits for pending replicas).
-    let asked: u32 = recommended.iter().sum();
-    let starting = variants.iter().any(|v| v.input.pending_replicas() > 0);
-    let saturated_floor = current_total + u32::from(!starting);
-    if kv_saturated
-        && asked < saturated_floor
-        && let Some(&i) = fallback.iter().find(|&&i| {
-            recommended[i] < ceiling(&variants[i]) && variants[i].input.current_replicas > 0
-        })
-    {
-        recommended[i] += saturated_floor - asked;
-    }
+    top_up_a_full_cache(variants, thresholds, &fallback, &mut recommended);
     // The model keeps one replica.
     if recommended.iter().all(|&r| r == 0)
         && let Some(&i) = fallback.first()
