@@ -550,6 +550,24 @@ mod tests {
         assert!(text.contains("H100"), "{text}");
     }
 
+    /// Sends `values` to the publisher, then reads back the published desired count of the
+    /// test's variant (`ns/v`).
+    async fn publish_and_read(publisher: &Addr<Publisher>, values: Vec<Published>) -> Option<u32> {
+        publisher.send(Publish(values)).await.expect("publisher");
+        publisher
+            .send(ReadDesired(VariantKey::new("ns", "v")))
+            .await
+            .expect("publisher")
+    }
+
+    /// The test's variant at `desired`, decided in `life`.
+    fn in_life(desired: u32, life: Life) -> Published {
+        Published {
+            life,
+            ..published(desired, 2, None)
+        }
+    }
+
     /// A cycle still in flight when its variant was retired (its VA deleted) lands after the
     /// retirement: its values must not bring the series back, for nothing would remove them
     /// again. A variant created again under the same name publishes from its new life, and a
@@ -559,57 +577,27 @@ mod tests {
         let publisher = Publisher::new(&PublisherConfig::default())
             .expect("publisher")
             .start();
-        let key = VariantKey::new("ns", "v");
-        let value = |desired, life| Published {
-            life,
-            ..published(desired, 2, None)
-        };
-        let desired = || publisher.send(ReadDesired(key.clone()));
         let first = Life::begin();
-        publisher
-            .send(Publish(vec![value(2, first)]))
-            .await
-            .expect("publisher");
-        assert_eq!(desired().await.expect("publisher"), Some(2));
-        publisher
-            .send(Retire {
-                variant: key.clone(),
-                life: first,
-                decided_up_to: None,
-            })
-            .await
-            .expect("publisher");
-        publisher
-            .send(Publish(vec![value(3, first)]))
-            .await
-            .expect("publisher");
         assert_eq!(
-            desired().await.expect("publisher"),
-            None,
-            "the retired life came back"
+            publish_and_read(&publisher, vec![in_life(2, first)]).await,
+            Some(2)
         );
+        let retire = Retire {
+            variant: VariantKey::new("ns", "v"),
+            life: first,
+            decided_up_to: None,
+        };
+        publisher.send(retire).await.expect("publisher");
+        let late = publish_and_read(&publisher, vec![in_life(3, first)]).await;
+        assert_eq!(late, None, "the retired life came back");
         let text = publisher.send(Gather).await.expect("publisher");
         assert!(!text.contains(r#"variant_name="v""#), "{text}");
 
         let second = Life::begin();
-        publisher
-            .send(Publish(vec![value(1, second)]))
-            .await
-            .expect("publisher");
-        assert_eq!(
-            desired().await.expect("publisher"),
-            Some(1),
-            "the new life is published"
-        );
-        publisher
-            .send(Publish(vec![value(5, first)]))
-            .await
-            .expect("publisher");
-        assert_eq!(
-            desired().await.expect("publisher"),
-            Some(1),
-            "the old life replaced the new"
-        );
+        let new = publish_and_read(&publisher, vec![in_life(1, second)]).await;
+        assert_eq!(new, Some(1), "the new life is published");
+        let old = publish_and_read(&publisher, vec![in_life(5, first)]).await;
+        assert_eq!(old, Some(1), "the old life replaced the new");
     }
 
     /// Removing a variant's series without retiring it (its model's shard went to another
@@ -619,33 +607,16 @@ mod tests {
         let publisher = Publisher::new(&PublisherConfig::default())
             .expect("publisher")
             .start();
-        let key = VariantKey::new("ns", "v");
         let life = Life::begin();
-        let value = Published {
-            life,
-            ..published(2, 2, None)
-        };
-        publisher
-            .send(Publish(vec![value.clone()]))
-            .await
-            .expect("publisher");
-        publisher
-            .send(Unpublish(key.clone()))
-            .await
-            .expect("publisher");
         assert_eq!(
-            publisher
-                .send(ReadDesired(key.clone()))
-                .await
-                .expect("publisher"),
-            None
+            publish_and_read(&publisher, vec![in_life(2, life)]).await,
+            Some(2)
         );
-        publisher
-            .send(Publish(vec![value]))
-            .await
-            .expect("publisher");
+        let key = VariantKey::new("ns", "v");
+        publisher.send(Unpublish(key)).await.expect("publisher");
+        assert_eq!(publish_and_read(&publisher, vec![]).await, None);
         assert_eq!(
-            publisher.send(ReadDesired(key)).await.expect("publisher"),
+            publish_and_read(&publisher, vec![in_life(2, life)]).await,
             Some(2)
         );
     }
