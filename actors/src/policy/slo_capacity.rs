@@ -33,7 +33,7 @@
 //!   (its pods export no latency histograms, too little traffic, an engine with other metric
 //!   names) is decided by the saturation analysis, up and down, and what it serves is counted
 //!   as covered; the decision says so ([`SloCapacityDecision::fallback`]). A KV cache at its
-//!   threshold still adds a replica.
+//!   threshold still adds a replica, once the replicas already starting are ready.
 
 use serde::{Deserialize, Serialize};
 
