@@ -257,14 +257,16 @@ pub fn assemble(
             let Some(sample) = samples.get_mut(&key) else {
                 continue;
             };
-            // With no request in the window the means are 0/0: zero, as the learner expects.
-            // So is a mean with nothing to average (no ITL from one-token outputs).
-            let mean = |m: &HashMap<PodKey, f64>| {
+            // A pod's finite value, else `unread`.
+            let read_or = |m: &HashMap<PodKey, f64>, unread: f64| {
                 m.get(&key)
                     .copied()
                     .filter(|v| v.is_finite())
-                    .unwrap_or(0.0)
+                    .unwrap_or(unread)
             };
+            // With no request in the window the means are 0/0: zero, as the learner expects.
+            // So is a mean with nothing to average (no ITL from one-token outputs).
+            let mean = |m: &HashMap<PodKey, f64>| read_or(m, 0.0);
             let mean_waiting = mean(&waiting_mean);
             let stats = ServingStats {
                 request_rate_rps: rps,
@@ -275,11 +277,7 @@ pub fn assemble(
                 mean_waiting,
                 // Unread, the queue is taken to have ended where it stood on average: no
                 // change, and its mean as the backlog.
-                last_waiting: waiting_last
-                    .get(&key)
-                    .copied()
-                    .filter(|v| v.is_finite())
-                    .unwrap_or(mean_waiting),
+                last_waiting: read_or(&waiting_last, mean_waiting),
             };
             sample.serving = stats.is_valid().then_some(stats);
         }

@@ -550,6 +550,13 @@ mod tests {
         assert!(text.contains("H100"), "{text}");
     }
 
+    /// A publisher with the default names, started.
+    fn started() -> Addr<Publisher> {
+        Publisher::new(&PublisherConfig::default())
+            .expect("publisher")
+            .start()
+    }
+
     /// Sends `values` to the publisher, then reads back the published desired count of the
     /// test's variant (`ns/v`).
     async fn publish_and_read(publisher: &Addr<Publisher>, values: Vec<Published>) -> Option<u32> {
@@ -574,9 +581,7 @@ mod tests {
     /// late value of the old life never replaces the new one's.
     #[actix_rt::test]
     async fn a_retired_lifes_late_values_never_come_back() {
-        let publisher = Publisher::new(&PublisherConfig::default())
-            .expect("publisher")
-            .start();
+        let publisher = started();
         let first = Life::begin();
         assert_eq!(
             publish_and_read(&publisher, vec![in_life(2, first)]).await,
@@ -604,9 +609,7 @@ mod tests {
     /// replica) ends no life: when the shard comes back, the same life publishes again.
     #[actix_rt::test]
     async fn series_removed_without_retiring_come_back_with_the_same_life() {
-        let publisher = Publisher::new(&PublisherConfig::default())
-            .expect("publisher")
-            .start();
+        let publisher = started();
         let life = Life::begin();
         assert_eq!(
             publish_and_read(&publisher, vec![in_life(2, life)]).await,

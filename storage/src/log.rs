@@ -455,15 +455,16 @@ impl<B: Backend> DecisionLog for Log<B> {
         variant: &VariantKey,
         decided_up_to: Option<Timestamp>,
     ) -> Result<(), LogError> {
+        let key = variant_key(variant);
         if let Some(up_to) = decided_up_to {
             let horizon = up_to.0.saturating_sub(FORGOTTEN_MEMORY_MS);
             self.forgotten.retain(|_, t| t.0 > horizon);
-            let t = self.forgotten.entry(variant_key(variant)).or_insert(up_to);
+            let t = self.forgotten.entry(key.clone()).or_insert(up_to);
             *t = (*t).max(up_to);
         }
-        self.last_good_written.remove(&variant_key(variant));
+        self.last_good_written.remove(&key);
         self.backend.remove(Tree::Meta, &learner_key(variant))?;
-        self.backend.remove(Tree::LastGood, &variant_key(variant))
+        self.backend.remove(Tree::LastGood, &key)
     }
 
     fn learner_of(&self, variant: &VariantKey) -> Result<Option<RecordedLearner>, LogError> {

@@ -42,6 +42,13 @@ impl ServingSummary {
         let backlog = self.waiting_end.max(0.0) / drain_s.max(1.0);
         (self.rate_rps + pods * (change + backlog)).max(0.0)
     }
+
+    /// Whether the waiting queue drained over the window: it ended well under its mean (both
+    /// per server; by half of it, and by more than one request, so that the odd request of a
+    /// queue that stays near empty does not count).
+    pub fn queue_drained(&self) -> bool {
+        self.waiting - self.waiting_end > (0.5 * self.waiting).max(1.0)
+    }
 }
 
 #[cfg(test)]

@@ -128,7 +128,7 @@ impl TtftFit {
             && s.mean_input_tokens > 0.0
             && s.ttft_ms.is_finite()
             && s.ttft_ms > 0.0;
-        if !usable || queue_drained(s) {
+        if !usable || s.queue_drained() {
             return false;
         }
         let rate = s.rate_rps / s.pods as f64;
@@ -149,13 +149,6 @@ impl TtftFit {
     pub fn samples(&self) -> u32 {
         self.line.map_or(0, |l| l.accepted)
     }
-}
-
-/// Whether a window's waiting queue drained: it ended well under its mean (both per server;
-/// by half of it, and by more than one request, so that the odd request of a queue that stays
-/// near empty does not count).
-fn queue_drained(s: &ServingSummary) -> bool {
-    s.waiting - s.waiting_end > (0.5 * s.waiting).max(1.0)
 }
 
 /// A replica's prefill load: prompt tokens per second times TTFT in seconds, in thousands.
@@ -198,6 +191,13 @@ pub struct CapacityVariant {
     pub max_replicas: Option<u32>,
     /// Recommendations of the previous cycles in the stabilisation window, oldest first.
     pub recent: Vec<u32>,
+}
+
+impl CapacityVariant {
+    /// The most replicas its scaler allows (unbounded when unknown).
+    fn ceiling(&self) -> u32 {
+        self.max_replicas.unwrap_or(u32::MAX)
+    }
 }
 
 /// The analyzer's settings.
@@ -613,7 +613,7 @@ fn credit_held_capacity(
     recs: &[u32],
     capacities: &[(Option<f64>, String)],
     held_targets: &mut [(u32, String)],
-    most_expensive_first: &[usize],
+    most_expensive_first: impl Iterator<Item = usize>,
 ) {
     let mut held_beyond: f64 = held_targets
         .iter()
@@ -626,7 +626,7 @@ fn credit_held_capacity(
                 .map(|r| f64::from(serving - rec) * r)
         })
         .sum();
-    for &i in most_expensive_first {
+    for i in most_expensive_first {
         let Some(rps) = capacities[i].0.filter(|r| *r > 0.0) else {
             continue;
         };
@@ -664,13 +664,12 @@ fn stabilised_and_credited(
         .enumerate()
         .map(|(i, v)| stabilised(v, recs[i], demand_said, &capacities[i].1))
         .collect();
-    let most_expensive_first: Vec<usize> = cheapest_first.iter().rev().copied().collect();
     credit_held_capacity(
         variants,
         recs,
         capacities,
         &mut held_targets,
-        &most_expensive_first,
+        cheapest_first.iter().rev().copied(),
     );
     held_targets
 }
@@ -703,7 +702,7 @@ fn top_up_a_full_cache(
     let asked: u32 = recommended.iter().sum();
     let can_grow = |i: usize| {
         let v = &variants[i];
-        recommended[i] < v.max_replicas.unwrap_or(u32::MAX) && v.input.current_replicas > 0
+        recommended[i] < v.ceiling() && v.input.current_replicas > 0
     };
     if asked < at_least
         && let Some(&i) = fallback.iter().find(|&&i| can_grow(i))
@@ -743,7 +742,7 @@ pub fn decide_slo_capacity(
         v.min_replicas
             .unwrap_or(u32::from(v.input.current_replicas > 0))
     };
-    let ceiling = |v: &CapacityVariant| v.max_replicas.unwrap_or(u32::MAX);
+    let ceiling = CapacityVariant::ceiling;
     let mut recommended: Vec<u32> = variants.iter().map(floor).collect();
     let (mut covered, fell_back) =
         fall_back_where_unknown(variants, thresholds, c, &mut capacities, &mut recommended);
