@@ -38,9 +38,26 @@ impl ServingSummary {
     /// 60 arrived.
     pub fn demand_rps(&self, window_s: f64, drain_s: f64) -> f64 {
         let pods = self.pods as f64;
-        let change = (self.waiting_end - self.waiting) / (window_s / 2.0).max(1.0);
+        let change = self.queue_change_per_s(window_s);
         let backlog = self.waiting_end.max(0.0) / drain_s.max(1.0);
         (self.rate_rps + pods * (change + backlog)).max(0.0)
+    }
+
+    /// How fast the waiting queue changed at the window's end, requests per second per server.
+    /// A queue moving steadily over the whole window ends half a window's change away from its
+    /// mean, and its mean is at least half its end. A mean under half the end says the queue
+    /// rose from empty within the window: rising at `g` for the last `τ` seconds it ends at
+    /// `g·τ` with a mean of `g·τ²/(2·window)`, so `τ = 2·window·mean/end`. Read as spread over
+    /// the whole window instead, a surge's first fifteen seconds gave a quarter of its growth.
+    /// `τ` is taken as at least a quarter window: the queue is sampled, and a rise seen in one
+    /// sample says little of how fast it came.
+    fn queue_change_per_s(&self, window_s: f64) -> f64 {
+        let window = window_s.max(1.0);
+        if self.waiting_end > 2.0 * self.waiting {
+            let rising_for_s = (2.0 * window * self.waiting / self.waiting_end).max(window / 4.0);
+            return self.waiting_end / rising_for_s;
+        }
+        (self.waiting_end - self.waiting) / (window / 2.0)
     }
 
     /// Whether the waiting queue drained over the window: it ended well under its mean (both
@@ -91,6 +108,35 @@ mod tests {
             "{draining}"
         );
         assert!(draining < demand(100.0) && demand(100.0) < growing);
+    }
+
+    #[test]
+    fn a_queue_rising_from_empty_late_in_the_window_counts_at_its_pace() {
+        let rising = |end: f64, mean: f64| ServingSummary {
+            waiting: mean,
+            waiting_end: end,
+            ..window(end)
+        };
+        // Empty for 45 s, then 4 more a second than complete per server for the last 15 s: it
+        // ends at 60 with a mean of 60·15/120 = 7.5. Read as a rise over the whole window it
+        // was (60 − 7.5)/30 = 1.75 a second.
+        let surge = rising(60.0, 7.5).demand_rps(60.0, 150.0);
+        assert!(
+            (surge - (60.0 + 2.0 * (4.0 + 60.0 / 150.0))).abs() < 1e-9,
+            "{surge}"
+        );
+        // Seen in the last sample alone, the rise is taken as a quarter window's.
+        let one_sample = rising(30.0, 0.0).demand_rps(60.0, 150.0);
+        assert!(
+            (one_sample - (60.0 + 2.0 * (30.0 / 15.0 + 30.0 / 150.0))).abs() < 1e-9,
+            "{one_sample}"
+        );
+        // At a mean of half the end both readings agree: a steady rise from empty.
+        let steady = rising(60.0, 30.0).demand_rps(60.0, 150.0);
+        assert!(
+            (steady - (60.0 + 2.0 * (1.0 + 60.0 / 150.0))).abs() < 1e-9,
+            "{steady}"
+        );
     }
 
     #[test]
