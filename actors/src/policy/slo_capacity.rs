@@ -14,9 +14,10 @@
 //!   its mean, so the mean must stay well inside). When a variant already runs over its ITL
 //!   budget, or its requests queue longer than the TTFT budget allows, the capacity is cut back
 //!   to what the observation says it carries.
-//! - **Demand.** The requests per second the model's servers complete, plus the queued
-//!   requests drained over [`SloCapacityConfig::drain_s`]; more demand never gives fewer
-//!   replicas.
+//! - **Demand.** The requests per second the model's servers complete, plus how fast their
+//!   queue changed (at the pace it rose when it rose from empty within the window), plus the
+//!   queue left at the window's end drained over [`SloCapacityConfig::drain_s`]
+//!   ([`ServingSummary::demand_rps`]); more demand never gives fewer replicas.
 //! - **Prefill.** A second line, TTFT against the prompt tokens a replica holds ([`TtftFit`]),
 //!   bounds what a replica takes in, at a mean TTFT of its lightest plus the budget share of
 //!   what the objective leaves above it; the phase that binds first sizes it. Beside a decode line
