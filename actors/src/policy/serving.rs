@@ -140,6 +140,30 @@ mod tests {
     }
 
     #[test]
+    fn more_queue_at_the_windows_end_never_gives_less_demand() {
+        // CONTRACT 12: monotone in every demand signal. Across the two readings of the change
+        // (a rise over the whole window, a rise from empty within it) and the quarter-window
+        // floor, for queues that were empty, near empty and long on average.
+        for mean in [0.0, 0.2, 1.0, 7.5, 40.0, 300.0] {
+            let mut before = f64::NEG_INFINITY;
+            for step in 0..=4_000 {
+                let end = f64::from(step) * 0.25;
+                let demand = ServingSummary {
+                    waiting: mean,
+                    waiting_end: end,
+                    ..window(end)
+                }
+                .demand_rps(60.0, 150.0);
+                assert!(
+                    demand >= before - 1e-9,
+                    "mean {mean}: {demand} at end {end} < {before}"
+                );
+                before = demand;
+            }
+        }
+    }
+
+    #[test]
     fn demand_is_never_negative() {
         let mut idle = window(0.0);
         idle.rate_rps = 0.5;
