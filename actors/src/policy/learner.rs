@@ -220,10 +220,10 @@ impl LatencyLearner {
             f64::INFINITY
         };
         let prefill_ms = o.ttft_ms - queue_wait_ms;
-        // Little's law holds for a queue that stands; one that drains lets go requests whose
-        // waits began before the window, which its mean does not hold.
-        let wait_known = !o.queue_drained;
-        if wait_known && queue_wait_ms <= MAX_QUEUE_SHARE * o.ttft_ms {
+        if o.queue_drained {
+            // Little's law holds for a queue that stands; one that drains lets go requests
+            // whose waits began before the window, which its mean does not hold.
+        } else if queue_wait_ms <= MAX_QUEUE_SHARE * o.ttft_ms {
             learned |= match &mut self.prefill {
                 Some(fit) => fit.observe(o.mean_input_tokens, prefill_ms, PREFILL_SLOPE_SHARE),
                 None => {
@@ -235,8 +235,7 @@ impl LatencyLearner {
                     true
                 }
             };
-        } else if wait_known
-            && prefill_ms > 0.0
+        } else if prefill_ms > 0.0
             && self
                 .prefill
                 .is_none_or(|f| f.accepted == 0 && f.predict(o.mean_input_tokens) > prefill_ms)
