@@ -51,7 +51,6 @@ mod tests {
                 ttft_ms: 1e3 * (c.ttft_sum_s - before.ttft_sum_s)
                     / (c.ttft_count - before.ttft_count).max(1) as f64,
                 waiting: server.waiting() as f64,
-                queue_drained: false,
             });
         }
         learner

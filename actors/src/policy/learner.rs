@@ -157,13 +157,6 @@ pub struct LatencyObservation {
     /// Mean waiting requests per replica over the window; the wait it implies is taken out of
     /// the TTFT before the prefill line learns.
     pub waiting: f64,
-    /// Whether the queue drained over the window ([`ServingSummary::queue_drained`]): its mean
-    /// then holds less than the waits of the requests it let go, so such a window teaches the
-    /// prefill line nothing.
-    ///
-    /// [`ServingSummary::queue_drained`]: super::serving::ServingSummary::queue_drained
-    #[serde(default)]
-    pub queue_drained: bool,
 }
 
 impl LatencyObservation {
@@ -177,7 +170,6 @@ impl LatencyObservation {
             itl_ms: s.itl_ms,
             ttft_ms: s.ttft_ms,
             waiting: s.waiting,
-            queue_drained: s.queue_drained(),
         })
     }
 
@@ -220,10 +212,7 @@ impl LatencyLearner {
             f64::INFINITY
         };
         let prefill_ms = o.ttft_ms - queue_wait_ms;
-        if o.queue_drained {
-            // Little's law holds for a queue that stands; one that drains lets go requests
-            // whose waits began before the window, which its mean does not hold.
-        } else if queue_wait_ms <= MAX_QUEUE_SHARE * o.ttft_ms {
+        if queue_wait_ms <= MAX_QUEUE_SHARE * o.ttft_ms {
             learned |= match &mut self.prefill {
                 Some(fit) => fit.observe(o.mean_input_tokens, prefill_ms, PREFILL_SLOPE_SHARE),
                 None => {
@@ -317,7 +306,6 @@ mod tests {
                     itl_ms: (truth.alpha_ms + truth.beta_ms * batch) / (1.0 - share) * noise,
                     ttft_ms: (truth.gamma_ms + truth.delta_ms * input) * noise,
                     waiting: 0.0,
-                    queue_drained: false,
                 }
             })
             .collect()
@@ -367,42 +355,6 @@ mod tests {
         assert!(!learner.observe(&glitch));
         assert_eq!(learner.params(), Some(before));
         assert!(learner.samples().1 >= 2);
-    }
-
-    #[test]
-    fn a_draining_queue_teaches_the_prefill_line_nothing() {
-        let obs = observations(TRUTH, 40);
-        let mut learner = LatencyLearner::default();
-        for o in &obs {
-            learner.observe(o);
-        }
-        let before = learner.prefill.expect("learned");
-        // After a surge: a queue that averaged 2 per server over the window and ended empty, a
-        // mean TTFT of seconds (the waits of requests that queued before the window). Little's
-        // law takes 2 / rate of it out, which leaves most of it as "prefill".
-        let draining = LatencyObservation {
-            ttft_ms: 4_000.0,
-            waiting: 2.0,
-            queue_drained: true,
-            ..obs[5]
-        };
-        for _ in 0..3 {
-            learner.observe(&draining);
-        }
-        assert_eq!(
-            learner.prefill,
-            Some(before),
-            "the prefill line is as it was"
-        );
-        // The same window with its queue standing teaches it (the check is what held it).
-        let standing = LatencyObservation {
-            queue_drained: false,
-            ..draining
-        };
-        for _ in 0..3 {
-            learner.observe(&standing);
-        }
-        assert_ne!(learner.prefill, Some(before));
     }
 
     #[test]
