@@ -52,8 +52,9 @@ impl ServingSummary {
     /// `τ` is taken as at least a quarter window: the queue is sampled, and a rise seen in one
     /// sample says little of how fast it came. The mean is a mean of scrapes, which reads a
     /// rise as starting up to one scrape interval sooner than it did, so the pace errs low:
-    /// with a scrape every 15 s a rise over the last 15 s reads as one over 30 s, half its
-    /// pace, where the whole-window reading gave a quarter.
+    /// with a scrape every 15 s a rise over the last 15 s reads as one over 24 to 30 s (five or
+    /// four scrapes in the minute), about half its pace, where the whole-window reading gave
+    /// a quarter or less.
     fn queue_change_per_s(&self, window_s: f64) -> f64 {
         let window = window_s.max(1.0);
         if self.waiting_end > 2.0 * self.waiting {
