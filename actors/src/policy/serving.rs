@@ -48,13 +48,13 @@ impl ServingSummary {
     /// mean, and its mean is at least half its end. A mean under half the end says the queue
     /// rose from empty within the window: rising at `g` for the last `τ` seconds it ends at
     /// `g·τ` with a mean of `g·τ²/(2·window)`, so `τ = 2·window·mean/end`. Read as spread over
-    /// the whole window instead, a surge's first fifteen seconds gave a quarter of its growth.
+    /// the whole window instead, a surge's first fifteen seconds gave under half its growth.
     /// `τ` is taken as at least a quarter window: the queue is sampled, and a rise seen in one
     /// sample says little of how fast it came. The mean is a mean of scrapes, which reads a
     /// rise as starting up to one scrape interval sooner than it did, so the pace errs low:
     /// with a scrape every 15 s a rise over the last 15 s reads as one over 24 to 30 s (five or
-    /// four scrapes in the minute), about half its pace, where the whole-window reading gave
-    /// a quarter or less.
+    /// four scrapes in the minute), five-eighths to half its pace, where the whole-window
+    /// reading gave two-fifths to three-eighths.
     fn queue_change_per_s(&self, window_s: f64) -> f64 {
         let window = window_s.max(1.0);
         if self.waiting_end > 2.0 * self.waiting {
