@@ -192,11 +192,8 @@ impl Publisher {
     /// Whether a value may be published: not decided in a life that has ended or that a later
     /// one has replaced. A later life's first value forgets the ended one.
     fn admits(&mut self, p: &Published) -> bool {
-        // Empty but for the minutes after a retirement: most cycles skip the lookup.
-        if let Some(&(ended, _)) = (!self.ended.is_empty())
-            .then(|| self.ended.get(&p.variant))
-            .flatten()
-        {
+        // Empty but for the minutes after a retirement, when `get` returns without hashing.
+        if let Some(&(ended, _)) = self.ended.get(&p.variant) {
             if p.life <= ended {
                 return false;
             }

@@ -390,7 +390,8 @@ impl<B: Backend> DecisionLog for Log<B> {
                         namespace: m.model.namespace.clone(),
                         name: v.name.clone(),
                     };
-                    if decided_before_forgotten(&variant_key(&key)) {
+                    // The key is built only while some variant is remembered as forgotten.
+                    if !self.forgotten.is_empty() && decided_before_forgotten(&variant_key(&key)) {
                         continue;
                     }
                     learners.push((learner_key(&key), encode_value(&v.learner)?));
